@@ -1,0 +1,1 @@
+"""The ``fslora`` command: dispatches to the reference, theory and bridge packages."""

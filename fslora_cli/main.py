@@ -1,0 +1,58 @@
+"""``fslora simulate | bench | verify | crosscheck | finetune``.
+
+Each subcommand lives in the package that owns it (``<package>/cli.py`` exposing
+``configure_parser(parser)`` and ``run(args) -> int``) and is imported only when used, so
+the NumPy core never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "simulate": ("fslora_ref.cli_simulate", "run FSLoRA and the baselines on a synthetic federated problem"),
+    "bench": ("fslora_ref.cli_bench", "measure submatrix vs masked client speed (and, with --bridge, the LLM client)"),
+    "verify": ("theory.cli", "check every claim of the paper and write a report"),
+    "crosscheck": ("fslora_ref.conformance.cli", "hold an FSLoRA implementation against the reference"),
+    "finetune": ("llm_bridge.cli", "federated fine-tuning of a real LLM's LoRA layers"),
+}
+
+
+class UserError(Exception):
+    """An error whose message is the whole story (printed as one line, exit code 2)."""
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fslora", description="Federated Sketching LoRA reference toolkit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == selected:  # import only the module we need
+            importlib.import_module(module).configure_parser(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if a in COMMANDS), None)
+    try:
+        parser = build_parser(selected)
+    except ImportError as exc:
+        print(f"fslora {selected}: missing dependency ({exc}); install with: pip install -e '.[all]'", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, UserError) as exc:
+        print(f"fslora {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fslora {args.command}: interrupted (completed rounds are kept in the checkpoint, if any)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

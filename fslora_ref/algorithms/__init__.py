@@ -1,0 +1,21 @@
+"""FSLoRA and the paper's baselines behind one protocol (see protocol.py)."""
+from .fedit import FedIT
+from .flexlora import FlexLoRA
+from .flora import FLoRA
+from .fslora import FSLoRA, draw_round_sketches
+from .hetlora import HetLoRA
+from .protocol import Algorithm, ClientPlan, ServerState, Upload, apply_server_step, scatter_mean
+
+ALGORITHMS = {cls.name: cls for cls in (FSLoRA, FedIT, HetLoRA, FlexLoRA, FLoRA)}
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """An algorithm instance by name (one of ALGORITHMS)."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {name!r}")
+    return ALGORITHMS[name]()
+
+
+__all__ = ["ALGORITHMS", "get_algorithm", "Algorithm", "ClientPlan", "ServerState", "Upload",
+           "FSLoRA", "FedIT", "HetLoRA", "FlexLoRA", "FLoRA", "draw_round_sketches",
+           "apply_server_step", "scatter_mean"]

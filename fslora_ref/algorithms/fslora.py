@@ -1,0 +1,51 @@
+"""FSLoRA, Algorithm 1 of the paper (spec section 3), in a few lines.
+
+Each round: for every participating client i and layer l, draw one random-k_i sketch S_il
+(shared by that layer's B and A, fixed for the round); the client trains its rank-k_i block
+(B_I, A_I) with coefficient s * r/k_i for H steps and uploads the block's change,
+k_i (m_l + n_l) floats; the server scatters the blocks back and averages over the
+participants (all N clients in Algorithm 1).
+
+``config.form = "masked"`` runs the full-size masked form instead (B, A of rank r with
+coefficient s * diag(S), updates restricted to I): identical iterates, r/k times the work.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..lora import LayerFactors, gather
+from ..seeding import stream
+from ..sketch import sample_sketch
+from .protocol import Algorithm, ClientPlan, apply_server_step, lora_floats, scatter_mean
+
+
+def draw_round_sketches(config, round_index: int, client: int, n_layers: int) -> list:
+    """The sketches of client ``client`` in ``round_index``: one per layer, from the
+    (round, client, layer) sketch stream."""
+    return [sample_sketch(config.rank, config.budgets[client],
+                          stream(config.seed, round=round_index, client=client, layer=l, purpose="sketch"))
+            for l in range(n_layers)]
+
+
+class FSLoRA(Algorithm):
+    name = "fslora"
+
+    def configure_round(self, state, problem, config, round_index, participants):
+        s = config.lora_scaling
+        plans = []
+        for i in participants:
+            sketches = draw_round_sketches(config, round_index, i, len(state.layers))
+            if config.form == "submatrix":
+                factors = [LayerFactors(*gather(B, A, S), s * S.scale * np.ones(S.k))
+                           for (B, A), S in zip(state.layers, sketches)]
+                masks = None
+            else:
+                factors = [LayerFactors(B.copy(), A.copy(), s * S.diagonal()) for (B, A), S in zip(state.layers, sketches)]
+                masks = [(S.mask(), S.mask()) for S in sketches]
+            plans.append(ClientPlan(i, factors, [S.indices for S in sketches], masks,
+                                    download_floats=lora_floats(state.layers, [S.k for S in sketches]),
+                                    broadcast_floats=lora_floats(state.layers, [config.rank] * len(sketches))))
+        return plans
+
+    def aggregate(self, state, plans, uploads, config):
+        return apply_server_step(state, scatter_mean(state, plans, uploads, config), config)

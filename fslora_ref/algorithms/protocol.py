@@ -1,0 +1,126 @@
+"""The small protocol every federated LoRA algorithm implements (Flower-style split).
+
+    state = algo.init(problem, config)
+    plans = algo.configure_round(state, problem, config, round_index, participants)
+    uploads = [algo.client_update(plan, problem, config, round_index) for plan in plans]
+    state = algo.aggregate(state, plans, uploads, config)
+    weights = algo.global_weights(state, problem, config)      # the model the server holds
+
+``configure_round`` decides what each client receives and trains (this is where FSLoRA draws
+its sketches); ``client_update`` is shared local training; ``aggregate`` is the server rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..client import local_train, trainable_state_floats
+from ..config import FedConfig
+from ..lora import LayerFactors, init_lora
+from ..seeding import SERVER, stream
+
+
+@dataclass
+class ServerState:
+    """What the server holds between rounds."""
+
+    layers: list                                # [(B_l: (m_l, r), A_l: (r, n_l))]
+    extra: dict = field(default_factory=dict)   # algorithm-specific (merged weights, optimiser state)
+
+
+@dataclass
+class ClientPlan:
+    """What client ``client`` receives for one round and how the server will read its upload."""
+
+    client: int
+    factors: list                       # [LayerFactors] the client starts from
+    indices: list                       # [index array into the server's rank-r factors, or None]
+    masks: list | None = None           # full-size masked form: [(col_mask, row_mask)]
+    download_floats: int = 0            # what this client must receive
+    broadcast_floats: int = 0           # the paper's full broadcast of the server state
+
+
+@dataclass
+class Upload:
+    """A client's result: trained factors, their change, and what it costs to send."""
+
+    client: int
+    trained: list          # [(B, A)] as the client trained them
+    deltas: list           # [(dB, dA)] blocks the client uploads
+    upload_floats: int
+    memory_floats: int     # trainable parameters + gradients + optimiser state
+    losses: list           # local loss before each step
+
+
+class Algorithm:
+    """Base class: LoRA init, shared local training, the server model as W0 + s B A."""
+
+    name = "base"
+
+    def init(self, problem, config: FedConfig) -> ServerState:
+        layers = [init_lora(m, n, config.rank, stream(config.seed, round=-1, client=SERVER, layer=l, purpose="init"))
+                  for l, (m, n) in enumerate(problem.layer_shapes)]
+        return ServerState(layers)
+
+    def configure_round(self, state, problem, config, round_index, participants) -> list:
+        raise NotImplementedError
+
+    def client_update(self, plan: ClientPlan, problem, config: FedConfig, round_index: int) -> Upload:
+        rng = stream(config.seed, round=round_index, client=plan.client, purpose="batch")
+        optimizer = config.make_client_optimizer()
+        trained, losses = local_train(problem, plan.client, plan.factors, steps=config.local_steps,
+                                      optimizer=optimizer, rng=rng, masks=plan.masks, round_index=round_index)
+        deltas = [(B - f.B, A - f.A) for (B, A), f in zip(trained, plan.factors)]
+        if plan.masks is not None:  # masked form: upload only the selected block
+            deltas = [(dB[:, I], dA[I, :]) for (dB, dA), I in zip(deltas, plan.indices)]
+        shapes = [(f.B.shape[0], f.B.shape[1], f.A.shape[1]) for f in plan.factors]
+        return Upload(plan.client, trained, deltas,
+                      upload_floats=sum(dB.size + dA.size for dB, dA in deltas),
+                      memory_floats=trainable_state_floats(shapes, optimizer), losses=losses)
+
+    def aggregate(self, state, plans, uploads, config) -> ServerState:
+        raise NotImplementedError
+
+    def global_weights(self, state, problem, config) -> list:
+        s = config.lora_scaling
+        return [W0 + s * (B @ A) for W0, (B, A) in zip(problem.base_weights, state.layers)]
+
+    def global_factors(self, state) -> list | None:
+        """The server's rank-r (B, A) per layer, or None if the algorithm keeps none."""
+        return state.layers
+
+
+def lora_floats(layers, ranks) -> int:
+    """Floats of rank-q_l factors over layers: sum_l q_l (m_l + n_l)."""
+    return int(sum(q * (B.shape[0] + A.shape[1]) for (B, A), q in zip(layers, ranks)))
+
+
+def scatter_mean(state: ServerState, plans, uploads, config) -> list:
+    """(1/|P|) sum_i scatter(delta_i) per layer: the average full-size delta over participants."""
+    total = [(np.zeros_like(B), np.zeros_like(A)) for B, A in state.layers]
+    for plan, up in zip(plans, uploads):
+        for l, ((dB, dA), I) in enumerate(zip(up.deltas, plan.indices)):
+            total[l][0][:, I] += dB
+            total[l][1][I, :] += dA
+    count = len(uploads)
+    return [(dB / count, dA / count) for dB, dA in total]
+
+
+def apply_server_step(state: ServerState, mean_deltas, config) -> ServerState:
+    """X + mean delta (Algorithm 1), or a server optimiser step on the pseudo-gradient."""
+    server_opt = config.make_server_optimizer()
+    params = [p for pair in state.layers for p in pair]
+    deltas = [d for pair in mean_deltas for d in pair]
+    opt_state = state.extra.get("server_opt")
+    if opt_state is None:
+        opt_state = server_opt.init(params)
+    new, opt_state = server_opt.apply(params, deltas, opt_state)
+    extra = dict(state.extra, server_opt=opt_state)
+    return ServerState([(new[2 * l], new[2 * l + 1]) for l in range(len(state.layers))], extra)
+
+
+def full_rank_factors(state: ServerState, config) -> list:
+    """Unsketched LayerFactors of the whole server state (copies)."""
+    coeff = config.lora_scaling * np.ones(config.rank)
+    return [LayerFactors(B.copy(), A.copy(), coeff) for B, A in state.layers]

@@ -1,0 +1,55 @@
+"""Client local training: H optimiser steps on the client's (sketched) loss.
+
+One routine serves every algorithm: it trains LoRA factors ``B_l, A_l`` with fixed
+``coeff_l`` (which carries the LoRA scaling and, for FSLoRA, the sketch) for ``steps``
+minibatch steps and returns the trained factors. Minibatches come from the client's own
+stream, so the masked and submatrix forms see the same batches in the same order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .lora import LayerFactors
+
+
+class DivergenceError(FloatingPointError):
+    """A loss or parameter became non-finite; the message names the round and client."""
+
+
+def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np.random.Generator,
+                masks=None, round_index: int | None = None):
+    """Run ``steps`` optimiser steps on client ``client`` starting from ``factors``.
+
+    factors: [LayerFactors] per layer; B: (m_l, q_l), A: (q_l, n_l), coeff (q_l,) fixed.
+    masks:   optional [(col_mask_B: (q_l,), row_mask_A: (q_l,))] restricting which coordinates
+             may move (the full-size masked form); None = every coordinate is trainable.
+    Returns (trained factors as [(B_l, A_l)], [loss at each step before the update]).
+    """
+    params = [p for f in factors for p in (f.B, f.A)]
+    full_masks = None
+    if masks is not None:
+        full_masks = []
+        for (col, row), f in zip(masks, factors):
+            full_masks += [np.broadcast_to(col[None, :], f.B.shape), np.broadcast_to(row[:, None], f.A.shape)]
+    state = optimizer.init(params)
+    losses = []
+    for step in range(steps):
+        current = [LayerFactors(params[2 * l], params[2 * l + 1], f.coeff, f.delta) for l, f in enumerate(factors)]
+        loss, grads = problem.loss_and_factor_grads(client, current, problem.sample_batch(client, rng))
+        flat = [g for pair in grads for g in pair]
+        params, state = optimizer.update(flat, state, params, full_masks)
+        if not np.isfinite(loss) or not all(np.all(np.isfinite(p)) for p in params):
+            where = "" if round_index is None else f"round {round_index}, "
+            raise DivergenceError(f"{where}client {client}: non-finite loss or parameters at local step {step} "
+                                  f"(loss={loss}); lower the step size")
+        losses.append(loss)
+    return [(params[2 * l], params[2 * l + 1]) for l in range(len(factors))], losses
+
+
+def trainable_state_floats(shapes, optimizer) -> int:
+    """Client trainable-state memory in floats: parameters + gradients + optimiser state.
+
+    shapes: [(m_l, q_l, n_l)] of the factors the client actually allocates.
+    """
+    n_params = sum(q * (m + n) for m, q, n in shapes)
+    return n_params * (2 + optimizer.state_floats_per_param)

@@ -1,0 +1,124 @@
+"""Run configuration and per-client rank budgets, validated at construction."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .optim import ServerOptimizer, make_client_optimizer
+from .seeding import SERVER, stream
+from .validation import check_choice, check_fraction, check_int, check_positive_float
+
+BUDGET_DISTRIBUTIONS = ("uniform", "normal", "heavy_tail_low")
+
+
+def draw_budgets(n_clients: int, r_min: int, r_max: int, distribution: str, seed: int) -> list:
+    """Per-client rank budgets k_i in [r_min, r_max] (the public implementation's options).
+
+    uniform: integers uniform on [r_min, r_max]; normal: mean (a+b)/2, sd (b-a)/6, clipped and
+    rounded; heavy_tail_low: r_min + (r_max - r_min) * Beta(0.5, 3), rounded (most clients
+    near r_min, a few large).
+    """
+    n_clients = check_int("n_clients", n_clients, low=1)
+    r_min = check_int("r_min", r_min, low=1)
+    r_max = check_int("r_max", r_max, low=r_min)
+    check_choice("distribution", distribution, BUDGET_DISTRIBUTIONS)
+    rng = stream(seed, round=-1, client=SERVER, purpose="budget")
+    if distribution == "uniform":
+        raw = rng.integers(r_min, r_max + 1, size=n_clients).astype(float)
+    elif distribution == "normal":
+        raw = rng.normal((r_min + r_max) / 2, max((r_max - r_min) / 6, 1e-12), size=n_clients)
+    else:
+        raw = r_min + (r_max - r_min) * rng.beta(0.5, 3.0, size=n_clients)
+    return [int(v) for v in np.clip(np.rint(raw), r_min, r_max)]
+
+
+def budgets_from_ratios(rank: int, ratios, n_clients: int) -> list:
+    """k_i = round(ratio * r), cycling through ``ratios`` over the clients (at least 1)."""
+    out = []
+    for i in range(n_clients):
+        ratio = float(ratios[i % len(ratios)])
+        if not (0 < ratio <= 1):
+            raise ValueError(f"rank ratios must be in (0, 1], got {ratio}")
+        out.append(max(1, int(round(ratio * rank))))
+    return out
+
+
+@dataclass(frozen=True)
+class FedConfig:
+    """Everything a federated LoRA run needs besides the problem.
+
+    rank: global rank r; budgets: k_i per client; local_steps: H; lr: client step size gamma.
+    """
+
+    rank: int
+    budgets: tuple
+    local_steps: int = 5
+    lr: float = 0.05
+    rounds: int = 30
+    seed: int = 0
+    lora_scaling: float = 1.0
+    client_optimizer: str = "sgd"
+    weight_decay: float = 0.0
+    client_fraction: float = 1.0
+    server_optimizer: str = "none"
+    server_lr: float = 1.0
+    form: str = "submatrix"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_int("rank", self.rank, low=1)
+        budgets = tuple(self.budgets)
+        if not budgets:
+            raise ValueError("budgets must hold one rank budget per client (n_clients >= 1), got none")
+        for i, k in enumerate(budgets):
+            check_int(f"budgets[{i}]", k, low=1, high=self.rank)
+        object.__setattr__(self, "budgets", tuple(int(k) for k in budgets))
+        check_int("local_steps", self.local_steps, low=1)
+        check_positive_float("lr", self.lr)
+        check_int("rounds", self.rounds, low=0)
+        check_int("seed", self.seed, low=0)
+        check_positive_float("lora_scaling", self.lora_scaling)
+        check_choice("client_optimizer", self.client_optimizer, ("sgd", "adamw"))
+        check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
+        check_fraction("client_fraction", self.client_fraction)
+        check_choice("server_optimizer", self.server_optimizer, ("none", "sgd", "adam"))
+        check_positive_float("server_lr", self.server_lr)
+        check_choice("form", self.form, ("submatrix", "masked"))
+        self.make_client_optimizer()
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.budgets)
+
+    def make_client_optimizer(self):
+        return make_client_optimizer(self.client_optimizer, self.lr, self.weight_decay)
+
+    def make_server_optimizer(self):
+        return ServerOptimizer(self.server_optimizer, self.server_lr)
+
+    def participants(self, round_index: int) -> list:
+        """Clients taking part in ``round_index``: all, or a uniform sample of
+        max(1, round(client_fraction * N)) drawn from the round's participation stream."""
+        n = self.n_clients
+        if self.client_fraction >= 1.0:
+            return list(range(n))
+        size = max(1, int(round(self.client_fraction * n)))
+        rng = stream(self.seed, round=round_index, client=SERVER, purpose="participation")
+        return sorted(int(i) for i in rng.choice(n, size=size, replace=False))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["budgets"] = list(self.budgets)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FedConfig":
+        return cls(**dict(d, budgets=tuple(d["budgets"])))
+
+    def replace(self, **changes) -> "FedConfig":
+        return FedConfig(**dict(self.to_json(), **changes))
+
+    def __hash__(self):
+        return hash(json.dumps(self.to_json(), sort_keys=True))

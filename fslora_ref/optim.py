@@ -1,0 +1,121 @@
+"""Optimisers as (init, update) pairs on lists of arrays, in the spirit of optax.
+
+``update(grads, state, params) -> (new_params, new_state)``. A ``mask`` (same shapes,
+boolean) restricts both the step and the optimiser state to the selected coordinates, which
+is what makes the full-size masked client identical to the submatrix client under AdamW.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .validation import check_positive_float
+
+
+@dataclass(frozen=True)
+class SGD:
+    lr: float
+
+    def __post_init__(self):
+        check_positive_float("lr", self.lr)
+
+    state_floats_per_param = 0
+
+    def init(self, params):
+        return ()
+
+    def update(self, grads, state, params, mask=None):
+        new = []
+        for p, g, mk in zip(params, grads, _masks(mask, params)):
+            step = self.lr * g
+            new.append(p - (step if mk is None else np.where(mk, step, 0.0)))
+        return new, state
+
+
+@dataclass(frozen=True)
+class AdamW:
+    lr: float
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        check_positive_float("lr", self.lr)
+        check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            if not (0.0 <= v < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {v}")
+
+    state_floats_per_param = 2
+
+    def init(self, params):
+        return {"t": 0, "m": [np.zeros_like(p) for p in params], "v": [np.zeros_like(p) for p in params]}
+
+    def update(self, grads, state, params, mask=None):
+        t = state["t"] + 1
+        new_p, new_m, new_v = [], [], []
+        c1, c2 = 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t
+        for p, g, m, v, mk in zip(params, grads, state["m"], state["v"], _masks(mask, params)):
+            m2 = self.beta1 * m + (1.0 - self.beta1) * g
+            v2 = self.beta2 * v + (1.0 - self.beta2) * g * g
+            step = self.lr * ((m2 / c1) / (np.sqrt(v2 / c2) + self.eps) + self.weight_decay * p)
+            if mk is None:
+                new_p.append(p - step)
+                new_m.append(m2)
+                new_v.append(v2)
+            else:
+                new_p.append(np.where(mk, p - step, p))
+                new_m.append(np.where(mk, m2, m))
+                new_v.append(np.where(mk, v2, v))
+        return new_p, {"t": t, "m": new_m, "v": new_v}
+
+
+def _masks(mask, params):
+    return [None] * len(params) if mask is None else mask
+
+
+def make_client_optimizer(name: str, lr: float, weight_decay: float = 0.0):
+    """'sgd' (Algorithm 1) or 'adamw' (the public implementation's client optimiser)."""
+    if name == "sgd":
+        if weight_decay:
+            raise ValueError("weight_decay must be 0 with client_optimizer='sgd' (use 'adamw')")
+        return SGD(lr)
+    if name == "adamw":
+        return AdamW(lr, weight_decay=weight_decay)
+    raise ValueError(f"client_optimizer must be one of ['adamw', 'sgd'], got {name!r}")
+
+
+@dataclass
+class ServerOptimizer:
+    """Server step on the pseudo-gradient g = -(average client delta).
+
+    kind 'none' applies the average delta as is (Algorithm 1); 'sgd' takes X - lr * g;
+    'adam' takes an Adam step with bias correction (state kept in the server state).
+    """
+
+    kind: str = "none"
+    lr: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.kind not in ("none", "sgd", "adam"):
+            raise ValueError(f"server_optimizer must be one of ['adam', 'none', 'sgd'], got {self.kind!r}")
+        check_positive_float("server_lr", self.lr)
+
+    def init(self, params):
+        if self.kind != "adam":
+            return ()
+        return AdamW(self.lr, self.beta1, self.beta2, self.eps).init(params)
+
+    def apply(self, params, deltas, state):
+        if self.kind == "none":
+            return [p + d for p, d in zip(params, deltas)], state
+        pseudo_grads = [-d for d in deltas]
+        if self.kind == "sgd":
+            return SGD(self.lr).update(pseudo_grads, state, params)
+        return AdamW(self.lr, self.beta1, self.beta2, self.eps).update(pseudo_grads, state, params)

@@ -1,0 +1,178 @@
+"""Federated client objectives over LoRA-adapted layers, with exact gradients.
+
+A problem is a small network of LoRA-adapted linear layers (row-vector convention
+``x -> x W``) with tanh between layers and a final link (squared error or softmax
+cross-entropy). Each client i owns a private data set (X_i, targets_i); its objective is
+
+    f_i(W_1..W_L) = mean over its samples of loss(network(x), target)
+
+Gradients with respect to the LoRA factors are computed at the cost of the factors' rank
+(as PEFT does): the frozen base output of the first layer is cached per client, and the
+low-rank path x -> x B -> (x B) diag(coeff) A is never formed as a dense matrix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..lora import LayerFactors
+from ..validation import check_int, check_matrix
+
+LINKS = ("squared", "softmax")
+
+
+@dataclass
+class ClientData:
+    X: np.ndarray        # (n_i, m_1) inputs
+    targets: np.ndarray  # (n_i, n_L) real targets, or (n_i,) int class labels for softmax
+
+    @property
+    def size(self) -> int:
+        return int(self.X.shape[0])
+
+
+@dataclass
+class Problem:
+    """N clients' objectives over L LoRA-adapted weights W_l: (m_l, n_l)."""
+
+    name: str
+    base_weights: list            # [W0_l: (m_l, n_l)]
+    clients: list                 # [ClientData]
+    link: str = "squared"
+    batch_size: int | None = None  # None: full-batch (deterministic) local gradients
+    _base_out: list = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        if not self.clients:
+            raise ValueError("n_clients must be >= 1, got 0 clients")
+        if self.link not in LINKS:
+            raise ValueError(f"link must be one of {LINKS}, got {self.link!r}")
+        for l, W0 in enumerate(self.base_weights):
+            check_matrix(f"base_weights[{l}]", W0)
+            if l and W0.shape[0] != self.base_weights[l - 1].shape[1]:
+                raise ValueError(f"base_weights[{l}] must have {self.base_weights[l - 1].shape[1]} rows, got {W0.shape[0]}")
+        m = self.base_weights[0].shape[0]
+        for i, c in enumerate(self.clients):
+            check_matrix(f"clients[{i}].X", c.X, (None, m))
+        if self.batch_size is not None:
+            self.batch_size = check_int("batch_size", self.batch_size, low=1, high=min(self.client_sizes))
+        self._base_out = [c.X @ self.base_weights[0] for c in self.clients]
+
+    # -- shape information ------------------------------------------------------------------
+    @property
+    def n_clients(self) -> int:
+        return len(self.clients)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.base_weights)
+
+    @property
+    def layer_shapes(self) -> list:
+        return [W.shape for W in self.base_weights]
+
+    @property
+    def client_sizes(self) -> list:
+        return [c.size for c in self.clients]
+
+    # -- sampling ---------------------------------------------------------------------------
+    def sample_batch(self, client: int, rng: np.random.Generator) -> np.ndarray | None:
+        """Row indices of one minibatch of client ``client`` (uniform, without replacement
+        within the batch, independent across steps); None means the full data set."""
+        if self.batch_size is None:
+            return None
+        return np.sort(rng.choice(self.clients[client].size, size=self.batch_size, replace=False))
+
+    # -- objectives -------------------------------------------------------------------------
+    def loss_and_factor_grads(self, client: int, factors, batch=None):
+        """Loss of ``client`` on ``batch`` and its gradients w.r.t. each layer's (B, A).
+
+        factors: [LayerFactors] with B: (m_l, q_l), A: (q_l, n_l), coeff: (q_l,).
+        Returns (loss, [(dB: (m_l, q_l), dA: (q_l, n_l))]).
+        """
+        loss, grads, _ = self._forward_backward(client, factors, batch, want_weight_grads=False)
+        return loss, grads
+
+    def loss_and_weight_grads(self, client: int, weights, batch=None):
+        """Loss of ``client`` at dense weights [W_l] and its gradients [dL/dW_l: (m_l, n_l)]."""
+        factors = [self._dense_as_factors(l, W) for l, W in enumerate(weights)]
+        loss, _, wgrads = self._forward_backward(client, factors, batch, want_weight_grads=True)
+        return loss, wgrads
+
+    def loss(self, client: int, weights, batch=None) -> float:
+        """f_i at dense weights [W_l] on the full data (or ``batch``)."""
+        factors = [self._dense_as_factors(l, W) for l, W in enumerate(weights)]
+        return self._forward(client, factors, batch)[0]
+
+    def global_loss(self, weights) -> float:
+        """f = (1/N) sum_i f_i at dense weights, on the full data."""
+        return float(np.mean([self.loss(i, weights) for i in range(self.n_clients)]))
+
+    def global_weight_grads(self, weights):
+        """grad f = (1/N) sum_i grad f_i w.r.t. dense weights, full data."""
+        total = None
+        for i in range(self.n_clients):
+            _, g = self.loss_and_weight_grads(i, weights)
+            total = g if total is None else [a + b for a, b in zip(total, g)]
+        return [g / self.n_clients for g in total]
+
+    # -- internals --------------------------------------------------------------------------
+    def _dense_as_factors(self, l: int, W) -> LayerFactors:
+        m, n = self.base_weights[l].shape
+        W = np.asarray(W, dtype=float)
+        if W.shape != (m, n):
+            raise ValueError(f"weights[{l}] must have shape {(m, n)}, got {W.shape}")
+        return LayerFactors(np.zeros((m, 0)), np.zeros((0, n)), np.zeros(0), W - self.base_weights[l])
+
+    def _forward(self, client, factors, batch):
+        if len(factors) != self.n_layers:
+            raise ValueError(f"factors must have one entry per layer ({self.n_layers}), got {len(factors)}")
+        data = self.clients[client]
+        rows = slice(None) if batch is None else batch
+        x = data.X[rows]
+        caches = []
+        for l, f in enumerate(factors):
+            W0 = self.base_weights[l]
+            base = self._base_out[client][rows] if l == 0 else x @ W0
+            low = x @ f.B                              # (b, q): the rank-q path
+            h = low * f.coeff[None, :]
+            out = base + h @ f.A
+            if f.delta is not None:
+                out = out + x @ f.delta
+            caches.append((x, h))
+            if l < self.n_layers - 1:
+                x = np.tanh(out)
+        targets = data.targets[rows]
+        b = out.shape[0]
+        if self.link == "squared":
+            resid = out - targets
+            loss = 0.5 * float(np.sum(resid * resid)) / b
+            dout = resid / b
+        else:
+            z = out - out.max(axis=1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            loss = -float(np.mean(logp[np.arange(b), targets]))
+            dout = np.exp(logp)
+            dout[np.arange(b), targets] -= 1.0
+            dout /= b
+        return loss, dout, caches
+
+    def _forward_backward(self, client, factors, batch, want_weight_grads):
+        loss, dout, caches = self._forward(client, factors, batch)
+        grads = [None] * self.n_layers
+        wgrads = [None] * self.n_layers
+        for l in range(self.n_layers - 1, -1, -1):
+            f = factors[l]
+            x, h = caches[l]
+            dA = h.T @ dout
+            dlow = (dout @ f.A.T) * f.coeff[None, :]
+            dB = x.T @ dlow
+            grads[l] = (dB, dA)
+            if want_weight_grads:
+                wgrads[l] = x.T @ dout
+            if l > 0:
+                W_rest = self.base_weights[l] if f.delta is None else self.base_weights[l] + f.delta
+                dx = dout @ W_rest.T + dlow @ f.B.T
+                dout = dx * (1.0 - x * x)   # x = tanh(previous pre-activation)
+        return loss, grads, wgrads

@@ -1,0 +1,113 @@
+"""Built-in client problem families with controllable heterogeneity, noise and client sizes.
+
+Every family is a :class:`~fslora_ref.problems.base.Problem`; data are generated from the
+``problem`` stream of the run seed, so a (family, arguments, seed) triple is a complete recipe.
+
+Heterogeneity: client i's target weight is W0 + Delta_shared + heterogeneity * Delta_i with
+low-rank Delta's, so clients disagree about the optimum when heterogeneity > 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..seeding import SERVER, stream
+from ..validation import check_int, check_positive_float
+from .base import ClientData, Problem
+
+
+def _client_sizes(n_clients: int, mean_size: int, size_spread: float, rng) -> list:
+    """Unequal client sizes: mean_size * exp(spread * N(0,1)), at least 4 samples."""
+    raw = mean_size * np.exp(size_spread * rng.standard_normal(n_clients))
+    return [max(4, int(round(s))) for s in raw]
+
+
+def _low_rank(m, n, rank, scale, rng):
+    return scale * (rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n))) / np.sqrt(rank * m)
+
+
+def _check_common(n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread):
+    check_int("n_clients", n_clients, low=1)
+    for name, d in dims.items():
+        check_int(name, d, low=1)
+    check_int("target_rank", target_rank, low=1)
+    check_int("mean_size", mean_size, low=4)
+    check_positive_float("noise", noise, allow_zero=True)
+    check_positive_float("heterogeneity", heterogeneity, allow_zero=True)
+    check_positive_float("size_spread", size_spread, allow_zero=True)
+
+
+def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: int = 4,
+                  mean_size: int = 64, size_spread: float = 0.3, noise: float = 0.1,
+                  heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0) -> Problem:
+    """Federated least squares f_i(W) = (1/2 n_i) ||X_i W - Y_i||_F^2, W: (m, n).
+
+    Y_i = X_i (W0 + D + heterogeneity * D_i) + noise * E_i, with rank-``target_rank`` D, D_i.
+    """
+    _check_common(n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread)
+    rng = stream(seed, round=-1, client=SERVER, purpose="problem")
+    W0 = rng.standard_normal((m, n)) / np.sqrt(m)
+    shared = _low_rank(m, n, target_rank, 1.0, rng)
+    clients = []
+    for i, size in enumerate(_client_sizes(n_clients, mean_size, size_spread, rng)):
+        X = rng.standard_normal((size, m))
+        W_i = W0 + shared + heterogeneity * _low_rank(m, n, target_rank, 1.0, rng)
+        Y = X @ W_i + noise * rng.standard_normal((size, n))
+        clients.append(ClientData(X, Y))
+    return Problem("least_squares", [W0], clients, link="squared", batch_size=batch_size)
+
+
+def logistic(n_clients: int = 8, m: int = 24, n_classes: int = 6, *, target_rank: int = 4,
+             mean_size: int = 96, size_spread: float = 0.3, noise: float = 0.5,
+             heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0) -> Problem:
+    """Multinomial logistic regression on a LoRA-adapted weight W: (m, n_classes).
+
+    Labels are drawn from softmax(x W_i / temperature) with temperature = max(noise, 1e-3);
+    W_i = W0 + D + heterogeneity * D_i, so clients' label maps differ.
+    """
+    _check_common(n_clients, {"m": m, "n_classes": n_classes}, target_rank, mean_size, noise, heterogeneity, size_spread)
+    rng = stream(seed, round=-1, client=SERVER, purpose="problem")
+    W0 = rng.standard_normal((m, n_classes)) / np.sqrt(m)
+    shared = _low_rank(m, n_classes, target_rank, 3.0, rng)
+    temperature = max(noise, 1e-3)
+    clients = []
+    for size in _client_sizes(n_clients, mean_size, size_spread, rng):
+        X = rng.standard_normal((size, m))
+        logits = X @ (W0 + shared + heterogeneity * _low_rank(m, n_classes, target_rank, 3.0, rng)) / temperature
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        labels = np.array([rng.choice(n_classes, p=row) for row in p])
+        clients.append(ClientData(X, labels))
+    return Problem("logistic", [W0], clients, link="softmax", batch_size=batch_size)
+
+
+def two_layer(n_clients: int = 8, m: int = 16, hidden: int = 24, n: int = 8, *, target_rank: int = 3,
+              mean_size: int = 64, size_spread: float = 0.3, noise: float = 0.05,
+              heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0) -> Problem:
+    """Two LoRA-adapted layers: f_i = (1/2 n_i) ||tanh(X_i W_1) W_2 - Y_i||^2.
+
+    W_1: (m, hidden), W_2: (hidden, n); each layer gets its own sketch. Targets come from a
+    teacher network whose layers are perturbed per client.
+    """
+    _check_common(n_clients, {"m": m, "hidden": hidden, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread)
+    rng = stream(seed, round=-1, client=SERVER, purpose="problem")
+    W01 = rng.standard_normal((m, hidden)) / np.sqrt(m)
+    W02 = rng.standard_normal((hidden, n)) / np.sqrt(hidden)
+    D1, D2 = _low_rank(m, hidden, target_rank, 1.0, rng), _low_rank(hidden, n, target_rank, 1.0, rng)
+    clients = []
+    for size in _client_sizes(n_clients, mean_size, size_spread, rng):
+        X = rng.standard_normal((size, m))
+        T1 = W01 + D1 + heterogeneity * _low_rank(m, hidden, target_rank, 1.0, rng)
+        T2 = W02 + D2 + heterogeneity * _low_rank(hidden, n, target_rank, 1.0, rng)
+        Y = np.tanh(X @ T1) @ T2 + noise * rng.standard_normal((size, n))
+        clients.append(ClientData(X, Y))
+    return Problem("two_layer", [W01, W02], clients, link="squared", batch_size=batch_size)
+
+
+FAMILIES = {"least_squares": least_squares, "logistic": logistic, "two_layer": two_layer}
+
+
+def make_problem(family: str, **kwargs) -> Problem:
+    """Build a problem of ``family`` (one of FAMILIES) from keyword arguments."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+    return FAMILIES[family](**kwargs)

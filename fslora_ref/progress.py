@@ -1,0 +1,33 @@
+"""A dependency-free progress bar on stderr (one line, redrawn; plain lines when not a TTY)."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int, label: str, stream=None, width: int = 28):
+        self.total, self.label, self.width = max(int(total), 1), label, width
+        self.stream = stream or sys.stderr
+        self.count, self.start = 0, time.perf_counter()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last_plain = -1
+
+    def update(self, n: int = 1, info: str = ""):
+        self.count = min(self.total, self.count + n)
+        frac = self.count / self.total
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        bar = "#" * int(frac * self.width)
+        line = f"{self.label} [{bar:<{self.width}}] {self.count}/{self.total} {elapsed:5.1f}s eta {eta:5.1f}s {info}"
+        if self.tty:
+            self.stream.write("\r" + line[:150].ljust(150))
+        elif int(frac * 10) != self._last_plain or self.count == self.total:
+            self._last_plain = int(frac * 10)
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,84 @@
+"""The random-k sketch of FSLoRA (spec section 2).
+
+    S = (r/k) * sum_{j in I} e_j e_j^T,   I uniform among the k-subsets of {0..r-1}
+
+S is diagonal, so it is stored as the index set I (sorted) plus the scale r/k.
+B S A = (r/k) B[:, I] A[I, :]: the sketch selects columns of B and rows of A.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .validation import check_int
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """One draw of the random-k sketch: ``indices`` (sorted, length k) out of ``rank`` r."""
+
+    rank: int
+    indices: np.ndarray
+
+    def __post_init__(self):
+        idx = np.asarray(self.indices, dtype=np.int64)
+        check_int("rank", self.rank, low=1)
+        if idx.ndim != 1 or idx.size < 1 or idx.size > self.rank:
+            raise ValueError(f"indices must be a 1-D set of 1..{self.rank} entries, got shape {idx.shape}")
+        if np.any(idx < 0) or np.any(idx >= self.rank) or np.unique(idx).size != idx.size:
+            raise ValueError(f"indices must be distinct integers in [0, {self.rank - 1}], got {idx.tolist()}")
+        object.__setattr__(self, "indices", np.sort(idx))
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.size)
+
+    @property
+    def scale(self) -> float:
+        """The nonzero diagonal value r/k."""
+        return self.rank / self.k
+
+    def diagonal(self) -> np.ndarray:
+        """diag(S): (r,), r/k on I and 0 elsewhere."""
+        d = np.zeros(self.rank)
+        d[self.indices] = self.scale
+        return d
+
+    def dense(self) -> np.ndarray:
+        """S as a dense (r, r) matrix."""
+        return np.diag(self.diagonal())
+
+    def mask(self) -> np.ndarray:
+        """Boolean (r,) mask of the selected coordinates."""
+        m = np.zeros(self.rank, dtype=bool)
+        m[self.indices] = True
+        return m
+
+    def apply_to_B(self, B: np.ndarray) -> np.ndarray:
+        """B S for B: (m, r) -> (m, r)."""
+        return B * self.diagonal()[None, :]
+
+    def apply_to_A(self, A: np.ndarray) -> np.ndarray:
+        """S A for A: (r, n) -> (r, n)."""
+        return self.diagonal()[:, None] * A
+
+    def sketched_product(self, B: np.ndarray, A: np.ndarray) -> np.ndarray:
+        """B S A = (r/k) B_I A_I: (m, n)."""
+        return self.scale * (B[:, self.indices] @ A[self.indices, :])
+
+
+def sample_sketch(rank: int, k: int, rng: np.random.Generator) -> Sketch:
+    """Draw I uniformly among the k-subsets of {0..rank-1} (no replacement)."""
+    rank = check_int("rank", rank, low=1)
+    k = check_int("k", k, low=1, high=rank)
+    return Sketch(rank, rng.choice(rank, size=k, replace=False))
+
+
+def sketch_moments(rank: int, k: int) -> dict:
+    """Closed-form moments of diag(S) (spec section 2)."""
+    rank = check_int("rank", rank, low=1)
+    k = check_int("k", k, low=1, high=rank)
+    c_k = 0.0 if k == rank else (rank - k) / (k * (rank - 1))
+    cross = 1.0 if rank == 1 else rank * (k - 1) / (k * (rank - 1))
+    return {"mean": 1.0, "second": rank / k, "cross": cross, "c_k": c_k}

@@ -1,0 +1,76 @@
+"""Argument checks with messages that name the parameter and its allowed range.
+
+Every public entry point validates at the boundary so that bad input never surfaces
+as a traceback from deep inside numpy.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as int; raise TypeError/ValueError naming ``name`` and ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(value, bool):
+            raise TypeError(f"{name} must be an integer, got {value!r} (a {type(value).__name__})")
+        raise TypeError(f"{name} must be an integer, got {value!r} (a {type(value).__name__})")
+    value = int(value)
+    rng = _range_text(low, high)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer in {rng}, got {value}")
+    return value
+
+
+def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a finite float > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    bound = ">= 0" if allow_zero else "> 0"
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return value
+
+
+def check_fraction(name: str, value) -> float:
+    """Return ``value`` as a float in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in (0, 1], got {value!r}")
+    value = float(value)
+    if not (0.0 < value <= 1.0):
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
+def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
+    """Return ``value`` as a finite 2-D float array, optionally of ``shape`` (None = any size)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
+    if shape is not None:
+        for axis, (want, got) in enumerate(zip(shape, arr.shape)):
+            if want is not None and want != got:
+                raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {arr.shape} (axis {axis} differs)")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
+    return arr
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def _range_text(low, high) -> str:
+    lo = "-inf" if low is None else str(low)
+    hi = "inf" if high is None else str(high)
+    return f"[{lo}, {hi}]"
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
