@@ -37,6 +37,8 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if a in COMMANDS), None)
+    if selected == "bench" and "--bridge" in argv:  # the LLM client benchmark lives in the bridge
+        COMMANDS["bench"] = ("llm_bridge.bench", COMMANDS["bench"][1])
     try:
         parser = build_parser(selected)
     except ImportError as exc:

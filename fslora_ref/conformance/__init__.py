@@ -1,0 +1,1 @@
+"""Conformance battery: check_* functions that hold an implementation against the reference."""

@@ -1,0 +1,1 @@
+"""theory: the paper's claims as executable checks (imports fslora_ref)."""
