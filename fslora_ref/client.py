@@ -21,8 +21,10 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
     """Run ``steps`` optimiser steps on client ``client`` starting from ``factors``.
 
     factors: [LayerFactors] per layer; B: (m_l, q_l), A: (q_l, n_l), coeff (q_l,) fixed.
-    masks:   optional [(col_mask_B: (q_l,), row_mask_A: (q_l,))] restricting which coordinates
-             may move (the full-size masked form); None = every coordinate is trainable.
+    masks:   None trains every coordinate through the low-rank path (cost ~ q_l). Given as
+             [(col_mask_B: (q_l,), row_mask_A: (q_l,))], the client runs Algorithm 1 as written
+             (full-size masked form): it forms W = W0 + B S A densely, takes G = grad_W loss and
+             steps B <- B - lr G A^T S, A <- A - lr S B^T G, moving only masked coordinates.
     Returns (trained factors as [(B_l, A_l)], [loss at each step before the update]).
     """
     params = [p for f in factors for p in (f.B, f.A)]
@@ -35,7 +37,11 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
     losses = []
     for step in range(steps):
         current = [LayerFactors(params[2 * l], params[2 * l + 1], f.coeff, f.delta) for l, f in enumerate(factors)]
-        loss, grads = problem.loss_and_factor_grads(client, current, problem.sample_batch(client, rng))
+        batch = problem.sample_batch(client, rng)
+        if masks is None:
+            loss, grads = problem.loss_and_factor_grads(client, current, batch)
+        else:
+            loss, grads = dense_factor_grads(problem, client, current, batch)
         flat = [g for pair in grads for g in pair]
         params, state = optimizer.update(flat, state, params, full_masks)
         if not np.isfinite(loss) or not all(np.all(np.isfinite(p)) for p in params):
@@ -44,6 +50,17 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
                                   f"(loss={loss}); lower the step size")
         losses.append(loss)
     return [(params[2 * l], params[2 * l + 1]) for l in range(len(factors))], losses
+
+
+def dense_factor_grads(problem, client: int, factors, batch):
+    """Gradients w.r.t. (B, A) through the dense weight, as Algorithm 1 writes them:
+
+        W = W0 + delta + B diag(coeff) A,   G = grad_W loss(W),   dB = G A^T diag(coeff),  dA = diag(coeff) B^T G
+    """
+    weights = [W0 + (0.0 if f.delta is None else f.delta) + (f.B * f.coeff[None, :]) @ f.A
+               for W0, f in zip(problem.base_weights, factors)]
+    loss, G = problem.loss_and_weight_grads(client, weights, batch)
+    return loss, [((g @ f.A.T) * f.coeff[None, :], f.coeff[:, None] * (f.B.T @ g)) for g, f in zip(G, factors)]
 
 
 def trainable_state_floats(shapes, optimizer) -> int:

@@ -6,8 +6,9 @@ Each round: for every participating client i and layer l, draw one random-k_i sk
 k_i (m_l + n_l) floats; the server scatters the blocks back and averages over the
 participants (all N clients in Algorithm 1).
 
-``config.form = "masked"`` runs the full-size masked form instead (B, A of rank r with
-coefficient s * diag(S), updates restricted to I): identical iterates, r/k times the work.
+``config.form = "masked"`` runs Algorithm 1 as written instead: full-size B, A with
+coefficient s * diag(S), gradients through the dense W = W0 + s B S A, updates restricted to
+I. Identical iterates; it exists for teaching and cross-checking, not for speed.
 """
 from __future__ import annotations
 

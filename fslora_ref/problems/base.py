@@ -42,6 +42,7 @@ class Problem:
     link: str = "squared"
     batch_size: int | None = None  # None: full-batch (deterministic) local gradients
     _base_out: list = field(default_factory=list, repr=False)
+    _workspace: dict = field(default_factory=dict, repr=False)  # reused per-step buffers (one client at a time)
 
     def __post_init__(self):
         if not self.clients:
@@ -57,7 +58,12 @@ class Problem:
             check_matrix(f"clients[{i}].X", c.X, (None, m))
         if self.batch_size is not None:
             self.batch_size = check_int("batch_size", self.batch_size, low=1, high=min(self.client_sizes))
-        self._base_out = [c.X @ self.base_weights[0] for c in self.clients]
+        # The frozen base's first-layer output is fixed per client, so it is computed once. For a
+        # single squared-error layer the cache holds the base residual X_i W0 - Y_i instead,
+        # which removes two full-size passes from every step.
+        self._fused_residual = self.link == "squared" and self.n_layers == 1
+        self._base_out = [c.X @ self.base_weights[0] - (c.targets if self._fused_residual else 0.0)
+                          for c in self.clients]
 
     # -- shape information ------------------------------------------------------------------
     @property
@@ -125,54 +131,68 @@ class Problem:
             raise ValueError(f"weights[{l}] must have shape {(m, n)}, got {W.shape}")
         return LayerFactors(np.zeros((m, 0)), np.zeros((0, n)), np.zeros(0), W - self.base_weights[l])
 
+    def _buffer(self, name, shape):
+        buf = self._workspace.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._workspace[name] = np.empty(shape)
+        return buf
+
+    def _gather(self, name, source, rows):
+        # mode="clip" avoids the extra buffered copy numpy makes for out= with mode="raise";
+        # batch indices come from sample_batch and are always in range.
+        return np.take(source, rows, axis=0, out=self._buffer(name, (len(rows), source.shape[1])), mode="clip")
+
     def _forward(self, client, factors, batch):
+        """Returns (loss, dout, caches); dL/d(output) = dout / b with b the batch size."""
         if len(factors) != self.n_layers:
             raise ValueError(f"factors must have one entry per layer ({self.n_layers}), got {len(factors)}")
         data = self.clients[client]
         rows = slice(None) if batch is None else batch
-        x = data.X[rows]
+        x = data.X if batch is None else self._gather("x", data.X, batch)
         caches = []
         for l, f in enumerate(factors):
-            W0 = self.base_weights[l]
-            base = self._base_out[client][rows] if l == 0 else x @ W0
-            low = x @ f.B                              # (b, q): the rank-q path
-            h = low * f.coeff[None, :]
-            out = base + h @ f.A
+            h = (x @ f.B) * f.coeff[None, :]          # (b, q): the rank-q path, never a dense W
+            if l == 0:  # (b, n) products go to reused buffers: fresh MB-sized arrays cost page faults
+                out = np.matmul(h, f.A, out=self._buffer("out", (x.shape[0], f.A.shape[1])))
+                out += self._base_out[client] if batch is None else self._gather("base", self._base_out[client], batch)
+            else:
+                out = h @ f.A
+                out += x @ self.base_weights[l]
             if f.delta is not None:
-                out = out + x @ f.delta
+                out += x @ f.delta
             caches.append((x, h))
             if l < self.n_layers - 1:
                 x = np.tanh(out)
-        targets = data.targets[rows]
         b = out.shape[0]
+        if self._fused_residual:      # out already is the residual
+            return 0.5 * float(np.vdot(out, out)) / b, out, caches
+        targets = data.targets[rows]
         if self.link == "squared":
-            resid = out - targets
-            loss = 0.5 * float(np.sum(resid * resid)) / b
-            dout = resid / b
-        else:
-            z = out - out.max(axis=1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-            loss = -float(np.mean(logp[np.arange(b), targets]))
-            dout = np.exp(logp)
-            dout[np.arange(b), targets] -= 1.0
-            dout /= b
+            out -= targets
+            return 0.5 * float(np.vdot(out, out)) / b, out, caches
+        z = out - out.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -float(np.mean(logp[np.arange(b), targets]))
+        dout = np.exp(logp)
+        dout[np.arange(b), targets] -= 1.0
         return loss, dout, caches
 
     def _forward_backward(self, client, factors, batch, want_weight_grads):
         loss, dout, caches = self._forward(client, factors, batch)
+        inv_b = 1.0 / dout.shape[0]   # folded into the small (q-sized) products, not the (b, n) one
         grads = [None] * self.n_layers
         wgrads = [None] * self.n_layers
         for l in range(self.n_layers - 1, -1, -1):
             f = factors[l]
             x, h = caches[l]
-            dA = h.T @ dout
-            dlow = (dout @ f.A.T) * f.coeff[None, :]
+            dA = (h.T @ dout) * inv_b
+            dlow = (dout @ f.A.T) * (f.coeff * inv_b)[None, :]
             dB = x.T @ dlow
             grads[l] = (dB, dA)
             if want_weight_grads:
-                wgrads[l] = x.T @ dout
+                wgrads[l] = (x.T @ dout) * inv_b
             if l > 0:
                 W_rest = self.base_weights[l] if f.delta is None else self.base_weights[l] + f.delta
-                dx = dout @ W_rest.T + dlow @ f.B.T
+                dx = dout @ W_rest.T + dlow @ f.B.T / inv_b
                 dout = dx * (1.0 - x * x)   # x = tanh(previous pre-activation)
         return loss, grads, wgrads
