@@ -38,12 +38,12 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
     for step in range(steps):
         current = [LayerFactors(params[2 * l], params[2 * l + 1], f.coeff, f.delta) for l, f in enumerate(factors)]
         batch = problem.sample_batch(client, rng)
-        if masks is None:
-            loss, grads = problem.loss_and_factor_grads(client, current, batch)
-        else:
-            loss, grads = dense_factor_grads(problem, client, current, batch)
-        flat = [g for pair in grads for g in pair]
-        params, state = optimizer.update(flat, state, params, full_masks)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, by name
+            if masks is None:
+                loss, grads = problem.loss_and_factor_grads(client, current, batch)
+            else:
+                loss, grads = dense_factor_grads(problem, client, current, batch)
+            params, state = optimizer.update([g for pair in grads for g in pair], state, params, full_masks)
         if not np.isfinite(loss) or not all(np.all(np.isfinite(p)) for p in params):
             where = "" if round_index is None else f"round {round_index}, "
             raise DivergenceError(f"{where}client {client}: non-finite loss or parameters at local step {step} "

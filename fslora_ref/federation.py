@@ -88,6 +88,16 @@ def evaluate(algorithm, state, problem, config) -> dict:
     return row
 
 
+def raise_divergence(algorithm, state, problem, config, round_index):
+    """Name the first client whose loss is non-finite at the aggregated model."""
+    weights = algorithm.global_weights(state, problem, config)
+    with np.errstate(over="ignore", invalid="ignore"):
+        losses = [problem.loss(i, weights) for i in range(problem.n_clients)]
+    bad = next((i for i, v in enumerate(losses) if not np.isfinite(v)), None)
+    raise DivergenceError(f"round {round_index}, client {bad}: non-finite loss f_i = {losses[bad]} at the aggregated "
+                          f"model; lower the step size")
+
+
 def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
     """One round: configure, train every participant, aggregate. Returns (state, plans, uploads)."""
     plans = algorithm.configure_round(state, problem, config, round_index, config.participants(round_index))
@@ -122,9 +132,10 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
     last = config.rounds if stop_after is None else min(config.rounds, stop_after)
     for t in range(start, last):
         state, plans, uploads = run_round(algorithm, state, problem, config, t)
-        row = evaluate(algorithm, state, problem, config)
+        with np.errstate(over="ignore", invalid="ignore"):
+            row = evaluate(algorithm, state, problem, config)
         if not np.isfinite(row["loss"]):
-            raise DivergenceError(f"round {t}: global loss is non-finite ({row['loss']}); lower the step size")
+            raise_divergence(algorithm, state, problem, config, t)
         per_client = [0] * config.n_clients
         for up in uploads:
             per_client[up.client] = up.upload_floats

@@ -1,0 +1,114 @@
+"""Each baseline does what the spec (section 5) says, through the shared protocol."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fslora_ref import ALGORITHMS, FedConfig, get_algorithm, least_squares, run, run_round, two_layer
+from fslora_ref.algorithms.flexlora import truncated_factors
+
+
+def setup(name, budgets=(2, 3, 5), family=least_squares, **kw):
+    problem = family(n_clients=len(budgets), seed=3, batch_size=8)
+    config = FedConfig(rank=6, budgets=budgets, local_steps=3, lr=0.01, rounds=3, **kw)
+    algo = get_algorithm(name)
+    return problem, config, algo, algo.init(problem, config)
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+@pytest.mark.parametrize("family", [least_squares, two_layer])
+def test_protocol_runs_every_algorithm(name, family):
+    problem = family(n_clients=3, seed=0, batch_size=8)
+    config = FedConfig(rank=6, budgets=[2, 3, 6], local_steps=3, lr=0.01, rounds=5)
+    h = run(get_algorithm(name), problem, config)
+    assert len(h["loss"]) == 6 and h["loss"][-1] < h["loss"][0]
+    assert h["upload_floats"][-1] > 0 and h.n_rounds == 5
+
+
+def test_fedit_averages_factors_not_products():
+    problem, config, algo, state = setup("fedit")
+    new, plans, uploads = run_round(algo, state, problem, config, 0)
+    B_avg = np.mean([u.trained[0][0] for u in uploads], axis=0)
+    A_avg = np.mean([u.trained[0][1] for u in uploads], axis=0)
+    assert np.allclose(new.layers[0][0], B_avg, atol=1e-14) and np.allclose(new.layers[0][1], A_avg, atol=1e-14)
+    prod_avg = np.mean([u.trained[0][0] @ u.trained[0][1] for u in uploads], axis=0)
+    assert np.max(np.abs(B_avg @ A_avg - prod_avg)) > 1e-8  # the aggregation is inexact
+    assert all(p.factors[0].B.shape[1] == config.rank for p in plans)  # budgets ignored
+
+
+def test_hetlora_truncates_and_zero_pads():
+    problem, config, algo, state = setup("hetlora")
+    new, plans, uploads = run_round(algo, state, problem, config, 0)
+    for p in plans:
+        k = config.budgets[p.client]
+        assert np.array_equal(p.factors[0].B, state.layers[0][0][:, :k])
+        assert np.allclose(p.factors[0].coeff, config.lora_scaling)  # no r/k rescaling
+    B_new = new.layers[0][0]
+    want = sum(np.pad(u.trained[0][0], ((0, 0), (0, config.rank - u.trained[0][0].shape[1]))) for u in uploads) / 3
+    assert np.allclose(B_new, want, atol=1e-14)
+    assert np.allclose(B_new[:, 5], 0.0)  # no client reaches column 5 -> zero-padded average is zero
+
+
+def test_flexlora_averages_products_and_truncates_by_svd():
+    problem, config, algo, state = setup("flexlora")
+    state, plans, uploads = run_round(algo, state, problem, config, 0)
+    sizes = np.array(problem.client_sizes, dtype=float)
+    want = sum(w * u.trained[0][0] @ u.trained[0][1] for w, u in zip(sizes / sizes.sum(), uploads))
+    assert np.allclose(state.extra["delta_W"][0], want, atol=1e-14)
+    plans = algo.configure_round(state, problem, config, 1, [0, 1, 2])
+    for p in plans:
+        k = config.budgets[p.client]
+        approx = p.factors[0].B @ p.factors[0].A
+        sigma = np.linalg.svd(want, compute_uv=False)
+        # Eckart-Young: the best rank-k error is the tail of the singular values
+        assert np.isclose(np.linalg.norm(want - approx), np.sqrt(np.sum(sigma[k:] ** 2)), rtol=1e-10)
+    B, A = truncated_factors(want, 2, 2.0)
+    assert B.shape == (want.shape[0], 2) and A.shape == (2, want.shape[1])
+
+
+def test_flora_stacks_exactly_and_reinitialises():
+    problem, config, algo, state = setup("flora")
+    new, plans, uploads = run_round(algo, state, problem, config, 0)
+    want = sum(u.trained[0][0] @ u.trained[0][1] for u in uploads) / 3
+    assert np.allclose(new.extra["merged"][0], want, atol=1e-14)
+    plans2 = algo.configure_round(new, problem, config, 1, [0, 1, 2])
+    assert all(np.all(p.factors[0].A == 0) for p in plans2)  # fresh modules every round
+    assert all(p.download_floats == sum(config.budgets) * sum(problem.layer_shapes[0]) for p in plans2)
+    W = algo.global_weights(new, problem, config)[0]
+    assert np.allclose(W, problem.base_weights[0] + want)
+
+
+def test_accounting_per_algorithm():
+    problem, config, _, _ = setup("fslora")
+    m, n = problem.layer_shapes[0]
+    for name in ALGORITHMS:
+        algo = get_algorithm(name)
+        _, plans, uploads = run_round(algo, algo.init(problem, config), problem, config, 0)
+        for p, u in zip(plans, uploads):
+            k = config.rank if name == "fedit" else config.budgets[p.client]
+            assert u.upload_floats == k * (m + n), name
+            assert u.memory_floats == 2 * k * (m + n), name  # SGD: params + grads
+            if name == "fslora":
+                assert p.download_floats == k * (m + n) and p.broadcast_floats == config.rank * (m + n)
+
+
+def test_adamw_memory_counts_state():
+    problem, config, algo, state = setup("fslora", client_optimizer="adamw")
+    m, n = problem.layer_shapes[0]
+    _, plans, uploads = run_round(algo, state, problem, config, 0)
+    assert [u.memory_floats for u in uploads] == [4 * k * (m + n) for k in config.budgets]
+
+
+def test_client_sampling_and_server_optimizers():
+    problem = least_squares(n_clients=10, seed=0, batch_size=8)
+    config = FedConfig(rank=6, budgets=[3] * 10, local_steps=2, lr=0.01, rounds=4, client_fraction=0.3)
+    parts = [config.participants(t) for t in range(4)]
+    assert all(len(p) == 3 and len(set(p)) == 3 for p in parts) and len({tuple(p) for p in parts}) > 1
+    assert parts == [config.participants(t) for t in range(4)]
+    h = run(get_algorithm("fslora"), problem, config)
+    assert all(sum(1 for f in row if f) == 3 for row in h.per_client_upload)
+    base = run(get_algorithm("fslora"), problem, config.replace(client_fraction=1.0))
+    sgd1 = run(get_algorithm("fslora"), problem, config.replace(client_fraction=1.0, server_optimizer="sgd", server_lr=1.0))
+    assert base.to_json() == sgd1.to_json()  # server SGD with lr 1 is Algorithm 1
+    adam = run(get_algorithm("fslora"), problem, config.replace(server_optimizer="adam", server_lr=0.01))
+    assert adam["loss"][-1] < adam["loss"][0]
