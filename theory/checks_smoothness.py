@@ -1,0 +1,77 @@
+"""Proposition D.4 checked on concrete problems: measured smoothness of the sketched functions
+against the claimed multiple of a smoothness constant L measured on every point the claim
+involves (X itself and every sketched point [B S; A]).
+
+    f~_i(.; S)  is  L r^2/k_i^2 - smooth       (instance)
+    f_i^S       is  L r/k_i     - smooth       (client)
+    f^S         is  L-bar       - smooth       (global)
+
+Hessians are exact (theory.constants.dense_hessian); Hessians of f_i^S are exact averages
+over the sketch law. "Smooth at X" means the Hessian's spectral norm at X.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fslora_ref.problems import least_squares, logistic
+
+from . import bounds
+from .checks_objective import SCALING, random_points
+from .constants import dense_hessian, hessian_norm
+from .moments import reference_law
+from .result import VERIFIED, VIOLATED, Result
+
+RANK = 4
+TOL = 1e-9
+
+
+def _problems():
+    return [least_squares(n_clients=2, m=6, n=4, mean_size=20, seed=5),
+            logistic(n_clients=2, m=6, n_classes=3, mean_size=20, seed=5)]
+
+
+def _norm(H):
+    return float(np.max(np.abs(np.linalg.eigvalsh(H))))
+
+
+def measure(law=reference_law, points: int = 3, l_bar_fn=bounds.L_bar) -> dict:
+    """Worst measured/claimed ratios of the three statements over problems, points, clients, k."""
+    worst = {"instance": (0.0, None), "client": (0.0, None), "global": (0.0, None)}
+
+    def note(which, ratio, where):
+        if ratio > worst[which][0]:
+            worst[which] = (ratio, where)
+
+    for problem in _problems():
+        for p, layers in enumerate(random_points(problem, points, seed=11)):
+            (B, A), = layers
+            ones = SCALING * np.ones(RANK)
+            for k in range(1, RANK):   # k = r is equality by construction (S = I)
+                diags, probs = law(RANK, k)
+                H_global, L_all = 0.0, 0.0
+                for i in range(problem.n_clients):
+                    L_X = hessian_norm(problem, i, B, A, ones)[0]
+                    H_client, L_client = 0.0, L_X
+                    for d, q in zip(diags, probs):
+                        H_inst = dense_hessian(problem, i, B, A, SCALING * d)
+                        L_S = max(L_X, hessian_norm(problem, i, B * d, A, ones)[0])   # f_i at [B S; A]
+                        note("instance", _norm(H_inst) / ((RANK / k) ** 2 * L_S),
+                             f"{problem.name} point{p} client{i} k={k} S={np.flatnonzero(d).tolist()}")
+                        H_client = H_client + q * H_inst
+                        L_client = max(L_client, L_S)
+                    note("client", _norm(H_client) / (RANK / k * L_client), f"{problem.name} point{p} client{i} k={k}")
+                    H_global = H_global + H_client / problem.n_clients
+                    L_all = max(L_all, L_client)
+                claimed = l_bar_fn(L_all, RANK, [k] * problem.n_clients)
+                note("global", _norm(H_global) / claimed, f"{problem.name} point{p} k={k}")
+    return worst
+
+
+def check(which: str, law=reference_law, l_bar_fn=bounds.L_bar) -> Result:
+    """Status for one statement ('instance' | 'client' | 'global'): verified if measured <= claimed."""
+    ratio, where = measure(law, l_bar_fn=l_bar_fn)[which]
+    status = VERIFIED if ratio <= 1.0 + TOL else VIOLATED
+    return Result(status, f"max measured/claimed {ratio:.3f}",
+                  {"max_measured_over_claimed": ratio, "worst_case": where,
+                   "points": f"3 random points x 2 clients x k=1..{RANK - 1} (r={RANK}), least squares and logistic",
+                   "L": "max Hessian norm of f_i over X and every sketched point [BS; A] involved"})

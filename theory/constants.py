@@ -1,0 +1,213 @@
+"""The constants of Assumptions 4.1-4.3 measured on the region a run visits.
+
+For bilinear LoRA no constant is global (the Hessian of f_i(B, A) grows with ||B||, ||A||), so
+every constant here is a maximum over a given list of points X = [(B, A)] -- the iterates of a
+run -- and is reported with how it was obtained:
+
+* L: largest spectral norm of the Hessian of f_i over clients and points. Hessian-vector
+  products are exact (closed-form second derivative of the link); below DENSE_LIMIT
+  coordinates the whole Hessian is assembled from them and diagonalised ("exact at points"),
+  above it power iteration is used ("power iteration", a lower estimate of the max).
+* sigma_s^2: E_S ||grad f~_i(X;S) - grad f_i^S(X)||^2 by enumerating every sketch ("exact at points").
+* sigma_g^2: the exact variance of the minibatch gradient for uniform sampling of b of n_i
+  rows without replacement, (n_i - b) / (b (n_i - 1)) * (1/n_i) sum_j ||g_j - g||^2, maximised
+  over sketches ("exact at points"; 0 for full-batch clients).
+* c_h, delta_h^2: every pair with max_i ||grad f_i^S - grad f^S||^2 <= c_h ||grad f^S||^2 + delta_h^2
+  at all points; delta_h^2(c_h) is the smallest valid delta for a given c_h.
+* f*: a lower bound of f^S: min_W f(W) over unconstrained W for least squares ("exact"),
+  0 for cross-entropy ("bounded").
+
+Only single-layer problems (least squares, logistic) have exact Hessian-vector products here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fslora_ref.seeding import SERVER, stream
+
+from .sketched_objective import all_sketch_choices, instance_grad, sketched_grad, unsketched_factors
+
+DENSE_LIMIT = 400
+
+
+def _single_layer(problem):
+    if problem.n_layers != 1:
+        raise ValueError(f"exact Hessian-vector products need a single-layer problem, got {problem.n_layers} layers")
+
+
+def _link_output_grads(problem, client: int, W: np.ndarray):
+    """(outputs-side derivative per sample d_j: (n_i, n), softmax probs or None) at weight W."""
+    data = problem.clients[client]
+    out = data.X @ W
+    if problem.link == "squared":
+        return out - data.targets, None
+    z = out - out.max(axis=1, keepdims=True)
+    P = np.exp(z)
+    P /= P.sum(axis=1, keepdims=True)
+    D = P.copy()
+    D[np.arange(len(D)), data.targets] -= 1.0
+    return D, P
+
+
+def hvp(problem, client: int, B: np.ndarray, A: np.ndarray, coeff: np.ndarray, U: np.ndarray, V: np.ndarray):
+    """Exact Hessian-vector products of f(B, A) = loss_i(W0 + B diag(coeff) A).
+
+    B: (m, q), A: (q, n), coeff: (q,); directions U: (d, m, q), V: (d, q, n) (a batch of d).
+    Returns (HU: (d, m, q), HV: (d, q, n)). With G = grad_W loss and dG its directional
+    derivative along dW = U c A + B c V:  H[U,V]_B = dG A^T c + G V^T c,  H[U,V]_A = c U^T G + c B^T dG.
+    """
+    _single_layer(problem)
+    X = problem.clients[client].X
+    n_i = X.shape[0]
+    W = problem.base_weights[0] + (B * coeff) @ A
+    D, P = _link_output_grads(problem, client, W)
+    G = X.T @ D / n_i
+    dW = (U * coeff) @ A + (B * coeff) @ V
+    Z = X @ dW                                              # (d, n_i, n)
+    if P is not None:                                       # softmax: dP = P * (Z - <P, Z>)
+        Z = P * (Z - np.sum(P * Z, axis=-1, keepdims=True))
+    dG = X.T @ Z / n_i                                      # (d, m, n)
+    HU = (dG @ A.T + G @ np.swapaxes(V, 1, 2)) * coeff
+    HV = coeff[:, None] * (np.swapaxes(U, 1, 2) @ G + B.T @ dG)
+    return HU, HV
+
+
+def dense_hessian(problem, client, B, A, coeff, hvp_fn=hvp) -> np.ndarray:
+    """The (d, d) Hessian in [vec B; vec A] coordinates, assembled from d exact products."""
+    m, q = B.shape
+    n = A.shape[1]
+    d = q * (m + n)
+    E = np.eye(d)
+    HU, HV = hvp_fn(problem, client, B, A, coeff, E[:, :m * q].reshape(d, m, q), E[:, m * q:].reshape(d, q, n))
+    H = np.concatenate([HU.reshape(d, -1), HV.reshape(d, -1)], axis=1)
+    return 0.5 * (H + H.T)
+
+
+def hessian_norm(problem, client, B, A, coeff, *, hvp_fn=hvp, iters: int = 200, seed: int = 0) -> tuple:
+    """(||Hessian||_2, method) at one point: exact eigenvalues below DENSE_LIMIT, else power iteration."""
+    m, q = B.shape
+    n = A.shape[1]
+    if q * (m + n) <= DENSE_LIMIT:
+        return float(np.max(np.abs(np.linalg.eigvalsh(dense_hessian(problem, client, B, A, coeff, hvp_fn))))), "exact"
+    return power_iteration(lambda U, V: hvp_fn(problem, client, B, A, coeff, U[None], V[None]),
+                           (m, q), (q, n), iters, seed), "power iteration"
+
+
+def power_iteration(op, shape_U, shape_V, iters: int, seed: int) -> float:
+    """Largest |eigenvalue| of a symmetric operator op(U, V) -> (HU, HV) (batched, d = 1)."""
+    rng = stream(seed, round=-1, client=SERVER, purpose="eval")
+    U, V = rng.standard_normal(shape_U), rng.standard_normal(shape_V)
+    lam = 0.0
+    for _ in range(iters):
+        norm = np.sqrt(np.sum(U * U) + np.sum(V * V))
+        U, V = U / norm, V / norm
+        HU, HV = op(U, V)
+        lam = float(np.sqrt(np.sum(HU * HU) + np.sum(HV * HV)))
+        U, V = HU[0], HV[0]
+    return lam
+
+
+@dataclass
+class Constant:
+    """A measured constant, how it was obtained and over what."""
+
+    value: float
+    method: str            # exact / exact at points / power iteration / bounded / sampled
+    note: str = ""
+
+    def to_json(self):
+        return {"value": float(self.value), "method": self.method, "note": self.note}
+
+
+def every_client(problem, points) -> list:
+    """[(client, X)] pairing every client with every point X = [(B, A)]."""
+    return [(i, layers) for layers in points for i in range(problem.n_clients)]
+
+
+def smoothness(problem, pairs, s: float, *, hvp_fn=hvp) -> Constant:
+    """L = max over (i, X) in pairs of ||Hessian f_i(X)||_2 (unsketched f_i)."""
+    best, methods = 0.0, set()
+    for i, layers in pairs:
+        (B, A), = layers
+        val, how = hessian_norm(problem, i, B, A, s * np.ones(B.shape[1]), hvp_fn=hvp_fn)
+        best, methods = max(best, val), methods | {how}
+    method = "exact at points" if methods == {"exact"} else "power iteration (lower estimate)"
+    return Constant(best, method, f"max over {len(pairs)} (client, visited point) pairs")
+
+
+def sketch_variance(problem, pairs, s: float, budgets) -> Constant:
+    """sigma_s^2 = max over (i, X) in pairs of E_S ||grad f~_i(X;S) - grad f_i^S(X)||^2 (all S enumerated)."""
+    best = 0.0
+    for i, layers in pairs:
+        G = np.array([_flat(instance_grad(problem, i, layers, s, d)[1])
+                      for d in all_sketch_choices(layers, [budgets[i]] * problem.n_layers)])
+        best = max(best, float(np.mean(np.sum((G - G.mean(axis=0)) ** 2, axis=1))))
+    return Constant(best, "exact at points", f"all sketches enumerated; max over {len(pairs)} (client, point) pairs")
+
+
+def minibatch_variance(problem, pairs, s: float, budgets) -> Constant:
+    """sigma_g^2: exact variance of the b-of-n_i minibatch gradient of f~_i(X;S), max over (i, X) in pairs and S."""
+    b = problem.batch_size
+    if b is None:
+        return Constant(0.0, "exact", "full-batch clients: the local gradient is deterministic")
+    _single_layer(problem)
+    best = 0.0
+    for i, layers in pairs:
+        (B, A), = layers
+        X = problem.clients[i].X
+        n_i = X.shape[0]
+        for (d,) in all_sketch_choices(layers, [budgets[i]]):
+            c = s * d
+            D, _ = _link_output_grads(problem, i, problem.base_weights[0] + (B * c) @ A)
+            # per-sample factor gradients are rank one: x_j^T (d_j A^T c) and (x_j B c)^T d_j
+            sq = np.sum(X * X, axis=1) * np.sum((D @ A.T * c) ** 2, axis=1) \
+                + np.sum((X @ B * c) ** 2, axis=1) * np.sum(D * D, axis=1)
+            _, g = instance_grad(problem, i, layers, s, (d,))
+            pop = max(float(np.mean(sq)) - _norm2(g), 0.0)
+            best = max(best, (n_i - b) / (b * (n_i - 1)) * pop)
+    return Constant(best, "exact at points", f"batch {b} without replacement; max over sketches and {len(pairs)} (client, point) pairs")
+
+
+@dataclass
+class Heterogeneity:
+    """Per point: a = max_i ||grad f_i^S - grad f^S||^2 and g = ||grad f^S||^2."""
+
+    a: list = field(default_factory=list)
+    g: list = field(default_factory=list)
+
+    def delta2(self, c_h: float) -> float:
+        """Smallest delta_h^2 with a <= c_h g + delta_h^2 at every point."""
+        return float(max(0.0, max(a - c_h * g for a, g in zip(self.a, self.g))))
+
+
+def heterogeneity(problem, points, s: float, budgets) -> Heterogeneity:
+    """Assumption 4.3 data over ``points`` with exact grad f_i^S."""
+    het = Heterogeneity()
+    for layers in points:
+        per = [_flat(sketched_grad(problem, i, layers, s, [budgets[i]] * problem.n_layers))
+               for i in range(problem.n_clients)]
+        mean = np.mean(per, axis=0)
+        het.a.append(max(float(np.sum((p - mean) ** 2)) for p in per))
+        het.g.append(float(np.sum(mean * mean)))
+    return het
+
+
+def lower_bound(problem) -> Constant:
+    """f* <= inf f^S: exact min over all W for least squares (f^S >= f >= min_W f), else 0."""
+    if problem.link == "squared" and problem.n_layers == 1:
+        N = problem.n_clients
+        lhs = sum(c.X.T @ c.X / (N * c.size) for c in problem.clients)
+        rhs = sum(c.X.T @ c.targets / (N * c.size) for c in problem.clients)
+        W = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+        return Constant(problem.global_loss([W]), "exact", "min over unconstrained W of f (f^S >= f)")
+    return Constant(0.0, "bounded", "loss is non-negative")
+
+
+def _flat(pairs) -> np.ndarray:
+    return np.concatenate([np.concatenate([dB.ravel(), dA.ravel()]) for dB, dA in pairs])
+
+
+def _norm2(pairs) -> float:
+    return float(sum(np.sum(dB * dB) + np.sum(dA * dA) for dB, dA in pairs))

@@ -1,0 +1,33 @@
+"""What a claim checker returns: a status, the evidence numbers and the one number to print."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VERIFIED, VIOLATED, OUTSIDE, SKIPPED = "verified", "violated", "outside_conditions", "skipped"
+STATUSES = (VERIFIED, VIOLATED, OUTSIDE, SKIPPED)
+
+# Identities that hold exactly are compared at this relative tolerance (float64 rounding over
+# sums of at most MAX_SUBSETS terms).
+EXACT_RTOL = 1e-9
+
+
+@dataclass
+class Result:
+    status: str
+    key: str                                     # the number shown in the table, as text
+    evidence: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+def exact(errors: dict, scale: float = 1.0, what: str = "max abs error") -> Result:
+    """VERIFIED when every error is within EXACT_RTOL * max(scale, 1), else VIOLATED; the
+    evidence names the worst entry."""
+    worst_name = max(errors, key=lambda k: errors[k])
+    worst = float(errors[worst_name])
+    tol = EXACT_RTOL * max(scale, 1.0)
+    status = VERIFIED if worst <= tol else VIOLATED
+    return Result(status, f"{what} {worst:.2e}", {"errors": {k: float(v) for k, v in errors.items()},
+                                                   "worst": worst_name, "max_error": worst, "tolerance": tol})
