@@ -33,6 +33,7 @@ class History:
     rows: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     per_client_upload: list = field(default_factory=list)   # [round][client] floats this round
     peak_client_memory: list = field(default_factory=list)  # per client, max over rounds (floats)
+    final_state: object = None                              # the ServerState after the last round
 
     def append(self, row: dict):
         for k in HISTORY_KEYS:
