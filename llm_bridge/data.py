@@ -1,0 +1,240 @@
+"""Federated instruction data: synthetic task families with a Dirichlet(alpha) non-IID split,
+and a loader for the field's commonsense JSON format (spec section 6).
+
+An example is ``Example(family, prompt, answer)``; the prompt already carries the
+Alpaca-style template and the answer is what greedy decoding must reproduce exactly.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import NamedTuple
+
+import numpy as np
+
+from fslora_ref.seeding import SERVER, stream
+from fslora_ref.validation import check_int, check_positive_float
+
+TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n"
+TEMPLATE_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+
+
+class Example(NamedTuple):
+    family: str
+    prompt: str     # the full prompt, ending where the answer starts
+    answer: str     # the exact target text (no trailing newline)
+
+    @property
+    def target(self) -> str:
+        return self.answer
+
+    def is_correct(self, generated: str) -> bool:
+        """Exact match of the first generated line."""
+        return generated.strip().split("\n")[0].strip() == self.answer
+
+
+def alpaca(instruction: str, input_text: str = "") -> str:
+    """The Alpaca-style prompt used for both training and evaluation."""
+    if input_text:
+        return TEMPLATE_INPUT.format(instruction=instruction, input=input_text)
+    return TEMPLATE.format(instruction=instruction)
+
+
+# ---- synthetic families ---------------------------------------------------------------------
+# Chosen because SmolLM2-135M scores ~0% zero-shot (it answers in sentences) yet learns them in
+# ~100 steps, and no constant answer scores well on them.
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
+        "sixteen seventeen eighteen nineteen".split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+WORDS = ("apple bread chair dance eagle field grape house island jacket kitten lemon market night ocean "
+         "pencil queen river stone table uncle valley window yellow zebra garden planet silver forest candle "
+         "bottle camera doctor engine flower guitar hammer jungle ladder mirror needle orange pillow rabbit "
+         "saddle ticket violin wallet button castle dragon finger ginger helmet insect kettle lizard magnet "
+         "napkin parrot rocket sunset tunnel velvet winter anchor basket cotton desert fabric harbor marble "
+         "meadow pepper puzzle shadow spider throne turtle wizard cherry donkey falcon goblet hollow igloo").split()
+
+
+def _number_words(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    tens, ones = divmod(n, 10)
+    return _TENS[tens - 2] + ("" if ones == 0 else "-" + _ONES[ones])
+
+
+def _addition(rng, words):
+    a, b = (int(x) for x in rng.integers(10, 100, size=2))
+    return "Add the two numbers.", f"{a} + {b}", str(a + b)
+
+
+def _uppercase(rng, words):
+    w = words[int(rng.integers(len(words)))]
+    return "Write the word in capital letters.", w, w.upper()
+
+
+def _sort3(rng, words):
+    xs = [int(x) for x in rng.choice(np.arange(1, 100), size=3, replace=False)]
+    return "Sort the numbers from smallest to largest.", ", ".join(map(str, xs)), ", ".join(map(str, sorted(xs)))
+
+
+def _words_to_digits(rng, words):
+    n = int(rng.integers(0, 100))
+    return "Write the number in digits.", _number_words(n), str(n)
+
+
+FAMILIES = {"addition": _addition, "uppercase": _uppercase, "sort3": _sort3, "words2digits": _words_to_digits}
+
+
+def make_examples(family: str, count: int, rng, held_out: bool) -> list:
+    """``count`` distinct examples of ``family``; words for ``uppercase`` come from disjoint
+    train/held-out halves of the word list so evaluation measures the skill, not memory."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+    words = WORDS[1::2] if held_out else WORDS[0::2]
+    out = []
+    for _ in range(count):
+        instruction, text, answer = FAMILIES[family](rng, words)
+        out.append(Example(family, alpaca(instruction, text), answer))
+    return out
+
+
+def dirichlet_partition(n_clients: int, families, per_client: int, alpha: float, seed: int) -> list:
+    """Client data sets: client i draws ``per_client`` examples with family proportions
+    p_i ~ Dirichlet(alpha * 1) (small alpha = each client sees few families).
+
+    Returns [[Example]] per client, generated from the run's ``problem`` stream.
+    """
+    n_clients = check_int("n_clients", n_clients, low=1)
+    per_client = check_int("per_client", per_client, low=1)
+    alpha = check_positive_float("dirichlet_alpha", alpha)
+    families = list(families)
+    clients = []
+    for i in range(n_clients):
+        rng = stream(seed, round=-1, client=i, purpose="problem")
+        counts = rng.multinomial(per_client, rng.dirichlet(alpha * np.ones(len(families))))
+        data = []
+        for fam, c in zip(families, counts):
+            data += make_examples(fam, int(c), rng, held_out=False)
+        order = rng.permutation(len(data))
+        clients.append([data[j] for j in order])
+    return clients
+
+
+def partition_pools(pools, n_clients: int, alpha: float, seed: int) -> list:
+    """Split given example pools (one per family) over clients: each pool's examples go to
+    clients with proportions q ~ Dirichlet(alpha * 1), so small alpha is strongly non-IID."""
+    n_clients = check_int("n_clients", n_clients, low=1)
+    alpha = check_positive_float("dirichlet_alpha", alpha)
+    clients = [[] for _ in range(n_clients)]
+    for f, pool in enumerate(pools):
+        rng = stream(seed, round=-1, client=SERVER, layer=f, purpose="problem")
+        owner = rng.choice(n_clients, size=len(pool), p=rng.dirichlet(alpha * np.ones(n_clients)))
+        for ex, i in zip(pool, owner):
+            clients[int(i)].append(ex)
+    return clients
+
+
+def held_out_set(families, per_family: int, seed: int) -> list:
+    """``per_family`` evaluation examples of every family (the server's ``eval`` stream)."""
+    per_family = check_int("eval_per_family", per_family, low=1)
+    rng = stream(seed, round=-1, client=SERVER, purpose="eval")
+    return [ex for fam in families for ex in make_examples(fam, per_family, rng, held_out=True)]
+
+
+# ---- commonsense JSON (LLM-Adapters format) -------------------------------------------------
+_CANDIDATES = {  # answer kind -> the labels a prediction may take
+    "boolean": ["true", "false"],
+    "answer": [f"answer{i}" for i in range(1, 6)],
+    "option": ["option1", "option2"],
+    "solution": ["solution1", "solution2"],
+    "ending": [f"ending{i}" for i in range(1, 5)],
+}
+
+
+def answer_kind(answer: str) -> str | None:
+    """Which label family an answer word belongs to (None if none)."""
+    a = answer.strip().lower()
+    for kind, labels in _CANDIDATES.items():
+        if a in labels:
+            return kind
+    return None
+
+
+def extract_answer(text: str, kind: str) -> str | None:
+    """The first label of ``kind`` in generated ``text`` (case-insensitive), or None."""
+    pattern = "|".join(sorted(_CANDIDATES[kind], key=len, reverse=True))
+    match = re.search(pattern, text.lower())
+    return match.group(0) if match else None
+
+
+def n_choices(record: dict, kind: str) -> int:
+    """How many options a record offers: the labels named in its instruction/input, or the
+    family's size when the text names none (true/false always 2)."""
+    if kind == "boolean":
+        return 2
+    text = (record.get("instruction", "") + " " + record.get("input", "")).lower()
+    named = [lab for lab in _CANDIDATES[kind] if lab in text]
+    return len(named) if len(named) >= 2 else len(_CANDIDATES[kind])
+
+
+def load_commonsense(path: str, family: str | None = None) -> list:
+    """Examples from a commonsense JSON list of {"instruction", "input", "output", "answer"}.
+
+    The training target is ``output``; evaluation extracts the answer label (true/false,
+    answer1..5, option1/2, solution1/2, ending1..4) from the generation. Errors name the file
+    and record.
+    """
+    import os
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    try:
+        with open(path) as fh:
+            records = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"data file {path} is not valid JSON: {exc}") from None
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"data file {path} must hold a non-empty JSON list of records")
+    family = family or os.path.splitext(os.path.basename(path))[0]
+    out = []
+    for j, rec in enumerate(records):
+        if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("instruction", "output", "answer")):
+            raise ValueError(f"data file {path}, record {j}: needs string fields 'instruction', 'output', 'answer'")
+        kind = answer_kind(rec["answer"])
+        if kind is None:
+            raise ValueError(f"data file {path}, record {j}: answer {rec['answer']!r} is not one of true/false, "
+                             f"answer1..5, option1/2, solution1/2, ending1..4")
+        out.append(CommonsenseExample(family, alpaca(rec["instruction"], rec.get("input", "") or ""),
+                                      rec["output"], rec["answer"].strip().lower(), kind, n_choices(rec, kind)))
+    return out
+
+
+class CommonsenseExample(NamedTuple):
+    family: str
+    prompt: str
+    target: str          # training target (the record's "output")
+    answer: str          # the gold label
+    kind: str
+    choices: int
+
+    def is_correct(self, generated: str) -> bool:
+        return extract_answer(generated, self.kind) == self.answer
+
+
+def reference_rates(examples) -> dict:
+    """Majority-class and chance accuracy of commonsense examples, per family: what a model
+    that only learned the answer format can score."""
+    out = {}
+    for fam in sorted({e.family for e in examples}):
+        exs = [e for e in examples if e.family == fam]
+        majority = Counter(e.answer for e in exs).most_common(1)[0][1] / len(exs)
+        out[fam] = {"majority": majority, "chance": float(np.mean([1.0 / e.choices for e in exs]))}
+    return out
+
+
+def constant_answer_rate(examples) -> dict:
+    """Per family, the exact-match rate of the best constant answer (a valid family keeps this low)."""
+    out = {}
+    for fam in sorted({e.family for e in examples}):
+        answers = [e.answer for e in examples if e.family == fam]
+        out[fam] = Counter(answers).most_common(1)[0][1] / len(answers)
+    return out

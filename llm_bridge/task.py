@@ -1,0 +1,111 @@
+"""Client objectives on a causal LM: minibatches of a client's examples, the loss on answer
+tokens only, and batched greedy evaluation by exact match.
+
+A *task* is what the bridge client trains on; it has the same two methods as a
+``fslora_ref`` problem's sampling plus a torch loss:
+
+    batch = task.sample_batch(client, rng)   # rng: the (round, client) "batch" stream
+    loss = task.loss(model, batch)           # a scalar torch tensor
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from fslora_ref.validation import check_int
+
+
+class InstructionTask:
+    """Supervised fine-tuning on prompt -> target with the loss on target tokens (+ EOS) only.
+
+    client_examples: [[Example]] per client; batch_size b (examples per local step).
+    """
+
+    def __init__(self, tokenizer, client_examples, batch_size: int):
+        self.tok = tokenizer
+        self.batch_size = check_int("batch_size", batch_size, low=1)
+        self.clients = []
+        for i, exs in enumerate(client_examples):
+            if not exs:
+                raise ValueError(f"client {i} has no training examples; raise per-client data or lower n_clients")
+            self.clients.append([encode_pair(tokenizer, e.prompt, e.target) for e in exs])
+
+    @property
+    def client_sizes(self) -> list:
+        return [len(c) for c in self.clients]
+
+    def sample_batch(self, client: int, rng: np.random.Generator):
+        """(client, sorted row indices): b examples without replacement (fewer if the client is small)."""
+        n = len(self.clients[client])
+        return client, np.sort(rng.choice(n, size=min(self.batch_size, n), replace=False))
+
+    def loss(self, model, batch):
+        import torch
+        client, rows = batch
+        pairs = [self.clients[client][j] for j in rows]
+        width = max(len(p) + len(t) for p, t in pairs)
+        pad = self.tok.pad_token_id
+        ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+        labels = torch.full((len(pairs), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(pairs), width), dtype=torch.long)
+        for r, (p, t) in enumerate(pairs):  # right padding: positions stay 0..len-1 as in decoding
+            seq = p + t
+            ids[r, :len(seq)] = torch.tensor(seq)
+            labels[r, len(p):len(seq)] = torch.tensor(t)
+            mask[r, :len(seq)] = 1
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        # next-token loss on the target tokens only, averaged over those tokens
+        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                                 labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
+def encode_pair(tok, prompt: str, target: str):
+    """(prompt ids, target ids + [eos]); the prompt is encoded exactly as in evaluation."""
+    return encode_prompt(tok, prompt), list(tok(target, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id]
+
+
+def encode_prompt(tok, prompt: str) -> list:
+    return list(tok(prompt, add_special_tokens=False)["input_ids"])
+
+
+def generate(model, tok, prompts, max_new_tokens: int, batch_size: int = 64) -> list:
+    """Greedy continuations of ``prompts`` (left-padded batches, KV cache); strings, special
+    tokens removed, cut at EOS."""
+    import torch
+    outs = []
+    pad = tok.pad_token_id
+    for start in range(0, len(prompts), batch_size):
+        enc = [encode_prompt(tok, p) for p in prompts[start:start + batch_size]]
+        width = max(map(len, enc))
+        ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)
+        for r, e in enumerate(enc):
+            ids[r, width - len(e):] = torch.tensor(e)
+            mask[r, width - len(e):] = 1
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+        for row in gen[:, width:]:
+            row = row.tolist()
+            if tok.eos_token_id in row:
+                row = row[:row.index(tok.eos_token_id)]
+            outs.append(tok.decode(row, skip_special_tokens=True))
+    return outs
+
+
+def evaluate(model, tok, examples, max_new_tokens: int | None = None, batch_size: int = 64) -> dict:
+    """Accuracy per family and overall ('mean' = unweighted mean over families).
+
+    max_new_tokens defaults to the longest target in tokens + 1.
+    """
+    if max_new_tokens is None:
+        max_new_tokens = 1 + max(len(tok(e.target, add_special_tokens=False)["input_ids"]) for e in examples)
+    texts = generate(model, tok, [e.prompt for e in examples], max_new_tokens, batch_size)
+    hits = defaultdict(list)
+    for e, t in zip(examples, texts):
+        hits[e.family].append(bool(e.is_correct(t)))
+    acc = {fam: float(np.mean(h)) for fam, h in sorted(hits.items())}
+    return {"accuracy": acc, "mean": float(np.mean(list(acc.values()))), "n": {f: len(h) for f, h in hits.items()},
+            "samples": [{"prompt": e.prompt[-60:], "generated": t, "answer": e.answer}
+                        for e, t in list(zip(examples, texts))[:: max(1, len(examples) // 8)]]}
