@@ -1,0 +1,174 @@
+"""What the battery hands an implementation, and what it expects back (the adapter protocol).
+
+An implementation under test is any object with one or more of these methods:
+
+    white_box_round(task: RoundTask) -> RoundResult | [(B, A)]    # task.index_sets given
+    black_box_round(task: RoundTask) -> RoundResult | [(B, A)]    # task.index_sets is None
+    sample_sketch(rank: int, k: int, seed: int) -> (rank,) array   # diag(S) of one draw
+
+and optionally ``name`` (str) and ``dtype`` (numpy dtype it computes in; default float64).
+
+One round of FSLoRA, as every method must run it (spec section 3, row-vector convention):
+for every client i (all N take part) and layer l, with index set I = I_il (k_i indices out of r)
+and sigma = (r/k_i) 1_I, start from the global (B_l, A_l) and take H = task.local_steps steps
+
+    W_l = W0_l + s B_l diag(sigma) A_l,        [G_l] = task.oracles[i]([W_l])
+    B_l <- B_l - lr (G_l A_l^T diag(sigma) + wd B_l 1_I^T)
+    A_l <- A_l - lr (diag(sigma) B_l^T G_l + wd 1_I A_l)
+
+(wd = task.weight_decay acts on the selected coordinates only), then return the average over all
+N clients of the trained factors' change added to the start. In black-box mode the
+implementation draws each I itself: uniform among k_i-subsets, the same set for B and A of a
+layer, fixed for the round, independent across clients, layers and rounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..lora import LayerFactors
+from ..client import dense_factor_grads
+
+# Relative tolerance of an implementation's round against the reference, by the dtype it
+# computes in (relative to the largest reference change of the compared factor).
+TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 2e-4}
+# A coordinate "moved" when it changed by more than this times the factor's largest entry:
+# above the rounding of an average of unchanged copies, far below any real update.
+MOVED = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
+
+
+def dtype_of(impl) -> np.dtype:
+    """The dtype an implementation computes in (``impl.dtype``, default float64); validated."""
+    dt = np.dtype(getattr(impl, "dtype", np.float64))
+    if dt not in TOLERANCE:
+        raise ValueError(f"impl.dtype must be one of {[str(d) for d in TOLERANCE]}, got {dt}")
+    return dt
+
+
+class QuadraticOracle:
+    """Client objective f(W) = sum_l <C_l, W_l> + (mu/2) ||M_l * (W_l - center_l)||_F^2.
+
+    grad_l = C_l + mu M_l * (W_l - center_l). With mu = 0 the gradient is the constant C_l.
+    C_l, M_l, center_l: (m_l, n_l). Simple enough to be written as a torch loss (see
+    llm_bridge/peft_conformance.py), which is why black-box mode uses it.
+    """
+
+    def __init__(self, linear, mask=None, curvature: float = 0.0, center=None):
+        self.linear = [np.asarray(c, dtype=float) for c in linear]
+        self.mask = [np.ones_like(c) for c in self.linear] if mask is None else [np.asarray(m, float) for m in mask]
+        self.curvature = float(curvature)
+        self.center = [np.zeros_like(c) for c in self.linear] if center is None else [np.asarray(c, float) for c in center]
+
+    def loss(self, weights) -> float:
+        return float(sum(np.vdot(C, W) + 0.5 * self.curvature * np.sum((M * (W - Z)) ** 2)
+                         for C, M, Z, W in zip(self.linear, self.mask, self.center, weights)))
+
+    def __call__(self, weights) -> list:
+        return [C + self.curvature * M * (np.asarray(W, float) - Z)
+                for C, M, Z, W in zip(self.linear, self.mask, self.center, weights)]
+
+
+class ProblemOracle:
+    """Full-batch (deterministic) gradient over W of one client of a reference Problem."""
+
+    def __init__(self, problem, client: int):
+        self.problem, self.client = problem, client
+
+    def loss(self, weights) -> float:
+        return self.problem.loss(self.client, [np.asarray(W, float) for W in weights])
+
+    def __call__(self, weights) -> list:
+        return self.problem.loss_and_weight_grads(self.client, [np.asarray(W, float) for W in weights])[1]
+
+
+@dataclass(frozen=True)
+class RoundTask:
+    """One round handed to an implementation. Arrays are in the implementation's dtype.
+
+    layers:       [(B_l: (m_l, r), A_l: (r, n_l))] the global factors at the start of the round
+    base_weights: [W0_l: (m_l, n_l)]
+    oracles:      per client, oracle([W_l]) -> [dL/dW_l: (m_l, n_l)] (deterministic)
+    budgets:      k_i per client;  rank: r;  lr: gamma;  local_steps: H;  lora_scaling: s
+    weight_decay: wd on the selected coordinates (0 in black-box mode)
+    index_sets:   white-box: [client][layer] sorted index arrays (k_i of them); black-box: None
+    client_ids:   identity of each client (key per-client randomness on it, not on the position)
+    seed, round_index: for the implementation's own sketch draws in black-box mode
+    """
+
+    layers: list
+    base_weights: list
+    oracles: list
+    budgets: tuple
+    rank: int
+    lr: float
+    local_steps: int
+    lora_scaling: float = 1.0
+    weight_decay: float = 0.0
+    index_sets: list | None = None
+    client_ids: tuple = ()
+    seed: int = 0
+    round_index: int = 0
+    label: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.client_ids:
+            object.__setattr__(self, "client_ids", tuple(range(len(self.budgets))))
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.budgets)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def only_client(self, i: int, **changes) -> "RoundTask":
+        """The same round with client ``i`` alone (N = 1), keeping its identity."""
+        sets = None if self.index_sets is None else [self.index_sets[i]]
+        return replace(self, oracles=[self.oracles[i]], budgets=(self.budgets[i],), index_sets=sets,
+                       client_ids=(self.client_ids[i],), **changes)
+
+
+@dataclass
+class RoundResult:
+    """What a round returns: the new global factors, and (optionally) the per-client uploads
+    [client][layer] = (dB_I: (m_l, k_i), dA_I: (k_i, n_l)) in the order of ``index_sets``."""
+
+    layers: list
+    uploads: list | None = None
+
+
+class OracleProblem:
+    """A reference Problem view of per-client gradient oracles, so ``local_train`` can run on them.
+
+    Every step is full batch; gradients w.r.t. the factors go through the dense W, exactly as
+    Algorithm 1 writes them (``client.dense_factor_grads``).
+    """
+
+    def __init__(self, base_weights, oracles):
+        self.base_weights = [np.asarray(W, dtype=float) for W in base_weights]
+        self.oracles = oracles
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.oracles)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.base_weights)
+
+    @property
+    def layer_shapes(self) -> list:
+        return [W.shape for W in self.base_weights]
+
+    def sample_batch(self, client: int, rng) -> None:
+        return None
+
+    def loss_and_weight_grads(self, client: int, weights, batch=None):
+        oracle = self.oracles[client]
+        return oracle.loss(weights), oracle(weights)
+
+    def loss_and_factor_grads(self, client: int, factors, batch=None):
+        return dense_factor_grads(self, client, [LayerFactors(*f) for f in factors], batch)

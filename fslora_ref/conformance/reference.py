@@ -1,0 +1,113 @@
+"""The reference implementation behind the adapter protocol (both modes and the sampler).
+
+``impl`` is what ``fslora crosscheck fslora_ref.conformance.reference:impl`` checks. Its pieces
+(``client_update``, ``aggregate``, ``draw_index_sets``) are the battery's expected values and the
+hooks the mutants in tests/mutants override; all of them call the reference's own code
+(``local_train``, ``FSLoRA.aggregate``, ``draw_round_sketches``, ``sample_sketch``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..algorithms import FSLoRA
+from ..algorithms.protocol import ClientPlan, ServerState, Upload
+from ..client import local_train
+from ..config import FedConfig
+from ..lora import LayerFactors, gather
+from ..seeding import stream
+from ..sketch import Sketch, sample_sketch
+from ..validation import check_positive_float
+from .protocol import OracleProblem, RoundResult, RoundTask
+
+
+@dataclass(frozen=True)
+class SGDW:
+    """SGD with weight decay on the trainable coordinates: p <- p - lr (g + wd p) where mask.
+
+    Same (init, update) interface as ``fslora_ref.optim``; with wd = 0 it is ``optim.SGD``.
+    """
+
+    lr: float
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        check_positive_float("lr", self.lr)
+        check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
+
+    state_floats_per_param = 0
+
+    def init(self, params):
+        return ()
+
+    def update(self, grads, state, params, mask=None):
+        out = []
+        for l, (p, g) in enumerate(zip(params, grads)):
+            step = self.lr * (g + self.weight_decay * p)
+            out.append(p - (step if mask is None else np.where(mask[l], step, 0.0)))
+        return out, state
+
+
+def task_config(task: RoundTask) -> FedConfig:
+    """The FedConfig that describes ``task`` to the reference's algorithm code."""
+    return FedConfig(rank=task.rank, budgets=tuple(task.budgets), local_steps=task.local_steps, lr=task.lr,
+                     seed=task.seed, lora_scaling=task.lora_scaling)
+
+
+def sketched_client_update(task: RoundTask, i: int, index_sets) -> list:
+    """Algorithm 1's client i for one round (submatrix form): H steps of SGDW on (B_I, A_I)
+    with coefficient s * r/k_i. index_sets: [I_l]. Returns [(dB_I: (m_l, k_i), dA_I: (k_i, n_l))]."""
+    problem = OracleProblem(task.base_weights, task.oracles)
+    factors = []
+    for (B, A), I in zip(task.layers, index_sets):
+        S = Sketch(task.rank, I)
+        B_I, A_I = gather(np.asarray(B, float), np.asarray(A, float), S)
+        factors.append(LayerFactors(B_I, A_I, task.lora_scaling * S.scale * np.ones(S.k)))
+    trained, _ = local_train(problem, i, factors, steps=task.local_steps,
+                             optimizer=SGDW(task.lr, task.weight_decay), rng=None)
+    return [(B - f.B, A - f.A) for (B, A), f in zip(trained, factors)]
+
+
+def average_over_clients(task: RoundTask, index_sets, uploads) -> list:
+    """X + (1/N) sum_i scatter(upload_i): the reference server step (``FSLoRA.aggregate``)."""
+    state = ServerState([(np.asarray(B, float), np.asarray(A, float)) for B, A in task.layers])
+    plans = [ClientPlan(i, [], [np.asarray(I) for I in sets]) for i, sets in enumerate(index_sets)]
+    ups = [Upload(i, [], deltas, 0, 0, []) for i, deltas in enumerate(uploads)]
+    return FSLoRA().aggregate(state, plans, ups, task_config(task)).layers
+
+
+class ReferenceImplementation:
+    """Algorithm 1 behind the adapter protocol; subclass and override a hook to build a mutant."""
+
+    name = "reference"
+    dtype = np.float64
+
+    def client_update(self, task: RoundTask, i: int, index_sets) -> list:
+        return sketched_client_update(task, i, index_sets)
+
+    def aggregate(self, task: RoundTask, index_sets, uploads) -> list:
+        return average_over_clients(task, index_sets, uploads)
+
+    def draw_index_sets(self, task: RoundTask) -> list:
+        """[client][layer] index sets from the (round, client, layer) sketch streams."""
+        # the streams of draw_round_sketches, keyed by the client's identity (not its position)
+        return [[sample_sketch(task.rank, k, stream(task.seed, round=task.round_index, client=cid, layer=l,
+                                                    purpose="sketch")).indices for l in range(task.n_layers)]
+                for k, cid in zip(task.budgets, task.client_ids)]
+
+    def _round(self, task: RoundTask, index_sets) -> RoundResult:
+        uploads = [self.client_update(task, i, index_sets[i]) for i in range(task.n_clients)]
+        return RoundResult(self.aggregate(task, index_sets, uploads), uploads)
+
+    def white_box_round(self, task: RoundTask) -> RoundResult:
+        return self._round(task, task.index_sets)
+
+    def black_box_round(self, task: RoundTask) -> RoundResult:
+        return self._round(task, self.draw_index_sets(task))
+
+    def sample_sketch(self, rank: int, k: int, seed: int) -> np.ndarray:
+        return sample_sketch(rank, k, stream(seed, round=0, client=0, purpose="sketch")).diagonal()
+
+
+impl = ReferenceImplementation()

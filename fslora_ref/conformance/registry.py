@@ -1,0 +1,25 @@
+"""The ordered registry of checks: name -> (mode, function, one-line description)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    mode: str          # "white" | "black" | "sampler"
+    func: object       # func(impl, session=None) -> str (what was verified); raises CheckFailed
+    description: str
+
+
+CHECKS: dict = {}
+
+
+def check(mode: str):
+    """Register ``check_<name>(impl, session=None)`` under ``<name>`` for ``mode``."""
+    def register(func):
+        name = func.__name__.removeprefix("check_")
+        doc = (func.__doc__ or "").strip().splitlines()
+        CHECKS[name] = Check(name, mode, func, doc[0] if doc else name)
+        return func
+    return register

@@ -1,0 +1,99 @@
+"""Sampler-only checks: ``impl.sample_sketch(rank, k, seed) -> diag(S)`` of one random-k draw.
+
+Distinct seeds must give independent draws. S = (r/k) sum_{j in I} e_j e_j^T with I uniform
+among the k-subsets (spec section 2).
+"""
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+from ..seeding import SERVER, stream
+from .registry import check
+from .session import CheckFailed, Session, fmt_set
+from .stats import binomial_pvalue, bonferroni_threshold, uniform_multinomial_pvalue
+
+SUPPORT_CASES = ((8, 1), (8, 3), (6, 6), (5, 2))
+UNBIASED_CASE = (8, 3)
+SUBSET_CASES = ((6, 2), (5, 3))
+
+
+def _session(impl, session):
+    return session if session is not None else Session(impl)
+
+
+def draws(s: Session, rank: int, k: int, n: int, offset: int) -> np.ndarray:
+    """(n, rank) diagonals from seeds offset .. offset+n-1 (cached)."""
+    key = ("sampler", rank, k, n, offset)
+    if key not in s.cache:
+        sample = s.require("sampler")
+        out = np.empty((n, rank))
+        for t in range(n):
+            d = np.asarray(sample(rank, k, s.options.seed * 1_000_003 + offset + t), dtype=float)
+            if d.shape != (rank,):
+                raise CheckFailed(f"sample_sketch({rank}, {k}, seed) returned shape {d.shape}, expected ({rank},)")
+            out[t] = d
+        s.cache[key] = out
+    return s.cache[key]
+
+
+@check("sampler")
+def check_sampler_support_and_value(impl, session=None) -> str:
+    """Every draw has exactly k nonzero diagonal entries, each equal to r/k, the rest exactly 0."""
+    s = _session(impl, session)
+    for c, (r, k) in enumerate(SUPPORT_CASES):
+        D = draws(s, r, k, 200, 10_000 * c)
+        for t, d in enumerate(D):
+            nz = np.flatnonzero(d)
+            if nz.size != k or np.max(np.abs(d[nz] / (r / k) - 1)) > s.tol:
+                raise CheckFailed(f"rank {r}, k={k}, draw {t}: nonzero entries at {fmt_set(nz)} with values "
+                                  f"{np.round(d[nz], 6).tolist()}; expected exactly {k} entries equal to r/k = {r / k:g}")
+    return f"{len(SUPPORT_CASES)} (r, k) cases x 200 draws: k entries of r/k each"
+
+
+@check("sampler")
+def check_sampler_unbiased(impl, session=None) -> str:
+    """E[S] = I: each diagonal entry averages 1 (selection frequency k/r, exact binomial test)."""
+    s = _session(impl, session)
+    r, k = UNBIASED_CASE
+    n = s.options.sampler_draws
+    D = draws(s, r, k, n, 50_000)
+    counts = np.count_nonzero(D, axis=0)
+    means = D.mean(axis=0)
+    p = [binomial_pvalue(int(c), n, k / r) for c in counts]
+    threshold = bonferroni_threshold(s.options.alpha / 2, r)
+    j = int(np.argmin(p))
+    values = D[D != 0]
+    if p[j] < threshold or (values.size and np.max(np.abs(values / (r / k) - 1)) > s.tol):
+        raise CheckFailed(f"rank {r}, k={k}: mean of diag(S)_{j} over {n} draws is {means[j]:.4g}, expected 1 (selected "
+                          f"{counts[j]} times, expected {n * k / r:.1f}; exact binomial p = {p[j]:.3g}, threshold "
+                          f"{threshold:.3g}); nonzero values range {values.min() if values.size else 0:.4g}.."
+                          f"{values.max() if values.size else 0:.4g} (r/k = {r / k:g})")
+    return f"rank {r}, k={k}, {n} draws: mean diag(S) in [{means.min():.3f}, {means.max():.3f}], smallest p {p[j]:.3g}"
+
+
+@check("sampler")
+def check_sampler_uniform_subsets(impl, session=None) -> str:
+    """The index set is uniform over all C(r, k) subsets (chi-square, Monte Carlo p-value)."""
+    s = _session(impl, session)
+    n = s.options.sampler_draws
+    threshold = bonferroni_threshold(s.options.alpha, len(SUBSET_CASES))
+    report = []
+    for c, (r, k) in enumerate(SUBSET_CASES):
+        D = draws(s, r, k, n, 100_000 + 10_000 * c)
+        cells = {I: 0 for I in combinations(range(r), k)}
+        for t, d in enumerate(D):
+            I = tuple(int(j) for j in np.flatnonzero(d))
+            if I not in cells:
+                raise CheckFailed(f"rank {r}, k={k}, draw {t}: support {fmt_set(I)} is not a {k}-subset")
+            cells[I] += 1
+        counts = np.array(list(cells.values()))
+        p = uniform_multinomial_pvalue(counts, stream(s.options.seed, round=c, client=SERVER, purpose="eval"))
+        report.append(p)
+        if p < threshold:
+            worst = max(cells, key=lambda I: abs(cells[I] - n / len(cells)))
+            raise CheckFailed(f"rank {r}, k={k}: over {n} draws subset {fmt_set(worst)} appeared {cells[worst]} times, "
+                              f"expected {n / len(cells):.1f} (uniform over {len(cells)} subsets); {np.sum(counts == 0)} "
+                              f"subsets never appeared; chi-square Monte Carlo p = {p:.3g} < {threshold:.3g}")
+    return f"{len(SUBSET_CASES)} cases, {n} draws each: Monte Carlo p-values {[round(p, 4) for p in report]}"
