@@ -55,16 +55,20 @@ def task_config(task: RoundTask) -> FedConfig:
                      seed=task.seed, lora_scaling=task.lora_scaling)
 
 
-def sketched_client_update(task: RoundTask, i: int, index_sets) -> list:
+def sketched_client_update(task: RoundTask, i: int, index_sets, *, scale=None, steps=None, layers=None) -> list:
     """Algorithm 1's client i for one round (submatrix form): H steps of SGDW on (B_I, A_I)
-    with coefficient s * r/k_i. index_sets: [I_l]. Returns [(dB_I: (m_l, k_i), dA_I: (k_i, n_l))]."""
+    with coefficient s * r/k_i. index_sets: [I_l]. Returns [(dB_I: (m_l, k_i), dA_I: (k_i, n_l))].
+
+    scale (default r/k_i), steps (default H) and layers (default the task's global factors) exist
+    so that tests/mutants can build their defects from this one routine.
+    """
     problem = OracleProblem(task.base_weights, task.oracles)
     factors = []
-    for (B, A), I in zip(task.layers, index_sets):
+    for (B, A), I in zip(task.layers if layers is None else layers, index_sets):
         S = Sketch(task.rank, I)
         B_I, A_I = gather(np.asarray(B, float), np.asarray(A, float), S)
-        factors.append(LayerFactors(B_I, A_I, task.lora_scaling * S.scale * np.ones(S.k)))
-    trained, _ = local_train(problem, i, factors, steps=task.local_steps,
+        factors.append(LayerFactors(B_I, A_I, task.lora_scaling * (S.scale if scale is None else scale) * np.ones(S.k)))
+    trained, _ = local_train(problem, i, factors, steps=task.local_steps if steps is None else steps,
                              optimizer=SGDW(task.lr, task.weight_decay), rng=None)
     return [(B - f.B, A - f.A) for (B, A), f in zip(trained, factors)]
 

@@ -154,7 +154,11 @@ def check_scale_applied_once(impl, session=None) -> str:
     for ok, cid, k, l, c, resid in found:
         if not ok:
             r = task.rank
-            why = ("the r/k scale is missing" if all(abs(v - 1) < 0.01 for v in c.values()) else
+            why = ("the given index set did not move: the implementation does not use the index set it was given"
+                   if all(abs(v) < 0.01 for v in c.values()) else
+                   "only one factor moved on I: B and A do not use the same index set"
+                   if min(abs(v) for v in c.values()) < 0.01 else
+                   "the r/k scale is missing" if all(abs(v - 1) < 0.01 for v in c.values()) else
                    "the r/k scale is applied twice ((r/k)^2, once per factor)"
                    if all(abs(v - (r / k) ** 2) < 0.01 * (r / k) ** 2 for v in c.values()) else
                    "the step is not a multiple of the sketched gradient" if max(resid.values()) > 0.01 else

@@ -1,0 +1,61 @@
+"""check_implementation's contract: modes, expected failures, bad input, crashing implementations."""
+import numpy as np
+import pytest
+
+from fslora_ref.conformance import Options, check_implementation
+from fslora_ref.conformance.reference import ReferenceImplementation, impl
+
+
+def test_unknown_expected_failure_is_rejected():
+    with pytest.raises(ValueError, match="unknown checks"):
+        check_implementation(impl, expected_failed={"no_such_check": "x"})
+
+
+def test_expected_failure_needs_a_reason():
+    with pytest.raises(TypeError, match="non-empty reason"):
+        check_implementation(impl, mode="sampler", expected_failed={"sampler_unbiased": ""})
+
+
+def test_bad_mode_and_missing_methods():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        check_implementation(impl, mode="grey")
+    with pytest.raises(TypeError, match="implements none of"):
+        check_implementation(object())
+
+    class SamplerOnly:
+        def sample_sketch(self, rank, k, seed):
+            return impl.sample_sketch(rank, k, seed)
+
+    with pytest.raises(TypeError, match="white_box_round"):
+        check_implementation(SamplerOnly(), mode="white")
+    assert [r.mode for r in check_implementation(SamplerOnly())] == ["sampler"] * 3
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="rounds must be"):
+        Options(rounds=3)
+    with pytest.raises(ValueError, match="alpha must be"):
+        Options(alpha=0.9)
+
+
+def test_crash_and_malformed_results_are_failures_with_a_reason():
+    class Crashes(ReferenceImplementation):
+        def white_box_round(self, task):
+            raise RuntimeError("boom")
+
+    class WrongShape(ReferenceImplementation):
+        def white_box_round(self, task):
+            return [(B[:, :1], A) for B, A in task.layers]
+
+    crashed = check_implementation(Crashes(), mode="white")
+    assert not crashed.ok and all("implementation raised RuntimeError: boom" in r.diagnosis for r in crashed)
+    wrong = check_implementation(WrongShape(), mode="white")["round_matches_reference"]
+    assert not wrong.passed and "returned B" in wrong.diagnosis
+
+
+def test_bad_dtype_is_rejected():
+    class Half(ReferenceImplementation):
+        dtype = np.float16
+
+    with pytest.raises(ValueError, match="impl.dtype must be one of"):
+        check_implementation(Half())

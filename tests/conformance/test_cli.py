@@ -1,0 +1,48 @@
+"""``fslora crosscheck``: table, --json, --xfail, exit codes; runs from the repository root."""
+import json
+import os
+import subprocess
+import sys
+
+from fslora_cli.main import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_reference_exits_zero_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "sub" / "ref.json"
+    assert main(["crosscheck", "fslora_ref.conformance.reference:impl", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "14/14 checks passed; conforms" in printed
+    rows = json.loads(out.read_text())
+    assert len(rows) == 14 and all(r["passed"] and r["expected_failure"] is None for r in rows)
+    assert {"check", "passed", "expected_failure", "diagnosis"} <= set(rows[0])
+
+
+def test_mutant_from_a_fresh_process_at_the_repo_root(tmp_path):
+    out = tmp_path / "m.json"
+    proc = subprocess.run([sys.executable, "-m", "fslora_cli.main", "crosscheck", "tests.mutants.missing_scale:impl",
+                           "--mode", "white", "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "scale_applied_once" in proc.stdout and "the r/k scale is missing" in proc.stdout
+    rows = {r["check"]: r for r in json.loads(out.read_text())}
+    assert rows["scale_applied_once"]["passed"] is False
+
+
+def test_xfail_makes_the_exit_code_zero(capsys):
+    args = ["crosscheck", "tests.mutants.per_coordinate_mean:impl", "--mode", "white"]
+    assert main(args) == 1
+    xfail = ["--xfail", "aggregation_divides_by_n=known", "--xfail", "round_matches_reference=known"]
+    assert main(args + xfail) == 0
+    assert "XFAIL" in capsys.readouterr().out
+
+
+def test_file_path_targets_and_usage_errors(capsys):
+    path = os.path.join(ROOT, "tests", "mutants", "no_sketch.py")
+    assert main(["crosscheck", f"{path}:impl", "--mode", "sampler"]) == 1
+    assert main(["crosscheck", "no_colon"]) == 2
+    assert main(["crosscheck", "fslora_ref.conformance.reference:missing"]) == 2
+    assert main(["crosscheck", "missing/file.py:impl"]) == 2
+    assert main(["crosscheck", "fslora_ref.conformance.reference:impl", "--xfail", "nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert "MODULE:ATTR" in err and "has no attribute 'missing'" in err and "does not exist" in err

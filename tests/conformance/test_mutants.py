@@ -1,0 +1,70 @@
+"""Every shipped mutant fails exactly the checks its defect breaks, with a diagnosis naming it.
+
+The expected failing sets were derived from each defect (and are pinned here so a change in
+the battery's attribution shows up): the first check listed is the one the defect is aimed at,
+and its diagnosis must contain the given phrase.
+"""
+import importlib
+
+import pytest
+
+from fslora_ref.conformance import check_implementation
+from tests.mutants import MUTANTS
+
+WHITE, BLACK = "white", "black"
+EXPECTED = {
+    "no_sketch": ({"index_set_size", "round_matches_reference", "untouched_outside_index_set", "scale_applied_once",
+                   "upload_size", "update_matches_reference", "selection_frequency", "sampler_support_and_value",
+                   "sampler_uniform_subsets"}, "index_set_size", "no sketch applied"),
+    "independent_sets": ({"index_sets_coincide", "round_matches_reference", "untouched_outside_index_set",
+                          "scale_applied_once", "update_matches_reference"}, "index_sets_coincide",
+                         "do not share one index set"),
+    "missing_scale": ({"scale_applied_once", "round_matches_reference", "update_matches_reference"},
+                      "scale_applied_once", "the r/k scale is missing"),
+    "double_scale": ({"scale_applied_once", "round_matches_reference", "update_matches_reference"},
+                     "scale_applied_once", "applied twice"),
+    "per_coordinate_mean": ({"aggregation_divides_by_n", "round_matches_reference", "update_matches_reference"},
+                            "aggregation_divides_by_n", "averaging over the selecting clients instead of N"),
+    "redraw_each_step": ({"sketch_fixed_within_round", "round_matches_reference", "index_set_size",
+                          "update_matches_reference", "selection_frequency"}, "sketch_fixed_within_round",
+                         "the index set changes between the local steps"),
+    "weight_decay_unselected": ({"untouched_outside_index_set", "round_matches_reference"},
+                                "untouched_outside_index_set", "weight decay applied to unselected coordinates"),
+    "first_k": ({"selection_frequency", "round_matches_reference", "untouched_outside_index_set", "scale_applied_once",
+                 "sampler_unbiased", "sampler_uniform_subsets"}, "selection_frequency",
+                "selected together in 200 of 200 rounds"),
+    "contiguous_window": ({"selection_frequency", "sampler_uniform_subsets"}, "sampler_uniform_subsets",
+                          "never appeared"),
+    "with_replacement": ({"index_set_size", "selection_frequency", "sampler_support_and_value",
+                          "sampler_uniform_subsets"}, "sampler_support_and_value", "expected exactly 3 entries"),
+}
+
+
+def test_every_mutant_has_an_expectation():
+    assert set(EXPECTED) == set(MUTANTS)
+    assert len(MUTANTS) >= 8
+
+
+@pytest.mark.parametrize("name", MUTANTS)
+def test_mutant_fails_exactly_its_checks(name):
+    module = importlib.import_module(f"tests.mutants.{name}")
+    table = check_implementation(module.impl)
+    failing, primary, phrase = EXPECTED[name]
+    assert set(table.failed()) == failing, table.format()
+    assert not table.ok
+    assert phrase in table[primary].diagnosis, table[primary].diagnosis
+
+
+def test_first_k_in_black_box_names_the_index():
+    module = importlib.import_module("tests.mutants.first_k")
+    table = check_implementation(module.impl, mode="black")
+    text = table["selection_frequency"].diagnosis
+    assert "client 0 (k=2, r=8)" in text and "expected 7.1" in text
+
+
+def test_declared_expected_failures_make_a_mutant_pass():
+    module = importlib.import_module("tests.mutants.missing_scale")
+    reasons = {c: "known defect" for c in EXPECTED["missing_scale"][0]}
+    table = check_implementation(module.impl, expected_failed=reasons)
+    assert table.ok
+    assert {r.status for r in table if r.check in reasons} == {"XFAIL"}

@@ -1,0 +1,65 @@
+"""The reference passes every check in both modes and the sampler checks; the battery is
+deterministic; the per-dtype tolerance table is what decides float32 vs float64."""
+import numpy as np
+
+from fslora_ref.conformance import CHECKS, RoundResult, check_implementation, parametrize_with_checks
+from fslora_ref.conformance.reference import ReferenceImplementation, impl
+
+
+@parametrize_with_checks([impl])
+def test_reference_conforms(impl, check):
+    check(impl)
+
+
+def test_reference_table_covers_every_check_and_is_deterministic():
+    first = check_implementation(impl)
+    second = check_implementation(impl)
+    assert first.ok and [r.check for r in first] == sorted(CHECKS, key=lambda c: ("white", "black", "sampler").index(CHECKS[c].mode))
+    assert first.dumps() == second.dumps()
+
+
+class Float32Reference(ReferenceImplementation):
+    """The reference, rounding its result to float32 (as a float32 framework would)."""
+
+    name = "reference-float32"
+    dtype = np.float32
+
+    def _round(self, task, index_sets):
+        result = super()._round(task, index_sets)
+        return RoundResult([(B.astype(np.float32), A.astype(np.float32)) for B, A in result.layers], result.uploads)
+
+
+def test_float32_result_passes_with_the_float32_tolerance():
+    table = check_implementation(Float32Reference(), mode=["white", "black"])
+    assert table.ok, table.format()
+
+
+def test_float32_result_fails_the_float64_tolerance():
+    class Declared64(Float32Reference):
+        dtype = np.float64
+
+    table = check_implementation(Declared64(), mode="white")
+    assert "round_matches_reference" in table.failed()
+    assert "tolerance 1e-09 for float64" in table["round_matches_reference"].diagnosis
+
+
+class HiddenUploads(ReferenceImplementation):
+    """Exposes no uploads: the upload check must infer them from the coordinates that moved."""
+
+    name = "hidden-uploads"
+
+    def _round(self, task, index_sets):
+        return super()._round(task, index_sets).layers
+
+
+def test_upload_size_is_inferred_without_uploads():
+    from tests.mutants.no_sketch import NoSketch
+
+    class HiddenNoSketch(NoSketch):
+        def _round(self, task, index_sets):
+            return super()._round(task, index_sets).layers
+
+    ok = check_implementation(HiddenUploads(), mode="white")["upload_size"]
+    bad = check_implementation(HiddenNoSketch(), mode="white")["upload_size"]
+    assert ok.passed and "no uploads exposed" in ok.diagnosis
+    assert not bad.passed and "must upload at least" in bad.diagnosis

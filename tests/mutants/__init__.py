@@ -1,0 +1,8 @@
+"""Deliberately broken FSLoRA implementations, one defect each, for the conformance battery.
+
+Each module exposes ``impl`` (``fslora crosscheck tests.mutants.<name>:impl``) and ``DEFECT``,
+and ``tests/conformance/test_mutants.py`` asserts exactly which checks it fails. They are built
+from the reference adapter (fslora_ref.conformance.reference) by overriding one hook.
+"""
+MUTANTS = ("no_sketch", "independent_sets", "missing_scale", "double_scale", "per_coordinate_mean",
+           "redraw_each_step", "weight_decay_unselected", "first_k", "contiguous_window", "with_replacement")
