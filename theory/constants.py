@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fslora_ref.lora import LayerFactors
 from fslora_ref.seeding import SERVER, stream
 
 from .sketched_objective import all_sketch_choices, instance_grad, sketched_grad, unsketched_factors
@@ -211,3 +212,16 @@ def _flat(pairs) -> np.ndarray:
 
 def _norm2(pairs) -> float:
     return float(sum(np.sum(dB * dB) + np.sum(dA * dA) for dB, dA in pairs))
+
+
+def hvp_error(problem, client, B, A, coeff, *, hvp_fn=hvp, seed: int = 0, eps: float = 1e-5) -> float:
+    """Max |H v - (grad(X + eps v) - grad(X - eps v)) / (2 eps)| relative to ||H v||, for one
+    random direction v (the exact-gradient central difference has O(eps^2) error)."""
+    rng = stream(seed, round=-1, client=SERVER, purpose="eval")
+    U, V = rng.standard_normal(B.shape), rng.standard_normal(A.shape)
+    HU, HV = hvp_fn(problem, client, B, A, coeff, U[None], V[None])
+    grads = [problem.loss_and_factor_grads(client, [LayerFactors(B + e * U, A + e * V, coeff)])[1][0]
+             for e in (eps, -eps)]
+    fd = [(p - m) / (2 * eps) for p, m in zip(*grads)]
+    scale = max(float(np.max(np.abs(HU))), float(np.max(np.abs(HV))), 1e-12)
+    return max(float(np.max(np.abs(HU[0] - fd[0]))), float(np.max(np.abs(HV[0] - fd[1])))) / scale

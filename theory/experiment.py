@@ -100,6 +100,12 @@ class Outcome:
         return float(x.mean() + stats.t.ppf(0.95, x.size - 1) * x.std(ddof=1) / sqrt(x.size))
 
     @property
+    def tightness(self) -> float:
+        """UCB95(LHS) / RHS (inf when the RHS is 0 and the LHS is not)."""
+        rhs = self.rhs["rhs"]
+        return self.lhs_ucb / rhs if rhs > 0 else (0.0 if self.lhs_ucb <= 0 else float("inf"))
+
+    @property
     def within_conditions(self) -> bool:
         return not self.diverged and self.lr <= self.gamma_max
 
@@ -110,7 +116,7 @@ class Outcome:
                 "batch_size": self.setting.batch_size, "gamma": self.lr, "gamma_max": self.gamma_max,
                 "seeds": self.seeds, "lhs_mean": self.lhs_mean, "lhs_ucb95": self.lhs_ucb,
                 "rhs": self.rhs.get("rhs"), "rhs_terms": self.rhs, "c_h": self.c_h,
-                "tightness": self.lhs_ucb / self.rhs["rhs"] if self.rhs else None,
+                "tightness": self.tightness if self.rhs else None,
                 "constants": {k: v.to_json() if hasattr(v, "to_json") else v for k, v in self.constants.items()},
                 "diverged": self.diverged}
 

@@ -1,0 +1,167 @@
+"""Deliberately broken variants of what the theory checkers check. Each must be caught."""
+from __future__ import annotations
+
+import numpy as np
+
+from fslora_ref.algorithms import FSLoRA
+from fslora_ref.client import local_train
+from fslora_ref.lora import LayerFactors
+from fslora_ref.optim import SGD
+from fslora_ref.sketch import Sketch, sample_sketch, sketch_moments
+from theory.constants import _link_output_grads
+from theory.moments import reference_law
+
+
+# -- sketch laws and samplers ------------------------------------------------------------------
+def unscaled_law(r, k):
+    """S = sum_{j in I} e_j e_j^T: the r/k scale forgotten."""
+    diags, probs = reference_law(r, k)
+    return diags * (k / r), probs
+
+
+def first_k_law(r, k):
+    """Always the first k coordinates (HetLoRA-style truncation)."""
+    d = np.zeros(r)
+    d[:k] = r / k
+    return d[None, :], np.ones(1)
+
+
+def overscaled_law(r, k):
+    """Scale (r/k)^2 instead of r/k."""
+    diags, probs = reference_law(r, k)
+    return diags * (r / k), probs
+
+
+class UnscaledSketch(Sketch):
+    @property
+    def scale(self):
+        return 1.0
+
+
+def unscaled_sampler(r, k, rng):
+    return UnscaledSketch(r, sample_sketch(r, k, rng).indices)
+
+
+def first_k_sampler(r, k, rng):
+    return Sketch(r, np.arange(k))
+
+
+def with_replacement_sampler(r, k, rng):
+    """k draws with replacement, duplicates merged: fewer than k indices, non-uniform."""
+    return Sketch(r, np.unique(rng.integers(0, r, size=k)))
+
+
+# -- sketched objective and gradients -------------------------------------------------------------
+def regulariser_without_r(X, B, A, s, k):
+    """The penalty with the factor r dropped from the diagonal term."""
+    c_k = sketch_moments(B.shape[1], k)["c_k"]
+    XB = X @ B
+    col = np.sum(XB * XB, axis=0) * np.sum(A * A, axis=1)
+    return s * s * c_k * (float(np.sum(col)) - float(np.sum((XB @ A) ** 2))) / (2.0 * X.shape[0])
+
+
+def regulariser_grad_without_cross(X, B, A, s, k):
+    """Gradient that forgets the -||XBA||^2 part."""
+    r = B.shape[1]
+    c = s * s * sketch_moments(r, k)["c_k"] / X.shape[0]
+    XB = X @ B
+    return c * (X.T @ XB) @ (r * np.diag(np.sum(A * A, axis=1))), c * r * np.diag(np.sum(XB * XB, axis=0)) @ A
+
+
+def lemma_grad_without_S_on_A(G, B, A, diag_S, s):
+    """grad_A = s B^T G: the sketch forgotten on the A side."""
+    return s * G @ A.T @ np.diag(diag_S), s * B.T @ G
+
+
+def hvp_gauss_newton(problem, client, B, A, coeff, U, V):
+    """Drops the G (V^T, U^T) cross terms: only the Gauss-Newton part of the Hessian."""
+    X = problem.clients[client].X
+    W = problem.base_weights[0] + (B * coeff) @ A
+    _, P = _link_output_grads(problem, client, W)
+    Z = X @ ((U * coeff) @ A + (B * coeff) @ V)
+    if P is not None:
+        Z = P * (Z - np.sum(P * Z, axis=-1, keepdims=True))
+    dG = X.T @ Z / X.shape[0]
+    return (dG @ A.T) * coeff, coeff[:, None] * (B.T @ dG)
+
+
+# -- clients and algorithms ----------------------------------------------------------------------
+def client_without_scale(problem, client, layers, sketches, *, steps, lr, s, rng):
+    """Trains the selected block with coefficient s instead of s r/k."""
+    unscaled = [UnscaledSketch(S.rank, S.indices) for S in sketches]
+    return _masked_steps(problem, client, layers, unscaled, steps, lr, s, rng, redraw=False)
+
+
+def client_redrawing_sketch(problem, client, layers, sketches, *, steps, lr, s, rng):
+    """Draws a fresh sketch at every local step (instead of one per round)."""
+    return _masked_steps(problem, client, layers, sketches, steps, lr, s, rng, redraw=True)
+
+
+def _masked_steps(problem, client, layers, sketches, steps, lr, s, rng, redraw):
+    params = [(B.copy(), A.copy()) for B, A in layers]
+    current = list(sketches)
+    for step in range(steps):
+        if redraw and step > 0:
+            current = [sample_sketch(S.rank, S.k, rng) for S in current]
+        factors = [LayerFactors(B, A, s * S.diagonal()) for (B, A), S in zip(params, current)]
+        masks = [(S.mask(), S.mask()) for S in current]
+        trained, _ = local_train(problem, client, factors, steps=1, optimizer=SGD(lr), rng=rng, masks=masks)
+        params = trained
+    return [(tB - B, tA - A) for (tB, tA), (B, A) in zip(params, layers)]
+
+
+class SummingFSLoRA(FSLoRA):
+    """Server sums the client deltas instead of averaging them."""
+
+    name = "fslora"
+
+    def aggregate(self, state, plans, uploads, config):
+        new = super().aggregate(state, plans, uploads, config)
+        n = len(uploads)
+        new.layers = [(B + (n - 1) * (nB - B), A + (n - 1) * (nA - A))
+                      for (B, A), (nB, nA) in zip(state.layers, new.layers)]
+        return new
+
+
+class UnscaledSubmatrixFSLoRA(FSLoRA):
+    """Submatrix client with coefficient s (no r/k): disagrees with the masked form."""
+
+    name = "fslora"
+
+    def configure_round(self, state, problem, config, round_index, participants):
+        plans = super().configure_round(state, problem, config, round_index, participants)
+        if config.form == "submatrix":
+            for p in plans:
+                p.factors = [f._replace(coeff=config.lora_scaling * np.ones_like(f.coeff)) for f in p.factors]
+        return plans
+
+
+# -- bounds ---------------------------------------------------------------------------------------
+def inverted_l_bar(L, r, budgets):
+    """L-bar with k_i/r instead of r/k_i."""
+    return float(np.mean([k / r for k in budgets])) * L
+
+
+def corollary_step_linear(N, T, H, L_t):
+    """gamma proportional to 1/L-tilde instead of 1/sqrt(L-tilde)."""
+    return float(np.sqrt(N / (T * H))) / L_t
+
+
+class DoubleScaledSubmatrixFSLoRA(FSLoRA):
+    """Submatrix client with coefficient s (r/k)^2: the sketch scale applied twice."""
+
+    name = "fslora"
+
+    def configure_round(self, state, problem, config, round_index, participants):
+        plans = super().configure_round(state, problem, config, round_index, participants)
+        for p in plans:
+            p.factors = [f._replace(coeff=f.coeff * (config.rank / len(f.coeff))) for f in p.factors]
+        return plans
+
+
+def rhs_without_optimisation_term(**kw):
+    """Theorem 4.4 RHS claiming convergence to the noise level at once (first term dropped)."""
+    from theory.bounds import theorem_rhs
+    out = theorem_rhs(**kw)
+    out["rhs"] = out["noise"] + out["drift"]
+    return out
