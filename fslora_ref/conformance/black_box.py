@@ -175,36 +175,56 @@ def _mismatch(rec, i, l, name, e, g, err, scale, I, R, C) -> str:
 
 @check("black")
 def check_selection_frequency(impl, session=None) -> str:
-    """Over the rounds each index is selected with frequency k_i/r and each pair with k_i(k_i-1)/(r(r-1)).
+    """Each index is selected with frequency k_i/r, each pair with k_i(k_i-1)/(r(r-1)), and draws
+    are independent across layers and clients (joint frequency (k_i/r)(k_i'/r)).
 
-    Exact two-sided binomial tests, Bonferroni over all (client, layer, index) and
-    (client, layer, pair) tests: family-wise false-alarm rate <= options.alpha.
+    Exact two-sided binomial tests (rounds are independent, so every count is exactly binomial
+    under a correct sampler), Bonferroni over all of them: family-wise false-alarm rate <= alpha.
     """
     s = _session(impl, session)
     records = black_box_run(s)
     R, r = len(records), records[0].task.rank
+    budgets = records[0].task.budgets
+    L = len(records[0].deltas)
+    member = np.zeros((len(budgets), L, R, r), dtype=int)   # member[i, l, t, j]: j in I_il in round t
+    for t, rec in enumerate(records):
+        for i in range(len(budgets)):
+            for l in range(L):
+                member[i, l, t, rec.sets[i][l][0]] = 1
     tests = []
-    for i, k in enumerate(records[0].task.budgets):
-        for l in range(len(records[0].deltas)):
-            member = np.zeros((R, r), dtype=int)
-            for t, rec in enumerate(records):
-                member[t, rec.sets[i][l][0]] = 1
-            p1 = k / r
-            for j, c in enumerate(member.sum(axis=0)):
-                tests.append((binomial_pvalue(int(c), R, p1), i, k, l, (j,), int(c), R * p1, "k/r", p1))
+
+    def add(counts, prob, what, formula):
+        for idx in np.ndindex(counts.shape):
+            c = int(counts[idx])
+            tests.append((binomial_pvalue(c, R, prob), what(idx), c, R * prob, formula, prob))
+
+    for i, k in enumerate(budgets):
+        for l in range(L):
+            where = f"client {i} (k={k}, r={r}), layer {l}"
+            add(member[i, l].sum(axis=0), k / r, lambda ix, w=where: f"{w}: index {ix[0]} was selected", "k/r")
             if k >= 2:
-                p2 = k * (k - 1) / (r * (r - 1))
-                pairs = member.T @ member
-                for j in range(r):
-                    for j2 in range(j + 1, r):
-                        c = int(pairs[j, j2])
-                        tests.append((binomial_pvalue(c, R, p2), i, k, l, (j, j2), c, R * p2, "k(k-1)/(r(r-1))", p2))
+                pairs = member[i, l].T @ member[i, l]
+                iu = np.triu_indices(r, 1)
+                add(pairs[iu], k * (k - 1) / (r * (r - 1)),
+                    lambda ix, w=where, iu=iu: f"{w}: indices ({iu[0][ix[0]]}, {iu[1][ix[0]]}) were selected together",
+                    "k(k-1)/(r(r-1))")
+            for l2 in range(l + 1, L):
+                add(member[i, l].T @ member[i, l2], (k / r) ** 2,
+                    lambda ix, i=i, l=l, l2=l2: f"client {i}: index {ix[0]} of layer {l} and index {ix[1]} of layer "
+                                                f"{l2} were selected together (sketches not independent across layers?)",
+                    "(k/r)^2")
+        for i2 in range(i + 1, len(budgets)):
+            k2 = budgets[i2]
+            for l in range(L):
+                add(member[i, l].T @ member[i2, l], (k / r) * (k2 / r),
+                    lambda ix, i=i, i2=i2, l=l: f"layer {l}: index {ix[0]} of client {i} and index {ix[1]} of client "
+                                                f"{i2} were selected together (sketches not independent across clients?)",
+                    "(k_i/r)(k_i'/r)")
     threshold = bonferroni_threshold(s.options.alpha, len(tests))
-    p, i, k, l, idx, c, expect, formula, prob = min(tests, key=lambda x: x[0])
+    p, what, c, expect, formula, prob = min(tests, key=lambda x: x[0])
     if p < threshold:
-        what = f"index {idx[0]} was selected" if len(idx) == 1 else f"indices {idx} were selected together"
-        raise CheckFailed(f"client {i} (k={k}, r={r}), layer {l}: {what} in {c} of {R} rounds, expected {expect:.1f} "
-                          f"({formula} = {prob:.4g}); exact binomial p = {p:.3g} < alpha/T = {threshold:.3g} "
-                          f"(alpha = {s.options.alpha:g}, Bonferroni over T = {len(tests)} tests)")
+        raise CheckFailed(f"{what} in {c} of {R} rounds, expected {expect:.1f} ({formula} = {prob:.4g}); exact binomial "
+                          f"p = {p:.3g} < alpha/T = {threshold:.3g} (alpha = {s.options.alpha:g}, Bonferroni over "
+                          f"T = {len(tests)} tests)")
     return (f"{len(tests)} frequency tests over {R} rounds: smallest p = {p:.3g} >= alpha/T = {threshold:.3g} "
             f"(alpha = {s.options.alpha:g})")

@@ -11,6 +11,7 @@ from its exact null; P(p <= alpha) <= alpha holds exactly for any M.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import lgamma, log
 
 import numpy as np
@@ -18,6 +19,11 @@ import numpy as np
 
 def binomial_pmf(n: int, p: float) -> np.ndarray:
     """P(X = x) for x = 0..n, X ~ Binomial(n, p), exact up to float rounding."""
+    return _pmf(int(n), float(p)).copy()
+
+
+@lru_cache(maxsize=256)
+def _pmf(n: int, p: float) -> np.ndarray:
     x = np.arange(n + 1)
     if p <= 0.0 or p >= 1.0:
         out = np.zeros(n + 1)
@@ -29,7 +35,7 @@ def binomial_pmf(n: int, p: float) -> np.ndarray:
 
 def binomial_pvalue(count: int, n: int, p: float) -> float:
     """Exact two-sided p-value of ``count`` successes in ``n`` trials against probability ``p``."""
-    pmf = binomial_pmf(n, p)
+    pmf = _pmf(int(n), float(p))
     # 1 + 1e-7 relative slack: ties in probability must count as "as extreme" despite rounding
     return float(min(1.0, pmf[pmf <= pmf[count] * (1 + 1e-7)].sum()))
 

@@ -37,6 +37,7 @@ EXPECTED = {
                           "never appeared"),
     "with_replacement": ({"index_set_size", "selection_frequency", "sampler_support_and_value",
                           "sampler_uniform_subsets"}, "sampler_support_and_value", "expected exactly 3 entries"),
+    "shared_across_layers": ({"selection_frequency"}, "selection_frequency", "not independent across layers"),
 }
 
 

@@ -5,4 +5,5 @@ and ``tests/conformance/test_mutants.py`` asserts exactly which checks it fails.
 from the reference adapter (fslora_ref.conformance.reference) by overriding one hook.
 """
 MUTANTS = ("no_sketch", "independent_sets", "missing_scale", "double_scale", "per_coordinate_mean",
-           "redraw_each_step", "weight_decay_unselected", "first_k", "contiguous_window", "with_replacement")
+           "redraw_each_step", "weight_decay_unselected", "first_k", "contiguous_window", "with_replacement",
+           "shared_across_layers")
