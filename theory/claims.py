@@ -38,7 +38,7 @@ class Context:
 
     def grid_outcomes(self):
         if self._grid_outcomes is None:
-            self._grid_outcomes = conv.theorem_grid(self.grid, self.seeds)
+            self._grid_outcomes = conv.theorem_grid(self.grid, self.seeds, progress=self.progress)
         return self._grid_outcomes
 
     def corollary(self):
@@ -103,9 +103,17 @@ CLAIMS = [
 ]
 
 
+def steps(quick: bool, only=None) -> int:
+    """Progress steps of run_all: one per claim plus one per Theorem 4.4 grid setting."""
+    ids = [c.id for c in CLAIMS if only is None or c.id in only]
+    grid = conv.QUICK_GRID if quick else conv.GRID
+    return len(ids) + (len(grid) if {"thm4.4.bound", "thm4.4.above_limit"} & set(ids) else 0)
+
+
 def run_all(quick: bool = False, progress=None, only=None):
     """[(Claim, Result, seconds)] for every registered claim (or the ids in ``only``)."""
     ctx = Context(quick)
+    ctx.progress = progress
     out = []
     for claim in CLAIMS:
         if only is not None and claim.id not in only:

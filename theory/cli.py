@@ -32,8 +32,7 @@ def run(args) -> int:
         if unknown:
             raise ValueError(f"--only: unknown claim ids {unknown}; known: {sorted(known)}")
     start = time.perf_counter()
-    total = len(only) if only else len(claims.CLAIMS)
-    progress = Progress(total, "verify")
+    progress = Progress(claims.steps(args.quick, only), "verify")
     results, ctx = claims.run_all(quick=args.quick, progress=progress, only=only)
     progress.close()
     meta = {"quick": bool(args.quick), "seconds": time.perf_counter() - start}
