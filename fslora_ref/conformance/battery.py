@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from . import black_box, sampler, white_box  # noqa: F401  (registers the checks)
 from .registry import CHECKS
-from .session import MODES, CheckFailed, Options, Session, describe
+from .session import MODES, CheckFailed, Options, Session, describe, require
 
 MODE_CHOICES = ("all", "white", "black", "sampler")
 
@@ -88,7 +88,7 @@ def select_checks(impl, mode="all") -> list:
                             f"fslora_ref/conformance/protocol.py for the adapter protocol")
     else:
         for m in modes:
-            Session.require(Session(impl), m)
+            require(impl, m)
     order = list(MODES)  # white, black, sampler; registration order within a mode
     return sorted((c for c in CHECKS.values() if c.mode in modes), key=lambda c: order.index(c.mode))
 

@@ -2,7 +2,7 @@
 cache so that checks sharing a set of rounds (the black-box run) run it once."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,20 +47,29 @@ class Session:
         self.moved_tol = MOVED[self.dtype]
 
     def require(self, mode: str):
-        method = MODES[mode]
-        if not callable(getattr(self.impl, method, None)):
-            raise TypeError(f"{describe(self.impl)} has no {method}(...) method, which {mode}-box checks need "
-                            f"(see fslora_ref/conformance/protocol.py)")
-        return getattr(self.impl, method)
+        return require(self.impl, mode)
 
     def run_round(self, mode: str, task: RoundTask, key=None) -> RoundResult:
         """The implementation's result for ``task`` (cached under ``key``), validated."""
         if key is not None and key in self.cache:
             return self.cache[key]
-        result = normalise_result(self.require(mode)(task), task)
+        # the implementation gets its own copies: one that updates arrays in place must not
+        # move the start point the battery measures changes from
+        handed = replace(task, layers=[(np.array(B), np.array(A)) for B, A in task.layers],
+                         base_weights=[np.array(W) for W in task.base_weights])
+        result = normalise_result(self.require(mode)(handed), task)
         if key is not None:
             self.cache[key] = result
         return result
+
+
+def require(impl, mode: str):
+    """impl's method for ``mode``; TypeError naming it if missing."""
+    method = MODES[mode]
+    if not callable(getattr(impl, method, None)):
+        raise TypeError(f"{describe(impl)} has no {method}(...) method, which {mode} checks need "
+                        f"(see fslora_ref/conformance/protocol.py)")
+    return getattr(impl, method)
 
 
 def describe(impl) -> str:

@@ -68,9 +68,10 @@ def check_round_matches_reference(impl, session=None) -> str:
 
 
 def _single_client_runs(s: Session, make, steps: int) -> tuple:
+    """(task, [(client i alone with H = steps, its result)]): the per-client probes."""
     task = make(s.dtype)
-    runs = [(task.only_client(i, local_steps=steps),) for i in range(task.n_clients)]
-    return task, [(t, s.run_round("white", t, key=(task.label, "only", i, steps))) for i, (t,) in enumerate(runs)]
+    alone = [task.only_client(i, local_steps=steps) for i in range(task.n_clients)]
+    return task, [(t, s.run_round("white", t, key=(task.label, "only", i, steps))) for i, t in enumerate(alone)]
 
 
 def _decay_signature(task, dX, X0, axis) -> str:

@@ -38,6 +38,7 @@ EXPECTED = {
     "with_replacement": ({"index_set_size", "selection_frequency", "sampler_support_and_value",
                           "sampler_uniform_subsets"}, "sampler_support_and_value", "expected exactly 3 entries"),
     "shared_across_layers": ({"selection_frequency"}, "selection_frequency", "not independent across layers"),
+    "full_rank_skipped": ({"full_rank_is_fedavg", "round_matches_reference"}, "full_rank_is_fedavg", "FedAvg (FedIT)"),
 }
 
 

@@ -63,3 +63,30 @@ def test_upload_size_is_inferred_without_uploads():
     bad = check_implementation(HiddenNoSketch(), mode="white")["upload_size"]
     assert ok.passed and "no uploads exposed" in ok.diagnosis
     assert not bad.passed and "must upload at least" in bad.diagnosis
+
+
+def test_black_box_inference_recovers_the_drawn_index_sets():
+    """The sets the battery reads off the global change are exactly the ones the reference drew."""
+    from fslora_ref.conformance.black_box import black_box_run
+    from fslora_ref.conformance.session import Options, Session
+
+    session = Session(impl, Options(rounds=40))
+    for rec in black_box_run(session):
+        drawn = impl.draw_index_sets(rec.task)
+        for i, per in enumerate(rec.sets):
+            for l, (cols, rows) in enumerate(per):
+                assert np.array_equal(cols, drawn[i][l]) and np.array_equal(rows, drawn[i][l])
+
+
+def test_in_place_updates_do_not_move_the_battery_start_point():
+    class InPlace(ReferenceImplementation):
+        name = "in-place"
+
+        def white_box_round(self, task):
+            result = super().white_box_round(task)
+            for (B, A), (B2, A2) in zip(task.layers, result.layers):
+                B[...] = B2
+                A[...] = A2
+            return [(B, A) for B, A in task.layers]
+
+    assert check_implementation(InPlace(), mode="white").ok

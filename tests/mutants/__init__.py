@@ -6,4 +6,4 @@ from the reference adapter (fslora_ref.conformance.reference) by overriding one 
 """
 MUTANTS = ("no_sketch", "independent_sets", "missing_scale", "double_scale", "per_coordinate_mean",
            "redraw_each_step", "weight_decay_unselected", "first_k", "contiguous_window", "with_replacement",
-           "shared_across_layers")
+           "shared_across_layers", "full_rank_skipped")
