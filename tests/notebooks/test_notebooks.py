@@ -1,0 +1,103 @@
+"""Every notebook runs top to bottom in a fresh ``python3`` kernel at the test-suite size, in under
+90 s, and saves its key figures; a failing cell (e.g. an assert on a number) fails the test.
+
+The notebooks' own asserts are the numerical checks (moments vs closed forms to 1e-12, masked vs
+submatrix forms to 1e-12, Theorem 4.4 LHS <= RHS, bridge vs reference, ...); this file makes sure
+they are executed, that the runner really reports a failing assert, and that the committed
+notebooks are the stripped build of their sources.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+from nbclient.exceptions import CellExecutionError  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NB_DIR = os.path.join(ROOT, "notebooks")
+TIME_LIMIT = 90.0
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"_notebooks_{name}", os.path.join(NB_DIR, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+runner = _load("run")
+builder = _load("build")
+
+# notebook -> the key figures it must save (the README embeds some of them from docs/figures/)
+EXPECTED = {
+    "01_sketching_operator": ["01_bsa_picture", "01_moments", "01_monte_carlo", "01_variance_vs_ratio"],
+    "02_one_round_and_baselines": ["02_round_trace", "02_baselines_loss", "02_client_memory"],
+    "03_what_fslora_minimises": ["03_regulariser", "03_settling", "03_gap_vs_ratio"],
+}
+
+
+def test_expected_notebooks_exist():
+    present = {os.path.splitext(os.path.basename(p))[0] for p in runner.notebooks()}
+    assert set(EXPECTED) <= present, f"missing notebooks: {sorted(set(EXPECTED) - present)}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_notebook_executes(name, tmp_path):
+    path = os.path.join(NB_DIR, name + ".ipynb")
+    figures = tmp_path / "figures"
+    try:
+        nb, seconds = runner.execute(path, size="small", figures_dir=str(figures), out_dir=str(tmp_path / "executed"),
+                                     timeout=300)
+    except CellExecutionError as exc:   # show the failing cell and its traceback, not a kernel dump
+        pytest.fail(f"{name} raised in a cell:\n{str(exc)[-4000:]}", pytrace=False)
+    print(f"{name}: {seconds:.1f} s")
+    assert seconds < TIME_LIMIT, f"{name} took {seconds:.1f} s at the test size (limit {TIME_LIMIT:.0f} s)"
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    saved = sorted(os.path.splitext(f)[0] for f in os.listdir(figures)) if figures.exists() else []
+    missing = [f for f in EXPECTED[name] if f not in saved]
+    assert not missing, f"{name} did not save {missing} (saved: {saved})"
+    assert all(os.path.getsize(figures / (f + ".png")) > 5_000 for f in EXPECTED[name])
+
+
+def _tiny_notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = dict(builder.KERNELSPEC)
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nbformat.write(nb, str(path))
+    return str(path)
+
+
+def test_runner_reports_a_failing_assert(tmp_path):
+    """The teeth: a notebook whose key-number assert fails must make execute() raise, naming the assert."""
+    path = _tiny_notebook(tmp_path / "bad.ipynb", "x = 0.1 + 0.2", "assert abs(x - 0.3) <= 0.0, 'key number off'",
+                          "print('never reached')")
+    with pytest.raises(CellExecutionError) as info:
+        runner.execute(path, size="small", out_dir=str(tmp_path / "out"))
+    assert "AssertionError" in str(info.value) and "key number off" in str(info.value)
+    executed = nbformat.read(str(tmp_path / "out" / "bad.ipynb"), as_version=4)
+    assert executed.cells[2].get("outputs", []) == []          # execution stopped at the failing cell
+
+
+def test_runner_passes_size_and_figure_dir_to_the_kernel(tmp_path):
+    figures = tmp_path / "figs"
+    path = _tiny_notebook(tmp_path / "ok.ipynb",
+                          "import os\nassert os.environ['FSLORA_NOTEBOOK_SIZE'] == 'small'\n"
+                          f"assert os.environ['FSLORA_FIGURES_DIR'] == {str(figures)!r}")
+    _, seconds = runner.execute(path, size="small", figures_dir=str(figures))
+    assert seconds < TIME_LIMIT
+
+
+def test_committed_notebooks_are_stripped_builds_of_their_sources():
+    """Policy: the committed .ipynb carry no outputs and are exactly what notebooks/build.py writes."""
+    assert builder.main(["--check"]) == 0, "run: python3 notebooks/build.py"
+    for path in runner.notebooks():
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{path} has outputs committed"
