@@ -4,7 +4,8 @@ A *setting* fixes the problem (family, N, heterogeneity, batch size) and the run
 The initial point X^0 is the same for every seed (drawn with ``init_seed``); the seeds vary
 the sketches and minibatches, so the average over seeds estimates the expectation in the
 theorem. Constants are measured over every point the runs visit: each client at every server
-iterate X^t, and each client at the end of its own local round X^t + scatter(delta_i).
+iterate X^t, and each client at every local iterate of its own rounds (the points where it
+evaluated a gradient, and its end point X^t + scatter(delta_i)).
 """
 from __future__ import annotations
 
@@ -52,23 +53,59 @@ class Setting:
                          local_steps=self.local_steps, lr=lr, rounds=self.rounds, seed=seed)
 
 
+class _Recorder:
+    """The problem, recording the factors of every local gradient evaluation (client, [(B, A)])."""
+
+    def __init__(self, problem):
+        self._problem, self.calls = problem, []
+
+    def __getattr__(self, name):
+        return getattr(self._problem, name)
+
+    def loss_and_factor_grads(self, client, factors, batch=None):
+        self.calls.append((client, [(f.B.copy(), f.A.copy()) for f in factors]))
+        return self._problem.loss_and_factor_grads(client, factors, batch)
+
+
+def _full_point(layers, block, indices):
+    """X with the client's (B_I, A_I) block put back at I (a full-size block is used as is)."""
+    out = []
+    for (B, A), (bB, bA), I in zip(layers, block, indices):
+        if bB.shape == B.shape:
+            out.append((bB, bA))
+        else:
+            B2, A2 = B.copy(), A.copy()
+            B2[:, I], A2[I, :] = bB, bA
+            out.append((B2, A2))
+    return out
+
+
 def trajectory(problem, config: FedConfig, init_layers, algorithm=None):
-    """Server iterates X^0..X^T and client end points [(client, X)] of one run from ``init_layers``."""
+    """Server iterates X^0..X^T and the clients' local points [(client, X)] of one run from
+    ``init_layers``: every point where a client evaluated a local gradient (after the first,
+    which is X^t) and the client's end point, each as a full-size X."""
     algorithm = algorithm or get_algorithm("fslora")
+    recorder = _Recorder(problem)
     state = algorithm.init(problem, config)
     state.layers = [(B.copy(), A.copy()) for B, A in init_layers]
-    server, ends = [state.layers], []
+    server, local = [state.layers], []
     for t in range(config.rounds):
-        new, plans, uploads = run_round(algorithm, state, problem, config, t)
+        recorder.calls.clear()
+        new, plans, uploads = run_round(algorithm, state, recorder, config, t)
+        indices = {plan.client: plan.indices for plan in plans}
+        seen = set()
+        for client, block in recorder.calls:
+            if client in seen:       # the first evaluation of each client is at X^t itself
+                local.append((client, _full_point(state.layers, block, indices[client])))
+            seen.add(client)
         for plan, up in zip(plans, uploads):
-            # the client's own end point: the round's start plus its uploaded block, scattered
             end = [(B + dB, A + dA) for (B, A), (dB, dA) in
                    ((pair, scatter(pair[0].shape, pair[1].shape, uB, uA, I))
                     for pair, (uB, uA), I in zip(state.layers, up.deltas, plan.indices))]
-            ends.append((plan.client, end))
+            local.append((plan.client, end))
         state = new
         server.append(state.layers)
-    return server, ends
+    return server, local
 
 
 @dataclass

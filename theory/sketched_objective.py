@@ -7,15 +7,18 @@ otherwise); this module adds the gradients:
 
 * ``regulariser_grad``: gradient of the implicit rank-dropout penalty (least squares),
 * ``sketched_grad``: grad f_i^S, closed form for least squares, enumeration otherwise,
-* ``lemma_grad``: Lemma 3.2's formula grad_B f~ = G A^T S^T, grad_A f~ = S^T B^T G (G = grad_W loss).
+* ``lemma_grad``: Lemma 3.2's formula grad_B f~ = s G A^T S^T, grad_A f~ = s S^T B^T G (G = grad_W loss),
+  as the core's masked client evaluates it.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from math import comb
 
 import numpy as np
 
+from fslora_ref.client import dense_factor_grads
 from fslora_ref.lora import LayerFactors
 from fslora_ref.problems.sketched import MAX_ENUMERATION, least_squares_regulariser, sketched_loss
 from fslora_ref.sketch import Sketch, sketch_moments
@@ -52,7 +55,11 @@ def instance_grad(problem, client: int, layers, s: float, diagonals, batch=None)
 
 def all_sketch_choices(layers, ks):
     """Every joint choice of per-layer diag(S) (uniform); raises if above MAX_ENUMERATION."""
-    ranks = [B.shape[1] for B, _ in layers]
+    return _choices(tuple(B.shape[1] for B, _ in layers), tuple(int(k) for k in ks))
+
+
+@functools.lru_cache(maxsize=256)
+def _choices(ranks, ks):
     total = int(np.prod([comb(r, k) for r, k in zip(ranks, ks)]))
     if total > MAX_ENUMERATION:
         raise ValueError(f"enumeration needs {total} index-set combinations, above MAX_ENUMERATION={MAX_ENUMERATION}")
@@ -95,11 +102,11 @@ def global_sketched(problem, layers, s: float, budgets):
     return value, grad
 
 
-def lemma_grad(G: np.ndarray, B: np.ndarray, A: np.ndarray, diag_S: np.ndarray, s: float):
-    """Lemma 3.2: with G = grad_W loss at W0 + s B S A (m, n), the factor gradients are
-    grad_B = s G A^T S^T (m, r) and grad_A = s S^T B^T G (r, n)."""
-    S = np.diag(diag_S)
-    return s * G @ A.T @ S.T, s * S.T @ B.T @ G
+def lemma_grad(problem, client: int, B: np.ndarray, A: np.ndarray, diag_S: np.ndarray, s: float):
+    """Lemma 3.2 as the core's Algorithm-1 client computes it (``fslora_ref.client.dense_factor_grads``):
+    with G = grad_W loss at W0 + s B S A (m, n), grad_B = s G A^T S^T (m, r), grad_A = s S^T B^T G (r, n)."""
+    _, ((gB, gA),) = dense_factor_grads(problem, client, [LayerFactors(B, A, s * diag_S)], None)
+    return gB, gA
 
 
 def flat_norm2(pairs) -> float:

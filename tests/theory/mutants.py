@@ -68,8 +68,9 @@ def regulariser_grad_without_cross(X, B, A, s, k):
     return c * (X.T @ XB) @ (r * np.diag(np.sum(A * A, axis=1))), c * r * np.diag(np.sum(XB * XB, axis=0)) @ A
 
 
-def lemma_grad_without_S_on_A(G, B, A, diag_S, s):
+def lemma_grad_without_S_on_A(problem, client, B, A, diag_S, s):
     """grad_A = s B^T G: the sketch forgotten on the A side."""
+    _, (G,) = problem.loss_and_weight_grads(client, [problem.base_weights[0] + s * (B * diag_S) @ A])
     return s * G @ A.T @ np.diag(diag_S), s * B.T @ G
 
 
