@@ -89,8 +89,8 @@ class PeftAdapter:
     def model_for(self, rank: int, scaling: float):
         """The PEFT model (built once per (rank, scaling)) and its LoraLayers."""
         if self._key != (rank, scaling):
-            if self._model is not None:
-                self._base = self._model.unload()  # strip the adapter before wrapping again
+            if self._model is not None:  # wrap a fresh base model rather than re-wrapping a PEFT one
+                self._base, _ = _base_model(self.kind, self.torch_dtype)
             self._model = add_lora(self._base, rank, scaling * rank, self._targets)
             self._layers = LoraLayers(self._model)
             if self._layers.layer_shapes != [tuple(s) for s in self.layer_shapes]:

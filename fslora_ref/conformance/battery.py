@@ -117,6 +117,8 @@ def check_implementation(impl, mode="all", expected_failed=None, options: Option
     for name, reason in expected_failed.items():
         if not isinstance(reason, str) or not reason.strip():
             raise TypeError(f"expected_failed[{name!r}] must be a non-empty reason string, got {reason!r}")
+    if options is not None and not isinstance(options, Options):
+        raise TypeError(f"options must be a fslora_ref.conformance.Options, got {type(options).__name__}")
     session = Session(impl, options or Options())
     table = ResultTable()
     table.implementation = describe(impl)

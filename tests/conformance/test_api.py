@@ -59,3 +59,8 @@ def test_bad_dtype_is_rejected():
 
     with pytest.raises(ValueError, match="impl.dtype must be one of"):
         check_implementation(Half())
+
+
+def test_options_must_be_options():
+    with pytest.raises(TypeError, match="options must be"):
+        check_implementation(impl, options={"rounds": 30})

@@ -46,3 +46,11 @@ def test_file_path_targets_and_usage_errors(capsys):
     assert main(["crosscheck", "fslora_ref.conformance.reference:impl", "--xfail", "nonsense"]) == 2
     err = capsys.readouterr().err
     assert "MODULE:ATTR" in err and "has no attribute 'missing'" in err and "does not exist" in err
+
+
+def test_list_prints_every_check(capsys):
+    from fslora_ref.conformance import CHECKS
+
+    assert main(["crosscheck", "anything:x", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in CHECKS)

@@ -88,3 +88,12 @@ def test_cli_runs_the_example_by_path_and_by_module(capsys, monkeypatch):
     assert main(["crosscheck", "examples/torch_fslora.py:impl", "--rounds", "40"]) == 0
     assert main(["crosscheck", "examples.torch_fslora:impl", "--rounds", "40"]) == 0
     assert capsys.readouterr().out.count("4/4 checks passed; conforms") == 2
+
+
+def test_a_new_rank_rebuilds_the_model():
+    adapter = PeftAdapter(example.train_round)
+    for rank in (8, 5):
+        task = black_box_round(np.float32, shapes=adapter.layer_shapes, rank=rank, budgets=(2, 3, 4, 5))
+        adapter.write(task)
+        assert adapter._model.peft_config["default"].r == rank
+        assert all(np.array_equal(B2, B) for (B, _), (B2, _) in zip(task.layers, adapter.read()))
