@@ -99,6 +99,23 @@ def report_markdown(results, meta: dict) -> str:
         out.write("\nThe step-size condition forces small steps, so over T rounds the iterates move little and the "
                   "RHS is dominated by its optimisation term 4(f^S(X^0) - f*)/(gamma T H): that term is where the "
                   "slack (tightness) comes from.\n")
+        first = thm.evidence["settings"][0]
+        if first.get("constants"):
+            out.write(f"\nMeasured constants for `{first['setting']}` (how each was obtained):\n\n"
+                      "| constant | value | method | over |\n|---|---|---|---|\n")
+            for name, c in first["constants"].items():
+                out.write(f"| {name} | {c['value']:.4g} | {c['method']} | {_cell(c['note'])} |\n")
+    cor = by_id.get("cor4.5.ratio_dependence")
+    if cor is not None and "settings" in cor.evidence:
+        out.write(f"\n## Corollary 4.5 per sketching ratio\n\nL measured on a k = r pilot run: "
+                  f"{cor.evidence['L_region']:.4g}. {cor.evidence['note']}.\n\n"
+                  "| k/r | L-tilde | gamma = sqrt(N/(T H L-tilde)) | Theorem 4.4 limit | LHS mean |\n|---|---|---|---|---|\n")
+        for r in cor.evidence["settings"]:
+            out.write(f"| {r['ratio']:g} | {r['L_tilde']:.4g} | {r['gamma']:.4g} | {r['gamma_max_theorem']:.4g} | "
+                      f"{r['lhs_mean']:.4g} |\n")
+        lo, hi = cor.evidence["ci95"]
+        out.write(f"\nFitted exponent in sqrt(L-tilde): {cor.evidence['fitted_exponent']:.3f} (95% bootstrap CI "
+                  f"[{lo:.3f}, {hi:.3f}]); predicted by the bound: 1.\n")
     out_lim = by_id.get("thm4.4.above_limit")
     if out_lim is not None:
         out.write(f"\nAbove the step-size limit ({out_lim.evidence.get('setting')}): {out_lim.key}.\n")
