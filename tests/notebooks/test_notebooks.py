@@ -38,6 +38,7 @@ EXPECTED = {
     "01_sketching_operator": ["01_bsa_picture", "01_moments", "01_monte_carlo", "01_variance_vs_ratio"],
     "02_one_round_and_baselines": ["02_round_trace", "02_baselines_loss", "02_client_memory"],
     "03_what_fslora_minimises": ["03_regulariser", "03_settling", "03_gap_vs_ratio"],
+    "04_theorem_and_corollary": ["04_lhs_vs_rhs", "04_tightness_grid", "04_rate_vs_ratio"],
 }
 
 
