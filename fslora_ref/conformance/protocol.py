@@ -12,12 +12,13 @@ One round of FSLoRA, as every method must run it (spec section 3, row-vector con
 for every client i (all N take part) and layer l, with index set I = I_il (k_i indices out of r)
 and sigma = (r/k_i) 1_I, start from the global (B_l, A_l) and take H = task.local_steps steps
 
-    W_l = W0_l + s B_l diag(sigma) A_l,        [G_l] = task.oracles[i]([W_l])
-    B_l <- B_l - lr (G_l A_l^T diag(sigma) + wd B_l 1_I^T)
-    A_l <- A_l - lr (diag(sigma) B_l^T G_l + wd 1_I A_l)
+    W_l = W0_l + s B_l diag(sigma) A_l,        [G_l] = task.oracles[i]([W_1, ..., W_L])
+    B_l <- B_l - lr (s G_l A_l^T diag(sigma) + wd B_l diag(1_I))
+    A_l <- A_l - lr (s diag(sigma) B_l^T G_l + wd diag(1_I) A_l)
 
-(wd = task.weight_decay acts on the selected coordinates only), then return the average over all
-N clients of the trained factors' change added to the start. In black-box mode the
+(both updates from the same W; wd = task.weight_decay acts on the selected coordinates only),
+then return the start plus the average over all N clients of the trained factors' change
+(B_new = B + (1/N) sum_i dB_i; unselected coordinates of a client count as 0). In black-box mode the
 implementation draws each I itself: uniform among k_i-subsets, the same set for B and A of a
 layer, fixed for the round, independent across clients, layers and rounds.
 """

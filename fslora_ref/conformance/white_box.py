@@ -74,7 +74,7 @@ def _single_client_runs(s: Session, make, steps: int) -> tuple:
     return task, [(t, s.run_round("white", t, key=(task.label, "only", i, steps))) for i, t in enumerate(alone)]
 
 
-def _decay_signature(task, dX, X0, axis) -> str:
+def _decay_signature(task, dX, X0) -> str:
     """Why an out-of-set column (axis=1) / row (axis=0) moved: a multiple of itself is weight decay."""
     d, x = np.ravel(dX), np.ravel(np.asarray(X0, float))
     c = float(d @ x / max(x @ x, 1e-300))
@@ -102,7 +102,7 @@ def check_untouched_outside_index_set(impl, session=None) -> str:
                     extra = np.setdiff1d(moved, I)
                     if extra.size:
                         j = int(extra[0])
-                        sig = _decay_signature(t, np.take(dX, j, axis=axis), np.take(X0, j, axis=axis), axis)
+                        sig = _decay_signature(t, np.take(dX, j, axis=axis), np.take(X0, j, axis=axis))
                         raise CheckFailed(
                             f"round {task.label!r}, client {t.client_ids[0]} alone (k={k}, I={fmt_set(I)}), layer {l}: "
                             f"{what} {fmt_set(extra)} moved though not in I (index {j}: max |change| "
