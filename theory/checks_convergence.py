@@ -70,7 +70,10 @@ def theorem_status(outcomes) -> Result:
         worst = max(bad, key=lambda o: o.tightness)
         ev["counterexample"] = worst.to_json()
         return Result(VIOLATED, f"{worst.setting.name}: UCB {worst.lhs_ucb:.3g} > RHS {worst.rhs['rhs']:.3g}", ev)
-    return Result(VERIFIED, f"LHS/RHS in [{min(tight):.2e}, {max(tight):.2e}] over {len(inside)} settings", ev)
+    left_out = len(outcomes) - len(inside)
+    ev["settings_not_within_condition"] = [o.setting.name for o in outcomes if not o.within_conditions]
+    return Result(VERIFIED, f"LHS/RHS in [{min(tight):.2e}, {max(tight):.2e}] over {len(inside)} settings"
+                  + (f" ({left_out} not within the condition)" if left_out else ""), ev)
 
 
 def above_limit(reference_outcome, seeds: int = 10, factors=OUTSIDE_FACTORS, algorithm=None) -> Result:
