@@ -143,11 +143,6 @@ def inverted_l_bar(L, r, budgets):
     return float(np.mean([k / r for k in budgets])) * L
 
 
-def corollary_step_linear(N, T, H, L_t):
-    """gamma proportional to 1/L-tilde instead of 1/sqrt(L-tilde)."""
-    return float(np.sqrt(N / (T * H))) / L_t
-
-
 class DoubleScaledSubmatrixFSLoRA(FSLoRA):
     """Submatrix client with coefficient s (r/k)^2: the sketch scale applied twice."""
 
