@@ -108,9 +108,10 @@ def check_implementation(impl, mode="all", expected_failed=None, options: Option
 
     mode: 'all' (every mode impl supports), 'white', 'black', 'sampler', or a list of them.
     expected_failed: {check name: reason}; such checks are run and reported but do not make
-    ``table.ok`` false. Returns a ResultTable (``.ok``, ``.format()``, ``.to_json()``).
+    ``table.ok`` false. An implementation may declare its own as ``impl.expected_failed`` (the
+    argument's entries take precedence). Returns a ResultTable (``.ok``, ``.format()``, ``.to_json()``).
     """
-    expected_failed = dict(expected_failed or {})
+    expected_failed = {**dict(getattr(impl, "expected_failed", None) or {}), **dict(expected_failed or {})}
     unknown = sorted(set(expected_failed) - set(CHECKS))
     if unknown:
         raise ValueError(f"expected_failed names unknown checks {unknown}; checks are {list(CHECKS)}")
@@ -148,13 +149,14 @@ def parametrize_with_checks(implementations, mode="all", expected_failed=None, o
     params = []
     for impl in implementations:
         session = Session(impl, options or Options())
+        xfail = {**dict(getattr(impl, "expected_failed", None) or {}), **expected_failed}
         for c in select_checks(impl, mode):
             def bound(impl_, _c=c, _s=session):
                 if impl_ is not _s.impl:
                     raise TypeError("call the parametrized check with the implementation it was built for")
                 return _c.func(impl_, _s)
             bound.__name__ = f"check_{c.name}"
-            marks = [pytest.mark.xfail(reason=expected_failed[c.name], strict=True)] if c.name in expected_failed else []
+            marks = [pytest.mark.xfail(reason=xfail[c.name], strict=True)] if c.name in xfail else []
             params.append(pytest.param(impl, bound, id=f"{describe(impl)}-{c.name}", marks=marks))
     return pytest.mark.parametrize("impl, check", params)
 

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from fslora_ref.conformance import Options, check_implementation
+from fslora_ref.conformance import Options, check_implementation, parametrize_with_checks
 from fslora_ref.conformance.reference import ReferenceImplementation, impl
+from tests.mutants.first_k import FirstK
 
 
 def test_unknown_expected_failure_is_rejected():
@@ -64,3 +65,22 @@ def test_bad_dtype_is_rejected():
 def test_options_must_be_options():
     with pytest.raises(TypeError, match="options must be"):
         check_implementation(impl, options={"rounds": 30})
+
+
+def test_an_implementation_can_declare_its_known_failures():
+    class Declared(FirstK):
+        expected_failed = {"selection_frequency": "deterministic truncation, by design"}
+
+    table = check_implementation(Declared(), mode="black")
+    assert table.ok and table["selection_frequency"].status == "XFAIL"
+    assert table["selection_frequency"].expected_failure == "deterministic truncation, by design"
+
+
+class _DeclaredFirstK(FirstK):
+    name = "first_k-declared"
+    expected_failed = {"selection_frequency": "truncation by design"}
+
+
+@parametrize_with_checks([_DeclaredFirstK()], mode="black", options=Options(rounds=40))
+def test_parametrized_checks_honour_declared_failures(impl, check):
+    check(impl)   # selection_frequency is a strict xfail: it must fail, the other three must pass
