@@ -88,7 +88,7 @@ RECIPE_KEYS = ("model", "algorithm", "alpha", "rslora", "targets", "families", "
 
 
 def evaluate_global(layers, tok, held, algorithm_name, state, config, shapes):
-    layers.install(global_factors(algorithm_name, state, config, shapes), trainable=False)
+    layers.install(global_factors(algorithm_name, state, config, shapes.layer_shapes), trainable=False)
     return evaluate(layers.model, tok, held)
 
 

@@ -9,11 +9,14 @@ A *task* is what the bridge client trains on; it has the same two methods as a
 """
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 
 import numpy as np
 
 from fslora_ref.validation import check_int
+
+PAD_MULTIPLE = 16
 
 
 class InstructionTask:
@@ -44,20 +47,26 @@ class InstructionTask:
         import torch
         client, rows = batch
         pairs = [self.clients[client][j] for j in rows]
-        width = max(len(p) + len(t) for p, t in pairs)
+        # left padding puts every target at the end, so only the last T+1 positions need logits
+        # (the vocabulary projection is a large share of a small model's step); the width is
+        # rounded up to a multiple of PAD_MULTIPLE so few distinct shapes reach the kernels
+        width = -(-max(len(p) + len(t) for p, t in pairs) // PAD_MULTIPLE) * PAD_MULTIPLE
+        tail = max(len(t) for _, t in pairs)
         pad = self.tok.pad_token_id
         ids = torch.full((len(pairs), width), pad, dtype=torch.long)
-        labels = torch.full((len(pairs), width), -100, dtype=torch.long)
+        labels = torch.full((len(pairs), tail), -100, dtype=torch.long)
         mask = torch.zeros((len(pairs), width), dtype=torch.long)
-        for r, (p, t) in enumerate(pairs):  # right padding: positions stay 0..len-1 as in decoding
+        for r, (p, t) in enumerate(pairs):
             seq = p + t
-            ids[r, :len(seq)] = torch.tensor(seq)
-            labels[r, len(p):len(seq)] = torch.tensor(t)
-            mask[r, :len(seq)] = 1
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        # next-token loss on the target tokens only, averaged over those tokens
-        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                                 labels[:, 1:].reshape(-1), ignore_index=-100)
+            ids[r, width - len(seq):] = torch.tensor(seq)
+            mask[r, width - len(seq):] = 1
+            labels[r, tail - len(t):] = torch.tensor(t)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)   # as generate() derives them from the mask
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=tail + 1).logits
+        # logits at position j predict token j+1: the last tail+1 positions predict the last tail tokens
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision -> float32
+        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                 labels.reshape(-1), ignore_index=-100)
 
 
 def encode_pair(tok, prompt: str, target: str):
@@ -106,6 +115,8 @@ def evaluate(model, tok, examples, max_new_tokens: int | None = None, batch_size
     for e, t in zip(examples, texts):
         hits[e.family].append(bool(e.is_correct(t)))
     acc = {fam: float(np.mean(h)) for fam, h in sorted(hits.items())}
+    digest = hashlib.sha1("\x00".join(texts).encode()).hexdigest()  # identifies the generations exactly
     return {"accuracy": acc, "mean": float(np.mean(list(acc.values()))), "n": {f: len(h) for f, h in hits.items()},
+            "generated_sha1": digest,
             "samples": [{"prompt": e.prompt[-60:], "generated": t, "answer": e.answer}
                         for e, t in list(zip(examples, texts))[:: max(1, len(examples) // 8)]]}

@@ -92,3 +92,23 @@ def test_equivalence_check_has_teeth():
         ref, _, _ = run_round(algo, ref, problem, config, t)
         bad, _, _ = run_round(Unscaled(algo, layers, ProblemTask(problem)), bad, problem, config, t)
     assert max(rel(a, b) for a, b in zip(server_arrays("fslora", bad), server_arrays("fslora", ref))) > 1e-3
+
+
+@pytest.mark.parametrize("algo_name", ["fslora", "fedit", "hetlora", "flexlora", "flora"])
+def test_installed_global_model_is_the_reference_global_model(algo_name):
+    """What the bridge evaluates (global_factors installed in the torch model) computes
+    x W with W = the reference's algorithm.global_weights, for every algorithm."""
+    import torch
+    from llm_bridge.federated import global_factors
+    problem = least_squares(n_clients=4, m=12, n=10, mean_size=24, batch_size=8, seed=3)
+    _, bridge_state, _, _ = run_both(problem, algo_name, "sgd", {})
+    config = FedConfig(rank=8, budgets=[1, 2, 4, 6], lora_scaling=0.5)
+    algo = get_algorithm(algo_name)
+    layers = LoraLayers(torch_model_for(problem, config.rank, config.lora_scaling))
+    layers.install(global_factors(algo_name, bridge_state, config, problem.layer_shapes), trainable=False)
+    X = problem.clients[0].X
+    with torch.no_grad():
+        got = layers.model(torch.tensor(X)).numpy()
+    want = X @ algo.global_weights(bridge_state, problem, config)[0]
+    assert rel(got, want) <= 1e-12
+    assert rel(want, X @ problem.base_weights[0]) > 1e-6   # the update is not negligible
