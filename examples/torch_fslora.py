@@ -22,6 +22,18 @@ def client_generator(seed: int, round_index: int, client: int) -> torch.Generato
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
+def draw_index_set(rank: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """I: k distinct indices of range(rank), uniform among the k-subsets."""
+    return torch.randperm(rank, generator=gen)[:k]
+
+
+def sample_sketch(rank: int, k: int, seed: int):
+    """diag(S) of one draw (for the battery's sampler checks)."""
+    d = torch.zeros(rank, dtype=torch.float64)
+    d[draw_index_set(rank, k, torch.Generator().manual_seed(seed))] = rank / k
+    return d.numpy()
+
+
 def train_round(model, clients, *, lr, local_steps, round_index, seed, scale_fn=lambda r, k: r / k):
     """One FSLoRA round on ``model`` (a peft.PeftModel); leaves the new global weights in it."""
     r = model.peft_config["default"].r
@@ -36,7 +48,7 @@ def train_round(model, clients, *, lr, local_steps, round_index, seed, scale_fn=
         gen = client_generator(seed, round_index, client.id)
         hooks = []
         for layer in layers:
-            index = torch.randperm(r, generator=gen)[:client.budget]
+            index = draw_index_set(r, client.budget, gen)
             diag = torch.zeros(r, dtype=start[next(iter(start))].dtype)
             diag[index] = scale_fn(r, client.budget)
             hooks.append(layer.lora_A["default"].register_forward_hook(lambda _m, _x, out, d=diag: out * d))
@@ -54,4 +66,4 @@ def train_round(model, clients, *, lr, local_steps, round_index, seed, scale_fn=
             p.copy_(start[n] + total[n] / len(clients))
 
 
-impl = PeftAdapter(train_round, name="examples/torch_fslora (PEFT, masked client)")
+impl = PeftAdapter(train_round, name="examples/torch_fslora (PEFT, masked client)", sample_sketch=sample_sketch)

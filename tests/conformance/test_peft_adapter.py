@@ -49,9 +49,9 @@ def test_weights_round_trip_and_the_client_loss_has_the_oracle_gradient(kind):
 
 @pytest.mark.parametrize("kind", ["mlp", "tiny_llama"])
 def test_example_torch_implementation_passes(kind):
-    table = check_implementation(PeftAdapter(example.train_round, model=kind))
+    table = check_implementation(PeftAdapter(example.train_round, model=kind, sample_sketch=example.sample_sketch))
     assert table.ok, table.format()
-    assert [r.mode for r in table] == ["black"] * 4
+    assert [r.mode for r in table] == ["black"] * 4 + ["sampler"] * 3
 
 
 def test_torch_missing_scale_is_caught():
@@ -87,7 +87,7 @@ def test_cli_runs_the_example_by_path_and_by_module(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(["crosscheck", "examples/torch_fslora.py:impl", "--rounds", "40"]) == 0
     assert main(["crosscheck", "examples.torch_fslora:impl", "--rounds", "40"]) == 0
-    assert capsys.readouterr().out.count("4/4 checks passed; conforms") == 2
+    assert capsys.readouterr().out.count("7/7 checks passed; conforms") == 2
 
 
 def test_a_new_rank_rebuilds_the_model():
