@@ -36,7 +36,7 @@ class Setting:
     rank: int = 4
     ratios: tuple = (0.5,)
     local_steps: int = 2
-    rounds: int = 16
+    rounds: int = 12
     heterogeneity: float = 0.5
     batch_size: int | None = 8
     problem_seed: int = 0
