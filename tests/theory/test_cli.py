@@ -47,3 +47,13 @@ def test_same_run_gives_identical_evidence(tmp_path):
         assert main(["verify", "--quick", "--only", "sketch.uniform_subsets", "--out", str(tmp_path / d)]) == 0
     ev = [json.loads((tmp_path / d / "report.json").read_text())["claims"][0]["evidence"] for d in ("a", "b")]
     assert ev[0] == ev[1]
+
+
+def test_quick_run_covers_every_claim_and_writes_plots(tmp_path):
+    assert main(["verify", "--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [c["id"] for c in report["claims"]] == [c.id for c in claims.CLAIMS]
+    assert all(c["status"] in ("verified", "outside_conditions") for c in report["claims"])
+    for png in ("lhs_vs_rhs.png", "rate_vs_ratio.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "tightness" in (tmp_path / "report.md").read_text()
