@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-from fslora_ref.conformance import check_implementation
+from fslora_ref.conformance import CHECKS, check_implementation
 from tests.mutants import MUTANTS
 
 WHITE, BLACK = "white", "black"
@@ -42,9 +42,11 @@ EXPECTED = {
 }
 
 
-def test_every_mutant_has_an_expectation():
+def test_every_mutant_has_an_expectation_and_every_check_has_teeth():
     assert set(EXPECTED) == set(MUTANTS)
     assert len(MUTANTS) >= 8
+    # each check is failed by at least one shipped mutant (pinned by the test below)
+    assert set().union(*(failing for failing, _, _ in EXPECTED.values())) == set(CHECKS)
 
 
 @pytest.mark.parametrize("name", MUTANTS)
