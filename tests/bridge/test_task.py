@@ -13,6 +13,7 @@ def test_batched_loss_matches_per_sequence_loss():
     pm = add_lora(model, 4, 8.0, ["q_proj", "v_proj"])
     g = torch.Generator().manual_seed(0)
     for mod in LoraLayers(pm).modules:  # a non-zero adapter, so LoRA is part of what is checked
+        torch.nn.init.normal_(mod.lora_A["default"].weight, std=0.3, generator=g)
         torch.nn.init.normal_(mod.lora_B["default"].weight, std=0.3, generator=g)
     task = InstructionTask(tok, dirichlet_partition(1, list(FAMILIES), 12, 1.0, 0), batch_size=5)
     batch = task.sample_batch(0, np.random.default_rng(0))
@@ -34,6 +35,7 @@ def test_batched_generation_matches_single_prompt_generation():
     model = add_lora(model, 4, 8.0, ["q_proj", "v_proj", "o_proj"])
     g = torch.Generator().manual_seed(0)
     for mod in LoraLayers(model).modules:  # push the random model away from its constant output
+        torch.nn.init.normal_(mod.lora_A["default"].weight, std=1.0, generator=g)
         torch.nn.init.normal_(mod.lora_B["default"].weight, std=1.0, generator=g)
     prompts = [e.prompt for e in dirichlet_partition(1, list(FAMILIES), 6, 1.0, 1)[0]]
     batched = generate(model, tok, prompts, max_new_tokens=6, batch_size=6)
