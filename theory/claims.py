@@ -14,7 +14,6 @@ from . import checks_convergence as conv
 from . import checks_moments as mom
 from . import checks_objective as obj
 from . import checks_smoothness as smooth
-from .result import Result
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ evaluated a gradient, and its end point X^t + scatter(delta_i)).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from math import sqrt
 
 import numpy as np

@@ -79,7 +79,9 @@ def report_markdown(results, meta: dict) -> str:
               "maximum over the points the runs actually visit (every client at every server iterate and at its own "
               "round end point, over all seeds), computed exactly at those points (exact Hessians, all sketches "
               "enumerated, exact minibatch variance). f* is the exact unconstrained least-squares minimum (a lower "
-              "bound of f^S) or 0 for cross-entropy.\n\n")
+              "bound of f^S) or 0 for cross-entropy. Scope: the Hessian-based checks (Proposition D.4, L) and the "
+              "Theorem 4.4 grid use the single-layer families (least squares, logistic), for which Hessian-vector "
+              "products are exact; the two-layer family is not covered. Corollary 4.5 is fitted on least squares.\n\n")
     out.write("| claim | statement | method | status | key number |\n|---|---|---|---|---|\n")
     for c, r, _ in results:
         out.write(f"| `{c.id}` | {_cell(c.statement)} | {_cell(c.method)} | **{r.status}** | {_cell(r.key)} |\n")
