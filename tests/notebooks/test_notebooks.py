@@ -39,6 +39,7 @@ EXPECTED = {
     "02_one_round_and_baselines": ["02_round_trace", "02_baselines_loss", "02_client_memory"],
     "03_what_fslora_minimises": ["03_regulariser", "03_settling", "03_gap_vs_ratio"],
     "04_theorem_and_corollary": ["04_lhs_vs_rhs", "04_tightness_grid", "04_rate_vs_ratio"],
+    "05_real_llm": ["05_llm_training", "05_llm_memory_upload"],
 }
 
 
