@@ -24,3 +24,11 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs
+
+# Execute every notebook at full size: executed copies (with outputs) go to notebooks/_executed/
+# (git-ignored), the key figures to docs/figures/ (committed, shown in the README). The committed
+# .ipynb stay stripped; after editing notebooks/src/*.py run `python3 notebooks/build.py`.
+.PHONY: notebooks
+notebooks: $(STAMP)
+	$(PY) notebooks/build.py
+	$(PY) notebooks/run.py --out notebooks/_executed --figures docs/figures
