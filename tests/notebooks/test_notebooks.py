@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -88,9 +89,11 @@ def test_runner_reports_a_failing_assert(tmp_path):
 
 def test_runner_passes_size_and_figure_dir_to_the_kernel(tmp_path):
     figures = tmp_path / "figs"
+    # the kernel must also be this interpreter (a venv's), so it sees the packages the tests see
     path = _tiny_notebook(tmp_path / "ok.ipynb",
-                          "import os\nassert os.environ['FSLORA_NOTEBOOK_SIZE'] == 'small'\n"
-                          f"assert os.environ['FSLORA_FIGURES_DIR'] == {str(figures)!r}")
+                          "import os, sys\nassert os.environ['FSLORA_NOTEBOOK_SIZE'] == 'small'\n"
+                          f"assert os.environ['FSLORA_FIGURES_DIR'] == {str(figures)!r}\n"
+                          f"assert sys.prefix == {sys.prefix!r}, sys.prefix")
     _, seconds = runner.execute(path, size="small", figures_dir=str(figures))
     assert seconds < TIME_LIMIT
 
