@@ -24,6 +24,8 @@ def configure_parser(p):
 
 
 def run(args) -> int:
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out must be a directory, got the file {args.out!r}")
     only = None
     if args.only:
         only = [s.strip() for s in args.only.split(",") if s.strip()]

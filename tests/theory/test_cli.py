@@ -57,3 +57,10 @@ def test_quick_run_covers_every_claim_and_writes_plots(tmp_path):
     for png in ("lhs_vs_rhs.png", "rate_vs_ratio.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "tightness" in (tmp_path / "report.md").read_text()
+
+
+def test_out_must_be_a_directory(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["verify", "--only", "def3.1.unbiased", "--out", str(f)]) == 2
+    assert "--out must be a directory" in capsys.readouterr().err
