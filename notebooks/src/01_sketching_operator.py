@@ -24,6 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from fslora_ref import Sketch, sample_sketch, sketch_moments, stream
 from theory.moments import (exact_errors, monte_carlo_check, product_variance_closed_form, reference_law)
@@ -87,6 +88,8 @@ for ax, (M, title, xl, yl) in zip(axes, panels):
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
     fig.colorbar(im, ax=ax, shrink=0.8, label="entry value")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 for j in S.indices:
     axes[0].add_patch(Rectangle((j - 0.5, -0.5), 1, m, fill=False, ec="black", lw=2))
     axes[2].add_patch(Rectangle((-0.5, j - 0.5), n, 1, fill=False, ec="black", lw=2))

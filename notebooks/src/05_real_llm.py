@@ -56,7 +56,8 @@ MODEL = "smollm2" if requested == "smollm2" and smol_cached else "tiny"
 if requested == "smollm2" and not smol_cached:
     print(f"FSLORA_NOTEBOOK_MODEL=smollm2 but SmolLM2 is not in {cache_dir()}; using the tiny model "
           f"(run `fslora finetune --model smollm2` once to fetch it)")
-setup_torch(threads=1 if SMALL else 2)
+# the tiny model's matrices are too small for a second thread to help (it only adds contention)
+setup_torch(threads=2 if MODEL == "smollm2" else 1)
 print("size:", "small" if SMALL else "full", "| model:", MODEL)
 
 # %% [markdown]
@@ -146,7 +147,7 @@ del model64, layers64
 
 # %%
 if MODEL == "tiny":
-    ROUNDS, H, LR, PER_CLIENT, BATCH = (8 if SMALL else 40), 5, 1e-2, 40, 4
+    ROUNDS, H, LR, PER_CLIENT, BATCH = (8 if SMALL else 30), 5, 1e-2, 40, 4
 else:
     ROUNDS, H, LR, PER_CLIENT, BATCH = (2 if SMALL else 10), 5, 2e-3, 40, 4
 model, tok = load_model(MODEL, dtype=torch.float32, seed=0)
