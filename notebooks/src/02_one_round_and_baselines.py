@@ -91,7 +91,8 @@ for p, u in zip(plans, uploads):
     k = config.budgets[p.client]
     print(f"client {u.client}: uploads dB_I {dB.shape} + dA_I {dA.shape} = {u.upload_floats} floats "
           f"(= k(m+n) = {k * (m + n)}; full rank would be {config.rank * (m + n)}); "
-          f"trainable state {u.memory_floats} floats; local loss {u.losses[0]:.4f} -> {u.losses[-1]:.4f}")
+          f"trainable state {u.memory_floats} floats; minibatch loss at local step 1: {u.losses[0]:.3f}, "
+          f"at step {config.local_steps}: {u.losses[-1]:.3f} (different batches)")
     assert u.upload_floats == k * (m + n)
     assert u.memory_floats == 2 * k * (m + n)        # SGD: parameters + gradients, no optimiser state
 
