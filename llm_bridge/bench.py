@@ -28,8 +28,8 @@ def configure_parser(p):
     p.add_argument("--k", type=int, default=None, help="client budget (default r/8)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=3, help="local steps per timed client update")
-    p.add_argument("--repeats", type=int, default=5, help="timed client updates per variant (median reported)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7, help="timed client updates per variant (median reported)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--worker", choices=VARIANTS, help=argparse_suppress())
 
 
@@ -73,10 +73,30 @@ def worker(args) -> int:
     from .client import train_client
     layers, task, plans, _, _ = setup(args)
     plan, cfg = plans[args.worker]
+    reset = _reset_peak_rss()  # model loading sets the whole-process peak; also see training alone
     for rep in range(2):
         train_client(layers, task, plan, cfg, rep)
-    print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                      "training_peak_rss_bytes": _vm_hwm() if reset else None}))
     return 0
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm() -> int | None:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return None
 
 
 def run(args) -> int:
@@ -100,7 +120,7 @@ def run(args) -> int:
             state_bytes[v] = allocated_trainable_floats(keep["params"], keep["optimizer"]) * elem
             accounted[v] = upload.memory_floats * elem
             bar.update(1, v)
-    peak = {}
+    peak, train_peak = {}, {}
     for v in VARIANTS:  # one fresh process per variant, run one after the other
         cmd = [sys.executable, "-m", "llm_bridge.bench", "--worker", v, "--rank", str(args.rank), "--k", str(k),
                "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--threads", str(args.threads)]
@@ -109,7 +129,8 @@ def run(args) -> int:
         done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         if done.returncode != 0:
             raise RuntimeError(f"bench worker {v} failed: {done.stderr.strip().splitlines()[-1:]}")
-        peak[v] = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        peak[v], train_peak[v] = report["peak_rss_bytes"], report["training_peak_rss_bytes"]
         bar.update(1, f"peak {v}")
     bar.close()
     step = {v: statistics.median(times[v]) for v in VARIANTS}
@@ -118,7 +139,7 @@ def run(args) -> int:
         "step_time_ratio": step["submatrix"] / step["masked"],
         "peak_rss_ratio": peak["submatrix"] / peak["masked"],
         "trainable_state_bytes": state_bytes, "accounted_state_bytes": accounted,
-        "step_seconds": step, "peak_rss_bytes": peak,
+        "step_seconds": step, "peak_rss_bytes": peak, "training_peak_rss_bytes": train_peak,
         "setting": {"model": "tiny" if args.tiny else "smollm2", "rank": args.rank, "k": k,
                     "targets": "q,k,v,o", "optimizer": "adamw", "batch_size": args.batch_size,
                     "steps_per_update": args.steps, "repeats": args.repeats, "threads": args.threads,
@@ -133,6 +154,9 @@ def run(args) -> int:
           f"{step['masked'] * 1e3:8.1f} ms   step_time_ratio {result['step_time_ratio']:.3f} (target <= 1.0)")
     print(f"whole-process peak RSS: rank-k copy {peak['submatrix'] * mb:8.1f} MB   masked full rank "
           f"{peak['masked'] * mb:8.1f} MB   ratio {result['peak_rss_ratio']:.3f} (base model and activations dominate)")
+    if None not in train_peak.values():
+        print(f"peak RSS while training (reset after loading): rank-k copy {train_peak['submatrix'] * mb:8.1f} MB   "
+              f"masked full rank {train_peak['masked'] * mb:8.1f} MB")
     if args.json_path:
         atomic_write_bytes(args.json_path, json.dumps(result, indent=1).encode())
         print(f"wrote {args.json_path}")

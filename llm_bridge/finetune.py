@@ -84,7 +84,7 @@ def make_config(args, layers) -> FedConfig:
 
 # what else, besides FedConfig, must agree for a checkpoint to be resumed
 RECIPE_KEYS = ("model", "algorithm", "alpha", "rslora", "targets", "families", "examples_per_client",
-               "dirichlet_alpha", "batch_size", "eval_per_family", "eval_every", "train_json", "eval_json", "dtype")
+               "dirichlet_alpha", "batch_size", "eval_per_family", "eval_every", "train_json", "eval_json", "dtype", "threads")  # threads: float rounding
 
 
 def evaluate_global(layers, tok, held, algorithm_name, state, config, shapes):

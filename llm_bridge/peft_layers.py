@@ -20,7 +20,11 @@ ADAPTER = "default"
 
 def add_lora(model, rank: int, alpha: float, target_modules, use_rslora: bool = False):
     """Wrap ``model`` with a PEFT LoRA adapter of rank r on ``target_modules`` (no dropout)."""
+    import warnings
+
     from peft import LoraConfig, get_peft_model
+    # a transformers deprecation notice triggered inside PEFT; nothing the user can act on
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=0.0,
                      use_rslora=use_rslora, bias="none")
     return get_peft_model(model, cfg)
