@@ -69,7 +69,9 @@ class LoraLayers:
     def base_weights(self) -> list:
         """[W0_l: (m_l, n_l)] float64 (the frozen base in row convention)."""
         src = self._base or [m.base_layer.weight.detach() for m in self.modules]
-        return [w.double().numpy().T.copy() for w in src]
+        # nn.Linear stores (out, in); GPT-2 style Conv1D (PEFT's fan_in_fan_out) stores (in, out)
+        return [w.double().numpy().copy() if m.fan_in_fan_out else w.double().numpy().T.copy()
+                for w, m in zip(src, self.modules)]
 
     def read(self) -> list:
         """[(B_l: (m_l, q), A_l: (q, n_l))] float64 copies of what the layers currently hold."""
@@ -108,7 +110,8 @@ class LoraLayers:
                 self._hooks.append(lin_a.register_forward_hook(lambda _m, _i, out, c=c: out * c))
             if self._base is not None:
                 base = self._base[l]
-                extra = 0.0 if f.delta is None else torch.tensor(f.delta.T, dtype=base.dtype)
+                delta = None if f.delta is None else (f.delta if mod.fan_in_fan_out else f.delta.T)
+                extra = 0.0 if delta is None else torch.tensor(delta, dtype=base.dtype)
                 mod.base_layer.weight.data = base + extra
             params += [lin_a.weight, lin_b.weight]
         return params

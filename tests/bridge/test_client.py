@@ -111,3 +111,23 @@ def test_memory_accounting_matches_allocated_tensors(setup, optimizer, form, k):
     per_param = 2 + (2 if optimizer == "adamw" else 0)
     assert up.memory_floats == per_param * q * sum(m + n for m, n in layers.layer_shapes)
     assert up.upload_floats == k * sum(m + n for m, n in layers.layer_shapes)
+
+
+def test_base_weights_row_convention_for_linear_and_conv1d():
+    """x W0 (row convention) equals the frozen base layer's output for nn.Linear (Llama) and
+    for GPT-2's Conv1D, whose weight PEFT reads transposed (fan_in_fan_out)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    gpt = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32))
+    llama, _ = tiny_llama(seed=0)
+    for model, targets in ((gpt, ["c_attn"]), (llama, ["k_proj"])):
+        layers = LoraLayers(add_lora(model, 4, 8.0, targets))
+        W0 = layers.base_weights()[0]
+        m, n = layers.layer_shapes[0]
+        assert W0.shape == (m, n)
+        x = torch.randn(3, m, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want = layers.modules[0].base_layer(x).double().numpy()
+        bias = layers.modules[0].base_layer.bias
+        want = want - (0 if bias is None else bias.detach().double().numpy())
+        assert np.allclose(x.double().numpy() @ W0, want, rtol=1e-5, atol=1e-6)
