@@ -47,6 +47,8 @@ EXPECTED = {
 def test_expected_notebooks_exist():
     present = {os.path.splitext(os.path.basename(p))[0] for p in runner.notebooks()}
     assert set(EXPECTED) <= present, f"missing notebooks: {sorted(set(EXPECTED) - present)}"
+    # a new notebook must be listed in EXPECTED, or it would never be executed by the tests
+    assert present <= set(EXPECTED), f"notebooks not executed by the tests: {sorted(present - set(EXPECTED))}"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
