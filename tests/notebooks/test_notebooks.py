@@ -89,6 +89,39 @@ def test_runner_reports_a_failing_assert(tmp_path):
     assert executed.cells[2].get("outputs", []) == []          # execution stopped at the failing cell
 
 
+# Broken variants injected into a real notebook by a first cell: each is off by a relative 1e-9 or
+# 1e-10, far below what a plot shows, and the notebook's own asserts must catch it (in the cell
+# containing the given text).
+MUTANTS = {
+    "cross_moment_off": ("01_sketching_operator", "E[s_j s_l]", """
+import fslora_ref, fslora_ref.sketch as _sk
+_orig = _sk.sketch_moments
+def _bad(rank, k):
+    d = dict(_orig(rank, k)); d["cross"] *= 1 + 1e-9; return d
+_sk.sketch_moments = fslora_ref.sketch_moments = _bad
+"""),
+    "submatrix_gather_perturbed": ("02_one_round_and_baselines", "B_I", """
+import fslora_ref.algorithms.fslora as _fs
+_orig = _fs.gather
+def _bad(B, A, sketch):
+    B_I, A_I = _orig(B, A, sketch); return B_I * (1 + 1e-10), A_I
+_fs.gather = _bad
+"""),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_a_real_notebook_catches_a_tiny_mutation(mutant, tmp_path):
+    name, failing_cell_text, prelude = MUTANTS[mutant]
+    nb = nbformat.read(os.path.join(NB_DIR, name + ".ipynb"), as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(prelude))
+    path = str(tmp_path / f"{name}.ipynb")
+    nbformat.write(nb, path)
+    with pytest.raises(CellExecutionError) as info:
+        runner.execute(path, size="small", timeout=300)
+    assert "AssertionError" in str(info.value) and failing_cell_text in str(info.value)   # the right cell
+
+
 def test_runner_passes_size_and_figure_dir_to_the_kernel(tmp_path):
     figures = tmp_path / "figs"
     # the kernel must also be this interpreter (a venv's), so it sees the packages the tests see
