@@ -131,3 +131,18 @@ def test_base_weights_row_convention_for_linear_and_conv1d():
         bias = layers.modules[0].base_layer.bias
         want = want - (0 if bias is None else bias.detach().double().numpy())
         assert np.allclose(x.double().numpy() @ W0, want, rtol=1e-5, atol=1e-6)
+
+
+def test_global_factors_map_to_peft_parameter_names(setup):
+    """B = lora_A.weight^T and A = lora_B.weight^T, read back by PEFT parameter name."""
+    from fslora_ref.lora import LayerFactors
+    layers, _, shapes = setup
+    rng = np.random.default_rng(0)
+    pairs = [(rng.standard_normal((m, RANK)), rng.standard_normal((RANK, n))) for m, n in shapes.layer_shapes]
+    layers.install([LayerFactors(B, A, np.full(RANK, 2.0)) for B, A in pairs], trainable=False)
+    sd = layers.model.state_dict()
+    for name, (B, A), (rb, ra) in zip(layers.names, pairs, layers.read()):
+        assert np.allclose(sd[f"{name}.lora_A.default.weight"].numpy().T, B, atol=1e-6)
+        assert np.allclose(sd[f"{name}.lora_B.default.weight"].numpy().T, A, atol=1e-6)
+        assert np.array_equal(rb, sd[f"{name}.lora_A.default.weight"].double().numpy().T)
+        assert rb.shape == B.shape and ra.shape == A.shape
