@@ -65,7 +65,10 @@ def execute(path: str, *, size: str = "full", figures_dir: str | None = None, ou
            # many small BLAS calls: threads only add contention on a shared machine
            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           # the notebooks import their shared preamble (nbsetup.py) from this folder, also when a
+           # copy of a notebook is executed elsewhere
+           "PYTHONPATH": os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)}
     env.update(extra_env or {})
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})

@@ -16,11 +16,9 @@
 # test-suite size (fewer Monte Carlo draws); the default is the full size.
 
 # %%
-import os
-import time
 from math import comb
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
@@ -28,17 +26,6 @@ from matplotlib.ticker import MaxNLocator
 
 from fslora_ref import Sketch, sample_sketch, sketch_moments, stream
 from theory.moments import (exact_errors, monte_carlo_check, product_variance_closed_form, reference_law)
-
-SMALL = os.environ.get("FSLORA_NOTEBOOK_SIZE", "full") == "small"   # the test suite sets "small"
-FIG_DIR = os.environ.get("FSLORA_FIGURES_DIR")                      # `make notebooks` sets docs/figures
-T0 = time.perf_counter()
-
-
-def save(fig, name):
-    """Keep a key figure as <FSLORA_FIGURES_DIR>/<name>.png (for the README) when the variable is set."""
-    if FIG_DIR:
-        os.makedirs(FIG_DIR, exist_ok=True)
-        fig.savefig(os.path.join(FIG_DIR, name + ".png"), dpi=110, bbox_inches="tight")
 
 
 print("size:", "small" if SMALL else "full")
@@ -251,4 +238,4 @@ print(f"largest |MC - closed| / s.e. = {z.max():.2f} (tolerance 4)")
 assert z.max() <= 4.0
 assert closed[-1] == 0.0 and mc_mean[-1] <= 1e-24     # k = r: S = I, no variance (MC: float rounding only)
 assert np.all(np.diff(closed) < 0)                    # strictly decreasing in k
-print(f"notebook ran in {time.perf_counter() - T0:.1f} s")
+print(f"notebook ran in {elapsed():.1f} s")

@@ -15,27 +15,15 @@
 # comparison runs (the test-suite size).
 
 # %%
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
 import matplotlib.pyplot as plt
 
 from fslora_ref import ALGORITHMS, FedConfig, budgets_from_ratios, get_algorithm, least_squares, run, run_round
 from fslora_ref.algorithms import scatter_mean
 from fslora_ref.lora import scatter
-
-SMALL = os.environ.get("FSLORA_NOTEBOOK_SIZE", "full") == "small"   # the test suite sets "small"
-FIG_DIR = os.environ.get("FSLORA_FIGURES_DIR")                      # `make notebooks` sets docs/figures
-T0 = time.perf_counter()
-
-
-def save(fig, name):
-    """Keep a key figure as <FSLORA_FIGURES_DIR>/<name>.png (for the README) when the variable is set."""
-    if FIG_DIR:
-        os.makedirs(FIG_DIR, exist_ok=True)
-        fig.savefig(os.path.join(FIG_DIR, name + ".png"), dpi=110, bbox_inches="tight")
 
 
 def max_diff(layers_a, layers_b):
@@ -257,4 +245,4 @@ print(f"final loss: FSLoRA {final['fslora']:.4f}; best other budget-respecting m
       f"{final[best_budgeted]:.4f}; FedIT (2.5x the upload) {final['fedit']:.4f}")
 # the claim the text makes, checked on this run: at equal upload FSLoRA ends lowest among the budget-respecting methods
 assert final["fslora"] < final[best_budgeted]
-print(f"notebook ran in {time.perf_counter() - T0:.1f} s")
+print(f"notebook ran in {elapsed():.1f} s")

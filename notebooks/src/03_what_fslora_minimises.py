@@ -19,10 +19,9 @@
 # `theory.sketched_objective` (closed form and enumeration; no finite differences).
 
 # %%
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
 import matplotlib.pyplot as plt
 from scipy.optimize import minimize
@@ -32,17 +31,6 @@ from fslora_ref.problems.sketched import enumerate_sketched, least_squares_regul
 from fslora_ref.sketch import sketch_moments
 from theory.constants import lower_bound
 from theory.sketched_objective import enumerated_grad, flat_norm2, global_sketched, sketched_grad
-
-SMALL = os.environ.get("FSLORA_NOTEBOOK_SIZE", "full") == "small"   # the test suite sets "small"
-FIG_DIR = os.environ.get("FSLORA_FIGURES_DIR")                      # `make notebooks` sets docs/figures
-T0 = time.perf_counter()
-
-
-def save(fig, name):
-    """Keep a key figure as <FSLORA_FIGURES_DIR>/<name>.png (for the README) when the variable is set."""
-    if FIG_DIR:
-        os.makedirs(FIG_DIR, exist_ok=True)
-        fig.savefig(os.path.join(FIG_DIR, name + ".png"), dpi=110, bbox_inches="tight")
 
 
 print("size:", "small" if SMALL else "full")
@@ -281,4 +269,4 @@ for k in KS[:-1]:
     print(f"k = {k}: singular values of sBA at X^S_k: {np.array2string(sv, precision=3)}; "
           f"sigma_(k+1) / sigma_1 = {sv[k] / sv[0]:.1e}")
     assert sv[k] <= 1e-5 * sv[0]
-print(f"notebook ran in {time.perf_counter() - T0:.1f} s")
+print(f"notebook ran in {elapsed():.1f} s")

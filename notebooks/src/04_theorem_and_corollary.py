@@ -19,26 +19,14 @@
 # quick grid (4 settings, 8 seeds); the full size runs the whole grid (14 settings, 20 seeds; a few minutes).
 
 # %%
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
 import matplotlib.pyplot as plt
 
 from theory import bounds, claims
 from theory.result import OUTSIDE, SKIPPED, VERIFIED, VIOLATED
-
-SMALL = os.environ.get("FSLORA_NOTEBOOK_SIZE", "full") == "small"   # the test suite sets "small"
-FIG_DIR = os.environ.get("FSLORA_FIGURES_DIR")                      # `make notebooks` sets docs/figures
-T0 = time.perf_counter()
-
-
-def save(fig, name):
-    """Keep a key figure as <FSLORA_FIGURES_DIR>/<name>.png (for the README) when the variable is set."""
-    if FIG_DIR:
-        os.makedirs(FIG_DIR, exist_ok=True)
-        fig.savefig(os.path.join(FIG_DIR, name + ".png"), dpi=110, bbox_inches="tight")
 
 
 print("size:", "small (quick grid)" if SMALL else "full grid")
@@ -206,4 +194,4 @@ print(f"fitted exponent {slope:.3f}, 95% bootstrap CI [{ev['ci95'][0]:.3f}, {ev[
       f"{ev['predicted_exponent']:g}; {ev['direction']}.\nNote from theory/: {ev['note']} — which is why the curves on the "
       f"left are not monotone in T.")
 assert cor_result.status == VERIFIED and ev["ci95"][1] <= 1.0
-print(f"notebook ran in {time.perf_counter() - T0:.1f} s")
+print(f"notebook ran in {elapsed():.1f} s")

@@ -20,7 +20,7 @@
 import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
 import matplotlib.pyplot as plt
 import torch
@@ -37,17 +37,6 @@ from llm_bridge.models import cache_dir, load_model
 from llm_bridge.peft_layers import LoraLayers, add_lora
 from llm_bridge.reference_task import ProblemTask, torch_model_for
 from llm_bridge.task import InstructionTask, evaluate
-
-SMALL = os.environ.get("FSLORA_NOTEBOOK_SIZE", "full") == "small"   # the test suite sets "small"
-FIG_DIR = os.environ.get("FSLORA_FIGURES_DIR")                      # `make notebooks` sets docs/figures
-T0 = time.perf_counter()
-
-
-def save(fig, name):
-    """Keep a key figure as <FSLORA_FIGURES_DIR>/<name>.png (for the README) when the variable is set."""
-    if FIG_DIR:
-        os.makedirs(FIG_DIR, exist_ok=True)
-        fig.savefig(os.path.join(FIG_DIR, name + ".png"), dpi=110, bbox_inches="tight")
 
 
 requested = os.environ.get("FSLORA_NOTEBOOK_MODEL", "tiny")
@@ -265,4 +254,4 @@ if MODEL == "smollm2" and not SMALL:
     layers.install(global_factors(algo.name, state, config, shapes.layer_shapes), trainable=False)
     ev = evaluate(layers.model, tok, held)
     print("held-out exact-match accuracy per family:", ev["accuracy"], "mean", ev["mean"])
-print(f"notebook ran in {time.perf_counter() - T0:.1f} s")
+print(f"notebook ran in {elapsed():.1f} s")
