@@ -23,11 +23,18 @@ class UserError(Exception):
     """An error whose message is the whole story (printed as one line, exit code 2)."""
 
 
-def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+def command_module(name: str, argv) -> str:
+    """The module implementing ``name``; the LLM client benchmark (--bridge) lives in the bridge."""
+    if name == "bench" and "--bridge" in argv:
+        return "llm_bridge.bench"
+    return COMMANDS[name][0]
+
+
+def build_parser(selected: str | None = None, module: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fslora", description="Federated Sketching LoRA reference toolkit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == selected:  # import only the module we need
             importlib.import_module(module).configure_parser(p)
@@ -37,15 +44,14 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if a in COMMANDS), None)
-    if selected == "bench" and "--bridge" in argv:  # the LLM client benchmark lives in the bridge
-        COMMANDS["bench"] = ("llm_bridge.bench", COMMANDS["bench"][1])
+    module_name = command_module(selected, argv) if selected else None
     try:
-        parser = build_parser(selected)
+        parser = build_parser(selected, module_name)
     except ImportError as exc:
         print(f"fslora {selected}: missing dependency ({exc}); install with: pip install -e '.[all]'", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    module = importlib.import_module(COMMANDS[args.command][0])
+    module = importlib.import_module(module_name)
     try:
         return int(module.run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError, UserError) as exc:

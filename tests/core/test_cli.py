@@ -39,3 +39,9 @@ def test_bench_json(tmp_path, capsys):
                  "--repeats", "1", "--json", str(path)]) == 0
     data = json.loads(path.read_text())
     assert data["submatrix_vs_masked_speedup"] > 0 and data["k2_over_k8_time_ratio"] > 0
+
+
+def test_bench_routing_does_not_leak_between_calls():
+    from fslora_cli.main import command_module
+    assert command_module("bench", ["bench", "--bridge", "--tiny"]) == "llm_bridge.bench"
+    assert command_module("bench", ["bench"]) == "fslora_ref.cli_bench"
