@@ -24,7 +24,7 @@ def configure_parser(p):
     p.add_argument("--bridge", action="store_true", help="benchmark the LLM bridge client (this command)")
     p.add_argument("--tiny", action="store_true", help="use the tiny random Llama instead of SmolLM2")
     p.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
-    p.add_argument("--rank", type=int, default=16, help="global rank r")
+    p.add_argument("--rank", type=int, default=64, help="global rank r (default: the paper's 64)")
     p.add_argument("--k", type=int, default=None, help="client budget (default r/8)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=3, help="local steps per timed client update")
