@@ -186,13 +186,13 @@ class Problem:
             f = factors[l]
             x, h = caches[l]
             dA = (h.T @ dout) * inv_b
-            dlow = (dout @ f.A.T) * (f.coeff * inv_b)[None, :]
-            dB = x.T @ dlow
+            dlow = (dout @ f.A.T) * f.coeff[None, :]   # (b, q), unscaled like dout
+            dB = (x.T @ dlow) * inv_b
             grads[l] = (dB, dA)
             if want_weight_grads:
                 wgrads[l] = (x.T @ dout) * inv_b
             if l > 0:
                 W_rest = self.base_weights[l] if f.delta is None else self.base_weights[l] + f.delta
-                dx = dout @ W_rest.T + dlow @ f.B.T / inv_b
+                dx = dout @ W_rest.T + dlow @ f.B.T
                 dout = dx * (1.0 - x * x)   # x = tanh(previous pre-activation)
         return loss, grads, wgrads
