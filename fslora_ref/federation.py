@@ -95,8 +95,10 @@ def raise_divergence(algorithm, state, problem, config, round_index):
     with np.errstate(over="ignore", invalid="ignore"):
         losses = [problem.loss(i, weights) for i in range(problem.n_clients)]
     bad = next((i for i, v in enumerate(losses) if not np.isfinite(v)), None)
-    raise DivergenceError(f"round {round_index}, client {bad}: non-finite loss f_i = {losses[bad]} at the aggregated "
-                          f"model; lower the step size")
+    if bad is None:  # every f_i is finite but their mean overflowed: name the largest
+        bad = int(np.argmax(losses))
+    raise DivergenceError(f"round {round_index}, client {bad}: non-finite global loss at the aggregated model "
+                          f"(f_i = {losses[bad]}); lower the step size")
 
 
 def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
