@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .client import DivergenceError
 from .config import FedConfig
+from .outputs import atomic_write_bytes  # noqa: F401  (re-exported: older imports use it from here)
 from .problems.sketched import MAX_ENUMERATION, sketched_loss
 
 CHECKPOINT_VERSION = 1
@@ -155,24 +155,6 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
             on_round(t, row)
     history.final_state = state
     return history
-
-
-def atomic_write_bytes(path, data: bytes):
-    """Write ``data`` to ``path`` via a temp file in the same directory and os.replace."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path, algorithm_name, config, state, history, next_round):

@@ -1,0 +1,132 @@
+"""Writing results safely: checked output paths, atomic files, strict JSON.
+
+Every command that writes files goes through here, so that
+
+* a bad ``--out`` / ``--json`` is a one-line ``ValueError`` *before* any computation
+  (an existing file where a directory is wanted, a directory under a file, no write permission);
+* a file is either the old one or the complete new one, never half-written (temp file in the
+  same directory, fsync, ``os.replace``), and a temp file orphaned by a kill is removed the next
+  time the directory is prepared;
+* files get the permissions the user's umask asks for (``mkstemp`` alone would give 0600);
+* JSON is strict (no ``NaN`` / ``Infinity``).
+"""
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import tempfile
+
+TMP_PREFIX = ".tmp-fslora-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _first_existing_ancestor(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _check_creatable_dir(path: str, option: str) -> None:
+    """Raise ValueError unless ``path`` is, or can be created as, a writable directory."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"{option} must be a directory, but {path!r} is an existing file")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{option}: directory {path!r} is not writable")
+        return
+    ancestor = _first_existing_ancestor(path)
+    if not os.path.isdir(ancestor):
+        raise ValueError(f"{option}: cannot create {path!r}: {ancestor!r} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot create {path!r}: {ancestor!r} is not writable")
+
+
+def prepare_output_dir(path, option: str = "--out") -> str:
+    """Check that ``path`` can hold our outputs, create it, and remove temp files orphaned by an
+    earlier killed run. Returns the path. Call it before any long computation."""
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{option} must name a directory, got an empty string")
+    _check_creatable_dir(path, option)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{option}: cannot create directory {path!r}: {exc.strerror}") from None
+    remove_stale_temp_files(path)
+    return path
+
+
+def check_output_file(path, option: str = "--json") -> str:
+    """Check (without writing) that a file can be written at ``path``. Returns the path."""
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{option} must name a file, got an empty string")
+    if os.path.isdir(path):
+        raise ValueError(f"{option} must be a file path, but {path!r} is a directory")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{option}: file {path!r} is not writable")
+    _check_creatable_dir(os.path.dirname(os.path.abspath(path)), option)
+    return path
+
+
+def remove_stale_temp_files(directory) -> list:
+    """Delete ``.tmp-fslora-*`` files left in ``directory`` by a killed writer; returns them."""
+    removed = []
+    for tmp in glob.glob(os.path.join(glob.escape(os.fspath(directory)), TMP_PREFIX + "*")):
+        try:
+            os.unlink(tmp)
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``;
+    the file gets mode 0666 & ~umask, like any file the user creates."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def dumps_json(obj, indent: int | None = 1) -> str:
+    """Strict JSON text (``allow_nan=False``): a non-finite number is a ValueError, never ``NaN``."""
+    try:
+        return json.dumps(obj, indent=indent, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"refusing to write non-finite numbers as JSON ({exc})") from None
+
+
+def write_json(path, obj, indent: int | None = 1) -> None:
+    """Strict JSON, written atomically."""
+    atomic_write_bytes(path, (dumps_json(obj, indent) + "\n").encode())
+
+
+def write_figure(path, fig, **savefig_kwargs) -> None:
+    """Render a matplotlib figure to PNG and write it atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **savefig_kwargs)
+    atomic_write_bytes(path, buf.getvalue())
