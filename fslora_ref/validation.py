@@ -9,12 +9,16 @@ import numbers
 
 import numpy as np
 
+# Upper bounds that turn an absurd size into an error instead of a multi-GiB allocation attempt.
+MAX_RANK = 1 << 16          # global rank r (a Sketch holds r floats; factors r(m+n))
+MAX_DIM = 1 << 20           # any single dimension m, n, hidden
+MAX_CLIENTS = 1 << 20       # number of clients N
+MAX_FLOATS = 1 << 28        # floats one object may allocate (2 GiB of float64)
+
 
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as int; raise TypeError/ValueError naming ``name`` and ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(value, bool):
-            raise TypeError(f"{name} must be an integer, got {value!r} (a {type(value).__name__})")
         raise TypeError(f"{name} must be an integer, got {value!r} (a {type(value).__name__})")
     value = int(value)
     rng = _range_text(low, high)
@@ -60,8 +64,29 @@ def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
     return arr
 
 
+def check_real(name: str, value, *, low: float, high: float) -> float:
+    """Return ``value`` as a float in [low, high] (finite); TypeError for non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [{low:g}, {high:g}], got {value!r}")
+    value = float(value)
+    if not (low <= value <= high):
+        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value}")
+    return value
+
+
+def check_allocation(what: str, floats: int, hint: str) -> None:
+    """Raise ValueError if ``floats`` (an exact int) exceed MAX_FLOATS; ``hint`` names the arguments."""
+    if floats > MAX_FLOATS:
+        raise ValueError(f"{what} would hold {floats:,} floats ({floats * 8 / 2**30:.3g} GiB), above the limit of "
+                         f"{MAX_FLOATS:,}; lower {hint}")
+
+
 def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # unhashable
+        known = False
+    if not known:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
 

@@ -1,9 +1,7 @@
 """curves.png of a finetune run: held-out accuracy and training loss against the round."""
 from __future__ import annotations
 
-import io
-
-from fslora_ref.federation import atomic_write_bytes
+from fslora_ref.outputs import write_figure
 
 
 def plot_history(history: dict, path: str):
@@ -32,7 +30,7 @@ def plot_history(history: dict, path: str):
     fig.suptitle(f"{history['algorithm']} on {history['model']}, budgets k_i = {history['config']['budgets']}, "
                  f"r = {history['config']['rank']}")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        write_figure(path, fig, dpi=90)
+    finally:
+        plt.close(fig)
