@@ -13,7 +13,7 @@ import numpy as np
 
 from .algorithms import ALGORITHMS, get_algorithm
 from .config import BUDGET_DISTRIBUTIONS, FedConfig, budgets_from_ratios, draw_budgets
-from .federation import checkpoint_header, checkpoint_path, find_checkpoint, problem_identity
+from .federation import checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
 from .federation import run as run_federated
 from .outputs import prepare_output_dir, write_figure, write_json
 from .problems import FAMILIES, make_problem
@@ -130,15 +130,17 @@ def build(args):
     return problem, config, names
 
 
-def plan_resume(out, names, config, identity, resume: bool) -> dict:
-    """{name: (checkpoint path, resume it?, rounds left)}; every checkpoint is checked (cheaply,
-    header only) before any computation, and a missing one is announced."""
+def plan_resume(out, names, problem, config, identity, resume: bool) -> dict:
+    """{name: (checkpoint path, resume it?, rounds left)}; every checkpoint is read and checked
+    before any algorithm runs, and a missing one is announced."""
     plan = {}
     for name in names:
         found = find_checkpoint(out, name) if resume else None
         if resume and found is None:
             print(f"fslora simulate: --resume: no checkpoint for {name} in {out}; starting it fresh", file=sys.stderr)
-        done = checkpoint_header(found, name, config, identity=identity)["next_round"] if found else 0
+        done = 0
+        if found:
+            done = load_checkpoint(found, name, config, identity=identity, layer_shapes=problem.layer_shapes)[2]
         plan[name] = (checkpoint_path(out, name), found is not None, config.rounds - done)
     return plan
 
@@ -148,7 +150,7 @@ def run(args) -> int:
     out = prepare_output_dir(args.out, "--out")  # before any computation
     problem, config, names = build(args)
     identity = {"m": args.m, "n": args.n}  # with the problem's own identity, added by the run loop
-    plan = plan_resume(out, names, config, dict(problem_identity(problem), **identity), args.resume)
+    plan = plan_resume(out, names, problem, config, dict(problem_identity(problem), **identity), args.resume)
     left = sum(n for _, _, n in plan.values())
     bar = Progress(len(names) * config.rounds, "simulate", done=len(names) * config.rounds - left)
     histories = {}
