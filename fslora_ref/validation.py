@@ -16,22 +16,34 @@ MAX_CLIENTS = 1 << 20       # number of clients N
 MAX_FLOATS = 1 << 28        # floats one object may allocate (2 GiB of float64)
 
 
+def _as_float(name: str, value) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{name} must be a finite number, got an integer of {len(str(abs(int(value))))} digits") from None
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as int; raise TypeError/ValueError naming ``name`` and ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} (a {type(value).__name__})")
+        raise TypeError(f"{name} must be an integer, got {_show(value)} (a {type(value).__name__})")
     value = int(value)
     rng = _range_text(low, high)
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer in {rng}, got {value}")
+        raise ValueError(f"{name} must be an integer in {rng}, got {_show(value)}")
     return value
 
 
 def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a finite float > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+        raise TypeError(f"{name} must be a real number, got {_show(value)}")
+    value = _as_float(name, value)
     bound = ">= 0" if allow_zero else "> 0"
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be a finite number {bound}, got {value}")
@@ -41,8 +53,8 @@ def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float
 def check_fraction(name: str, value) -> float:
     """Return ``value`` as a float in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number in (0, 1], got {value!r}")
-    value = float(value)
+        raise TypeError(f"{name} must be a real number in (0, 1], got {_show(value)}")
+    value = _as_float(name, value)
     if not (0.0 < value <= 1.0):
         raise ValueError(f"{name} must be in (0, 1], got {value}")
     return value
@@ -67,8 +79,8 @@ def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
 def check_real(name: str, value, *, low: float, high: float) -> float:
     """Return ``value`` as a float in [low, high] (finite); TypeError for non-numbers."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number in [{low:g}, {high:g}], got {value!r}")
-    value = float(value)
+        raise TypeError(f"{name} must be a real number in [{low:g}, {high:g}], got {_show(value)}")
+    value = _as_float(name, value)
     if not (low <= value <= high):
         raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value}")
     return value
@@ -87,7 +99,7 @@ def check_choice(name: str, value, choices) -> str:
     except TypeError:  # unhashable
         known = False
     if not known:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {_show(value)}")
     return value
 
 
