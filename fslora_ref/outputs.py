@@ -103,11 +103,23 @@ def remove_stale_temp_files(directory) -> list:
     return removed
 
 
+def _honour_umask(directory: str) -> None:
+    """Give ``directory``, and everything written into it, the modes a plain ``open`` /
+    ``mkdir`` would (some writers, e.g. safetensors, create their files 0600)."""
+    mask = _umask()
+    for root, dirs, files in os.walk(directory):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_directory(path):
     """``with atomic_directory(path) as tmp:`` fill ``tmp``; on success it replaces ``path``
-    (a previous ``path`` directory is removed) with mode 0777 & ~umask, like any directory the
-    user creates (``mkdtemp`` alone gives 0700). On an error the temp directory is removed; one
+    (a previous ``path`` directory is removed); the directory and its files get the modes the
+    umask asks for (``mkdtemp`` alone gives 0700, some writers 0600). On an error the temp directory is removed; one
     orphaned by a kill is removed by the next :func:`prepare_output_dir`."""
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
@@ -115,7 +127,7 @@ def atomic_directory(path):
     tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        _honour_umask(tmp)
         old = None
         if os.path.isdir(path) and not os.path.islink(path):
             old = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)

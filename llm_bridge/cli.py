@@ -126,10 +126,12 @@ def check_resumable(args):
     checkpoint (before the model is loaded); say so if there is nothing to resume."""
     import sys
 
+    from fslora_ref.checkpoint_format import read_archive
     from fslora_ref.federation import checkpoint_path, find_checkpoint, read_checkpoint_header
     found = find_checkpoint(args.out, args.algorithm)
-    if found is not None:
-        read_checkpoint_header(found)  # a file that is not a readable checkpoint fails here, in one line
+    if found is not None:  # a file that is not a readable checkpoint fails here, in one line
+        read_checkpoint_header(found, args.algorithm)
+        read_archive(found)
         return
     others = [a for a in ALGORITHMS if a != args.algorithm and os.path.lexists(checkpoint_path(args.out, a))]
     if others:

@@ -201,3 +201,28 @@ def test_progress_after_resume(tmp_path, capsys):
     assert main(SIM + ["--rounds", "4", "--out", str(out), "--resume"]) == 0
     counts = re.findall(r"^simulate \[[# ]*\] (\d+/\d+) ", capsys.readouterr().err, flags=re.M)
     assert counts == ["3/4", "4/4"], counts  # resumed at 2 of 4 rounds: the bar starts there
+
+
+def test_atomic_directory_modes_replacement_and_cleanup(tmp_path):
+    from fslora_ref.outputs import atomic_directory, prepare_output_dir
+    target = tmp_path / "adapter"
+    old = os.umask(0o027)
+    try:
+        for content in ("first", "second"):
+            with atomic_directory(target) as tmp:
+                path = os.path.join(tmp, "weights.bin")
+                with open(path, "w") as fh:
+                    fh.write(content)
+                os.chmod(path, 0o600)  # as safetensors does
+    finally:
+        os.umask(old)
+    assert (target / "weights.bin").read_text() == "second"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o750 and stat.S_IMODE((target / "weights.bin").stat().st_mode) == 0o640
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as tmp:
+            raise RuntimeError("writer failed")
+    assert (target / "weights.bin").read_text() == "second"
+    assert sorted(os.listdir(tmp_path)) == ["adapter"]  # the failed attempt left nothing behind
+    (tmp_path / (TMP_PREFIX + "killed")).mkdir()
+    prepare_output_dir(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["adapter"]
