@@ -6,13 +6,13 @@ import stat
 
 import pytest
 
-from fslora_cli.main import main
 from fslora_ref import FedConfig, get_algorithm, least_squares, run
 from fslora_ref.federation import checkpoint_path
 from fslora_ref.outputs import TMP_PREFIX
 from llm_bridge import cli
 
 from helpers import TINY, finetune_args
+from tests.core.clitools import one_line_error
 from tests.core.hostile import hostile_files, payload_runs
 
 
@@ -25,14 +25,6 @@ def no_model(monkeypatch):
         raise AssertionError("the model was loaded before the error was reported")
     monkeypatch.setattr(llm_bridge.finetune, "load_model", never)
     monkeypatch.setattr(llm_bridge.models, "load_model", never)
-
-
-def one_line_error(capsys, argv) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2, argv
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(f"fslora {argv[0]}: error:"), err
-    return err
 
 
 def valid_checkpoint_bytes(tmp_path) -> bytes:

@@ -11,18 +11,11 @@ from fslora_ref import ALGORITHMS, FedConfig, get_algorithm, least_squares, run
 from fslora_ref import federation
 from fslora_ref.federation import checkpoint_path, load_checkpoint
 
+from .clitools import one_line_error
 from .hostile import hostile_files, payload_runs
 
 SIM = ["simulate", "--algorithms", "fslora", "--clients", "3", "--rank", "4", "--m", "6", "--n", "4",
        "--batch-size", "4", "--local-steps", "2"]
-
-
-def one_line_error(capsys, argv, command="simulate") -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(f"fslora {command}: error:"), err
-    return err
 
 
 def test_hostile_files_never_execute_code(tmp_path, capsys):

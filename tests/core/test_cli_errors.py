@@ -16,16 +16,10 @@ from fslora_ref.cli_simulate import plot_histories
 from fslora_ref.outputs import TMP_PREFIX
 from fslora_ref.progress import Progress
 
+from .clitools import one_line_error
+
 SIM = ["simulate", "--algorithms", "fslora", "--clients", "3", "--rank", "4", "--m", "6", "--n", "4",
        "--batch-size", "4", "--local-steps", "2", "--rounds", "2"]
-
-
-def one_line_error(capsys, argv) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2, argv
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(f"fslora {argv[0]}: error:"), err
-    return err
 
 
 def never_called(*args, **kwargs):
