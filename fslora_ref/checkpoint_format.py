@@ -123,7 +123,7 @@ def write_archive(path, header: dict, tree) -> None:
     body = dict(header, tree=encode(tree, arrays))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(_member(HEADER_MEMBER), dumps_json(body))
+        zf.writestr(_member(HEADER_MEMBER), dumps_json(body, indent=None))  # C encoder: fast
         for key, arr in arrays.items():
             raw = io.BytesIO()
             np.lib.format.write_array(raw, arr, allow_pickle=False)
