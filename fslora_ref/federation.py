@@ -96,11 +96,10 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
         history = History(algorithm.name, config.to_json(), peak_client_memory=[0] * config.n_clients)
         with np.errstate(over="ignore", invalid="ignore"):
             row = evaluate(algorithm, state, problem, config)
-        if not diverged(row, 1.0, None):
-            history.append(dict(row, upload_floats=0, download_floats=0, broadcast_floats=0, client_memory_floats=0))
-        else:
+        if diverged(row, 1.0, None):  # only non-finite values count here
             raise DivergenceError(f"{algorithm.name}: the loss at the initial model is not finite ({row}); "
                                   f"the problem's data or weights overflow")
+        history.append(dict(row, upload_floats=0, download_floats=0, broadcast_floats=0, client_memory_floats=0))
         start = 0
     initial_loss = history["loss"][0]
     last = config.rounds if stop_after is None else min(config.rounds, stop_after)
