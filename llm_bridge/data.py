@@ -1,6 +1,6 @@
 """Federated instruction data: synthetic task families with a Dirichlet(alpha) non-IID split
 (scored by exact match), and the split of given example pools over clients. The commonsense
-JSON format (docs/spec.md section 6) is read by ``commonsense.py``.
+JSON format (docs/spec.md §6) is read by ``commonsense.py``.
 
 An example is ``Example(family, prompt, answer)``; the prompt already carries the
 Alpaca-style template and the answer is what greedy decoding must reproduce exactly.
