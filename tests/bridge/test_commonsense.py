@@ -167,8 +167,10 @@ def test_curves_show_majority_and_chance_lines_for_commonsense_runs():
     lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
     for fam, rates in history["data"]["reference_rates"].items():
         for what in ("majority", "chance"):
-            assert set(lines[f"{fam} {what}"].get_ydata()) == {100 * rates[what]}
-        assert lines[f"{fam} majority"].get_color() == lines[fam].get_color()
+            assert set(lines[f"_{fam} {what}"].get_ydata()) == {100 * rates[what]}
+        assert lines[f"_{fam} majority"].get_color() == lines[fam].get_color()
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["boolq", "arc", "mean", "majority class", "chance"]
     assert "accuracy" in fig.axes[0].get_ylabel()
     plt.close(fig)
     del history["data"]["reference_rates"]                                  # a synthetic run: no such lines
