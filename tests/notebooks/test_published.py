@@ -2,7 +2,6 @@
 from the current sources: checked from their stamps and cells, without executing anything."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 
@@ -10,19 +9,10 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NB_DIR = os.path.join(ROOT, "notebooks")
+from .nbmodules import NB_DIR, ROOT, load  # noqa: E402
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_notebooks_{name}", os.path.join(NB_DIR, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-publish = _load("publish")
-builder = _load("build")
+publish = load("publish")
+builder = load("build")
 
 
 def test_published_notebooks_are_executed_full_size_builds_of_the_current_sources():
