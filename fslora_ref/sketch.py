@@ -1,4 +1,4 @@
-"""The random-k sketch of FSLoRA (spec section 2).
+"""The random-k sketch of FSLoRA (docs/spec.md §2).
 
     S = (r/k) * sum_{j in I} e_j e_j^T,   I uniform among the k-subsets of {0..r-1}
 
@@ -80,7 +80,7 @@ def sample_sketch(rank: int, k: int, rng: np.random.Generator) -> Sketch:
 
 
 def sketch_moments(rank: int, k: int) -> dict:
-    """Closed-form moments of diag(S) (spec section 2)."""
+    """Closed-form moments of diag(S) (docs/spec.md §2)."""
     rank = check_int("rank", rank, low=1, high=MAX_RANK)
     k = check_int("k", k, low=1, high=rank)
     c_k = 0.0 if k == rank else (rank - k) / (k * (rank - 1))

@@ -59,8 +59,12 @@ def configure_parser(p):
     p.add_argument("--dirichlet-alpha", type=float, default=0.5, help="non-IID level of the family mix (smaller = more skewed)")
     p.add_argument("--eval-per-family", type=int, default=50)
     p.add_argument("--eval-every", type=int, default=4, help="evaluate the global model every this many rounds")
-    p.add_argument("--train-json", nargs="+", default=None, help="commonsense JSON files (one family each) instead of the synthetic task")
-    p.add_argument("--eval-json", nargs="+", default=None, help="held-out commonsense JSON files")
+    p.add_argument("--train-json", nargs="+", default=None, metavar="[NAME=]PATH",
+                   help="commonsense JSON files instead of the synthetic task; family = NAME, else the file's stem, "
+                        "or its directory's name for split files (boolq/train.json -> boolq)")
+    p.add_argument("--eval-json", nargs="+", default=None, metavar="[NAME=]PATH",
+                   help="held-out commonsense JSON files, one family each; --eval-per-family records are drawn "
+                        "from each by a seeded random sample")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 is robust on a shared machine: OpenMP threads stall when cores are busy)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -100,6 +104,8 @@ def validate(args):
         raise ValueError(f"--ratios must be comma-separated numbers in (0, 1], got {args.ratios}")
     if args.eval_json and not args.train_json:
         raise ValueError("--eval-json needs --train-json (without it the synthetic task runs and --eval-json is unused)")
+    if args.train_json and not args.eval_json:
+        raise ValueError("--train-json needs --eval-json (the held-out commonsense files to evaluate on)")
     if args.train_json:
         ignored = sorted(getattr(args, "given", set()) & {"families", "examples_per_client"})
         if ignored:
@@ -113,9 +119,9 @@ def validate(args):
                 raise ValueError(f"--families entries must be in {list(FAMILIES)}, got {f!r}")
     if args.model not in ("tiny", "smollm2") and not os.path.isdir(args.model):
         raise FileNotFoundError(f"--model {args.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
-    for path in (args.train_json or []) + (args.eval_json or []):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"data file {path!r} does not exist")
+    from .commonsense import resolve_files
+    resolve_files(args.train_json or [], "--train-json")
+    resolve_files(args.eval_json or [], "--eval-json", unique_families=True)
     prepare_output_dir(args.out, "--out")
     if args.resume:
         check_resumable(args)
@@ -153,7 +159,8 @@ def summary(history) -> str:
     first, last = history["eval"][0], history["eval"][-1]
     rates = history["data"].get("reference_rates") or {}
     extra = f"{'majority':>10}{'chance':>8}" if rates else ""
-    lines = [f"{'family':<14}{'before':>8}{'after':>8}{extra}   (exact match, {sum(first['n'].values())} held-out "
+    scoring = history["data"].get("scoring", "exact match")
+    lines = [f"{'family':<14}{'before':>8}{'after':>8}{extra}   ({scoring}, {sum(first['n'].values())} held-out "
              f"prompts, round {first['round']} -> {last['round']})"]
     for fam in first["accuracy"]:
         row = f"{fam:<14}{100 * first['accuracy'][fam]:7.1f}%{100 * last['accuracy'][fam]:7.1f}%"
@@ -161,6 +168,10 @@ def summary(history) -> str:
             row += f"{100 * rates[fam]['majority']:9.1f}%{100 * rates[fam]['chance']:7.1f}%"
         lines.append(row)
     lines.append(f"{'mean':<14}{100 * first['mean']:7.1f}%{100 * last['mean']:7.1f}%")
+    files = [f for part in history["data"].get("files", {}).values() for f in part if f["contradictory"]]
+    if files:
+        lines.append("contradictory records excluded: " + ", ".join(f"{f['contradictory']} in {f['path']}" for f in files)
+                     + " (see data.contradictory in history.json)")
     if history["rounds"]:
         per_client = history["rounds"][-1]["clients"]
         lines.append("per client (last round): " + ", ".join(

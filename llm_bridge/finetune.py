@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -21,6 +22,7 @@ from fslora_ref.federation import checkpoint_path, load_checkpoint, run_round, s
 from fslora_ref.outputs import atomic_directory, prepare_output_dir, write_json
 from fslora_ref.progress import Progress
 
+from . import commonsense
 from . import data as data_mod
 from .federated import ModelShapes, TorchClients, exportable_factors, global_factors
 from .models import load_model
@@ -39,31 +41,24 @@ def setup_torch(threads: int):
 def build_data(args, tok):
     """(task, held-out examples, info) from the synthetic families or commonsense JSON files."""
     if args.train_json:
-        pools = [data_mod.load_commonsense(p) for p in args.train_json]
-        held = [e for p in (args.eval_json or []) for e in data_mod.load_commonsense(p)]
-        if not held:
+        train = commonsense.load_files(args.train_json, "--train-json")
+        evals = commonsense.load_files(args.eval_json or [], "--eval-json", unique_families=True)
+        if not evals:
             raise ValueError("--eval-json must name at least one commonsense file when --train-json is given")
-        held = _per_family_head(held, args.eval_per_family)
-        clients = data_mod.partition_pools(pools, args.clients, args.dirichlet_alpha, args.seed)
-        info = {"reference_rates": data_mod.reference_rates(held)}
+        for line in commonsense.contradiction_warnings(train + evals):
+            print(line, file=sys.stderr)
+        held = commonsense.held_out_sample(evals, args.eval_per_family, args.seed)
+        clients = data_mod.partition_pools(commonsense.pools(train), args.clients, args.dirichlet_alpha, args.seed)
+        info = commonsense.run_info(train, evals, held)
     else:
         families = args.families
         clients = data_mod.dirichlet_partition(args.clients, families, args.examples_per_client,
                                                args.dirichlet_alpha, args.seed)
         held = data_mod.held_out_set(families, args.eval_per_family, args.seed)
-        info = {"constant_answer_rate": data_mod.constant_answer_rate(held)}
+        info = {"scoring": data_mod.SCORING, "constant_answer_rate": data_mod.constant_answer_rate(held)}
     info["client_family_counts"] = [{f: sum(e.family == f for e in c) for f in sorted({e.family for e in c})}
                                     for c in clients]
     return InstructionTask(tok, clients, args.batch_size), held, info
-
-
-def _per_family_head(examples, per_family):
-    seen, out = {}, []
-    for e in examples:
-        if seen.get(e.family, 0) < per_family:
-            seen[e.family] = seen.get(e.family, 0) + 1
-            out.append(e)
-    return out
 
 
 def make_config(args, layers) -> FedConfig:

@@ -1,4 +1,4 @@
-"""Checkers for the sketched objective (spec section 2), Lemma 3.2 and the client of Algorithm 1.
+"""Checkers for the sketched objective (docs/spec.md §2), Lemma 3.2 and the client of Algorithm 1.
 
 All comparisons are exact (every index set enumerated, full-batch clients) at random points
 X = [(B, A)] of small least-squares and logistic problems.

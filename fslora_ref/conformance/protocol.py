@@ -8,7 +8,7 @@ An implementation under test is any object with one or more of these methods:
 
 and optionally ``name`` (str) and ``dtype`` (numpy dtype it computes in; default float64).
 
-One round of FSLoRA, as every method must run it (spec section 3, row-vector convention):
+One round of FSLoRA, as every method must run it (docs/spec.md §3, row-vector convention):
 for every client i (all N take part) and layer l, with index set I = I_il (k_i indices out of r)
 and sigma = (r/k_i) 1_I, start from the global (B_l, A_l) and take H = task.local_steps steps
 

@@ -1,7 +1,7 @@
 """Sampler-only checks: ``impl.sample_sketch(rank, k, seed) -> diag(S)`` of one random-k draw.
 
 Distinct seeds must give independent draws. S = (r/k) sum_{j in I} e_j e_j^T with I uniform
-among the k-subsets (spec section 2).
+among the k-subsets (docs/spec.md §2).
 """
 from __future__ import annotations
 

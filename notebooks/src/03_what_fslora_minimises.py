@@ -7,8 +7,8 @@
 #
 # $$f^S(B,A) = \frac1N\sum_i \mathbb E_{S\sim\mathcal S_i}\, f_i(W_0 + sBSA),$$
 #
-# and it converges to stationary points of $f^S$, not of $f$ (spec §1). For least squares the
-# difference is an explicit, non-negative penalty (spec §2):
+# and it converges to stationary points of $f^S$, not of $f$ (docs/spec.md §1). For least squares the
+# difference is an explicit, non-negative penalty (docs/spec.md §2):
 #
 # $$f_i^S = f_i + \frac{s^2}{2n_i}\,c_{k_i}\Big(r\sum_j\|X_i b_j\|^2\|a_j\|^2-\|X_iBA\|_F^2\Big),\qquad c_k=\frac{r-k}{k(r-1)} .$$
 #

@@ -72,6 +72,7 @@ def test_resume_other_algorithm_or_nothing(tmp_path, capsys, no_model):
     (["--budgets", "2,9"], "--budgets[1] must be an integer in [1, 8], got 9"),
     (["--ratios", ""], "--ratios must be comma-separated numbers in (0, 1]"),
     (["--eval-json", "EVAL"], "--eval-json needs --train-json"),
+    (["--train-json", "EVAL"], "--train-json needs --eval-json"),
     (["--train-json", "EVAL", "--eval-json", "EVAL", "--families", "addition"], "--families only apply"),
     (["--train-json", "EVAL", "--eval-json", "EVAL", "--examples-per-client", "5"], "--examples-per-client only apply"),
     (["--server-lr", "0.1"], "--server-lr only applies with --server-optimizer"),
