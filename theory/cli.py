@@ -11,6 +11,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import time  # noqa: E402
 
+from fslora_ref.outputs import prepare_output_dir  # noqa: E402
 from fslora_ref.progress import Progress  # noqa: E402
 
 from . import claims, report  # noqa: E402
@@ -24,13 +25,14 @@ def configure_parser(p):
 
 
 def run(args) -> int:
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out must be a directory, got the file {args.out!r}")
+    prepare_output_dir(args.out, "--out")  # before any computation
     only = None
-    if args.only:
+    if args.only is not None:
         only = [s.strip() for s in args.only.split(",") if s.strip()]
         known = {c.id for c in claims.CLAIMS}
         unknown = [s for s in only if s not in known]
+        if not only:
+            raise ValueError(f"--only must name at least one claim id; known: {sorted(known)}")
         if unknown:
             raise ValueError(f"--only: unknown claim ids {unknown}; known: {sorted(known)}")
     start = time.perf_counter()

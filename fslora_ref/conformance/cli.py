@@ -13,6 +13,7 @@ import os
 import sys
 
 from ..federation import atomic_write_bytes
+from ..outputs import check_output_file
 from .battery import MODE_CHOICES, check_implementation
 from .registry import CHECKS
 from .session import MODES, Options
@@ -73,6 +74,8 @@ def run(args) -> int:
         for c in CHECKS.values():
             print(f"{c.name:<30} {c.mode:<8} {c.description}")
         return 0
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     impl = load_target(args.target)
     table = check_implementation(impl, mode=args.mode, expected_failed=parse_xfail(args.xfail),
                                  options=Options(rounds=args.rounds, alpha=args.alpha))

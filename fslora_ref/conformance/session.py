@@ -33,6 +33,8 @@ class Options:
             raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha!r}")
         if not isinstance(self.sampler_draws, int) or self.sampler_draws < 500:
             raise ValueError(f"sampler_draws must be an integer >= 500, got {self.sampler_draws!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
 
 
 @dataclass
