@@ -20,7 +20,15 @@ and sigma = (r/k_i) 1_I, start from the global (B_l, A_l) and take H = task.loca
 then return the start plus the average over all N clients of the trained factors' change
 (B_new = B + (1/N) sum_i dB_i; unselected coordinates of a client count as 0). In black-box mode the
 implementation draws each I itself: uniform among k_i-subsets, the same set for B and A of a
-layer, fixed for the round, independent across clients, layers and rounds.
+layer, fixed for the round, independent across clients, layers and rounds, keyed on
+(task.seed, task.round_index, task.client_ids[i]) (the battery runs each round once per client
+alone and once with all clients, and expects the same draws).
+
+That is the default task (``client_optimizer='sgd'``, ``server_optimizer='average'``). An
+implementation that declares other optimisers (``optimizers.py``) gets tasks that say so, and
+the steps above become: AdamW on (B_I, A_I) (``optimizer_scope='selected'``) or on the full-size
+factors (``'full'``: gradients are 0 outside I, decoupled weight decay is not), and the server
+applies SGD or Adam (fresh state) to the pseudo-gradient -(1/N) sum_i dX_i.
 """
 from __future__ import annotations
 
@@ -28,8 +36,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..lora import LayerFactors
 from ..client import dense_factor_grads
+from ..lora import LayerFactors
+from ..validation import check_choice
 
 # Relative tolerance of an implementation's round against the reference, by the dtype it
 # computes in (relative to the largest reference change of the compared factor).
@@ -95,6 +104,9 @@ class RoundTask:
     index_sets:   white-box: [client][layer] sorted index arrays (k_i of them); black-box: None
     client_ids:   identity of each client (key per-client randomness on it, not on the position)
     seed, round_index: for the implementation's own sketch draws in black-box mode
+    client_optimizer: 'sgd' | 'adamw' (betas, eps);  optimizer_scope: 'selected' | 'full'
+    server_optimizer: 'average' | 'sgd' | 'adam' (server_lr, server_betas, server_eps)
+    The defaults are Algorithm 1: an SGD client and a plain average.
     """
 
     layers: list
@@ -112,10 +124,21 @@ class RoundTask:
     round_index: int = 0
     label: str = ""
     extra: dict = field(default_factory=dict)
+    client_optimizer: str = "sgd"
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    optimizer_scope: str = "selected"
+    server_optimizer: str = "average"
+    server_lr: float = 1.0
+    server_betas: tuple = (0.9, 0.999)
+    server_eps: float = 1e-8
 
     def __post_init__(self):
         if not self.client_ids:
             object.__setattr__(self, "client_ids", tuple(range(len(self.budgets))))
+        check_choice("client_optimizer", self.client_optimizer, ("sgd", "adamw"))
+        check_choice("optimizer_scope", self.optimizer_scope, ("selected", "full"))
+        check_choice("server_optimizer", self.server_optimizer, ("average", "sgd", "adam"))
 
     @property
     def n_clients(self) -> int:
@@ -135,7 +158,10 @@ class RoundTask:
 @dataclass
 class RoundResult:
     """What a round returns: the new global factors, and (optionally) the per-client uploads
-    [client][layer] = (dB_I: (m_l, k_i), dA_I: (k_i, n_l)) in the order of ``index_sets``."""
+    [client][layer] = (dB_I: (m_l, k_i), dA_I: (k_i, n_l)) in the order of ``index_sets``.
+
+    An implementation may also return a plain [(B, A)] list, or a dict {"layers": ..., "uploads": ...}
+    (so that code written without fslora imports can expose its uploads)."""
 
     layers: list
     uploads: list | None = None
