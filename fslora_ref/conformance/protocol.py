@@ -46,11 +46,20 @@ TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 2e-4}
 # A coordinate "moved" when it changed by more than this times the factor's largest entry:
 # above the rounding of an average of unchanged copies, far below any real update.
 MOVED = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
+# A moved column of B (row of A) is "decay-like" when its change is a multiple of its own value up
+# to this relative residual (float32 rounding of a small multiple leaves ~1e-4); a sketched
+# gradient step leaves a residual of order 1 (the battery checks that on the reference).
+DECAY_RESIDUAL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 2e-2}
 
 
 def dtype_of(impl) -> np.dtype:
     """The dtype an implementation computes in (``impl.dtype``, default float64); validated."""
-    dt = np.dtype(getattr(impl, "dtype", np.float64))
+    try:
+        dt = np.dtype(getattr(impl, "dtype", np.float64))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: B036 - a hostile attribute must not crash the battery
+        raise TypeError(f"impl.dtype must be a numpy dtype (float32 or float64): {type(exc).__name__}: {exc}") from None
     if dt not in TOLERANCE:
         raise ValueError(f"impl.dtype must be one of {[str(d) for d in TOLERANCE]}, got {dt}")
     return dt

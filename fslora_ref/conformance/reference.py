@@ -8,6 +8,7 @@ hooks the mutants in tests/mutants override; all of them call the reference's ow
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -75,12 +76,20 @@ class TaskConfig(FedConfig):
 
 def task_config(task: RoundTask) -> TaskConfig:
     """The config that describes ``task`` (and its declared optimisers) to the reference's algorithm code."""
-    return TaskConfig(rank=task.rank, budgets=tuple(task.budgets), local_steps=task.local_steps, lr=task.lr,
-                      seed=task.seed, lora_scaling=task.lora_scaling, client_optimizer=task.client_optimizer,
-                      weight_decay=task.weight_decay, server_lr=task.server_lr,
-                      server_optimizer="none" if task.server_optimizer == "average" else task.server_optimizer,
-                      betas=tuple(task.betas), eps=task.eps, server_betas=tuple(task.server_betas),
-                      server_eps=task.server_eps)
+    return _config(task.rank, tuple(int(k) for k in task.budgets), task.local_steps, task.lr, task.seed,
+                   task.lora_scaling, task.client_optimizer, task.weight_decay, task.server_lr,
+                   "none" if task.server_optimizer == "average" else task.server_optimizer, tuple(task.betas),
+                   task.eps, tuple(task.server_betas), task.server_eps)
+
+
+@lru_cache(maxsize=256)
+def _config(rank, budgets, local_steps, lr, seed, lora_scaling, client_optimizer, weight_decay, server_lr,
+            server_optimizer, betas, eps, server_betas, server_eps) -> TaskConfig:
+    # cached: the black-box battery builds thousands of identical configs, each validated on construction
+    return TaskConfig(rank=rank, budgets=budgets, local_steps=local_steps, lr=lr, seed=seed, lora_scaling=lora_scaling,
+                      client_optimizer=client_optimizer, weight_decay=weight_decay, server_lr=server_lr,
+                      server_optimizer=server_optimizer, betas=betas, eps=eps, server_betas=server_betas,
+                      server_eps=server_eps)
 
 
 def sketched_client_update(task: RoundTask, i: int, index_sets, *, scale=None, steps=None, layers=None) -> list:
@@ -124,6 +133,14 @@ def average_over_clients(task: RoundTask, index_sets, uploads) -> list:
         plans.append(ClientPlan(i, [], where))
     ups = [Upload(i, [], deltas, 0, 0, []) for i, deltas in enumerate(uploads)]
     return FSLoRA().aggregate(state, plans, ups, task_config(task)).layers
+
+
+def reference_round(task: RoundTask, uploads=None) -> list:
+    """The reference's new global [(B, A)] for a task with ``index_sets`` given (``uploads``: the
+    clients' reference updates, if already computed)."""
+    if uploads is None:
+        uploads = [sketched_client_update(task, i, task.index_sets[i]) for i in range(task.n_clients)]
+    return average_over_clients(task, task.index_sets, uploads)
 
 
 class ReferenceImplementation:
