@@ -147,7 +147,8 @@ def check_index_set_size(impl, session=None) -> str:
                     raise CheckFailed(
                         f"{where}: besides the k={k} gradient-moved indices {fmt_set(m.grad_B)}, B columns "
                         f"{fmt_set(m.decay_B)} / A rows {fmt_set(m.decay_A)} moved slightly (at most {sizes.max():.2g} "
-                        f"x max |factor|, against {max(m.size_B.max(), m.size_A.max()):.2g} for the index set)"
+                        f"x the factor's largest entry, against {max(m.size_B.max(), m.size_A.max()):.2g} for the "
+                        f"index set)"
                         + decay_hint(alone, float(np.median(factors))))
     return f"{len(records)} rounds: every client moved exactly k_i indices per layer"
 

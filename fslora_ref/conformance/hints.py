@@ -30,13 +30,17 @@ def relative_error(task, expected, got, region=None) -> float:
     return worst
 
 
-def describe_settings(fields: dict) -> str:
-    parts = []
+OPTIMIZERS_KEYS = {"client_optimizer": "client", "server_optimizer": "server"}
+
+
+def as_declaration(fields: dict) -> dict:
+    """RoundTask fields -> the ``optimizers`` dict an implementation would declare them with."""
+    out = {}
     for key, value in fields.items():
-        name = {"client_optimizer": "client", "server_optimizer": "server"}.get(key, key)
-        parts.append(f"{name}={value!r}" if isinstance(value, str) else
-                     f"{name}={tuple(value)}" if isinstance(value, tuple) else f"{name}={value:.4g}")
-    return ", ".join(parts)
+        if isinstance(value, float):
+            value = float(f"{value:.4g}")
+        out[OPTIMIZERS_KEYS.get(key, key)] = value
+    return out
 
 
 def _changes(task, got):
@@ -71,10 +75,12 @@ def optimizer_hint(task, got, tol: float, region=None) -> str:
             err = relative_error(task, expected, got, region)
             if err < best[0]:
                 best = (err, fields)
-    if best[0] <= max(10 * tol, 1e-6):
-        return (f"; it matches the reference run with {describe_settings(best[1])} (max error {best[0]:.2g}): the "
-                f"implementation's optimiser is not the declared one (declare it: optimizers = "
-                f"{{{describe_settings(best[1])}}}), the sketch is not at fault")
+    # a hint, not a verdict: 1e-3 relative identifies the optimiser even with a fitted server_lr,
+    # whose Adam steps lr g/(|g|+eps) differ from lr by eps/|g| coordinate to coordinate
+    if best[0] <= max(10 * tol, 1e-3):
+        return (f"; it matches the reference run with optimizers={as_declaration(best[1])} (max error "
+                f"{best[0]:.2g}): the implementation's optimiser is not the declared one; declare it (the sketch is not "
+                f"at fault)")
     if moved.size >= 4 and np.mean(np.abs(moved - step) <= 0.01 * step) >= 0.9:
         return (f"; every moved coordinate changed by about +-{step:.3g} whatever its gradient: the signature of a "
                 f"first Adam step (a server Adam step moves each coordinate by about +-server_lr): declare the "

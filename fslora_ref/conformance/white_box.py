@@ -220,7 +220,8 @@ def check_scale_applied_once(impl, session=None) -> str:
         if k == r:
             continue
         t = task.only_client(i)
-        changes = _client_block_changes(s, t, s.run_round("white", t, key=(task.label, "only", i, 1)))
+        result = s.run_round("white", t, key=(task.label, "only", i, 1))
+        changes = _client_block_changes(s, t, result)
         G = t.oracles[0].linear   # constant-gradient oracles: grad = C
         for l, ((dB_I, dA_I), (B0, A0), I) in enumerate(zip(changes, t.layers, t.index_sets[0])):
             B_I, A_I = np.asarray(B0, float)[:, I], np.asarray(A0, float)[I, :]
@@ -229,8 +230,8 @@ def check_scale_applied_once(impl, session=None) -> str:
             c = {f: v[0] for f, v in fit.items()}
             resid = {f: v[1] for f, v in fit.items()}
             ok = all(abs(c[f] - r / k) <= 10 * s.tol * r / k and resid[f] <= 10 * s.tol for f in c)
-            found.append((ok, t.client_ids[0], k, l, c, resid))
-    for ok, cid, k, l, c, resid in found:
+            found.append((ok, t.client_ids[0], k, l, c, resid, t, result))
+    for ok, cid, k, l, c, resid, t, result in found:
         if not ok:
             r = task.rank
             why = ("the given index set did not move: the implementation does not use the index set it was given"
@@ -240,8 +241,8 @@ def check_scale_applied_once(impl, session=None) -> str:
                    "the r/k scale is missing" if all(abs(v - 1) < 0.01 for v in c.values()) else
                    "the r/k scale is applied twice ((r/k)^2, once per factor)"
                    if all(abs(v - (r / k) ** 2) < 0.01 * (r / k) ** 2 for v in c.values()) else
-                   "the step is not a multiple of the sketched gradient" if max(resid.values()) > 0.01 else
-                   "the scale is wrong")
+                   "the step is not a multiple of the sketched gradient" + optimizer_hint(t, result.layers, s.tol)
+                   if max(resid.values()) > 0.01 else "the scale is wrong")
             how = ("the gradient scale that the first AdamW step implies" if adam else
                    "the unscaled step -lr s G A_I^T / -lr s B_I^T G")
             raise CheckFailed(
@@ -291,7 +292,7 @@ def check_aggregation_divides_by_n(impl, session=None) -> str:
             d = float(np.vdot(S, S) / np.vdot(S, o)) if np.vdot(S, o) != 0 else np.inf
             if not (abs(d - N) <= 10 * s.tol * N and np.max(np.abs(o - S / N)) <= 10 * s.tol * scale):
                 why = (" = the number of clients that selected it: averaging over the selecting clients instead of N"
-                       if abs(d - len(sel)) < 1e-3 * N else "")
+                       if abs(d - len(sel)) < 1e-3 * N else optimizer_hint(joint_task, joint_result.layers, s.tol))
                 raise CheckFailed(
                     f"round {task.label!r} (H=1), layer {l}, rank index {j} (selected by clients {sel}, {len(sel)} of "
                     f"{N}): the round's change is the sum of the clients' single-client changes / {d:.6g}, "

@@ -38,6 +38,14 @@ EXPECTED = {
                          "sampler_support_and_value", "expected exactly 3 entries"),
     "shared_across_layers": ({"selection_frequency"}, "selection_frequency", "not independent across layers"),
     "full_rank_skipped": ({"full_rank_is_fedavg", "round_matches_reference"}, "full_rank_is_fedavg", "FedAvg (FedIT)"),
+    # declared optimisers: the defect breaks what the declaration promises
+    "adamw_missing_scale": ({"scale_applied_once", "round_matches_reference", "update_matches_reference"},
+                            "scale_applied_once", "the r/k scale is missing"),
+    "adamw_decay_unselected": ({"index_set_size", "untouched_outside_index_set", "round_matches_reference",
+                                "update_matches_reference", "upload_size"}, "index_set_size",
+                               "weight decay applied to unselected coordinates"),
+    "server_lr_ignored": ({"update_matches_reference", "round_matches_reference", "full_rank_is_fedavg"},
+                          "update_matches_reference", "optimizers={'server': 'average'}"),
 }
 # the checks whose premise a defect destroys (no valid index set, nothing moved attributably)
 INCONCLUSIVE = {
