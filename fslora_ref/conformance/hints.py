@@ -95,6 +95,9 @@ def optimizer_hint(task, got, tol: float, region=None) -> str:
 
 def decay_hint(task, factor: float) -> str:
     """Why coordinates outside the index set moved by ``factor`` x their own value."""
+    if factor >= 0:
+        return (f"; they moved by +{factor:.4g} x their own value: the factors were rescaled, not trained (weight "
+                f"decay would shrink them)")
     H, lr, wd = task.local_steps, task.lr, task.weight_decay
     server = task.server_lr if task.server_optimizer == "sgd" else 1.0
     client_factor = factor / server

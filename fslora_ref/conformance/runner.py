@@ -49,8 +49,9 @@ def _capture(fn, box: dict) -> None:
         pass
 
 
-def _run(fn, limit: float | None) -> tuple:
-    """(box, timed_out, stopped): fn's value or exception, under ``limit`` seconds."""
+def _run(fn, limit: float | None, at_deadline=lambda: None) -> tuple:
+    """(box, timed_out, stopped): fn's value or exception, under ``limit`` seconds
+    (``at_deadline()`` runs when the limit expires, before the worker is stopped)."""
     box: dict = {}
     if limit is None:
         _capture(fn, box)
@@ -60,6 +61,7 @@ def _run(fn, limit: float | None) -> tuple:
     worker.join(limit)
     if not worker.is_alive():
         return box, False, True
+    at_deadline()
     _stop(worker)
     worker.join(min(GRACE_SECONDS, limit))
     return box, True, not worker.is_alive()
@@ -70,19 +72,26 @@ def run_check(check, session: Session) -> Outcome:
     session.current_check = check.name
     start = time.perf_counter()
     in_impl_before = session.impl_seconds
-    box, timed_out, stopped = _run(lambda: check.func(session.impl, session), session.options.time_limit)
+    snapshot = {}
+
+    def at_deadline():
+        now = time.perf_counter()
+        snapshot.update(inside=session.in_call > 0, running=now - session.call_started,
+                        impl=session.impl_seconds - in_impl_before, elapsed=now - start)
+
+    box, timed_out, stopped = _run(lambda: check.func(session.impl, session), session.options.time_limit, at_deadline)
     seconds = time.perf_counter() - start
     if timed_out:
-        inside = session.in_call > 0
-        fate = "stopped" if stopped else "still running in a background thread"
+        fate = "stopped" if stopped else "is still running in a background thread"
         session.refused = f"the implementation exceeded the time limit in check {check.name} ({fate})"
-        text = (f"did not finish within the time limit of {session.options.time_limit:g} s (elapsed {seconds:.1f} s, "
-                f"{session.impl_seconds - in_impl_before:.1f} s of it inside the implementation")
-        if inside:
-            return Outcome("fail", f"{text}; its call was still running and was {fate}); the remaining checks do "
-                                   f"not call it again (raise --time-limit if it is just slow)", seconds)
-        return Outcome("inconclusive", f"{text}: the battery's own computation was running; raise --time-limit)",
-                       seconds)
+        text = f"did not finish within the time limit of {session.options.time_limit:g} s"
+        if snapshot["inside"]:
+            return Outcome("fail", f"{text}: the implementation's call had been running for {snapshot['running']:.1f} s "
+                                   f"and was {fate}; the remaining checks do not call it again (raise --time-limit if "
+                                   f"it is just slow)", seconds)
+        return Outcome("inconclusive", f"{text} (elapsed {snapshot['elapsed']:.1f} s, {snapshot['impl']:.1f} s of it "
+                                       f"inside the implementation): the battery's own computation was running; raise "
+                                       f"--time-limit", seconds)
     exc = box.get("exc")
     if exc is None:
         diagnosis = box.get("value")

@@ -118,6 +118,7 @@ class Session:
         self.optimizers = as_optimizers(declared, "the implementation's optimizers")
         self.current_check = None
         self.in_call = 0             # > 0 while the implementation is running
+        self.call_started = 0.0
         self.impl_seconds = 0.0
         self.refused = None          # set after a time-out: the implementation is not called again
         self.shown = {}              # exception signature -> the check whose row shows its traceback
@@ -135,7 +136,7 @@ class Session:
             raise CheckInconclusive(f"not run: {self.refused}")
         method = self.require(mode)
         self.in_call += 1
-        start = time.perf_counter()
+        start = self.call_started = time.perf_counter()
         try:
             return method(*args)
         except (KeyboardInterrupt, Deadline):
@@ -199,6 +200,8 @@ def describe(impl) -> str:
 
 def real_array(value, what: str) -> np.ndarray:
     """``value`` as a float64 array; CheckFailed naming ``what`` if it is not real numbers."""
+    if value is None:
+        raise CheckFailed(f"{what} is None; expected an array of real numbers")
     try:
         arr = np.asarray(value)
     except Exception as exc:  # e.g. a torch tensor that requires grad
