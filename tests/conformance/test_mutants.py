@@ -47,6 +47,13 @@ EXPECTED = {
     "server_lr_ignored": ({"update_matches_reference", "round_matches_reference", "full_rank_is_fedavg"},
                           "update_matches_reference", "optimizers={'server': 'average'}"),
 }
+# further diagnoses that must name the cause (check, phrase)
+SECONDARY = {
+    "with_replacement": ("index_set_size", "fewer than k coordinates moved"),
+    "per_coordinate_mean": ("update_matches_reference", "averaged over the selecting clients instead of N"),
+    "adamw_decay_unselected": ("untouched_outside_index_set", "weight decay applied to unselected coordinates"),
+    "server_lr_ignored": ("round_matches_reference", "the sketch is not at fault"),
+}
 # the checks whose premise a defect destroys (no valid index set, nothing moved attributably)
 INCONCLUSIVE = {
     "no_sketch": {"aggregation_divides_by_n", "sketch_fixed_within_round", "update_matches_reference",
@@ -73,6 +80,9 @@ def test_mutant_fails_exactly_its_checks(name):
     assert set(table.inconclusive()) == INCONCLUSIVE.get(name, set()), table.format()
     assert not table.ok and table.verdict == "fails"
     assert phrase in table[primary].diagnosis, table[primary].diagnosis
+    if name in SECONDARY:
+        check, text = SECONDARY[name]
+        assert text in table[check].diagnosis, table[check].diagnosis
 
 
 def test_first_k_in_black_box_names_the_index():
