@@ -22,7 +22,7 @@ from .white_box import (check_aggregation_divides_by_n, check_full_rank_is_fedav
                         check_scale_applied_once, check_sketch_fixed_within_round, check_untouched_outside_index_set,
                         check_upload_size)
 
-__all__ = ["CHECKS", "CheckFailed", "CheckResult", "MOVED", "Options", "ProblemOracle", "QuadraticOracle",
+__all__ = ["CHECKS", "CheckFailed", "CheckInconclusive", "CheckResult", "MOVED", "Optimizers", "Options", "ProblemOracle", "QuadraticOracle",
            "ResultTable", "RoundResult", "RoundTask", "TOLERANCE", "check_implementation", "parametrize_with_checks",
            "check_round_matches_reference", "check_untouched_outside_index_set", "check_sketch_fixed_within_round",
            "check_scale_applied_once", "check_aggregation_divides_by_n", "check_full_rank_is_fedavg",

@@ -39,6 +39,7 @@ import numpy as np
 from ..client import dense_factor_grads
 from ..lora import LayerFactors
 from ..validation import check_choice
+from .optimizers import CLIENT_OPTIMIZERS, SCOPES, SERVER_RULES
 
 # Relative tolerance of an implementation's round against the reference, by the dtype it
 # computes in (relative to the largest reference change of the compared factor).
@@ -145,9 +146,9 @@ class RoundTask:
     def __post_init__(self):
         if not self.client_ids:
             object.__setattr__(self, "client_ids", tuple(range(len(self.budgets))))
-        check_choice("client_optimizer", self.client_optimizer, ("sgd", "adamw"))
-        check_choice("optimizer_scope", self.optimizer_scope, ("selected", "full"))
-        check_choice("server_optimizer", self.server_optimizer, ("average", "sgd", "adam"))
+        check_choice("client_optimizer", self.client_optimizer, CLIENT_OPTIMIZERS)
+        check_choice("optimizer_scope", self.optimizer_scope, SCOPES)
+        check_choice("server_optimizer", self.server_optimizer, SERVER_RULES)
 
     @property
     def n_clients(self) -> int:

@@ -2,8 +2,6 @@
 reference conforms under every declaration it can be read in, and an AdamW-client + Adam-server
 implementation written from scratch passes when it declares so and, declared as SGD, fails with a
 hint that names the optimiser, not the sketch."""
-import importlib.util
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -13,17 +11,9 @@ from fslora_ref.conformance import Optimizers, Options, RoundTask, check_impleme
 from fslora_ref.conformance.optimizers import as_optimizers, parse_optimizers
 from fslora_ref.conformance.reference import SGDW, impl as reference, task_config
 from fslora_ref.optim import AdamW
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conformance.test_examples import load
 FAST = Options(rounds=40)
 SKETCH_BLAME = ("no sketch applied", "independent sketches", "index set redrawn", "r/k scale", "index set changes")
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_declarations_are_validated_and_parsed():
@@ -77,13 +67,13 @@ def test_full_scope_weight_decay_is_read_and_costs_a_full_upload():
 
 
 def test_adamw_client_adam_server_from_scratch_passes_when_it_declares_them():
-    table = check_implementation(load_example("numpy_adamw_adam").impl)
+    table = check_implementation(load("numpy_adamw_adam").impl)
     assert table.ok and len(table) == 14, table.format()
     assert "AdamW: gradients probed near eps" in table["scale_applied_once"].diagnosis
 
 
 def test_declared_as_sgd_it_fails_with_the_optimiser_named_not_the_sketch():
-    example = load_example("numpy_adamw_adam")
+    example = load("numpy_adamw_adam")
     table = check_implementation(example.impl, optimizers={"client": "sgd", "server": "average"}, options=FAST)
     assert "update_matches_reference" in table.failed(), table.format()
     text = table["update_matches_reference"].diagnosis

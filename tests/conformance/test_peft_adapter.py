@@ -3,7 +3,6 @@ torch implementations (examples/torch_fslora.py, examples/hf_fslora.py) pass, an
 defects are caught."""
 import copy
 import dataclasses
-import importlib.util
 import os
 
 import numpy as np
@@ -15,20 +14,14 @@ pytest.importorskip("peft")
 from fslora_ref.conformance import Options, check_implementation  # noqa: E402
 from fslora_ref.conformance.scenarios import black_box_round  # noqa: E402
 from llm_bridge.peft_conformance import PeftAdapter  # noqa: E402
+from tests.conformance.test_examples import load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = Options(rounds=40)   # enough for the deterministic checks; the statistical ones run at 200 below
 
 
-def load_example(name="torch_fslora"):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
-hf = load_example("hf_fslora")
+example = load("torch_fslora")
+hf = load("hf_fslora")
 
 
 @pytest.mark.parametrize("kind", ["mlp", "tiny_llama"])
