@@ -204,7 +204,9 @@ def real_array(value, what: str) -> np.ndarray:
         raise CheckFailed(f"{what} is None; expected an array of real numbers")
     try:
         arr = np.asarray(value)
-    except Exception as exc:  # e.g. a torch tensor that requires grad
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: B036 - e.g. a torch tensor that requires grad, a hostile __array__
         raise CheckFailed(f"{what} is not an array ({describe_exception(exc)})") from None
     if arr.dtype.kind not in "biuf":
         raise CheckFailed(f"{what} has dtype {arr.dtype} ({type(value).__name__}); expected real numbers")
@@ -212,7 +214,17 @@ def real_array(value, what: str) -> np.ndarray:
 
 
 def normalise_result(result, task: RoundTask) -> RoundResult:
-    """RoundResult with float64 arrays; raises CheckFailed naming what is malformed."""
+    """RoundResult with float64 arrays; raises CheckFailed naming what is malformed (including
+    anything that reading the returned object raises: it is the implementation's object)."""
+    try:
+        return _normalise(result, task)
+    except (KeyboardInterrupt, Deadline, CheckFailed):
+        raise
+    except BaseException as exc:  # noqa: B036
+        raise CheckFailed(f"round {task.label!r}: reading the returned result raised {describe_exception(exc)}") from None
+
+
+def _normalise(result, task: RoundTask) -> RoundResult:
     where = f"round {task.label!r}"
     if isinstance(result, Mapping):
         result = RoundResult(result.get("layers"), result.get("uploads"))
@@ -239,6 +251,34 @@ def normalise_result(result, task: RoundTask) -> RoundResult:
             raise CheckFailed(f"{where}, layer {l}: returned non-finite factors")
         out.append((B, A))
     return RoundResult(out, result.uploads)
+
+
+def read_uploads(result: RoundResult, task: RoundTask) -> list | None:
+    """The result's uploads as [client][layer] = (dB, dA) float64 arrays (None if it exposes none);
+    CheckFailed if they are malformed or reading them raises."""
+    if result.uploads is None:
+        return None
+    where = f"round {task.label!r}: uploads"
+    try:
+        uploads = [list(per) for per in result.uploads]
+        if len(uploads) != task.n_clients or any(len(per) != task.n_layers for per in uploads):
+            raise CheckFailed(f"{where} must be [client][layer] = (dB, dA) for {task.n_clients} clients and "
+                              f"{task.n_layers} layers, got {[len(per) for per in uploads]} layers per client")
+        out = []
+        for i, per in enumerate(uploads):
+            out.append([])
+            for l, pair in enumerate(per):
+                dB, dA = pair
+                dB, dA = real_array(dB, f"{where}[{i}][{l}] dB"), real_array(dA, f"{where}[{i}][{l}] dA")
+                if dB.ndim != 2 or dA.ndim != 2:
+                    raise CheckFailed(f"{where}[{i}][{l}]: dB {dB.shape} and dA {dA.shape} must be matrices")
+                out[-1].append((dB, dA))
+        return out
+    except (KeyboardInterrupt, Deadline, CheckFailed):
+        raise
+    except BaseException as exc:  # noqa: B036
+        raise CheckFailed(f"{where} are not [client][layer] = (dB, dA): reading them raised "
+                          f"{describe_exception(exc)}") from None
 
 
 def deltas(task: RoundTask, result: RoundResult) -> list:

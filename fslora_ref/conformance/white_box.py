@@ -20,7 +20,7 @@ from .reference import average_over_clients, reference_round, task_config
 from .registry import check
 from .scenarios import WHITE_BOX_ROUNDS, constant_gradient_round, full_rank_round, two_layer_round
 from .session import (CheckFailed, CheckInconclusive, Session, classify_moves, deltas, fmt_set, moved_sets,
-                      real_array)
+                      read_uploads)
 
 __all__ = ["reference_round", "compare_layers"]
 
@@ -153,19 +153,17 @@ def _client_block_changes(s, t, result) -> list:
     """[(dB_I, dA_I)] per layer: the client's own change on its index set (before any server step),
     from its uploads if it exposes them, else undone from the global change."""
     I_sets = t.index_sets[0]
-    if result.uploads is not None:
-        try:
-            up = list(result.uploads)[0]
-            out = []
-            for l, ((dB, dA), I, (B0, A0)) in enumerate(zip(up, I_sets, t.layers)):
-                dB, dA = real_array(dB, f"upload layer {l} dB"), real_array(dA, f"upload layer {l} dA")
-                full = dB.shape == B0.shape and len(I) != t.rank
-                out.append((dB[:, I] if full else dB, dA[I, :] if full else dA))
-                if out[-1][0].shape != (B0.shape[0], len(I)) or out[-1][1].shape != (len(I), A0.shape[1]):
-                    raise CheckFailed(f"client {t.client_ids[0]} alone, layer {l}: upload blocks {dB.shape}, {dA.shape}")
-            return out
-        except (TypeError, ValueError, IndexError):
-            raise CheckFailed(f"client {t.client_ids[0]} alone: uploads are not [client][layer] = (dB, dA)") from None
+    uploads = read_uploads(result, t)
+    if uploads is not None:
+        out = []
+        for l, ((dB, dA), I, (B0, A0)) in enumerate(zip(uploads[0], I_sets, t.layers)):
+            if dB.shape == B0.shape and len(I) != t.rank:   # a full-size upload: its block at I
+                dB, dA = dB[:, I], dA[I, :]
+            if dB.shape != (B0.shape[0], len(I)) or dA.shape != (len(I), A0.shape[1]):
+                raise CheckFailed(f"client {t.client_ids[0]} alone, layer {l}: upload blocks {dB.shape}, {dA.shape}; "
+                                  f"expected {(B0.shape[0], len(I))}, {(len(I), A0.shape[1])}")
+            out.append((dB, dA))
+        return out
     if t.server_optimizer == "adam":
         raise CheckInconclusive("with a server Adam step a client's own change cannot be recovered from the global "
                                 "result (Adam's first step is about +-server_lr whatever the change): return "
@@ -309,12 +307,13 @@ def _aggregation_from_uploads(s, task, result) -> str:
         raise CheckInconclusive("with a server Adam step the round is not linear in the clients' changes, so they "
                                 "cannot be read from single-client rounds: return RoundResult(layers, uploads) to let "
                                 "this check compare the server step with the declared one on (1/N) sum of uploads")
-    try:
-        uploads = [[(real_array(dB, "upload dB"), real_array(dA, "upload dA")) for dB, dA in per]
-                   for per in result.uploads]
-        expected = average_over_clients(task, task.index_sets, uploads)
-    except (TypeError, ValueError, IndexError):
-        raise CheckFailed(f"round {task.label!r}: uploads are not [client][layer] = (dB_I, dA_I) blocks") from None
+    uploads = read_uploads(result, task)
+    for i, per in enumerate(uploads):
+        for l, ((dB, dA), I, (B0, A0)) in enumerate(zip(per, task.index_sets[i], task.layers)):
+            if dB.shape[0] != B0.shape[0] or dB.shape[1] not in (len(I), task.rank) or dA.shape != (dB.shape[1], A0.shape[1]):
+                raise CheckFailed(f"round {task.label!r}, client {task.client_ids[i]}, layer {l}: upload blocks "
+                                  f"{dB.shape}, {dA.shape} fit neither the index set nor the full factors")
+    expected = average_over_clients(task, task.index_sets, uploads)
     problem = compare_layers(task, expected, result.layers, s.tol, what="the declared server step on (1/N) sum of "
                                                                            "the uploads")
     if problem:
@@ -348,31 +347,17 @@ def check_upload_size(impl, session=None) -> str:
     task = s.task(two_layer_round(s.dtype))
     result = s.run_round("white", task, key=(task.label, "all"))
     n = 0
-    if result.uploads is not None:
-        try:
-            uploads = [list(per) for per in result.uploads]
-        except TypeError:
-            raise CheckFailed(f"round {task.label!r}: uploads must be [client][layer] = (dB, dA), got "
-                              f"{type(result.uploads).__name__}") from None
-        if len(uploads) != task.n_clients:
-            raise CheckFailed(f"round {task.label!r}: {len(uploads)} uploads for {task.n_clients} clients")
+    uploads = read_uploads(result, task)
+    if uploads is not None:
         for i, up in enumerate(uploads):
-            if len(up) != task.n_layers:
-                raise CheckFailed(f"round {task.label!r}, client {task.client_ids[i]}: uploads {len(up)} layers, "
-                                  f"expected {task.n_layers}")
-            for l, (pair, (B0, A0)) in enumerate(zip(up, task.layers)):
-                try:
-                    dB, dA = pair
-                except (TypeError, ValueError):
-                    raise CheckFailed(f"round {task.label!r}, client {task.client_ids[i]}, layer {l}: upload is not a "
-                                      f"pair (dB, dA)") from None
+            for l, ((dB, dA), (B0, A0)) in enumerate(zip(up, task.layers)):
                 k, (m, r), nn = task.budgets[i], B0.shape, A0.shape[1]
-                size = np.size(dB) + np.size(dA)
+                size = dB.size + dA.size
                 n += 1
-                if np.shape(dB) != (m, k) or np.shape(dA) != (k, nn):
+                if dB.shape != (m, k) or dA.shape != (k, nn):
                     raise CheckFailed(
                         f"round {task.label!r}, client {task.client_ids[i]} (k={k}), layer {l}: uploads B block "
-                        f"{np.shape(dB)} and A block {np.shape(dA)} = {size} floats; FSLoRA sends (m, k) and (k, n) "
+                        f"{dB.shape} and A block {dA.shape} = {size} floats; FSLoRA sends (m, k) and (k, n) "
                         f"= k(m+n) = {k}*({m}+{nn}) = {k * (m + nn)} floats")
         return f"{n} (client, layer) uploads of k_i (m + n) floats"
     _, runs = _single_client_runs(s, two_layer_round, 1)

@@ -106,10 +106,9 @@ def test_an_exception_is_a_failure_named_once_with_its_frames_and_never_rerun():
     assert first.traceback and "raise self.exc" in first.traceback        # the implementation's own frame
     assert all("same exception as in check round_matches_reference" in r.diagnosis and r.traceback is None
                for r in rest)
-    # one call per distinct round: the failed ones are cached, not re-run by every check that needs them
-    distinct = {("two_layer", "all"), ("least_squares_wd", "all")} | {("two_layer", "only", i, h) for i in range(4)
-                                                                        for h in (1, 4)}
-    assert impl.calls <= len(distinct) + 4 + 4 + 4  # + the weight-decay, constant-gradient and H=1 joint probes
+    # a failed round is cached, not re-run by every check that needs it: 7 checks, 4 distinct first rounds
+    # (the joint two_layer round, client 0 alone, the constant-gradient probe, the full-rank round)
+    assert impl.calls == 4
 
 
 def test_system_exit_in_sample_sketch_is_a_failure_not_exit_zero(tmp_path):
@@ -203,3 +202,27 @@ def test_the_battery_never_blames_the_implementation_for_its_own_errors():
     out = run_check(Check("buggy", "white", buggy, ""), Session(reference, FAST))
     assert out.outcome == "inconclusive" and "the battery itself raised ZeroDivisionError" in out.diagnosis
     assert "not in the implementation" in out.diagnosis
+
+
+def test_a_result_that_explodes_when_read_is_the_implementations_failure():
+    def explode():
+        yield from ()
+        raise SystemExit(0)
+
+    table = check_implementation(Rounds("lazy", lambda t: explode()), mode="white", options=FAST)
+    assert set(table.failed()) == {r.check for r in table}
+    assert "reading the returned result raised SystemExit(0)" in table["round_matches_reference"].diagnosis
+
+
+def test_malformed_uploads_fail_the_checks_that_read_them():
+    from fslora_ref.conformance import RoundResult
+
+    class BadUploads:
+        name = "bad uploads"
+
+        def white_box_round(self, task):
+            return RoundResult(reference.white_box_round(task).layers, uploads=[[None]] * task.n_clients)
+
+    table = check_implementation(BadUploads(), mode="white", options=FAST)
+    assert set(table.failed()) == {"scale_applied_once", "upload_size"}, table.format()   # the checks that read uploads
+    assert all("uploads must be [client][layer]" in table[c].diagnosis for c in table.failed())
