@@ -89,17 +89,21 @@ def black_box_run(s: Session) -> list:
     return s.memo("black_box_run", compute)
 
 
-def _hint(grad, decay, k, r) -> str:
-    n = grad.size
-    if n == r and k < r:
-        return ": every coordinate moved with the gradient (no sketch applied?)"
+def _hint(m, k, r) -> str:
+    """Why a client moved the wrong number of indices with its gradient (m: its Moves in one layer)."""
+    n = m.grad_B.size
     if n > k:
-        return (": more than k coordinates moved with the gradient (index set redrawn during the round? a mask "
-                "that leaks?)")
+        sizes = np.sort(m.size_B[m.grad_B])[::-1]
+        if sizes[k] < 1e-2 * sizes[k - 1]:   # k large movements, the rest tiny
+            return (f": {k} large movements and {n - k} tiny ones (at most {sizes[k] / sizes[0]:.2g} x the largest, "
+                    f"not a multiple of their own value): a mask that leaks a small gradient outside I?")
+        if n == r and k < r:
+            return ": every coordinate moved with the gradient (no sketch applied?)"
+        return ": more than k coordinates moved with the gradient (index set redrawn during the round?)"
     if 0 < n < k:
         return (": fewer than k coordinates moved (duplicate indices, drawn with replacement? a selected coordinate "
                 "with no gradient?)")
-    if n == 0 and decay.size:
+    if n == 0 and m.decay_B.size:
         return ": every moved coordinate moved by a multiple of its own value (a rescaling, or only weight decay)"
     return ""
 
@@ -140,7 +144,7 @@ def check_index_set_size(impl, session=None) -> str:
                 if m.grad_B.size != k or m.grad_A.size != k:
                     raise CheckFailed(f"{where}: {m.grad_B.size} columns of B {fmt_set(m.grad_B)} and {m.grad_A.size} "
                                       f"rows of A {fmt_set(m.grad_A)} moved with the gradient, expected exactly k={k}"
-                                      f"{_hint(m.grad_B, m.decay_B, k, r)}")
+                                      f"{_hint(m, k, r)}")
                 if not full and (m.decay_B.size or m.decay_A.size):
                     sizes = np.concatenate([m.size_B[m.decay_B], m.size_A[m.decay_A]])
                     factors = np.concatenate([m.factor_B, m.factor_A])

@@ -46,6 +46,8 @@ EXPECTED = {
                                "weight decay applied to unselected coordinates"),
     "server_lr_ignored": ({"update_matches_reference", "round_matches_reference", "full_rank_is_fedavg"},
                           "update_matches_reference", "optimizers={'server': 'average'}"),
+    "leaky_mask": ({"index_set_size", "untouched_outside_index_set", "round_matches_reference", "upload_size"},
+                   "index_set_size", "2 large movements and 6 tiny ones"),
 }
 # further diagnoses that must name the cause (check, phrase)
 SECONDARY = {
@@ -53,6 +55,7 @@ SECONDARY = {
     "per_coordinate_mean": ("update_matches_reference", "averaged over the selecting clients instead of N"),
     "adamw_decay_unselected": ("untouched_outside_index_set", "weight decay applied to unselected coordinates"),
     "server_lr_ignored": ("round_matches_reference", "the sketch is not at fault"),
+    "leaky_mask": ("untouched_outside_index_set", "not a multiple of the coordinate"),
 }
 # the checks whose premise a defect destroys (no valid index set, nothing moved attributably)
 INCONCLUSIVE = {
@@ -61,6 +64,8 @@ INCONCLUSIVE = {
     "independent_sets": {"update_matches_reference", "selection_frequency"},
     "redraw_each_step": {"update_matches_reference", "selection_frequency"},
     "with_replacement": {"selection_frequency"},
+    "leaky_mask": {"aggregation_divides_by_n", "sketch_fixed_within_round", "update_matches_reference",
+                   "selection_frequency"},
 }
 
 
