@@ -35,7 +35,8 @@ from fslora_ref.conformance.session import Options
     (lambda: FedConfig(rank=4, budgets=[1], extra={"x": object()}), TypeError, ["extra must hold only JSON"]),
     (lambda: FedConfig(rank=4, budgets=[1], extra={"x": float("nan")}), TypeError, ["extra must hold only JSON"]),
     (lambda: FedConfig(rank=4, budgets=[1], client_optimizer=["sgd"]), ValueError, ["client_optimizer"]),
-    (lambda: Options(seed=1.5), ValueError, ["seed must be an integer"]),
+    (lambda: Options(seed=1.5), TypeError, ["seed must be an integer"]),
+    (lambda: Options(seed=-1), ValueError, ["seed must be an integer in [0, "]),
 ])
 def test_public_api_raises_instead_of_coercing(call, exc, words):
     with pytest.raises(exc) as info:
