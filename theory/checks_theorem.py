@@ -96,8 +96,9 @@ def theorem_status(outcomes) -> Result:
         return Result(VIOLATED, f"{worst.setting.name}: {what}", ev)
     ratios = [o.lhs_over_rhs for o in inside]
     falls = [r["reference_lhs_fall_factor"] for r in rows if r["within_condition"]]
-    return Result(VERIFIED, f"LHS/RHS in [{min(ratios):.2g}, {max(ratios):.2g}] over {len(inside)} settings; "
-                            f"LHS fell {min(falls):.0f}-{max(falls):.0f}x", ev)
+    span = (lambda xs, f: f"{min(xs):{f}}" if len(xs) == 1 else f"{min(xs):{f}}-{max(xs):{f}}")
+    return Result(VERIFIED, f"LHS/RHS {span(ratios, '.2g')} over {len(inside)} setting(s) where the LHS fell "
+                            f"{span(falls, '.0f')}x", ev)
 
 
 def above_limit(runner, setting: Setting, seeds: int, rounds: int, factors=OUTSIDE_FACTORS) -> Result:

@@ -149,7 +149,24 @@ def load_runner(target: str) -> AlgorithmRunner | ProtocolRunner:
     runner = runner_for(load_target(target))
     runner.name = f"{runner.name} ({target})" if target not in runner.name else runner.name
     runner.cache = _TARGET_CACHES.setdefault(target, {})
+    if isinstance(runner, ProtocolRunner):
+        _probe(runner, target)
     return runner
+
+
+def _probe(runner: ProtocolRunner, target: str):
+    """One tiny round on verify's kind of client, so that an implementation that cannot take full-batch
+    ProblemOracle clients (e.g. one that only expresses the battery's quadratic oracles) is a one-line
+    usage error up front, not a column of violated claims."""
+    from fslora_ref.problems import least_squares
+    problem = least_squares(n_clients=2, m=3, n=2, mean_size=6, seed=0)
+    config = FedConfig(rank=2, budgets=(1, 2), local_steps=1, lr=0.01, rounds=1, seed=0)
+    layers = [(np.full((3, 2), 0.1), np.full((2, 2), 0.1))]
+    try:
+        runner.run(problem, config, layers, 0)
+    except (TypeError, NotImplementedError) as exc:
+        raise ValueError(f"--impl {target} cannot run verify's full-batch least-squares clients "
+                         f"(ProblemOracle): {exc}") from None
 
 
 _TARGET_CACHES: dict = {}

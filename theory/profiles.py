@@ -35,5 +35,5 @@ class Profile:
 QUICK = Profile("quick", theorem=(LS_N2,), seeds=3, stationary_seeds=2, corollary=LS_N2, corollary_seeds=2,
                 corollary_factors=(1.0, 1.5, 2.25), ratios=(),
                 unbiased_rounds=1000, above_limit_rounds=100, moment_samples=4000)
-FULL = Profile("full", theorem=(LS_N2, LS_N4_H2, LG_N2), seeds=4, stationary_seeds=4, corollary=LS_N2, corollary_seeds=4,
+FULL = Profile("full", theorem=(LS_N2, LS_N4_H2, LG_N2), seeds=3, stationary_seeds=3, corollary=LS_N2, corollary_seeds=3,
                corollary_factors=(1.0, 2.0, 4.0), ratios=(1.0, 0.75, 0.5, 0.25), unbiased_rounds=2000, above_limit_rounds=200, moment_samples=20_000)

@@ -97,3 +97,18 @@ def test_trajectory_is_deterministic_and_keyed_by_seed():
     c = stack(trajectory(AlgorithmRunner(), problem, config.replace(seed=6), layers))
     assert a[0].shape == (4, 6, 4) and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
+
+
+class QuadraticOnly(ReferenceImplementation):
+    def black_box_round(self, task):
+        raise TypeError("oracle 0 is a ProblemOracle; this adapter expresses QuadraticOracle only")
+
+
+def test_an_implementation_that_cannot_take_problem_oracles_is_a_usage_error(monkeypatch):
+    import sys
+    import types
+    module = types.ModuleType("quadratic_only_impl")
+    module.impl = QuadraticOnly()
+    monkeypatch.setitem(sys.modules, "quadratic_only_impl", module)
+    with pytest.raises(ValueError, match="cannot run verify's full-batch least-squares clients.*QuadraticOracle only"):
+        load_runner("quadratic_only_impl:impl")
