@@ -9,7 +9,8 @@ Student-t upper bound (UCB) that must stay below the RHS.
 Power: a biased implementation settles where ||grad f^S|| does not vanish; its LHS tends to that
 plateau while the RHS is fixed by the reference, so any implementation whose ||grad f^S(X^t)||^2
 stays above the RHS over the T rounds is caught. ``detectable_plateau`` states that level, in
-absolute terms and relative to ||grad f^S(X^0)||^2.
+absolute terms and relative to ||grad f^S(X^0)||^2; ``T_to_detect_a_tenth_of_initial`` how many
+rounds the bound would need (at its best gamma) to catch a plateau of 0.1 ||grad f^S(X^0)||^2.
 """
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ class Outcome:
     def lhs_over_rhs(self) -> float:
         return self.lhs_ucb / self.rhs["rhs"]
 
+    def rounds_to_detect(self, plateau: float) -> float:
+        """T at which the smallest RHS over gamma, 2 sqrt(4 (f^S(X^0) - f*) K / (T H)) with K the
+        noise + drift terms per unit gamma, falls to ``plateau``: 16 (f^S(X^0) - f*) K / (H plateau^2)."""
+        K = (self.rhs["noise"] + self.rhs["drift"]) / self.lr
+        gap = self.constants["fS_X0"] - self.constants["f_star"]
+        return 16.0 * gap * K / (self.setting.local_steps * plateau ** 2)
+
     @property
     def violated(self) -> bool:
         return self.within and (bool(self.candidate.diverged) or self.lhs_ucb > self.rhs["rhs"])
@@ -58,6 +66,7 @@ class Outcome:
                "rhs": self.rhs["rhs"], "rhs_terms": {k: v for k, v in self.rhs.items() if k != "rhs"},
                "initial_grad_sq": g0, "reference_lhs_mean": ref_lhs, "reference_lhs_fall_factor": g0 / ref_lhs,
                "detectable_plateau": self.rhs["rhs"], "detectable_plateau_over_initial": self.rhs["rhs"] / g0,
+               "T_to_detect_a_tenth_of_initial": self.rounds_to_detect(0.1 * g0),
                "constants": self.constants.to_json(), "diverged": self.candidate.diverged}
         if not self.candidate.diverged:
             lhs = self.candidate.lhs_per_seed()

@@ -25,7 +25,7 @@ class Profile:
     stationary_seeds: int          # seeds of alg1.stationary_point (its gamma-runs are the theorem's first seeds)
     corollary: Setting
     corollary_seeds: int
-    corollary_factors: tuple       # T = ceil(1.25 T_min) x factors
+    corollary_factors: tuple       # T = ceil(1.5 T_min) x factors
     ratios: tuple                  # sketching ratios of the descriptive sqrt(L-tilde) exponent (() = skip)
     unbiased_rounds: int           # Monte Carlo rounds per point of alg1.round_unbiased
     above_limit_rounds: int

@@ -56,7 +56,8 @@ def closing_note(results) -> str:
             f"{s['setting']} (T={s['T']}, LHS fell {s['reference_lhs_fall_factor']:.0f}x): "
             + (f"LHS/RHS {s['lhs_over_rhs']:.2g}" if "lhs_over_rhs" in s else "diverged")
             + f", detects a plateau ||grad f^S||^2 >= {s['detectable_plateau']:.3g} "
-              f"({s['detectable_plateau_over_initial']:.1f}x ||grad f^S(X^0)||^2)" for s in rows) + ".")
+              f"({s['detectable_plateau_over_initial']:.1f}x ||grad f^S(X^0)||^2; a tenth of ||grad f^S(X^0)||^2 "
+              f"would need T = {s['T_to_detect_a_tenth_of_initial']:.1e})" for s in rows) + ".")
     cor = by_id.get("cor4.5.rate")
     if cor is not None and "T_exponent" in cor.evidence:
         lo, hi = cor.evidence["T_exponent_ci95"]
@@ -78,9 +79,10 @@ def _theorem_markdown(out, thm):
     out.write("\n## Theorem 4.4 per setting\n\nThe implementation's LHS against the RHS built from the reference's "
               "constants (measured on the reference's runs at the same gamma and T). *fall* is ||grad f^S(X^0)||^2 "
               "over the reference's LHS; *detects* is the plateau of ||grad f^S||^2 above which an implementation "
-              "is caught (the RHS), absolute and relative to ||grad f^S(X^0)||^2.\n\n"
+              "is caught (the RHS), absolute and relative to ||grad f^S(X^0)||^2; *T for 0.1* is the T at which "
+              "the bound (at its best gamma) would catch a plateau of 0.1 ||grad f^S(X^0)||^2.\n\n"
               "| setting | T | gamma | gamma_max | c_h | fall | LHS UCB95 | RHS | optimisation / noise / drift | "
-              "LHS/RHS | detects |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+              "LHS/RHS | detects | T for 0.1 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for s in thm.evidence["settings"]:
         t = s["rhs_terms"]
         lhs = f"{s['lhs_ucb95']:.3g}" if "lhs_ucb95" in s else "diverged"
@@ -88,7 +90,8 @@ def _theorem_markdown(out, thm):
         out.write(f"| {s['setting']} ({_cell(s['describe'])}) | {s['T']} | {s['gamma']:.3g} | {s['gamma_max']:.3g} | "
                   f"{s['c_h']:g} | {s['reference_lhs_fall_factor']:.1f}x | {lhs} | {s['rhs']:.3g} | "
                   f"{t['optimisation']:.3g} / {t['noise']:.3g} / {t['drift']:.3g} | {ratio} | "
-                  f"{s['detectable_plateau']:.3g} ({s['detectable_plateau_over_initial']:.1f}x) |\n")
+                  f"{s['detectable_plateau']:.3g} ({s['detectable_plateau_over_initial']:.1f}x) | "
+                  f"{s['T_to_detect_a_tenth_of_initial']:.1e} |\n")
     first = thm.evidence["settings"][0]
     out.write(f"\nThe reference's constants for `{first['setting']}` (how each was obtained):\n\n"
               "| constant | value | method | over |\n|---|---|---|---|\n")

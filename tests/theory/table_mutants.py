@@ -16,10 +16,10 @@ class ServerDividesByNMinus1(FSLoRA):
 
     def aggregate(self, state, plans, uploads, config):
         n = len(uploads)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.float64(n) / (n - 1)      # N = 1: inf, and the run diverges as it would
         means = scatter_mean(state, plans, uploads, config)
-        return apply_server_step(state, [(dB * factor, dA * factor) for dB, dA in means], config)
+        with np.errstate(divide="ignore", invalid="ignore"):   # N = 1: inf, and the run diverges as it would
+            factor = np.float64(n) / (n - 1)
+            return apply_server_step(state, [(dB * factor, dA * factor) for dB, dA in means], config)
 
 
 class ScaleDroppedBothForms(SubmatrixWithoutScale):
