@@ -32,7 +32,6 @@ from fslora_ref.algorithms.protocol import Algorithm, ServerState
 from fslora_ref.client import DivergenceError
 from fslora_ref.config import FedConfig
 from fslora_ref.conformance.protocol import ProblemOracle, RoundTask, dtype_of
-from fslora_ref.conformance.session import CheckFailed, normalise_result
 from fslora_ref.federation import run_round
 
 
@@ -106,14 +105,25 @@ class ProtocolRunner:
         method = getattr(self.impl, "black_box_round" if self.mode == "black" else "white_box_round")
         with np.errstate(over="ignore", invalid="ignore"):
             raw = method(task)
-        try:
-            result = normalise_result(raw, task)
-        except CheckFailed as exc:
-            if "non-finite" in str(exc):
-                raise DivergenceError(f"round {round_index}: {self.name} returned non-finite factors; "
-                                      f"lower the step size") from None
-            raise ValueError(f"{self.name}: {exc}") from None
-        return result.layers
+        return _returned_layers(raw, layers, self.name, round_index)
+
+
+def _returned_layers(raw, layers, name: str, round_index: int) -> list:
+    """[(B, A)] float64 from what a round returned (a RoundResult or the list itself): ValueError naming
+    the layer if malformed, DivergenceError if non-finite."""
+    got = list(getattr(raw, "layers", raw) or [])
+    if len(got) != len(layers):
+        raise ValueError(f"{name}: round {round_index} returned {len(got)} layers, expected {len(layers)}")
+    out = []
+    for l, (pair, (B0, A0)) in enumerate(zip(got, layers)):
+        B, A = (np.asarray(x, dtype=float) for x in pair)
+        if B.shape != np.shape(B0) or A.shape != np.shape(A0):
+            raise ValueError(f"{name}: round {round_index}, layer {l} returned B {B.shape}, A {A.shape}; expected "
+                             f"B {np.shape(B0)}, A {np.shape(A0)}")
+        if not (np.all(np.isfinite(B)) and np.all(np.isfinite(A))):
+            raise DivergenceError(f"round {round_index}: {name} returned non-finite factors; lower the step size")
+        out.append((B, A))
+    return out
 
 
 def _check_protocol_config(problem, config: FedConfig):
