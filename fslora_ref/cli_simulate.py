@@ -86,13 +86,25 @@ def build(args):
 def run(args) -> int:
     problem, config, names = build(args)
     os.makedirs(args.out, exist_ok=True)
+    histories = run_all(names, problem, config, args.out, args.resume)
+    write_results(args, problem, config, histories)
+    return 0
+
+
+def run_all(names, problem, config, out, resume, round_fn=None) -> dict:
+    """{name: History} for each algorithm in ``names``, checkpointed in ``out``; round_fn as in
+    :func:`fslora_ref.federation.run` (the Flower app runs the same job through it)."""
     histories = {}
     bar = Progress(len(names) * config.rounds, "simulate")
     for name in names:
-        ckpt = os.path.join(args.out, f"checkpoint-{name}.pkl")
-        h = run_algorithm(name, problem, config, ckpt, args.resume, bar)
-        histories[name] = h
+        ckpt = os.path.join(out, f"checkpoint-{name}.pkl")
+        histories[name] = run_algorithm(name, problem, config, ckpt, resume, bar, round_fn)
     bar.close()
+    return histories
+
+
+def write_results(args, problem, config, histories) -> None:
+    """history.json, the summary table (printed) and simulate.png in ``args.out``."""
     result = {"config": dict(config.to_json(), family=args.family, m=args.m, n=args.n,
                              batch_size=args.batch_size, client_sizes=problem.client_sizes),
               "algorithms": {name: h.to_json() for name, h in histories.items()}}
@@ -104,13 +116,13 @@ def run(args) -> int:
         print(f"wrote {os.path.join(args.out, 'history.json')} and {png}")
     else:
         print(f"wrote {os.path.join(args.out, 'history.json')} (matplotlib missing: no PNG; pip install 'fslora[plot]')")
-    return 0
 
 
-def run_algorithm(name, problem, config, checkpoint, resume, bar):
+def run_algorithm(name, problem, config, checkpoint, resume, bar, round_fn=None):
     def tick(t, row):
         bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
-    h = run_federated(get_algorithm(name), problem, config, checkpoint=checkpoint, resume=resume, on_round=tick)
+    h = run_federated(get_algorithm(name), problem, config, checkpoint=checkpoint, resume=resume, on_round=tick,
+                      round_fn=round_fn)
     if resume:  # rounds restored from the checkpoint were not ticked
         bar.update(config.rounds - (bar.count % config.rounds or config.rounds))
     return h

@@ -106,22 +106,30 @@ def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
     plans = algorithm.configure_round(state, problem, config, round_index, config.participants(round_index))
     uploads = [algorithm.client_update(plan, problem, config, round_index) for plan in plans]
     new_state = algorithm.aggregate(state, plans, uploads, config)
-    for l, pair in enumerate(new_state.layers):
-        if not all(np.all(np.isfinite(x)) for x in pair):
-            raise DivergenceError(f"round {round_index}: server factors of layer {l} became non-finite after "
-                                  f"aggregation (clients {[p.client for p in plans]}); lower the step size")
+    check_finite_state(new_state, round_index, plans)
     return new_state, plans, uploads
 
 
+def check_finite_state(state, round_index: int, plans) -> None:
+    """DivergenceError naming the layer if the aggregated server factors are not all finite."""
+    for l, pair in enumerate(state.layers):
+        if not all(np.all(np.isfinite(x)) for x in pair):
+            raise DivergenceError(f"round {round_index}: server factors of layer {l} became non-finite after "
+                                  f"aggregation (clients {[p.client for p in plans]}); lower the step size")
+
+
 def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike | None = None,
-        resume: bool = False, on_round=None, stop_after: int | None = None) -> History:
+        resume: bool = False, on_round=None, stop_after: int | None = None, round_fn=None) -> History:
     """Run ``config.rounds`` rounds of ``algorithm`` on ``problem``.
 
     checkpoint: path rewritten atomically after every round; with ``resume=True`` an existing
     checkpoint is continued (its config and algorithm must match). on_round(t, row) is called
     after each round. stop_after: stop after that many rounds in total (simulates an
-    interruption; the checkpoint then resumes it).
+    interruption; the checkpoint then resumes it). round_fn: how one round is executed, with
+    :func:`run_round`'s signature and result (default: in this process; the Flower app passes
+    one that trains the clients on remote nodes).
     """
+    round_fn = round_fn or run_round
     if problem.n_clients != config.n_clients:
         raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
     if resume and checkpoint is not None and os.path.exists(checkpoint):
@@ -134,7 +142,7 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
         start = 0
     last = config.rounds if stop_after is None else min(config.rounds, stop_after)
     for t in range(start, last):
-        state, plans, uploads = run_round(algorithm, state, problem, config, t)
+        state, plans, uploads = round_fn(algorithm, state, problem, config, t)
         with np.errstate(over="ignore", invalid="ignore"):
             row = evaluate(algorithm, state, problem, config)
         if not np.isfinite(row["loss"]):
