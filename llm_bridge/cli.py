@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .data import FAMILIES
+from .device import DTYPES, check_device_spec
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -49,7 +50,10 @@ def configure_parser(p):
     p.add_argument("--eval-json", nargs="+", default=None, help="held-out commonsense JSON files")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 is robust on a shared machine: OpenMP threads stall when cores are busy)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
+                   help="model and LoRA precision (bfloat16 halves memory; float64 matches fslora_ref to ~1e-16)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if available, else CPU), cpu, cuda or cuda:<index>; only the CPU path is tested")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pkl if present")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-verify-adapter", dest="verify_adapter", action="store_false",
@@ -66,6 +70,7 @@ def validate(args):
     check_positive_float("lr", args.lr)
     check_positive_float("alpha", args.alpha)
     check_fraction("client-fraction", args.client_fraction)
+    check_device_spec(args.device)
     for f in args.families:
         if f not in FAMILIES:
             raise ValueError(f"--families entries must be in {list(FAMILIES)}, got {f!r}")

@@ -105,13 +105,15 @@ def tiny_llama(seed: int = 0, dtype=None, hidden: int = 64, layers: int = 2):
     return _prepare(model, tok)
 
 
-def load_model(name: str, dtype=None, seed: int = 0):
-    """'tiny', 'smollm2' or a local directory -> (model, tokenizer)."""
+def load_model(name: str, dtype=None, seed: int = 0, device=None):
+    """'tiny', 'smollm2' or a local directory -> (model, tokenizer), on ``device`` (default CPU)."""
     if name == "tiny":
-        return tiny_llama(seed=seed, dtype=dtype)
-    if name == "smollm2":
-        return load_smollm2(dtype=dtype)
-    return load_local(name, dtype=dtype)
+        model, tok = tiny_llama(seed=seed, dtype=dtype)
+    elif name == "smollm2":
+        model, tok = load_smollm2(dtype=dtype)
+    else:
+        model, tok = load_local(name, dtype=dtype)
+    return (model if device is None else model.to(device)), tok
 
 
 def _prepare(model, tok):
