@@ -62,17 +62,19 @@ def _tool(name: str) -> str:
     return found
 
 
-def marked_processes(token: str) -> list:
-    """PIDs of live (non-zombie) processes whose environment carries this deployment's marker."""
-    needle = f"{MARK}={token}".encode()
+def marked_processes(token: str | None) -> list:
+    """PIDs of live (non-zombie) processes whose environment carries the marker of deployment
+    ``token`` (of any fslora deployment if None). Linux (/proc) only; elsewhere []."""
+    needle = f"{MARK}={token or ''}".encode()
     found = []
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as fh:
-                if needle not in fh.read().split(b"\0"):
-                    continue
+                env = fh.read().split(b"\0")
+            if not any(v == needle if token else v.startswith(needle) for v in env):
+                continue
             with open(f"/proc/{entry}/stat") as fh:
                 if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
                     continue
@@ -85,19 +87,23 @@ def marked_processes(token: str) -> list:
 class LocalDeployment:
     """SuperLink + ``n_nodes`` SuperNodes on 127.0.0.1; a context manager that stops them all.
 
-    log_dir: where each process's output goes (superlink.log, supernode-<i>.log, run-<id>.log).
-    start_timeout: seconds for the SuperLink to listen and every SuperNode to register.
+    log_dir: where each process's output goes (superlink.log, supernode-<i>.log, run.log).
+    start_timeout: seconds for the SuperLink to listen and every SuperNode to register;
+    stop_timeout: seconds for every process to be gone (SIGKILL after stop_grace).
     """
 
-    def __init__(self, n_nodes: int, log_dir: str, *, start_timeout: float = 60.0, stop_grace: float = 5.0):
+    def __init__(self, n_nodes: int, log_dir: str, *, start_timeout: float = 60.0, stop_grace: float = 5.0,
+                 stop_timeout: float = 10.0):
         if n_nodes < 1:
             raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
         self.n_nodes, self.log_dir = n_nodes, log_dir
-        self.start_timeout, self.stop_grace = start_timeout, stop_grace
+        self.start_timeout, self.stop_grace, self.stop_timeout = start_timeout, stop_grace, stop_timeout
         self.token = uuid.uuid4().hex
         self.home = None
         self.superlink = None
         self.nodes = []         # Popen per SuperNode, index = partition-id
+        self.node_logs = {}     # partition-id -> log name of its current SuperNode
+        self._starts = {}
         self._procs = []        # every Popen we started, in start order
         self.start_seconds = None
 
@@ -131,46 +137,49 @@ class LocalDeployment:
         with open(os.path.join(self.home, "config.toml"), "w") as fh:
             fh.write(f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
                      f'address = "127.0.0.1:{self.port}"\ninsecure = true\n')
+        self.nodes = [self._spawn_node(i) for i in range(self.n_nodes)]
         for i in range(self.n_nodes):
-            self.nodes.append(self._spawn(f"supernode-{i}", [
-                _tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-                "--host", "127.0.0.1", "--port", str(free_port()),
-                "--node-config", f"partition-id={i} num-partitions={self.n_nodes}"]))
-        self._wait(lambda: self.online_nodes() >= self.n_nodes, deadline,
-                   f"not all {self.n_nodes} SuperNodes registered", "supernode-0")
+            self._wait(lambda: self._registered(i), deadline, f"SuperNode {i} did not register", self.node_logs[i])
         self.start_seconds = time.monotonic() - t0
 
     def stop(self) -> float:
-        """Stop everything this deployment started; returns the seconds it took. Raises
-        DeploymentError if a process survives SIGKILL."""
+        """Stop everything this deployment started within ``stop_timeout`` seconds (SIGTERM, then
+        SIGKILL for what is left after ``stop_grace``); returns the seconds it took. Raises
+        DeploymentError if any process is still alive at the deadline."""
         t0 = time.monotonic()
+        deadline = t0 + self.stop_timeout
         groups = [p.pid for p in reversed(self._procs)]
-        for sig, wait in ((signal.SIGTERM, self.stop_grace), (signal.SIGKILL, 3.0)):
+        for sig, until in ((signal.SIGTERM, min(t0 + self.stop_grace, deadline - 2.0)), (signal.SIGKILL, deadline)):
             for pgid in groups:
                 self._signal_group(pgid, sig)
-            for pid in marked_processes(self.token):  # Flower's own children in other sessions
+            for pid in marked_processes(self.token):  # Flower's own children in sessions of their own
                 self._signal(pid, sig)
-            end = time.monotonic() + wait
-            while time.monotonic() < end and (self._alive() or marked_processes(self.token)):
+            while time.monotonic() < until and self._remaining():
                 time.sleep(0.05)
-            if not (self._alive() or marked_processes(self.token)):
+            if not self._remaining():
                 break
-        for p in self._procs:
-            try:
-                p.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                pass
-        left = [p.pid for p in self._procs if p.poll() is None] + marked_processes(self.token)
+        left = self._remaining()
         if self.home:
             shutil.rmtree(self.home, ignore_errors=True)
         if left:
-            raise DeploymentError(f"processes still running after SIGKILL: {sorted(set(left))}")
+            raise DeploymentError(f"processes still running {self.stop_timeout:g} s after stop: {left}")
         return time.monotonic() - t0
+
+    def _remaining(self) -> list:
+        """PIDs of processes of this deployment still alive (our children are reaped here)."""
+        alive = [p.pid for p in self._procs if p.poll() is None]
+        return sorted(set(alive + marked_processes(self.token)))
 
     def kill_node(self, i: int, sig=signal.SIGKILL) -> None:
         """Kill SuperNode ``i`` and its process group (fault injection)."""
         self._signal_group(self.nodes[i].pid, sig)
         self.nodes[i].wait(timeout=10)
+
+    def restart_node(self, i: int) -> None:
+        """Start a new SuperNode for partition ``i`` (after kill_node) and wait for it to register."""
+        self.nodes[i] = self._spawn_node(i)
+        self._wait(lambda: self._registered(i), time.monotonic() + self.start_timeout,
+                   f"SuperNode {i} did not register", self.node_logs[i])
 
     # -- running an app ---------------------------------------------------------------------------
     def run(self, app_dir: str, run_config: dict, *, timeout: float | None = None, on_line=None) -> RunResult:
@@ -225,6 +234,23 @@ class LocalDeployment:
             return 0
 
     # -- internals -----------------------------------------------------------------------------------
+    def _spawn_node(self, i):
+        starts = self._starts[i] = self._starts.get(i, -1) + 1
+        self.node_logs[i] = f"supernode-{i}" + (f"-restart{starts}" if starts else "")
+        return self._spawn(self.node_logs[i], [
+            _tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
+            "--host", "127.0.0.1", "--port", str(free_port()),
+            "--node-config", f"partition-id={i} num-partitions={self.n_nodes}"])
+
+    def _registered(self, i) -> bool:
+        # flower-supernode logs its node id once the SuperLink has registered it (polling
+        # `flwr supernode ls` instead costs a Python start-up per call)
+        try:
+            with open(os.path.join(self.log_dir, self.node_logs[i] + ".log"), errors="replace") as fh:
+                return "SuperNode ID:" in fh.read()
+        except OSError:
+            return False
+
     def _spawn(self, name, cmd):
         log = open(os.path.join(self.log_dir, f"{name}.log"), "w")
         try:
@@ -242,7 +268,7 @@ class LocalDeployment:
 
     def _wait(self, ready, deadline, what, log_name):
         while not ready():
-            dead = [p for p in self._procs if p.poll() is not None]
+            dead = [p for p in [self.superlink, *self.nodes] if p is not None and p.poll() is not None]
             if dead or time.monotonic() > deadline:
                 why = f"exited with code {dead[0].returncode}" if dead else f"within {self.start_timeout:g} s"
                 raise DeploymentError(f"{what} ({why}); see {os.path.join(self.log_dir, log_name + '.log')}")
@@ -268,9 +294,6 @@ class LocalDeployment:
                 if not line:
                     return
                 yield line
-
-    def _alive(self) -> bool:
-        return any(p.poll() is None for p in self._procs)
 
     @staticmethod
     def _signal_group(pgid, sig):
