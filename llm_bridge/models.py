@@ -50,7 +50,15 @@ def fetch_smollm2(cache: str | None = None) -> str:
 
 def load_smollm2(cache: str | None = None, dtype=None):
     """SmolLM2-135M-Instruct (dequantised from Q4_1). The first load converts the gguf
-    (~25 s) and stores a safetensors copy next to it, so later loads take seconds."""
+    (~25 s) and stores a safetensors copy next to it, so later loads take under a second."""
+    return load_local(smollm2_dir(cache), dtype=dtype)
+
+
+def smollm2_dir(cache: str | None = None) -> str:
+    """The converted (transformers + safetensors, float32) SmolLM2 directory in the cache,
+    fetching and converting the gguf on first use. Every process that loads the model
+    afterwards memory-maps this copy: a Flower ClientApp, started afresh for every round,
+    pays the conversion once per machine, not once per round."""
     import torch
     cache = cache or cache_dir()
     converted = os.path.join(cache, "smollm2", "hf")
@@ -73,7 +81,7 @@ def load_smollm2(cache: str | None = None, dtype=None):
             os.replace(tmp, converted)
         except OSError:  # another process converted it first
             shutil.rmtree(tmp, ignore_errors=True)
-    return load_local(converted, dtype=dtype)
+    return converted
 
 
 def load_local(path: str, dtype=None):

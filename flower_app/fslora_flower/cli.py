@@ -49,6 +49,8 @@ def configure_parser(p):
         q = sub.add_parser(job, help=f"`fslora {job}` over a local Flower deployment (every {job} option works)")
         module.configure_parser(q)
         add_flower_options(q)
+    from . import bench
+    bench.configure_parser(sub.add_parser("bench", help="equality, bytes per round and engine overhead, measured"))
 
 
 def job_args(job, args) -> argparse.Namespace:
@@ -78,6 +80,9 @@ def validate(job, ns):
 
 def run(args) -> int:
     job = args.flower_command
+    if job == "bench":
+        from . import bench
+        return bench.run(args)
     ns = job_args(job, args)
     validate(job, ns)
     rc = run_config(job, ns, ns.out, round_timeout=args.round_timeout, on_missing=args.on_missing,

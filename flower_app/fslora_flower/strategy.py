@@ -37,6 +37,15 @@ class MissingClients(RuntimeError):
     """Participants of a round gave no usable reply (the message names them, one line)."""
 
 
+def client_error(reason: str | None) -> tuple[str, str]:
+    """(exception class name or "", one-line message) of an error reply; Flower words a
+    ClientApp exception as "<class 'pkg.Name'>:<'message'>"."""
+    found = re.match(r"<class '([\w.]+)'>:<'(.*)'>$", reason or "", re.S)
+    if not found:
+        return "", " ".join((reason or "error without a reason").split())
+    return found.group(1).rsplit(".", 1)[-1], " ".join(found.group(2).split())
+
+
 class FSLoRAStrategy(Strategy):
     """One fslora_ref algorithm driven by Flower messages.
 
@@ -86,7 +95,10 @@ class FSLoRAStrategy(Strategy):
             if client is None or client not in self.plans:
                 continue  # not a participant of this round (a late reply to an earlier message)
             if reply.has_error():
-                missing[client] = self._error_reason(client, reply.error.reason)
+                kind, text = client_error(reply.error.reason)
+                if kind == "DivergenceError":   # diverged: stop exactly as the in-process run does
+                    raise DivergenceError(text)
+                missing[client] = f"failed ({kind + ': ' if kind else ''}{text})"
                 continue
             try:
                 uploads[client] = record_to_upload(reply.content, self.plans[client], t, self.algorithm.name)
@@ -106,16 +118,6 @@ class FSLoRAStrategy(Strategy):
                                for l, pair in enumerate(self.state.layers) for name, x in zip("BA", pair)})
         losses = [float(np.mean(u.losses)) for u in ups]
         return factors, MetricRecord({"train-loss": float(np.mean(losses)), "clients": len(ups)})
-
-    def _error_reason(self, client, reason: str) -> str:
-        # A ClientApp exception arrives as "<class 'pkg.Name'>:<'message'>"; a client that
-        # diverged stops the run exactly as it does in process.
-        found = re.match(r"<class '([\w.]+)'>:<'(.*)'>$", reason or "", re.S)
-        if found and found.group(1).endswith("DivergenceError"):
-            raise DivergenceError(found.group(2))
-        text = found.group(2) if found else (reason or "error without a reason")
-        kind = found.group(1).rsplit(".", 1)[-1] + ": " if found else ""
-        return f"failed ({kind}{' '.join(text.split())})"
 
     def _missing_message(self, server_round, missing, any_reply) -> str:
         who = "; ".join(f"client {c} (node {self.nodes[c]}): {why}" for c, why in sorted(missing.items()))
