@@ -81,7 +81,8 @@ def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
         per_client = {c: {"k": config.budgets[int(c)],
                           **{key: [row["clients"][c][key] for row in rows]
                              for key in ("down-floats", "down-bytes", "up-floats", "up-bytes")},
-                          "process-seconds": float(np.mean([row["clients"][c]["process-seconds"] for row in rows]))}
+                          **{key: float(np.mean([row["clients"][c][key] for row in rows]))
+                             for key in ("process-seconds", "process-cpu-seconds")}}
                       for c in rows[0]["clients"]}
         payload = {way: sum(row["clients"][c].get(f"{way}-bytes", 0) for row in rows for c in row["clients"])
                    for way in ("down", "up")}
@@ -227,8 +228,9 @@ def report_numpy(f) -> str:
                      f"and the nodes' 3-s polls)")
         lines.append(f"  seconds per round: in-process {g['in_process_seconds_per_round']:.4f} (median), loopback "
                      f"{g['flower_seconds_per_round']:.2f} (engine overhead "
-                     f"{g['flower_seconds_per_round'] - g['in_process_seconds_per_round']:.2f} s/round; ClientApp process "
-                     f"start-up {np.mean([c['process-seconds'] for c in g['clients'].values()]):.2f} s; discovery "
+                     f"{g['flower_seconds_per_round'] - g['in_process_seconds_per_round']:.2f} s/round; each ClientApp process "
+                     f"starts in {np.mean([c['process-seconds'] for c in g['clients'].values()]):.2f} s "
+                     f"({np.mean([c['process-cpu-seconds'] for c in g['clients'].values()]):.2f} s CPU); discovery "
                      f"{g['discovery_seconds']:.1f} s once)")
     return "\n".join(lines)
 

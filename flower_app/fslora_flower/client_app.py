@@ -21,17 +21,18 @@ TIMING = "fslora.timing"
 app = ClientApp()
 
 
-def process_age() -> float:
-    """Seconds since this process started (Linux /proc; -1 elsewhere): the ClientApp's start-up
-    cost when read on entry to a handler."""
+def process_clock() -> tuple[float, float]:
+    """(seconds since this process started, CPU seconds it has used) from Linux /proc; (-1, -1)
+    elsewhere. Read on entry to a handler, this is the ClientApp's start-up cost."""
     try:
         with open("/proc/self/stat") as fh:
-            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+            fields = fh.read().rsplit(")", 1)[1].split()
         with open("/proc/uptime") as fh:
             uptime = float(fh.read().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+        tick = os.sysconf("SC_CLK_TCK")
+        return max(0.0, uptime - int(fields[19]) / tick), (int(fields[11]) + int(fields[12])) / tick
     except (OSError, ValueError, IndexError):
-        return -1.0
+        return -1.0, -1.0
 
 
 def _job(settings):
@@ -55,7 +56,7 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the plan in ``msg`` and reply with the upload."""
-    started = process_age()
+    started, cpu = process_clock()
     pid, _ = partition(context.node_config)
     settings = Settings.from_run_config(context.run_config)
     plan, meta = record_to_plan(msg.content)
@@ -67,6 +68,7 @@ def train(msg: Message, context: Context) -> Message:
     else:
         upload, dtype = _job(settings).train(plan, meta, settings.args, context.node_config, timing)
     content = upload_to_record(upload, meta, dtype)
-    content[TIMING] = MetricRecord({"process-seconds": started, "handler-seconds": time.perf_counter() - t0,
+    content[TIMING] = MetricRecord({"process-seconds": started, "process-cpu-seconds": cpu,
+                                    "handler-seconds": time.perf_counter() - t0,
                                     **timing})
     return Message(content, reply_to=msg)

@@ -4,7 +4,7 @@ Flower starts a fresh ClientApp process for every message, so each round this no
 model (SmolLM2 from the converted safetensors copy in its cache, memory-mapped; the gguf is
 converted once, during discovery), adds the LoRA adapter, derives its own data partition
 from the job's recipe and trains its plan. A node may choose its own device with
-``--node-config "... device=cuda:1"``; the job's --device is the default.
+``--node-config 'partition-id=1 num-partitions=4 device="cuda:1"'``; the job's --device is the default.
 """
 from __future__ import annotations
 

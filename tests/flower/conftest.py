@@ -18,3 +18,16 @@ def _server_identity(monkeypatch):
     from flwr.supercore.task_identity import TaskIdentity
     for attr, value in (("_run_id", 1), ("_node_id", 1), ("_task_id", 1)):
         monkeypatch.setattr(TaskIdentity, attr, value)
+
+
+@pytest.fixture
+def deployments(monkeypatch):
+    """Every LocalDeployment started during the test (to check its processes are gone)."""
+    from fslora_flower import deploy
+    started, original = [], deploy.LocalDeployment.start
+
+    def start(self):
+        started.append(self)
+        return original(self)
+    monkeypatch.setattr(deploy.LocalDeployment, "start", start)
+    return started

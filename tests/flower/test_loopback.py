@@ -35,14 +35,14 @@ def final_state(out, name, config):
     return state, next_round
 
 
-def test_loopback_run_equals_in_process(tmp_path, capsys):
+def test_loopback_run_equals_in_process(tmp_path, capsys, deployments):
     ref, fl = str(tmp_path / "in_process"), str(tmp_path / "flower")
     assert main(["simulate", *JOB, "--rounds", "2", "--out", ref]) == 0
     code = main(["flower", "simulate", *JOB, "--rounds", "2", "--out", fl, "--round-timeout", "60",
                  "--start-timeout", str(LIMITS["start_timeout"]), "--run-timeout", str(RUN_TIMEOUT)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert marked_processes(None) == []                      # every started process is gone
+    assert len(deployments) == 1 and marked_processes(deployments[0].token) == []   # every started process is gone
     assert "SuperNodes up in" in out and "fslora " in out     # the summary table came back from the ServerApp
     with open(os.path.join(ref, "history.json"), "rb") as a, open(os.path.join(fl, "history.json"), "rb") as b:
         assert a.read() == b.read()                          # same schema, same numbers, same bytes
@@ -110,6 +110,8 @@ def test_killed_supernode_stop_resume_and_continue(tmp_path):
     stopped, kept = str(tmp_path / "stop"), str(tmp_path / "continue")
     args, rc = flower_job(stopped, rounds=3, round_timeout=20, on_missing="stop")
     with LocalDeployment(3, str(tmp_path / "logs"), **LIMITS) as dep:
+        # teeth for the "all gone" checks: the marker finds the SuperLink, the SuperNodes and their SuperExecs
+        assert len(marked_processes(dep.token)) >= 1 + 3 * 2
         thread, box = run_in_thread(dep, rc)
         kill_after_first_round(dep, stopped, node=2)
         thread.join()
