@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -22,7 +21,7 @@ import time
 
 import numpy as np
 
-from .settings import run_config
+from .settings import job_parser, run_config
 
 SIMULATE = ["--family", "least_squares", "--m", "48", "--n", "32", "--local-steps", "5", "--algorithms", "fslora",
             "--seed", "1", "--batch-size", "16", "--lr", "0.002"]
@@ -38,12 +37,6 @@ def configure_parser(p):
     p.add_argument("--json", help="write every figure to this file")
 
 
-def _job_args(module, argv):
-    p = argparse.ArgumentParser()
-    module.configure_parser(p)
-    return p.parse_args(argv)
-
-
 def _quiet(fn, *a, **k):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return fn(*a, **k)
@@ -57,14 +50,13 @@ def _ledger(out):
 def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
     from fslora_ref import cli_simulate
     from fslora_ref.federation import load_checkpoint
-    from fslora_ref.problems.families import least_squares  # noqa: F401  (the job's family)
     from .cli import APP_DIR
     budgets = ",".join(str(2 ** (i + 1)) for i in range(clients))
     result = {"budgets": budgets, "ranks": {}}
     for r in ranks:
         argv = [*SIMULATE, "--clients", str(clients), "--rank", str(r), "--budgets", budgets, "--rounds", str(rounds)]
         ref, fl = os.path.join(tmp, f"in-process-r{r}"), os.path.join(tmp, f"flower-r{r}")
-        args = _job_args(cli_simulate, [*argv, "--out", ref])
+        args = job_parser("simulate").parse_args([*argv, "--out", ref])
         _quiet(cli_simulate.run, args)
         in_process = in_process_round_seconds(args)
         args.out = fl
@@ -119,7 +111,7 @@ def bridge_part(tmp) -> dict:
             "--rounds", "2", "--local-steps", "2", "--batch-size", "2", "--lr", "0.02", "--examples-per-client", "12",
             "--eval-per-family", "3", "--eval-every", "1", "--no-verify-adapter", "--device", "cpu"]
     ref, fl = os.path.join(tmp, "bridge-in-process"), os.path.join(tmp, "bridge-flower")
-    args = _job_args(bridge_cli, [*argv, "--out", ref])
+    args = job_parser("finetune").parse_args([*argv, "--out", ref])
     _quiet(bridge_cli.run, args)
     args.out = fl
     with LocalDeployment(2, os.path.join(tmp, "bridge-logs")) as dep:

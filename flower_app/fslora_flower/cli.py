@@ -10,18 +10,12 @@ import re
 
 from fslora_ref.outputs import prepare_output_dir
 
-from .settings import DEFAULTS, JOBS, run_config
+from .settings import DEFAULTS, JOBS, job_defaults, job_parser, run_config
 
 APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOWER_LOG = re.compile(r"^(\x1b\[\d+m)?(DEBUG|INFO|WARNING|ERROR)\s*(\x1b\[0m)?\s*:|^\s*$")
 
 
-def _job_module(job):
-    if job == "simulate":
-        from fslora_ref import cli_simulate as module
-    else:
-        from llm_bridge import cli as module
-    return module
 
 
 def add_flower_options(p):
@@ -45,9 +39,8 @@ def configure_parser(p):
     sub = p.add_subparsers(dest="flower_command", metavar="JOB")
     sub.required = True
     for job in JOBS:
-        module = _job_module(job)
-        q = sub.add_parser(job, help=f"`fslora {job}` over a local Flower deployment (every {job} option works)")
-        module.configure_parser(q)
+        q = sub.add_parser(job, help=f"`fslora {job}` over a local Flower deployment (every {job} option works)",
+                           parents=[job_parser(job)], add_help=False)
         add_flower_options(q)
     from . import bench
     bench.configure_parser(sub.add_parser("bench", help="equality, bytes per round and engine overhead, measured"))
@@ -55,10 +48,7 @@ def configure_parser(p):
 
 def job_args(job, args) -> argparse.Namespace:
     """Only the job's own options (the ones `fslora <job>` knows), with absolute paths."""
-    probe = argparse.ArgumentParser()
-    _job_module(job).configure_parser(probe)
-    keys = vars(probe.parse_args([])).keys()
-    ns = argparse.Namespace(**{k: getattr(args, k) for k in keys})
+    ns = argparse.Namespace(**{k: getattr(args, k) for k in job_defaults(job)})
     ns.out = os.path.abspath(ns.out)
     if job == "finetune":
         if ns.model not in ("tiny", "smollm2"):

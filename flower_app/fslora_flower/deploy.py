@@ -151,7 +151,7 @@ class LocalDeployment:
         groups = [p.pid for p in reversed(self._procs)]
         for sig, until in ((signal.SIGTERM, min(t0 + self.stop_grace, deadline - 2.0)), (signal.SIGKILL, deadline)):
             for pgid in groups:
-                self._signal_group(pgid, sig)
+                self._signal(pgid, sig, group=True)
             for pid in marked_processes(self.token):  # Flower's own children in sessions of their own
                 self._signal(pid, sig)
             while time.monotonic() < until and self._remaining():
@@ -172,7 +172,7 @@ class LocalDeployment:
 
     def kill_node(self, i: int, sig=signal.SIGKILL) -> None:
         """Kill SuperNode ``i`` and its process group (fault injection)."""
-        self._signal_group(self.nodes[i].pid, sig)
+        self._signal(self.nodes[i].pid, sig, group=True)
         self.nodes[i].wait(timeout=10)
 
     def restart_node(self, i: int) -> None:
@@ -296,15 +296,9 @@ class LocalDeployment:
                 yield line
 
     @staticmethod
-    def _signal_group(pgid, sig):
+    def _signal(pid, sig, group=False):
+        """Signal a process (or its whole process group); one that is already gone is fine."""
         try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    @staticmethod
-    def _signal(pid, sig):
-        try:
-            os.kill(pid, sig)
+            (os.killpg if group else os.kill)(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass

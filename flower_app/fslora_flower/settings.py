@@ -41,9 +41,16 @@ class Settings:
         if job not in JOBS:
             raise ValueError(f"run config 'job' must be one of {JOBS}, got {job!r}")
         try:
-            args = argparse.Namespace(**json.loads(rc.get("job-args") or "{}"))
-        except (TypeError, ValueError) as exc:
+            given = json.loads(rc.get("job-args") or "{}")
+            if not isinstance(given, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
             raise ValueError(f"run config 'job-args' must be a JSON object of {job} options ({exc})") from None
+        defaults = job_defaults(job)
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(f"run config 'job-args' has options `fslora {job}` does not know: {unknown}")
+        args = argparse.Namespace(**dict(defaults, **given))   # an option left out takes the command's default
         if rc.get("on-missing") not in ON_MISSING:
             raise ValueError(f"run config 'on-missing' must be one of {ON_MISSING}, got {rc.get('on-missing')!r}")
         numbers = {}
@@ -66,6 +73,22 @@ class Settings:
         if self.job == "simulate" or self.args.dtype == "float64":
             return np.float64, np.float64
         return (np.float32 if self.args.dtype == "float32" else np.float64), np.float32
+
+
+def job_parser(job: str) -> argparse.ArgumentParser:
+    """The option parser of `fslora <job>` (no torch import)."""
+    if job == "simulate":
+        from fslora_ref.cli_simulate import configure_parser
+    else:
+        from llm_bridge.cli import configure_parser
+    p = argparse.ArgumentParser(prog=f"fslora {job}")
+    configure_parser(p)
+    return p
+
+
+def job_defaults(job: str) -> dict:
+    """Every option of `fslora <job>` with its default."""
+    return vars(job_parser(job).parse_args([]))
 
 
 def run_config(job: str, args: argparse.Namespace, out: str, **settings) -> dict:

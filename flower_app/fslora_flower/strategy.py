@@ -88,7 +88,7 @@ class FSLoRAStrategy(Strategy):
         factors and the round's mean local loss."""
         t = server_round - 1
         if t != self.round_index:
-            raise ValueError(f"aggregate_train: round {server_round} was not configured (last: {self.round_index + 1})")
+            raise ValueError(f"aggregate_train: round {server_round} was not configured by configure_train")
         uploads, missing = {}, {}
         for reply in replies:
             client = self.clients_of.get(int(reply.metadata.src_node_id))

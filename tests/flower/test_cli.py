@@ -52,3 +52,17 @@ def test_export_run_config(tmp_path, capsys):
     args = json.loads(rc["job-args"])
     assert args["clients"] == 3 and args["rounds"] == 4 and args["out"].endswith("relative/out")
     assert args["out"].startswith("/") and "round_timeout" not in args     # only the job's own options
+
+
+def test_run_config_job_args_are_checked():
+    """What every node reads: unknown options are refused, missing ones take the command's default."""
+    rc = {"job": "simulate", "job-args": json.dumps({"clients": 3, "rounds": 2}), "out": "/x", "round-timeout": 5.0,
+          "on-missing": "stop", "discovery-timeout": 5.0, "poll-interval": 0.5}
+    settings = Settings.from_run_config(rc)
+    assert settings.args.clients == 3 and settings.args.rank == 16 and settings.n_clients == 3
+    with pytest.raises(ValueError, match=r"does not know: \['clientz'\]"):
+        Settings.from_run_config(dict(rc, **{"job-args": json.dumps({"clientz": 3})}))
+    with pytest.raises(ValueError, match="JSON object"):
+        Settings.from_run_config(dict(rc, **{"job-args": "[1, 2]"}))
+    with pytest.raises(ValueError, match="'job' must be one of"):
+        Settings.from_run_config(dict(rc, job="train"))
