@@ -49,6 +49,7 @@ def _ledger(out):
 
 def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
     from fslora_ref import cli_simulate
+    from fslora_ref import federation
     from fslora_ref.federation import load_checkpoint
     from .cli import APP_DIR
     budgets = ",".join(str(2 ** (i + 1)) for i in range(clients))
@@ -66,7 +67,8 @@ def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
         with open(os.path.join(ref, "history.json"), "rb") as a, open(os.path.join(fl, "history.json"), "rb") as b:
             same_history = a.read() == b.read()
         _, config, _ = cli_simulate.build(args)
-        sa, sb = (load_checkpoint(os.path.join(d, "checkpoint-fslora.pkl"), "fslora", config)[0] for d in (ref, fl))
+        where = getattr(federation, "checkpoint_path", lambda d, a: os.path.join(d, f"checkpoint-{a}.pkl"))
+        sa, sb = (load_checkpoint(where(d, "fslora"), "fslora", config)[0] for d in (ref, fl))
         same_factors = all(np.array_equal(x, y) for p, q in zip(sa.layers, sb.layers) for x, y in zip(p, q))
         ledger = _ledger(fl)
         rows = ledger["rounds"]

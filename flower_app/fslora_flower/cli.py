@@ -7,15 +7,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 
 from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.validation import check_positive_float
 
 from .settings import DEFAULTS, JOBS, job_defaults, job_parser, run_config
 
 APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOWER_LOG = re.compile(r"^(\x1b\[\d+m)?(DEBUG|INFO|WARNING|ERROR)\s*(\x1b\[0m)?\s*:|^\s*$")
-
-
 
 
 def add_flower_options(p):
@@ -73,6 +73,10 @@ def run(args) -> int:
     if job == "bench":
         from . import bench
         return bench.run(args)
+    for name in ("round_timeout", "discovery_timeout", "start_timeout"):
+        check_positive_float("--" + name.replace("_", "-"), getattr(args, name))
+    if args.run_timeout is not None:
+        check_positive_float("--run-timeout", args.run_timeout)
     ns = job_args(job, args)
     validate(job, ns)
     rc = run_config(job, ns, ns.out, round_timeout=args.round_timeout, on_missing=args.on_missing,
@@ -93,12 +97,12 @@ def run(args) -> int:
             print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s")
             result = dep.run(APP_DIR, rc, timeout=args.run_timeout, on_line=_echo)
     except DeploymentError as exc:
-        print(f"fslora flower {job}: error: {exc}")
+        print(f"fslora flower {job}: error: {exc}", file=sys.stderr)
         return 1
     if not result.ok:
         details = result.details.replace("ServerApp failed with exception: ", "")
         print(f"fslora flower {job}: error: {' '.join(details.split()) or result.status} "
-              f"(run {result.run_id}, {result.status}; logs in {os.path.join(ns.out, 'flower-logs')})")
+              f"(run {result.run_id}, {result.status}; logs in {os.path.join(ns.out, 'flower-logs')})", file=sys.stderr)
         return 1
     traffic = result.traffic
     print(f"flower: run {result.run_id} completed in {result.seconds:.1f} s; SuperLink traffic "

@@ -13,10 +13,8 @@ from flwr.app import Context, Message, MetricRecord
 from flwr.clientapp import ClientApp
 
 from .discovery import node_reply, partition
-from .records import record_to_plan, upload_to_record
+from .records import TIMING, record_to_plan, upload_to_record
 from .settings import Settings
-
-TIMING = "fslora.timing"
 
 app = ClientApp()
 

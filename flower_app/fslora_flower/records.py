@@ -29,6 +29,7 @@ from fslora_ref.algorithms import ClientPlan, Upload
 from fslora_ref.lora import LayerFactors
 
 PLAN, FACTORS, UPLOAD, METRICS, REPLY = "fslora.plan", "fslora.factors", "fslora.upload", "fslora.metrics", "fslora.reply"
+TIMING = "fslora.timing"   # MetricRecord of the ClientApp's start-up and training seconds (not part of the upload)
 
 # Which part of an Upload each server rule reads: FSLoRA and FedIT scatter the blocks' change,
 # HetLoRA, FlexLoRA and FLoRA combine the trained factors. Only that part is sent; the other

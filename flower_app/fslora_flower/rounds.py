@@ -8,6 +8,7 @@ ClientApp's start-up and training time, and the clients that did not answer and 
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -18,21 +19,22 @@ from fslora_ref.federation import check_finite_state
 from fslora_ref.outputs import write_json
 
 from .exchange import exchange, payload_bytes
-from .strategy import FSLoRAStrategy, MissingClients
-
-TIMING = "fslora.timing"
+from .records import TIMING
+from .strategy import FSLoRAStrategy
 
 
 class Ledger:
     """``<out>/flower.json``: one entry per ServerApp run (a resumed job appends one)."""
 
-    def __init__(self, out: str, nodes=None, resume: bool = False):
+    def __init__(self, out: str, resume: bool = False):
         self.path = os.path.join(out, "flower.json")
         self.doc = {"runs": []}
         if resume and os.path.exists(self.path):
-            import json
             with open(self.path) as fh:
-                self.doc = json.load(fh)
+                try:
+                    self.doc = json.load(fh)
+                except ValueError as exc:
+                    raise ValueError(f"{self.path} is not valid JSON ({exc}); move it away to resume") from None
         self.run = {"status": "running", "nodes": {}, "rounds": []}
         self.doc["runs"].append(self.run)
 
@@ -47,8 +49,8 @@ class Ledger:
 class FlowerRounds:
     """round_fn(algorithm, state, problem, config, round_index) -> (state, plans, uploads) that
     sends the plans to the SuperNodes in ``nodes`` ({client id: node id}) and aggregates the
-    replies with :class:`FSLoRAStrategy`. Raises MissingClients (policy "stop") or the client's
-    DivergenceError, after recording the round in the ledger."""
+    replies with :class:`FSLoRAStrategy`. Raises the strategy's MissingClients (policy "stop")
+    or the client's DivergenceError, after recording the round in the ledger."""
 
     def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None):
         self.grid, self.nodes, self.timeout, self.on_missing = grid, dict(nodes), timeout, on_missing
@@ -91,6 +93,3 @@ class FlowerRounds:
         if self.ledger is not None:
             self.ledger.run["rounds"].append(entry)
             self.ledger.save()
-
-
-__all__ = ["FlowerRounds", "Ledger", "MissingClients"]

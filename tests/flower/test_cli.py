@@ -66,3 +66,9 @@ def test_run_config_job_args_are_checked():
         Settings.from_run_config(dict(rc, **{"job-args": "[1, 2]"}))
     with pytest.raises(ValueError, match="'job' must be one of"):
         Settings.from_run_config(dict(rc, job="train"))
+
+
+def test_flower_options_are_checked(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(deploy.LocalDeployment, "start", lambda self: pytest.fail("a deployment was started"))
+    err = one_line_error(capsys, ["flower", "simulate", "--round-timeout", "0", "--out", str(tmp_path)])
+    assert "--round-timeout must be a finite number > 0" in err

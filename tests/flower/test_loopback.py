@@ -15,6 +15,7 @@ import pytest
 from fslora_cli.main import main
 from fslora_ref.algorithms import get_algorithm
 from fslora_ref.cli_simulate import build
+from fslora_ref import federation
 from fslora_ref.federation import load_checkpoint
 
 from fslora_flower.cli import APP_DIR
@@ -31,7 +32,9 @@ JOB = ["--clients", "3", "--budgets", "2,4,8", "--rank", "8", "--m", "12", "--n"
 
 
 def final_state(out, name, config):
-    state, _, next_round = load_checkpoint(os.path.join(out, f"checkpoint-{name}.pkl"), name, config)
+    """(server state, next round) from the job's checkpoint (wherever simulate keeps it)."""
+    path = getattr(federation, "checkpoint_path", lambda d, a: os.path.join(d, f"checkpoint-{a}.pkl"))(out, name)
+    state, _, next_round = load_checkpoint(path, name, config)
     return state, next_round
 
 
