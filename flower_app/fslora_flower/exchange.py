@@ -11,14 +11,16 @@ import time
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
 
-def exchange(grid, messages, timeout: float, poll: float = 0.5) -> list:
+def exchange(grid, messages, timeout: float, poll: float = 0.5) -> tuple[list, set]:
     """Push ``messages``, pull replies until all arrived or ``timeout`` seconds passed.
-    Returns the replies (error replies included); a message the SuperLink refused (its node is
-    gone) simply gets none."""
+    Returns (replies, error replies included; destination node ids of the messages the
+    SuperLink refused, because it no longer lists their node)."""
     messages = list(messages)
     if not messages:
-        return []
-    pending = {mid for mid in grid.push_messages(messages) if mid}
+        return [], set()
+    ids = list(grid.push_messages(messages))
+    refused = {m.metadata.dst_node_id for m, mid in zip(messages, ids) if not mid}
+    pending = {mid for mid in ids if mid}
     deadline = time.monotonic() + timeout
     replies = []
     while pending:
@@ -28,7 +30,7 @@ def exchange(grid, messages, timeout: float, poll: float = 0.5) -> list:
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
-    return replies
+    return replies, refused
 
 
 def payload_bytes(message) -> int:

@@ -65,7 +65,7 @@ class FlowerRounds:
                  "clients": {str(p.client): {"node": str(self.nodes[p.client]), "down-bytes": payload_bytes(m),
                                              "down-floats": p.download_floats}
                              for p, m in zip(strategy.plans.values(), messages)}}
-        replies = exchange(self.grid, messages, self.timeout, self.poll)
+        replies, strategy.refused = exchange(self.grid, messages, self.timeout, self.poll)
         entry["seconds-exchange"] = time.perf_counter() - t0
         for reply in replies:
             client = strategy.clients_of.get(int(reply.metadata.src_node_id))

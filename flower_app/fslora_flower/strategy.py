@@ -52,7 +52,8 @@ class FSLoRAStrategy(Strategy):
     algorithm: an fslora_ref Algorithm (or the bridge's TorchClients wrapper); problem: what its
     configure_round/aggregate read (layer shapes, client sizes); config: FedConfig; nodes:
     {client id: node id}; state: ServerState (default: algorithm.init); dtype: float type of the
-    factors sent to clients; reply_timeout: seconds, only used to word the missing-reply error.
+    factors sent to clients; reply_timeout: seconds, only used to word the missing-reply error
+    (the transport may also set ``refused``: nodes whose messages the SuperLink refused).
     """
 
     def __init__(self, algorithm, problem, config, nodes, *, state=None, on_missing="stop", dtype=np.float64,
@@ -64,7 +65,9 @@ class FSLoRAStrategy(Strategy):
         self.clients_of = {n: c for c, n in self.nodes.items()}
         self.state = algorithm.init(problem, config) if state is None else state
         self.on_missing, self.dtype, self.reply_timeout = on_missing, dtype, reply_timeout
+        self.refused = set()                 # node ids the SuperLink refused messages for (node gone)
         self.plans = {}                      # client -> ClientPlan of the configured round
+        self.sent = []                       # (client, Message) of the configured round
         self.round_index = None
         self.last = ([], [], {})             # (plans, uploads, {client: reason}) of the last aggregated round
 
@@ -79,9 +82,10 @@ class FSLoRAStrategy(Strategy):
                                  f"(connected partitions: {sorted(self.nodes)})")
         plans = self.algorithm.configure_round(self.state, self.problem, self.config, t, participants)
         self.plans, self.round_index = {p.client: p for p in plans}, t
-        return [Message(plan_to_record(p, t, self.algorithm.name, self.dtype), dst_node_id=self.nodes[p.client],
-                        message_type=MessageType.TRAIN, group_id=f"{self.algorithm.name}/{server_round}")
-                for p in plans]
+        self.sent = [(p.client, Message(plan_to_record(p, t, self.algorithm.name, self.dtype),
+                                        dst_node_id=self.nodes[p.client], message_type=MessageType.TRAIN,
+                                        group_id=f"{self.algorithm.name}/{server_round}")) for p in plans]
+        return [m for _, m in self.sent]
 
     def aggregate_train(self, server_round, replies):
         """The reference's aggregate over the replies, in client-id order; returns the rank-r
@@ -90,8 +94,11 @@ class FSLoRAStrategy(Strategy):
         if t != self.round_index:
             raise ValueError(f"aggregate_train: round {server_round} was not configured by configure_train")
         uploads, missing = {}, {}
+        # the Grid gives each pushed message its id; an error reply the SuperLink writes for a node
+        # that went away comes from the SuperLink, so replies are matched by the message they answer
+        answers = {m.metadata.message_id: c for c, m in self.sent if m.metadata.message_id}
         for reply in replies:
-            client = self.clients_of.get(int(reply.metadata.src_node_id))
+            client = answers.get(reply.metadata.reply_to_message_id, self.clients_of.get(int(reply.metadata.src_node_id)))
             if client is None or client not in self.plans:
                 continue  # not a participant of this round (a late reply to an earlier message)
             if reply.has_error():
@@ -107,7 +114,8 @@ class FSLoRAStrategy(Strategy):
         for client in self.plans:
             if client not in uploads and client not in missing:
                 wait = "" if self.reply_timeout is None else f" within {self.reply_timeout:g} s"
-                missing[client] = f"no reply{wait}"
+                gone = self.nodes[client] in self.refused
+                missing[client] = "node gone (the SuperLink no longer lists it)" if gone else f"no reply{wait}"
         if missing and (self.on_missing == "stop" or not uploads):
             raise MissingClients(self._missing_message(server_round, missing, bool(uploads)))
         order = sorted(uploads)

@@ -23,15 +23,17 @@ def over_the_wire(message):
 
 
 class InProcessGrid(Grid):
-    """silent: node ids that never answer (a dead or hung node); node_config: extra keys per node."""
+    """silent: node ids that never answer (a dead or hung node); gone: node ids for which the
+    SuperLink itself answers "node unavailable" (a node that stopped heart-beating);
+    node_config: extra keys per node."""
 
-    def __init__(self, run_config: dict, n_clients: int, *, silent=(), node_config=None, first=0):
+    def __init__(self, run_config: dict, n_clients: int, *, silent=(), gone=(), node_config=None, first=0):
         self.contexts = {}
         for i in range(n_clients):
             cfg = {"partition-id": i, "num-partitions": n_clients, **(node_config or {}).get(i, {})}
             self.contexts[1000 + first + i] = Context(run_id=1, node_id=1000 + first + i, node_config=cfg,
                                                       state=RecordDict(), run_config=dict(run_config))
-        self.silent = set(silent)
+        self.silent, self.gone = set(silent), set(gone)
         self.replies = {}
         self.sent = []          # every message as the nodes received it
 
@@ -56,10 +58,16 @@ class InProcessGrid(Grid):
             if node not in self.contexts:
                 ids.append(None)
                 continue
+            message.metadata.__dict__["_message_id"] = message.object_id   # as Flower's Grid does on push
             received = over_the_wire(message)
             self.sent.append(received)
             ids.append(received.metadata.message_id)
             if node in self.silent:
+                continue
+            if node in self.gone:   # written by the SuperLink, not by the node
+                reply = received.create_error_reply(Error(code=5, reason="Node Unavailable - no heartbeat"))
+                reply.metadata.__dict__["_src_node_id"] = 1
+                self.replies[received.metadata.message_id] = over_the_wire(reply)
                 continue
             try:
                 reply = client_app(received, self.contexts[node])

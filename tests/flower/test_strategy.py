@@ -223,3 +223,12 @@ def test_run_config_round_trip():
     with pytest.raises(ValueError, match="round-timeout"):
         run_config("simulate", args, "/tmp/x", round_timeout=0)
     assert set(DEFAULTS) <= set(json.loads(rc["job-args"]))
+
+
+def test_an_error_reply_written_by_the_superlink_is_matched_to_its_client():
+    problem, config, grid, nodes, algo = setup("fslora")
+    grid.gone = {1001}
+    strat = FSLoRAStrategy(algo, problem, config, nodes, on_missing="continue")
+    flower_round(strat, grid, 0)
+    assert strat.last[2] == {1: "failed (Node Unavailable - no heartbeat)"}
+    assert [u.client for u in strat.last[1]] == [0, 2, 3]
