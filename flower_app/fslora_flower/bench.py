@@ -49,8 +49,7 @@ def _ledger(out):
 
 def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
     from fslora_ref import cli_simulate
-    from fslora_ref import federation
-    from fslora_ref.federation import load_checkpoint
+    from fslora_ref.federation import checkpoint_path, load_checkpoint
     from .cli import APP_DIR
     budgets = ",".join(str(2 ** (i + 1)) for i in range(clients))
     result = {"budgets": budgets, "ranks": {}}
@@ -66,9 +65,10 @@ def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
             raise RuntimeError(f"flower run failed: {run.details}")
         with open(os.path.join(ref, "history.json"), "rb") as a, open(os.path.join(fl, "history.json"), "rb") as b:
             same_history = a.read() == b.read()
-        _, config, _ = cli_simulate.build(args)
-        where = getattr(federation, "checkpoint_path", lambda d, a: os.path.join(d, f"checkpoint-{a}.pkl"))
-        sa, sb = (load_checkpoint(where(d, "fslora"), "fslora", config)[0] for d in (ref, fl))
+        problem, config, _ = cli_simulate.build(args)
+        identity = cli_simulate.run_identity(args, problem)
+        sa, sb = (load_checkpoint(checkpoint_path(d, "fslora"), "fslora", config, identity=identity)[0]
+                  for d in (ref, fl))
         same_factors = all(np.array_equal(x, y) for p, q in zip(sa.layers, sb.layers) for x, y in zip(p, q))
         ledger = _ledger(fl)
         rows = ledger["rounds"]

@@ -84,7 +84,7 @@ class FlowerRounds:
         for up in uploads:
             entry["clients"][str(up.client)]["up-floats"] = up.upload_floats
         entry["missing"] = {str(c): why for c, why in sorted(missing.items())}
-        check_finite_state(strategy.state, round_index, plans)
+        check_finite_state(strategy.state, round_index, plans, config)
         self._record(entry, t0)
         return strategy.state, plans, uploads
 

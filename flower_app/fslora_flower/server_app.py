@@ -42,7 +42,7 @@ def main(grid: Grid, context: Context) -> None:
         if settings.job == "simulate":
             from fslora_ref.cli_simulate import build, run_all, write_results
             problem, config, names = build(args)
-            histories = run_all(names, problem, config, settings.out, args.resume, round_fn=rounds)
+            histories = run_all(args, problem, config, names, round_fn=rounds)
             write_results(args, problem, config, histories)
         else:
             from llm_bridge.cli import summary, validate

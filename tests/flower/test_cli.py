@@ -19,7 +19,7 @@ def one_line_error(capsys, argv, code=2):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["--clients", "0"], "--clients must be >= 1"),
+    (["--clients", "0"], "--clients must be an integer in [1, "),
     (["--budgets", "1,2"], "--budgets must list 20 values"),
     (["--ratios", "0.5,2"], "(0, 1]"),
 ])

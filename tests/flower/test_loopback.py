@@ -14,9 +14,8 @@ import pytest
 
 from fslora_cli.main import main
 from fslora_ref.algorithms import get_algorithm
-from fslora_ref.cli_simulate import build
-from fslora_ref import federation
-from fslora_ref.federation import load_checkpoint
+from fslora_ref.cli_simulate import build, run_identity
+from fslora_ref.federation import checkpoint_path, load_checkpoint
 
 from fslora_flower.cli import APP_DIR
 from fslora_flower.deploy import LocalDeployment, marked_processes
@@ -31,10 +30,11 @@ JOB = ["--clients", "3", "--budgets", "2,4,8", "--rank", "8", "--m", "12", "--n"
        "--algorithms", "fslora", "--seed", "5"]
 
 
-def final_state(out, name, config):
-    """(server state, next round) from the job's checkpoint (wherever simulate keeps it)."""
-    path = getattr(federation, "checkpoint_path", lambda d, a: os.path.join(d, f"checkpoint-{a}.pkl"))(out, name)
-    state, _, next_round = load_checkpoint(path, name, config)
+def final_state(out, name, args):
+    """(server state, next round) from the checkpoint of the job ``args`` in ``out``."""
+    problem, config, _ = build(args)
+    state, _, next_round = load_checkpoint(checkpoint_path(out, name), name, config,
+                                           identity=run_identity(args, problem))
     return state, next_round
 
 
@@ -51,8 +51,7 @@ def test_loopback_run_equals_in_process(tmp_path, capsys, deployments):
         assert a.read() == b.read()                          # same schema, same numbers, same bytes
     args = simulate_args(**{"clients": 3, "budgets": "2,4,8", "rank": 8, "m": 12, "n": 10, "local_steps": 3,
                             "rounds": 2, "seed": 5, "lr": 0.01, "batch_size": 16, "algorithms": "fslora"})
-    _, config, _ = build(args)
-    (s_ref, t_ref), (s_fl, t_fl) = final_state(ref, "fslora", config), final_state(fl, "fslora", config)
+    (s_ref, t_ref), (s_fl, t_fl) = final_state(ref, "fslora", args), final_state(fl, "fslora", args)
     assert t_ref == t_fl == 2
     assert_same(s_fl, s_ref)                                 # final factors bit-identical
     ledger = json.load(open(os.path.join(fl, "flower.json")))["runs"][-1]
@@ -122,8 +121,7 @@ def test_killed_supernode_stop_resume_and_continue(tmp_path):
         assert failed.status == "finished:failed"
         assert "round 2/3: client 2 (node " in failed.details and "no reply within 20 s" in failed.details
         assert "\n" not in failed.details and "--resume" in failed.details
-        _, config = reference(args, 0)
-        assert final_state(stopped, "fslora", config)[1] == 1          # round 1 is kept
+        assert final_state(stopped, "fslora", args)[1] == 1          # round 1 is kept
         ledger = json.load(open(os.path.join(stopped, "flower.json")))["runs"][-1]
         assert ledger["status"] == "failed" and "client 2" in ledger["error"]
 
@@ -131,8 +129,8 @@ def test_killed_supernode_stop_resume_and_continue(tmp_path):
         args.resume = True
         resumed = dep.run(APP_DIR, run_config("simulate", args, stopped, round_timeout=60), timeout=RUN_TIMEOUT)
         assert resumed.ok, resumed.details
-        expected, config = reference(args, 3)
-        assert_same(final_state(stopped, "fslora", config)[0], expected)
+        expected, _ = reference(args, 3)
+        assert_same(final_state(stopped, "fslora", args)[0], expected)
         runs = json.load(open(os.path.join(stopped, "flower.json")))["runs"]
         assert [r["status"] for r in runs] == ["failed", "completed"] and len(runs[1]["rounds"]) == 2
 
@@ -143,8 +141,8 @@ def test_killed_supernode_stop_resume_and_continue(tmp_path):
         assert box["result"].ok, box["result"].details
         token = dep.token
     assert marked_processes(token) == []
-    expected, config = reference(args, 2, drop=1)
-    assert_same(final_state(kept, "fslora", config)[0], expected)
+    expected, _ = reference(args, 2, drop=1)
+    assert_same(final_state(kept, "fslora", args)[0], expected)
     rounds = json.load(open(os.path.join(kept, "flower.json")))["runs"][-1]["rounds"]
     assert rounds[1]["missing"] == {"1": "no reply within 20 s"}
     hist = json.load(open(os.path.join(kept, "history.json")))["algorithms"]["fslora"]

@@ -52,12 +52,13 @@ def test_discovery_errors_name_the_problem():
 
 
 def test_run_loop_through_flower_rounds_equals_in_process(tmp_path):
-    args = simulate_args(algorithms="fslora,hetlora", rounds=3)
+    args = simulate_args(algorithms="fslora,hetlora", rounds=3, out=str(tmp_path / "ref"))
     problem, config, names = build(args)
-    ref = run_all(names, problem, config, str(tmp_path / "ref"), resume=False)
+    ref = run_all(args, problem, config, names)
     ledger = Ledger(str(tmp_path))
     rounds = FlowerRounds(grid_for(args), {i: 1000 + i for i in range(4)}, timeout=5, poll=0.01, ledger=ledger)
-    got = run_all(names, problem, config, str(tmp_path / "fl"), resume=False, round_fn=rounds)
+    args.out = str(tmp_path / "fl")
+    got = run_all(args, problem, config, names, round_fn=rounds)
     for name in names:
         assert json.dumps(got[name].to_json()) == json.dumps(ref[name].to_json())
     saved = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"]
@@ -70,13 +71,13 @@ def test_run_loop_through_flower_rounds_equals_in_process(tmp_path):
 
 
 def test_a_missing_client_is_in_the_ledger_before_the_error(tmp_path):
-    args = simulate_args()
+    args = simulate_args(out=str(tmp_path))
     problem, config, names = build(args)
     ledger = Ledger(str(tmp_path))
     rounds = FlowerRounds(grid_for(args, silent={1001}), {i: 1000 + i for i in range(4)}, timeout=0.1, poll=0.01,
                           ledger=ledger)
     with pytest.raises(MissingClients, match=r"client 1 \(node 1001\): no reply within 0.1 s"):
-        run_all(names, problem, config, str(tmp_path), resume=False, round_fn=rounds)
+        run_all(args, problem, config, names, round_fn=rounds)
     row = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"][0]
     assert "client 1" in row["error"] and "up-bytes" not in row["clients"]["1"]
     assert np.isfinite(row["seconds"])
@@ -94,3 +95,4 @@ def test_a_node_the_superlink_no_longer_lists_is_named_without_waiting(tmp_path)
     assert time.monotonic() - t0 < 30 and [u.client for u in uploads] == [0, 1, 3]
     row = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"][0]
     assert row["missing"] == {"2": "node gone (the SuperLink no longer lists it)"}
+

@@ -4,9 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from fslora_ref.algorithms import FSLoRA
-from fslora_ref.client import local_train
-from fslora_ref.lora import LayerFactors
-from fslora_ref.optim import SGD
 from fslora_ref.sketch import Sketch, sample_sketch, sketch_moments
 from theory.constants import _link_output_grads
 from theory.moments import reference_law
@@ -86,31 +83,7 @@ def hvp_gauss_newton(problem, client, B, A, coeff, U, V):
     return (dG @ A.T) * coeff, coeff[:, None] * (B.T @ dG)
 
 
-# -- clients and algorithms ----------------------------------------------------------------------
-def client_without_scale(problem, client, layers, sketches, *, steps, lr, s, rng):
-    """Trains the selected block with coefficient s instead of s r/k."""
-    unscaled = [UnscaledSketch(S.rank, S.indices) for S in sketches]
-    return _masked_steps(problem, client, layers, unscaled, steps, lr, s, rng, redraw=False)
-
-
-def client_redrawing_sketch(problem, client, layers, sketches, *, steps, lr, s, rng):
-    """Draws a fresh sketch at every local step (instead of one per round)."""
-    return _masked_steps(problem, client, layers, sketches, steps, lr, s, rng, redraw=True)
-
-
-def _masked_steps(problem, client, layers, sketches, steps, lr, s, rng, redraw):
-    params = [(B.copy(), A.copy()) for B, A in layers]
-    current = list(sketches)
-    for step in range(steps):
-        if redraw and step > 0:
-            current = [sample_sketch(S.rank, S.k, rng) for S in current]
-        factors = [LayerFactors(B, A, s * S.diagonal()) for (B, A), S in zip(params, current)]
-        masks = [(S.mask(), S.mask()) for S in current]
-        trained, _ = local_train(problem, client, factors, steps=1, optimizer=SGD(lr), rng=rng, masks=masks)
-        params = trained
-    return [(tB - B, tA - A) for (tB, tA), (B, A) in zip(params, layers)]
-
-
+# -- algorithms (run through the reference's run_round) --------------------------------------------
 class SummingFSLoRA(FSLoRA):
     """Server sums the client deltas instead of averaging them."""
 
@@ -153,11 +126,3 @@ class DoubleScaledSubmatrixFSLoRA(FSLoRA):
         for p in plans:
             p.factors = [f._replace(coeff=f.coeff * (config.rank / len(f.coeff))) for f in p.factors]
         return plans
-
-
-def rhs_without_optimisation_term(**kw):
-    """Theorem 4.4 RHS claiming convergence to the noise level at once (first term dropped)."""
-    from theory.bounds import theorem_rhs
-    out = theorem_rhs(**kw)
-    out["rhs"] = out["noise"] + out["drift"]
-    return out
