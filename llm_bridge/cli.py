@@ -83,7 +83,8 @@ def validate(args):
     """One-line errors for bad arguments, the output directory and any checkpoint to resume,
     before anything heavy is loaded."""
     check_options(args)
-    check_paths(args)
+    check_inputs(args)
+    check_output(args)
 
 
 def check_options(args):
@@ -129,15 +130,19 @@ def check_options(args):
                 raise ValueError(f"--families entries must be in {list(FAMILIES)}, got {f!r}")
 
 
-def check_paths(args):
-    """One-line errors for the model directory, the data files, the output directory and, with
-    --resume, the checkpoint there."""
-    from fslora_ref.outputs import prepare_output_dir
+def check_inputs(args):
+    """One-line errors for the model directory and the data files."""
     if args.model not in ("tiny", "smollm2") and not os.path.isdir(args.model):
         raise FileNotFoundError(f"--model {args.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
     from .commonsense import resolve_files
     resolve_files(args.train_json or [], "--train-json")
     resolve_files(args.eval_json or [], "--eval-json", unique_families=True)
+
+
+def check_output(args):
+    """Prepare the output directory (one-line error if it cannot be) and, with --resume, check
+    the checkpoint there."""
+    from fslora_ref.outputs import prepare_output_dir
     prepare_output_dir(args.out, "--out")
     if args.resume:
         check_resumable(args)

@@ -32,7 +32,8 @@ def add_flower_options(p):
     g.add_argument("--run-timeout", type=float, default=None, help="stop the run after this many seconds")
     g.add_argument("--export-run-config", metavar="FILE.toml",
                    help="write the run config for `flwr run <app> <superlink> --run-config FILE.toml` and exit "
-                        "(multi-machine use; --out is then a path on the SuperLink's host)")
+                        "(multi-machine use; --out and the data paths are then paths on the hosts that read them, "
+                        "checked there; options are checked here)")
 
 
 def configure_parser(p):
@@ -47,25 +48,43 @@ def configure_parser(p):
 
 
 def job_args(job, args) -> argparse.Namespace:
-    """Only the job's own options (the ones `fslora <job>` knows), with absolute paths."""
+    """Only the job's own options (the ones `fslora <job>` knows), with absolute paths. The
+    parser's record of which options were given explicitly (``given``) is kept for the checks;
+    it is not part of the run config."""
     ns = argparse.Namespace(**{k: getattr(args, k) for k in job_defaults(job)})
+    if hasattr(args, "given"):
+        ns.given = set(args.given)
     ns.out = os.path.abspath(ns.out)
     if job == "finetune":
         if ns.model not in ("tiny", "smollm2"):
             ns.model = os.path.abspath(ns.model)
-        ns.train_json = [os.path.abspath(f) for f in ns.train_json] if ns.train_json else None
-        ns.eval_json = [os.path.abspath(f) for f in ns.eval_json] if ns.eval_json else None
+        ns.train_json = [_absolute_data_spec(f) for f in ns.train_json] if ns.train_json else None
+        ns.eval_json = [_absolute_data_spec(f) for f in ns.eval_json] if ns.eval_json else None
     return ns
 
 
-def validate(job, ns):
-    """The in-process command's own checks, before anything starts (one-line errors)."""
+def _absolute_data_spec(spec: str) -> str:
+    """A data file spec (``PATH`` or ``NAME=PATH``) with an absolute path and the same family."""
+    from llm_bridge.commonsense import parse_spec
+    family, path = parse_spec(spec)
+    return os.path.abspath(path) if path == spec else f"{family}={os.path.abspath(path)}"
+
+
+def validate(job, ns, local: bool = True):
+    """The in-process command's own checks, before anything starts (one-line errors). local:
+    the paths are on this machine (a local deployment), so they are checked too: the output
+    directory and, with --resume, the checkpoints there against this very run, as `fslora
+    <job>` does; an exported run config (paths on the SuperLink's host) gets the option checks."""
     if job == "simulate":
-        from fslora_ref.cli_simulate import build
-        build(ns)
+        from fslora_ref.cli_simulate import build, plan_resume, run_identity
+        problem, config, names = build(ns)
+        if local:
+            prepare_output_dir(ns.out, "--out")
+            if ns.resume:
+                plan_resume(ns.out, names, problem, config, run_identity(ns, problem), resume=True)
     else:
-        from llm_bridge.cli import validate as check
-        check(ns)
+        from llm_bridge.cli import check_options, validate as check
+        (check if local else check_options)(ns)
 
 
 def run(args) -> int:
@@ -78,7 +97,7 @@ def run(args) -> int:
     if args.run_timeout is not None:
         check_positive_float("--run-timeout", args.run_timeout)
     ns = job_args(job, args)
-    validate(job, ns)
+    validate(job, ns, local=not args.export_run_config)
     rc = run_config(job, ns, ns.out, round_timeout=args.round_timeout, on_missing=args.on_missing,
                     discovery_timeout=args.discovery_timeout)
     if args.export_run_config:
@@ -89,7 +108,6 @@ def run(args) -> int:
         print(f"wrote {args.export_run_config}; run it with: flwr run {APP_DIR} <superlink> "
               f"--run-config {args.export_run_config} --stream")
         return 0
-    prepare_output_dir(ns.out)
     from .deploy import DeploymentError, LocalDeployment
     n = ns.clients
     try:

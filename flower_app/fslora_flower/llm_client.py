@@ -14,9 +14,11 @@ import numpy as np
 
 
 def prepare(args) -> None:
-    """Check the job can run on this node and fill the converted-model cache."""
-    from llm_bridge.cli import validate
-    validate(args)
+    """Check the job can run on this node (its options, model and data files; the output
+    directory is the server's) and fill the converted-model cache."""
+    from llm_bridge.cli import check_inputs, check_options
+    check_options(args)
+    check_inputs(args)
     if args.model == "smollm2":
         from llm_bridge.models import smollm2_dir
         smollm2_dir()

@@ -94,7 +94,8 @@ def job_defaults(job: str) -> dict:
 def run_config(job: str, args: argparse.Namespace, out: str, **settings) -> dict:
     """The run-config dict for ``flwr run --run-config``; ``settings`` override DEFAULTS
     (keys with underscores, e.g. round_timeout=60)."""
-    rc = {"job": job, "job-args": json.dumps(vars(args), sort_keys=True), "out": out, **DEFAULTS}
+    options = {k: v for k, v in vars(args).items() if k != "given"}   # the parser's bookkeeping, not an option
+    rc = {"job": job, "job-args": json.dumps(options, sort_keys=True), "out": out, **DEFAULTS}
     for key, value in settings.items():
         name = key.replace("_", "-")
         if name not in DEFAULTS:
