@@ -32,8 +32,9 @@ PLAN, FACTORS, UPLOAD, METRICS, REPLY = "fslora.plan", "fslora.factors", "fslora
 TIMING = "fslora.timing"   # MetricRecord of the ClientApp's start-up and training seconds (not part of the upload)
 
 # Which part of an Upload each server rule reads: FSLoRA and FedIT scatter the blocks' change,
-# HetLoRA, FlexLoRA and FLoRA combine the trained factors. Only that part is sent; the other
-# stays None on the server, so a wrong entry fails loudly instead of aggregating zeros.
+# HetLoRA, FlexLoRA and FLoRA combine the trained factors. Only that part is sent; the change
+# stays None on the server, so a wrong entry fails loudly instead of aggregating zeros (the
+# trained factors of a change-uploading client are rebuilt, for the divergence check only).
 UPLOAD_FIELD = {"fslora": "deltas", "fedit": "deltas", "hetlora": "trained", "flexlora": "trained", "flora": "trained"}
 
 
@@ -136,6 +137,24 @@ def record_to_upload(content: RecordDict, plan: ClientPlan, round_index: int, al
     floats = sum(B.size + A.size for B, A in pairs)
     if int(metrics["upload-floats"]) != floats:
         raise BadReply(f"client {client}: reports {metrics['upload-floats']} uploaded floats but sent {floats}")
-    return Upload(client, trained=pairs if field == "trained" else None, deltas=pairs if field == "deltas" else None,
-                  upload_floats=floats, memory_floats=int(metrics["memory-floats"]),
-                  losses=[float(v) for v in metrics["losses"]])
+    return Upload(client, trained=pairs if field == "trained" else rebuilt_trained(plan, pairs),
+                  deltas=pairs if field == "deltas" else None, upload_floats=floats,
+                  memory_floats=int(metrics["memory-floats"]), losses=[float(v) for v in metrics["losses"]])
+
+
+def rebuilt_trained(plan: ClientPlan, deltas) -> list:
+    """[(B, A)] the client ended its local training with, rebuilt from the plan and the uploaded
+    change (start + change; the masked form changes only the block I). Never aggregated (the
+    rules that read the change get ``deltas``); the run loop's divergence check reads it to
+    name the client whose local training blew up, as in process."""
+    trained = []
+    for l, (f, (dB, dA)) in enumerate(zip(plan.factors, deltas)):
+        if plan.masks is None:
+            trained.append((f.B + dB, f.A + dA))
+            continue
+        I = plan.indices[l]
+        B, A = f.B.copy(), f.A.copy()
+        B[:, I] += dB
+        A[I, :] += dA
+        trained.append((B, A))
+    return trained

@@ -8,6 +8,7 @@ import pytest
 
 from fslora_ref.algorithms import get_algorithm
 from fslora_ref.cli_simulate import build, run_all
+from fslora_ref.client import DivergenceError
 
 from fslora_flower.discovery import discover
 from fslora_flower.rounds import FlowerRounds, Ledger
@@ -96,3 +97,20 @@ def test_a_node_the_superlink_no_longer_lists_is_named_without_waiting(tmp_path)
     row = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"][0]
     assert row["missing"] == {"2": "node gone (the SuperLink no longer lists it)"}
 
+
+@pytest.mark.parametrize("changes", [dict(lr=1.0, local_steps=1, rounds=4),
+                                     dict(server_optimizer="sgd", server_lr=1e4, rounds=3),
+                                     dict(lr=3.0, local_steps=1, rounds=3, algorithms="fedit")])
+def test_divergence_is_caught_and_named_as_in_process(tmp_path, changes):
+    """The run loop's early divergence check sees the same round, client and option to change
+    whether the clients trained in process or on nodes (which upload only their change)."""
+    args = simulate_args(out=str(tmp_path / "ref"), **changes)
+    problem, config, names = build(args)
+    with pytest.raises(DivergenceError) as in_process:
+        run_all(args, problem, config, names)
+    args.out = str(tmp_path / "fl")
+    rounds = FlowerRounds(grid_for(args), {i: 1000 + i for i in range(4)}, timeout=5, poll=0.01)
+    with pytest.raises(DivergenceError) as over_flower:
+        run_all(args, problem, config, names, round_fn=rounds)
+    assert str(over_flower.value) == str(in_process.value)
+    assert "diverged in round" in str(in_process.value)

@@ -53,6 +53,14 @@ def server_arrays(state):
     return out
 
 
+def assert_trained_close(got_uploads, uploads):
+    """The server's trained factors (sent, or rebuilt from the uploaded change) are the client's."""
+    for got, up in zip(got_uploads, uploads):
+        for pair, ref_pair in zip(got.trained, up.trained):
+            for x, y in zip(pair, ref_pair):
+                assert x.shape == y.shape and np.allclose(x, y, rtol=1e-12, atol=1e-14)
+
+
 def assert_same(a, b):
     xs, ys = server_arrays(a), server_arrays(b)
     assert len(xs) == len(ys) and all(np.array_equal(x, y) for x, y in zip(xs, ys))
@@ -78,6 +86,7 @@ def test_rounds_equal_run_round_bit_for_bit(name, changes):
         assert not missing and [p.client for p in got_plans] == [p.client for p in plans]
         assert [u.losses for u in got_ups] == [u.losses for u in ups]
         assert [u.upload_floats for u in got_ups] == [u.upload_floats for u in ups]
+        assert_trained_close(got_ups, ups)
         assert metrics["clients"] == len(plans)
         assert_same(strat.state, ref)
     assert any(np.linalg.norm(x) > 0 for x in ref.layers[0])
@@ -88,9 +97,10 @@ def test_masked_form_travels_with_its_masks():
     config = config.replace(form="masked")
     strat = FSLoRAStrategy(algo, problem, config, nodes)
     ref = algo.init(problem, config)
-    ref, _, _ = run_round(algo, ref, problem, config, 0)
+    ref, _, ups = run_round(algo, ref, problem, config, 0)
     flower_round(strat, grid, 0)
     assert_same(strat.state, ref)
+    assert_trained_close(strat.last[1], ups)
 
 
 def test_arrival_order_aggregation_is_caught(monkeypatch):
