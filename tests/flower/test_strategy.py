@@ -71,6 +71,7 @@ CASES = [(name, {}) for name in ALGORITHMS] + [
     ("fslora", {"client_fraction": 0.5, "server_optimizer": "adam", "server_lr": 0.1}),
     ("fslora", {"family": "two_layer"}),
     ("fedit", {"family": "logistic"}),
+    ("flexlora", {"m": 6, "n": 5}),          # k_i = 8 > min(m, n): the truncation keeps zero components
 ]
 
 
