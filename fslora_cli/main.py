@@ -16,6 +16,7 @@ COMMANDS = {
     "verify": ("theory.cli", "check every claim of the paper and write a report"),
     "crosscheck": ("fslora_ref.conformance.cli", "hold an FSLoRA implementation against the reference"),
     "finetune": ("llm_bridge.cli", "federated fine-tuning of a real LLM's LoRA layers"),
+    "flower": ("fslora_cli.flower", "run the simulate / finetune job on a local Flower deployment (SuperLink + SuperNodes)"),
 }
 
 

@@ -145,12 +145,26 @@ def plan_resume(out, names, problem, config, identity, resume: bool) -> dict:
     return plan
 
 
+def run_identity(args, problem) -> dict:
+    """What a checkpoint of this run must match besides the config: the problem's own identity
+    (:func:`fslora_ref.federation.problem_identity`) and the options that define it."""
+    return dict(problem_identity(problem), m=args.m, n=args.n)
+
+
 def run(args) -> int:
     check_args(args)
-    out = prepare_output_dir(args.out, "--out")  # before any computation
+    prepare_output_dir(args.out, "--out")  # before any computation
     problem, config, names = build(args)
-    identity = {"m": args.m, "n": args.n}  # with the problem's own identity, added by the run loop
-    plan = plan_resume(out, names, problem, config, dict(problem_identity(problem), **identity), args.resume)
+    write_results(args, problem, config, run_all(args, problem, config, names))
+    return 0
+
+
+def run_all(args, problem, config, names, round_fn=None) -> dict:
+    """{name: History} for each algorithm in ``names``, checkpointed in ``args.out`` (continued
+    from there with ``args.resume``, only for the very same run); round_fn as in
+    :func:`fslora_ref.federation.run` (the Flower app runs the same job through it)."""
+    identity = run_identity(args, problem)
+    plan = plan_resume(args.out, names, problem, config, identity, args.resume)
     left = sum(n for _, _, n in plan.values())
     bar = Progress(len(names) * config.rounds, "simulate", done=len(names) * config.rounds - left)
     histories = {}
@@ -158,19 +172,23 @@ def run(args) -> int:
         def tick(t, row, name=name):
             bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
         histories[name] = run_federated(get_algorithm(name), problem, config, checkpoint=ckpt, resume=resume,
-                                        on_round=tick, identity=identity)
+                                        on_round=tick, identity=identity, round_fn=round_fn)
     bar.close()
+    return histories
+
+
+def write_results(args, problem, config, histories) -> None:
+    """history.json, the summary table (printed) and simulate.png in ``args.out``."""
     result = {"config": dict(config.to_json(), family=args.family, m=args.m, n=args.n,
                              batch_size=args.batch_size, client_sizes=problem.client_sizes),
               "algorithms": {name: h.to_json() for name, h in histories.items()}}
-    history_path = os.path.join(out, "history.json")
+    history_path = os.path.join(args.out, "history.json")
     write_json(history_path, result)
     print(summary_table(histories))
-    png = os.path.join(out, "simulate.png")
+    png = os.path.join(args.out, "simulate.png")
     why_not = plot_histories(histories, png, title=f"{args.family}: N={config.n_clients}, r={config.rank}, "
                                                    f"budgets {sorted(set(config.budgets))}, H={config.local_steps}")
     print(f"wrote {history_path} and {png}" if why_not is None else f"wrote {history_path} ({why_not})")
-    return 0
 
 
 def summary_table(histories) -> str:

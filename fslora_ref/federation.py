@@ -62,16 +62,22 @@ def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
     plans = algorithm.configure_round(state, problem, config, round_index, config.participants(round_index))
     uploads = [algorithm.client_update(plan, problem, config, round_index) for plan in plans]
     new_state = algorithm.aggregate(state, plans, uploads, config)
-    for l, pair in enumerate(new_state.layers):
+    check_finite_state(new_state, round_index, plans, config)
+    return new_state, plans, uploads
+
+
+def check_finite_state(state, round_index: int, plans, config: FedConfig) -> None:
+    """DivergenceError naming the layer (and the step size to lower) if the aggregated server
+    factors are not all finite."""
+    for l, pair in enumerate(state.layers):
         if not all(np.all(np.isfinite(x)) for x in pair):
             raise DivergenceError(f"round {round_index}: server factors of layer {l} became non-finite after "
                                   f"aggregation (clients {[p.client for p in plans]}); {step_size_hint(config, True)}")
-    return new_state, plans, uploads
 
 
 def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike | None = None,
         resume: bool = False, on_round=None, stop_after: int | None = None, identity: dict | None = None,
-        divergence_factor: float | None = DIVERGENCE_FACTOR) -> History:
+        divergence_factor: float | None = DIVERGENCE_FACTOR, round_fn=None) -> History:
     """Run ``config.rounds`` rounds of ``algorithm`` on ``problem``.
 
     checkpoint: path rewritten atomically after every round (see :func:`checkpoint_path`);
@@ -80,8 +86,11 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
     match, or a ValueError names every differing field. on_round(t, row) is called after each
     round. stop_after: stop after that many rounds in total (simulates an interruption).
     divergence_factor: raise DivergenceError once f(X^t) > factor * f(X^0) or a recorded value
-    is non-finite (None: only non-finite values).
+    is non-finite (None: only non-finite values). round_fn: how one round is executed, with
+    :func:`run_round`'s signature and result (default: in this process; the Flower app passes
+    one that trains the clients on remote nodes).
     """
+    round_fn = round_fn or run_round
     if problem.n_clients != config.n_clients:
         raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
     identity = dict(problem_identity(problem), **(identity or {}))
@@ -105,7 +114,7 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
     last = config.rounds if stop_after is None else min(config.rounds, stop_after)
     for t in range(start, last):
         try:
-            state, plans, uploads = run_round(algorithm, state, problem, config, t)
+            state, plans, uploads = round_fn(algorithm, state, problem, config, t)
         except DivergenceError as exc:
             raise DivergenceError(f"{algorithm.name}: {exc}") from None
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:

@@ -7,6 +7,7 @@ import os
 from fslora_ref.algorithms import ALGORITHMS
 
 from .data import FAMILIES
+from .device import DTYPES, check_device_spec
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -67,7 +68,10 @@ def configure_parser(p):
                         "from each by a seeded random sample")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 is robust on a shared machine: OpenMP threads stall when cores are busy)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
+                   help="model and LoRA precision (bfloat16 halves memory; float64 matches fslora_ref to ~1e-16)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if available, else CPU), cpu, cuda or cuda:<index>; only the CPU path is tested")
     p.add_argument("--resume", action="store_true",
                    help="continue from <out>/checkpoint-<algorithm>.npz if present (data only, never executed)")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
@@ -78,7 +82,13 @@ def configure_parser(p):
 def validate(args):
     """One-line errors for bad arguments, the output directory and any checkpoint to resume,
     before anything heavy is loaded."""
-    from fslora_ref.outputs import prepare_output_dir
+    check_options(args)
+    check_inputs(args)
+    check_output(args)
+
+
+def check_options(args):
+    """One-line errors for option values and combinations (no file is looked at)."""
     from fslora_ref.validation import check_fraction, check_int, check_positive_float
     for name in ("rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client", "eval_per_family",
                  "eval_every", "threads"):
@@ -89,6 +99,7 @@ def validate(args):
     check_positive_float("--weight-decay", args.weight_decay, allow_zero=True)
     check_positive_float("--dirichlet-alpha", args.dirichlet_alpha)
     check_fraction("--client-fraction", args.client_fraction)
+    check_device_spec(args.device)
     if args.server_lr is not None:
         check_positive_float("--server-lr", args.server_lr)
         if args.server_optimizer == "none":
@@ -117,11 +128,21 @@ def validate(args):
         for f in args.families:
             if f not in FAMILIES:
                 raise ValueError(f"--families entries must be in {list(FAMILIES)}, got {f!r}")
+
+
+def check_inputs(args):
+    """One-line errors for the model directory and the data files."""
     if args.model not in ("tiny", "smollm2") and not os.path.isdir(args.model):
         raise FileNotFoundError(f"--model {args.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
     from .commonsense import resolve_files
     resolve_files(args.train_json or [], "--train-json")
     resolve_files(args.eval_json or [], "--eval-json", unique_families=True)
+
+
+def check_output(args):
+    """Prepare the output directory (one-line error if it cannot be) and, with --resume, check
+    the checkpoint there."""
+    from fslora_ref.outputs import prepare_output_dir
     prepare_output_dir(args.out, "--out")
     if args.resume:
         check_resumable(args)

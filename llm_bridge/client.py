@@ -50,7 +50,7 @@ def train_client(layers, task, plan, config, round_index: int, keep=None) -> Upl
     if plan.masks is not None:  # masked form: only I may move (weight decay would move the rest)
         masks = []
         for col, row in plan.masks:
-            masks += [torch.tensor(col)[:, None], torch.tensor(row)[None, :]]
+            masks += [torch.tensor(col, device=params[0].device)[:, None], torch.tensor(row, device=params[0].device)[None, :]]
     rng = stream(config.seed, round=round_index, client=plan.client, purpose="batch")
     losses = []
     for step in range(config.local_steps):
@@ -72,9 +72,10 @@ def train_client(layers, task, plan, config, round_index: int, keep=None) -> Upl
     trained, deltas = [], []
     for l in range(len(layers)):
         a, b = params[2 * l].detach(), params[2 * l + 1].detach()
-        trained.append((a.double().numpy().T.copy(), b.double().numpy().T.copy()))
+        trained.append((a.cpu().double().numpy().T.copy(), b.cpu().double().numpy().T.copy()))
         # the change is taken in the model's dtype, so an untouched coordinate uploads exactly 0
-        deltas.append(((a - start[2 * l]).double().numpy().T.copy(), (b - start[2 * l + 1]).double().numpy().T.copy()))
+        deltas.append(((a - start[2 * l]).cpu().double().numpy().T.copy(),
+                       (b - start[2 * l + 1]).cpu().double().numpy().T.copy()))
     if plan.masks is not None:  # masked form uploads only the selected block, like the reference
         deltas = [(dB[:, I], dA[I, :]) for (dB, dA), I in zip(deltas, plan.indices)]
     shapes = [(f.B.shape[0], f.B.shape[1], f.A.shape[1]) for f in plan.factors]

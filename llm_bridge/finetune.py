@@ -24,6 +24,7 @@ from fslora_ref.progress import Progress
 
 from . import commonsense
 from . import data as data_mod
+from .device import resolve_device, torch_dtype
 from .federated import ModelShapes, TorchClients, exportable_factors, global_factors
 from .models import load_model
 from .peft_layers import LoraLayers, add_lora
@@ -98,15 +99,17 @@ def evaluate_global(layers, tok, held, algorithm_name, state, config, shapes):
     return evaluate(layers.model, tok, held)
 
 
-def finetune(args) -> dict:
+def finetune(args, round_fn=None) -> dict:
     """Run (or resume) a federated fine-tuning job described by ``args`` (see cli.py);
-    returns the history dict also written to ``<out>/history.json``."""
+    returns the history dict also written to ``<out>/history.json``. round_fn: how one round
+    runs (``fslora_ref.federation.run_round``'s signature; the Flower app trains the clients
+    on remote nodes through it)."""
     import torch
     prepare_output_dir(args.out, "--out")  # before the model is loaded
     setup_torch(args.threads)
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    dtype, device = torch_dtype(args.dtype), resolve_device(args.device)
     t_start = time.perf_counter()
-    model, tok = load_model(args.model, dtype=dtype, seed=args.seed)
+    model, tok = load_model(args.model, dtype=dtype, seed=args.seed, device=device)
     peft_model = add_lora(model, args.rank, args.alpha, args.targets, args.rslora)
     layers = LoraLayers(peft_model)
     task, held, info = build_data(args, tok)
@@ -135,7 +138,7 @@ def finetune(args) -> dict:
         clients = TorchClients(algorithm, layers, task, on_client=lambda up: bar.update(1, f"client {up.client}"))
         t0 = time.perf_counter()
         try:
-            state, plans, uploads = run_round(clients, state, shapes, config, t)
+            state, plans, uploads = (round_fn or run_round)(clients, state, shapes, config, t)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             if not (args.resume and t == start and start > 0):
                 raise
@@ -196,10 +199,8 @@ def export_adapter(layers, pairs, config, path):
 def reload_and_evaluate(args, adapter_path, held) -> dict:
     """Load the base model afresh, attach the saved adapter with PeftModel.from_pretrained,
     and evaluate: this must reproduce the run's final evaluation."""
-    import torch
     from peft import PeftModel
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    model, tok = load_model(args.model, dtype=dtype, seed=args.seed)
+    model, tok = load_model(args.model, dtype=torch_dtype(args.dtype), seed=args.seed, device=resolve_device(args.device))
     peft_model = PeftModel.from_pretrained(model, adapter_path)
     peft_model.eval()
     return evaluate(peft_model, tok, held)

@@ -50,7 +50,15 @@ def fetch_smollm2(cache: str | None = None) -> str:
 
 def load_smollm2(cache: str | None = None, dtype=None):
     """SmolLM2-135M-Instruct (dequantised from Q4_1). The first load converts the gguf
-    (~25 s) and stores a safetensors copy next to it, so later loads take seconds."""
+    (~25 s) and stores a safetensors copy next to it, so later loads take under a second."""
+    return load_local(smollm2_dir(cache), dtype=dtype)
+
+
+def smollm2_dir(cache: str | None = None) -> str:
+    """The converted (transformers + safetensors, float32) SmolLM2 directory in the cache,
+    fetching and converting the gguf on first use. Every process that loads the model
+    afterwards memory-maps this copy: a Flower ClientApp, started afresh for every round,
+    pays the conversion once per machine, not once per round."""
     import torch
     cache = cache or cache_dir()
     converted = os.path.join(cache, "smollm2", "hf")
@@ -73,7 +81,7 @@ def load_smollm2(cache: str | None = None, dtype=None):
             os.replace(tmp, converted)
         except OSError:  # another process converted it first
             shutil.rmtree(tmp, ignore_errors=True)
-    return load_local(converted, dtype=dtype)
+    return converted
 
 
 def load_local(path: str, dtype=None):
@@ -105,13 +113,15 @@ def tiny_llama(seed: int = 0, dtype=None, hidden: int = 64, layers: int = 2):
     return _prepare(model, tok)
 
 
-def load_model(name: str, dtype=None, seed: int = 0):
-    """'tiny', 'smollm2' or a local directory -> (model, tokenizer)."""
+def load_model(name: str, dtype=None, seed: int = 0, device=None):
+    """'tiny', 'smollm2' or a local directory -> (model, tokenizer), on ``device`` (default CPU)."""
     if name == "tiny":
-        return tiny_llama(seed=seed, dtype=dtype)
-    if name == "smollm2":
-        return load_smollm2(dtype=dtype)
-    return load_local(name, dtype=dtype)
+        model, tok = tiny_llama(seed=seed, dtype=dtype)
+    elif name == "smollm2":
+        model, tok = load_smollm2(dtype=dtype)
+    else:
+        model, tok = load_local(name, dtype=dtype)
+    return (model if device is None else model.to(device)), tok
 
 
 def _prepare(model, tok):

@@ -70,13 +70,13 @@ class LoraLayers:
         """[W0_l: (m_l, n_l)] float64 (the frozen base in row convention)."""
         src = self._base or [m.base_layer.weight.detach() for m in self.modules]
         # nn.Linear stores (out, in); GPT-2 style Conv1D (PEFT's fan_in_fan_out) stores (in, out)
-        return [w.double().numpy().copy() if m.fan_in_fan_out else w.double().numpy().T.copy()
+        return [w.cpu().double().numpy().copy() if m.fan_in_fan_out else w.cpu().double().numpy().T.copy()
                 for w, m in zip(src, self.modules)]
 
     def read(self) -> list:
         """[(B_l: (m_l, q), A_l: (q, n_l))] float64 copies of what the layers currently hold."""
-        return [(m.lora_A[ADAPTER].weight.detach().double().numpy().T.copy(),
-                 m.lora_B[ADAPTER].weight.detach().double().numpy().T.copy()) for m in self.modules]
+        return [(m.lora_A[ADAPTER].weight.detach().cpu().double().numpy().T.copy(),
+                 m.lora_B[ADAPTER].weight.detach().cpu().double().numpy().T.copy()) for m in self.modules]
 
     def install(self, factors, trainable: bool) -> list:
         """Put ``factors`` ([LayerFactors] with B: (m, q), A: (q, n), coeff: (q,), delta) into the
@@ -96,22 +96,22 @@ class LoraLayers:
             self._base = [m.base_layer.weight.detach().clone() for m in self.modules]
         params = []
         for l, (mod, f) in enumerate(zip(self.modules, factors)):
-            dtype = self.dtype
+            dtype, device = self.dtype, mod.base_layer.weight.device
             lin_a, lin_b = mod.lora_A[ADAPTER], mod.lora_B[ADAPTER]
-            lin_a.weight = torch.nn.Parameter(torch.tensor(f.B.T, dtype=dtype), requires_grad=trainable)
-            lin_b.weight = torch.nn.Parameter(torch.tensor(f.A.T, dtype=dtype), requires_grad=trainable)
+            lin_a.weight = torch.nn.Parameter(torch.tensor(f.B.T, dtype=dtype, device=device), requires_grad=trainable)
+            lin_b.weight = torch.nn.Parameter(torch.tensor(f.A.T, dtype=dtype, device=device), requires_grad=trainable)
             lin_a.out_features = lin_b.in_features = f.B.shape[1]
             coeff = np.asarray(f.coeff, dtype=float)
             if coeff.size and np.all(coeff == coeff[0]):
                 mod.scaling[ADAPTER] = float(coeff[0])
             else:
                 mod.scaling[ADAPTER] = 1.0
-                c = torch.tensor(coeff, dtype=dtype)
+                c = torch.tensor(coeff, dtype=dtype, device=device)
                 self._hooks.append(lin_a.register_forward_hook(lambda _m, _i, out, c=c: out * c))
             if self._base is not None:
                 base = self._base[l]
                 delta = None if f.delta is None else (f.delta if mod.fan_in_fan_out else f.delta.T)
-                extra = 0.0 if delta is None else torch.tensor(delta, dtype=base.dtype)
+                extra = 0.0 if delta is None else torch.tensor(delta, dtype=base.dtype, device=base.device)
                 mod.base_layer.weight.data = base + extra
             params += [lin_a.weight, lin_b.weight]
         return params

@@ -16,6 +16,8 @@ import numpy as np
 
 from fslora_ref.validation import check_int
 
+from .device import module_device
+
 PAD_MULTIPLE = 16
 
 
@@ -62,6 +64,8 @@ class InstructionTask:
             mask[r, width - len(seq):] = 1
             labels[r, tail - len(t):] = torch.tensor(t)
         positions = (mask.cumsum(1) - 1).clamp(min=0)   # as generate() derives them from the mask
+        device = module_device(model)
+        ids, mask, labels, positions = ids.to(device), mask.to(device), labels.to(device), positions.to(device)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=tail + 1).logits
         # logits at position j predict token j+1: the last tail+1 positions predict the last tail tokens
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision -> float32
@@ -92,8 +96,9 @@ def generate(model, tok, prompts, max_new_tokens: int, batch_size: int = 64) -> 
         for r, e in enumerate(enc):
             ids[r, width - len(e):] = torch.tensor(e)
             mask[r, width - len(e):] = 1
+        device = module_device(model)
         with torch.no_grad():
-            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
         for row in gen[:, width:]:
             row = row.tolist()

@@ -1,0 +1,99 @@
+"""Which Flower node is which fslora client.
+
+Flower gives SuperNodes random node ids; a SuperNode started with
+``--node-config "partition-id=i num-partitions=N"`` is client i. Before the first round the
+server waits for N SuperNodes and sends each a QUERY; the ClientApp answers with its
+partition-id and prepares its job (builds its data, fills the converted-model cache), so a
+node that cannot run the job fails here, by name, rather than in round 1.
+"""
+from __future__ import annotations
+
+import time
+from importlib.metadata import version
+
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.common.constant import ErrorCode
+
+from .strategy import MissingClients
+
+QUERY, NODE = "fslora.query", "fslora.node"
+
+
+def versions() -> dict:
+    """The versions every node must share with the server for results to match."""
+    return {"fslora": version("fslora"), "flwr": version("flwr")}
+
+
+def node_reply(node_config, prepare_seconds: float) -> RecordDict:
+    """The ClientApp's answer to the discovery query."""
+    pid, num = partition(node_config)
+    return RecordDict({NODE: ConfigRecord({"partition-id": pid, "num-partitions": num,
+                                           "prepare-seconds": float(prepare_seconds), **versions()})})
+
+
+def partition(node_config) -> tuple[int, int]:
+    """(partition-id, num-partitions) from a SuperNode's --node-config; ValueError if absent."""
+    try:
+        pid, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("this SuperNode has no integer partition-id / num-partitions: start it with "
+                         "--node-config 'partition-id=<i> num-partitions=<N>'") from None
+    if not 0 <= pid < num:
+        raise ValueError(f"partition-id {pid} must be in [0, num-partitions = {num})")
+    return pid, num
+
+
+def discover(grid, n_clients: int, timeout: float, poll: float = 0.5) -> dict:
+    """{client id: node id} for clients 0..n_clients-1.
+
+    Every node that shows up is asked once; discovery ends as soon as each partition has
+    answered, so a stale node (one that died but is still registered) does not hold it up. A
+    node whose ClientApp cannot prepare the job, two nodes claiming one partition or a version
+    mismatch end it at once; otherwise MissingClients at ``timeout``, naming what is missing.
+    """
+    deadline = time.monotonic() + timeout
+    mine, clients, pending, asked, unavailable = versions(), {}, {}, set(), {}
+    while True:
+        fresh = [n for n in sorted(grid.get_node_ids()) if n not in asked]
+        if fresh:
+            ids = grid.push_messages([Message(RecordDict({QUERY: ConfigRecord({"num-clients": n_clients})}),
+                                              dst_node_id=n, message_type=MessageType.QUERY) for n in fresh])
+            pending.update({mid: n for mid, n in zip(ids, fresh) if mid})
+            asked.update(fresh)
+        for reply in grid.pull_messages(list(pending)) if pending else []:
+            node = pending.pop(reply.metadata.reply_to_message_id, int(reply.metadata.src_node_id))
+            if reply.has_error():
+                reason = " ".join((reply.error.reason or "").split())
+                if reply.error.code in FATAL:
+                    raise MissingClients(f"node {node} could not prepare the job: {reason}")
+                unavailable[node] = reason
+                continue
+            pid = _check_answer(node, dict(reply.content[NODE]), n_clients, mine)
+            if pid in clients:
+                raise ValueError(f"partition-id {pid} is claimed by two nodes ({clients[pid]} and {node})")
+            clients[pid] = node
+        if len(clients) == n_clients:
+            return clients
+        if time.monotonic() >= deadline:
+            absent = sorted(set(range(n_clients)) - set(clients))
+            silent = sorted(set(pending.values()))
+            raise MissingClients(f"no SuperNode answered for partition-id {absent} within {timeout:g} s "
+                                 f"({len(asked)} node(s) connected; no answer from {silent or 'none'}"
+                                 f"{'; unavailable: ' + str(sorted(unavailable)) if unavailable else ''}); start one "
+                                 f"per client with --node-config 'partition-id=<i> num-partitions={n_clients}'")
+        time.sleep(poll)
+
+
+# the node's ClientApp cannot run the job; other errors (node unavailable, ...) may be a stale node
+FATAL = (ErrorCode.LOAD_CLIENT_APP_EXCEPTION, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, ErrorCode.INVALID_FAB,
+         ErrorCode.CLIENT_APP_CRASHED)
+
+
+def _check_answer(node, info, n_clients, mine) -> int:
+    pid, num = int(info["partition-id"]), int(info["num-partitions"])
+    if num != n_clients:
+        raise ValueError(f"node {node} has num-partitions={num}, but the job has {n_clients} clients")
+    theirs = {k: info.get(k) for k in mine}
+    if theirs != mine:
+        raise ValueError(f"node {node} (partition-id {pid}) runs {theirs}, the server {mine}: install the same versions")
+    return pid

@@ -1,0 +1,43 @@
+"""ClientApp side of `fslora flower finetune`: the bridge's client_update on this node.
+
+Flower starts a fresh ClientApp process for every message, so each round this node loads the
+model (SmolLM2 from the converted safetensors copy in its cache, memory-mapped; the gguf is
+converted once, during discovery), adds the LoRA adapter, derives its own data partition
+from the job's recipe and trains its plan. A node may choose its own device with
+``--node-config 'partition-id=1 num-partitions=4 device="cuda:1"'``; the job's --device is the default.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def prepare(args) -> None:
+    """Check the job can run on this node (its options, model and data files; the output
+    directory is the server's) and fill the converted-model cache."""
+    from llm_bridge.cli import check_inputs, check_options
+    check_options(args)
+    check_inputs(args)
+    if args.model == "smollm2":
+        from llm_bridge.models import smollm2_dir
+        smollm2_dir()
+
+
+def train(plan, meta, args, node_config, timing: dict):
+    """(Upload of ``plan``, float type to send it in); ``timing`` receives setup-seconds."""
+    t0 = time.perf_counter()
+    from llm_bridge.client import train_client
+    from llm_bridge.device import resolve_device, torch_dtype
+    from llm_bridge.finetune import build_data, make_config, setup_torch
+    from llm_bridge.models import load_model
+    from llm_bridge.peft_layers import LoraLayers, add_lora
+    setup_torch(args.threads)
+    device = resolve_device(str(node_config.get("device", args.device)))
+    model, tok = load_model(args.model, dtype=torch_dtype(args.dtype), seed=args.seed, device=device)
+    layers = LoraLayers(add_lora(model, args.rank, args.alpha, args.targets, args.rslora))
+    task, _, _ = build_data(args, tok)
+    config = make_config(args, layers)
+    timing["setup-seconds"] = time.perf_counter() - t0
+    upload = train_client(layers, task, plan, config, int(meta["round"]))
+    return upload, (np.float64 if args.dtype == "float64" else np.float32)

@@ -1,0 +1,95 @@
+"""One federated round over Flower, shaped like ``fslora_ref.federation.run_round``, so the
+reference's run loop (history, accounting, checkpoints, --resume) and the bridge's finetune
+loop drive a Flower deployment unchanged; and the ledger of what each round cost.
+
+The ledger, ``<out>/flower.json``, is rewritten atomically after every round: per client the
+bytes actually sent each way (Flower's serialised objects) next to the accounted floats, the
+ClientApp's start-up and training time, and the clients that did not answer and why.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord
+
+from fslora_ref.federation import check_finite_state
+from fslora_ref.outputs import write_json
+
+from .exchange import exchange, payload_bytes
+from .records import TIMING
+from .strategy import FSLoRAStrategy
+
+
+class Ledger:
+    """``<out>/flower.json``: one entry per ServerApp run (a resumed job appends one)."""
+
+    def __init__(self, out: str, resume: bool = False):
+        self.path = os.path.join(out, "flower.json")
+        self.doc = {"runs": []}
+        if resume and os.path.exists(self.path):
+            with open(self.path) as fh:
+                try:
+                    self.doc = json.load(fh)
+                except ValueError as exc:
+                    raise ValueError(f"{self.path} is not valid JSON ({exc}); move it away to resume") from None
+        self.run = {"status": "running", "nodes": {}, "rounds": []}
+        self.doc["runs"].append(self.run)
+
+    def set(self, **fields):
+        self.run.update(fields)
+        self.save()
+
+    def save(self):
+        write_json(self.path, self.doc)
+
+
+class FlowerRounds:
+    """round_fn(algorithm, state, problem, config, round_index) -> (state, plans, uploads) that
+    sends the plans to the SuperNodes in ``nodes`` ({client id: node id}) and aggregates the
+    replies with :class:`FSLoRAStrategy`. Raises the strategy's MissingClients (policy "stop")
+    or the client's DivergenceError, after recording the round in the ledger."""
+
+    def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None):
+        self.grid, self.nodes, self.timeout, self.on_missing = grid, dict(nodes), timeout, on_missing
+        self.poll, self.dtype, self.ledger = poll, dtype, ledger
+
+    def __call__(self, algorithm, state, problem, config, round_index):
+        strategy = FSLoRAStrategy(algorithm, problem, config, self.nodes, state=state, on_missing=self.on_missing,
+                                  dtype=self.dtype, reply_timeout=self.timeout)
+        t0 = time.perf_counter()
+        messages = strategy.configure_train(round_index + 1, ArrayRecord(), ConfigRecord(), self.grid)
+        entry = {"algorithm": algorithm.name, "round": round_index + 1,
+                 "clients": {str(p.client): {"node": str(self.nodes[p.client]), "down-bytes": payload_bytes(m),
+                                             "down-floats": p.download_floats}
+                             for p, m in zip(strategy.plans.values(), messages)}}
+        replies, strategy.refused = exchange(self.grid, messages, self.timeout, self.poll)
+        entry["seconds-exchange"] = time.perf_counter() - t0
+        for reply in replies:
+            client = strategy.clients_of.get(int(reply.metadata.src_node_id))
+            if reply.has_content() and str(client) in entry["clients"]:
+                row = entry["clients"][str(client)]
+                row["up-bytes"] = payload_bytes(reply)
+                if TIMING in reply.content:
+                    row.update(dict(reply.content[TIMING]))
+        try:
+            strategy.aggregate_train(round_index + 1, replies)
+        except Exception as exc:
+            entry["error"] = " ".join(str(exc).split())
+            self._record(entry, t0)
+            raise
+        plans, uploads, missing = strategy.last
+        for up in uploads:
+            entry["clients"][str(up.client)]["up-floats"] = up.upload_floats
+        entry["missing"] = {str(c): why for c, why in sorted(missing.items())}
+        check_finite_state(strategy.state, round_index, plans, config)
+        self._record(entry, t0)
+        return strategy.state, plans, uploads
+
+    def _record(self, entry, t0):
+        entry["seconds"] = time.perf_counter() - t0
+        if self.ledger is not None:
+            self.ledger.run["rounds"].append(entry)
+            self.ledger.save()

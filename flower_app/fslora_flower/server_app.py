@@ -1,0 +1,55 @@
+"""The ServerApp: the same job as `fslora simulate` / `fslora finetune`, clients on SuperNodes.
+
+It finds which node is which client (discovery.py), then runs the in-process command's own
+loop (fslora_ref.cli_simulate.run_all + write_results, or llm_bridge.finetune.finetune) with
+one change: each round goes through Flower (rounds.py). So history.json, the checkpoints and
+--resume are the in-process command's, and a loopback run reproduces the in-process one.
+Failures end the run with a one-line reason (Flower records it as the run's status
+details; ``flower.json`` keeps it too).
+"""
+from __future__ import annotations
+
+import time
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fslora_ref.outputs import prepare_output_dir
+
+from .discovery import discover
+from .rounds import FlowerRounds, Ledger
+from .settings import Settings
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    settings = Settings.from_run_config(context.run_config)
+    if not settings.out:
+        raise ValueError("run config 'out' must name the output directory on the ServerApp's host")
+    prepare_output_dir(settings.out, "run config 'out'")
+    args = settings.args
+    args.out = settings.out
+    ledger = Ledger(settings.out, resume=bool(args.resume))
+    try:
+        t0 = time.perf_counter()
+        nodes = discover(grid, settings.n_clients, settings.discovery_timeout, settings.poll)
+        ledger.set(nodes={str(c): str(n) for c, n in sorted(nodes.items())}, discovery_seconds=time.perf_counter() - t0)
+        down, _ = settings.wire_dtypes()
+        rounds = FlowerRounds(grid, nodes, timeout=settings.round_timeout, on_missing=settings.on_missing,
+                              poll=settings.poll, dtype=down, ledger=ledger)
+        if settings.job == "simulate":
+            from fslora_ref.cli_simulate import build, run_all, write_results
+            problem, config, names = build(args)
+            histories = run_all(args, problem, config, names, round_fn=rounds)
+            write_results(args, problem, config, histories)
+        else:
+            from llm_bridge.cli import summary, validate
+            from llm_bridge.finetune import finetune
+            validate(args)
+            print(summary(finetune(args, round_fn=rounds)))
+    except BaseException as exc:
+        ledger.set(status="failed", error=" ".join(str(exc).split()) or type(exc).__name__)
+        raise
+    ledger.set(status="completed")

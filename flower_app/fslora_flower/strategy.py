@@ -1,0 +1,150 @@
+"""A Flower ``Strategy`` whose rules are the reference's: FSLoRA and the four baselines.
+
+``configure_train`` asks the algorithm's own ``configure_round`` for the round's plans (FSLoRA
+draws its sketches there) and sends each participant only its plan; ``aggregate_train`` feeds
+the replies, in client-id order, to the algorithm's own ``aggregate`` (scatter + average,
+server optimiser). Flower's FedAvg sums in arrival order, which is not reproducible; here the
+result does not depend on which reply came first.
+
+Clients are fslora client ids 0..N-1; ``nodes`` maps them to Flower node ids (found by asking
+every SuperNode for its ``partition-id``, see discovery.py). The server state (factors plus the
+algorithm's extras: server optimiser moments, FlexLoRA's products, FLoRA's merged weights) lives
+in ``self.state``; the ArrayRecord passed to ``configure_train`` is not read, and the one
+``aggregate_train`` returns holds the rank-r factors for Flower's bookkeeping.
+
+A participant that does not answer (no reply before the round's timeout, a node that went
+away, a ClientApp that raised) is handled per ``on_missing``: ``"stop"`` raises MissingClients
+naming it before anything is aggregated; ``"continue"`` aggregates the replies that came, so
+the average is over those participants, as with client sampling. A client whose local
+training diverged raises the same DivergenceError as the in-process run, whatever the policy.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Message, MessageType, MetricRecord
+from flwr.serverapp.strategy import Strategy
+
+from fslora_ref.client import DivergenceError
+
+from .records import BadReply, plan_to_record, record_to_upload
+
+ON_MISSING = ("stop", "continue")
+
+
+class MissingClients(RuntimeError):
+    """Participants of a round gave no usable reply (the message names them, one line)."""
+
+
+def client_error(reason: str | None) -> tuple[str, str]:
+    """(exception class name or "", one-line message) of an error reply; Flower words a
+    ClientApp exception as "<class 'pkg.Name'>:<'message'>"."""
+    found = re.match(r"<class '([\w.]+)'>:<'(.*)'>$", reason or "", re.S)
+    if not found:
+        return "", " ".join((reason or "error without a reason").split())
+    return found.group(1).rsplit(".", 1)[-1], " ".join(found.group(2).split())
+
+
+class FSLoRAStrategy(Strategy):
+    """One fslora_ref algorithm driven by Flower messages.
+
+    algorithm: an fslora_ref Algorithm (or the bridge's TorchClients wrapper); problem: what its
+    configure_round/aggregate read (layer shapes, client sizes); config: FedConfig; nodes:
+    {client id: node id}; state: ServerState (default: algorithm.init); dtype: float type of the
+    factors sent to clients; reply_timeout: seconds, only used to word the missing-reply error
+    (the transport may also set ``refused``: nodes whose messages the SuperLink refused).
+    """
+
+    def __init__(self, algorithm, problem, config, nodes, *, state=None, on_missing="stop", dtype=np.float64,
+                 reply_timeout=None):
+        if on_missing not in ON_MISSING:
+            raise ValueError(f"on_missing must be one of {ON_MISSING}, got {on_missing!r}")
+        self.algorithm, self.problem, self.config = algorithm, problem, config
+        self.nodes = {int(c): int(n) for c, n in nodes.items()}
+        self.clients_of = {n: c for c, n in self.nodes.items()}
+        self.state = algorithm.init(problem, config) if state is None else state
+        self.on_missing, self.dtype, self.reply_timeout = on_missing, dtype, reply_timeout
+        self.refused = set()                 # node ids the SuperLink refused messages for (node gone)
+        self.plans = {}                      # client -> ClientPlan of the configured round
+        self.sent = []                       # (client, Message) of the configured round
+        self.round_index = None
+        self.last = ([], [], {})             # (plans, uploads, {client: reason}) of the last aggregated round
+
+    # -- training -----------------------------------------------------------------------------
+    def configure_train(self, server_round, arrays, config, grid):
+        """One TRAIN message per participant of round ``server_round`` (Flower counts from 1)."""
+        t = server_round - 1
+        participants = self.config.participants(t)
+        absent = [c for c in participants if c not in self.nodes]
+        if absent:
+            raise MissingClients(f"round {server_round}: no SuperNode with partition-id {absent[0]} "
+                                 f"(connected partitions: {sorted(self.nodes)})")
+        plans = self.algorithm.configure_round(self.state, self.problem, self.config, t, participants)
+        self.plans, self.round_index = {p.client: p for p in plans}, t
+        self.sent = [(p.client, Message(plan_to_record(p, t, self.algorithm.name, self.dtype),
+                                        dst_node_id=self.nodes[p.client], message_type=MessageType.TRAIN,
+                                        group_id=f"{self.algorithm.name}/{server_round}")) for p in plans]
+        return [m for _, m in self.sent]
+
+    def aggregate_train(self, server_round, replies):
+        """The reference's aggregate over the replies, in client-id order; returns the rank-r
+        factors and the round's mean local loss."""
+        t = server_round - 1
+        if t != self.round_index:
+            raise ValueError(f"aggregate_train: round {server_round} was not configured by configure_train")
+        uploads, missing = {}, {}
+        # the Grid gives each pushed message its id; an error reply the SuperLink writes for a node
+        # that went away comes from the SuperLink, so replies are matched by the message they answer
+        answers = {m.metadata.message_id: c for c, m in self.sent if m.metadata.message_id}
+        for reply in replies:
+            client = answers.get(reply.metadata.reply_to_message_id, self.clients_of.get(int(reply.metadata.src_node_id)))
+            if client is None or client not in self.plans:
+                continue  # not a participant of this round (a late reply to an earlier message)
+            if reply.has_error():
+                kind, text = client_error(reply.error.reason)
+                if kind == "DivergenceError":   # diverged: stop exactly as the in-process run does
+                    raise DivergenceError(text)
+                missing[client] = f"failed ({kind + ': ' if kind else ''}{text})"
+                continue
+            try:
+                uploads[client] = record_to_upload(reply.content, self.plans[client], t, self.algorithm.name)
+            except BadReply as exc:
+                missing[client] = str(exc)
+        for client in self.plans:
+            if client not in uploads and client not in missing:
+                wait = "" if self.reply_timeout is None else f" within {self.reply_timeout:g} s"
+                gone = self.nodes[client] in self.refused
+                missing[client] = "node gone (the SuperLink no longer lists it)" if gone else f"no reply{wait}"
+        if missing and (self.on_missing == "stop" or not uploads):
+            raise MissingClients(self._missing_message(server_round, missing, bool(uploads)))
+        order = sorted(uploads)
+        plans, ups = [self.plans[c] for c in order], [uploads[c] for c in order]
+        self.state = self.algorithm.aggregate(self.state, plans, ups, self.config)
+        self.last = (plans, ups, missing)
+        factors = ArrayRecord({f"{l}.{name}": Array(np.ascontiguousarray(x))
+                               for l, pair in enumerate(self.state.layers) for name, x in zip("BA", pair)})
+        losses = [float(np.mean(u.losses)) for u in ups]
+        return factors, MetricRecord({"train-loss": float(np.mean(losses)), "clients": len(ups)})
+
+    def _missing_message(self, server_round, missing, any_reply) -> str:
+        who = "; ".join(f"client {c} (node {self.nodes[c]}): {why}" for c, why in sorted(missing.items()))
+        rounds = self.config.rounds
+        if not any_reply:
+            return f"round {server_round}/{rounds}: no participant replied ({who})"
+        return (f"round {server_round}/{rounds}: {who}; stopped before aggregating (completed rounds are kept: "
+                f"rerun with --resume; --on-missing continue averages over the clients that reply)")
+
+    # -- evaluation is centralised (the server evaluates the global model itself) -------------
+    def configure_evaluate(self, server_round, arrays, config, grid):
+        return []
+
+    def aggregate_evaluate(self, server_round, replies):
+        return None
+
+    def summary(self) -> None:
+        from flwr.supercore import log
+        from logging import INFO
+        log(INFO, "\t├──> fslora algorithm: %s, N=%d, r=%d, budgets %s", self.algorithm.name,
+            self.config.n_clients, self.config.rank, list(self.config.budgets))
+        log(INFO, "\t└──> on missing replies: %s", self.on_missing)

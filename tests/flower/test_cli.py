@@ -1,0 +1,122 @@
+"""`fslora flower`: bad options fail in one line before anything starts; --export-run-config
+writes the run config a remote `flwr run` needs."""
+import json
+import tomllib
+
+import pytest
+
+from fslora_cli.main import main
+from fslora_flower import deploy
+from fslora_flower.settings import Settings
+
+
+def one_line_error(capsys, argv, code=2):
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    err = (captured.err or captured.out).strip()
+    assert "\n" not in err and "error:" in err, err
+    return err
+
+
+def error_text(err):
+    return err.split("error: ", 1)[1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--clients", "0"], ["--budgets", "1,2"], ["--ratios", "0.5,2"], ["--server-lr", "0.1"], ["--r-min", "2"],
+    ["--algorithms", ""], ["--algorithms", "fslora,fslora"], ["--lr", "-1"],
+])
+def test_simulate_options_get_the_in_process_checks(tmp_path, capsys, monkeypatch, argv):
+    """Same one-line message as `fslora simulate`, before any deployment starts."""
+    monkeypatch.setattr(deploy.LocalDeployment, "start", lambda self: pytest.fail("a deployment was started"))
+    expected = one_line_error(capsys, ["simulate", *argv, "--out", str(tmp_path / "o")])
+    err = one_line_error(capsys, ["flower", "simulate", *argv, "--out", str(tmp_path / "o")])
+    assert error_text(err) == error_text(expected)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "tiny", "--clients", "3", "--budgets", "2,4"],
+    ["--model", "tiny", "--server-lr", "0.5"],
+    ["--model", "tiny", "--eval-json", "x.json"],
+    ["--model", "tiny", "--train-json", "boolq=a.json", "--eval-json", "b.json", "--families", "arith"],
+    ["--model", "tiny", "--device", "gpu"],
+    ["--model", "tiny", "--train-json", "boolq=missing.json", "--eval-json", "missing2.json"],
+])
+def test_finetune_options_get_the_in_process_checks(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.setattr(deploy.LocalDeployment, "start", lambda self: pytest.fail("a deployment was started"))
+    monkeypatch.chdir(tmp_path)
+    expected = one_line_error(capsys, ["finetune", *argv, "--out", str(tmp_path / "o")])
+    err = one_line_error(capsys, ["flower", "finetune", *argv, "--out", str(tmp_path / "o")])
+    # the Flower command passes absolute data paths on to the nodes; the message is otherwise the same
+    assert error_text(err).replace(str(tmp_path) + "/", "") == error_text(expected)
+
+
+def test_finetune_model_path_is_checked_before_starting(tmp_path, capsys):
+    err = one_line_error(capsys, ["flower", "finetune", "--model", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert "nope" in err
+
+
+def test_named_data_files_keep_their_family(tmp_path, monkeypatch):
+    from fslora_flower.cli import job_args
+    from fslora_flower.settings import job_parser
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "boolq").mkdir()
+    args = job_parser("finetune").parse_args(["--train-json", "arc=data/ARC/train.json", "boolq/train.json",
+                                              "--eval-json", "boolq/test.json"])
+    ns = job_args("finetune", args)
+    assert ns.train_json == [f"arc={tmp_path}/data/ARC/train.json", f"{tmp_path}/boolq/train.json"]
+    assert ns.eval_json == [f"{tmp_path}/boolq/test.json"]
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert "is an existing file" in one_line_error(capsys, ["flower", "simulate", "--out", str(f)])
+
+
+def test_export_run_config(tmp_path, capsys):
+    path = tmp_path / "job.toml"
+    assert main(["flower", "simulate", "--clients", "3", "--rounds", "4", "--out", "relative/out",
+                 "--on-missing", "continue", "--round-timeout", "30", "--export-run-config", str(path)]) == 0
+    assert "flwr run" in capsys.readouterr().out
+    rc = tomllib.loads(path.read_text())
+    settings = Settings.from_run_config(rc)            # what the ServerApp and every node will read
+    assert settings.job == "simulate" and settings.on_missing == "continue" and settings.round_timeout == 30
+    args = json.loads(rc["job-args"])
+    assert args["clients"] == 3 and args["rounds"] == 4 and args["out"].endswith("relative/out")
+    assert args["out"].startswith("/") and "round_timeout" not in args     # only the job's own options
+
+
+def test_run_config_job_args_are_checked():
+    """What every node reads: unknown options are refused, missing ones take the command's default."""
+    rc = {"job": "simulate", "job-args": json.dumps({"clients": 3, "rounds": 2}), "out": "/x", "round-timeout": 5.0,
+          "on-missing": "stop", "discovery-timeout": 5.0, "poll-interval": 0.5}
+    settings = Settings.from_run_config(rc)
+    assert settings.args.clients == 3 and settings.args.rank == 16 and settings.n_clients == 3
+    with pytest.raises(ValueError, match=r"does not know: \['clientz'\]"):
+        Settings.from_run_config(dict(rc, **{"job-args": json.dumps({"clientz": 3})}))
+    with pytest.raises(ValueError, match="JSON object"):
+        Settings.from_run_config(dict(rc, **{"job-args": "[1, 2]"}))
+    with pytest.raises(ValueError, match="'job' must be one of"):
+        Settings.from_run_config(dict(rc, job="train"))
+
+
+def test_flower_options_are_checked(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(deploy.LocalDeployment, "start", lambda self: pytest.fail("a deployment was started"))
+    err = one_line_error(capsys, ["flower", "simulate", "--round-timeout", "0", "--out", str(tmp_path)])
+    assert "--round-timeout must be a finite number > 0" in err
+
+
+def test_resume_of_another_run_is_refused_as_in_process(tmp_path, capsys, monkeypatch):
+    """--resume against a checkpoint of a different problem: the in-process command's message
+    (every differing field), exit 2, and no deployment started."""
+    monkeypatch.setattr(deploy.LocalDeployment, "start", lambda self: pytest.fail("a deployment was started"))
+    small = ["--clients", "3", "--budgets", "2,4,8", "--rank", "8", "--m", "12", "--n", "10", "--algorithms", "fslora"]
+    out = str(tmp_path / "o")
+    assert main(["simulate", *small, "--rounds", "1", "--out", out]) == 0
+    capsys.readouterr()
+    other = [*small, "--rounds", "2", "--batch-size", "4", "--family", "logistic", "--resume", "--out", out]
+    expected = one_line_error(capsys, ["simulate", *other])
+    err = one_line_error(capsys, ["flower", "simulate", *other])
+    assert error_text(err) == error_text(expected)
+    assert "belongs to a different run" in err and "batch_size" in err and "family" in err

@@ -1,0 +1,116 @@
+"""The ServerApp's pieces in process: partition-id discovery, and the reference's run loop with
+FlowerRounds as its round function (history and ledger) — no Flower processes."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from fslora_ref.algorithms import get_algorithm
+from fslora_ref.cli_simulate import build, run_all
+from fslora_ref.client import DivergenceError
+
+from fslora_flower.discovery import discover
+from fslora_flower.rounds import FlowerRounds, Ledger
+from fslora_flower.settings import run_config
+from fslora_flower.strategy import MissingClients
+
+from inprocess import InProcessGrid
+from test_strategy import simulate_args
+
+
+def grid_for(args, **kw):
+    return InProcessGrid(run_config("simulate", args, "unused"), args.clients, **kw)
+
+
+def test_discovery_maps_partitions_to_nodes():
+    args = simulate_args()
+    assert discover(grid_for(args, first=7), 4, timeout=5, poll=0.01) == {i: 1007 + i for i in range(4)}
+
+
+def test_discovery_ignores_a_stale_node_once_every_partition_answered():
+    args = simulate_args()
+    grid = grid_for(args)
+    stale = InProcessGrid(run_config("simulate", args, "unused"), 1, silent={1100}, first=100)
+    grid.contexts.update(stale.contexts)           # a dead node that is still registered
+    grid.silent |= stale.silent
+    assert discover(grid, 4, timeout=5, poll=0.01) == {i: 1000 + i for i in range(4)}
+
+
+def test_discovery_errors_name_the_problem():
+    args = simulate_args()
+    grid = grid_for(args, node_config={2: {"partition-id": 1}})
+    with pytest.raises(ValueError, match=r"partition-id 1 is claimed by two nodes \(1001 and 1002\)"):
+        discover(grid, 4, timeout=5, poll=0.01)
+    with pytest.raises(MissingClients, match=r"no SuperNode answered for partition-id \[3\].*no answer from \[1003\]"):
+        discover(grid_for(args, silent={1003}), 4, timeout=0.2, poll=0.01)
+    absent = grid_for(args)
+    del absent.contexts[1003]                      # node 3 never started
+    with pytest.raises(MissingClients, match=r"partition-id \[3\] within 0.2 s \(3 node\(s\) connected; no answer from none"):
+        discover(absent, 4, timeout=0.2, poll=0.01)
+    with pytest.raises(ValueError, match="num-partitions=4, but the job has 5 clients"):
+        discover(grid_for(args), 5, timeout=5, poll=0.01)
+
+
+def test_run_loop_through_flower_rounds_equals_in_process(tmp_path):
+    args = simulate_args(algorithms="fslora,hetlora", rounds=3, out=str(tmp_path / "ref"))
+    problem, config, names = build(args)
+    ref = run_all(args, problem, config, names)
+    ledger = Ledger(str(tmp_path))
+    rounds = FlowerRounds(grid_for(args), {i: 1000 + i for i in range(4)}, timeout=5, poll=0.01, ledger=ledger)
+    args.out = str(tmp_path / "fl")
+    got = run_all(args, problem, config, names, round_fn=rounds)
+    for name in names:
+        assert json.dumps(got[name].to_json()) == json.dumps(ref[name].to_json())
+    saved = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"]
+    assert [(r["algorithm"], r["round"]) for r in saved] == [(n, t) for n in names for t in (1, 2, 3)]
+    for r in saved:
+        assert r["missing"] == {} and set(r["clients"]) == {"0", "1", "2", "3"}
+        assert all(c["up-floats"] == c["down-floats"] and c["down-bytes"] > 8 * c["down-floats"]
+                   for c in r["clients"].values())
+        assert all(c["process-seconds"] >= 0 and c["handler-seconds"] > 0 for c in r["clients"].values())
+
+
+def test_a_missing_client_is_in_the_ledger_before_the_error(tmp_path):
+    args = simulate_args(out=str(tmp_path))
+    problem, config, names = build(args)
+    ledger = Ledger(str(tmp_path))
+    rounds = FlowerRounds(grid_for(args, silent={1001}), {i: 1000 + i for i in range(4)}, timeout=0.1, poll=0.01,
+                          ledger=ledger)
+    with pytest.raises(MissingClients, match=r"client 1 \(node 1001\): no reply within 0.1 s"):
+        run_all(args, problem, config, names, round_fn=rounds)
+    row = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"][0]
+    assert "client 1" in row["error"] and "up-bytes" not in row["clients"]["1"]
+    assert np.isfinite(row["seconds"])
+
+
+def test_a_node_the_superlink_no_longer_lists_is_named_without_waiting(tmp_path):
+    args = simulate_args()
+    problem, config, names = build(args)
+    nodes = {0: 1000, 1: 1001, 2: 4242, 3: 1003}            # node 4242 is gone: the push is refused
+    rounds = FlowerRounds(grid_for(args), nodes, timeout=60, poll=0.01, on_missing="continue",
+                          ledger=Ledger(str(tmp_path)))
+    t0 = time.monotonic()
+    state, plans, uploads = rounds(get_algorithm("fslora"), get_algorithm("fslora").init(problem, config), problem,
+                                   config, 0)
+    assert time.monotonic() - t0 < 30 and [u.client for u in uploads] == [0, 1, 3]
+    row = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"][0]
+    assert row["missing"] == {"2": "node gone (the SuperLink no longer lists it)"}
+
+
+@pytest.mark.parametrize("changes", [dict(lr=1.0, local_steps=1, rounds=4),
+                                     dict(server_optimizer="sgd", server_lr=1e4, rounds=3),
+                                     dict(lr=3.0, local_steps=1, rounds=3, algorithms="fedit")])
+def test_divergence_is_caught_and_named_as_in_process(tmp_path, changes):
+    """The run loop's early divergence check sees the same round, client and option to change
+    whether the clients trained in process or on nodes (which upload only their change)."""
+    args = simulate_args(out=str(tmp_path / "ref"), **changes)
+    problem, config, names = build(args)
+    with pytest.raises(DivergenceError) as in_process:
+        run_all(args, problem, config, names)
+    args.out = str(tmp_path / "fl")
+    rounds = FlowerRounds(grid_for(args), {i: 1000 + i for i in range(4)}, timeout=5, poll=0.01)
+    with pytest.raises(DivergenceError) as over_flower:
+        run_all(args, problem, config, names, round_fn=rounds)
+    assert str(over_flower.value) == str(in_process.value)
+    assert "diverged in round" in str(in_process.value)
