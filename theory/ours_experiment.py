@@ -304,6 +304,7 @@ def run_grid(grid: Grid, *, round_fn=None, reference_fn=None, reference: GridRes
         same = round_fn is None or (round_fn is reference_fn and reference is None)
         impl = ref if same else run_and_measure(problem, cfg, grid.rounds, seeds, round_fn, curvature=False)
         steps.append({"label": label, "gamma": float(gamma), "ref": ref, "impl": impl, "paper": consts})
+        ref.batch = impl.batch = None      # per-client arrays (S (T+1), N, d): only the paper's constants needed them
         cells += make_cells(grid.setting, label, impl, ref, grid.Ts, f_star, consts, grid.setting.rank, cfg.budgets)
         if progress is not None:
             progress.update(1, f"{grid.setting.name} {label}")

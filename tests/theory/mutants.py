@@ -161,3 +161,26 @@ def rhs_without_optimisation_term(**kw):
     out = theorem_rhs(**kw)
     out["rhs"] = out["noise"] + out["drift"]
     return out
+
+
+class NMinusOneFSLoRA(FSLoRA):
+    """Server divides the summed deltas by N - 1 instead of N: FSLoRA at step gamma N / (N - 1)."""
+
+    name = "fslora"
+
+    def aggregate(self, state, plans, uploads, config):
+        from fslora_ref.algorithms.protocol import apply_server_step, scatter_mean
+        n = len(uploads)
+        mean = scatter_mean(state, plans, uploads, config)
+        return apply_server_step(state, [(dB * n / (n - 1), dA * n / (n - 1)) for dB, dA in mean], config)
+
+
+class ExplodingFSLoRA(FSLoRA):
+    """Server applies 40x the averaged delta (diverges at any step size the bound covers)."""
+
+    name = "fslora"
+
+    def aggregate(self, state, plans, uploads, config):
+        new = super().aggregate(state, plans, uploads, config)
+        new.layers = [(B + 39 * (nB - B), A + 39 * (nA - A)) for (B, A), (nB, nA) in zip(state.layers, new.layers)]
+        return new
