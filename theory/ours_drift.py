@@ -12,6 +12,10 @@ step that would make it one (bounding D by gamma^2 H^2 times local smoothness an
 exactly where Theorem 4.4 spends its drift term. This module reports, side by side, the drift actually
 realised, its share in the inequality above, and Theorem 4.4's drift term 12 (gamma L~/N)(sigma_g^2 +
 sigma_s^2 + 3 delta_h^2) at the same (gamma, H, T).
+
+Because e_t is whatever the round did beyond g_t, a biased round's bias is counted as drift: the
+inequality holds for any round whose g_t is computed with the correct sketch law, so it checks the
+derivation (a wrong ``rhs_fn`` fails it), not the implementation; the runs' steps 1 and 3 do that.
 """
 from __future__ import annotations
 
@@ -77,17 +81,19 @@ def drift_of_runs(problem, config, runs, measured) -> tuple[np.ndarray, np.ndarr
 
 
 def drift_study(setting, Hs=(2, 4), gamma_LH=(0.05, 0.2), rounds: int = 600, seeds: int = 4, *, round_fn=None,
-                paper_step: bool = True, progress=None) -> list:
-    """For each H: runs at the paper's gamma_max (Theorem 4.4's condition at this H, pilot constants) and
-    at gamma = g / (L_pilot H) for g in ``gamma_LH``; one DriftRow per (H, gamma) at T = ``rounds``."""
-    round_fn = round_fn or reference_round()
+                reference_fn=None, paper_step: bool = True, rhs_fn=general_h_rhs, progress=None) -> list:
+    """For each H: runs at the paper's gamma_max (Theorem 4.4's condition at this H, constants of a pilot
+    run of ``reference_fn``) and at gamma = g / (L_pilot H) for g in ``gamma_LH``; one DriftRow per
+    (H, gamma) at T = ``rounds``, measured on the runs of ``round_fn`` (L_S from those runs' segments)."""
+    reference_fn = reference_fn or reference_round()
+    round_fn = round_fn or reference_fn
     rows = []
     for H in Hs:
         st = replace(setting, local_steps=H)
         problem = st.problem()
         config = st.config(0.1)
         f_star = certified_lower_bound(problem)
-        L_pilot, gmax, _ = pilot(problem, config, Grid(st, pilot_rounds=60), round_fn)
+        L_pilot, gmax, _ = pilot(problem, config, Grid(st, pilot_rounds=60), reference_fn)
         plan = ([("paper gamma_max", gmax)] if paper_step else []) + [(f"gamma L_pilot H = {g:g}", g / (L_pilot * H))
                                                                       for g in gamma_LH]
         for label, gamma in plan:
@@ -102,7 +108,7 @@ def drift_study(setting, Hs=(2, 4), gamma_LH=(0.05, 0.2), rounds: int = 600, see
             noise = float(m.variance[:, :T].mean())
             D = float(np.mean(np.sum(e * e, axis=2)))
             L_S = m.curvature.L_S()
-            ours = (general_h_rhs(gap=gap, gamma=gamma, H=H, T=T, L_S=L_S, noise=noise, drift=D)
+            ours = (rhs_fn(gap=gap, gamma=gamma, H=H, T=T, L_S=L_S, noise=noise, drift=D)
                     if L_S * gamma * H < 0.5 else {})
             consts = paper_constants(problem, cfg.lora_scaling, cfg.budgets, m.runs.B, m.runs.A, m.batch)
             pap = paper_rhs(consts, gap=float(m.value[0, 0]) - f_star.value, gamma=gamma, T=T, r=st.rank,

@@ -93,3 +93,30 @@ def test_client_drift_is_zero_for_one_local_step_and_measured_for_more():
     (row,) = drift_study(LS_SETTING, Hs=(3,), gamma_LH=(0.2,), rounds=40, seeds=2, paper_step=False)
     assert row.drift > 0 and row.ours and row.ours["rhs"] >= row.lhs.mean()
     assert row.paper["drift"] > row.ours["drift"]
+
+
+def test_every_ours_claim_runs_quick_on_the_reference_and_a_biased_round_fails_them():
+    from theory.ours_claims import OURS_CLAIMS, OursContext
+    ctx = OursContext(quick=True)
+    statuses = {cid: check(ctx).status for cid, _, _, check in OURS_CLAIMS}
+    # the quick grids have no paper step: the step-size comparison has nothing to compare
+    assert statuses.pop("ours.h1.step_size") == "skipped"
+    assert set(statuses.values()) == {"verified"}, statuses
+    bad = OursContext(quick=True, round_fn=reference_round(SubmatrixWithoutScale()))
+    checks = {cid: check for cid, _, _, check in OURS_CLAIMS}
+    for cid in ("ours.h1.a_posteriori", "ours.h1.a_priori", "ours.h1.steps_on_runs"):
+        assert checks[cid](bad).status == "violated", cid
+
+
+def test_the_drift_inequality_fails_with_a_formula_that_keeps_only_the_descent_term():
+    """The general-H inequality is loose at this step (Young's inequality costs a factor 2): only a gross
+    formula error fails it, here gap / (gamma H T) alone (factor 2, 1/(1 - 2 L_S gamma H), noise and drift dropped)."""
+    from theory.ours_bound import general_h_rhs
+
+    def descent_only(**kw):
+        out = general_h_rhs(**kw)
+        out["rhs"] = kw["gap"] / (kw["gamma"] * kw["H"] * kw["T"])
+        return out
+    ok = drift_study(LS_SETTING, Hs=(3,), gamma_LH=(0.3,), rounds=60, seeds=2, paper_step=False)[0]
+    bad = drift_study(LS_SETTING, Hs=(3,), gamma_LH=(0.3,), rounds=60, seeds=2, paper_step=False, rhs_fn=descent_only)[0]
+    assert ok.ours["rhs"] > ok.lhs.mean() > bad.ours["rhs"]
