@@ -166,7 +166,9 @@ def step_size_story(results) -> Result:
             if not paper or not ours:
                 continue
             p, o = paper[0], max(ours, key=lambda c: c.gamma)
-            rows.append({"setting": r.grid.setting.name, "T": T, "paper_gamma": p.gamma, "paper_gamma_L_S": p.gamma_L,
+            every = [{"step": c.label, "gamma": c.gamma, "gamma_L_S": c.gamma_L, "lhs": float(c.lhs.mean()),
+                      "final_grad_sq": c.final_grad_sq} for c in sorted(cells, key=lambda c: c.gamma) if not c.diverged]
+            rows.append({"every_step": every, "setting": r.grid.setting.name, "T": T, "paper_gamma": p.gamma, "paper_gamma_L_S": p.gamma_L,
                          "paper_lhs": float(p.lhs.mean()), "paper_final_grad_sq": p.final_grad_sq,
                          "ours_gamma": o.gamma, "ours_gamma_L_S": o.gamma_L, "ours_lhs": float(o.lhs.mean()),
                          "ours_final_grad_sq": o.final_grad_sq, "step_ratio": o.gamma / p.gamma,

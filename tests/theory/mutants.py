@@ -184,3 +184,18 @@ class ExplodingFSLoRA(FSLoRA):
         new = super().aggregate(state, plans, uploads, config)
         new.layers = [(B + 39 * (nB - B), A + 39 * (nA - A)) for (B, A), (nB, nA) in zip(state.layers, new.layers)]
         return new
+
+
+class FirstKFSLoRA(FSLoRA):
+    """Every client always trains the first k_i indices (HetLoRA-style truncation) instead of a random set."""
+
+    name = "fslora"
+
+    def configure_round(self, state, problem, config, round_index, participants):
+        from fslora_ref.lora import gather
+        plans = super().configure_round(state, problem, config, round_index, participants)
+        for p in plans:
+            S = Sketch(config.rank, np.arange(config.budgets[p.client]))
+            p.indices = [S.indices for _ in p.indices]
+            p.factors = [LayerFactors(*gather(B, A, S), f.coeff) for (B, A), f in zip(state.layers, p.factors)]
+        return plans

@@ -44,8 +44,9 @@ def test_runs_are_deterministic(reference):
     assert np.array_equal(fresh.cells[0].lhs, reference.cells[-1].lhs)
 
 
-@pytest.mark.parametrize("algorithm", [SubmatrixWithoutScale(), M.UnscaledSubmatrixFSLoRA()], ids=["core", "theory"])
-def test_missing_scale_violates_both_forms_and_the_steps(reference, algorithm):
+@pytest.mark.parametrize("algorithm", [SubmatrixWithoutScale(), M.UnscaledSubmatrixFSLoRA(), M.FirstKFSLoRA()],
+                         ids=["missing_scale_core", "missing_scale_theory", "first_k"])
+def test_biased_rounds_violate_both_forms_and_the_steps(reference, algorithm):
     res = run_grid(TINY, round_fn=reference_round(algorithm), reference=reference)
     for form in oc.FORMS:
         out = oc.bound_status([res], form)
