@@ -111,7 +111,3 @@ OURS_CLAIMS = [
      "H > 1: the a-posteriori inequality with the measured client drift holds; drift realised vs Theorem 4.4's drift term",
      "least squares, H in {2, 4}; D measured exactly from the iterates and index sets", check_drift),
 ]
-
-
-def claim_ids() -> list:
-    return [c[0] for c in OURS_CLAIMS]

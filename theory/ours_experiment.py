@@ -260,9 +260,6 @@ class GridResult:
     steps: list                 # per step size: {"label", "gamma", "ref": Measured, "impl": Measured, "paper": consts}
     cells: list
 
-    def cells_within(self) -> list:
-        return [c for c in self.cells if c.within]
-
 
 def pilot(problem, config, grid: Grid, reference_fn):
     """(L_pilot, paper's gamma_max, L at X^0): a short reference run at gamma = 0.1 / lambda_max(X^0)."""

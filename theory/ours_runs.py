@@ -3,8 +3,9 @@
 A *round function* is the one thing that differs between the reference and an implementation under
 test:
 
-    round_fn(problem, config, layers, round_index) -> new layers [(B, A)]
-                                                   or (new layers, index_sets [client][layer] or None)
+    round_fn(problem, config, layers, round_index) -> new layers [(B, A)] (a list),
+                                                   or (that list, index_sets [client][layer] or None),
+                                                   or an object with .layers (a RoundResult)
 
 It must run one round of FSLoRA from the global factors ``layers`` with the run seed ``config.seed``
 (its own sketch draws keyed on (seed, round_index, client)). ``reference_round()`` is the reference's
@@ -45,7 +46,11 @@ def reference_round(algorithm=None):
 
 
 def _split(result):
-    if isinstance(result, tuple) and len(result) == 2 and not isinstance(result[0], np.ndarray):
+    """(layers, index_sets or None) from what a round function returned: [(B, A)], (layers, index_sets),
+    or an object with ``.layers`` (the conformance protocol's RoundResult)."""
+    if hasattr(result, "layers"):
+        return list(result.layers), None
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], list):
         return list(result[0]), result[1]
     return list(result), None
 

@@ -121,3 +121,23 @@ def test_the_drift_inequality_fails_with_a_formula_that_keeps_only_the_descent_t
     ok = drift_study(LS_SETTING, Hs=(3,), gamma_LH=(0.3,), rounds=60, seeds=2, paper_step=False)[0]
     bad = drift_study(LS_SETTING, Hs=(3,), gamma_LH=(0.3,), rounds=60, seeds=2, paper_step=False, rhs_fn=descent_only)[0]
     assert ok.ours["rhs"] > ok.lhs.mean() > bad.ours["rhs"]
+
+
+def test_a_conformance_protocol_round_plugs_in_and_gives_the_reference_iterates():
+    """Phase-2 readiness: a black_box_round of the conformance protocol (here the reference's own
+    adapter, which draws the same (seed, round, client) sketches) is a valid round function."""
+    from fslora_ref.conformance.protocol import ProblemOracle, RoundTask
+    from fslora_ref.conformance.reference import impl
+
+    def protocol_round(problem, config, layers, t):
+        task = RoundTask(layers=layers, base_weights=problem.base_weights,
+                         oracles=[ProblemOracle(problem, i) for i in range(problem.n_clients)], budgets=config.budgets,
+                         rank=config.rank, lr=config.lr, local_steps=config.local_steps,
+                         lora_scaling=config.lora_scaling, seed=config.seed, round_index=t)
+        return impl.black_box_round(task)
+
+    problem, cfg = LS_SETTING.problem(), LS_SETTING.config(0.1)
+    a = run_seeds(problem, cfg, 8, [1, 2], protocol_round)
+    b = run_seeds(problem, cfg, 8, [1, 2])
+    assert np.max(np.abs(a.B - b.B)) < 1e-12 and np.max(np.abs(a.A - b.A)) < 1e-12
+    assert a.index_sets[0][0] is None and b.index_sets[0][0] is not None
