@@ -92,9 +92,17 @@ def general_h_rhs(*, gap: float, gamma: float, H: int, T: int, L_S: float, noise
 
 
 def mean_bound(x, confidence: float = 0.95, side: str = "upper") -> float:
-    """One-sided Student-t confidence bound on E[x] from the samples x (seeds): NaN for fewer than 2."""
+    """One-sided Student-t confidence bound on E[x] from the samples x (seeds): NaN for fewer than 2.
+
+    Scale-safe: computed on x / max|x|, so a run that blew up to 1e200 still gives a finite bound;
+    infinite samples of one sign make the bound infinite in that direction."""
     x = np.asarray(x, dtype=float)
-    if x.size < 2:
+    if x.size < 2 or np.any(np.isnan(x)):
         return float("nan")
-    half = stats.t.ppf(confidence, x.size - 1) * x.std(ddof=1) / sqrt(x.size)
-    return float(x.mean() + half if side == "upper" else x.mean() - half)
+    if np.any(np.isinf(x)):
+        signs = np.sign(x[np.isinf(x)])
+        return float(np.inf if np.all(signs > 0) else -np.inf if np.all(signs < 0) else np.nan)
+    scale = float(np.max(np.abs(x))) or 1.0
+    y = x / scale
+    half = stats.t.ppf(confidence, x.size - 1) * y.std(ddof=1) / sqrt(x.size)
+    return float(scale * (y.mean() + half if side == "upper" else y.mean() - half))

@@ -141,3 +141,5 @@ def test_h1_rhs_terms_by_hand_and_bad_input():
         general_h_rhs(gap=1.0, gamma=0.1, H=2, T=5, L_S=4.0, noise=0.5, drift=0.1)
     x = np.array([1.0, 2.0, 3.0])
     assert mean_bound(x, 0.95, "upper") > 2.0 > mean_bound(x, 0.95, "lower")
+    assert mean_bound(1e250 * x, 0.95, "lower") == pytest.approx(1e250 * mean_bound(x, 0.95, "lower"))   # no overflow
+    assert mean_bound([1.0, np.inf], 0.95, "lower") == np.inf and np.isnan(mean_bound([1.0], 0.95))
