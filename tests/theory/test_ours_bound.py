@@ -38,7 +38,7 @@ def test_reference_satisfies_both_forms_and_every_step(reference):
 
 
 def test_runs_are_deterministic(reference):
-    again = run_grid(TINY, reference=reference)          # the reference's runs re-measured ...
+    again = run_grid(TINY, reference=reference)          # a GridResult reused as the reference ...
     fresh = run_grid(replace(TINY, Ts=(60,)))           # ... and recomputed from scratch
     assert np.array_equal(again.cells[-1].lhs, reference.cells[-1].lhs)
     assert np.array_equal(fresh.cells[0].lhs, reference.cells[-1].lhs)
