@@ -25,10 +25,15 @@ test: $(STAMP)
 clean:
 	rm -rf $(VENV) runs
 
-# Execute every notebook at full size: executed copies (with outputs) go to notebooks/_executed/
-# (git-ignored), the key figures to docs/figures/ (committed, shown in the README). The committed
-# .ipynb stay stripped; after editing notebooks/src/*.py run `python3 notebooks/build.py`.
-.PHONY: notebooks
+# Execute every notebook at full size and publish the executed copies (with outputs, stamped with
+# their sources' hashes) to docs/notebooks/, committed so a browser shows them; the key figures go
+# to docs/figures/. The .ipynb in notebooks/ stay stripped. A new or changed notebooks/src/*.py
+# needs only `make notebooks` (the test suite fails until then).
+.PHONY: notebooks lab
 notebooks: $(STAMP)
 	$(PY) notebooks/build.py
-	$(PY) notebooks/run.py --out notebooks/_executed --figures docs/figures
+	$(PY) notebooks/run.py --out notebooks/_executed --figures docs/figures --publish docs/notebooks
+
+# Open the notebooks in JupyterLab (installed by the setup); as root it needs --allow-root.
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -7,7 +7,6 @@ median of ``--repeats`` is reported, so background load affects both sides alike
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -17,9 +16,11 @@ import numpy as np
 
 from .algorithms import get_algorithm
 from .config import FedConfig
-from .federation import atomic_write_bytes, run_round
+from .federation import run_round
+from .outputs import check_output_file, write_json
 from .problems import least_squares
 from .progress import Progress
+from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_int
 
 
 def configure_parser(p):
@@ -48,7 +49,21 @@ def time_rounds(variants: dict, problem, repeats: int, bar) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def check_args(args) -> None:
+    """One-line errors naming the option, and the --json path checked, before any computation."""
+    check_int("--clients", args.clients, low=1, high=MAX_CLIENTS)
+    check_int("--dim", args.dim, low=1, high=MAX_DIM)
+    check_int("--rank", args.rank, low=1, high=MAX_RANK)
+    check_int("--k", args.k, low=1, high=args.rank)
+    check_int("--local-steps", args.local_steps, low=1)
+    check_int("--batch-size", args.batch_size, low=1)
+    check_int("--repeats", args.repeats, low=1)
+    if args.json_path is not None:
+        check_output_file(args.json_path, "--json")
+
+
 def run(args) -> int:
+    check_args(args)
     problem = least_squares(n_clients=args.clients, m=args.dim, n=args.dim, target_rank=8,
                             mean_size=max(256, args.batch_size), size_spread=0.0, batch_size=args.batch_size, seed=0)
     fslora = get_algorithm("fslora")
@@ -75,6 +90,6 @@ def run(args) -> int:
     print(f"(b) round time  submatrix k={args.k}: {t['submatrix_k'] * 1e3:8.1f} ms   submatrix k={args.rank}: "
           f"{t['submatrix_r'] * 1e3:8.1f} ms   ratio {t['submatrix_k'] / t['submatrix_r']:.3f} (target <= 0.3)")
     if args.json_path:
-        atomic_write_bytes(args.json_path, json.dumps(result, indent=1).encode())
+        write_json(args.json_path, result)
         print(f"wrote {args.json_path}")
     return 0

@@ -1,19 +1,24 @@
 """``fslora simulate``: FSLoRA and the baselines on one synthetic federated problem.
 
-Writes ``history.json``, ``simulate.png`` (loss vs round, loss vs uploaded floats) and
-per-algorithm checkpoints into ``--out``; ``--resume`` continues an interrupted run.
+Writes ``history.json`` (strict JSON), ``simulate.png`` (loss vs round, loss vs uploaded
+floats) and one data-only checkpoint per algorithm into ``--out``; ``--resume`` continues an
+interrupted run (only the very same run: every differing setting is named).
 """
 from __future__ import annotations
 
-import json
 import os
+import sys
+
+import numpy as np
 
 from .algorithms import ALGORITHMS, get_algorithm
 from .config import BUDGET_DISTRIBUTIONS, FedConfig, budgets_from_ratios, draw_budgets
-from .federation import atomic_write_bytes
+from .federation import checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
 from .federation import run as run_federated
+from .outputs import prepare_output_dir, write_figure, write_json
 from .problems import FAMILIES, make_problem
 from .progress import Progress
+from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_fraction, check_int, check_positive_float
 
 DEFAULTS = dict(family="least_squares", clients=20, rank=16, ratios="0.125,0.25,0.5,0.75", local_steps=5, lr=0.01,
                 rounds=100, seed=0, m=48, n=32, batch_size=16)
@@ -30,8 +35,8 @@ def configure_parser(p):
     g.add_argument("--budgets", help="comma-separated k_i, one per client")
     g.add_argument("--budget-distribution", choices=BUDGET_DISTRIBUTIONS,
                    help="draw k_i from this distribution over [--r-min, --r-max]")
-    p.add_argument("--r-min", type=int, default=1)
-    p.add_argument("--r-max", type=int, default=None, help="default: --rank")
+    p.add_argument("--r-min", type=int, default=None, help="smallest k_i for --budget-distribution (default 1)")
+    p.add_argument("--r-max", type=int, default=None, help="largest k_i for --budget-distribution (default --rank)")
     p.add_argument("--local-steps", "-H", type=int, default=d["local_steps"], help="local steps H")
     p.add_argument("--lr", type=float, default=d["lr"], help="client step size gamma")
     p.add_argument("--rounds", "-T", type=int, default=d["rounds"], help="rounds T")
@@ -42,78 +47,130 @@ def configure_parser(p):
     p.add_argument("--client-optimizer", choices=("sgd", "adamw"), default="sgd")
     p.add_argument("--client-fraction", type=float, default=1.0, help="fraction of clients sampled per round")
     p.add_argument("--server-optimizer", choices=("none", "sgd", "adam"), default="none")
-    p.add_argument("--server-lr", type=float, default=1.0)
+    p.add_argument("--server-lr", type=float, default=None, help="server step size for --server-optimizer (default 1)")
     p.add_argument("--seed", type=int, default=d["seed"])
     p.add_argument("--out", default="runs/simulate", help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from checkpoints in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoints in --out (checkpoint-<algorithm>.npz; data only)")
 
 
-def _int_list(text, name):
+def _list(text, kind, option):
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        return [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+        raise ValueError(f"{option} must be comma-separated {'integers' if kind is int else 'numbers'}, "
+                         f"got {text!r}") from None
+
+
+def algorithm_names(text) -> list:
+    """The --algorithms list: known names, each once, at least one."""
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if not names:
+        raise ValueError(f"--algorithms must name at least one of {','.join(ALGORITHMS)}, got {text!r}")
+    unknown = [a for a in names if a not in ALGORITHMS]
+    if unknown:
+        raise ValueError(f"--algorithms: unknown {unknown}; choose from {','.join(ALGORITHMS)}")
+    twice = sorted({a for a in names if names.count(a) > 1})
+    if twice:
+        raise ValueError(f"--algorithms lists {', '.join(twice)} more than once")
+    return names
+
+
+def check_args(args) -> None:
+    """One-line errors naming the option and its range, before anything is built."""
+    check_int("--clients", args.clients, low=1, high=MAX_CLIENTS)
+    check_int("--rank", args.rank, low=1, high=MAX_RANK)
+    check_int("--local-steps", args.local_steps, low=1)
+    check_positive_float("--lr", args.lr)
+    check_int("--rounds", args.rounds, low=0)
+    check_int("--batch-size", args.batch_size, low=0)
+    check_int("--m", args.m, low=1, high=MAX_DIM)
+    check_int("--n", args.n, low=1, high=MAX_DIM)
+    check_fraction("--client-fraction", args.client_fraction)
+    check_int("--seed", args.seed, low=0)
+    if args.server_lr is not None:
+        check_positive_float("--server-lr", args.server_lr)
+        if args.server_optimizer == "none":
+            raise ValueError("--server-lr only applies with --server-optimizer sgd or adam")
+    if args.budget_distribution is None and (args.r_min is not None or args.r_max is not None):
+        raise ValueError("--r-min/--r-max only apply with --budget-distribution (uniform, normal, heavy_tail_low)")
+
+
+def client_budgets(args) -> list:
+    """k_i per client from --budgets, --budget-distribution or --ratios."""
+    if args.budgets is not None:
+        budgets = _list(args.budgets, int, "--budgets")
+        if len(budgets) != args.clients:
+            raise ValueError(f"--budgets must list {args.clients} values (one per client), got {len(budgets)}")
+        for i, k in enumerate(budgets):
+            check_int(f"--budgets[{i}]", k, low=1, high=args.rank)
+        return budgets
+    if args.budget_distribution:
+        r_min = check_int("--r-min", 1 if args.r_min is None else args.r_min, low=1, high=args.rank)
+        r_max = check_int("--r-max", args.rank if args.r_max is None else args.r_max, low=r_min, high=args.rank)
+        return draw_budgets(args.clients, r_min, r_max, args.budget_distribution, args.seed)
+    ratios = _list(args.ratios, float, "--ratios")
+    if not ratios or not all(0 < x <= 1 for x in ratios):
+        raise ValueError(f"--ratios must be comma-separated numbers in (0, 1], got {args.ratios!r}")
+    return budgets_from_ratios(args.rank, ratios, args.clients)
 
 
 def build(args):
-    if args.clients < 1:
-        raise ValueError(f"--clients must be >= 1, got {args.clients}")
-    if args.budgets:
-        budgets = _int_list(args.budgets, "--budgets")
-        if len(budgets) != args.clients:
-            raise ValueError(f"--budgets must list {args.clients} values (one per client), got {len(budgets)}")
-    elif args.budget_distribution:
-        budgets = draw_budgets(args.clients, args.r_min, args.r_max or args.rank, args.budget_distribution, args.seed)
-    else:
-        try:
-            ratios = [float(v) for v in args.ratios.split(",")]
-        except ValueError:
-            raise ValueError(f"--ratios must be comma-separated numbers in (0, 1], got {args.ratios!r}") from None
-        budgets = budgets_from_ratios(args.rank, ratios, args.clients)
-    dims = {"m": args.m, "n": args.n} if args.family == "least_squares" else (
-        {"m": args.m, "n_classes": args.n} if args.family == "logistic" else {"m": args.m, "n": args.n})
+    """(problem, config, algorithm names) from the parsed options."""
+    check_args(args)
+    names = algorithm_names(args.algorithms)
+    budgets = client_budgets(args)
+    dims = {"m": args.m, "n_classes": args.n} if args.family == "logistic" else {"m": args.m, "n": args.n}
     problem = make_problem(args.family, n_clients=args.clients, seed=args.seed,
                            batch_size=args.batch_size or None, **dims)
     config = FedConfig(rank=args.rank, budgets=budgets, local_steps=args.local_steps, lr=args.lr, rounds=args.rounds,
                        seed=args.seed, client_optimizer=args.client_optimizer, client_fraction=args.client_fraction,
-                       server_optimizer=args.server_optimizer, server_lr=args.server_lr)
-    names = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    for a in names:
-        get_algorithm(a)
+                       server_optimizer=args.server_optimizer,
+                       server_lr=1.0 if args.server_lr is None else args.server_lr)
     return problem, config, names
 
 
-def run(args) -> int:
-    problem, config, names = build(args)
-    os.makedirs(args.out, exist_ok=True)
-    histories = {}
-    bar = Progress(len(names) * config.rounds, "simulate")
+def plan_resume(out, names, problem, config, identity, resume: bool) -> dict:
+    """{name: (checkpoint path, resume it?, rounds left)}; every checkpoint is read and checked
+    before any algorithm runs, and a missing one is announced."""
+    plan = {}
     for name in names:
-        ckpt = os.path.join(args.out, f"checkpoint-{name}.pkl")
-        h = run_algorithm(name, problem, config, ckpt, args.resume, bar)
-        histories[name] = h
+        found = find_checkpoint(out, name) if resume else None
+        if resume and found is None:
+            print(f"fslora simulate: --resume: no checkpoint for {name} in {out}; starting it fresh", file=sys.stderr)
+        done = 0
+        if found:
+            done = load_checkpoint(found, name, config, identity=identity, layer_shapes=problem.layer_shapes)[2]
+        plan[name] = (checkpoint_path(out, name), found is not None, config.rounds - done)
+    return plan
+
+
+def run(args) -> int:
+    check_args(args)
+    out = prepare_output_dir(args.out, "--out")  # before any computation
+    problem, config, names = build(args)
+    identity = {"m": args.m, "n": args.n}  # with the problem's own identity, added by the run loop
+    plan = plan_resume(out, names, problem, config, dict(problem_identity(problem), **identity), args.resume)
+    left = sum(n for _, _, n in plan.values())
+    bar = Progress(len(names) * config.rounds, "simulate", done=len(names) * config.rounds - left)
+    histories = {}
+    for name, (ckpt, resume, _) in plan.items():
+        def tick(t, row, name=name):
+            bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
+        histories[name] = run_federated(get_algorithm(name), problem, config, checkpoint=ckpt, resume=resume,
+                                        on_round=tick, identity=identity)
     bar.close()
     result = {"config": dict(config.to_json(), family=args.family, m=args.m, n=args.n,
                              batch_size=args.batch_size, client_sizes=problem.client_sizes),
               "algorithms": {name: h.to_json() for name, h in histories.items()}}
-    atomic_write_bytes(os.path.join(args.out, "history.json"), json.dumps(result, indent=1).encode())
+    history_path = os.path.join(out, "history.json")
+    write_json(history_path, result)
     print(summary_table(histories))
-    png = os.path.join(args.out, "simulate.png")
-    if plot_histories(histories, png, title=f"{args.family}: N={config.n_clients}, r={config.rank}, "
-                                            f"budgets {sorted(set(config.budgets))}, H={config.local_steps}"):
-        print(f"wrote {os.path.join(args.out, 'history.json')} and {png}")
-    else:
-        print(f"wrote {os.path.join(args.out, 'history.json')} (matplotlib missing: no PNG; pip install 'fslora[plot]')")
+    png = os.path.join(out, "simulate.png")
+    why_not = plot_histories(histories, png, title=f"{args.family}: N={config.n_clients}, r={config.rank}, "
+                                                   f"budgets {sorted(set(config.budgets))}, H={config.local_steps}")
+    print(f"wrote {history_path} and {png}" if why_not is None else f"wrote {history_path} ({why_not})")
     return 0
-
-
-def run_algorithm(name, problem, config, checkpoint, resume, bar):
-    def tick(t, row):
-        bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
-    h = run_federated(get_algorithm(name), problem, config, checkpoint=checkpoint, resume=resume, on_round=tick)
-    if resume:  # rounds restored from the checkpoint were not ticked
-        bar.update(config.rounds - (bar.count % config.rounds or config.rounds))
-    return h
 
 
 def summary_table(histories) -> str:
@@ -126,31 +183,42 @@ def summary_table(histories) -> str:
     return "\n".join(lines)
 
 
-def plot_histories(histories, path, title="") -> bool:
+def plot_histories(histories, path, title="") -> str | None:
+    """Loss vs round and vs uploaded floats, written atomically to ``path``. Returns None, or
+    why no plot was written (never raises for extreme values: a loss range beyond what a log
+    axis can draw is plotted as log10 on a linear axis)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return "matplotlib missing: no PNG; pip install 'fslora[plot]'"
+    losses = {name: np.asarray(h["loss"], dtype=float) for name, h in histories.items()}
+    every = np.concatenate(list(losses.values()))
+    positive = every[np.isfinite(every) & (every > 0)]
+    as_log10 = positive.size > 0 and (positive.max() > 1e100 or positive.min() < 1e-100)
+    label = "log10 of global loss f(X^t)" if as_log10 else "global loss f(X^t)"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, h in histories.items():
-        ax1.plot(range(len(h["loss"])), h["loss"], label=name)
-        ax2.plot(h["upload_floats"], h["loss"], label=name)
-    ax1.set(xlabel="round t", ylabel="global loss f(X^t)", title="loss vs round", yscale="log")
-    ax2.set(xlabel="cumulative uploaded floats (all clients)", ylabel="global loss f(X^t)",
-            title="loss vs communication", yscale="log")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        for name, h in histories.items():
+            y = losses[name]
+            if as_log10:
+                with np.errstate(all="ignore"):
+                    y = np.log10(np.where(y > 0, y, np.nan))
+            ax1.plot(range(len(y)), y, label=name)
+            ax2.plot(h["upload_floats"], y, label=name)
+        scale = "linear" if as_log10 else "log"
+        ax1.set(xlabel="round t", ylabel=label, title="loss vs round", yscale=scale)
+        ax2.set(xlabel="cumulative uploaded floats (all clients)", ylabel=label, title="loss vs communication",
+                yscale=scale)
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.suptitle(title)
+        fig.tight_layout()
+        write_figure(path, fig, dpi=110)
+    except (OverflowError, ValueError, RuntimeError) as exc:  # matplotlib's limits, not the run's
+        return f"no PNG: matplotlib could not draw these values ({type(exc).__name__}: {exc})"
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return True
+    return None

@@ -47,7 +47,7 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
         if not np.isfinite(loss) or not all(np.all(np.isfinite(p)) for p in params):
             where = "" if round_index is None else f"round {round_index}, "
             raise DivergenceError(f"{where}client {client}: non-finite loss or parameters at local step {step} "
-                                  f"(loss={loss}); lower the step size")
+                                  f"(loss={loss}); lower the client step size (lr, --lr; now {optimizer.lr:g})")
         losses.append(loss)
     return [(params[2 * l], params[2 * l + 1]) for l in range(len(factors))], losses
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from .optim import ServerOptimizer, make_client_optimizer
 from .seeding import SERVER, stream
-from .validation import check_choice, check_fraction, check_int, check_positive_float
+from .validation import (MAX_CLIENTS, MAX_RANK, check_choice, check_fraction, check_int, check_positive_float,
+                         check_real)
 
 BUDGET_DISTRIBUTIONS = ("uniform", "normal", "heavy_tail_low")
 
@@ -20,9 +21,9 @@ def draw_budgets(n_clients: int, r_min: int, r_max: int, distribution: str, seed
     rounded; heavy_tail_low: r_min + (r_max - r_min) * Beta(0.5, 3), rounded (most clients
     near r_min, a few large).
     """
-    n_clients = check_int("n_clients", n_clients, low=1)
-    r_min = check_int("r_min", r_min, low=1)
-    r_max = check_int("r_max", r_max, low=r_min)
+    n_clients = check_int("n_clients", n_clients, low=1, high=MAX_CLIENTS)
+    r_min = check_int("r_min", r_min, low=1, high=MAX_RANK)
+    r_max = check_int("r_max", r_max, low=r_min, high=MAX_RANK)
     check_choice("distribution", distribution, BUDGET_DISTRIBUTIONS)
     rng = stream(seed, round=-1, client=SERVER, purpose="budget")
     if distribution == "uniform":
@@ -36,13 +37,19 @@ def draw_budgets(n_clients: int, r_min: int, r_max: int, distribution: str, seed
 
 def budgets_from_ratios(rank: int, ratios, n_clients: int) -> list:
     """k_i = round(ratio * r), cycling through ``ratios`` over the clients (at least 1)."""
-    out = []
-    for i in range(n_clients):
-        ratio = float(ratios[i % len(ratios)])
-        if not (0 < ratio <= 1):
-            raise ValueError(f"rank ratios must be in (0, 1], got {ratio}")
-        out.append(max(1, int(round(ratio * rank))))
-    return out
+    rank = check_int("rank", rank, low=1, high=MAX_RANK)
+    n_clients = check_int("n_clients", n_clients, low=1, high=MAX_CLIENTS)
+    if isinstance(ratios, (str, bytes)) or not hasattr(ratios, "__len__"):
+        raise TypeError(f"ratios must be a sequence of numbers in (0, 1], got {ratios!r}")
+    if len(ratios) == 0:
+        raise ValueError("ratios must hold at least one ratio in (0, 1], got none")
+    checked = []
+    for j, ratio in enumerate(ratios):
+        ratio = check_real(f"ratios[{j}]", ratio, low=0.0, high=1.0)
+        if ratio == 0.0:
+            raise ValueError(f"ratios[{j}] must be in (0, 1], got 0.0")
+        checked.append(ratio)
+    return [max(1, int(round(checked[i % len(checked)] * rank))) for i in range(n_clients)]
 
 
 @dataclass(frozen=True)
@@ -68,10 +75,14 @@ class FedConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        check_int("rank", self.rank, low=1)
+        check_int("rank", self.rank, low=1, high=MAX_RANK)
+        if isinstance(self.budgets, (str, bytes)) or not hasattr(self.budgets, "__iter__"):
+            raise TypeError(f"budgets must be a sequence of integers (one per client), got {self.budgets!r}")
         budgets = tuple(self.budgets)
         if not budgets:
             raise ValueError("budgets must hold one rank budget per client (n_clients >= 1), got none")
+        if len(budgets) > MAX_CLIENTS:
+            raise ValueError(f"budgets must list at most {MAX_CLIENTS} clients, got {len(budgets)}")
         for i, k in enumerate(budgets):
             check_int(f"budgets[{i}]", k, low=1, high=self.rank)
         object.__setattr__(self, "budgets", tuple(int(k) for k in budgets))
@@ -86,6 +97,12 @@ class FedConfig:
         check_choice("server_optimizer", self.server_optimizer, ("none", "sgd", "adam"))
         check_positive_float("server_lr", self.server_lr)
         check_choice("form", self.form, ("submatrix", "masked"))
+        if not isinstance(self.extra, dict):
+            raise TypeError(f"extra must be a dict, got {type(self.extra).__name__}")
+        try:  # extra is part of the run's identity in checkpoints: strict JSON only
+            json.dumps(self.extra, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"extra must hold only JSON values (finite numbers, strings, lists, dicts): {exc}") from None
         self.make_client_optimizer()
 
     @property

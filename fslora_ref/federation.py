@@ -4,54 +4,22 @@
 
 Row t of the history describes the server state after t rounds (row 0: the initial state).
 All randomness is keyed by (round, client, layer), so a run resumed from a checkpoint is
-bit-identical to an uninterrupted one.
+bit-identical to an uninterrupted one. Checkpoints are data only (checkpoint.py).
 """
 from __future__ import annotations
 
 import os
-import pickle
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checkpoint import (checkpoint_header, checkpoint_path, find_checkpoint, load_checkpoint,  # noqa: F401
+                         problem_identity, read_checkpoint_header, save_checkpoint)
 from .client import DivergenceError
 from .config import FedConfig
+from .divergence import DIVERGENCE_FACTOR, diverged, raise_divergence, step_size_hint
+from .history import HISTORY_KEYS, History  # noqa: F401  (re-exported)
 from .outputs import atomic_write_bytes  # noqa: F401  (re-exported: older imports use it from here)
-from .problems.sketched import MAX_ENUMERATION, sketched_loss
-
-CHECKPOINT_VERSION = 1
-HISTORY_KEYS = ("loss", "sketched_loss", "grad_norm_factors", "grad_norm_weights", "upload_floats",
-                "download_floats", "broadcast_floats", "client_memory_floats")
-
-
-@dataclass
-class History:
-    """Per-round records of one run; lists indexed by round (0 = before training)."""
-
-    algorithm: str
-    config: dict
-    rows: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
-    per_client_upload: list = field(default_factory=list)   # [round][client] floats this round
-    peak_client_memory: list = field(default_factory=list)  # per client, max over rounds (floats)
-    final_state: object = None                              # the ServerState after the last round
-
-    def append(self, row: dict):
-        for k in HISTORY_KEYS:
-            self.rows[k].append(row.get(k))
-
-    def __getitem__(self, key):
-        return self.rows[key]
-
-    @property
-    def n_rounds(self) -> int:
-        return len(self.rows["loss"]) - 1
-
-    def to_json(self) -> dict:
-        out = {k: [None if v is None else (int(v) if isinstance(v, (int, np.integer)) else float(v)) for v in vals]
-               for k, vals in self.rows.items()}
-        out["per_client_upload"] = self.per_client_upload
-        out["peak_client_memory"] = self.peak_client_memory
-        return out
+from .problems.sketched import MAX_ENUMERATION, sketched_loss  # noqa: F401
 
 
 def factor_grad_norm(problem, layers, s: float) -> float:
@@ -89,18 +57,6 @@ def evaluate(algorithm, state, problem, config) -> dict:
     return row
 
 
-def raise_divergence(algorithm, state, problem, config, round_index):
-    """Name the first client whose loss is non-finite at the aggregated model."""
-    weights = algorithm.global_weights(state, problem, config)
-    with np.errstate(over="ignore", invalid="ignore"):
-        losses = [problem.loss(i, weights) for i in range(problem.n_clients)]
-    bad = next((i for i, v in enumerate(losses) if not np.isfinite(v)), None)
-    if bad is None:  # every f_i is finite but their mean overflowed: name the largest
-        bad = int(np.argmax(losses))
-    raise DivergenceError(f"round {round_index}, client {bad}: non-finite global loss at the aggregated model "
-                          f"(f_i = {losses[bad]}); lower the step size")
-
-
 def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
     """One round: configure, train every participant, aggregate. Returns (state, plans, uploads)."""
     plans = algorithm.configure_round(state, problem, config, round_index, config.participants(round_index))
@@ -109,36 +65,58 @@ def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
     for l, pair in enumerate(new_state.layers):
         if not all(np.all(np.isfinite(x)) for x in pair):
             raise DivergenceError(f"round {round_index}: server factors of layer {l} became non-finite after "
-                                  f"aggregation (clients {[p.client for p in plans]}); lower the step size")
+                                  f"aggregation (clients {[p.client for p in plans]}); {step_size_hint(config, True)}")
     return new_state, plans, uploads
 
 
 def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike | None = None,
-        resume: bool = False, on_round=None, stop_after: int | None = None) -> History:
+        resume: bool = False, on_round=None, stop_after: int | None = None, identity: dict | None = None,
+        divergence_factor: float | None = DIVERGENCE_FACTOR) -> History:
     """Run ``config.rounds`` rounds of ``algorithm`` on ``problem``.
 
-    checkpoint: path rewritten atomically after every round; with ``resume=True`` an existing
-    checkpoint is continued (its config and algorithm must match). on_round(t, row) is called
-    after each round. stop_after: stop after that many rounds in total (simulates an
-    interruption; the checkpoint then resumes it).
+    checkpoint: path rewritten atomically after every round (see :func:`checkpoint_path`);
+    with ``resume=True`` an existing checkpoint is continued: its algorithm, config (except
+    ``rounds``, which may grow) and identity (:func:`problem_identity` plus ``identity``) must
+    match, or a ValueError names every differing field. on_round(t, row) is called after each
+    round. stop_after: stop after that many rounds in total (simulates an interruption).
+    divergence_factor: raise DivergenceError once f(X^t) > factor * f(X^0) or a recorded value
+    is non-finite (None: only non-finite values).
     """
     if problem.n_clients != config.n_clients:
         raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
-    if resume and checkpoint is not None and os.path.exists(checkpoint):
-        state, history, start = load_checkpoint(checkpoint, algorithm.name, config)
+    identity = dict(problem_identity(problem), **(identity or {}))
+    resuming = resume and checkpoint is not None and os.path.exists(checkpoint)
+    if resuming:
+        state, history, start = load_checkpoint(checkpoint, algorithm.name, config, identity=identity,
+                                                layer_shapes=problem.layer_shapes)
+        check_resumed_state(checkpoint, algorithm, state, history, problem, config)
+        history.config = config.to_json()
     else:
         state = algorithm.init(problem, config)
         history = History(algorithm.name, config.to_json(), peak_client_memory=[0] * config.n_clients)
-        history.append(dict(evaluate(algorithm, state, problem, config), upload_floats=0, download_floats=0,
-                            broadcast_floats=0, client_memory_floats=0))
-        start = 0
-    last = config.rounds if stop_after is None else min(config.rounds, stop_after)
-    for t in range(start, last):
-        state, plans, uploads = run_round(algorithm, state, problem, config, t)
         with np.errstate(over="ignore", invalid="ignore"):
             row = evaluate(algorithm, state, problem, config)
-        if not np.isfinite(row["loss"]):
-            raise_divergence(algorithm, state, problem, config, t)
+        if diverged(row, 1.0, None):  # only non-finite values count here
+            raise DivergenceError(f"{algorithm.name}: the loss at the initial model is not finite ({row}); "
+                                  f"the problem's data or weights overflow")
+        history.append(dict(row, upload_floats=0, download_floats=0, broadcast_floats=0, client_memory_floats=0))
+        start = 0
+    initial_loss = history["loss"][0]
+    last = config.rounds if stop_after is None else min(config.rounds, stop_after)
+    for t in range(start, last):
+        try:
+            state, plans, uploads = run_round(algorithm, state, problem, config, t)
+        except DivergenceError as exc:
+            raise DivergenceError(f"{algorithm.name}: {exc}") from None
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            if not (resuming and t == start):
+                raise
+            raise ValueError(f"checkpoint {checkpoint}: its server state does not fit this run "
+                             f"({type(exc).__name__}: {exc})") from None
+        with np.errstate(over="ignore", invalid="ignore"):
+            row = evaluate(algorithm, state, problem, config)
+        if diverged(row, initial_loss, divergence_factor):
+            raise_divergence(algorithm, problem, config, t, row, initial_loss, plans, uploads, divergence_factor)
         per_client = [0] * config.n_clients
         for up in uploads:
             per_client[up.client] = up.upload_floats
@@ -150,31 +128,23 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
                    client_memory_floats=max(up.memory_floats for up in uploads))
         history.append(row)
         if checkpoint is not None:
-            save_checkpoint(checkpoint, algorithm.name, config, state, history, t + 1)
+            save_checkpoint(checkpoint, algorithm.name, config, state, history, t + 1, identity=identity)
         if on_round is not None:
             on_round(t, row)
     history.final_state = state
     return history
 
 
-def save_checkpoint(path, algorithm_name, config, state, history, next_round):
-    payload = {"version": CHECKPOINT_VERSION, "algorithm": algorithm_name, "config": config.to_json(),
-               "state": state, "history": history, "next_round": next_round}
-    atomic_write_bytes(path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def load_checkpoint(path, algorithm_name, config):
-    """(state, history, next_round) from a checkpoint written by :func:`run` (a trusted file)."""
-    with open(path, "rb") as fh:
-        try:
-            payload = pickle.load(fh)
-        except Exception as exc:
-            raise ValueError(f"checkpoint {path} is unreadable: {exc}") from None
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path} has version {payload.get('version')}, expected {CHECKPOINT_VERSION}")
-    if payload["algorithm"] != algorithm_name:
-        raise ValueError(f"checkpoint {path} is for algorithm {payload['algorithm']!r}, not {algorithm_name!r}")
-    saved = dict(payload["config"], rounds=config.rounds)
-    if saved != dict(config.to_json(), rounds=config.rounds):
-        raise ValueError(f"checkpoint {path} was written with a different config; refusing to resume")
-    return payload["state"], payload["history"], payload["next_round"]
+def check_resumed_state(path, algorithm, state, history, problem, config) -> None:
+    """The loaded server state must reproduce the loss its history recorded last (to 1e-9):
+    a file whose state and history disagree, or whose state does not fit the problem, is refused."""
+    try:
+        with np.errstate(all="ignore"):
+            loss = evaluate(algorithm, state, problem, config)["loss"]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {path}: its server state does not fit this problem "
+                         f"({type(exc).__name__}: {exc})") from None
+    saved = history["loss"][-1]
+    if not (np.isfinite(loss) and np.isclose(loss, saved, rtol=1e-9, atol=0.0)):
+        raise ValueError(f"checkpoint {path}: its server state gives loss {loss:.17g} but its history records "
+                         f"{saved!r}; the file is inconsistent, refusing to resume")

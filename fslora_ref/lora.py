@@ -1,6 +1,6 @@
 """LoRA factors of one adapted weight, and the gather/scatter of a sketch's submatrix.
 
-Convention (the spec's, row vectors): an adapted layer maps x (1, m) to x W with
+Convention (docs/spec.md §8, row vectors): an adapted layer maps x (1, m) to x W with
 
     W = W0 + B diag(coeff) A,   B: (m, r) input side,  A: (r, n) output side
 

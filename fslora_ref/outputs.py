@@ -5,17 +5,20 @@ Every command that writes files goes through here, so that
 * a bad ``--out`` / ``--json`` is a one-line ``ValueError`` *before* any computation
   (an existing file where a directory is wanted, a directory under a file, no write permission);
 * a file is either the old one or the complete new one, never half-written (temp file in the
-  same directory, fsync, ``os.replace``), and a temp file orphaned by a kill is removed the next
-  time the directory is prepared;
+  same directory, fsync, ``os.replace``; ``atomic_directory`` does the same for a directory such
+  as a PEFT adapter), and a temp file or directory orphaned by a kill is removed the next time
+  the directory is prepared;
 * files get the permissions the user's umask asks for (``mkstemp`` alone would give 0600);
 * JSON is strict (no ``NaN`` / ``Infinity``).
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
 import os
+import shutil
 import tempfile
 
 TMP_PREFIX = ".tmp-fslora-"
@@ -76,20 +79,65 @@ def check_output_file(path, option: str = "--json") -> str:
         raise ValueError(f"{option} must be a file path, but {path!r} is a directory")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise ValueError(f"{option}: file {path!r} is not writable")
-    _check_creatable_dir(os.path.dirname(os.path.abspath(path)), option)
+    parent = os.path.dirname(os.path.abspath(path))
+    ancestor = _first_existing_ancestor(parent)
+    if not os.path.isdir(ancestor):
+        raise ValueError(f"{option}: cannot write {path!r}: {ancestor!r} is a file, not a directory")
+    _check_creatable_dir(parent, option)
     return path
 
 
 def remove_stale_temp_files(directory) -> list:
-    """Delete ``.tmp-fslora-*`` files left in ``directory`` by a killed writer; returns them."""
+    """Delete ``.tmp-fslora-*`` files and directories left in ``directory`` by a killed writer;
+    returns them."""
     removed = []
     for tmp in glob.glob(os.path.join(glob.escape(os.fspath(directory)), TMP_PREFIX + "*")):
         try:
-            os.unlink(tmp)
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp)
+            else:
+                os.unlink(tmp)
             removed.append(tmp)
         except OSError:
             pass
     return removed
+
+
+def _honour_umask(directory: str) -> None:
+    """Give ``directory``, and everything written into it, the modes a plain ``open`` /
+    ``mkdir`` would (some writers, e.g. safetensors, create their files 0600)."""
+    mask = _umask()
+    for root, dirs, files in os.walk(directory):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """``with atomic_directory(path) as tmp:`` fill ``tmp``; on success it replaces ``path``
+    (a previous ``path`` directory is removed); the directory and its files get the modes the
+    umask asks for (``mkdtemp`` alone gives 0700, some writers 0600). On an error the temp directory is removed; one
+    orphaned by a kill is removed by the next :func:`prepare_output_dir`."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)
+    try:
+        yield tmp
+        _honour_umask(tmp)
+        old = None
+        if os.path.isdir(path) and not os.path.islink(path):
+            old = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)
+            os.replace(path, os.path.join(old, "previous"))
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

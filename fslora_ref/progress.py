@@ -6,10 +6,14 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, label: str, stream=None, width: int = 28):
+    """``Progress(total, label, done=d)``: ``d`` of ``total`` steps are already done (a resumed
+    run); the ETA is estimated from the steps done in this process only."""
+
+    def __init__(self, total: int, label: str, stream=None, width: int = 28, done: int = 0):
         self.total, self.label, self.width = max(int(total), 1), label, width
         self.stream = stream or sys.stderr
-        self.count, self.start = 0, time.perf_counter()
+        self.done = min(max(int(done), 0), self.total)
+        self.count, self.start = self.done, time.perf_counter()
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last_plain = -1
 
@@ -17,7 +21,8 @@ class Progress:
         self.count = min(self.total, self.count + n)
         frac = self.count / self.total
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        new = self.count - self.done
+        eta = elapsed / new * (self.total - self.count) if new > 0 else 0.0
         bar = "#" * int(frac * self.width)
         line = f"{self.label} [{bar:<{self.width}}] {self.count}/{self.total} {elapsed:5.1f}s eta {eta:5.1f}s {info}"
         if self.tty:

@@ -21,8 +21,11 @@ ALL_LAYERS = -1
 def stream(seed: int, *, round: int, client: int, layer: int = ALL_LAYERS, purpose: str) -> np.random.Generator:
     """The generator for one (round, client, layer, purpose) key of run ``seed``."""
     seed = check_int("seed", seed, low=0)
-    if purpose not in PURPOSES:
+    ids = {"round": round, "client": client, "layer": layer}
+    for name, value in ids.items():  # round=1.7 must not silently be round 1
+        ids[name] = check_int(name, value, low=-1)
+    if not isinstance(purpose, str) or purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {sorted(PURPOSES)}, got {purpose!r}")
     # spawn keys must be non-negative; shift the sentinel ids (-1) to 0 and real ids up by one.
-    key = (int(round) + 1, int(client) + 1, int(layer) + 1, PURPOSES[purpose])
+    key = (ids["round"] + 1, ids["client"] + 1, ids["layer"] + 1, PURPOSES[purpose])
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))

@@ -1,4 +1,4 @@
-"""The random-k sketch of FSLoRA (spec section 2).
+"""The random-k sketch of FSLoRA (docs/spec.md §2).
 
     S = (r/k) * sum_{j in I} e_j e_j^T,   I uniform among the k-subsets of {0..r-1}
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import check_int
+from .validation import MAX_RANK, check_int
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,15 @@ class Sketch:
     indices: np.ndarray
 
     def __post_init__(self):
-        idx = np.asarray(self.indices, dtype=np.int64)
-        check_int("rank", self.rank, low=1)
+        check_int("rank", self.rank, low=1, high=MAX_RANK)
+        idx = np.asarray(self.indices)
+        if idx.size and (idx.dtype == bool or idx.dtype.kind not in "iu"):  # 1.7 must not become 1
+            raise TypeError(f"indices must be integers, got {np.asarray(self.indices).tolist()!r} (dtype {idx.dtype})")
         if idx.ndim != 1 or idx.size < 1 or idx.size > self.rank:
             raise ValueError(f"indices must be a 1-D set of 1..{self.rank} entries, got shape {idx.shape}")
         if np.any(idx < 0) or np.any(idx >= self.rank) or np.unique(idx).size != idx.size:
             raise ValueError(f"indices must be distinct integers in [0, {self.rank - 1}], got {idx.tolist()}")
-        object.__setattr__(self, "indices", np.sort(idx))
+        object.__setattr__(self, "indices", np.sort(idx.astype(np.int64)))
 
     @property
     def k(self) -> int:
@@ -70,14 +72,16 @@ class Sketch:
 
 def sample_sketch(rank: int, k: int, rng: np.random.Generator) -> Sketch:
     """Draw I uniformly among the k-subsets of {0..rank-1} (no replacement)."""
-    rank = check_int("rank", rank, low=1)
+    rank = check_int("rank", rank, low=1, high=MAX_RANK)
     k = check_int("k", k, low=1, high=rank)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator (e.g. fslora_ref.seeding.stream(...)), got {rng!r}")
     return Sketch(rank, rng.choice(rank, size=k, replace=False))
 
 
 def sketch_moments(rank: int, k: int) -> dict:
-    """Closed-form moments of diag(S) (spec section 2)."""
-    rank = check_int("rank", rank, low=1)
+    """Closed-form moments of diag(S) (docs/spec.md §2)."""
+    rank = check_int("rank", rank, low=1, high=MAX_RANK)
     k = check_int("k", k, low=1, high=rank)
     c_k = 0.0 if k == rank else (rank - k) / (k * (rank - 1))
     cross = 1.0 if rank == 1 else rank * (k - 1) / (k * (rank - 1))

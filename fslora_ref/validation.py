@@ -9,25 +9,41 @@ import numbers
 
 import numpy as np
 
+# Upper bounds that turn an absurd size into an error instead of a multi-GiB allocation attempt.
+MAX_RANK = 1 << 16          # global rank r (a Sketch holds r floats; factors r(m+n))
+MAX_DIM = 1 << 20           # any single dimension m, n, hidden
+MAX_CLIENTS = 1 << 20       # number of clients N
+MAX_FLOATS = 1 << 28        # floats one object may allocate (2 GiB of float64)
+
+
+def _as_float(name: str, value) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{name} must be a finite number, got an integer of {len(str(abs(int(value))))} digits") from None
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
 
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as int; raise TypeError/ValueError naming ``name`` and ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer() and not isinstance(value, bool):
-            raise TypeError(f"{name} must be an integer, got {value!r} (a {type(value).__name__})")
-        raise TypeError(f"{name} must be an integer, got {value!r} (a {type(value).__name__})")
+        raise TypeError(f"{name} must be an integer, got {_show(value)} (a {type(value).__name__})")
     value = int(value)
     rng = _range_text(low, high)
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer in {rng}, got {value}")
+        raise ValueError(f"{name} must be an integer in {rng}, got {_show(value)}")
     return value
 
 
 def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a finite float > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+        raise TypeError(f"{name} must be a real number, got {_show(value)}")
+    value = _as_float(name, value)
     bound = ">= 0" if allow_zero else "> 0"
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be a finite number {bound}, got {value}")
@@ -37,8 +53,8 @@ def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float
 def check_fraction(name: str, value) -> float:
     """Return ``value`` as a float in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number in (0, 1], got {value!r}")
-    value = float(value)
+        raise TypeError(f"{name} must be a real number in (0, 1], got {_show(value)}")
+    value = _as_float(name, value)
     if not (0.0 < value <= 1.0):
         raise ValueError(f"{name} must be in (0, 1], got {value}")
     return value
@@ -60,9 +76,30 @@ def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
     return arr
 
 
+def check_real(name: str, value, *, low: float, high: float) -> float:
+    """Return ``value`` as a float in [low, high] (finite); TypeError for non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [{low:g}, {high:g}], got {_show(value)}")
+    value = _as_float(name, value)
+    if not (low <= value <= high):
+        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value}")
+    return value
+
+
+def check_allocation(what: str, floats: int, hint: str) -> None:
+    """Raise ValueError if ``floats`` (an exact int) exceed MAX_FLOATS; ``hint`` names the arguments."""
+    if floats > MAX_FLOATS:
+        raise ValueError(f"{what} would hold {floats:,} floats ({floats * 8 / 2**30:.3g} GiB), above the limit of "
+                         f"{MAX_FLOATS:,}; lower {hint}")
+
+
 def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    try:
+        known = value in choices
+    except TypeError:  # unhashable
+        known = False
+    if not known:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {_show(value)}")
     return value
 
 

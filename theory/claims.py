@@ -1,19 +1,33 @@
 """The claims registry: one entry per claim of the paper / spec, each run to a status + evidence.
 
-    results = run_all(quick=False, progress=Progress(...))   # [(Claim, Result)]
+    results, ctx = run_all(quick=False, impl=None, progress=Progress(...))   # [(Claim, Result, seconds)]
 
-Every entry calls a checker from ``checks_*`` with the reference implementation; the checkers
-take the thing they check as a parameter, which is how tests hold them against mutants.
+Two kinds of claims. Sketch, objective and smoothness identities are mathematics: they do not depend
+on an implementation. Algorithm-level claims (``Claim.through_impl``) run *the implementation under
+test*: ``ctx.runner``, a round runner (:mod:`theory.implementations`) -- the reference's
+``run_round`` by default, or whatever ``fslora verify --impl MODULE:ATTR`` loads. Their constants,
+f* and step sizes always come from the reference's own runs (:mod:`theory.experiment`), so a wrong
+implementation cannot excuse itself. A new family of algorithm-level claims is a list of ``Claim``s
+whose ``check(ctx)`` calls ``ctx.runner`` (directly, or through ``experiment.run_seeds``), added to
+``CLAIMS``; nothing else changes.
 """
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass
 
-from . import checks_convergence as conv
+from . import checks_algorithm as alg
+from . import checks_corollary as cor
 from . import checks_moments as mom
 from . import checks_objective as obj
 from . import checks_smoothness as smooth
+from . import checks_theorem as thm
+from .checks_stationary import check_stationary
+from .checks_unbiased import check_round_unbiased
+from .implementations import runner_for
+from .profiles import FULL, QUICK
+from .result import VIOLATED, Result
 
 
 @dataclass(frozen=True)
@@ -21,29 +35,40 @@ class Claim:
     id: str
     statement: str
     method: str
-    check: callable    # check(context) -> Result
+    check: callable             # check(context) -> Result
+    through_impl: bool = False  # runs the implementation under test (ctx.runner)
 
 
 class Context:
-    """Run options plus results shared between claims (the Theorem 4.4 grid, the corollary)."""
+    """Run options, the implementation under test, and results shared between claims."""
 
-    def __init__(self, quick: bool):
+    def __init__(self, quick: bool, impl=None):
         self.quick = quick
-        self.seeds = 8 if quick else 20
-        self.grid = conv.QUICK_GRID if quick else conv.GRID
-        self._grid_outcomes = None
-        self._corollary = None
+        self.profile = QUICK if quick else FULL
+        self.runner = runner_for(impl)
         self.progress = None
+        self._theorem = None
+        self._corollary = None
 
-    def grid_outcomes(self):
-        if self._grid_outcomes is None:
-            self._grid_outcomes = conv.theorem_grid(self.grid, self.seeds, progress=self.progress)
-        return self._grid_outcomes
+    @property
+    def seeds(self) -> int:
+        return self.profile.seeds
+
+    def theorem(self) -> list:
+        """[checks_theorem.Outcome] per Theorem 4.4 setting (computed once)."""
+        if self._theorem is None:
+            self._theorem = []
+            for setting in self.profile.theorem:
+                self._theorem.append(thm.theorem_setting(self.runner, setting, self.seeds))
+                if self.progress:
+                    self.progress.update(1, setting.name)
+        return self._theorem
 
     def corollary(self):
         if self._corollary is None:
-            base = conv.replace(conv.BASE, name="cor", rounds=12 if self.quick else 30, ratios=(1.0,))
-            self._corollary = conv.corollary(base, seeds=6 if self.quick else 12)
+            p = self.profile
+            self._corollary = cor.corollary(self.runner, p.corollary, p.corollary_seeds, p.corollary_factors, p.ratios,
+                                            step_seeds=self.seeds)
         return self._corollary
 
 
@@ -68,57 +93,81 @@ CLAIMS = [
           "exact: enumeration", _identity("identity.product_variance")),
     Claim("sketch.large_r", "the moments hold for the core sampler at r = 64",
           "Monte Carlo, Hoeffding + union bound, 99.9% per k, fixed seed",
-          lambda ctx: mom.check_large_r(n_samples=4000 if ctx.quick else 20_000)),
+          lambda ctx: mom.check_large_r(n_samples=ctx.profile.moment_samples)),
     Claim("sketch.uniform_subsets", "the core sampler draws every k-subset with equal probability",
           "chi-square test at alpha = 1e-3, fixed seed",
-          lambda ctx: mom.check_uniform_subsets(n_samples=4000 if ctx.quick else 20_000)),
+          lambda ctx: mom.check_uniform_subsets(n_samples=ctx.profile.moment_samples)),
     Claim("objective.closed_form", "least squares: f_i^S = f_i + (s^2/2n_i) c_k (r sum_j ||X b_j||^2||a_j||^2 - ||XBA||^2), penalty >= 0",
           "exact: closed form vs enumeration", lambda ctx: obj.check_closed_form_value()),
     Claim("objective.gradient", "least squares: grad f_i^S = grad f_i + grad of the implicit regulariser (closed form)",
           "exact: closed form vs enumeration", lambda ctx: obj.check_closed_form_grad()),
     Claim("lemma3.2.gradient", "grad_B f~ = grad l A^T S^T, grad_A f~ = S^T B^T grad l; E_S of it = grad f_i^S (Lemma 3.2)",
           "exact vs the problems' gradients and enumeration; finite differences", lambda ctx: obj.check_lemma_gradient()),
-    Claim("alg1.one_step_unbiased", "H = 1: E_S[client delta] = -gamma grad f_i^S(X)",
-          "exact: every sketch enumerated, full batch", lambda ctx: obj.check_one_step_unbiased()),
-    Claim("alg1.sketch_fixed", "one sketch per client and round: only the k selected columns/rows move during the H steps",
-          "exact: H = 4 local minibatch steps", lambda ctx: obj.check_sketch_fixed()),
-    Claim("alg1.forms_agree", "submatrix client == full-size masked client; upload k_i(m+n) floats",
-          "exact: 3 rounds, N = 3, SGD", lambda ctx: obj.check_forms_agree()),
     Claim("propD4.instance", "f~_i(.;S) is L r^2/k_i^2-smooth (Proposition D.4)",
           "exact Hessians; L over X and every [BS; A]", lambda ctx: smooth.check("instance")),
     Claim("propD4.client", "f_i^S is L r/k_i-smooth (Proposition D.4)",
           "exact Hessians averaged over all S", lambda ctx: smooth.check("client")),
     Claim("propD4.global", "f^S is L-bar-smooth, L-bar = (1/N) sum_i (r/k_i) L (Proposition D.4)",
           "exact Hessians averaged over all S and clients", lambda ctx: smooth.check("global")),
+    Claim("alg1.round_unbiased", "H = 1, full batch: E[X^{t+1} - X^t] = -gamma grad f^S(X^t) over the implementation's own sketches",
+          "Monte Carlo over rounds; Bernstein bound with the exact variance, alpha = 1e-3",
+          lambda ctx: check_round_unbiased(ctx.runner, rounds=ctx.profile.unbiased_rounds), True),
+    Claim("alg1.sketch_fixed", "one sketch per client and round: the k selected columns of B and the same k rows of A move, nothing else",
+          "exact: H = 4 local steps, one client, k = 1..r-1", lambda ctx: alg.check_sketch_fixed(ctx.runner), True),
+    Claim("alg1.forms_agree", "submatrix client == full-size masked client; upload k_i(m+n) floats",
+          "exact: 3 rounds, N = 3, SGD (the reference's two forms)", lambda ctx: alg.check_forms_agree(ctx.runner), True),
+    Claim("alg1.stationary_point", "FSLoRA settles at a stationary point of f^S, not of f",
+          "halve gamma at fixed gamma T: late ||grad f^S||^2 x<=0.75, late ||grad f||^2 x>=0.9",
+          lambda ctx: check_stationary(ctx.runner, ctx.profile.theorem[0], ctx.profile.stationary_seeds, ctx.seeds), True),
     Claim("thm4.4.bound", "(1/T) sum_t E||grad f^S(X^t)||^2 <= Theorem 4.4 RHS when gamma <= its limit",
-          "grid of runs, seeds, one-sided 95% UCB, constants measured on the visited region",
-          lambda ctx: conv.theorem_status(ctx.grid_outcomes())),
+          "long runs (LHS falls >= 10x), reference constants incl. [BS; A], one-sided 95% UCB",
+          lambda ctx: thm.theorem_status(ctx.theorem()), True),
     Claim("thm4.4.above_limit", "behaviour above the step-size limit (the theorem says nothing there)",
-          "runs at 4x, 32x, 256x the limit", lambda ctx: conv.above_limit(ctx.grid_outcomes()[0], seeds=6 if ctx.quick else 10)),
-    Claim("cor4.5.ratio_dependence", "at gamma = sqrt(N/(THL-tilde)) the rate scales like sqrt(L-tilde): smaller ratios slow convergence at most that much",
-          "fit over 4 sketching ratios, bootstrap 95% CI", lambda ctx: ctx.corollary()[0]),
+          "runs at 4x, 32x, 256x the reference's limit",
+          lambda ctx: thm.above_limit(ctx.runner, ctx.profile.theorem[0], ctx.seeds, ctx.profile.above_limit_rounds), True),
+    Claim("cor4.5.rate", "at gamma = sqrt(N/(THL-tilde)), T >= T_min: LHS <= RHS at every T, decaying like T^-1/2",
+          "3 values of T inside the condition, reference constants; T exponent fitted (bootstrap CI)",
+          lambda ctx: ctx.corollary()[0], True),
     Claim("cor4.5.fedavg", "k_i = r recovers FedAvg (identical iterates; sigma_s^2 = 0; L-bar = L-tilde = L)",
-          "exact: FSLoRA vs FedIT runs", lambda ctx: conv.fedavg()),
+          "exact: each round vs plain NumPy FedAvg (theory/fedavg.py)", lambda ctx: alg.check_fedavg(ctx.runner), True),
 ]
 
 
+def _run_claim(claim: Claim, ctx: Context) -> Result:
+    """claim.check(ctx); an exception raised while running the implementation under test makes the
+    claim violated (with the error), since a correct FSLoRA round does not raise on these problems."""
+    if not claim.through_impl:
+        return claim.check(ctx)
+    try:
+        return claim.check(ctx)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:   # noqa: BLE001 -- any failure of the implementation is the claim's counterexample
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return Result(VIOLATED, f"{ctx.runner.name} raised {type(exc).__name__}: {str(exc)[:160]}",
+                      {"exception": f"{type(exc).__name__}: {exc}", "raised_at": f"{where.filename}:{where.lineno}",
+                       "traceback": traceback.format_exception(exc)[-6:]})
+
+
 def steps(quick: bool, only=None) -> int:
-    """Progress steps of run_all: one per claim plus one per Theorem 4.4 grid setting."""
+    """Progress steps of run_all: one per claim plus one per Theorem 4.4 setting."""
     ids = [c.id for c in CLAIMS if only is None or c.id in only]
-    grid = conv.QUICK_GRID if quick else conv.GRID
-    return len(ids) + (len(grid) if {"thm4.4.bound", "thm4.4.above_limit"} & set(ids) else 0)
+    profile = QUICK if quick else FULL
+    return len(ids) + (len(profile.theorem) if "thm4.4.bound" in ids else 0)
 
 
-def run_all(quick: bool = False, progress=None, only=None):
-    """[(Claim, Result, seconds)] for every registered claim (or the ids in ``only``)."""
-    ctx = Context(quick)
+def run_all(quick: bool = False, progress=None, only=None, impl=None):
+    """[(Claim, Result, seconds)] for every registered claim (or the ids in ``only``), and the Context.
+    ``impl``: the implementation under test (an Algorithm, a conformance-protocol object, a round
+    runner); None = the reference."""
+    ctx = Context(quick, impl)
     ctx.progress = progress
     out = []
     for claim in CLAIMS:
         if only is not None and claim.id not in only:
             continue
         start = time.perf_counter()
-        result = claim.check(ctx)
+        result = _run_claim(claim, ctx)
         out.append((claim, result, time.perf_counter() - start))
         if progress is not None:
             progress.update(1, claim.id)

@@ -127,15 +127,22 @@ def every_client(problem, points) -> list:
     return [(i, layers) for layers in points for i in range(problem.n_clients)]
 
 
-def smoothness(problem, pairs, s: float, *, hvp_fn=hvp) -> Constant:
-    """L = max over (i, X) in pairs of ||Hessian f_i(X)||_2 (unsketched f_i)."""
-    best, methods = 0.0, set()
+def smoothness(problem, pairs, s: float, *, budgets=None, hvp_fn=hvp) -> Constant:
+    """L = max over (i, X) in pairs of ||Hessian f_i||_2 (unsketched f_i) at X and, if ``budgets``
+    (k_i per client) is given, at every sketched point [B S; A] of client i's sketch law: Proposition
+    D.4 bounds the smoothness of f~_i(.; S) by (r/k_i)^2 times f_i's at [B S; A], so the L of
+    L-bar and L-tilde must hold there too."""
+    best, methods, count = 0.0, set(), 0
     for i, layers in pairs:
         (B, A), = layers
-        val, how = hessian_norm(problem, i, B, A, s * np.ones(B.shape[1]), hvp_fn=hvp_fn)
-        best, methods = max(best, val), methods | {how}
+        ones = s * np.ones(B.shape[1])
+        points = [B] if budgets is None else [B] + [B * d for (d,) in all_sketch_choices(layers, [budgets[i]])]
+        for Bx in points:
+            val, how = hessian_norm(problem, i, Bx, A, ones, hvp_fn=hvp_fn)
+            best, methods, count = max(best, val), methods | {how}, count + 1
     method = "exact at points" if methods == {"exact"} else "power iteration (lower estimate)"
-    return Constant(best, method, f"max over {len(pairs)} (client, visited point) pairs")
+    where = "" if budgets is None else " and every sketched point [B S; A] of the client's sketch law"
+    return Constant(best, method, f"max over {len(pairs)} (client, visited point) pairs{where} ({count} Hessians)")
 
 
 def sketch_variance(problem, pairs, s: float, budgets) -> Constant:

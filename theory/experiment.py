@@ -1,31 +1,45 @@
-"""Theorem 4.4 and Corollary 4.5 on real runs: trajectories over seeds, measured constants, bounds.
+"""Runs for the convergence claims: the implementation's trajectories, the reference's constants.
 
-A *setting* fixes the problem (family, N, heterogeneity, batch size) and the run (r, k_i, H, T).
-The initial point X^0 is the same for every seed (drawn with ``init_seed``); the seeds vary
-the sketches and minibatches, so the average over seeds estimates the expectation in the
-theorem. Constants are measured over every point the runs visit: each client at every server
-iterate X^t, and each client at every local iterate of its own rounds (the points where it
-evaluated a gradient, and its end point X^t + scatter(delta_i)).
+A *setting* fixes the problem (family, N, heterogeneity, batch) and the run (r, k_i, H, T). Every
+seed starts from the same X^0 (the reference's PEFT-style init: random B, A = 0); the seeds vary the
+sketches, so averages over seeds estimate the theorem's expectations.
+
+Two roles, kept apart so that a wrong implementation cannot excuse itself:
+
+* :func:`run_seeds` runs *the implementation under test* (any round runner, see
+  :mod:`theory.implementations`) and records, at every iterate, ||grad f^S||^2, ||grad f||^2, f^S and
+  the heterogeneity max_i ||grad f_i^S - grad f^S||^2 (exact, :mod:`theory.batched_objective`);
+* :func:`reference_constants` measures L, sigma_s^2, sigma_g^2, c_h / delta_h^2, f* and f^S(X^0) on
+  the *reference's* runs only: every client at a subsample of the server iterates, at the local points
+  of the subsampled rounds (replayed exactly: every draw is keyed by (seed, round, client)), and, for L,
+  at every sketched point [B S; A] of each client's sketch law (Proposition D.4).
+
+Both are cached per process (they are pure functions of their arguments), so checking many
+implementations pays for the reference once.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from math import sqrt
 
 import numpy as np
-from scipy import stats
+from scipy import stats as sstats
 
 from fslora_ref.algorithms import get_algorithm
 from fslora_ref.client import DivergenceError
 from fslora_ref.config import FedConfig, budgets_from_ratios
 from fslora_ref.federation import run_round
+from fslora_ref.algorithms.protocol import ServerState
 from fslora_ref.lora import scatter
 from fslora_ref.problems import make_problem
 
 from . import bounds, constants
-from .sketched_objective import global_sketched
+from .batched_objective import point_stats
+from .implementations import AlgorithmRunner, stack, trajectory
 
 C_H_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+SUBSAMPLE_GRID = 24     # server iterates per seed on a uniform grid over [0, T] for L and sigma_s^2 ...
+SUBSAMPLE_TOP = 8       # ... plus the iterates with the largest ||B||^2 + ||A||^2 (where curvature peaks)
 
 
 @dataclass(frozen=True)
@@ -35,24 +49,135 @@ class Setting:
     n_clients: int = 4
     rank: int = 4
     ratios: tuple = (0.5,)
-    local_steps: int = 2
-    rounds: int = 12
+    local_steps: int = 1
+    rounds: int = 1000
     heterogeneity: float = 0.5
-    batch_size: int | None = 8
+    batch_size: int | None = None
     problem_seed: int = 0
     dims: tuple = (8, 5)
+    mean_size: int = 32
 
     def problem(self):
-        m, n = self.dims
-        out = "n" if self.family == "least_squares" else "n_classes"
-        return make_problem(self.family, n_clients=self.n_clients, m=m, **{out: n}, mean_size=32,
-                            heterogeneity=self.heterogeneity, batch_size=self.batch_size, seed=self.problem_seed)
+        return _problem(self.family, self.n_clients, self.dims, self.heterogeneity, self.batch_size, self.problem_seed,
+                        self.mean_size)
+
+    @property
+    def budgets(self) -> tuple:
+        return tuple(budgets_from_ratios(self.rank, self.ratios, self.n_clients))
 
     def config(self, lr: float, seed: int = 0) -> FedConfig:
-        return FedConfig(rank=self.rank, budgets=budgets_from_ratios(self.rank, self.ratios, self.n_clients),
-                         local_steps=self.local_steps, lr=lr, rounds=self.rounds, seed=seed)
+        return FedConfig(rank=self.rank, budgets=self.budgets, local_steps=self.local_steps, lr=lr,
+                         rounds=self.rounds, seed=seed)
+
+    def init_layers(self) -> list:
+        """X^0, the same for every seed: the reference's init (B random, A = 0) with seed 0."""
+        return get_algorithm("fslora").init(self.problem(), self.config(0.1)).layers
+
+    def describe(self) -> str:
+        return (f"{self.family}, N={self.n_clients}, r={self.rank}, k_i/r={list(self.ratios)}, H={self.local_steps}, "
+                f"heterogeneity {self.heterogeneity}, " + ("full batch" if self.batch_size is None else
+                                                           f"batch {self.batch_size}"))
 
 
+@functools.lru_cache(maxsize=16)
+def _problem(family, n_clients, dims, heterogeneity, batch_size, seed, mean_size):
+    m, n = dims
+    out = "n" if family == "least_squares" else "n_classes"
+    return make_problem(family, n_clients=n_clients, m=m, **{out: n}, mean_size=mean_size, heterogeneity=heterogeneity,
+                        batch_size=batch_size, seed=seed)
+
+
+@dataclass
+class Runs:
+    """``seeds`` runs of one implementation at one (setting, lr) over ``rounds`` rounds."""
+
+    setting: Setting
+    lr: float
+    rounds: int
+    runner: str
+    points: list = field(default_factory=list)     # per seed (Bs: (T+1, m, r), As: (T+1, r, n))
+    stats: list = field(default_factory=list)      # per seed PointStats over X^0..X^T
+    diverged: str = ""
+
+    @property
+    def seeds(self) -> int:
+        return len(self.stats)
+
+    def grad_sq(self, which: str = "sketched") -> np.ndarray:
+        """(seeds, T) ||grad f^S(X^t)||^2 (or ||grad f||^2 with which="plain") for t < T."""
+        key = "grad_sq_sketched" if which == "sketched" else "grad_sq_plain"
+        return np.array([getattr(s, key)[:self.rounds] for s in self.stats])
+
+    def lhs_per_seed(self, T: int | None = None) -> np.ndarray:
+        """Per seed (1/T) sum_{t<T} ||grad f^S(X^t)||^2."""
+        return self.grad_sq()[:, :T or self.rounds].mean(axis=1)
+
+    def lhs_curve(self) -> np.ndarray:
+        """Mean over seeds of (1/T) sum_{t<T} ||grad f^S(X^t)||^2 for T = 1..rounds."""
+        g = self.grad_sq()
+        return (np.cumsum(g, axis=1) / np.arange(1, g.shape[1] + 1)).mean(axis=0)
+
+    def late(self, which: str = "sketched", fraction: float = 0.25) -> np.ndarray:
+        """Per seed mean of the last ``fraction`` of the rounds."""
+        g = self.grad_sq(which)
+        return g[:, -max(1, int(round(fraction * g.shape[1]))):].mean(axis=1)
+
+    def initial_grad_sq(self) -> float:
+        return float(self.stats[0].grad_sq_sketched[0]) if self.stats else float("nan")
+
+
+def ucb95(x) -> float:
+    """One-sided 95% upper confidence bound on the mean of ``x`` (Student t over seeds)."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return float("nan")
+    return float(x.mean() + sstats.t.ppf(0.95, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+
+
+def run_seeds(runner, setting: Setting, lr: float, seeds: int, rounds: int | None = None) -> Runs:
+    """The implementation's runs with config seeds 1..``seeds`` from X^0, with the statistics at every
+    iterate. Each (setting, lr, rounds, seed) run is computed once per runner (the reference's once per
+    process), so claims sharing runs, or asking for fewer seeds, pay nothing extra."""
+    rounds = setting.rounds if rounds is None else rounds
+    if runner.is_reference:
+        runner, cache = AlgorithmRunner(), _REFERENCE_RUNS
+    else:
+        cache = runner.__dict__.setdefault("cache", {})
+    out = Runs(setting, lr, rounds, runner.name)
+    for seed in range(1, seeds + 1):
+        key = (setting, float(lr), rounds, seed)
+        if key not in cache:
+            cache[key] = _seed_run(runner, setting, lr, rounds, seed)
+        result = cache[key]
+        if isinstance(result, str):
+            out.diverged = result
+            return out
+        out.points.append(result[0])
+        out.stats.append(result[1])
+    return out
+
+
+def reference_runs(setting: Setting, lr: float, seeds: int, rounds: int) -> Runs:
+    """The reference's runs (shared by every claim and every implementation checked in this process)."""
+    return run_seeds(AlgorithmRunner(), setting, lr, seeds, rounds)
+
+
+_REFERENCE_RUNS: dict = {}
+
+
+def _seed_run(runner, setting, lr, rounds, seed):
+    """((Bs, As), PointStats) of one seed, or the divergence message."""
+    problem = setting.problem()
+    config = setting.config(lr, seed).replace(rounds=rounds)
+    try:
+        pts = trajectory(runner, problem, config, setting.init_layers())
+    except DivergenceError as exc:
+        return f"seed {seed}: {exc}"
+    Bs, As = stack(pts)
+    return (Bs, As), point_stats(problem, Bs, As, config.lora_scaling, setting.budgets)
+
+
+# -- the reference's constants ------------------------------------------------------------------
 class _Recorder:
     """The problem, recording the factors of every local gradient evaluation (client, [(B, A)])."""
 
@@ -80,155 +205,115 @@ def _full_point(layers, block, indices):
     return out
 
 
-def trajectory(problem, config: FedConfig, init_layers, algorithm=None):
-    """Server iterates X^0..X^T and the clients' local points [(client, X)] of one run from
-    ``init_layers``: every point where a client evaluated a local gradient (after the first,
-    which is X^t) and the client's end point, each as a full-size X."""
-    algorithm = algorithm or get_algorithm("fslora")
+def local_points(problem, config: FedConfig, layers, round_index: int) -> list:
+    """[(client, X)] of one reference round replayed from X^t = ``layers``: every point where a client
+    evaluated a local gradient after the first (which is X^t) and its end point X^t + scatter(delta_i)."""
     recorder = _Recorder(problem)
-    state = algorithm.init(problem, config)
-    state.layers = [(B.copy(), A.copy()) for B, A in init_layers]
-    server, local = [state.layers], []
-    for t in range(config.rounds):
-        recorder.calls.clear()
-        new, plans, uploads = run_round(algorithm, state, recorder, config, t)
-        indices = {plan.client: plan.indices for plan in plans}
-        seen = set()
-        for client, block in recorder.calls:
-            if client in seen:       # the first evaluation of each client is at X^t itself
-                local.append((client, _full_point(state.layers, block, indices[client])))
-            seen.add(client)
-        for plan, up in zip(plans, uploads):
-            end = [(B + dB, A + dA) for (B, A), (dB, dA) in
-                   ((pair, scatter(pair[0].shape, pair[1].shape, uB, uA, I))
-                    for pair, (uB, uA), I in zip(state.layers, up.deltas, plan.indices))]
-            local.append((plan.client, end))
-        state = new
-        server.append(state.layers)
-    return server, local
+    algorithm = get_algorithm("fslora")
+    state = ServerState([(B.copy(), A.copy()) for B, A in layers])
+    _, plans, uploads = run_round(algorithm, state, recorder, config, round_index)
+    indices = {plan.client: plan.indices for plan in plans}
+    out, seen = [], set()
+    for client, block in recorder.calls:
+        if client in seen:
+            out.append((client, _full_point(layers, block, indices[client])))
+        seen.add(client)
+    for plan, up in zip(plans, uploads):
+        ends = [scatter(B.shape, A.shape, uB, uA, I) for (B, A), (uB, uA), I in zip(layers, up.deltas, plan.indices)]
+        out.append((plan.client, [(B + dB, A + dA) for (B, A), (dB, dA) in zip(layers, ends)]))
+    return out
+
+
+def subsample(Bs, As, grid: int = SUBSAMPLE_GRID, top: int = SUBSAMPLE_TOP) -> np.ndarray:
+    """Sorted iterate indices: a uniform grid over [0, T] plus the ``top`` largest ||B||^2 + ||A||^2."""
+    T = Bs.shape[0] - 1
+    size = np.sum(Bs * Bs, axis=(1, 2)) + np.sum(As * As, axis=(1, 2))
+    chosen = set(np.linspace(0, T, min(grid, T + 1)).round().astype(int).tolist())
+    chosen |= set(np.argsort(size)[-top:].tolist())
+    return np.array(sorted(chosen))
 
 
 @dataclass
-class Outcome:
-    """Everything measured for one setting at one step size."""
+class Constants:
+    """The reference's constants for one (setting, lr, T): values with how they were obtained."""
 
-    setting: Setting
-    lr: float
-    seeds: int
-    lhs_per_seed: list = field(default_factory=list)
-    lhs_curve: list = field(default_factory=list)     # mean over seeds of (1/t) sum_{s<t} ||grad f^S||^2
-    constants: dict = field(default_factory=dict)
-    c_h: float = 0.0
-    gamma_max: float = float("nan")
-    rhs: dict = field(default_factory=dict)
-    rhs_curve: list = field(default_factory=list)
-    diverged: str = ""
+    values: dict                      # name -> constants.Constant
+    heterogeneity: constants.Heterogeneity
 
-    @property
-    def lhs_mean(self) -> float:
-        return float(np.mean(self.lhs_per_seed)) if self.lhs_per_seed else float("nan")
+    def __getitem__(self, name) -> float:
+        return self.values[name].value
 
-    @property
-    def lhs_ucb(self) -> float:
-        """One-sided 95% upper confidence bound on E[LHS] (Student t over seeds)."""
-        x = np.asarray(self.lhs_per_seed)
-        if x.size < 2:
-            return float("nan")
-        return float(x.mean() + stats.t.ppf(0.95, x.size - 1) * x.std(ddof=1) / sqrt(x.size))
+    def rhs(self, setting: Setting, lr: float, T: int, c_h: float, rhs_fn=bounds.theorem_rhs) -> dict:
+        return rhs_fn(gap=self["fS_X0"] - self["f_star"], gamma=lr, T=T, H=setting.local_steps, L=self["L"],
+                      r=setting.rank, budgets=setting.budgets, sigma_g2=self["sigma_g2"], sigma_s2=self["sigma_s2"],
+                      sigma_h2=self.heterogeneity.delta2(c_h))
 
-    @property
-    def tightness(self) -> float:
-        """UCB95(LHS) / RHS (inf when the RHS is 0 and the LHS is not)."""
-        rhs = self.rhs["rhs"]
-        return self.lhs_ucb / rhs if rhs > 0 else (0.0 if self.lhs_ucb <= 0 else float("inf"))
+    def step_limit(self, setting: Setting, c_h: float) -> float:
+        return bounds.step_size_limit(self["L"], setting.rank, setting.budgets, setting.local_steps, c_h)
 
-    @property
-    def within_conditions(self) -> bool:
-        return not self.diverged and self.lr <= self.gamma_max
+    def choose_c_h(self, setting: Setting, lr: float, T: int, rhs_fn=bounds.theorem_rhs):
+        """(c_h, gamma_max, rhs terms): every (c_h, delta_h^2(c_h)) pair is valid; keep the smallest RHS
+        among those whose step-size limit admits lr, or the largest limit if none does."""
+        best = None
+        for c_h in C_H_GRID:
+            gmax = self.step_limit(setting, c_h)
+            rhs = self.rhs(setting, lr, T, c_h, rhs_fn)
+            key = (lr > gmax, rhs["rhs"] if lr <= gmax else -gmax)
+            if best is None or key < best[0]:
+                best = (key, c_h, gmax, rhs)
+        return best[1:]
 
     def to_json(self) -> dict:
-        return {"setting": self.setting.name, "family": self.setting.family, "N": self.setting.n_clients,
-                "H": self.setting.local_steps, "T": self.setting.rounds, "r": self.setting.rank,
-                "ratios": list(self.setting.ratios), "heterogeneity": self.setting.heterogeneity,
-                "batch_size": self.setting.batch_size, "gamma": self.lr, "gamma_max": self.gamma_max,
-                "seeds": self.seeds, "lhs_mean": self.lhs_mean, "lhs_ucb95": self.lhs_ucb,
-                "rhs": self.rhs.get("rhs"), "rhs_terms": self.rhs, "c_h": self.c_h,
-                "tightness": self.tightness if self.rhs else None,
-                "constants": {k: v.to_json() if hasattr(v, "to_json") else v for k, v in self.constants.items()},
-                "diverged": self.diverged}
+        return {k: v.to_json() for k, v in self.values.items()}
 
 
-def evaluate(setting: Setting, lr: float, seeds: int, *, init_seed: int = 0, algorithm=None,
-             rhs_fn=bounds.theorem_rhs) -> Outcome:
-    """Run ``seeds`` seeds at step ``lr`` from one X^0, measure the LHS exactly per iterate and
-    every constant over the visited region; compute gamma_max and the Theorem 4.4 RHS."""
+@functools.lru_cache(maxsize=64)
+def reference_constants(setting: Setting, lr: float, seeds: int, rounds: int) -> Constants:
+    """Constants measured on the reference's runs at (setting, lr, rounds); raises DivergenceError if
+    the reference itself diverged."""
+    runs = reference_runs(setting, lr, seeds, rounds)
+    if runs.diverged:
+        raise DivergenceError(f"the reference diverged at gamma={lr:.4g} on {setting.name}: {runs.diverged}")
     problem = setting.problem()
-    cfg0 = setting.config(lr, init_seed)
-    algo = algorithm or get_algorithm("fslora")
-    init_layers = algo.init(problem, cfg0).layers
-    s, budgets, T, H = cfg0.lora_scaling, cfg0.budgets, setting.rounds, setting.local_steps
-    out = Outcome(setting, lr, seeds)
-    server_points, local_pairs, curves = [], [], []
-    het = constants.Heterogeneity()    # Assumption 4.3 data at every server iterate of every seed
-    for seed in range(seeds):
-        try:
-            server, local = trajectory(problem, setting.config(lr, seed + 1), init_layers, algo)
-        except DivergenceError as exc:
-            out.diverged = f"seed {seed + 1}: {exc}"
-            return out
-        if not all(np.all(np.isfinite(B)) and np.all(np.isfinite(A)) for L_ in server for B, A in L_):
-            out.diverged = f"seed {seed + 1}: non-finite iterates"
-            return out
-        seed_het = constants.heterogeneity(problem, server, s, budgets)
-        sq = np.array(seed_het.g[:T])          # ||grad f^S(X^t)||^2, t < T
-        out.lhs_per_seed.append(float(sq.mean()))
-        curves.append(np.cumsum(sq) / np.arange(1, T + 1))
-        het.a += seed_het.a
-        het.g += seed_het.g
-        server_points += server
-        local_pairs += local
-    out.lhs_curve = list(np.mean(curves, axis=0))
-    pairs = constants.every_client(problem, server_points) + local_pairs
-    L = constants.smoothness(problem, pairs, s)
-    sg = constants.minibatch_variance(problem, pairs, s, budgets)
-    ss = constants.sketch_variance(problem, pairs, s, budgets)
+    budgets, s = setting.budgets, setting.config(lr).lora_scaling
+    server, local = [], []
+    for seed, (Bs, As) in enumerate(runs.points, start=1):
+        config = setting.config(lr, seed)
+        for t in subsample(Bs, As):
+            X = [(Bs[t], As[t])]
+            server.append(X)
+            if t < rounds:
+                local += local_points(problem, config, X, int(t))
+    pairs = constants.every_client(problem, server) + local
+    het = constants.Heterogeneity([float(a) for st in runs.stats for a in st.heterogeneity],
+                                  [float(g) for st in runs.stats for g in st.grad_sq_sketched])
+    L = constants.smoothness(problem, pairs, s, budgets=budgets)
     fstar = constants.lower_bound(problem)
-    f0, _ = global_sketched(problem, init_layers, s, budgets)
-    gap = f0 - fstar.value
-    out.constants = {"L": L, "sigma_g2": sg, "sigma_s2": ss, "f_star": fstar,
-                     "fS_X0": constants.Constant(f0, "exact", "f^S at the common X^0"),
-                     "L_bar": constants.Constant(bounds.L_bar(L.value, setting.rank, budgets), L.method),
-                     "L_tilde": constants.Constant(bounds.L_tilde(L.value, setting.rank, budgets), L.method)}
-    # choose c_h from a grid: each (c_h, delta_h^2(c_h)) is valid; keep the smallest RHS that
-    # admits the step size, or the largest step-size limit if none does
-    best = None
-    for c_h in C_H_GRID:
-        gmax = bounds.step_size_limit(L.value, setting.rank, budgets, H, c_h)
-        rhs = rhs_fn(gap=gap, gamma=lr, T=T, H=H, L=L.value, r=setting.rank, budgets=budgets,
-                     sigma_g2=sg.value, sigma_s2=ss.value, sigma_h2=het.delta2(c_h))
-        key = (lr > gmax, rhs["rhs"] if lr <= gmax else -gmax)
-        if best is None or key < best[0]:
-            best = (key, c_h, gmax, rhs)
-    _, out.c_h, out.gamma_max, out.rhs = best
-    out.constants["c_h"] = constants.Constant(out.c_h, "exact at points", f"chosen from grid {C_H_GRID}")
-    out.constants["delta_h2"] = constants.Constant(het.delta2(out.c_h), "exact at points",
-                                                   f"smallest valid for c_h over {len(het.a)} server iterates")
-    out.rhs_curve = [rhs_fn(gap=gap, gamma=lr, T=t, H=H, L=L.value, r=setting.rank, budgets=budgets,
-                            sigma_g2=sg.value, sigma_s2=ss.value, sigma_h2=het.delta2(out.c_h))["rhs"]
-                     for t in range(1, T + 1)]
-    return out
+    f0 = float(runs.stats[0].value_sketched[0])
+    note = f"reference runs, {seeds} seeds x {rounds} rounds at gamma={lr:.4g}: max over a subsample"
+    L.note = f"{note}; {L.note}"
+    values = {"L": L,
+              "sigma_s2": constants.sketch_variance(problem, pairs, s, budgets),
+              "sigma_g2": constants.minibatch_variance(problem, pairs, s, budgets),
+              "f_star": fstar, "fS_X0": constants.Constant(f0, "exact", "f^S at the common X^0"),
+              "L_bar": constants.Constant(bounds.L_bar(L.value, setting.rank, budgets), L.method, "(1/N) sum r/k_i L"),
+              "L_tilde": constants.Constant(bounds.L_tilde(L.value, setting.rank, budgets), L.method,
+                                            "(1/N) sum r^2/k_i^2 L")}
+    values["sigma_s2"].note = f"{note}; {values['sigma_s2'].note}"
+    return Constants(values, het)
 
 
-def within_limit(setting: Setting, seeds: int, *, safety: float = 0.5, attempts: int = 4, **kw) -> Outcome:
-    """Evaluate at a step size satisfying Theorem 4.4's condition for the constants measured on
-    the run itself: start from the limit at a pilot run and shrink until the condition holds."""
-    lr = 0.05
-    pilot = evaluate(setting, lr, 2, **kw)
-    lr = safety * pilot.gamma_max if pilot.gamma_max == pilot.gamma_max else 1e-3
-    out = None
+@functools.lru_cache(maxsize=16)
+def reference_step(setting: Setting, seeds: int, rounds: int, safety: float = 0.9, attempts: int = 4):
+    """(gamma, Constants, within): a step size inside Theorem 4.4's condition for the constants of the
+    reference's own runs at that step size. A pilot run at 0.01 gives a first limit; gamma is set to
+    ``safety`` x the limit (c_h = 0, the largest) and shrunk until the measured condition holds."""
+    pilot = reference_constants(setting, 0.01, 1, max(rounds // 4, 50))
+    lr = safety * pilot.step_limit(setting, 0.0)
     for _ in range(attempts):
-        out = evaluate(setting, lr, seeds, **kw)
-        if out.within_conditions:
-            return out
-        lr = safety * min(out.gamma_max, lr) if out.gamma_max == out.gamma_max else lr * safety
-    return out
+        consts = reference_constants(setting, lr, seeds, rounds)
+        _, gmax, _ = consts.choose_c_h(setting, lr, rounds)
+        if lr <= gmax:
+            return lr, consts, True
+        lr = safety * min(gmax, lr)
+    return lr, consts, False

@@ -1,4 +1,4 @@
-"""Moments of the random-k sketch (spec section 2): closed forms, exact enumeration, Monte Carlo.
+"""Moments of the random-k sketch (docs/spec.md §2): closed forms, exact enumeration, Monte Carlo.
 
 A *sketch law* is a function ``law(r, k) -> (diagonals: (M, r), probabilities: (M,))`` giving
 the exact distribution of diag(S). The reference law enumerates all C(r, k) index sets with

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 
-from fslora_ref.federation import atomic_write_bytes
+from fslora_ref.outputs import atomic_write_bytes, write_figure
 
 from .result import VIOLATED
+
+FILES = ("report.json", "report.md", "lhs_vs_rhs.png", "rate_vs_T.png")
 
 
 def _jsonable(x):
@@ -28,43 +31,96 @@ def _jsonable(x):
 
 
 def table(results) -> str:
-    """Fixed-width table: claim, method, status, key number."""
-    rows = [("claim", "method", "status", "key number")]
-    rows += [(c.id, c.method[:46], r.status, r.key) for c, r, _ in results]
-    w = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d}" for a, b, c, d in rows]
+    """Fixed-width table: claim, runs the implementation?, method, status, key number."""
+    rows = [("claim", "impl", "method", "status", "key number")]
+    rows += [(c.id, "yes" if c.through_impl else "-", c.method[:46], r.status, r.key) for c, r, _ in results]
+    w = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d:<{w[3]}}  {e}" for a, b, c, d, e in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
 def report_json(results, meta: dict) -> dict:
     return _jsonable({"claims": [{"id": c.id, "statement": c.statement, "method": c.method, "status": r.status,
-                                  "key": r.key, "seconds": round(sec, 3), "evidence": r.evidence}
-                                 for c, r, sec in results], "meta": meta})
+                                  "key": r.key, "through_implementation": c.through_impl, "seconds": round(sec, 3),
+                                  "evidence": r.evidence} for c, r, sec in results], "meta": meta})
 
 
 def closing_note(results) -> str:
     by_id = {c.id: r for c, r, _ in results}
     parts = []
     thm = by_id.get("thm4.4.bound")
-    if thm is not None and "tightness_min" in thm.evidence:
-        parts.append(f"Theorem 4.4 holds on every configuration run within its step-size condition "
-                     f"({thm.evidence['settings_within_condition']} configurations, {thm.evidence['seeds']} seeds each); "
-                     f"tightness (95% UCB of the LHS / RHS) ranges from {thm.evidence['tightness_min']:.2e} "
-                     f"to {thm.evidence['tightness_max']:.2e}." if thm.status != VIOLATED else
-                     f"Theorem 4.4 is VIOLATED: {thm.key}.")
-    cor = by_id.get("cor4.5.ratio_dependence")
-    if cor is not None and "fitted_exponent" in cor.evidence:
-        lo, hi = cor.evidence["ci95"]
-        parts.append(f"Corollary 4.5: fitted exponent of the average squared gradient norm in sqrt(L-tilde) is "
-                     f"{cor.evidence['fitted_exponent']:.2f} (95% CI [{lo:.2f}, {hi:.2f}]) against the predicted 1 "
-                     f"({cor.evidence['direction']}).")
+    if thm is not None and thm.evidence.get("settings"):
+        rows = [s for s in thm.evidence["settings"] if s["within_condition"]]
+        parts.append("Theorem 4.4: " + "; ".join(
+            f"{s['setting']} (T={s['T']}, LHS fell {s['reference_lhs_fall_factor']:.0f}x): "
+            + (f"LHS/RHS {s['lhs_over_rhs']:.2g}" if "lhs_over_rhs" in s else "diverged")
+            + f", detects a plateau ||grad f^S||^2 >= {s['detectable_plateau']:.3g} "
+              f"({s['detectable_plateau_over_initial']:.1f}x ||grad f^S(X^0)||^2; a tenth of ||grad f^S(X^0)||^2 "
+              f"would need T = {s['T_to_detect_a_tenth_of_initial']:.1e})" for s in rows) + ".")
+    cor = by_id.get("cor4.5.rate")
+    if cor is not None and "T_exponent" in cor.evidence:
+        lo, hi = cor.evidence["T_exponent_ci95"]
+        parts.append(f"Corollary 4.5: LHS ~ T^{cor.evidence['T_exponent']:.2f} (95% CI [{lo:.2f}, {hi:.2f}]; the bound "
+                     f"scales like T^-1/2).")
+        dep = cor.evidence.get("sqrt_L_tilde_exponent")
+        if dep and "exponent" in dep:
+            parts.append(f"Descriptive: exponent in sqrt(L-tilde) over ratios {[r['ratio'] for r in dep['rows']]}: "
+                         f"{dep['exponent']:.2f} [{dep['ci95'][0]:.2f}, {dep['ci95'][1]:.2f}] (the bound allows 1).")
     return " ".join(parts)
 
 
-def _cell(text: str) -> str:
+def _cell(text) -> str:
     """Markdown table cell: norms' pipes escaped so they do not split the row."""
     return str(text).replace("|", "\\|")
+
+
+def _theorem_markdown(out, thm):
+    out.write("\n## Theorem 4.4 per setting\n\nThe implementation's LHS against the RHS built from the reference's "
+              "constants (measured on the reference's runs at the same gamma and T). *fall* is ||grad f^S(X^0)||^2 "
+              "over the reference's LHS; *detects* is the plateau of ||grad f^S||^2 above which an implementation "
+              "is caught (the RHS), absolute and relative to ||grad f^S(X^0)||^2; *T for 0.1* is the T at which "
+              "the bound (at its best gamma) would catch a plateau of 0.1 ||grad f^S(X^0)||^2.\n\n"
+              "| setting | T | gamma | gamma_max | c_h | fall | LHS UCB95 | RHS | optimisation / noise / drift | "
+              "LHS/RHS | detects | T for 0.1 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    for s in thm.evidence["settings"]:
+        t = s["rhs_terms"]
+        lhs = f"{s['lhs_ucb95']:.3g}" if "lhs_ucb95" in s else "diverged"
+        ratio = f"{s['lhs_over_rhs']:.2g}" if "lhs_over_rhs" in s else "-"
+        out.write(f"| {s['setting']} ({_cell(s['describe'])}) | {s['T']} | {s['gamma']:.3g} | {s['gamma_max']:.3g} | "
+                  f"{s['c_h']:g} | {s['reference_lhs_fall_factor']:.1f}x | {lhs} | {s['rhs']:.3g} | "
+                  f"{t['optimisation']:.3g} / {t['noise']:.3g} / {t['drift']:.3g} | {ratio} | "
+                  f"{s['detectable_plateau']:.3g} ({s['detectable_plateau_over_initial']:.1f}x) | "
+                  f"{s['T_to_detect_a_tenth_of_initial']:.1e} |\n")
+    first = thm.evidence["settings"][0]
+    out.write(f"\nThe reference's constants for `{first['setting']}` (how each was obtained):\n\n"
+              "| constant | value | method | over |\n|---|---|---|---|\n")
+    for name, c in first["constants"].items():
+        out.write(f"| {name} | {c['value']:.4g} | {c['method']} | {_cell(c['note'])} |\n")
+
+
+def _corollary_markdown(out, cor):
+    ev = cor.evidence
+    out.write(f"\n## Corollary 4.5 on `{ev['setting']}`\n\nT_min = {ev['T_min_formula']} = {ev['T_min']:.0f} "
+              f"(reference L = {ev['L_pilot']:.4g}, L-tilde = {ev['L_tilde_pilot']:.4g}).\n\n"
+              "| T | gamma = sqrt(N/(T H L-tilde)) | gamma_max (reference at that T) | inside | LHS mean | LHS UCB95 | "
+              "RHS | LHS/RHS |\n|---|---|---|---|---|---|---|---|\n")
+    for r in ev["runs"]:
+        if r["diverged"]:
+            out.write(f"| {r['T']} | {r['gamma']:.4g} | {r['gamma_max']:.4g} | {r['within_condition']} | diverged | | "
+                      f"{r['rhs']:.3g} | |\n")
+            continue
+        out.write(f"| {r['T']} | {r['gamma']:.4g} | {r['gamma_max']:.4g} | {r['within_condition']} | "
+                  f"{r['lhs_mean']:.3g} | {r['lhs_ucb95']:.3g} | {r['rhs']:.3g} | {r['lhs_over_rhs']:.2g} |\n")
+    if "T_exponent" in ev:
+        lo, hi = ev["T_exponent_ci95"]
+        out.write(f"\nFitted exponent of the LHS in T: {ev['T_exponent']:.3f} (95% bootstrap CI [{lo:.3f}, {hi:.3f}]); "
+                  f"the bound scales like T^-1/2 ({ev['rate_rule']}).\n")
+    dep = ev.get("sqrt_L_tilde_exponent")
+    if dep and "exponent" in dep:
+        out.write(f"\nDescriptive (not a pass/fail claim): at T = {dep['T']}, exponent of the LHS in sqrt(L-tilde) over "
+                  f"k/r = {[r['ratio'] for r in dep['rows']]}: {dep['exponent']:.3f} [{dep['ci95'][0]:.3f}, "
+                  f"{dep['ci95'][1]:.3f}]; {dep['note']}.\n")
 
 
 def report_markdown(results, meta: dict) -> str:
@@ -73,123 +129,107 @@ def report_markdown(results, meta: dict) -> str:
     for _, r, _ in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     out.write("# fslora verify\n\n")
+    out.write(f"Implementation under test: {meta.get('implementation', 'reference')}.\n\n")
     out.write(f"Mode: {'quick' if meta.get('quick') else 'full'}; {len(results)} claims; "
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"; {meta.get('seconds', 0):.1f} s.\n\n")
-    out.write("Constants (L, sigma_s^2, sigma_g^2, c_h, delta_h^2) are not global for bilinear LoRA: each is the "
-              "maximum over the points the runs actually visit (every client at every server iterate and at its own "
-              "round end point, over all seeds), computed exactly at those points (exact Hessians, all sketches "
-              "enumerated, exact minibatch variance). f* is the exact unconstrained least-squares minimum (a lower "
-              "bound of f^S) or 0 for cross-entropy. Scope: the Hessian-based checks (Proposition D.4, L) and the "
-              "Theorem 4.4 grid use the single-layer families (least squares, logistic), for which Hessian-vector "
-              "products are exact; the two-layer family is not covered. Corollary 4.5 is fitted on least squares.\n\n")
-    out.write("| claim | statement | method | status | key number |\n|---|---|---|---|---|\n")
+    out.write("Claims marked *impl* run the implementation under test; the others are implementation-independent "
+              "mathematics. Constants (L, sigma_s^2, sigma_g^2, c_h, delta_h^2), f* and step-size limits always come "
+              "from the reference's own runs: for bilinear LoRA no constant is global, so each is the maximum over a "
+              "subsample of the points the reference's runs visit (a uniform grid of server iterates plus those with "
+              "the largest ||B||^2 + ||A||^2, every client, the local points of those rounds, and for L every "
+              "sketched point [B S; A]), computed exactly there (exact Hessians, every sketch enumerated). f* is the "
+              "exact unconstrained least-squares minimum (a lower bound of f^S) or 0 for cross-entropy.\n\n")
+    out.write("| claim | impl | statement | method | status | key number |\n|---|---|---|---|---|---|\n")
     for c, r, _ in results:
-        out.write(f"| `{c.id}` | {_cell(c.statement)} | {_cell(c.method)} | **{r.status}** | {_cell(r.key)} |\n")
+        out.write(f"| `{c.id}` | {'yes' if c.through_impl else ''} | {_cell(c.statement)} | {_cell(c.method)} | "
+                  f"**{r.status}** | {_cell(r.key)} |\n")
     by_id = {c.id: r for c, r, _ in results}
-    thm = by_id.get("thm4.4.bound")
-    if thm is not None and "settings" in thm.evidence:
-        out.write("\n## Theorem 4.4 per configuration\n\n| config | family | N | H | ratios | het | batch | gamma | "
-                  "gamma_max | LHS mean | LHS UCB95 | RHS | optimisation term share | LHS/RHS |\n"
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-        for s in thm.evidence["settings"]:
-            tight = s["tightness"]
-            out.write(f"| {s['setting']} | {s['family']} | {s['N']} | {s['H']} | {s['ratios']} | {s['heterogeneity']} | "
-                      f"{s['batch_size']} | {s['gamma']:.3g} | {s['gamma_max']:.3g} | {s['lhs_mean']:.3g} | "
-                      f"{s['lhs_ucb95']:.3g} | {s['rhs']:.3g} | {s['rhs_terms']['optimisation'] / s['rhs']:.0%} | {tight:.2e} |\n"
-                      if tight is not None else
-                      f"| {s['setting']} | {s['family']} | | | | | | {s['gamma']:.3g} | | | | | | diverged |\n")
-        out.write("\nThe step-size condition forces small steps, so over T rounds the iterates move little and the "
-                  "RHS is dominated by its optimisation term 4(f^S(X^0) - f*)/(gamma T H): that term is where the "
-                  "slack (tightness) comes from.\n")
-        first = thm.evidence["settings"][0]
-        if first.get("constants"):
-            out.write(f"\nMeasured constants for `{first['setting']}` (how each was obtained):\n\n"
-                      "| constant | value | method | over |\n|---|---|---|---|\n")
-            for name, c in first["constants"].items():
-                out.write(f"| {name} | {c['value']:.4g} | {c['method']} | {_cell(c['note'])} |\n")
-    cor = by_id.get("cor4.5.ratio_dependence")
-    if cor is not None and "settings" in cor.evidence:
-        out.write(f"\n## Corollary 4.5 per sketching ratio\n\nL measured on a k = r pilot run: "
-                  f"{cor.evidence['L_region']:.4g}. {cor.evidence['note']}.\n\n"
-                  "| k/r | L-tilde | gamma = sqrt(N/(T H L-tilde)) | Theorem 4.4 limit | LHS mean |\n|---|---|---|---|---|\n")
-        for r in cor.evidence["settings"]:
-            out.write(f"| {r['ratio']:g} | {r['L_tilde']:.4g} | {r['gamma']:.4g} | {r['gamma_max_theorem']:.4g} | "
-                      f"{r['lhs_mean']:.4g} |\n")
-        lo, hi = cor.evidence["ci95"]
-        out.write(f"\nFitted exponent in sqrt(L-tilde): {cor.evidence['fitted_exponent']:.3f} (95% bootstrap CI "
-                  f"[{lo:.3f}, {hi:.3f}]); predicted by the bound: 1.\n")
-    out_lim = by_id.get("thm4.4.above_limit")
-    if out_lim is not None:
-        out.write(f"\nAbove the step-size limit ({out_lim.evidence.get('setting')}): {out_lim.key}.\n")
+    if by_id.get("thm4.4.bound") is not None and by_id["thm4.4.bound"].evidence.get("settings"):
+        _theorem_markdown(out, by_id["thm4.4.bound"])
+    if by_id.get("cor4.5.rate") is not None and "runs" in by_id["cor4.5.rate"].evidence:
+        _corollary_markdown(out, by_id["cor4.5.rate"])
+    lim = by_id.get("thm4.4.above_limit")
+    if lim is not None:
+        out.write(f"\nAbove the step-size limit ({lim.evidence.get('setting')}): {lim.key}.\n")
     violated = [(c, r) for c, r, _ in results if r.status == VIOLATED]
     if violated:
         out.write("\n## Counterexamples\n\n")
         for c, r in violated:
             out.write(f"### `{c.id}`\n\n{c.statement}\n\n```json\n{json.dumps(_jsonable(r.evidence), indent=1)[:4000]}\n```\n\n")
     out.write("\n## Closing note\n\n" + closing_note(results) + "\n")
-    out.write("\nPlots: `lhs_vs_rhs.png` (Theorem 4.4 over T), `rate_vs_ratio.png` (Corollary 4.5). "
+    out.write("\nPlots: `lhs_vs_rhs.png` (Theorem 4.4 over T), `rate_vs_T.png` (Corollary 4.5). "
               "Every number above is in `report.json`.\n")
     return out.getvalue()
 
 
 def plot_lhs_rhs(path, outcome):
-    """LHS (mean over seeds of (1/T) sum_t ||grad f^S||^2) and the RHS against T."""
+    """The implementation's LHS (mean over seeds of (1/T) sum_t ||grad f^S||^2) against T, with the
+    RHS and its three terms (reference constants), log-log."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    T = np.arange(1, len(outcome.lhs_curve) + 1)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(T, outcome.lhs_curve, "o-", label="LHS: (1/T) sum E||grad f^S(X^t)||^2 (mean over seeds)")
-    ax.semilogy(T, outcome.rhs_curve, "s--", label="RHS of Theorem 4.4 (measured constants)")
+    lhs = outcome.candidate.lhs_curve()
+    T = np.arange(1, len(lhs) + 1)
+    consts = outcome.constants
+    terms = [consts.rhs(outcome.setting, outcome.lr, int(t), outcome.c_h) for t in T]
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    ax.loglog(T, lhs, "-", color="C3", lw=2, label=f"LHS ({outcome.candidate.runner}), mean over {outcome.candidate.seeds} seeds")
+    if outcome.candidate.runner != outcome.reference.runner:
+        ax.loglog(T, outcome.reference.lhs_curve(), "-", color="C0", lw=1, label="LHS (reference)")
+    ax.loglog(T, [t["rhs"] for t in terms], "k-", lw=2, label="RHS of Theorem 4.4 (reference constants)")
+    for key, style in (("optimisation", "--"), ("noise", ":"), ("drift", "-.")):
+        ax.loglog(T, [t[key] for t in terms], style, color="grey", label=f"RHS term: {key}")
     ax.set_xlabel("rounds T")
-    ax.set_ylabel("average squared gradient norm")
-    ax.set_title(f"Theorem 4.4 on {outcome.setting.name} (gamma={outcome.lr:.3g}, {outcome.seeds} seeds)")
+    ax.set_ylabel("average squared gradient norm of f^S")
+    ax.set_title(f"Theorem 4.4 on {outcome.setting.name} (gamma={outcome.lr:.3g} <= {outcome.gamma_max:.3g})", fontsize=9)
     ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
     _save(fig, path)
 
 
-def plot_rate(path, cor_data, cor_result):
-    """Average squared gradient norm against sqrt(L-tilde) (log-log) with the fitted and predicted slopes."""
+def plot_rate(path, data):
+    """Corollary 4.5: LHS and RHS at gamma = sqrt(N/(THL-tilde)) against T (log-log), fitted slope."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows, xs = cor_data["rows"], np.array(cor_data["xs"])
-    ys = np.log([r["lhs_mean"] for r in rows])
+    T, lhs, rhs = (np.array(data[k], dtype=float) for k in ("T", "lhs", "rhs"))
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(np.exp(xs), np.exp(ys), "o", label="measured (mean over seeds)")
-    for x, y, r in zip(xs, ys, rows):
-        ax.annotate(f"k/r={r['ratio']:g}", (np.exp(x), np.exp(y)), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    slope = cor_result.evidence["fitted_exponent"]
-    grid = np.linspace(xs.min(), xs.max(), 20)
-    c = np.mean(ys - slope * xs)
-    ax.plot(np.exp(grid), np.exp(c + slope * grid), "-", label=f"fitted exponent {slope:.2f}")
-    ax.plot(np.exp(grid), np.exp(ys[0] + 1.0 * (grid - xs[0])), "--", label="predicted exponent 1 (Corollary 4.5)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("sqrt(L-tilde)  (smaller sketching ratio to the right)")
+    ax.loglog(T, lhs, "o-", color="C3", label="LHS (mean over seeds)")
+    ax.loglog(T, rhs, "s-", color="k", label="RHS of Theorem 4.4 at the corollary's gamma")
+    if "slope" in data:
+        grid = np.geomspace(T.min(), T.max(), 20)
+        c = np.mean(np.log(lhs) - data["slope"] * np.log(T))
+        ax.loglog(grid, np.exp(c + data["slope"] * np.log(grid)), "--", color="C3", alpha=0.6,
+                  label=f"fitted slope {data['slope']:.2f}")
+        ax.loglog(grid, lhs[0] * (grid / T[0]) ** -0.5, ":", color="grey", label="slope -1/2 (the bound's rate)")
+    ax.set_xlabel("rounds T")
     ax.set_ylabel("(1/T) sum_t ||grad f^S(X^t)||^2")
-    ax.set_title("Corollary 4.5: rate vs sketching ratio")
+    ax.set_title("Corollary 4.5: gamma = sqrt(N/(T H L-tilde))", fontsize=9)
     ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
     _save(fig, path)
 
 
 def _save(fig, path):
     import matplotlib.pyplot as plt
-    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
+    write_figure(path, fig, dpi=110)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_all(out_dir, results, ctx, meta: dict):
     """report.json, report.md and the plots into out_dir; returns the written paths."""
-    import os
-    paths = {name: os.path.join(out_dir, name) for name in ("report.json", "report.md", "lhs_vs_rhs.png", "rate_vs_ratio.png")}
+    paths = {name: os.path.join(out_dir, name) for name in FILES}
     atomic_write_bytes(paths["report.json"], json.dumps(report_json(results, meta), indent=1).encode())
     atomic_write_bytes(paths["report.md"], report_markdown(results, meta).encode())
-    if ctx._grid_outcomes:
-        plot_lhs_rhs(paths["lhs_vs_rhs.png"], ctx._grid_outcomes[0])
-    if ctx._corollary and ctx._corollary[1]:
-        plot_rate(paths["rate_vs_ratio.png"], ctx._corollary[1], ctx._corollary[0])
-    return [p for p in paths.values() if os.path.exists(p)]
+    written = [paths["report.json"], paths["report.md"]]
+    if ctx._theorem and not ctx._theorem[0].candidate.diverged:
+        plot_lhs_rhs(paths["lhs_vs_rhs.png"], ctx._theorem[0])
+        written.append(paths["lhs_vs_rhs.png"])
+    if ctx._corollary and len(ctx._corollary[1].get("T", [])) >= 2:
+        plot_rate(paths["rate_vs_T.png"], ctx._corollary[1])
+        written.append(paths["rate_vs_T.png"])
+    for stale in set(paths.values()) - set(written):   # a plot of an earlier run would no longer match the report
+        if os.path.exists(stale):
+            os.remove(stale)
+    return written

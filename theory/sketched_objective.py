@@ -1,4 +1,4 @@
-"""The sketched objective f_i^S and its gradient, exactly (spec sections 1-2, Lemma 3.2).
+"""The sketched objective f_i^S and its gradient, exactly (docs/spec.md §1-2, Lemma 3.2).
 
 Notation: X = [B; A] with B: (m, r), A: (r, n) per layer; f_i(X) = loss_i(W0 + s B A);
 f~_i(X; S) = loss_i(W0 + s B S A); f_i^S(X) = E_S f~_i(X; S). The value of f_i^S comes from

@@ -13,10 +13,15 @@ from .protocol import Algorithm, ClientPlan, ServerState, lora_floats
 
 
 def truncated_factors(delta_W: np.ndarray, k: int, s: float):
-    """(B: (m, k), A: (k, n)) with s B A the best rank-k approximation of delta_W."""
+    """(B: (m, k), A: (k, n)) with s B A the best rank-k approximation of delta_W; when
+    k > min(m, n) the components beyond min(m, n) are zero (the shapes stay k)."""
     U, sigma, Vt = np.linalg.svd(delta_W, full_matrices=False)
-    root = np.sqrt(sigma[:k] / s)
-    return U[:, :k] * root[None, :], root[:, None] * Vt[:k, :]
+    q = min(k, sigma.size)
+    root = np.sqrt(sigma[:q] / s)
+    B, A = np.zeros((delta_W.shape[0], k)), np.zeros((k, delta_W.shape[1]))
+    B[:, :q] = U[:, :q] * root[None, :]
+    A[:q, :] = root[:, None] * Vt[:q, :]
+    return B, A
 
 
 class FlexLoRA(Algorithm):

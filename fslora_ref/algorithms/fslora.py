@@ -1,4 +1,4 @@
-"""FSLoRA, Algorithm 1 of the paper (spec section 3), in a few lines.
+"""FSLoRA, Algorithm 1 of the paper (docs/spec.md §3), in a few lines.
 
 Each round: for every participating client i and layer l, draw one random-k_i sketch S_il
 (shared by that layer's B and A, fixed for the round); the client trains its rank-k_i block

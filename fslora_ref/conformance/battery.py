@@ -1,48 +1,81 @@
 """Run the checks on an implementation: ``check_implementation`` and ``parametrize_with_checks``."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from ..outputs import dumps_json
 from . import black_box, sampler, white_box  # noqa: F401  (registers the checks)
 from .registry import CHECKS
-from .session import MODES, CheckFailed, Options, Session, describe, require
+from .runner import run_check
+from .session import MODES, CheckFailed, CheckInconclusive, Options, Session, describe, require, safe_getattr
 
 MODE_CHOICES = ("all", "white", "black", "sampler")
 
 
+STATUS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
+EXIT_CODES = {"conforms": 0, "fails": 1, "inconclusive": 3}
+
+
 @dataclass
 class CheckResult:
+    """One check's result. outcome: 'pass' | 'fail' | 'inconclusive' (nothing to test, or the
+    check could not judge: never a pass, and no ``expected_failed`` entry excuses it)."""
+
     check: str
     mode: str
-    passed: bool
+    outcome: str
     expected_failure: str | None   # the reason given in expected_failed, or None
     diagnosis: str
+    seconds: float = 0.0
+    traceback: str | None = None   # the last frames of an exception the implementation raised
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
 
     @property
     def status(self) -> str:
-        if self.expected_failure is not None:
+        if self.expected_failure is not None and self.outcome != "inconclusive":
             return "XPASS" if self.passed else "XFAIL"
-        return "PASS" if self.passed else "FAIL"
+        return STATUS[self.outcome]
 
     @property
     def ok(self) -> bool:
         """A failure counts only if the check was not declared expected to fail."""
-        return self.passed or self.expected_failure is not None
+        return self.passed or (self.outcome == "fail" and self.expected_failure is not None)
 
 
 class ResultTable(list):
     """The battery's result: a list of CheckResult with a printable table and JSON export."""
 
     implementation: str = ""
+    optimizers: str = ""
 
     @property
     def ok(self) -> bool:
+        """True iff every check passed or failed as declared: the implementation conforms."""
         return all(r.ok for r in self)
 
+    @property
+    def verdict(self) -> str:
+        """'conforms', 'fails' (a check failed unexpectedly) or 'inconclusive' (none failed, but
+        some check could not judge: not shown to conform)."""
+        if any(r.outcome == "fail" and not r.ok for r in self):
+            return "fails"
+        return "conforms" if self.ok else "inconclusive"
+
+    @property
+    def exit_code(self) -> int:
+        """0 conforms, 1 a check failed, 3 no failure but an inconclusive check (2 is a usage error)."""
+        return EXIT_CODES[self.verdict]
+
     def failed(self) -> list:
-        """Names of the checks that failed (expected or not)."""
-        return [r.check for r in self if not r.passed]
+        """Names of the checks that failed (expected or not); inconclusive ones are not failures."""
+        return [r.check for r in self if r.outcome == "fail"]
+
+    def inconclusive(self) -> list:
+        """Names of the checks that had nothing to test or could not judge."""
+        return [r.check for r in self if r.outcome == "inconclusive"]
 
     def __getitem__(self, key):
         if isinstance(key, str):
@@ -53,26 +86,41 @@ class ResultTable(list):
         return super().__getitem__(key)
 
     def to_json(self) -> list:
-        return [{"check": r.check, "passed": r.passed, "expected_failure": r.expected_failure,
-                 "diagnosis": r.diagnosis, "mode": r.mode, "status": r.status} for r in self]
+        return [{"check": r.check, "passed": r.passed, "outcome": r.outcome, "expected_failure": r.expected_failure,
+                 "diagnosis": r.diagnosis, "mode": r.mode, "status": r.status, "seconds": round(r.seconds, 3),
+                 "traceback": r.traceback, "optimizers": self.optimizers} for r in self]
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2) + "\n"
+        return dumps_json(self.to_json(), indent=2) + "\n"
 
     def format(self, width: int = 100) -> str:
         name_w = max([len("check")] + [len(r.check) for r in self])
-        lines = [f"crosscheck: {self.implementation}", f"{'check':<{name_w}}  {'mode':<7}  {'result':<6}  diagnosis"]
+        stat_w = max([len("result")] + [len(r.status) for r in self])
+        lines = [f"crosscheck: {self.implementation}"]
+        if self.optimizers:
+            lines.append(f"optimisers: {self.optimizers}")
+        lines.append(f"{'check':<{name_w}}  {'mode':<7}  {'result':<{stat_w}}  diagnosis")
         for r in self:
             text = r.diagnosis if r.expected_failure is None else f"{r.diagnosis} [expected to fail: {r.expected_failure}]"
-            lines.append(f"{r.check:<{name_w}}  {r.mode:<7}  {r.status:<6}  {text}")
-        bad = [r.check for r in self if not r.ok]
-        lines.append(f"{sum(r.passed for r in self)}/{len(self)} checks passed; "
-                     + ("conforms" if not bad else f"NOT conforming: {', '.join(bad)}"))
+            lines.append(f"{r.check:<{name_w}}  {r.mode:<7}  {r.status:<{stat_w}}  {text}")
+            if r.traceback:
+                lines += ["    " + line for line in r.traceback.splitlines()]
+        bad = [r.check for r in self if r.outcome == "fail" and not r.ok]
+        unsure = self.inconclusive()
+        counts = f"{sum(r.passed for r in self)}/{len(self)} checks passed"
+        if bad:
+            verdict = f"NOT conforming: {', '.join(bad)}" + (f"; inconclusive: {', '.join(unsure)}" if unsure else "")
+        elif unsure:
+            verdict = (f"not shown to conform: {', '.join(unsure)} inconclusive (an inconclusive check had nothing "
+                       f"to test and never counts as a pass)")
+        else:
+            verdict = "conforms"
+        lines.append(f"{counts}; {verdict}")
         return "\n".join(lines)
 
 
 def supported_modes(impl) -> list:
-    return [m for m, method in MODES.items() if callable(getattr(impl, method, None))]
+    return [m for m, method in MODES.items() if callable(safe_getattr(impl, method))]
 
 
 def select_checks(impl, mode="all") -> list:
@@ -93,25 +141,20 @@ def select_checks(impl, mode="all") -> list:
     return sorted((c for c in CHECKS.values() if c.mode in modes), key=lambda c: order.index(c.mode))
 
 
-def run_check(check, session: Session) -> tuple:
-    """(passed, diagnosis). An exception from the implementation is a failure naming it."""
-    try:
-        return True, check.func(session.impl, session)
-    except CheckFailed as exc:
-        return False, str(exc)
-    except Exception as exc:  # the implementation crashed: report it as this check's failure
-        return False, f"implementation raised {type(exc).__name__}: {exc}"
-
-
-def check_implementation(impl, mode="all", expected_failed=None, options: Options | None = None) -> ResultTable:
+def check_implementation(impl, mode="all", expected_failed=None, options: Options | None = None,
+                         optimizers=None) -> ResultTable:
     """Run the conformance battery on ``impl``.
 
     mode: 'all' (every mode impl supports), 'white', 'black', 'sampler', or a list of them.
     expected_failed: {check name: reason}; such checks are run and reported but do not make
     ``table.ok`` false. An implementation may declare its own as ``impl.expected_failed`` (the
-    argument's entries take precedence). Returns a ResultTable (``.ok``, ``.format()``, ``.to_json()``).
+    argument's entries take precedence).
+    optimizers: the client optimiser and server rule the implementation uses (an Optimizers or a
+    dict of its fields; default ``impl.optimizers``, else SGD + plain average, Algorithm 1).
+    Everything is validated before any check runs. Returns a ResultTable (``.ok``, ``.verdict``,
+    ``.format()``, ``.to_json()``).
     """
-    expected_failed = {**dict(getattr(impl, "expected_failed", None) or {}), **dict(expected_failed or {})}
+    expected_failed = {**dict(safe_getattr(impl, "expected_failed") or {}), **dict(expected_failed or {})}
     unknown = sorted(set(expected_failed) - set(CHECKS))
     if unknown:
         raise ValueError(f"expected_failed names unknown checks {unknown}; checks are {list(CHECKS)}")
@@ -120,16 +163,20 @@ def check_implementation(impl, mode="all", expected_failed=None, options: Option
             raise TypeError(f"expected_failed[{name!r}] must be a non-empty reason string, got {reason!r}")
     if options is not None and not isinstance(options, Options):
         raise TypeError(f"options must be a fslora_ref.conformance.Options, got {type(options).__name__}")
-    session = Session(impl, options or Options())
+    session = Session(impl, options or Options(), optimizers=optimizers)
+    checks = select_checks(impl, mode)
     table = ResultTable()
     table.implementation = describe(impl)
-    for check in select_checks(impl, mode):
-        passed, diagnosis = run_check(check, session)
-        table.append(CheckResult(check.name, check.mode, passed, expected_failed.get(check.name), diagnosis))
+    table.optimizers = session.optimizers.describe()
+    for check in checks:
+        o = run_check(check, session)
+        table.append(CheckResult(check.name, check.mode, o.outcome, expected_failed.get(check.name), o.diagnosis,
+                                 o.seconds, o.traceback))
     return table
 
 
-def parametrize_with_checks(implementations, mode="all", expected_failed=None, options: Options | None = None):
+def parametrize_with_checks(implementations, mode="all", expected_failed=None, options: Options | None = None,
+                            optimizers=None):
     """A pytest.mark.parametrize over (implementation, check) pairs, as sklearn's
     parametrize_with_checks::
 
@@ -137,9 +184,10 @@ def parametrize_with_checks(implementations, mode="all", expected_failed=None, o
         def test_conformance(impl, check):
             check(impl)
 
-    ``check(impl)`` raises AssertionError with the diagnosis on failure. Checks named in
-    expected_failed are marked xfail (strict) with the given reason. Sessions are shared per
-    implementation, so the black-box rounds run once.
+    ``check(impl)`` raises CheckFailed (an AssertionError) with the diagnosis on failure and
+    CheckInconclusive (also an AssertionError: a test that had nothing to test does not pass) when
+    inconclusive. Checks named in expected_failed are marked xfail (strict, raises=CheckFailed)
+    with the given reason. Sessions are shared per implementation, so the black-box rounds run once.
     """
     import pytest
 
@@ -148,18 +196,25 @@ def parametrize_with_checks(implementations, mode="all", expected_failed=None, o
     expected_failed = dict(expected_failed or {})
     params = []
     for impl in implementations:
-        session = Session(impl, options or Options())
-        xfail = {**dict(getattr(impl, "expected_failed", None) or {}), **expected_failed}
+        session = Session(impl, options or Options(), optimizers=optimizers)
+        xfail = {**dict(safe_getattr(impl, "expected_failed") or {}), **expected_failed}
         for c in select_checks(impl, mode):
             def bound(impl_, _c=c, _s=session):
                 if impl_ is not _s.impl:
                     raise TypeError("call the parametrized check with the implementation it was built for")
-                return _c.func(impl_, _s)
+                o = run_check(_c, _s)
+                text = o.diagnosis + (f"\n{o.traceback}" if o.traceback else "")
+                if o.outcome == "fail":
+                    raise CheckFailed(text)
+                if o.outcome == "inconclusive":
+                    raise CheckInconclusive(f"inconclusive: {text}")
+                return o.diagnosis
             bound.__name__ = f"check_{c.name}"
-            marks = [pytest.mark.xfail(reason=xfail[c.name], strict=True)] if c.name in xfail else []
+            marks = ([pytest.mark.xfail(reason=xfail[c.name], strict=True, raises=CheckFailed)]
+                     if c.name in xfail else [])
             params.append(pytest.param(impl, bound, id=f"{describe(impl)}-{c.name}", marks=marks))
     return pytest.mark.parametrize("impl, check", params)
 
 
 __all__ = ["CheckResult", "ResultTable", "check_implementation", "parametrize_with_checks", "select_checks",
-           "MODE_CHOICES"]
+           "run_check", "MODE_CHOICES", "EXIT_CODES"]

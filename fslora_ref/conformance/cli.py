@@ -2,8 +2,12 @@
 
 MODULE is a dotted module importable from the current directory (``tests.mutants.no_sketch``)
 or a path to a .py file (``examples/torch_fslora.py``); ATTR names the implementation object,
-or a class / zero-argument factory that builds it. Exit code 0 iff every check not listed
-with --xfail passes, 1 otherwise, 2 on a usage error.
+or a class / zero-argument factory that builds it.
+
+Exit codes: 0 every check ran and passed (or failed as declared with --xfail); 1 a check failed
+(does not conform); 3 no check failed but one was inconclusive (not shown to conform); 2 a usage
+error, including a target that cannot be loaded (SyntaxError, missing dependency, an exception
+or sys.exit at import or in its factory).
 """
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 
-from ..federation import atomic_write_bytes
+from ..outputs import atomic_write_bytes, check_output_file
 from .battery import MODE_CHOICES, check_implementation
+from .optimizers import parse_optimizers
 from .registry import CHECKS
-from .session import MODES, Options
+from .session import DEFAULT_TIME_LIMIT, MODES, Options, describe_exception
 
 
 def configure_parser(parser):
@@ -26,35 +32,104 @@ def configure_parser(parser):
     parser.add_argument("--json", metavar="PATH", help="also write the results as a JSON list (written atomically)")
     parser.add_argument("--xfail", metavar="CHECK=REASON", action="append", default=[],
                         help="declare a check expected to fail (repeatable); it no longer affects the exit code")
+    parser.add_argument("--optimizers", metavar="KEY=VALUE,...",
+                        help="the optimisers the implementation uses, overriding its `optimizers` attribute, e.g. "
+                             "client=adamw,weight_decay=0.01,server=adam,server_lr=0.01 (keys: client sgd|adamw, "
+                             "lr, betas 0.9/0.999, eps, weight_decay, scope selected|full, server average|sgd|adam, "
+                             "server_lr, server_betas, server_eps)")
     parser.add_argument("--rounds", type=int, default=Options.rounds, help="black-box rounds (default %(default)s)")
     parser.add_argument("--alpha", type=float, default=Options.alpha,
                         help="family-wise false-alarm rate of each statistical check (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=Options.seed, help="the battery's seed (default %(default)s)")
+    parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+                        help="fail a check that runs longer than this (default %(default)g s; 0: no limit)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
 
 
+def _where(exc: BaseException, path: str | None) -> str:
+    """' (at file.py:12)': the innermost frame in ``path`` (the target file), else the innermost frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" (at {exc.filename}:{exc.lineno})"
+    mine = [f for f in frames if path and os.path.abspath(f.filename) == os.path.abspath(path)]
+    frame = (mine or frames or [None])[-1]
+    return f" (at {frame.filename}:{frame.lineno})" if frame else ""
+
+
+def _import_file(path: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"target file {path!r} does not exist")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name = stem
+    existing = sys.modules.get(name)
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") != os.path.abspath(path):
+        name = f"_fslora_target_{stem}"   # never shadow an unrelated module of the same name
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:   # as `python file.py` would: the file's own imports find its neighbours
+        sys.path.append(folder)
+    sys.modules[name] = module   # registered while executing: dataclasses and pickling look it up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _import(module_name: str, is_file: bool):
+    try:
+        if is_file:
+            return _import_file(module_name)
+        if os.getcwd() not in sys.path:  # the console script's sys.path lacks the working directory
+            sys.path.insert(0, os.getcwd())
+        return importlib.import_module(module_name)
+    except KeyboardInterrupt:
+        raise
+    except FileNotFoundError:
+        raise
+    except ModuleNotFoundError as exc:
+        if not is_file and exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ValueError(f"cannot import module {module_name!r} from {os.getcwd()}: {exc}") from None
+        raise ValueError(f"importing {module_name!r} failed: {describe_exception(exc)}{_where(exc, module_name)}: a "
+                         f"missing dependency? install it in this environment") from None
+    except SyntaxError as exc:
+        raise ValueError(f"importing {module_name!r} failed: SyntaxError: {exc.msg}{_where(exc, module_name)}") from None
+    except BaseException as exc:  # noqa: B036 - SystemExit at import is a load failure, not a verdict
+        raise ValueError(f"importing {module_name!r} raised {describe_exception(exc)}{_where(exc, module_name)}; a "
+                         f"target must import without side effects") from None
+
+
 def load_target(target: str):
-    """The object named by MODULE:ATTR (instantiated if it is a class or a factory)."""
+    """The object named by MODULE:ATTR (instantiated if it is a class or a factory). Any failure to
+    import or build it (including SystemExit) is a one-line ValueError / FileNotFoundError."""
+    if not isinstance(target, str):
+        raise TypeError(f"target must be a string MODULE:ATTR, got {type(target).__name__}")
     module_name, sep, attr = target.rpartition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"target must look like MODULE:ATTR (e.g. fslora_ref.conformance.reference:impl), got {target!r}")
-    if module_name.endswith(".py") or os.sep in module_name:
-        if not os.path.isfile(module_name):
-            raise FileNotFoundError(f"target file {module_name!r} does not exist")
-        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(module_name))[0], module_name)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        if os.getcwd() not in sys.path:  # the console script's sys.path lacks the working directory
-            sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            raise ValueError(f"cannot import module {module_name!r} from {os.getcwd()}: {exc}") from None
-    if not hasattr(module, attr):
+    is_file = module_name.endswith(".py") or os.sep in module_name or "/" in module_name
+    module = _import(module_name, is_file)
+    try:
+        found = hasattr(module, attr)
+        obj = getattr(module, attr) if found else None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: B036
+        raise ValueError(f"reading {attr!r} from {module_name!r} raised {describe_exception(exc)}") from None
+    if not found:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r}")
-    obj = getattr(module, attr)
-    if isinstance(obj, type) or (callable(obj) and not any(callable(getattr(obj, m, None)) for m in MODES.values())):
-        obj = obj()
+    try:
+        is_factory = isinstance(obj, type) or (callable(obj) and not any(callable(getattr(obj, m, None))
+                                                                         for m in MODES.values()))
+        if is_factory:
+            obj = obj()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: B036
+        raise ValueError(f"{target}: building the implementation by calling {attr}() raised "
+                         f"{describe_exception(exc)}{_where(exc, module_name if is_file else None)}") from None
     return obj
 
 
@@ -73,11 +148,18 @@ def run(args) -> int:
         for c in CHECKS.values():
             print(f"{c.name:<30} {c.mode:<8} {c.description}")
         return 0
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    if args.time_limit < 0:
+        raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {args.time_limit:g}")
+    options = Options(rounds=args.rounds, alpha=args.alpha, seed=args.seed,
+                      time_limit=args.time_limit if args.time_limit > 0 else None)
+    optimizers = parse_optimizers(args.optimizers) if args.optimizers else None
+    expected = parse_xfail(args.xfail)
     impl = load_target(args.target)
-    table = check_implementation(impl, mode=args.mode, expected_failed=parse_xfail(args.xfail),
-                                 options=Options(rounds=args.rounds, alpha=args.alpha))
+    table = check_implementation(impl, mode=args.mode, expected_failed=expected, options=options, optimizers=optimizers)
     table.implementation = f"{table.implementation} ({args.target})"
     print(table.format())
     if args.json:
         atomic_write_bytes(args.json, table.dumps().encode())
-    return 0 if table.ok else 1
+    return table.exit_code

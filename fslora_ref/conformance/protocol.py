@@ -8,7 +8,7 @@ An implementation under test is any object with one or more of these methods:
 
 and optionally ``name`` (str) and ``dtype`` (numpy dtype it computes in; default float64).
 
-One round of FSLoRA, as every method must run it (spec section 3, row-vector convention):
+One round of FSLoRA, as every method must run it (docs/spec.md §3, row-vector convention):
 for every client i (all N take part) and layer l, with index set I = I_il (k_i indices out of r)
 and sigma = (r/k_i) 1_I, start from the global (B_l, A_l) and take H = task.local_steps steps
 
@@ -20,7 +20,15 @@ and sigma = (r/k_i) 1_I, start from the global (B_l, A_l) and take H = task.loca
 then return the start plus the average over all N clients of the trained factors' change
 (B_new = B + (1/N) sum_i dB_i; unselected coordinates of a client count as 0). In black-box mode the
 implementation draws each I itself: uniform among k_i-subsets, the same set for B and A of a
-layer, fixed for the round, independent across clients, layers and rounds.
+layer, fixed for the round, independent across clients, layers and rounds, keyed on
+(task.seed, task.round_index, task.client_ids[i]) (the battery runs each round once per client
+alone and once with all clients, and expects the same draws).
+
+That is the default task (``client_optimizer='sgd'``, ``server_optimizer='average'``). An
+implementation that declares other optimisers (``optimizers.py``) gets tasks that say so, and
+the steps above become: AdamW on (B_I, A_I) (``optimizer_scope='selected'``) or on the full-size
+factors (``'full'``: gradients are 0 outside I, decoupled weight decay is not), and the server
+applies SGD or Adam (fresh state) to the pseudo-gradient -(1/N) sum_i dX_i.
 """
 from __future__ import annotations
 
@@ -28,8 +36,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..lora import LayerFactors
 from ..client import dense_factor_grads
+from ..lora import LayerFactors
+from ..validation import check_choice
+from .optimizers import CLIENT_OPTIMIZERS, SCOPES, SERVER_RULES
 
 # Relative tolerance of an implementation's round against the reference, by the dtype it
 # computes in (relative to the largest reference change of the compared factor).
@@ -37,11 +47,20 @@ TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 2e-4}
 # A coordinate "moved" when it changed by more than this times the factor's largest entry:
 # above the rounding of an average of unchanged copies, far below any real update.
 MOVED = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
+# A moved column of B (row of A) is "decay-like" when its change is a multiple of its own value up
+# to this relative residual (float32 rounding of a small multiple leaves ~1e-4); a sketched
+# gradient step leaves a residual of order 1 (the battery checks that on the reference).
+DECAY_RESIDUAL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 2e-2}
 
 
 def dtype_of(impl) -> np.dtype:
     """The dtype an implementation computes in (``impl.dtype``, default float64); validated."""
-    dt = np.dtype(getattr(impl, "dtype", np.float64))
+    try:
+        dt = np.dtype(getattr(impl, "dtype", np.float64))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: B036 - a hostile attribute must not crash the battery
+        raise TypeError(f"impl.dtype must be a numpy dtype (float32 or float64): {type(exc).__name__}: {exc}") from None
     if dt not in TOLERANCE:
         raise ValueError(f"impl.dtype must be one of {[str(d) for d in TOLERANCE]}, got {dt}")
     return dt
@@ -95,6 +114,9 @@ class RoundTask:
     index_sets:   white-box: [client][layer] sorted index arrays (k_i of them); black-box: None
     client_ids:   identity of each client (key per-client randomness on it, not on the position)
     seed, round_index: for the implementation's own sketch draws in black-box mode
+    client_optimizer: 'sgd' | 'adamw' (betas, eps);  optimizer_scope: 'selected' | 'full'
+    server_optimizer: 'average' | 'sgd' | 'adam' (server_lr, server_betas, server_eps)
+    The defaults are Algorithm 1: an SGD client and a plain average.
     """
 
     layers: list
@@ -112,10 +134,21 @@ class RoundTask:
     round_index: int = 0
     label: str = ""
     extra: dict = field(default_factory=dict)
+    client_optimizer: str = "sgd"
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    optimizer_scope: str = "selected"
+    server_optimizer: str = "average"
+    server_lr: float = 1.0
+    server_betas: tuple = (0.9, 0.999)
+    server_eps: float = 1e-8
 
     def __post_init__(self):
         if not self.client_ids:
             object.__setattr__(self, "client_ids", tuple(range(len(self.budgets))))
+        check_choice("client_optimizer", self.client_optimizer, CLIENT_OPTIMIZERS)
+        check_choice("optimizer_scope", self.optimizer_scope, SCOPES)
+        check_choice("server_optimizer", self.server_optimizer, SERVER_RULES)
 
     @property
     def n_clients(self) -> int:
@@ -135,7 +168,10 @@ class RoundTask:
 @dataclass
 class RoundResult:
     """What a round returns: the new global factors, and (optionally) the per-client uploads
-    [client][layer] = (dB_I: (m_l, k_i), dA_I: (k_i, n_l)) in the order of ``index_sets``."""
+    [client][layer] = (dB_I: (m_l, k_i), dA_I: (k_i, n_l)) in the order of ``index_sets``.
+
+    An implementation may also return a plain [(B, A)] list, or a dict {"layers": ..., "uploads": ...}
+    (so that code written without fslora imports can expose its uploads)."""
 
     layers: list
     uploads: list | None = None

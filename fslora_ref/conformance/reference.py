@@ -8,6 +8,7 @@ hooks the mutants in tests/mutants override; all of them call the reference's ow
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from ..algorithms.protocol import ClientPlan, ServerState, Upload
 from ..client import local_train
 from ..config import FedConfig
 from ..lora import LayerFactors, gather
+from ..optim import AdamW, ServerOptimizer
 from ..seeding import stream
 from ..sketch import Sketch, sample_sketch
 from ..validation import check_positive_float
@@ -49,36 +51,96 @@ class SGDW:
         return out, state
 
 
-def task_config(task: RoundTask) -> FedConfig:
-    """The FedConfig that describes ``task`` to the reference's algorithm code."""
-    return FedConfig(rank=task.rank, budgets=tuple(task.budgets), local_steps=task.local_steps, lr=task.lr,
-                     seed=task.seed, lora_scaling=task.lora_scaling)
+@dataclass(frozen=True)
+class TaskConfig(FedConfig):
+    """The FedConfig of a RoundTask, with the optimiser hyperparameters FedConfig leaves at their
+    defaults (AdamW betas/eps, the server's betas/eps): the reference's algorithm code then runs
+    exactly the declared optimisers (``fslora_ref.optim``)."""
+
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    server_betas: tuple = (0.9, 0.999)
+    server_eps: float = 1e-8
+
+    __hash__ = FedConfig.__hash__
+
+    def make_client_optimizer(self):
+        if self.client_optimizer == "sgd":
+            return SGDW(self.lr, self.weight_decay)
+        return AdamW(self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay)
+
+    def make_server_optimizer(self):
+        return ServerOptimizer(self.server_optimizer, self.server_lr, self.server_betas[0], self.server_betas[1],
+                               self.server_eps)
+
+
+def task_config(task: RoundTask) -> TaskConfig:
+    """The config that describes ``task`` (and its declared optimisers) to the reference's algorithm code."""
+    return _config(task.rank, tuple(int(k) for k in task.budgets), task.local_steps, task.lr, task.seed,
+                   task.lora_scaling, task.client_optimizer, task.weight_decay, task.server_lr,
+                   "none" if task.server_optimizer == "average" else task.server_optimizer, tuple(task.betas),
+                   task.eps, tuple(task.server_betas), task.server_eps)
+
+
+@lru_cache(maxsize=256)
+def _config(rank, budgets, local_steps, lr, seed, lora_scaling, client_optimizer, weight_decay, server_lr,
+            server_optimizer, betas, eps, server_betas, server_eps) -> TaskConfig:
+    # cached: the black-box battery builds thousands of identical configs, each validated on construction
+    return TaskConfig(rank=rank, budgets=budgets, local_steps=local_steps, lr=lr, seed=seed, lora_scaling=lora_scaling,
+                      client_optimizer=client_optimizer, weight_decay=weight_decay, server_lr=server_lr,
+                      server_optimizer=server_optimizer, betas=betas, eps=eps, server_betas=server_betas,
+                      server_eps=server_eps)
 
 
 def sketched_client_update(task: RoundTask, i: int, index_sets, *, scale=None, steps=None, layers=None) -> list:
-    """Algorithm 1's client i for one round (submatrix form): H steps of SGDW on (B_I, A_I)
-    with coefficient s * r/k_i. index_sets: [I_l]. Returns [(dB_I: (m_l, k_i), dA_I: (k_i, n_l))].
+    """Algorithm 1's client i for one round: H steps of the task's client optimiser with
+    coefficient s * r/k_i on the selected coordinates. index_sets: [I_l].
+
+    optimizer_scope 'selected' trains the submatrix (B_I, A_I) and returns [(dB_I: (m_l, k_i),
+    dA_I: (k_i, n_l))]; 'full' trains the full-size factors with coefficient s diag(S) (zero
+    gradient outside I, but weight decay everywhere) and returns full-size [(dB: (m_l, r), dA: (r, n_l))].
 
     scale (default r/k_i), steps (default H) and layers (default the task's global factors) exist
     so that tests/mutants can build their defects from this one routine.
     """
     problem = OracleProblem(task.base_weights, task.oracles)
+    config = task_config(task)
     factors = []
     for (B, A), I in zip(task.layers if layers is None else layers, index_sets):
         S = Sketch(task.rank, I)
-        B_I, A_I = gather(np.asarray(B, float), np.asarray(A, float), S)
-        factors.append(LayerFactors(B_I, A_I, task.lora_scaling * (S.scale if scale is None else scale) * np.ones(S.k)))
+        c = task.lora_scaling * (S.scale if scale is None else scale)
+        B, A = np.asarray(B, float), np.asarray(A, float)
+        if task.optimizer_scope == "full":
+            coeff = np.zeros(task.rank)
+            coeff[S.indices] = c
+            factors.append(LayerFactors(B.copy(), A.copy(), coeff))
+        else:
+            factors.append(LayerFactors(*gather(B, A, S), c * np.ones(S.k)))
     trained, _ = local_train(problem, i, factors, steps=task.local_steps if steps is None else steps,
-                             optimizer=SGDW(task.lr, task.weight_decay), rng=None)
+                             optimizer=config.make_client_optimizer(), rng=None)
     return [(B - f.B, A - f.A) for (B, A), f in zip(trained, factors)]
 
 
 def average_over_clients(task: RoundTask, index_sets, uploads) -> list:
-    """X + (1/N) sum_i scatter(upload_i): the reference server step (``FSLoRA.aggregate``)."""
+    """The reference server step (``FSLoRA.aggregate``): X + (1/N) sum_i scatter(upload_i), or the
+    declared server optimiser on the pseudo-gradient -(1/N) sum_i scatter(upload_i), fresh state.
+    An upload is a block at its index set, or full-size (r columns of B)."""
     state = ServerState([(np.asarray(B, float), np.asarray(A, float)) for B, A in task.layers])
-    plans = [ClientPlan(i, [], [np.asarray(I) for I in sets]) for i, sets in enumerate(index_sets)]
+    plans = []
+    for i, (sets, up) in enumerate(zip(index_sets, uploads)):
+        where = [np.arange(task.rank) if np.shape(dB)[1] == task.rank and len(I) != task.rank else np.asarray(I)
+                 for I, (dB, _) in zip(sets, up)]
+        plans.append(ClientPlan(i, [], where))
     ups = [Upload(i, [], deltas, 0, 0, []) for i, deltas in enumerate(uploads)]
     return FSLoRA().aggregate(state, plans, ups, task_config(task)).layers
+
+
+def reference_round(task: RoundTask, uploads=None) -> list:
+    """The reference's new global [(B, A)] for a task with ``index_sets`` given (``uploads``: the
+    clients' reference updates, if already computed)."""
+    if uploads is None:
+        uploads = [sketched_client_update(task, i, task.index_sets[i]) for i in range(task.n_clients)]
+    return average_over_clients(task, task.index_sets, uploads)
 
 
 class ReferenceImplementation:

@@ -19,7 +19,7 @@ def check(mode: str):
     """Register ``check_<name>(impl, session=None)`` under ``<name>`` for ``mode``."""
     def register(func):
         name = func.__name__.removeprefix("check_")
-        doc = (func.__doc__ or "").strip().splitlines()
-        CHECKS[name] = Check(name, mode, func, doc[0] if doc else name)
+        first_paragraph = (func.__doc__ or "").strip().split("\n\n")[0]
+        CHECKS[name] = Check(name, mode, func, " ".join(first_paragraph.split()) or name)
         return func
     return register

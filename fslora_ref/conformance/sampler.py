@@ -1,7 +1,7 @@
 """Sampler-only checks: ``impl.sample_sketch(rank, k, seed) -> diag(S)`` of one random-k draw.
 
 Distinct seeds must give independent draws. S = (r/k) sum_{j in I} e_j e_j^T with I uniform
-among the k-subsets (spec section 2).
+among the k-subsets (docs/spec.md §2).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from ..seeding import SERVER, stream
 from .registry import check
-from .session import CheckFailed, Session, fmt_set
+from .session import CheckFailed, Session, fmt_set, real_array
 from .stats import binomial_pvalue, bonferroni_threshold, uniform_multinomial_pvalue
 
 SUPPORT_CASES = ((8, 1), (8, 3), (6, 6), (5, 2))
@@ -24,18 +24,28 @@ def _session(impl, session):
 
 
 def draws(s: Session, rank: int, k: int, n: int, offset: int) -> np.ndarray:
-    """(n, rank) diagonals from seeds offset .. offset+n-1 (cached)."""
-    key = ("sampler", rank, k, n, offset)
-    if key not in s.cache:
-        sample = s.require("sampler")
+    """(n, rank) diagonals from seeds offset .. offset+n-1 (cached, failures too), each validated:
+    a real (rank,) vector of finite numbers, else CheckFailed naming the draw."""
+    def compute():
         out = np.empty((n, rank))
         for t in range(n):
-            d = np.asarray(sample(rank, k, s.options.seed * 1_000_003 + offset + t), dtype=float)
+            seed = (s.options.seed * 1_000_003 + offset + t) % 2**31
+            d = real_array(s.call("sampler", rank, k, seed), f"sample_sketch({rank}, {k}, seed={seed})")
             if d.shape != (rank,):
                 raise CheckFailed(f"sample_sketch({rank}, {k}, seed) returned shape {d.shape}, expected ({rank},)")
+            if not np.all(np.isfinite(d)):
+                raise CheckFailed(f"sample_sketch({rank}, {k}, seed={seed}) returned non-finite entries "
+                                  f"{np.round(d, 4).tolist()}; diag(S) must be finite")
             out[t] = d
-        s.cache[key] = out
-    return s.cache[key]
+        return out
+    return s.memo(("sampler", rank, k, n, offset), compute)
+
+
+def exact_k_of_r_over_k(D: np.ndarray, k: int, tol: float) -> bool:
+    """Every row has exactly k entries equal to r/k and the rest exactly 0 (a random-k draw)."""
+    r = D.shape[1]
+    nz = D != 0
+    return bool(np.all(nz.sum(axis=1) == k) and np.all(np.abs(D[nz] / (r / k) - 1) <= tol))
 
 
 @check("sampler")
@@ -56,9 +66,10 @@ def check_sampler_support_and_value(impl, session=None) -> str:
 def check_sampler_unbiased(impl, session=None) -> str:
     """E[S] = I: each diagonal entry averages 1.
 
-    When every nonzero entry equals one value v, E[s_j] = 1 iff j is selected with probability
-    1/v: exact binomial tests (Bonferroni over the r entries, false-alarm rate <= alpha). With
-    several nonzero values: z-tests of the means (CLT approximation, stated in the diagnosis).
+    When every draw has exactly k entries equal to r/k (the rest 0), E[s_j] = 1 iff j is selected
+    with probability k/r: exact binomial tests (Bonferroni over the r entries, false-alarm rate <=
+    alpha). Otherwise: z-tests of the means (CLT approximation, stated in the diagnosis); a
+    deterministic diag(S) fails unless it is exactly 1. Non-finite or malformed draws fail first.
     """
     s = _session(impl, session)
     r, k = UNBIASED_CASE
@@ -67,15 +78,15 @@ def check_sampler_unbiased(impl, session=None) -> str:
     means = D.mean(axis=0)
     values = np.unique(D[D != 0])
     threshold = bonferroni_threshold(s.options.alpha, r)
-    if values.size == 1:
-        counts = np.count_nonzero(D, axis=0)
-        p = [binomial_pvalue(int(c), n, min(1.0, 1.0 / values[0])) for c in counts]
-        test = "exact binomial"
+    if exact_k_of_r_over_k(D, k, s.tol):
+        # every draw is a random-k draw: E[s_j] = 1 iff j is selected with probability k/r, exactly binomial
+        p = [binomial_pvalue(int(c), n, k / r) for c in np.count_nonzero(D, axis=0)]
+        test = "exact binomial on the selection counts"
     else:
+        # any other values: z-tests of the means (a constant diag(S) has zero spread and fails unless it is 1)
         se = np.maximum(D.std(axis=0, ddof=1), 1e-12) / np.sqrt(n)
-        z = np.abs(means - 1.0) / se
-        p = [_normal_two_sided(float(zz)) for zz in z]
-        test = "z-test (CLT approximation)"
+        p = [_normal_two_sided(float(zz)) for zz in np.abs(means - 1.0) / se]
+        test = "z-test (CLT approximation; draws are not k entries of r/k)"
     j = int(np.argmin(p))
     if p[j] < threshold:
         raise CheckFailed(f"rank {r}, k={k}: mean of diag(S)_{j} over {n} draws is {means[j]:.4g}, expected 1 "

@@ -1,14 +1,23 @@
-"""Running an implementation for the checks: validation of what it returns, and a per-battery
-cache so that checks sharing a set of rounds (the black-box run) run it once."""
+"""Running an implementation for the checks: validated options, the exceptions that decide a
+check's outcome, calls into the implementation (every exception it raises is its failure, named),
+a per-battery cache that also remembers failures, and validation of what the implementation returns."""
 from __future__ import annotations
 
+import math
+import numbers
+import time
+import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .protocol import MOVED, TOLERANCE, RoundResult, RoundTask, dtype_of
+from ..validation import check_int
+from .optimizers import as_optimizers
+from .protocol import DECAY_RESIDUAL, MOVED, TOLERANCE, RoundResult, RoundTask, dtype_of
 
 MODES = {"white": "white_box_round", "black": "black_box_round", "sampler": "sample_sketch"}
+DEFAULT_TIME_LIMIT = 300.0   # seconds per check; the bundled examples need well under 10
 
 
 class CheckFailed(AssertionError):
@@ -16,23 +25,81 @@ class CheckFailed(AssertionError):
     expected vs got)."""
 
 
+class CheckInconclusive(AssertionError):
+    """A check had nothing to test (or could not judge); the message says why. Never a pass."""
+
+
+class Deadline(BaseException):
+    """Raised asynchronously in a check's thread when it exceeds the time limit."""
+
+
+class ImplementationError(Exception):
+    """The implementation raised ``original`` (any BaseException but KeyboardInterrupt)."""
+
+    def __init__(self, original: BaseException):
+        self.original = original
+        frames = traceback.extract_tb(original.__traceback__)[1:]   # drop Session.call's own frame
+        self.frames = "".join(traceback.format_list(frames[-3:])).rstrip()
+        last = frames[-1] if frames else None
+        self.signature = (type(original).__name__, str(original), last and (last.filename, last.lineno))
+        super().__init__(f"implementation raised {describe_exception(original)}")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """'RuntimeError: boom', 'SystemExit(0) (sys.exit was called)': one line."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}) (sys.exit was called)"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _real(name: str, value, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    if not (low < float(value) < high):
+        raise ValueError(f"{name} must be in ({low:g}, {high:g}), got {value!r}")
+    return float(value)
+
+
 @dataclass
 class Options:
-    """Battery settings. rounds: black-box rounds; alpha: family-wise false-alarm rate of
-    each statistical check; sampler_draws: draws per (r, k) in the sampler checks."""
+    """Battery settings, validated on construction (the battery's errors are never blamed on the
+    implementation). rounds: black-box rounds; alpha: family-wise false-alarm rate of each
+    statistical check; sampler_draws: draws per (r, k) in the sampler checks; seed: the battery's
+    seed (sampler seeds and ``task.seed`` derive from it); time_limit: seconds per check (None: no limit).
+    """
 
     rounds: int = 200
     alpha: float = 1e-3
     sampler_draws: int = 3000
     seed: int = 0
+    time_limit: float | None = DEFAULT_TIME_LIMIT
 
     def __post_init__(self):
-        if not isinstance(self.rounds, int) or self.rounds < 20:
-            raise ValueError(f"rounds must be an integer >= 20, got {self.rounds!r}")
-        if not (0.0 < self.alpha < 0.5):
-            raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha!r}")
-        if not isinstance(self.sampler_draws, int) or self.sampler_draws < 500:
-            raise ValueError(f"sampler_draws must be an integer >= 500, got {self.sampler_draws!r}")
+        for name, low in (("rounds", 20), ("sampler_draws", 500)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.alpha = _real("alpha", self.alpha, 0.0, 0.5)
+        self.seed = check_int("seed", self.seed, low=0, high=2**31 - 1)
+        if self.time_limit is not None:
+            self.time_limit = _real("time_limit (seconds)", self.time_limit, 0.0, math.inf)
+
+
+@dataclass
+class _Failure:
+    """A cached failure: re-raised when another check needs the same computation."""
+
+    exc: BaseException
+    check: str | None
+
+    def again(self, current: str | None) -> BaseException:
+        if isinstance(self.exc, CheckFailed) and self.check and self.check != current:
+            return CheckFailed(f"{self.exc} (the same result failed check {self.check})")
+        return self.exc
+
+
+_MISSING = object()
 
 
 @dataclass
@@ -40,59 +107,178 @@ class Session:
     impl: object
     options: Options = field(default_factory=Options)
     cache: dict = field(default_factory=dict)
+    optimizers: object = None     # the declaration; None: impl.optimizers, else SGD + average
 
     def __post_init__(self):
         self.dtype = dtype_of(self.impl)
         self.tol = TOLERANCE[self.dtype]
         self.moved_tol = MOVED[self.dtype]
+        self.decay_tol = DECAY_RESIDUAL[self.dtype]
+        declared = self.optimizers if self.optimizers is not None else safe_getattr(self.impl, "optimizers")
+        self.optimizers = as_optimizers(declared, "the implementation's optimizers")
+        self.current_check = None
+        self.in_call = 0             # > 0 while the implementation is running
+        self.call_started = 0.0
+        self.impl_seconds = 0.0
+        self.refused = None          # set after a time-out: the implementation is not called again
+        self.shown = {}              # exception signature -> the check whose row shows its traceback
+
+    def task(self, task: RoundTask) -> RoundTask:
+        """``task`` with the declared optimisers written in (what the implementation and the reference run)."""
+        return replace(task, **self.optimizers.task_fields())
 
     def require(self, mode: str):
         return require(self.impl, mode)
 
+    def call(self, mode: str, *args):
+        """The implementation's ``mode`` method on ``args``; whatever it raises becomes ImplementationError."""
+        if self.refused:
+            raise CheckInconclusive(f"not run: {self.refused}")
+        method = self.require(mode)
+        self.in_call += 1
+        start = self.call_started = time.perf_counter()
+        try:
+            return method(*args)
+        except (KeyboardInterrupt, Deadline):
+            raise
+        except BaseException as exc:  # noqa: B036 - SystemExit from the implementation is its failure too
+            raise ImplementationError(exc) from None
+        finally:
+            self.in_call -= 1
+            self.impl_seconds += time.perf_counter() - start
+
+    def memo(self, key, compute):
+        """compute() cached under ``key``; a failure is cached too and re-raised, not recomputed."""
+        hit = self.cache.get(key, _MISSING)
+        if isinstance(hit, _Failure):
+            raise hit.again(self.current_check)
+        if hit is not _MISSING:
+            return hit
+        try:
+            value = compute()
+        except (ImplementationError, CheckFailed) as exc:
+            self.cache[key] = _Failure(exc, self.current_check)
+            raise
+        self.cache[key] = value
+        return value
+
     def run_round(self, mode: str, task: RoundTask, key=None) -> RoundResult:
         """The implementation's result for ``task`` (cached under ``key``), validated."""
-        if key is not None and key in self.cache:
-            return self.cache[key]
-        # the implementation gets its own copies: one that updates arrays in place must not
-        # move the start point the battery measures changes from
-        handed = replace(task, layers=[(np.array(B), np.array(A)) for B, A in task.layers],
-                         base_weights=[np.array(W) for W in task.base_weights])
-        result = normalise_result(self.require(mode)(handed), task)
-        if key is not None:
-            self.cache[key] = result
-        return result
+        def compute():
+            # the implementation gets its own copies: one that updates arrays in place must not
+            # move the start point the battery measures changes from
+            handed = replace(task, layers=[(np.array(B), np.array(A)) for B, A in task.layers],
+                             base_weights=[np.array(W) for W in task.base_weights])
+            return normalise_result(self.call(mode, handed), task)
+        return compute() if key is None else self.memo(key, compute)
+
+
+def safe_getattr(obj, name: str, default=None):
+    """getattr that turns anything an attribute lookup raises into a TypeError naming it."""
+    try:
+        return getattr(obj, name, default)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: B036
+        raise TypeError(f"reading the implementation's attribute {name!r} raised {describe_exception(exc)}") from None
 
 
 def require(impl, mode: str):
     """impl's method for ``mode``; TypeError naming it if missing."""
     method = MODES[mode]
-    if not callable(getattr(impl, method, None)):
+    found = safe_getattr(impl, method)
+    if not callable(found):
         raise TypeError(f"{describe(impl)} has no {method}(...) method, which {mode} checks need "
                         f"(see fslora_ref/conformance/protocol.py)")
-    return getattr(impl, method)
+    return found
 
 
 def describe(impl) -> str:
-    return str(getattr(impl, "name", None) or type(impl).__name__)
+    name = safe_getattr(impl, "name")
+    return str(name) if isinstance(name, str) and name else type(impl).__name__
+
+
+def real_array(value, what: str) -> np.ndarray:
+    """``value`` as a float64 array; CheckFailed naming ``what`` if it is not real numbers."""
+    if value is None:
+        raise CheckFailed(f"{what} is None; expected an array of real numbers")
+    try:
+        arr = np.asarray(value)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: B036 - e.g. a torch tensor that requires grad, a hostile __array__
+        raise CheckFailed(f"{what} is not an array ({describe_exception(exc)})") from None
+    if arr.dtype.kind not in "biuf":
+        raise CheckFailed(f"{what} has dtype {arr.dtype} ({type(value).__name__}); expected real numbers")
+    return arr.astype(float)
 
 
 def normalise_result(result, task: RoundTask) -> RoundResult:
-    """RoundResult with float64 arrays; raises CheckFailed naming what is malformed."""
-    if not isinstance(result, RoundResult):
+    """RoundResult with float64 arrays; raises CheckFailed naming what is malformed (including
+    anything that reading the returned object raises: it is the implementation's object)."""
+    try:
+        return _normalise(result, task)
+    except (KeyboardInterrupt, Deadline, CheckFailed):
+        raise
+    except BaseException as exc:  # noqa: B036
+        raise CheckFailed(f"round {task.label!r}: reading the returned result raised {describe_exception(exc)}") from None
+
+
+def _normalise(result, task: RoundTask) -> RoundResult:
+    where = f"round {task.label!r}"
+    if isinstance(result, Mapping):
+        result = RoundResult(result.get("layers"), result.get("uploads"))
+    elif not isinstance(result, RoundResult):
         result = RoundResult(result)
-    layers = list(result.layers) if result.layers is not None else []
+    try:
+        layers = list(result.layers)
+    except TypeError:
+        raise CheckFailed(f"{where}: implementation returned {type(result.layers).__name__}, expected a list of "
+                          f"(B, A) per layer or a RoundResult") from None
     if len(layers) != task.n_layers:
-        raise CheckFailed(f"round {task.label!r}: implementation returned {len(layers)} layers, expected {task.n_layers}")
+        raise CheckFailed(f"{where}: implementation returned {len(layers)} layers, expected {task.n_layers}")
     out = []
     for l, (pair, (B0, A0)) in enumerate(zip(layers, task.layers)):
-        B, A = (np.asarray(x, dtype=float) for x in pair)
+        try:
+            B, A = pair
+        except (TypeError, ValueError):
+            raise CheckFailed(f"{where}, layer {l}: returned {type(pair).__name__}, expected a pair (B, A)") from None
+        B, A = real_array(B, f"{where}, layer {l}: B"), real_array(A, f"{where}, layer {l}: A")
         if B.shape != B0.shape or A.shape != A0.shape:
-            raise CheckFailed(f"round {task.label!r}, layer {l}: returned B {B.shape}, A {A.shape}; "
+            raise CheckFailed(f"{where}, layer {l}: returned B {B.shape}, A {A.shape}; "
                               f"expected B {B0.shape}, A {A0.shape}")
         if not (np.all(np.isfinite(B)) and np.all(np.isfinite(A))):
-            raise CheckFailed(f"round {task.label!r}, layer {l}: returned non-finite factors")
+            raise CheckFailed(f"{where}, layer {l}: returned non-finite factors")
         out.append((B, A))
     return RoundResult(out, result.uploads)
+
+
+def read_uploads(result: RoundResult, task: RoundTask) -> list | None:
+    """The result's uploads as [client][layer] = (dB, dA) float64 arrays (None if it exposes none);
+    CheckFailed if they are malformed or reading them raises."""
+    if result.uploads is None:
+        return None
+    where = f"round {task.label!r}: uploads"
+    try:
+        uploads = [list(per) for per in result.uploads]
+        if len(uploads) != task.n_clients or any(len(per) != task.n_layers for per in uploads):
+            raise CheckFailed(f"{where} must be [client][layer] = (dB, dA) for {task.n_clients} clients and "
+                              f"{task.n_layers} layers, got {[len(per) for per in uploads]} layers per client")
+        out = []
+        for i, per in enumerate(uploads):
+            out.append([])
+            for l, pair in enumerate(per):
+                dB, dA = pair
+                dB, dA = real_array(dB, f"{where}[{i}][{l}] dB"), real_array(dA, f"{where}[{i}][{l}] dA")
+                if dB.ndim != 2 or dA.ndim != 2:
+                    raise CheckFailed(f"{where}[{i}][{l}]: dB {dB.shape} and dA {dA.shape} must be matrices")
+                out[-1].append((dB, dA))
+        return out
+    except (KeyboardInterrupt, Deadline, CheckFailed):
+        raise
+    except BaseException as exc:  # noqa: B036
+        raise CheckFailed(f"{where} are not [client][layer] = (dB, dA): reading them raised "
+                          f"{describe_exception(exc)}") from None
 
 
 def deltas(task: RoundTask, result: RoundResult) -> list:
@@ -113,6 +299,54 @@ def moved_sets(session: Session, task: RoundTask, result: RoundResult, rows=None
         thr_A = session.moved_tol * max(np.max(np.abs(A0)), 1e-30)
         out.append((np.flatnonzero(np.max(np.abs(dB), axis=0, initial=0.0) > thr_B),
                     np.flatnonzero(np.max(np.abs(dA), axis=1, initial=0.0) > thr_A)))
+    return out
+
+
+@dataclass
+class Moves:
+    """How one layer's factors moved in a round. Every moved B column (A row) is either
+    "gradient-like" (its change is not a multiple of its own start value: what a sketched
+    gradient step does) or "decay-like" (a multiple c of its own value: weight decay, a rescaling).
+
+    grad_B, grad_A:   moved B columns / A rows of the first kind
+    decay_B, decay_A: those of the second kind;  factor_B, factor_A: their multiples c
+    size_B, size_A:   (r,) largest |change| of each column / row, relative to max |B| / max |A|
+    """
+
+    grad_B: np.ndarray
+    grad_A: np.ndarray
+    decay_B: np.ndarray
+    decay_A: np.ndarray
+    factor_B: np.ndarray
+    factor_A: np.ndarray
+    size_B: np.ndarray
+    size_A: np.ndarray
+
+    @property
+    def gradient_set(self):
+        """The index set, if B and A agree on it (else None)."""
+        return self.grad_B if np.array_equal(self.grad_B, self.grad_A) else None
+
+
+def _split(session, D, X, axis) -> tuple:
+    """(gradient-like, decay-like, decay factors, sizes) of the slices of D along ``axis`` (1: columns)."""
+    D, X = (D, X) if axis == 1 else (D.T, X.T)
+    size = np.max(np.abs(D), axis=0, initial=0.0) / max(np.max(np.abs(X)), 1e-300)
+    moved = size > session.moved_tol
+    xx = np.sum(X * X, axis=0)
+    c = np.sum(D * X, axis=0) / np.maximum(xx, 1e-300)
+    resid = np.linalg.norm(D - c * X, axis=0) / np.maximum(np.linalg.norm(D, axis=0), 1e-300)
+    decay = moved & (xx > 0) & (resid <= session.decay_tol)
+    return np.flatnonzero(moved & ~decay), np.flatnonzero(decay), c[decay], size
+
+
+def classify_moves(session: Session, task: RoundTask, result: RoundResult) -> list:
+    """[Moves] per layer of ``result`` against the task's start."""
+    out = []
+    for (dB, dA), (B0, A0) in zip(deltas(task, result), task.layers):
+        gB, dBj, fB, sB = _split(session, dB, np.asarray(B0, float), 1)
+        gA, dAj, fA, sA = _split(session, dA, np.asarray(A0, float), 0)
+        out.append(Moves(gB, gA, dBj, dAj, fB, fA, sB, sA))
     return out
 
 

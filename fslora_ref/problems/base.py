@@ -53,9 +53,18 @@ class Problem:
             check_matrix(f"base_weights[{l}]", W0)
             if l and W0.shape[0] != self.base_weights[l - 1].shape[1]:
                 raise ValueError(f"base_weights[{l}] must have {self.base_weights[l - 1].shape[1]} rows, got {W0.shape[0]}")
-        m = self.base_weights[0].shape[0]
+        if not self.base_weights:
+            raise ValueError("base_weights must hold at least one layer's weight, got none")
+        m, n_out = self.base_weights[0].shape[0], self.base_weights[-1].shape[1]
         for i, c in enumerate(self.clients):
             check_matrix(f"clients[{i}].X", c.X, (None, m))
+            if self.link == "squared":
+                check_matrix(f"clients[{i}].targets", c.targets, (c.X.shape[0], n_out))
+            else:
+                labels = np.asarray(c.targets)
+                if labels.shape != (c.X.shape[0],) or labels.dtype.kind not in "iu" or (
+                        labels.size and (labels.min() < 0 or labels.max() >= n_out)):
+                    raise ValueError(f"clients[{i}].targets must be {c.X.shape[0]} integer labels in [0, {n_out - 1}]")
         if self.batch_size is not None:
             self.batch_size = check_int("batch_size", self.batch_size, low=1, high=min(self.client_sizes))
         # The frozen base's first-layer output is fixed per client, so it is computed once. For a

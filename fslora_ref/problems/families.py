@@ -11,14 +11,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..seeding import SERVER, stream
-from ..validation import check_int, check_positive_float
+from ..validation import MAX_CLIENTS, MAX_DIM, check_allocation, check_int, check_real
 from .base import ClientData, Problem
 
+MAX_SIZE_SPREAD = 3.0      # client sizes mean_size * exp(spread * N(0,1)): 3 already spans 4 orders of magnitude
+MAX_NOISE = 1e3            # noise, heterogeneity: larger values only overflow the targets
+MAX_MEAN_SIZE = 1 << 24
 
-def _client_sizes(n_clients: int, mean_size: int, size_spread: float, rng) -> list:
-    """Unequal client sizes: mean_size * exp(spread * N(0,1)), at least 4 samples."""
+
+def _client_sizes(n_clients: int, mean_size: int, size_spread: float, rng, dims) -> list:
+    """Unequal client sizes: mean_size * exp(spread * N(0,1)), at least 4 samples; the data
+    they imply (sum of sizes x (input + output) floats) must stay within MAX_FLOATS."""
     raw = mean_size * np.exp(size_spread * rng.standard_normal(n_clients))
-    return [max(4, int(round(s))) for s in raw]
+    sizes = [max(4, int(round(s))) for s in raw]
+    check_allocation("the clients' data", sum(sizes) * sum(dims), "n_clients, mean_size, size_spread or the dimensions")
+    return sizes
 
 
 def _low_rank(m, n, rank, scale, rng):
@@ -26,14 +33,19 @@ def _low_rank(m, n, rank, scale, rng):
 
 
 def _check_common(n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread):
-    check_int("n_clients", n_clients, low=1)
+    """Range checks, and the weights' and expected data size within MAX_FLOATS, before any allocation."""
+    check_int("n_clients", n_clients, low=1, high=MAX_CLIENTS)
     for name, d in dims.items():
-        check_int(name, d, low=1)
-    check_int("target_rank", target_rank, low=1)
-    check_int("mean_size", mean_size, low=4)
-    check_positive_float("noise", noise, allow_zero=True)
-    check_positive_float("heterogeneity", heterogeneity, allow_zero=True)
-    check_positive_float("size_spread", size_spread, allow_zero=True)
+        check_int(name, d, low=1, high=MAX_DIM)
+    check_int("target_rank", target_rank, low=1, high=MAX_DIM)
+    check_int("mean_size", mean_size, low=4, high=MAX_MEAN_SIZE)
+    check_real("noise", noise, low=0.0, high=MAX_NOISE)
+    check_real("heterogeneity", heterogeneity, low=0.0, high=MAX_NOISE)
+    check_real("size_spread", size_spread, low=0.0, high=MAX_SIZE_SPREAD)
+    sizes = list(dims.values())
+    check_allocation("the base weights", sum(a * b for a, b in zip(sizes, sizes[1:])), "the dimensions")
+    check_allocation("the low-rank targets", target_rank * sum(sizes) * 2, "target_rank or the dimensions")
+    check_allocation("the clients' data", n_clients * mean_size * sum(sizes), "n_clients, mean_size or the dimensions")
 
 
 def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: int = 4,
@@ -48,7 +60,7 @@ def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: 
     W0 = rng.standard_normal((m, n)) / np.sqrt(m)
     shared = _low_rank(m, n, target_rank, 1.0, rng)
     clients = []
-    for i, size in enumerate(_client_sizes(n_clients, mean_size, size_spread, rng)):
+    for i, size in enumerate(_client_sizes(n_clients, mean_size, size_spread, rng, (m, n))):
         X = rng.standard_normal((size, m))
         W_i = W0 + shared + heterogeneity * _low_rank(m, n, target_rank, 1.0, rng)
         Y = X @ W_i + noise * rng.standard_normal((size, n))
@@ -70,7 +82,7 @@ def logistic(n_clients: int = 8, m: int = 24, n_classes: int = 6, *, target_rank
     shared = _low_rank(m, n_classes, target_rank, 3.0, rng)
     temperature = max(noise, 1e-3)
     clients = []
-    for size in _client_sizes(n_clients, mean_size, size_spread, rng):
+    for size in _client_sizes(n_clients, mean_size, size_spread, rng, (m, n_classes)):
         X = rng.standard_normal((size, m))
         logits = X @ (W0 + shared + heterogeneity * _low_rank(m, n_classes, target_rank, 3.0, rng)) / temperature
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -94,7 +106,7 @@ def two_layer(n_clients: int = 8, m: int = 16, hidden: int = 24, n: int = 8, *, 
     W02 = rng.standard_normal((hidden, n)) / np.sqrt(hidden)
     D1, D2 = _low_rank(m, hidden, target_rank, 1.0, rng), _low_rank(hidden, n, target_rank, 1.0, rng)
     clients = []
-    for size in _client_sizes(n_clients, mean_size, size_spread, rng):
+    for size in _client_sizes(n_clients, mean_size, size_spread, rng, (m, n)):
         X = rng.standard_normal((size, m))
         T1 = W01 + D1 + heterogeneity * _low_rank(m, hidden, target_rank, 1.0, rng)
         T2 = W02 + D2 + heterogeneity * _low_rank(hidden, n, target_rank, 1.0, rng)
@@ -108,6 +120,6 @@ FAMILIES = {"least_squares": least_squares, "logistic": logistic, "two_layer": t
 
 def make_problem(family: str, **kwargs) -> Problem:
     """Build a problem of ``family`` (one of FAMILIES) from keyword arguments."""
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     return FAMILIES[family](**kwargs)

@@ -1,7 +1,7 @@
-"""The sketched objective f^S (spec eq. 2), exactly.
+"""The sketched objective f^S (docs/spec.md §1, eq. 2), exactly.
 
 f_i^S(B, A) = E_{S ~ S_i} f_i(W0 + B S A) with one independent sketch per layer.
-Two exact routes: the closed form for single-layer least squares (spec section 2), and
+Two exact routes: the closed form for single-layer least squares (docs/spec.md §2), and
 enumeration over all C(r, k) index sets for any family when that is small enough.
 """
 from __future__ import annotations

@@ -91,7 +91,7 @@ plt.show()
 # %% [markdown]
 # ## 3. Exact moments: enumeration next to the closed forms
 #
-# With $s_j = S_{jj}$ (spec §2):
+# With $s_j = S_{jj}$ (docs/spec.md §2):
 #
 # | moment | closed form |
 # |---|---|

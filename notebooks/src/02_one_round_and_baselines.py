@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · One FSLoRA round, step by step, and the baselines
 #
-# Algorithm 1 of the paper, one round $t$ (spec §3):
+# Algorithm 1 of the paper, one round $t$ (docs/spec.md §3):
 #
 # 1. the server draws, for every client $i$ (and layer), one sketch $S_i^t$ with budget $k_i$;
 # 2. client $i$ receives the block $(B_I, A_I)$ and runs $H$ local SGD steps on $\ell(W_0 + s\,\tfrac{r}{k_i} B_I A_I)$;

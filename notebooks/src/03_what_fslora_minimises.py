@@ -7,8 +7,8 @@
 #
 # $$f^S(B,A) = \frac1N\sum_i \mathbb E_{S\sim\mathcal S_i}\, f_i(W_0 + sBSA),$$
 #
-# and it converges to stationary points of $f^S$, not of $f$ (spec §1). For least squares the
-# difference is an explicit, non-negative penalty (spec §2):
+# and it converges to stationary points of $f^S$, not of $f$ (docs/spec.md §1). For least squares the
+# difference is an explicit, non-negative penalty (docs/spec.md §2):
 #
 # $$f_i^S = f_i + \frac{s^2}{2n_i}\,c_{k_i}\Big(r\sum_j\|X_i b_j\|^2\|a_j\|^2-\|X_iBA\|_F^2\Big),\qquad c_k=\frac{r-k}{k(r-1)} .$$
 #
@@ -123,7 +123,7 @@ plt.show()
 #
 # We run FSLoRA with every client at the same budget $k$, full-batch clients and $H=1$ local step, so a
 # round is exactly one stochastic gradient step on $f^S$ whose only noise is the sketch
-# ($\mathbb E_S[\text{update}] = -\gamma\nabla f^S$, claim `alg1.one_step_unbiased` of `fslora verify`; with $H>1$
+# ($\mathbb E_S[\text{update}] = -\gamma\nabla f^S$, claim `alg1.round_unbiased` of `fslora verify`; with $H>1$
 # client drift adds an $O(\gamma H)$ bias on top). The step size is $\gamma = 0.5\,k/r$ (the sketched
 # loss is $(r/k)^2$ times less smooth), halved every quarter of the run so the iterates settle. Along the
 # way we record $\|\nabla f^S\|^2$ and $\|\nabla f\|^2$ exactly. Then we polish the last iterate with L-BFGS on

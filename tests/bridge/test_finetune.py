@@ -25,7 +25,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [r["train_loss"] for r in resumed["rounds"]] == [r["train_loss"] for r in full["rounds"]]
     assert [e["generated_sha1"] for e in resumed["eval"]] == [e["generated_sha1"] for e in full["eval"]]
     # a checkpoint from another recipe is refused, not silently continued
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"different run; differing fields: seed \(0 in the checkpoint, 5 now\)"):
         finetune(finetune_args("--out", str(tmp_path / "b"), "--resume", "--seed", "5"))
 
 
@@ -71,7 +71,7 @@ def one_line_error(capsys, argv):
 def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     base = ["finetune", "--out", str(tmp_path / "o")]
     assert "does-not-exist" in one_line_error(capsys, base + ["--model", str(tmp_path / "does-not-exist")])
-    err = one_line_error(capsys, base + ["--model", "tiny", "--rank", "8", "--budgets", "2,32"])
+    err = one_line_error(capsys, base + ["--model", "tiny", "--rank", "8", "--clients", "2", "--budgets", "2,32"])
     assert "[1, 8]" in err and "budgets" in err
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

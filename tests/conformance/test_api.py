@@ -84,3 +84,34 @@ class _DeclaredFirstK(FirstK):
 @parametrize_with_checks([_DeclaredFirstK()], mode="black", options=Options(rounds=40))
 def test_parametrized_checks_honour_declared_failures(impl, check):
     check(impl)   # selection_frequency is a strict xfail: it must fail, the other three must pass
+
+
+class _NoOp(ReferenceImplementation):
+    name = "no-op"
+
+    def white_box_round(self, task):
+        return task.layers
+
+
+def test_a_parametrized_check_that_had_nothing_to_test_raises_instead_of_passing():
+    from fslora_ref.conformance import CheckFailed, CheckInconclusive
+
+    mark = parametrize_with_checks([_NoOp()], mode="white")
+    checks = {p.id.removeprefix("no-op-"): p.values for p in mark.args[1]}
+    impl_, check = checks["aggregation_divides_by_n"]
+    with pytest.raises(CheckInconclusive, match="inconclusive: no rank index was moved"):
+        check(impl_)
+    impl_, check = checks["round_matches_reference"]
+    with pytest.raises(CheckFailed, match="round 'two_layer'"):
+        check(impl_)
+
+
+def test_declared_optimisers_come_from_the_implementation_or_the_argument():
+    class Declares(ReferenceImplementation):
+        optimizers = {"client": "adamw", "weight_decay": 0.0}
+
+    table = check_implementation(Declares(), mode="sampler")
+    assert table.optimizers.startswith("client AdamW")
+    assert check_implementation(Declares(), mode="sampler", optimizers={}).optimizers.startswith("client SGD")
+    with pytest.raises(ValueError, match="unknown keys"):
+        check_implementation(impl, optimizers={"clients": "adamw"})

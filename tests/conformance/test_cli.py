@@ -16,7 +16,8 @@ def test_reference_exits_zero_and_writes_json(tmp_path, capsys):
     assert "14/14 checks passed; conforms" in printed
     rows = json.loads(out.read_text())
     assert len(rows) == 14 and all(r["passed"] and r["expected_failure"] is None for r in rows)
-    assert {"check", "passed", "expected_failure", "diagnosis"} <= set(rows[0])
+    assert {"check", "passed", "outcome", "status", "expected_failure", "diagnosis", "seconds", "optimizers"} <= set(rows[0])
+    assert {r["status"] for r in rows} == {"PASS"}
 
 
 def test_mutant_from_a_fresh_process_at_the_repo_root(tmp_path):
@@ -54,3 +55,34 @@ def test_list_prints_every_check(capsys):
     assert main(["crosscheck", "anything:x", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in CHECKS)
+
+
+def test_exit_code_three_when_nothing_failed_but_something_was_inconclusive(capsys):
+    declared = "client=adamw,weight_decay=0.05,scope=full,server=adam,server_lr=0.01"   # unreadable in black-box
+    args = ["crosscheck", "fslora_ref.conformance.reference:impl", "--mode", "black", "--optimizers", declared]
+    assert main(args) == 3
+    out = capsys.readouterr().out
+    assert "INCONCLUSIVE" in out and "not shown to conform" in out and "server Adam" in out
+
+
+def test_bad_options_are_usage_errors_before_anything_runs(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    ref = "fslora_ref.conformance.reference:impl"
+    assert main(["crosscheck", ref, "--json", str(blocker / "out.json")]) == 2
+    assert main(["crosscheck", ref, "--seed", "-1"]) == 2
+    assert main(["crosscheck", ref, "--time-limit", "-1"]) == 2
+    assert main(["crosscheck", ref, "--rounds", "5"]) == 2
+    assert main(["crosscheck", ref, "--optimizers", "client=lion"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 5 and "--json" in err[0] and "seed must be" in err[1] and "--time-limit" in err[2]
+    assert "rounds must be" in err[3] and "optimizers.client must be one of" in err[4]
+
+
+def test_time_limit_option_fails_a_hanging_target(tmp_path, capsys):
+    path = tmp_path / "slow.py"
+    path.write_text("import time\nclass Impl:\n    def sample_sketch(self, rank, k, seed):\n        while True:\n"
+                    "            time.sleep(0.01)\nimpl = Impl()\n")
+    assert main(["crosscheck", f"{path}:impl", "--time-limit", "0.3"]) == 1
+    out = capsys.readouterr().out
+    assert "did not finish within the time limit of 0.3 s" in out and out.count("not run") == 2

@@ -1,7 +1,8 @@
 """The torch/PEFT adapter: weights go in and come back by PEFT parameter name, the example
-torch implementation (examples/torch_fslora.py) passes, and torch-side defects are caught."""
+torch implementations (examples/torch_fslora.py, examples/hf_fslora.py) pass, and torch-side
+defects are caught."""
+import copy
 import dataclasses
-import importlib.util
 import os
 
 import numpy as np
@@ -10,21 +11,17 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from fslora_ref.conformance import check_implementation  # noqa: E402
+from fslora_ref.conformance import Options, check_implementation  # noqa: E402
 from fslora_ref.conformance.scenarios import black_box_round  # noqa: E402
 from llm_bridge.peft_conformance import PeftAdapter  # noqa: E402
+from tests.conformance.test_examples import load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FAST = Options(rounds=40)   # enough for the deterministic checks; the statistical ones run at 200 below
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("torch_fslora", os.path.join(ROOT, "examples", "torch_fslora.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
+example = load("torch_fslora")
+hf = load("hf_fslora")
 
 
 @pytest.mark.parametrize("kind", ["mlp", "tiny_llama"])
@@ -47,9 +44,11 @@ def test_weights_round_trip_and_the_client_loss_has_the_oracle_gradient(kind):
         assert np.allclose(params[nb].grad.double().numpy().T, s * B.astype(float).T @ g, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "tiny_llama"])
+@pytest.mark.parametrize("kind", ["tiny_llama", "mlp"])
 def test_example_torch_implementation_passes(kind):
-    table = check_implementation(PeftAdapter(example.train_round, model=kind, sample_sketch=example.sample_sketch))
+    options = Options() if kind == "tiny_llama" else FAST
+    table = check_implementation(PeftAdapter(example.train_round, model=kind, sample_sketch=example.sample_sketch),
+                                 options=options)
     assert table.ok, table.format()
     assert [r.mode for r in table] == ["black"] * 4 + ["sampler"] * 3
 
@@ -58,7 +57,7 @@ def test_torch_missing_scale_is_caught():
     def no_scale(*args, **kw):
         return example.train_round(*args, scale_fn=lambda r, k: 1.0, **kw)
 
-    table = check_implementation(PeftAdapter(no_scale))
+    table = check_implementation(PeftAdapter(no_scale), options=FAST)
     assert table.failed() == ["update_matches_reference"]
     assert "x the reference" in table["update_matches_reference"].diagnosis
 
@@ -67,7 +66,7 @@ def test_torch_same_seed_for_every_client_is_caught():
     def shared_seed(model, clients, **kw):
         return example.train_round(model, [dataclasses.replace(c, id=0) for c in clients], **kw)
 
-    table = check_implementation(PeftAdapter(shared_seed))
+    table = check_implementation(PeftAdapter(shared_seed), options=FAST)
     assert table.failed() == ["selection_frequency"]
     assert "not independent across clients" in table["selection_frequency"].diagnosis
 
@@ -79,6 +78,8 @@ def test_adapter_rejects_bad_arguments():
         PeftAdapter(example.train_round, model="gpt5")
     with pytest.raises(ValueError, match="dtype must be"):
         PeftAdapter(example.train_round, dtype=torch.int32)
+    with pytest.raises(ValueError, match="optimizers.server must be one of"):
+        PeftAdapter(example.train_round, optimizers={"server": "lamb"})
 
 
 def test_cli_runs_the_example_by_path_and_by_module(capsys, monkeypatch):
@@ -97,3 +98,36 @@ def test_a_new_rank_rebuilds_the_model():
         adapter.write(task)
         assert adapter._model.peft_config["default"].r == rank
         assert all(np.array_equal(B2, B) for (B, _), (B2, _) in zip(task.layers, adapter.read()))
+
+
+def test_the_default_model_is_a_llama_and_its_batches_give_the_client_loss():
+    adapter = PeftAdapter(example.train_round)
+    task = black_box_round(np.float32, shapes=adapter.layer_shapes)
+    seen = {}
+
+    def inspect(model, clients, **kw):
+        seen["config"] = type(model.config).__name__
+        local = copy.deepcopy(model)                      # HF users train copies
+        for c in clients:
+            batches = list(c.dataloader)
+            assert len(batches) == len(c.dataloader) == kw["local_steps"]
+            hf_loss = local(**batches[0]).loss
+            assert torch.allclose(hf_loss, c.loss(local)) and torch.allclose(hf_loss, c.loss(model))
+
+    PeftAdapter(inspect).black_box_round(task)
+    assert seen["config"] == "LlamaConfig"
+    with pytest.raises(ValueError, match="names no client"):
+        adapter.model_for(task.rank, task.lora_scaling)[0](input_ids=torch.tensor([[99]]))
+
+
+def test_hugging_face_style_example_passes_through_the_adapter():
+    table = check_implementation(hf.impl, options=Options(rounds=20))
+    assert table.ok and len(table) == 7, table.format()
+    assert "AdamW" in table.optimizers and "Adam on the pseudo-gradient" in table.optimizers
+
+
+def test_hugging_face_style_example_declared_as_sgd_is_told_its_optimiser():
+    table = check_implementation(hf.impl, mode="black", options=Options(rounds=20), optimizers={})
+    assert table.failed() == ["update_matches_reference"], table.format()
+    text = table["update_matches_reference"].diagnosis
+    assert "'client': 'adamw'" in text and "'server': 'adam'" in text and "the sketch is not at fault" in text

@@ -85,3 +85,22 @@ class DividesBySelectors(FSLoRA):
                 counts[l][I] += 1
         means = [(tB / np.maximum(c, 1)[None, :], tA / np.maximum(c, 1)[:, None]) for (tB, tA), c in zip(totals, counts)]
         return apply_server_step(state, means, config)
+
+
+# -- public-API mutants for the fuzz test (the pre-issue-11 code, which coerced or overflowed) --
+def coercing_budgets_from_ratios(rank, ratios, n_clients):
+    """ZeroDivisionError on no ratios, OverflowError on huge ranks, a negative rank accepted."""
+    if isinstance(n_clients, int) and n_clients > 1 << 20:  # the old code would build that list for minutes
+        raise MemoryError(f"{n_clients} budgets")
+    return [max(1, int(round(float(ratios[i % len(ratios)]) * rank))) for i in range(n_clients)]
+
+
+def coercing_stream(seed, *, round, client, layer=-1, purpose):
+    """round=1.7 silently becomes round 1."""
+    key = (int(round) + 1, int(client) + 1, int(layer) + 1, 0)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
+
+
+def coercing_sketch(rank, indices):
+    """Sketch(8, [1.7, 2.2]) silently becomes indices [1, 2]."""
+    return Sketch(rank, np.asarray(indices, dtype=float).astype(np.int64))

@@ -1,4 +1,4 @@
-"""Each baseline does what the spec (section 5) says, through the shared protocol."""
+"""Each baseline does what docs/spec.md §5 says, through the shared protocol."""
 from __future__ import annotations
 
 import numpy as np

@@ -117,7 +117,7 @@ def check_resume(algo_cls, tmp_path, stop_after=2, rounds=4, server_optimizer="n
     config = FedConfig(rank=8, budgets=[1, 2, 4, 6], local_steps=2, lr=0.01, rounds=rounds, seed=4,
                        server_optimizer=server_optimizer, server_lr=0.5)
     full = run(algo_cls(), problem, config)
-    ckpt = tmp_path / f"ckpt-{algo_cls.__name__}-{stop_after}.pkl"
+    ckpt = tmp_path / f"ckpt-{algo_cls.__name__}-{stop_after}.npz"
     run(algo_cls(), problem, config, checkpoint=ckpt, stop_after=stop_after)
     resumed = run(algo_cls(), problem, config, checkpoint=ckpt, resume=True)
     assert resumed.to_json() == full.to_json(), f"resumed history differs (interrupted after {stop_after})"

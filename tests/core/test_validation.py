@@ -13,7 +13,7 @@ OK = dict(rank=4, budgets=[1, 2], local_steps=2, lr=0.01, rounds=1)
 @pytest.mark.parametrize("changes,exc,words", [
     (dict(budgets=[0, 2]), ValueError, ["budgets[0]", "[1, 4]"]),
     (dict(budgets=[1, 5]), ValueError, ["budgets[1]", "[1, 4]"]),
-    (dict(rank=0, budgets=[1]), ValueError, ["rank", "[1, inf]"]),
+    (dict(rank=0, budgets=[1]), ValueError, ["rank", "[1, 65536]"]),
     (dict(rank=4.0), TypeError, ["rank", "integer"]),
     (dict(budgets=[1.5, 2]), TypeError, ["budgets[0]", "integer"]),
     (dict(lr=0.0), ValueError, ["lr", "> 0"]),
@@ -36,7 +36,7 @@ def test_config_errors_name_parameter_and_range(changes, exc, words):
 
 @pytest.mark.parametrize("r,k,exc,words", [
     (8, 0, ValueError, ["k", "[1, 8]"]), (8, 9, ValueError, ["k", "[1, 8]"]),
-    (0, 1, ValueError, ["rank", "[1, inf]"]), (8, 2.0, TypeError, ["k", "integer"]),
+    (0, 1, ValueError, ["rank", "[1, 65536]"]), (8, 2.0, TypeError, ["k", "integer"]),
 ])
 def test_sketch_errors(r, k, exc, words):
     with pytest.raises(exc) as info:
@@ -60,7 +60,7 @@ def test_problem_shape_mismatch_and_non_finite():
 
 
 def test_problem_family_arguments():
-    with pytest.raises(ValueError, match=r"n_clients must be an integer in \[1, inf\]"):
+    with pytest.raises(ValueError, match=r"n_clients must be an integer in \[1, 1048576\]"):
         least_squares(n_clients=0)
     with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, "):
         least_squares(n_clients=2, mean_size=8, size_spread=0.0, batch_size=100)
@@ -75,7 +75,7 @@ def test_budgets_must_match_clients():
 def test_divergence_names_round_and_client():
     problem = least_squares(n_clients=2, seed=0)
     config = FedConfig(rank=4, budgets=[1, 4], local_steps=5, lr=50.0, rounds=5)
-    with pytest.raises(DivergenceError, match=r"round \d+, client \d+: non-finite"):
+    with pytest.raises(DivergenceError, match=r"fslora diverged in round \d+: .* client \d+'s local training .*--lr"):
         run(get_algorithm("fslora"), problem, config)
 
 

@@ -8,7 +8,6 @@ notebooks are the stripped build of their sources.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
@@ -19,20 +18,11 @@ pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 from nbclient.exceptions import CellExecutionError  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NB_DIR = os.path.join(ROOT, "notebooks")
+from .nbmodules import NB_DIR, load  # noqa: E402
+
 TIME_LIMIT = 90.0
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_notebooks_{name}", os.path.join(NB_DIR, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-runner = _load("run")
-builder = _load("build")
+runner = load("run")
+builder = load("build")
 
 # notebook -> the key figures it must save (the README embeds some of them from docs/figures/)
 EXPECTED = {

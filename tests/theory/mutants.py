@@ -4,9 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from fslora_ref.algorithms import FSLoRA
-from fslora_ref.client import local_train
-from fslora_ref.lora import LayerFactors
-from fslora_ref.optim import SGD
 from fslora_ref.sketch import Sketch, sample_sketch, sketch_moments
 from theory.constants import _link_output_grads
 from theory.moments import reference_law
@@ -86,31 +83,7 @@ def hvp_gauss_newton(problem, client, B, A, coeff, U, V):
     return (dG @ A.T) * coeff, coeff[:, None] * (B.T @ dG)
 
 
-# -- clients and algorithms ----------------------------------------------------------------------
-def client_without_scale(problem, client, layers, sketches, *, steps, lr, s, rng):
-    """Trains the selected block with coefficient s instead of s r/k."""
-    unscaled = [UnscaledSketch(S.rank, S.indices) for S in sketches]
-    return _masked_steps(problem, client, layers, unscaled, steps, lr, s, rng, redraw=False)
-
-
-def client_redrawing_sketch(problem, client, layers, sketches, *, steps, lr, s, rng):
-    """Draws a fresh sketch at every local step (instead of one per round)."""
-    return _masked_steps(problem, client, layers, sketches, steps, lr, s, rng, redraw=True)
-
-
-def _masked_steps(problem, client, layers, sketches, steps, lr, s, rng, redraw):
-    params = [(B.copy(), A.copy()) for B, A in layers]
-    current = list(sketches)
-    for step in range(steps):
-        if redraw and step > 0:
-            current = [sample_sketch(S.rank, S.k, rng) for S in current]
-        factors = [LayerFactors(B, A, s * S.diagonal()) for (B, A), S in zip(params, current)]
-        masks = [(S.mask(), S.mask()) for S in current]
-        trained, _ = local_train(problem, client, factors, steps=1, optimizer=SGD(lr), rng=rng, masks=masks)
-        params = trained
-    return [(tB - B, tA - A) for (tB, tA), (B, A) in zip(params, layers)]
-
-
+# -- algorithms (run through the reference's run_round) --------------------------------------------
 class SummingFSLoRA(FSLoRA):
     """Server sums the client deltas instead of averaging them."""
 
@@ -155,26 +128,6 @@ class DoubleScaledSubmatrixFSLoRA(FSLoRA):
         return plans
 
 
-def rhs_without_optimisation_term(**kw):
-    """Theorem 4.4 RHS claiming convergence to the noise level at once (first term dropped)."""
-    from theory.bounds import theorem_rhs
-    out = theorem_rhs(**kw)
-    out["rhs"] = out["noise"] + out["drift"]
-    return out
-
-
-class NMinusOneFSLoRA(FSLoRA):
-    """Server divides the summed deltas by N - 1 instead of N: FSLoRA at step gamma N / (N - 1)."""
-
-    name = "fslora"
-
-    def aggregate(self, state, plans, uploads, config):
-        from fslora_ref.algorithms.protocol import apply_server_step, scatter_mean
-        n = len(uploads)
-        mean = scatter_mean(state, plans, uploads, config)
-        return apply_server_step(state, [(dB * n / (n - 1), dA * n / (n - 1)) for dB, dA in mean], config)
-
-
 class ExplodingFSLoRA(FSLoRA):
     """Server applies 40x the averaged delta (diverges at any step size the bound covers)."""
 
@@ -184,18 +137,3 @@ class ExplodingFSLoRA(FSLoRA):
         new = super().aggregate(state, plans, uploads, config)
         new.layers = [(B + 39 * (nB - B), A + 39 * (nA - A)) for (B, A), (nB, nA) in zip(state.layers, new.layers)]
         return new
-
-
-class FirstKFSLoRA(FSLoRA):
-    """Every client always trains the first k_i indices (HetLoRA-style truncation) instead of a random set."""
-
-    name = "fslora"
-
-    def configure_round(self, state, problem, config, round_index, participants):
-        from fslora_ref.lora import gather
-        plans = super().configure_round(state, problem, config, round_index, participants)
-        for p in plans:
-            S = Sketch(config.rank, np.arange(config.budgets[p.client]))
-            p.indices = [S.indices for _ in p.indices]
-            p.factors = [LayerFactors(*gather(B, A, S), f.coeff) for (B, A), f in zip(state.layers, p.factors)]
-        return plans

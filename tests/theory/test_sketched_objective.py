@@ -1,5 +1,5 @@
-"""f^S and grad f^S: closed forms against enumeration (hypothesis), Lemma 3.2, the client of
-Algorithm 1, and the checkers failing on broken variants."""
+"""f^S and grad f^S: closed forms against enumeration (hypothesis), Lemma 3.2, and the checkers
+failing on broken formulas."""
 import numpy as np
 from hypothesis import given, strategies as st
 
@@ -71,8 +71,7 @@ def test_global_sketched_is_the_client_average():
 
 
 def test_checkers_pass_on_the_reference():
-    for check in (obj.check_closed_form_value, obj.check_closed_form_grad, obj.check_lemma_gradient,
-                  obj.check_one_step_unbiased, obj.check_sketch_fixed, obj.check_forms_agree):
+    for check in (obj.check_closed_form_value, obj.check_closed_form_grad, obj.check_lemma_gradient):
         res = check()
         assert res.status == "verified", (check.__name__, res)
 
@@ -85,19 +84,3 @@ def test_closed_form_checkers_fail_on_wrong_formulas():
 def test_lemma_checker_fails_on_wrong_gradient_formula():
     res = obj.check_lemma_gradient(grad_formula=M.lemma_grad_without_S_on_A)
     assert res.status == "violated" and res.evidence["max_error"] > 1e-3
-
-
-def test_one_step_unbiasedness_fails_without_the_r_over_k_scale():
-    res = obj.check_one_step_unbiased(client_delta=M.client_without_scale)
-    assert res.status == "violated" and res.evidence["max_error"] > 1e-4
-
-
-def test_fixed_sketch_checker_fails_on_a_client_that_redraws_every_step():
-    res = obj.check_sketch_fixed(client_delta=M.client_redrawing_sketch)
-    assert res.status == "violated" and res.evidence["max_change_outside_I"] > 0
-    # with H = 1 a redrawing client is indistinguishable, which is why this check uses H = 4
-    assert obj.check_one_step_unbiased(client_delta=M.client_redrawing_sketch).status == "verified"
-
-
-def test_forms_checker_fails_when_the_submatrix_client_drops_the_scale():
-    assert obj.check_forms_agree(algorithm=M.UnscaledSubmatrixFSLoRA()).status == "violated"

@@ -1,0 +1,204 @@
+"""Checkpoints of a federated run: save after every round, resume only the very same run.
+
+    path = checkpoint_path(out_dir, "fslora")                 # <out_dir>/checkpoint-fslora.npz
+    save_checkpoint(path, "fslora", config, state, history, next_round, identity={...})
+    state, history, next_round = load_checkpoint(path, "fslora", config, identity={...})
+
+The file is data only (see checkpoint_format.py: a zip of a strict-JSON header and ``.npy``
+arrays read with ``allow_pickle=False``); loading never executes code. The server state is
+stored generically: ``layers`` [(B, A)] and ``extra`` (server-optimiser state such as Adam's
+moments and step count, FLoRA's merged weights, FlexLoRA's averaged products, ...), whatever
+arrays, numbers, strings, lists, tuples and dicts it holds.
+
+A checkpoint resumes only the run that wrote it: the algorithm, every field of the config
+except ``rounds`` (which may grow), and every field of the run's identity (problem family,
+shapes, client sizes, batch size, a digest of the data, ...) must be equal, otherwise a
+ValueError names each differing field with both values.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from .algorithms.protocol import ServerState
+from .checkpoint_format import read_archive, read_header, write_archive
+from .history import HISTORY_KEYS, History
+from .outputs import dumps_json
+
+FORMAT = "fslora-checkpoint"
+VERSION = 2
+SUFFIX = ".npz"
+LEGACY_NAMES = ("checkpoint-{name}.pkl", "checkpoint.pkl")  # pickles of fslora <= 0.1; refused, never read
+_MISSING = "<absent>"
+
+
+def checkpoint_path(out_dir, algorithm_name: str) -> str:
+    """Where a run of ``algorithm_name`` keeps its checkpoint in ``out_dir``."""
+    return os.path.join(os.fspath(out_dir), f"checkpoint-{algorithm_name}{SUFFIX}")
+
+
+def find_checkpoint(out_dir, algorithm_name: str) -> str | None:
+    """The checkpoint of ``algorithm_name`` in ``out_dir``, or None if there is none.
+
+    An old pickle checkpoint there (and no new one) is a ValueError: pickles are never loaded.
+    """
+    path = checkpoint_path(out_dir, algorithm_name)
+    if os.path.lexists(path):
+        return path
+    for pattern in LEGACY_NAMES:
+        legacy = os.path.join(os.fspath(out_dir), pattern.format(name=algorithm_name))
+        if os.path.lexists(legacy):
+            raise ValueError(f"checkpoint {legacy} is a pickle written by an older fslora; pickles are never loaded "
+                             f"because loading one can execute code: delete it to start afresh")
+    return None
+
+
+def problem_identity(problem) -> dict:
+    """What defines a ``fslora_ref`` problem: family, link, shapes, client sizes, batch size
+    and a SHA-256 of its base weights and client data."""
+    digest = hashlib.sha256()
+    for arr in list(problem.base_weights) + [x for c in problem.clients for x in (c.X, c.targets)]:
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return {"family": problem.name, "link": problem.link, "n_clients": problem.n_clients,
+            "layer_shapes": [list(s) for s in problem.layer_shapes], "client_sizes": list(problem.client_sizes),
+            "batch_size": problem.batch_size, "data_sha256": digest.hexdigest()}
+
+
+def save_checkpoint(path, algorithm_name, config, state, history, next_round, *, identity=None) -> None:
+    """Write the run's state after ``next_round`` rounds (atomically; data only).
+
+    state: ServerState; history: :class:`History` or a JSON-able dict (the LLM bridge's).
+    """
+    header = {"format": FORMAT, "version": VERSION, "algorithm": algorithm_name, "config": config.to_json(),
+              "identity": _normalised(identity or {}), "next_round": int(next_round),
+              "history_kind": "History" if isinstance(history, History) else "dict"}
+    if isinstance(history, History):
+        history = {"algorithm": history.algorithm, "config": history.config, "rows": history.rows,
+                   "per_client_upload": history.per_client_upload, "peak_client_memory": history.peak_client_memory}
+    write_archive(path, header, {"state": {"layers": state.layers, "extra": state.extra}, "history": history})
+
+
+def checkpoint_header(path, algorithm_name, config, *, identity=None) -> dict:
+    """Read and check a checkpoint's header only (cheap: arrays are not read); returns it.
+
+    ValueError, naming ``path``, if the file is not a current fslora checkpoint, belongs to
+    another algorithm or run (every differing field is named), or already holds more rounds
+    than ``config.rounds``.
+    """
+    return _check_header(path, read_header(path), algorithm_name, config, identity)
+
+
+def load_checkpoint(path, algorithm_name, config, *, identity=None, layer_shapes=None):
+    """(ServerState, history, next_round) from a checkpoint of the same run (see
+    :func:`checkpoint_header` for the checks). layer_shapes [(m_l, n_l)], if given, must match
+    the saved factors B: (m_l, r), A: (r, n_l)."""
+    header, tree = read_archive(path)
+    header = _check_header(path, header, algorithm_name, config, identity)
+    next_round = header["next_round"]
+    try:
+        state = _state(tree["state"], config.rank, layer_shapes)
+        history = _history(tree["history"], header["history_kind"], next_round, config.n_clients)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {path} is malformed: {exc}") from None
+    return state, history, next_round
+
+
+# -- checks ----------------------------------------------------------------------------------
+def _normalised(obj):
+    """``obj`` as it reads back from JSON (tuples become lists), so saved == current compares values."""
+    return json.loads(dumps_json(obj, indent=None))
+
+
+def _fields(config_json: dict, identity: dict) -> dict:
+    fields = {k: v for k, v in config_json.items() if k not in ("rounds", "extra")}
+    fields.update(config_json.get("extra") or {})
+    fields.update(identity)
+    return fields
+
+
+def _short(value) -> str:
+    text = "absent" if value is _MISSING else json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def differing_fields(saved: dict, current: dict) -> list:
+    """['name (saved in the checkpoint, current now)'] for every field whose values differ."""
+    names = list(current) + [k for k in saved if k not in current]
+    return [f"{k} ({_short(saved.get(k, _MISSING))} in the checkpoint, {_short(current.get(k, _MISSING))} now)"
+            for k in names if saved.get(k, _MISSING) != current.get(k, _MISSING)]
+
+
+def read_checkpoint_header(path, algorithm_name: str | None = None) -> dict:
+    """The header of a checkpoint, checked to be a current fslora checkpoint (of
+    ``algorithm_name``, if given). Cheap: the arrays are not read."""
+    return _check_format(path, read_header(path), algorithm_name)
+
+
+def _check_format(path, header: dict, algorithm_name) -> dict:
+    if header.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {path} is not an fslora checkpoint (format {header.get('format')!r})")
+    if header.get("version") != VERSION:
+        raise ValueError(f"checkpoint {path} has format version {header.get('version')!r}; this fslora reads "
+                         f"version {VERSION}: start afresh in another --out")
+    if algorithm_name is not None and header.get("algorithm") != algorithm_name:
+        raise ValueError(f"checkpoint {path} is for algorithm {header.get('algorithm')!r}, not {algorithm_name!r}")
+    return header
+
+
+def _check_header(path, header: dict, algorithm_name, config, identity) -> dict:
+    _check_format(path, header, algorithm_name)
+    saved_config, saved_identity = header.get("config"), header.get("identity")
+    next_round = header.get("next_round")
+    if (not isinstance(saved_config, dict) or not isinstance(saved_identity, dict) or isinstance(next_round, bool)
+            or not isinstance(next_round, int) or next_round < 0 or header.get("history_kind") not in ("History", "dict")):
+        raise ValueError(f"checkpoint {path} is malformed: bad config, identity, next_round or history_kind")
+    diffs = differing_fields(_fields(saved_config, saved_identity),
+                             _fields(_normalised(config.to_json()), _normalised(identity or {})))
+    if diffs:
+        raise ValueError(f"checkpoint {path} belongs to a different run; differing fields: {'; '.join(diffs)}. "
+                         f"Resume with the same settings, or start afresh (another --out, or without --resume)")
+    if next_round > config.rounds:
+        raise ValueError(f"checkpoint {path} already holds {next_round} rounds, more than rounds = {config.rounds}: "
+                         f"resume with --rounds >= {next_round} (or start afresh in another --out)")
+    return header
+
+
+def _state(tree: dict, rank: int, layer_shapes) -> ServerState:
+    layers, extra = tree["layers"], tree["extra"]
+    if not isinstance(layers, list) or not isinstance(extra, dict) or not layers:
+        raise ValueError("state.layers must be a non-empty list and state.extra a dict")
+    if layer_shapes is not None and len(layers) != len(layer_shapes):
+        raise ValueError(f"state has {len(layers)} layers, the model {len(layer_shapes)}")
+    for l, pair in enumerate(layers):
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, np.ndarray) for x in pair)):
+            raise ValueError(f"state.layers[{l}] must be a (B, A) pair of arrays")
+        B, A = pair
+        m, n = layer_shapes[l] if layer_shapes is not None else (B.shape[0], A.shape[-1])
+        # FlexLoRA's SVD truncation may keep fewer than r components when min(m, n) < r
+        q = B.shape[-1]
+        if (B.shape != (m, q) or A.shape != (q, n) or not 1 <= q <= rank or B.dtype.kind != "f"
+                or A.dtype.kind != "f"):
+            raise ValueError(f"state.layers[{l}]: B {B.shape}, A {A.shape} ({B.dtype}); expected float B (m, q), "
+                             f"A (q, n) with (m, n) = {(m, n)} and q <= r = {rank}")
+        if not (np.all(np.isfinite(B)) and np.all(np.isfinite(A))):
+            raise ValueError(f"state.layers[{l}] holds non-finite values")
+    return ServerState(layers, extra)
+
+
+def _history(tree, kind: str, next_round: int, n_clients: int):
+    if kind == "dict":
+        if not isinstance(tree, dict):
+            raise ValueError("history must be a dict")
+        return tree
+    rows = tree["rows"]
+    if set(rows) != set(HISTORY_KEYS) or any(len(rows[k]) != next_round + 1 for k in HISTORY_KEYS):
+        raise ValueError(f"history rows must hold {HISTORY_KEYS} with {next_round + 1} entries each")
+    if len(tree["per_client_upload"]) != next_round or len(tree["peak_client_memory"]) != n_clients:
+        raise ValueError("history per-client records do not match the rounds and clients")
+    return History(tree["algorithm"], tree["config"], {k: list(rows[k]) for k in HISTORY_KEYS},
+                   list(tree["per_client_upload"]), list(tree["peak_client_memory"]))

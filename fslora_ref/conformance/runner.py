@@ -1,0 +1,116 @@
+"""Run one check under a time limit and turn what happened into an outcome.
+
+Outcomes: "pass" (the check verified its property), "fail" (it found a violation, or the
+implementation raised, returned something malformed, or did not finish within the time limit)
+and "inconclusive" (it had nothing to test, or could not judge: never a pass).
+
+Time limit: the check runs in a daemon worker thread; the main thread waits ``time_limit``
+seconds. On expiry it raises ``Deadline`` inside the worker (``PyThreadState_SetAsyncExc``), which
+stops pure-Python code at its next bytecode. Code blocked in C (``time.sleep``, a lock, a long
+native kernel) or that swallows BaseException cannot be stopped that way: its thread is left
+running in the background. Either way the battery stops calling the implementation (the
+remaining checks report "not run") so a hung call never runs concurrently with another one, and
+the process can still exit (daemon thread). A subprocess per check could kill any hang, but it
+would need a picklable implementation and would lose the shared per-battery cache; ``os._exit``
+or a segfault inside the implementation still ends the whole process.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+from .session import CheckFailed, CheckInconclusive, Deadline, ImplementationError, Session, describe_exception
+
+GRACE_SECONDS = 1.0   # how long a stopped worker gets to unwind
+
+
+@dataclass
+class Outcome:
+    outcome: str                 # "pass" | "fail" | "inconclusive"
+    diagnosis: str
+    seconds: float
+    traceback: str | None = None
+
+
+def _stop(thread: threading.Thread) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(Deadline))
+
+
+def _capture(fn, box: dict) -> None:
+    try:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: B036 - every outcome is classified by the main thread
+            box["exc"] = exc
+    except BaseException:  # noqa: B036 - a Deadline landing after fn returned
+        pass
+
+
+def _run(fn, limit: float | None, at_deadline=lambda: None) -> tuple:
+    """(box, timed_out, stopped): fn's value or exception, under ``limit`` seconds
+    (``at_deadline()`` runs when the limit expires, before the worker is stopped)."""
+    box: dict = {}
+    if limit is None:
+        _capture(fn, box)
+        return box, False, True
+    worker = threading.Thread(target=_capture, args=(fn, box), daemon=True, name="fslora-crosscheck")
+    worker.start()
+    worker.join(limit)
+    if not worker.is_alive():
+        return box, False, True
+    at_deadline()
+    _stop(worker)
+    worker.join(min(GRACE_SECONDS, limit))
+    return box, True, not worker.is_alive()
+
+
+def run_check(check, session: Session) -> Outcome:
+    """Run ``check`` on the session's implementation; never raises except KeyboardInterrupt."""
+    session.current_check = check.name
+    start = time.perf_counter()
+    in_impl_before = session.impl_seconds
+    snapshot = {}
+
+    def at_deadline():
+        now = time.perf_counter()
+        snapshot.update(inside=session.in_call > 0, running=now - session.call_started,
+                        impl=session.impl_seconds - in_impl_before, elapsed=now - start)
+
+    box, timed_out, stopped = _run(lambda: check.func(session.impl, session), session.options.time_limit, at_deadline)
+    seconds = time.perf_counter() - start
+    if timed_out:
+        fate = "stopped" if stopped else "is still running in a background thread"
+        session.refused = f"the implementation exceeded the time limit in check {check.name} ({fate})"
+        text = f"did not finish within the time limit of {session.options.time_limit:g} s"
+        if snapshot["inside"]:
+            return Outcome("fail", f"{text}: the implementation's call had been running for {snapshot['running']:.1f} s "
+                                   f"and was {fate}; the remaining checks do not call it again (raise --time-limit if "
+                                   f"it is just slow)", seconds)
+        return Outcome("inconclusive", f"{text} (elapsed {snapshot['elapsed']:.1f} s, {snapshot['impl']:.1f} s of it "
+                                       f"inside the implementation): the battery's own computation was running; raise "
+                                       f"--time-limit", seconds)
+    exc = box.get("exc")
+    if exc is None:
+        diagnosis = box.get("value")
+        if not isinstance(diagnosis, str):
+            return Outcome("inconclusive", f"battery error: check returned {type(diagnosis).__name__}", seconds)
+        return Outcome("pass", diagnosis, seconds)
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    if isinstance(exc, CheckFailed):
+        return Outcome("fail", str(exc), seconds)
+    if isinstance(exc, CheckInconclusive):
+        return Outcome("inconclusive", str(exc), seconds)
+    if isinstance(exc, ImplementationError):
+        first = session.shown.setdefault(exc.signature, check.name)
+        if first != check.name:
+            return Outcome("fail", f"{exc} (same exception as in check {first}; traceback shown there)", seconds)
+        return Outcome("fail", str(exc), seconds, exc.frames or None)
+    # anything else came from the battery's own code: never blame the implementation for it
+    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)[-3:])).rstrip()
+    return Outcome("inconclusive", f"the battery itself raised {describe_exception(exc)} (a bug in fslora's "
+                                   f"conformance battery, not in the implementation; please report it)", seconds,
+                   frames)

@@ -1,0 +1,100 @@
+"""The power matrix of `fslora verify`: every algorithm mutant shipped in tests/ (and the reference and
+examples/numpy_fslora.py) against every claim that runs the implementation, quick profile, exactly
+as `fslora verify --quick --impl TARGET` runs them.
+
+    python -m tests.theory.power_matrix          # prints the markdown table shown in the README
+
+ROWS pins what each one is: ``correct``; ``biased`` (its expected update or its fixed point differs
+from FSLoRA's: some convergence or unbiasedness claim must flag it); ``unbiased`` (a defect that keeps
+the expected update, or one that single-layer, weight-decay-free, SGD-client, plain-average runs never
+exercise: only `fslora crosscheck` or the core property tests can see it); ``below_power`` (biased, but
+by far less than the claims can resolve: a mask leaking 1e-4 of the gradient; `fslora crosscheck` sees it).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from theory import claims
+from theory.implementations import load_runner, runner_for
+from theory.result import VIOLATED
+
+ALGORITHM_CLAIMS = [c.id for c in claims.CLAIMS if c.through_impl]
+CONVERGENCE_CLAIMS = ("alg1.round_unbiased", "alg1.stationary_point", "thm4.4.bound", "cor4.5.rate")
+
+ROWS = [
+    ("reference (fslora_ref FSLoRA)", None, "correct"),
+    ("examples/numpy_fslora.py", "examples/numpy_fslora.py:impl", "correct"),
+    ("mutants/no_sketch", "tests.mutants.no_sketch:impl", "biased"),
+    ("mutants/independent_sets", "tests.mutants.independent_sets:impl", "biased"),
+    ("mutants/missing_scale", "tests.mutants.missing_scale:impl", "biased"),
+    ("mutants/double_scale", "tests.mutants.double_scale:impl", "biased"),
+    ("mutants/per_coordinate_mean", "tests.mutants.per_coordinate_mean:impl", "biased"),
+    ("mutants/redraw_each_step", "tests.mutants.redraw_each_step:impl", "unbiased"),
+    ("mutants/weight_decay_unselected", "tests.mutants.weight_decay_unselected:impl", "unbiased"),
+    ("mutants/first_k", "tests.mutants.first_k:impl", "biased"),
+    ("mutants/contiguous_window", "tests.mutants.contiguous_window:impl", "biased"),
+    ("mutants/with_replacement", "tests.mutants.with_replacement:impl", "biased"),
+    ("mutants/shared_across_layers", "tests.mutants.shared_across_layers:impl", "unbiased"),
+    ("mutants/full_rank_skipped", "tests.mutants.full_rank_skipped:impl", "biased"),
+    ("mutants/adamw_missing_scale", "tests.mutants.adamw_missing_scale:impl", "biased"),
+    ("mutants/adamw_decay_unselected", "tests.mutants.adamw_decay_unselected:impl", "unbiased"),
+    ("mutants/server_lr_ignored", "tests.mutants.server_lr_ignored:impl", "unbiased"),
+    ("mutants/leaky_mask", "tests.mutants.leaky_mask:impl", "below_power"),
+    ("core/SubmatrixWithoutScale", "tests.core.mutants:SubmatrixWithoutScale", "biased"),
+    ("core/SharedSketchAcrossLayers", "tests.core.mutants:SharedSketchAcrossLayers", "unbiased"),
+    ("core/LeakyUnselected", "tests.core.mutants:LeakyUnselected", "biased"),
+    ("core/UploadsFullRank", "tests.core.mutants:UploadsFullRank", "unbiased"),
+    ("core/GlobalRandomState", "tests.core.mutants:GlobalRandomState", "unbiased"),
+    ("core/DividesBySelectors", "tests.core.mutants:DividesBySelectors", "biased"),
+    ("table/ServerDividesByNMinus1", "tests.theory.table_mutants:ServerDividesByNMinus1", "biased"),
+    ("table/ScaleDroppedBothForms", "tests.theory.table_mutants:ScaleDroppedBothForms", "biased"),
+    ("theory/SummingFSLoRA", "tests.theory.mutants:SummingFSLoRA", "biased"),
+    ("theory/UnscaledSubmatrixFSLoRA", "tests.theory.mutants:UnscaledSubmatrixFSLoRA", "biased"),
+    ("theory/DoubleScaledSubmatrixFSLoRA", "tests.theory.mutants:DoubleScaledSubmatrixFSLoRA", "biased"),
+]
+
+
+def runner(target):
+    """The round runner `fslora verify --impl TARGET` would use (the reference for None)."""
+    np.random.seed(0)   # GlobalRandomState draws from numpy's global RNG: make its row reproducible
+    return runner_for(None) if target is None else load_runner(target)
+
+
+def row(target, ids=ALGORITHM_CLAIMS, stop_at_violation: bool = False) -> dict:
+    """{claim id: status} of the quick profile's claims ``ids`` on ``target``, in registry order;
+    with ``stop_at_violation`` the first violated claim ends the row."""
+    impl = runner(target)
+    out = {}
+    for cid in [c.id for c in claims.CLAIMS if c.id in ids]:
+        results, _ = claims.run_all(quick=True, only=[cid], impl=impl)
+        out[cid] = results[0][1].status
+        if stop_at_violation and out[cid] == VIOLATED:
+            break
+    return out
+
+
+SHORT = {"alg1.round_unbiased": "unbiased", "alg1.sketch_fixed": "sketch fixed", "alg1.forms_agree": "forms",
+         "alg1.stationary_point": "stationary", "thm4.4.bound": "Thm 4.4", "thm4.4.above_limit": "above limit",
+         "cor4.5.rate": "Cor 4.5", "cor4.5.fedavg": "FedAvg"}
+MARK = {"verified": "ok", "violated": "**VIOLATED**", "outside_conditions": "outside", "skipped": "skip"}
+
+
+def main() -> int:
+    header = "| implementation | kind | " + " | ".join(SHORT[c] for c in ALGORITHM_CLAIMS) + " |"
+    lines = [header, "|" + "---|" * (len(ALGORITHM_CLAIMS) + 2)]
+    start = time.perf_counter()
+    for label, target, kind in ROWS:
+        tic = time.perf_counter()
+        statuses = row(target)
+        lines.append(f"| {label} | {kind} | " + " | ".join(MARK[statuses[c]] for c in ALGORITHM_CLAIMS) + " |")
+        print(f"{lines[-1]}  ({time.perf_counter() - tic:.1f} s)", file=sys.stderr)
+    print("\n".join(lines))
+    print(f"\n({len(ROWS)} implementations, `fslora verify --quick` profile, {time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The power matrix of `fslora verify --quick --impl ...` (tests/theory/power_matrix.py), tested.
+
+Every biased mutant shipped in tests/ must be violated by at least one convergence or unbiasedness
+claim; the mutants whose defect keeps the expected update are not (only `fslora crosscheck` or the
+core property tests see them). The reference and examples/numpy_fslora.py violating nothing is
+tested end to end in test_cli.py (the whole quick run, and --impl with exit code 0).
+"""
+import inspect
+
+import pytest
+
+from fslora_ref.algorithms.protocol import Algorithm
+from tests.core import mutants as core_mutants
+from tests.mutants import MUTANTS
+from theory.result import VERIFIED, VIOLATED
+
+from . import mutants as theory_mutants
+from . import table_mutants
+from .power_matrix import CONVERGENCE_CLAIMS, ROWS, row
+
+BIASED = [(label, target) for label, target, kind in ROWS if kind == "biased"]
+UNBIASED = [(label, target) for label, target, kind in ROWS if kind in ("unbiased", "below_power")]
+
+
+def test_every_shipped_algorithm_mutant_is_in_the_matrix():
+    targets = {t for _, t, _ in ROWS}
+    shipped = {f"tests.mutants.{m}:impl" for m in MUTANTS}
+    for module in (core_mutants, theory_mutants, table_mutants):
+        shipped |= {f"{module.__name__}:{name}" for name, cls in inspect.getmembers(module, inspect.isclass)
+                    if issubclass(cls, Algorithm) and cls.__module__ == module.__name__}
+    assert shipped <= targets, shipped - targets
+    assert len(BIASED) >= 17 and {k for _, _, k in ROWS} == {"correct", "biased", "unbiased", "below_power"}
+
+
+@pytest.mark.parametrize("label, target", BIASED, ids=[b[0] for b in BIASED])
+def test_each_biased_mutant_is_violated_by_a_convergence_or_unbiasedness_claim(label, target):
+    statuses = row(target, CONVERGENCE_CLAIMS, stop_at_violation=True)
+    assert VIOLATED in statuses.values(), (label, statuses)
+
+
+@pytest.mark.parametrize("label, target", UNBIASED, ids=[u[0] for u in UNBIASED])
+def test_unbiased_defects_keep_the_expected_round(label, target):
+    assert row(target, ("alg1.round_unbiased",)) == {"alg1.round_unbiased": VERIFIED}

@@ -1,0 +1,205 @@
+"""The implementation under test, as the algorithm-level claims see it: something that runs rounds.
+
+    runner = runner_for(obj)                                  # or load_runner("examples/numpy_fslora.py:impl")
+    new_layers = runner.run(problem, config, layers, round_index)   # one round of FSLoRA from `layers`
+    iterates = trajectory(runner, problem, config, init_layers)    # X^0 .. X^T (DivergenceError if non-finite)
+
+A *round runner* has one method, ``run(problem, config, layers, round_index) -> [(B, A)]``: one full
+round of Algorithm 1 (every client, H local steps, the server's average) starting from the global
+factors ``layers`` = [(B_l: (m_l, r), A_l: (r, n_l))], with rank, budgets k_i, lr, H, scaling from
+``config`` (a ``FedConfig``). Its random draws are keyed by (config.seed, round_index, client), so
+round t of seed s is reproducible on its own and different rounds/seeds draw independently. Two kinds:
+
+* :class:`AlgorithmRunner`: an ``fslora_ref.algorithms.Algorithm`` through the reference's real code
+  path ``fslora_ref.federation.run_round`` (the default is the reference ``FSLoRA``; subclasses such
+  as the mutants in tests/ run the same way);
+* :class:`ProtocolRunner`: any object speaking the conformance protocol
+  (``fslora_ref/conformance/protocol.py``): ``black_box_round`` (it draws its own sketches) if it has
+  one, else ``white_box_round`` with index sets drawn by the reference's sampler from the same
+  (seed, round, client, layer) streams. Clients are full-batch gradient oracles over W
+  (``ProblemOracle``), so a ProtocolRunner runs full-batch problems only.
+
+``name`` and ``describe()`` say what runs; ``is_reference`` is True only for the unmodified reference,
+whose runs the claims then share with the measurement of the constants.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fslora_ref.algorithms import FSLoRA, get_algorithm
+from fslora_ref.algorithms.fslora import draw_round_sketches
+from fslora_ref.algorithms.protocol import Algorithm, ServerState
+from fslora_ref.client import DivergenceError
+from fslora_ref.config import FedConfig
+from fslora_ref.conformance.protocol import ProblemOracle, RoundTask, dtype_of
+from fslora_ref.federation import run_round
+
+
+class AlgorithmRunner:
+    """Rounds of an ``Algorithm`` via ``fslora_ref.federation.run_round`` (the reference's own path)."""
+
+    def __init__(self, algorithm: Algorithm | None = None):
+        self.algorithm = algorithm if algorithm is not None else get_algorithm("fslora")
+        self.name = "reference" if self.is_reference else f"{type(self.algorithm).__module__}.{type(self.algorithm).__name__}"
+
+    @property
+    def is_reference(self) -> bool:
+        return type(self.algorithm) is FSLoRA
+
+    @property
+    def has_forms(self) -> bool:
+        """The submatrix / masked client forms of FSLoRA exist (``config.form``)."""
+        return isinstance(self.algorithm, FSLoRA)
+
+    def describe(self) -> str:
+        return f"{self.name} (fslora_ref.federation.run_round)"
+
+    def run(self, problem, config: FedConfig, layers, round_index: int) -> list:
+        state = ServerState([(np.array(B, dtype=float), np.array(A, dtype=float)) for B, A in layers])
+        new, _, _ = run_round(self.algorithm, state, problem, config, round_index)
+        return new.layers
+
+
+class ProtocolRunner:
+    """Rounds of a conformance-protocol implementation on full-batch ``ProblemOracle`` clients."""
+
+    is_reference = False
+    has_forms = False
+
+    def __init__(self, impl, name: str | None = None):
+        self.impl = impl
+        self.dtype = dtype_of(impl)
+        if callable(getattr(impl, "black_box_round", None)):
+            self.mode = "black"
+        elif callable(getattr(impl, "white_box_round", None)):
+            self.mode = "white"
+        else:
+            raise TypeError(f"{_label(impl)} has neither black_box_round(task) nor white_box_round(task) "
+                            f"(see fslora_ref/conformance/protocol.py); `fslora verify --impl` needs one of them")
+        self.name = name or _label(impl)
+
+    def describe(self) -> str:
+        how = ("black_box_round: its own sketches" if self.mode == "black" else
+               "white_box_round: index sets from the reference's sampler")
+        declared = getattr(self.impl, "optimizers", None)
+        note = ("" if not declared else
+                f"; it declares optimizers {dict(declared) if isinstance(declared, dict) else declared}, but the "
+                f"claims are about Algorithm 1, so every RoundTask asks for SGD clients and a plain-average server")
+        return f"{self.name} ({how}; full-batch ProblemOracle clients{note})"
+
+    def task(self, problem, config: FedConfig, layers, round_index: int) -> RoundTask:
+        """The RoundTask for one round (what the implementation is handed)."""
+        _check_protocol_config(problem, config)
+        dt = self.dtype
+        index_sets = None
+        if self.mode == "white":
+            index_sets = [[S.indices for S in draw_round_sketches(config, round_index, i, problem.n_layers)]
+                          for i in range(problem.n_clients)]
+        return RoundTask(layers=[(np.array(B, dtype=dt), np.array(A, dtype=dt)) for B, A in layers],
+                         base_weights=[np.array(W, dtype=dt) for W in problem.base_weights],
+                         oracles=[ProblemOracle(problem, i) for i in range(problem.n_clients)],
+                         budgets=tuple(config.budgets), rank=config.rank, lr=config.lr,
+                         local_steps=config.local_steps, lora_scaling=config.lora_scaling,
+                         weight_decay=config.weight_decay, index_sets=index_sets,
+                         client_ids=tuple(range(problem.n_clients)), seed=config.seed, round_index=round_index,
+                         label=f"verify round {round_index}")
+
+    def run(self, problem, config: FedConfig, layers, round_index: int) -> list:
+        task = self.task(problem, config, layers, round_index)
+        method = getattr(self.impl, "black_box_round" if self.mode == "black" else "white_box_round")
+        with np.errstate(over="ignore", invalid="ignore"):
+            raw = method(task)
+        return _returned_layers(raw, layers, self.name, round_index)
+
+
+def _returned_layers(raw, layers, name: str, round_index: int) -> list:
+    """[(B, A)] float64 from what a round returned (a RoundResult or the list itself): ValueError naming
+    the layer if malformed, DivergenceError if non-finite."""
+    got = list(getattr(raw, "layers", raw) or [])
+    if len(got) != len(layers):
+        raise ValueError(f"{name}: round {round_index} returned {len(got)} layers, expected {len(layers)}")
+    out = []
+    for l, (pair, (B0, A0)) in enumerate(zip(got, layers)):
+        B, A = (np.asarray(x, dtype=float) for x in pair)
+        if B.shape != np.shape(B0) or A.shape != np.shape(A0):
+            raise ValueError(f"{name}: round {round_index}, layer {l} returned B {B.shape}, A {A.shape}; expected "
+                             f"B {np.shape(B0)}, A {np.shape(A0)}")
+        if not (np.all(np.isfinite(B)) and np.all(np.isfinite(A))):
+            raise DivergenceError(f"round {round_index}: {name} returned non-finite factors; lower the step size")
+        out.append((B, A))
+    return out
+
+
+def _check_protocol_config(problem, config: FedConfig):
+    if problem.batch_size is not None:
+        raise ValueError("a conformance-protocol implementation gets full-batch gradient oracles; "
+                         f"the problem has batch_size={problem.batch_size} (use batch_size=None)")
+    if config.client_optimizer != "sgd" or config.server_optimizer != "none" or config.client_fraction != 1.0:
+        raise ValueError("a conformance-protocol round is Algorithm 1 (SGD clients, all N clients, plain average); "
+                         f"got client_optimizer={config.client_optimizer!r}, server_optimizer="
+                         f"{config.server_optimizer!r}, client_fraction={config.client_fraction}")
+
+
+def _label(impl) -> str:
+    return str(getattr(impl, "name", None) or type(impl).__name__)
+
+
+def runner_for(obj) -> AlgorithmRunner | ProtocolRunner:
+    """The round runner of ``obj``: an existing runner, an ``Algorithm`` (reference path), or a
+    conformance-protocol implementation. None means the reference FSLoRA."""
+    if obj is None:
+        return AlgorithmRunner()
+    if isinstance(obj, (AlgorithmRunner, ProtocolRunner)):
+        return obj
+    if isinstance(obj, Algorithm):
+        return AlgorithmRunner(obj)
+    return ProtocolRunner(obj)
+
+
+def load_runner(target: str) -> AlgorithmRunner | ProtocolRunner:
+    """``--impl MODULE:ATTR`` (the ``fslora crosscheck`` target syntax) as a round runner. Runners loaded
+    from the same target share one cache of runs (theory.experiment.run_seeds) within the process."""
+    from fslora_ref.conformance.cli import load_target
+    runner = runner_for(load_target(target))
+    runner.name = f"{runner.name} ({target})" if target not in runner.name else runner.name
+    runner.cache = _TARGET_CACHES.setdefault(target, {})
+    if isinstance(runner, ProtocolRunner):
+        _probe(runner, target)
+    return runner
+
+
+def _probe(runner: ProtocolRunner, target: str):
+    """One tiny round on verify's kind of client, so that an implementation that cannot take full-batch
+    ProblemOracle clients (e.g. one that only expresses the battery's quadratic oracles) is a one-line
+    usage error up front, not a column of violated claims."""
+    from fslora_ref.problems import least_squares
+    problem = least_squares(n_clients=2, m=3, n=2, mean_size=6, seed=0)
+    config = FedConfig(rank=2, budgets=(1, 2), local_steps=1, lr=0.01, rounds=1, seed=0)
+    layers = [(np.full((3, 2), 0.1), np.full((2, 2), 0.1))]
+    try:
+        runner.run(problem, config, layers, 0)
+    except (TypeError, NotImplementedError) as exc:
+        raise ValueError(f"--impl {target} cannot run verify's full-batch least-squares clients "
+                         f"(ProblemOracle): {exc}") from None
+
+
+_TARGET_CACHES: dict = {}
+
+
+def trajectory(runner, problem, config: FedConfig, init_layers, rounds: int | None = None) -> list:
+    """[X^0, X^1, ..., X^T] (T = ``rounds`` or config.rounds), each [(B, A)], from ``init_layers``.
+    Raises DivergenceError naming the round if an iterate is non-finite."""
+    rounds = config.rounds if rounds is None else rounds
+    points = [[(np.array(B, dtype=float), np.array(A, dtype=float)) for B, A in init_layers]]
+    for t in range(rounds):
+        with np.errstate(over="ignore", invalid="ignore"):
+            new = runner.run(problem, config, points[-1], t)
+        if not all(np.all(np.isfinite(B)) and np.all(np.isfinite(A)) for B, A in new):
+            raise DivergenceError(f"round {t}: non-finite global factors; lower the step size")
+        points.append(new)
+    return points
+
+
+def stack(points) -> tuple[np.ndarray, np.ndarray]:
+    """Single-layer points [[(B, A)]] as (Bs: (P, m, r), As: (P, r, n))."""
+    return np.stack([p[0][0] for p in points]), np.stack([p[0][1] for p in points])
