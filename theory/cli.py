@@ -45,7 +45,7 @@ def run(args) -> int:
         from .implementations import load_runner
         impl = load_runner(args.impl)
     start = time.perf_counter()
-    progress = Progress(claims.steps(args.quick, only), "verify")
+    progress = Progress(claims.steps(args.quick, only, impl is not None), "verify")
     results, ctx = claims.run_all(quick=args.quick, progress=progress, only=only, impl=impl)
     progress.close()
     meta = {"quick": bool(args.quick), "seconds": time.perf_counter() - start, "implementation": ctx.runner.describe()}

@@ -65,11 +65,14 @@ def bound_status(results, form: str) -> Result:
         conclusive += row["excess_ucb95"] <= 0
     tight = [r["tightness"] for r in rows]
     paper = [r["paper_tightness"] for r in rows if r["paper_rhs"] is not None and np.isfinite(r["paper_tightness"])]
+    paper_in = [r["paper_tightness"] for r in rows if r["paper_rhs"] is not None and r["paper_within_its_condition"]
+                and np.isfinite(r["paper_tightness"])]
     dominant = {k: sum(r["dominant"] == k for r in rows) for k in ("optimisation", "noise")}
     ev = {"cells": rows, "outside_condition": outside, "alpha_familywise": ALPHA, "cells_inside": K,
           "cells_conclusive": conclusive, "tightness_min": min(tight), "tightness_max": max(tight),
           "dominant_term_counts": dominant, "seeds": int(inside[0].lhs.size),
           "paper_tightness_range": [min(paper), max(paper)] if paper else None,
+          "paper_tightness_range_within_its_condition": [min(paper_in), max(paper_in)] if paper_in else None,
           "test": "per seed LHS - RHS; violated if its lower (1 - alpha/K) t-bound > 0, holds if its 95% upper bound <= 0",
           "L_S": "max lambda_max(Hessian f^S) over the reference's step segments (see L_S_method per setting)"}
     if bad:

@@ -1,13 +1,20 @@
-"""The ``ours.*`` claims, ready for the ``fslora verify`` registry (``theory.claims``).
+"""The checks of the ``ours.*`` claims of ``fslora verify`` (registered in ``theory.claims``).
 
-    ctx = OursContext(quick=False)                        # the reference
-    ctx = OursContext(quick=True, round_fn=my_round)      # an implementation under test (see theory.ours_runs)
-    for cid, statement, method, check in OURS_CLAIMS:
-        result = check(ctx)                               # theory.result.Result
+    grids = results(runner, quick)        # [GridResult] least squares, logistic: the runner's runs
+    refs = reference_results(quick)       # the same grids on the reference (L_S, f*, a-priori noise, Thm 4.4)
 
-The grids (least squares and logistic) run once per context and are shared by the claims; L_S, f*,
-the a-priori noise and Theorem 4.4's constants always come from the reference's runs (``reference_fn``,
-default the reference FSLoRA), the LHS and the a-posteriori pieces from ``round_fn``.
+Every check takes the registry's ``Context`` (``ctx.runner``, ``ctx.quick``, ``ctx.ours()``,
+``ctx.ours_references()``). The grids run once per process and runner: the reference's in a module
+cache shared by every implementation checked, an implementation's in its runner's ``cache`` (the one
+``theory.experiment.run_seeds`` uses), so the power matrix, which builds one Context per claim, pays
+for each grid once. L_S, f*, the a-priori noise and Theorem 4.4's constants always come from the
+reference's runs; the LHS and the a-posteriori pieces from the runner's.
+
+Through the implementation: ``ours.h1.a_posteriori``, ``ours.h1.a_priori``, ``ours.h1.steps_on_runs``.
+On the reference only: ``ours.h1.steps_exact`` (the derivation, enumerated through the reference's
+white-box round), ``ours.h1.curvature`` (L_S vs the realised curvature), ``ours.h1.step_size`` (the
+step-size story) and ``ours.general_h.drift`` (an a-posteriori inequality that holds for any round by
+construction, see ``theory.ours_drift``).
 """
 from __future__ import annotations
 
@@ -19,58 +26,66 @@ from .ours_experiment import LG_GRID, LG_SETTING, LS_GRID, LS_SETTING, QUICK_LG_
 from .ours_steps import check_steps
 from .result import SKIPPED, VERIFIED, VIOLATED, Result
 
-
-class OursContext:
-    """Run options and the shared, lazily computed grids of the ``ours.*`` claims."""
-
-    def __init__(self, quick: bool, round_fn=None, reference_fn=None, white_box=None, progress=None, references=None):
-        self.quick, self.round_fn, self.reference_fn, self.progress = quick, round_fn, reference_fn, progress
-        self.white_box = white_box          # an object with white_box_round(task), for the exact step checks
-        self.grids = (QUICK_LS_GRID, QUICK_LG_GRID) if quick else (LS_GRID, LG_GRID)
-        self._results = None
-        self._references = references       # the reference's GridResults of these grids (reused across implementations)
-
-    def results(self) -> list:
-        if self._results is None:
-            refs = self._references or [run_grid(g, reference_fn=self.reference_fn, progress=self.progress)
-                                        for g in self.grids]
-            self._references = refs
-            self._results = refs if self.round_fn is None else [
-                run_grid(g, round_fn=self.round_fn, reference=ref, progress=self.progress)
-                for g, ref in zip(self.grids, refs)]
-        return self._results
-
-    def references(self) -> list:
-        self.results()
-        return self._references
+_REFERENCE_GRIDS: dict = {}
 
 
-def check_exact_steps(ctx: OursContext) -> Result:
-    """Steps 1-6 exactly (all joint index sets of a round enumerated) at two points of a short reference
-    run, on both families, through ``ctx.white_box`` (default: the reference's white-box round)."""
+def grids(quick: bool) -> tuple:
+    return (QUICK_LS_GRID, QUICK_LG_GRID) if quick else (LS_GRID, LG_GRID)
+
+
+def grid_steps(quick: bool, impl: bool = False) -> int:
+    """Step sizes over the grids (one progress step each): the reference's, or an implementation's
+    (which skips the paper's gamma_max, see ``ours_experiment.run_grid``)."""
+    return sum(len(g.gamma_L) + (g.paper_step and not impl) for g in grids(quick))
+
+
+def reference_results(quick: bool, progress=None) -> list:
+    """[GridResult] of the reference on the profile's grids (computed once per process)."""
+    out = []
+    for g in grids(quick):
+        if g not in _REFERENCE_GRIDS:
+            _REFERENCE_GRIDS[g] = run_grid(g, progress=progress)
+        out.append(_REFERENCE_GRIDS[g])
+    return out
+
+
+def results(runner, quick: bool, progress=None) -> list:
+    """[GridResult] of ``runner`` on the profile's grids, with the reference's L_S, f* and constants."""
+    refs = reference_results(quick, progress)
+    if runner.is_reference:
+        return refs
+    cache = runner.__dict__.setdefault("cache", {})
+    out = []
+    for g, ref in zip(grids(quick), refs):
+        key = ("ours", g)
+        if key not in cache:
+            cache[key] = run_grid(g, runner=runner, reference=ref, progress=progress)
+        out.append(cache[key])
+    return out
+
+
+def check_exact_steps(ctx) -> Result:
+    """Steps 1-6 exactly (all joint index sets of a round enumerated) at points of a short reference run,
+    on both families, through the reference's white-box round: the derivation, not an implementation
+    (an implementation's rounds are checked against steps 1 and 3 by ``ours.h1.steps_on_runs``)."""
     worst, evidence = None, {}
     for setting, lr in ((LS_SETTING, 0.2), (LG_SETTING, 0.5)):
         problem, cfg = setting.problem(), setting.config(0.05)
         m = run_and_measure(problem, cfg, 12 if ctx.quick else 25, [1], curvature=False)
         points = [[(m.runs.B[0, t], m.runs.A[0, t])] for t in ((12,) if ctx.quick else (10, 25))]
-        kw = {} if ctx.white_box is None else {"impl": ctx.white_box}
-        res = check_steps(problem, cfg.replace(lr=lr), points, **kw)
+        res = check_steps(problem, cfg.replace(lr=lr), points)
         evidence[setting.family] = res.evidence
         if worst is None or res.status == VIOLATED:
             worst = res
     return Result(worst.status, worst.key, evidence)
 
 
-def check_drift(ctx: OursContext) -> Result:
+def check_drift(ctx) -> Result:
     """General H (least squares): the a-posteriori inequality with the measured client drift D holds
     (violated if the LHS's lower (1 - ALPHA/K) bound exceeds its RHS); evidence: D, its share, and
     Theorem 4.4's drift term at the same (gamma, H, T). Not an a-priori theorem: D is measured."""
-    try:
-        rows = drift_study(LS_SETTING, Hs=(2,) if ctx.quick else (2, 4), gamma_LH=(0.2,),
-                           rounds=100 if ctx.quick else 200, seeds=3, paper_step=not ctx.quick,
-                           round_fn=ctx.round_fn, reference_fn=ctx.reference_fn)
-    except ValueError as exc:      # a black-box round that does not report its index sets
-        return Result(SKIPPED, str(exc), {})
+    rows = drift_study(LS_SETTING, Hs=(2,) if ctx.quick else (2, 4), gamma_LH=(0.2,),
+                       rounds=100 if ctx.quick else 200, seeds=3, paper_step=not ctx.quick)
     inside = [r for r in rows if r.ours]
     out = [r.to_json() for r in rows]
     if not inside:
@@ -86,29 +101,17 @@ def check_drift(ctx: OursContext) -> Result:
     return Result(VERIFIED, f"drift {share:.1%} of our RHS vs {paper_share:.0%} of Theorem 4.4's", ev)
 
 
-OURS_CLAIMS = [
-    ("ours.h1.a_posteriori",
-     "H = 1, full batch: (1/T) sum E||grad f^S||^2 <= [f^S(X^0) - E f^S(X^T)] / (gamma q T) + (L_S gamma / 2q) avg E V, q = 1 - L_S gamma/2",
-     "grids of gamma L_S and T, seeds; paired per-seed LHS - RHS, one-sided t-bounds; L_S from the reference's segments",
-     lambda ctx: bound_status(ctx.results(), "a_posteriori")),
-    ("ours.h1.a_priori",
-     "the same with a certified f* <= inf f^S in place of E f^S(X^T) (min_W f by Jensen: exact for least squares, dual certificate for logistic)",
-     "grids of gamma L_S and T, seeds; one-sided t-bounds on the LHS; RHS from the reference",
-     lambda ctx: bound_status(ctx.results(), "a_priori")),
-    ("ours.h1.steps_exact",
-     "each derivation step: E[g] = grad f^S, E||g - grad f^S||^2 = V, E||g||^2 = ||grad f^S||^2 + V, Hessian, segment curvature, the identity",
-     "exact: every joint index set of a round enumerated (white-box round), two families", check_exact_steps),
-    ("ours.h1.steps_on_runs",
-     "along the implementation's runs: E<grad f^S, g_t> = ||grad f^S||^2 and E||g_t||^2 = ||grad f^S||^2 + V",
-     "martingale means per seed, two-sided t-tests, Bonferroni", lambda ctx: steps_status(ctx.results())),
-    ("ours.h1.curvature",
-     "the realised curvature of every reference step is <= L_S on its segment (step 4 holds pathwise)",
-     "exact secants vs certified (least squares) / dense-point (logistic) segment curvature",
-     lambda ctx: curvature_status(ctx.references())),
-    ("ours.h1.step_size",
-     "at the same T the largest step our bound covers reaches a smaller average ||grad f^S||^2 than Theorem 4.4's gamma_max",
-     "same runs; the step must be conclusive for the a-posteriori bound", lambda ctx: step_size_story(ctx.results())),
-    ("ours.general_h.drift",
-     "H > 1: the a-posteriori inequality with the measured client drift holds; drift realised vs Theorem 4.4's drift term",
-     "least squares, H in {2, 4}; D measured exactly from the iterates and index sets", check_drift),
-]
+def check_bound(form: str):
+    return lambda ctx: bound_status(ctx.ours(), form)
+
+
+def check_steps_on_runs(ctx) -> Result:
+    return steps_status(ctx.ours())
+
+
+def check_curvature(ctx) -> Result:
+    return curvature_status(ctx.ours_references())
+
+
+def check_step_size(ctx) -> Result:
+    return step_size_story(ctx.ours_references())

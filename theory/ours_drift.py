@@ -13,9 +13,12 @@ exactly where Theorem 4.4 spends its drift term. This module reports, side by si
 realised, its share in the inequality above, and Theorem 4.4's drift term 12 (gamma L~/N)(sigma_g^2 +
 sigma_s^2 + 3 delta_h^2) at the same (gamma, H, T).
 
-Because e_t is whatever the round did beyond g_t, a biased round's bias is counted as drift: the
-inequality holds for any round whose g_t is computed with the correct sketch law, so it checks the
-derivation (a wrong ``rhs_fn`` fails it), not the implementation; the runs' steps 1 and 3 do that.
+g_t uses the index sets the reference draws for (seed, round, client) (``ours_runs.law_index_sets``):
+keyed independently of the iterates, they are a draw from the sketch law whatever the round did, which
+is all the derivation needs. Because e_t is whatever the round did beyond g_t, a biased round's bias
+is counted as drift: the inequality holds for any round, so it checks the derivation (a wrong
+``rhs_fn`` fails it), not the implementation; ``fslora verify`` runs it on the reference only, and the
+claims ``ours.h1.*`` run on the implementation.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from .lower_bounds import certified_lower_bound
 from .ours_bound import general_h_rhs, mean_bound
 from .ours_experiment import Grid, measure, pilot
 from .ours_paper import paper_constants, paper_rhs
-from .ours_runs import reference_round, run_seeds
+from .ours_runs import law_index_sets, run_seeds
 from .sketch_batch import flatten, instance_grads
 
 
@@ -60,18 +63,16 @@ class DriftRow:
         return out
 
 
-def drift_of_runs(problem, config, runs, measured) -> tuple[np.ndarray, np.ndarray]:
+def drift_of_runs(problem, config, runs) -> tuple[np.ndarray, np.ndarray]:
     """(e: (S, T, d) the drift of every round, g: (S, T, d) the H = 1 direction with the round's sketches)."""
     S, T1 = runs.B.shape[:2]
     T = T1 - 1
     r = runs.B.shape[3]
     diags = np.zeros((S, T, config.n_clients, r))
-    for s_, per_seed in enumerate(runs.index_sets):
-        for t, sets in enumerate(per_seed[:T]):
-            if sets is None:
-                raise ValueError("the round function must report its index sets to measure client drift")
-            for i, layer_sets in enumerate(sets):
-                diags[s_, t, i] = Sketch(r, layer_sets[0]).diagonal()
+    for s_, seed in enumerate(runs.seeds):
+        for t in range(T):
+            for i, I in enumerate(law_index_sets(config, seed, t, config.n_clients)):
+                diags[s_, t, i] = Sketch(r, I).diagonal()
     B, A = runs.B[:, :T].reshape(S * T, *runs.B.shape[2:]), runs.A[:, :T].reshape(S * T, *runs.A.shape[2:])
     g = instance_grads(problem, config.lora_scaling, B, A, diags.reshape(S * T, config.n_clients, r)).mean(axis=1)
     X = flatten(runs.B.reshape(S * T1, *runs.B.shape[2:]), runs.A.reshape(S * T1, *runs.A.shape[2:])).reshape(S, T1, -1)
@@ -80,27 +81,26 @@ def drift_of_runs(problem, config, runs, measured) -> tuple[np.ndarray, np.ndarr
     return u - g, g
 
 
-def drift_study(setting, Hs=(2, 4), gamma_LH=(0.05, 0.2), rounds: int = 600, seeds: int = 4, *, round_fn=None,
-                reference_fn=None, paper_step: bool = True, rhs_fn=general_h_rhs, progress=None) -> list:
+def drift_study(setting, Hs=(2, 4), gamma_LH=(0.05, 0.2), rounds: int = 600, seeds: int = 4, *, runner=None,
+                paper_step: bool = True, rhs_fn=general_h_rhs, progress=None) -> list:
     """For each H: runs at the paper's gamma_max (Theorem 4.4's condition at this H, constants of a pilot
-    run of ``reference_fn``) and at gamma = g / (L_pilot H) for g in ``gamma_LH``; one DriftRow per
-    (H, gamma) at T = ``rounds``, measured on the runs of ``round_fn`` (L_S from those runs' segments)."""
-    reference_fn = reference_fn or reference_round()
-    round_fn = round_fn or reference_fn
+    run of the reference) and at gamma = g / (L_pilot H) for g in ``gamma_LH``; one DriftRow per
+    (H, gamma) at T = ``rounds``, measured on the runs of ``runner`` (None = the reference; L_S from
+    those runs' segments)."""
     rows = []
     for H in Hs:
         st = replace(setting, local_steps=H)
         problem = st.problem()
         config = st.config(0.1)
         f_star = certified_lower_bound(problem)
-        L_pilot, gmax, _ = pilot(problem, config, Grid(st, pilot_rounds=60), reference_fn)
+        L_pilot, gmax, _ = pilot(problem, config, Grid(st, pilot_rounds=60))
         plan = ([("paper gamma_max", gmax)] if paper_step else []) + [(f"gamma L_pilot H = {g:g}", g / (L_pilot * H))
                                                                       for g in gamma_LH]
         for label, gamma in plan:
             cfg = config.replace(lr=float(gamma))
-            runs = run_seeds(problem, cfg, rounds, range(1, seeds + 1), round_fn)
+            runs = run_seeds(problem, cfg, rounds, range(1, seeds + 1), runner)
             m = measure(problem, cfg, runs)
-            e, _ = drift_of_runs(problem, cfg, m.runs, m)
+            e, _ = drift_of_runs(problem, cfg, m.runs)
             T = m.rounds
             grad = m.batch.grad.reshape(len(m.runs.seeds), T + 1, -1)[:, :T]
             lhs = m.grad_sq[:, :T].mean(axis=1)

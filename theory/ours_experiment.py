@@ -1,10 +1,10 @@
 """The toolkit's H = 1 bound on real runs: a grid of step sizes and horizons, exact measurements, cells.
 
     result = run_grid(LS_GRID)                               # the reference, all quantities exact
-    result = run_grid(LS_GRID, round_fn=my_round)            # an implementation under test
+    result = run_grid(LS_GRID, runner=runner, reference=ref) # an implementation under test (a round runner)
 
-Per step size gamma, ``seeds`` runs of T rounds from one X^0 go through ``round_fn`` (default: the
-reference's real FSLoRA, ``theory.ours_runs.reference_round``). At every iterate f^S, grad f^S and V
+Per step size gamma, ``seeds`` runs of T rounds from one X^0 go through ``runner`` (a round runner of
+:mod:`theory.implementations`; default: the reference's real FSLoRA). At every iterate f^S, grad f^S and V
 are computed exactly (``theory.sketch_batch``); L_S over the visited segments comes from the
 *reference's* runs (``theory.curvature``) so that an implementation under test cannot excuse itself
 with its own curvature. Each horizon T (a prefix of the runs) is a *cell*:
@@ -38,7 +38,8 @@ from .experiment import Setting
 from .lower_bounds import certified_lower_bound
 from .ours_bound import h1_rhs, identity_rhs, mean_bound, within_step_limit
 from .ours_paper import paper_constants, paper_rhs, paper_step_limit
-from .ours_runs import reference_round, run_seeds
+from .implementations import runner_for
+from .ours_runs import run_seeds
 from .sketch_batch import evaluate, flatten
 from .sketch_hessian import lambda_max
 
@@ -106,9 +107,9 @@ def measure(problem, config, runs, *, curvature: bool = True, curvature_method=N
                     batch, curv)
 
 
-def run_and_measure(problem, config, rounds: int, seeds, round_fn=None, *, curvature: bool = True,
+def run_and_measure(problem, config, rounds: int, seeds, runner=None, *, curvature: bool = True,
                     progress=None) -> Measured:
-    runs = run_seeds(problem, config, rounds, seeds, round_fn, progress=progress)
+    runs = run_seeds(problem, config, rounds, seeds, runner, progress=progress)
     return measure(problem, config, runs, curvature=curvature)
 
 
@@ -247,7 +248,7 @@ class Grid:
 
 LS_GRID = Grid(LS_SETTING, gamma_L=(0.1, 0.3, 0.6), rounds=600, Ts=(100, 600), seeds=5)
 LG_GRID = Grid(LG_SETTING, gamma_L=(0.1, 0.5), rounds=300, Ts=(100, 300), seeds=4)
-QUICK_LS_GRID = Grid(LS_SETTING, gamma_L=(0.3,), rounds=200, Ts=(200,), seeds=4, pilot_rounds=40, paper_step=False)
+QUICK_LS_GRID = Grid(LS_SETTING, gamma_L=(0.3,), rounds=200, Ts=(200,), seeds=4, pilot_rounds=40)
 QUICK_LG_GRID = Grid(LG_SETTING, gamma_L=(0.3,), rounds=120, Ts=(120,), seeds=3, pilot_rounds=30, paper_step=False)
 
 
@@ -261,45 +262,46 @@ class GridResult:
     cells: list
 
 
-def pilot(problem, config, grid: Grid, reference_fn):
+def pilot(problem, config, grid: Grid):
     """(L_pilot, paper's gamma_max, L at X^0): a short reference run at gamma = 0.1 / lambda_max(X^0)."""
     (B0, A0), = get_algorithm("fslora").init(problem, config).layers
     L0 = float(lambda_max(problem, config.lora_scaling, config.budgets, B0[None], A0[None])[0])
     cfg = config.replace(lr=0.1 / L0)
-    m = run_and_measure(problem, cfg, grid.pilot_rounds, range(1, grid.pilot_seeds + 1), reference_fn)
+    m = run_and_measure(problem, cfg, grid.pilot_rounds, range(1, grid.pilot_seeds + 1))
     consts = paper_constants(problem, config.lora_scaling, config.budgets, m.runs.B, m.runs.A, m.batch)
     return m.curvature.L_S(), paper_step_limit(consts, grid.setting.rank, config.budgets, config.local_steps), L0
 
 
-def run_grid(grid: Grid, *, round_fn=None, reference_fn=None, reference: GridResult | None = None,
-             progress=None) -> GridResult:
-    """Run the grid through ``round_fn`` (default: the reference) with L_S, f*, the a-priori noise and
-    the paper's constants from the reference: from ``reference`` (a GridResult of the same grid) if
-    given, else from runs of ``reference_fn`` (default: the reference FSLoRA)."""
-    reference_fn = reference_fn or reference_round()
+def run_grid(grid: Grid, *, runner=None, reference: GridResult | None = None, progress=None) -> GridResult:
+    """Run the grid through ``runner`` (a round runner; None = the reference) with L_S, f*, the a-priori
+    noise and the paper's constants from the reference: from ``reference`` (a GridResult of the same
+    grid) if given, else from the reference FSLoRA's own runs."""
+    runner = runner_for(runner)
     problem = grid.setting.problem()
     config = grid.setting.config(0.1)
     if reference is not None and reference.grid != grid:
         raise ValueError("reference must be a GridResult of the same grid")
     if reference is None:
         f_star = certified_lower_bound(problem)
-        L_pilot, gmax_paper, _ = pilot(problem, config, grid, reference_fn)
+        L_pilot, gmax_paper, _ = pilot(problem, config, grid)
         plan = ([(PAPER, gmax_paper)] if grid.paper_step else []) + [(f"gamma L_pilot = {g:g}", g / L_pilot)
                                                                      for g in grid.gamma_L]
     else:
         f_star, L_pilot, gmax_paper = reference.f_star, reference.L_pilot, reference.paper_gamma_max_pilot
-        plan = [(st["label"], st["gamma"]) for st in reference.steps]
+        # an implementation runs the grid's own steps; the paper's gamma_max (tiny: the LHS barely moves
+        # there, so it adds no power, only Bonferroni cost) is the reference's, for ours.h1.step_size
+        plan = [(st["label"], st["gamma"]) for st in reference.steps if runner.is_reference or st["label"] != PAPER]
     seeds = range(1, grid.seeds + 1)
     steps, cells = [], []
-    for j, (label, gamma) in enumerate(plan):
+    for label, gamma in plan:
         cfg = config.replace(lr=float(gamma))
         if reference is None:
-            ref = run_and_measure(problem, cfg, grid.rounds, seeds, reference_fn)
+            ref = run_and_measure(problem, cfg, grid.rounds, seeds)
             consts = paper_constants(problem, cfg.lora_scaling, cfg.budgets, ref.runs.B, ref.runs.A, ref.batch)
         else:
-            ref, consts = reference.steps[j]["ref"], reference.steps[j]["paper"]
-        same = round_fn is None or (round_fn is reference_fn and reference is None)
-        impl = ref if same else run_and_measure(problem, cfg, grid.rounds, seeds, round_fn, curvature=False)
+            ref, consts = next((st["ref"], st["paper"]) for st in reference.steps if st["label"] == label)
+        impl = ref if runner.is_reference else run_and_measure(problem, cfg, grid.rounds, seeds, runner,
+                                                                curvature=False)
         steps.append({"label": label, "gamma": float(gamma), "ref": ref, "impl": impl, "paper": consts})
         ref.batch = impl.batch = None      # per-client arrays (S (T+1), N, d): only the paper's constants needed them
         cells += make_cells(grid.setting, label, impl, ref, grid.Ts, f_star, consts, grid.setting.rank, cfg.budgets)

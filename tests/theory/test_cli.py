@@ -75,7 +75,7 @@ def test_impl_independent_numpy_example_exits_0(tmp_path, capsys):
     assert "implementation under test: examples/numpy_fslora" in out and "VIOLATED" not in out
     report = json.loads((tmp_path / "report.json").read_text())
     impl_claims = [c for c in report["claims"] if c["through_implementation"]]
-    assert len(impl_claims) == 8 and {c["status"] for c in impl_claims} <= {"verified", "skipped", "outside_conditions"}
+    assert len(impl_claims) == 11 and {c["status"] for c in impl_claims} <= {"verified", "skipped", "outside_conditions"}
     assert report["meta"]["implementation"].startswith("examples/numpy_fslora")
 
 

@@ -1,16 +1,18 @@
-"""The toolkit's own H = 1 bound on real runs through the reference's FSLoRA, and biased rounds
-injected through the same round function that must violate it (or its derivation steps)."""
+"""The toolkit's own H = 1 bound on real runs through the reference's FSLoRA, and biased implementations
+run through the same round runner (theory.implementations) that must violate it (or its derivation steps)."""
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from tests.core.mutants import DividesBySelectors, SubmatrixWithoutScale
+from tests.theory.table_mutants import ServerDividesByNMinus1
 from theory import ours_checks as oc
 from theory.curvature import segment_curvature
 from theory.ours_drift import drift_of_runs, drift_study
-from theory.ours_experiment import LS_SETTING, Grid, measure, run_grid
-from theory.ours_runs import reference_round, run_seeds
+from theory.ours_experiment import LS_SETTING, Grid, run_grid
+from theory.implementations import load_runner, runner_for
+from theory.ours_runs import run_seeds
 from theory.sketch_hessian import lambda_max
 
 from . import mutants as M
@@ -44,10 +46,11 @@ def test_runs_are_deterministic(reference):
     assert np.array_equal(fresh.cells[0].lhs, reference.cells[-1].lhs)
 
 
-@pytest.mark.parametrize("algorithm", [SubmatrixWithoutScale(), M.UnscaledSubmatrixFSLoRA(), M.FirstKFSLoRA()],
+@pytest.mark.parametrize("impl", [SubmatrixWithoutScale(), M.UnscaledSubmatrixFSLoRA(), "tests.mutants.first_k:impl"],
                          ids=["missing_scale_core", "missing_scale_theory", "first_k"])
-def test_biased_rounds_violate_both_forms_and_the_steps(reference, algorithm):
-    res = run_grid(TINY, round_fn=reference_round(algorithm), reference=reference)
+def test_biased_rounds_violate_both_forms_and_the_steps(reference, impl):
+    runner = load_runner(impl) if isinstance(impl, str) else runner_for(impl)
+    res = run_grid(TINY, runner=runner, reference=reference)
     for form in oc.FORMS:
         out = oc.bound_status([res], form)
         assert out.status == "violated", (form, out.key)
@@ -55,18 +58,18 @@ def test_biased_rounds_violate_both_forms_and_the_steps(reference, algorithm):
     assert oc.steps_status([res]).status == "violated"
 
 
-@pytest.mark.parametrize("algorithm", [M.NMinusOneFSLoRA(), DividesBySelectors()], ids=["n_minus_1", "per_coordinate"])
+@pytest.mark.parametrize("algorithm", [ServerDividesByNMinus1(), DividesBySelectors()], ids=["n_minus_1", "per_coordinate"])
 def test_rescaled_or_reweighted_rounds_fail_the_unbiasedness_steps(reference, algorithm):
     """Dividing by N - 1 is FSLoRA at step gamma N/(N-1), so it descends at least as fast as the bound
     says; per-coordinate averaging is biased but mildly on this problem. Steps 1 and 3 see both."""
-    res = run_grid(TINY, round_fn=reference_round(algorithm), reference=reference)
+    res = run_grid(TINY, runner=algorithm, reference=reference)
     out = oc.steps_status([res])
     assert out.status == "violated", out.key
     assert abs(out.evidence["counterexample"]["mean_over_lhs"]) > 0.2
 
 
 def test_a_diverging_implementation_violates_the_bound(reference):
-    res = run_grid(TINY, round_fn=reference_round(M.ExplodingFSLoRA()), reference=reference)
+    res = run_grid(TINY, runner=M.ExplodingFSLoRA(), reference=reference)
     out = oc.bound_status([res], "a_priori")
     assert out.status == "violated" and "diverged" in out.key
 
@@ -89,24 +92,23 @@ def test_no_cell_inside_the_condition_is_skipped(reference):
 def test_client_drift_is_zero_for_one_local_step_and_measured_for_more():
     problem, cfg = LS_SETTING.problem(), LS_SETTING.config(0.05)
     runs = run_seeds(problem, cfg, 10, [1, 2])
-    e, g = drift_of_runs(problem, cfg, runs, measure(problem, cfg, runs, curvature=False))
+    e, g = drift_of_runs(problem, cfg, runs)
     assert np.max(np.abs(e)) < 1e-12 * max(1.0, np.max(np.abs(g)))
     (row,) = drift_study(LS_SETTING, Hs=(3,), gamma_LH=(0.2,), rounds=40, seeds=2, paper_step=False)
     assert row.drift > 0 and row.ours and row.ours["rhs"] >= row.lhs.mean()
     assert row.paper["drift"] > row.ours["drift"]
 
 
-def test_every_ours_claim_runs_quick_on_the_reference_and_a_biased_round_fails_them():
-    from theory.ours_claims import OURS_CLAIMS, OursContext
-    ctx = OursContext(quick=True)
-    statuses = {cid: check(ctx).status for cid, _, _, check in OURS_CLAIMS}
-    # the quick grids have no paper step: the step-size comparison has nothing to compare
-    assert statuses.pop("ours.h1.step_size") == "skipped"
-    assert set(statuses.values()) == {"verified"}, statuses
-    bad = OursContext(quick=True, round_fn=reference_round(SubmatrixWithoutScale()))
-    checks = {cid: check for cid, _, _, check in OURS_CLAIMS}
-    for cid in ("ours.h1.a_posteriori", "ours.h1.a_priori", "ours.h1.steps_on_runs"):
-        assert checks[cid](bad).status == "violated", cid
+def test_every_ours_claim_runs_quick_on_the_reference_and_a_biased_implementation_fails_them():
+    from theory.claims import CLAIMS, run_all
+    ids = [c.id for c in CLAIMS if c.id.startswith("ours.")]
+    assert len(ids) == 7
+    results, _ = run_all(quick=True, only=ids)
+    assert {r.status for _, r, _ in results} == {"verified"}, {c.id: (r.status, r.key) for c, r, _ in results}
+    on_impl = [c.id for c in CLAIMS if c.id.startswith("ours.") and c.through_impl]
+    assert on_impl == ["ours.h1.a_posteriori", "ours.h1.a_priori", "ours.h1.steps_on_runs"]
+    bad, _ = run_all(quick=True, only=on_impl, impl=SubmatrixWithoutScale())
+    assert {r.status for _, r, _ in bad} == {"violated"}, {c.id: r.key for c, r, _ in bad}
 
 
 def test_the_drift_inequality_fails_with_a_formula_that_keeps_only_the_descent_term():
@@ -123,21 +125,13 @@ def test_the_drift_inequality_fails_with_a_formula_that_keeps_only_the_descent_t
     assert ok.ours["rhs"] > ok.lhs.mean() > bad.ours["rhs"]
 
 
-def test_a_conformance_protocol_round_plugs_in_and_gives_the_reference_iterates():
-    """Phase-2 readiness: a black_box_round of the conformance protocol (here the reference's own
-    adapter, which draws the same (seed, round, client) sketches) is a valid round function."""
-    from fslora_ref.conformance.protocol import ProblemOracle, RoundTask
+def test_a_conformance_protocol_implementation_gives_the_reference_iterates():
+    """Through the verify runner, the reference's conformance adapter (black_box_round: it draws the same
+    (seed, round, client) sketches) reproduces the reference's runs."""
     from fslora_ref.conformance.reference import impl
 
-    def protocol_round(problem, config, layers, t):
-        task = RoundTask(layers=layers, base_weights=problem.base_weights,
-                         oracles=[ProblemOracle(problem, i) for i in range(problem.n_clients)], budgets=config.budgets,
-                         rank=config.rank, lr=config.lr, local_steps=config.local_steps,
-                         lora_scaling=config.lora_scaling, seed=config.seed, round_index=t)
-        return impl.black_box_round(task)
-
     problem, cfg = LS_SETTING.problem(), LS_SETTING.config(0.1)
-    a = run_seeds(problem, cfg, 8, [1, 2], protocol_round)
+    a = run_seeds(problem, cfg, 8, [1, 2], runner_for(impl))
     b = run_seeds(problem, cfg, 8, [1, 2])
+    assert runner_for(impl).mode == "black"
     assert np.max(np.abs(a.B - b.B)) < 1e-12 and np.max(np.abs(a.A - b.A)) < 1e-12
-    assert a.index_sets[0][0] is None and b.index_sets[0][0] is not None
