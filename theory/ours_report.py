@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ours_experiment import PAPER, bound_curves
+from .result import VERIFIED
 
 IDS = ("ours.h1.a_posteriori", "ours.h1.a_priori")
 
@@ -39,8 +40,8 @@ def markdown(by_id: dict) -> str:
         p, q = f.get("post", {}), f.get("prior", {})
         any_ = p or q
         lines.append(f"| {setting} | {step} | {T} | {any_['gamma_L_S']:.3f} | {_fmt(any_.get('lhs_ucb95'))} | "
-                     f"{_fmt(p.get('rhs'))} | {_fmt(p.get('tightness'), '.2f')} | {_fmt(q.get('rhs'))} | "
-                     f"{_fmt(q.get('tightness'), '.2f')} | {q.get('dominant') or '-'} | {_fmt(any_.get('paper_rhs'))} | "
+                     f"{_fmt(p.get('rhs'))} | {_fmt(p.get('tightness'), '.2g')} | {_fmt(q.get('rhs'))} | "
+                     f"{_fmt(q.get('tightness'), '.2g')} | {q.get('dominant') or '-'} | {_fmt(any_.get('paper_rhs'))} | "
                      f"{_fmt(any_.get('paper_tightness'), '.1e')} | {any_.get('paper_within_its_condition', '-')} |")
     story = by_id.get("ours.h1.step_size")
     if story is not None and story.evidence.get("rows"):
@@ -57,18 +58,30 @@ def markdown(by_id: dict) -> str:
 
 
 def closing_note(by_id: dict) -> str:
-    parts = []
+    parts, verified = [], False
     for cid, name in zip(IDS, ("a posteriori", "a priori")):
         res = by_id.get(cid)
-        if res is not None and "tightness_min" in res.evidence:
+        if res is None:
+            continue
+        if res.status == VERIFIED:
+            verified = True
             parts.append(f"{name} {res.evidence['tightness_min']:.2f}-{res.evidence['tightness_max']:.2f}")
+        else:
+            parts.append(f"{name} {res.status}")
     if not parts:
         return ""
+    if not verified:
+        return "Our H = 1 bound (the toolkit's own): " + ", ".join(parts) + "."
     ev = next((by_id[c].evidence for c in IDS if c in by_id and by_id[c].evidence.get("paper_tightness_range")), {})
     paper, inside = ev.get("paper_tightness_range"), ev.get("paper_tightness_range_within_its_condition")
     return ("Our H = 1 bound (the toolkit's own): LHS/RHS " + ", ".join(parts)
-            + (f"; Theorem 4.4's RHS at the same (gamma, T): {paper[0]:.1e}-{paper[1]:.1e}" if paper else "")
-            + (f" ({inside[0]:.1e}-{inside[1]:.1e} where gamma is inside its condition)" if inside else "") + ".")
+            + (f"; Theorem 4.4 at the same (gamma, T): LHS/RHS {_span(paper)}" if paper else "")
+            + (f" ({_span(inside)} where gamma is inside its condition)" if inside else "") + ".")
+
+
+def _span(lo_hi) -> str:
+    lo, hi = (format(x, ".1e") for x in lo_hi)
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def plot(path, results, references) -> bool:
