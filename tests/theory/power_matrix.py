@@ -8,7 +8,8 @@ ROWS pins what each one is: ``correct``; ``biased`` (its expected update or its 
 from FSLoRA's: some convergence or unbiasedness claim must flag it); ``unbiased`` (a defect that keeps
 the expected update, or one that single-layer, weight-decay-free, SGD-client, plain-average runs never
 exercise: only `fslora crosscheck` or the core property tests can see it); ``below_power`` (biased, but
-by far less than the claims can resolve: a mask leaking 1e-4 of the gradient; `fslora crosscheck` sees it).
+by far less than the convergence and unbiasedness claims resolve: a mask leaking 1e-4 of the gradient;
+`alg1.sketch_fixed` and `fslora crosscheck` see it).
 """
 from __future__ import annotations
 
