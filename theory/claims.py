@@ -23,6 +23,7 @@ from . import checks_moments as mom
 from . import checks_objective as obj
 from . import checks_smoothness as smooth
 from . import checks_theorem as thm
+from . import ours_claims as ours
 from .checks_stationary import check_stationary
 from .checks_unbiased import check_round_unbiased
 from .implementations import runner_for
@@ -49,6 +50,7 @@ class Context:
         self.progress = None
         self._theorem = None
         self._corollary = None
+        self._ours = None
 
     @property
     def seeds(self) -> int:
@@ -63,6 +65,15 @@ class Context:
                 if self.progress:
                     self.progress.update(1, setting.name)
         return self._theorem
+
+    def ours(self) -> list:
+        """[GridResult] of the ``ours.*`` grids (least squares, logistic) run by the implementation under test."""
+        self._ours = ours.results(self.runner, self.quick, self.progress)
+        return self._ours
+
+    def ours_references(self) -> list:
+        """The same grids on the reference (L_S, f*, Theorem 4.4's constants come from these)."""
+        return ours.reference_results(self.quick, self.progress)
 
     def corollary(self):
         if self._corollary is None:
@@ -130,6 +141,30 @@ CLAIMS = [
           lambda ctx: ctx.corollary()[0], True),
     Claim("cor4.5.fedavg", "k_i = r recovers FedAvg (identical iterates; sigma_s^2 = 0; L-bar = L-tilde = L)",
           "exact: each round vs plain NumPy FedAvg (theory/fedavg.py)", lambda ctx: alg.check_fedavg(ctx.runner), True),
+    # -- the toolkit's own H = 1 bound (not the paper's; derivation in docs/spec.md and notebook 06) --
+    Claim("ours.h1.a_posteriori", "ours, H = 1, full batch: (1/T) sum E||grad f^S||^2 <= [f^S(X^0) - E f^S(X^T)] / "
+          "(gamma q T) + (L_S gamma / 2q) avg E V, q = 1 - L_S gamma/2, gamma < 2/L_S",
+          "gamma L_S x T grids, 2 families; per-seed LHS - RHS, one-sided t-bounds (Bonferroni); L_S from the reference",
+          ours.check_bound("a_posteriori"), True),
+    Claim("ours.h1.a_priori", "ours: the same with a certified f* <= inf f^S for E f^S(X^T) and the reference's E V",
+          "same grids; f*: exact least-squares minimum / dual certificate (logistic); one-sided t-bounds",
+          ours.check_bound("a_priori"), True),
+    Claim("ours.h1.steps_on_runs", "ours, along the implementation's runs: E<grad f^S, g_t> = ||grad f^S||^2 and "
+          "E||g_t||^2 = ||grad f^S||^2 + V (steps 1 and 3 of the derivation)",
+          "martingale means per seed, two-sided t-tests, Bonferroni, alpha = 1e-3", ours.check_steps_on_runs, True),
+    Claim("ours.h1.steps_exact", "ours: every step of the derivation (E[g] = grad f^S, E||g - grad f^S||^2 = V, "
+          "Hessian, segment curvature, T = 1 equality with the realised curvature)",
+          "exact: every joint index set of a round enumerated (reference white-box round), 2 families",
+          ours.check_exact_steps),
+    Claim("ours.h1.curvature", "ours: the realised curvature of every reference step is <= L_S of its segment",
+          "exact secants vs certified (least squares) / dense-point (logistic) segment curvature",
+          ours.check_curvature),
+    Claim("ours.h1.step_size", "ours: at equal T, the largest step our bound covers reaches a smaller average "
+          "||grad f^S||^2 than Theorem 4.4's gamma_max", "reference runs of the grids; our step conclusive a posteriori",
+          ours.check_step_size),
+    Claim("ours.general_h.drift", "ours, H > 1: the a-posteriori inequality with the measured client drift holds "
+          "(not an a-priori theorem); drift realised vs Theorem 4.4's drift term",
+          "least squares, reference runs; drift exact from the iterates and the law's index sets", ours.check_drift),
 ]
 
 
@@ -149,11 +184,15 @@ def _run_claim(claim: Claim, ctx: Context) -> Result:
                        "traceback": traceback.format_exception(exc)[-6:]})
 
 
-def steps(quick: bool, only=None) -> int:
-    """Progress steps of run_all: one per claim plus one per Theorem 4.4 setting."""
+def steps(quick: bool, only=None, impl: bool = False) -> int:
+    """Progress steps of run_all: one per claim, one per Theorem 4.4 setting, one per step size of the
+    ``ours.*`` grids (twice with an implementation under test: its runs and the reference's)."""
     ids = [c.id for c in CLAIMS if only is None or c.id in only]
     profile = QUICK if quick else FULL
-    return len(ids) + (len(profile.theorem) if "thm4.4.bound" in ids else 0)
+    grids = [c for c in ids if c.startswith("ours.h1.") and c != "ours.h1.steps_exact"]
+    on_impl = any(c in grids for c in ("ours.h1.a_posteriori", "ours.h1.a_priori", "ours.h1.steps_on_runs"))
+    return (len(ids) + (len(profile.theorem) if "thm4.4.bound" in ids else 0)
+            + (ours.grid_steps(quick) + (ours.grid_steps(quick, impl=True) if impl and on_impl else 0) if grids else 0))
 
 
 def run_all(quick: bool = False, progress=None, only=None, impl=None):

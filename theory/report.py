@@ -9,9 +9,10 @@ import numpy as np
 
 from fslora_ref.outputs import atomic_write_bytes, write_figure
 
+from . import ours_report
 from .result import VIOLATED
 
-FILES = ("report.json", "report.md", "lhs_vs_rhs.png", "rate_vs_T.png")
+FILES = ("report.json", "report.md", "lhs_vs_rhs.png", "rate_vs_T.png", "ours_bound.png")
 
 
 def _jsonable(x):
@@ -67,6 +68,9 @@ def closing_note(results) -> str:
         if dep and "exponent" in dep:
             parts.append(f"Descriptive: exponent in sqrt(L-tilde) over ratios {[r['ratio'] for r in dep['rows']]}: "
                          f"{dep['exponent']:.2f} [{dep['ci95'][0]:.2f}, {dep['ci95'][1]:.2f}] (the bound allows 1).")
+    ours = ours_report.closing_note(by_id)
+    if ours:
+        parts.append(ours)
     return " ".join(parts)
 
 
@@ -151,13 +155,15 @@ def report_markdown(results, meta: dict) -> str:
     lim = by_id.get("thm4.4.above_limit")
     if lim is not None:
         out.write(f"\nAbove the step-size limit ({lim.evidence.get('setting')}): {lim.key}.\n")
+    out.write(ours_report.markdown(by_id))
     violated = [(c, r) for c, r, _ in results if r.status == VIOLATED]
     if violated:
         out.write("\n## Counterexamples\n\n")
         for c, r in violated:
             out.write(f"### `{c.id}`\n\n{c.statement}\n\n```json\n{json.dumps(_jsonable(r.evidence), indent=1)[:4000]}\n```\n\n")
     out.write("\n## Closing note\n\n" + closing_note(results) + "\n")
-    out.write("\nPlots: `lhs_vs_rhs.png` (Theorem 4.4 over T), `rate_vs_T.png` (Corollary 4.5). "
+    out.write("\nPlots: `lhs_vs_rhs.png` (Theorem 4.4 over T), `rate_vs_T.png` (Corollary 4.5), `ours_bound.png` "
+              "(our H = 1 bound over T, and the step sizes it covers). "
               "Every number above is in `report.json`.\n")
     return out.getvalue()
 
@@ -229,6 +235,8 @@ def write_all(out_dir, results, ctx, meta: dict):
     if ctx._corollary and len(ctx._corollary[1].get("T", [])) >= 2:
         plot_rate(paths["rate_vs_T.png"], ctx._corollary[1])
         written.append(paths["rate_vs_T.png"])
+    if ctx._ours and ours_report.plot(paths["ours_bound.png"], ctx._ours, ctx.ours_references()):
+        written.append(paths["ours_bound.png"])
     for stale in set(paths.values()) - set(written):   # a plot of an earlier run would no longer match the report
         if os.path.exists(stale):
             os.remove(stale)

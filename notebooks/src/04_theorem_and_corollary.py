@@ -36,7 +36,9 @@ print("size:", "small (the --quick profile)" if SMALL else "full profile")
 # ## 1. The claims registry
 #
 # Claims marked *impl* run the implementation under test (here the reference, through
-# `fslora_ref.federation.run_round`); the others are implementation-independent mathematics.
+# `fslora_ref.federation.run_round`); the others are implementation-independent mathematics or, for the
+# `ours.*` claims at the end, the reference's runs. The `ours.*` claims are **the toolkit's own** sharper bound
+# for H = 1 (not the paper's; derived and measured in notebook 06); the rest of this notebook is about the paper's.
 
 # %%
 tic = time.perf_counter()

@@ -31,6 +31,7 @@ EXPECTED = {
     "03_what_fslora_minimises": ["03_regulariser", "03_settling", "03_gap_vs_ratio"],
     "04_theorem_and_corollary": ["04_lhs_vs_rhs", "04_tightness_grid", "04_rate_vs_ratio"],
     "05_real_llm": ["05_llm_training", "05_llm_memory_upload"],
+    "06_our_bound": ["06_curvature", "06_tightness", "06_lhs_vs_bounds", "06_step_size_story", "06_drift"],
 }
 
 

@@ -126,3 +126,14 @@ class DoubleScaledSubmatrixFSLoRA(FSLoRA):
         for p in plans:
             p.factors = [f._replace(coeff=f.coeff * (config.rank / len(f.coeff))) for f in p.factors]
         return plans
+
+
+class ExplodingFSLoRA(FSLoRA):
+    """Server applies 40x the averaged delta (diverges at any step size the bound covers)."""
+
+    name = "fslora"
+
+    def aggregate(self, state, plans, uploads, config):
+        new = super().aggregate(state, plans, uploads, config)
+        new.layers = [(B + 39 * (nB - B), A + 39 * (nA - A)) for (B, A), (nB, nA) in zip(state.layers, new.layers)]
+        return new

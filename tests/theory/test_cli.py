@@ -56,10 +56,12 @@ def test_quick_run_covers_every_claim_and_writes_plots(tmp_path):
     statuses = {c["id"]: c["status"] for c in report["claims"]}
     assert statuses.pop("thm4.4.above_limit") == "outside_conditions"
     assert set(statuses.values()) == {"verified"}, statuses
-    for png in ("lhs_vs_rhs.png", "rate_vs_T.png"):
+    for png in ("lhs_vs_rhs.png", "rate_vs_T.png", "ours_bound.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "report.md").read_text()
     assert "## Theorem 4.4 per setting" in md and "## Corollary 4.5" in md and "reference (fslora_ref" in md
+    assert "## Our H = 1 bound (the toolkit's own result, not the paper's)" in md
+    assert "Our H = 1 bound (the toolkit's own): LHS/RHS a posteriori" in md.split("## Closing note")[1]
 
 
 def test_out_must_be_a_directory(tmp_path, capsys):
@@ -75,7 +77,7 @@ def test_impl_independent_numpy_example_exits_0(tmp_path, capsys):
     assert "implementation under test: examples/numpy_fslora" in out and "VIOLATED" not in out
     report = json.loads((tmp_path / "report.json").read_text())
     impl_claims = [c for c in report["claims"] if c["through_implementation"]]
-    assert len(impl_claims) == 8 and {c["status"] for c in impl_claims} <= {"verified", "skipped", "outside_conditions"}
+    assert len(impl_claims) == 11 and {c["status"] for c in impl_claims} <= {"verified", "skipped", "outside_conditions"}
     assert report["meta"]["implementation"].startswith("examples/numpy_fslora")
 
 
@@ -84,7 +86,9 @@ def test_impl_biased_mutant_exits_1(tmp_path, capsys):
     assert main(["verify", "--quick", "--impl", "tests.mutants.missing_scale:impl", "--out", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "VIOLATED: " in out and "alg1.round_unbiased" in out.split("VIOLATED: ")[1]
-    assert "### `alg1.round_unbiased`" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "### `alg1.round_unbiased`" in md and "### `ours.h1.a_posteriori`" in md
+    assert "Our H = 1 bound (the toolkit's own): a posteriori violated, a priori violated." in md
 
 
 def test_bad_impl_is_a_one_line_user_error(tmp_path, capsys):

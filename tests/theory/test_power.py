@@ -2,8 +2,10 @@
 
 Every biased mutant shipped in tests/ must be violated by at least one convergence or unbiasedness
 claim; the mutants whose defect keeps the expected update are not (only `fslora crosscheck` or the
-core property tests see them). The reference and examples/numpy_fslora.py violating nothing is
-tested end to end in test_cli.py (the whole quick run, and --impl with exit code 0).
+core property tests see them). The toolkit's own H = 1 bound (the ours.* claims that run the
+implementation) is pinned separately: exactly the rows of OURS_CATCHES. The reference and
+examples/numpy_fslora.py violating nothing is tested end to end in test_cli.py (the whole quick run,
+and --impl with exit code 0).
 """
 import inspect
 
@@ -16,7 +18,7 @@ from theory.result import VERIFIED, VIOLATED
 
 from . import mutants as theory_mutants
 from . import table_mutants
-from .power_matrix import CONVERGENCE_CLAIMS, ROWS, row
+from .power_matrix import CONVERGENCE_CLAIMS, OURS_CATCHES, OURS_CLAIMS, ROWS, row
 
 BIASED = [(label, target) for label, target, kind in ROWS if kind == "biased"]
 UNBIASED = [(label, target) for label, target, kind in ROWS if kind in ("unbiased", "below_power")]
@@ -41,3 +43,14 @@ def test_each_biased_mutant_is_violated_by_a_convergence_or_unbiasedness_claim(l
 @pytest.mark.parametrize("label, target", UNBIASED, ids=[u[0] for u in UNBIASED])
 def test_unbiased_defects_keep_the_expected_round(label, target):
     assert row(target, ("alg1.round_unbiased",)) == {"alg1.round_unbiased": VERIFIED}
+
+
+@pytest.mark.parametrize("label, target, kind", ROWS, ids=[r[0] for r in ROWS])
+def test_our_bound_alone_catches_exactly_the_pinned_mutants(label, target, kind):
+    """The ours.* claims that run the implementation (both forms of the H = 1 bound and its steps on the
+    runs) violate the biased rows of OURS_CATCHES and nothing else: no correct implementation, no
+    unbiased defect (the bound only needs E[g] = grad f^S and the round's variance)."""
+    assert set(OURS_CLAIMS) == {"ours.h1.a_posteriori", "ours.h1.a_priori", "ours.h1.steps_on_runs"}
+    assert OURS_CATCHES <= {lab for lab, _, k in ROWS if k == "biased"}
+    statuses = row(target, OURS_CLAIMS)
+    assert (VIOLATED in statuses.values()) == (label in OURS_CATCHES), (label, statuses)

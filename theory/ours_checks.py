@@ -1,0 +1,190 @@
+"""Status rules for the toolkit's own H = 1 bound (the ``ours.*`` claims), on ``GridResult``s.
+
+Every rule reads cells measured on the implementation under test, with L_S, f* and the a-priori
+noise from the reference (``theory.ours_experiment``). Verdicts are one-sided tests over seeds:
+
+* ``violated`` only when the data show it at the family-wise false-alarm rate ALPHA (Bonferroni over
+  the cells / tests of the claim): the lower (1 - ALPHA/K) Student-t bound of a mean that is <= 0
+  (or = 0) for FSLoRA lies above 0 (or outside 0);
+* ``verified`` when nothing is violated and at least one cell is conclusive (its 95% upper bound is
+  <= 0: the bound is shown to hold there, not merely not refuted);
+* ``skipped`` when no cell was inside the step-size condition or none was conclusive;
+  cells with gamma L_S >= 2 are reported as outside the bound's condition.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ours_bound import mean_bound
+from .result import SKIPPED, VERIFIED, VIOLATED, Result
+
+ALPHA = 1e-3
+FORMS = ("a_posteriori", "a_priori")
+
+
+def _cells(results):
+    return [c for r in results for c in r.cells]
+
+
+def _row(cell, form):
+    rhs = cell.post if form == "a_posteriori" else cell.prior
+    return {"setting": cell.setting, "step": cell.label, "gamma": cell.gamma, "T": cell.T, "gamma_L_S": cell.gamma_L,
+            "L_S": cell.L_S, "lhs_ucb95": cell.lhs_ucb, "rhs": rhs["rhs"], "optimisation": rhs["optimisation"],
+            "noise": rhs["noise"], "dominant": rhs["dominant"],
+            "tightness": cell.tightness_post if form == "a_posteriori" else cell.tightness_prior,
+            "paper_rhs": cell.paper.get("rhs"), "paper_tightness": cell.tightness_paper,
+            "paper_within_its_condition": cell.paper.get("within"), "lhs_decay_factor": cell.lhs_start / cell.lhs.mean()}
+
+
+def bound_status(results, form: str) -> Result:
+    """``form`` of the H = 1 bound over every cell inside gamma L_S < 2: see the module docstring."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    cells = _cells(results)
+    inside = [c for c in cells if c.within]
+    outside = [{"setting": c.setting, "step": c.label, "T": c.T, "gamma_L_S": c.gamma_L} for c in cells if not c.within]
+    if not inside:
+        return Result(SKIPPED, "no cell with gamma L_S < 2", {"outside_condition": outside})
+    K = len(inside)
+    rows, bad, conclusive = [], [], 0
+    for c in inside:
+        if c.diverged:
+            row = {"setting": c.setting, "step": c.label, "gamma": c.gamma, "T": c.T, "gamma_L_S": c.gamma_L,
+                   "lhs_ucb95": np.inf, "rhs": (c.post if form == "a_posteriori" else c.prior).get("rhs"),
+                   "tightness": np.inf, "dominant": None, "paper_rhs": None, "diverged": c.diverged,
+                   "excess_lcb": np.inf, "excess_ucb95": np.inf}
+            rows.append(row)
+            bad.append(row)
+            continue
+        z = c.excess(form)
+        row = _row(c, form)
+        row.update(excess_lcb=mean_bound(z, 1 - ALPHA / K, "lower"), excess_ucb95=mean_bound(z, 0.95, "upper"))
+        rows.append(row)
+        if row["excess_lcb"] > 0:
+            bad.append(row)
+        conclusive += row["excess_ucb95"] <= 0
+    tight = [r["tightness"] for r in rows]
+    paper = [r["paper_tightness"] for r in rows if r["paper_rhs"] is not None and np.isfinite(r["paper_tightness"])]
+    paper_in = [r["paper_tightness"] for r in rows if r["paper_rhs"] is not None and r["paper_within_its_condition"]
+                and np.isfinite(r["paper_tightness"])]
+    dominant = {k: sum(r["dominant"] == k for r in rows) for k in ("optimisation", "noise")}
+    ev = {"cells": rows, "outside_condition": outside, "alpha_familywise": ALPHA, "cells_inside": K,
+          "cells_conclusive": conclusive, "tightness_min": min(tight), "tightness_max": max(tight),
+          "dominant_term_counts": dominant, "seeds": int(inside[0].lhs.size),
+          "paper_tightness_range": [min(paper), max(paper)] if paper else None,
+          "paper_tightness_range_within_its_condition": [min(paper_in), max(paper_in)] if paper_in else None,
+          "test": "per seed LHS - RHS; violated if its lower (1 - alpha/K) t-bound > 0, holds if its 95% upper bound <= 0",
+          "L_S": "max lambda_max(Hessian f^S) over the reference's step segments (see L_S_method per setting)"}
+    if bad:
+        worst = max(bad, key=lambda r: r["excess_lcb"])
+        ev["counterexample"] = worst
+        if worst.get("diverged"):
+            return Result(VIOLATED, f"{worst['setting']} {worst['step']} T={worst['T']}: the implementation diverged "
+                                    f"({worst['diverged']}) at gamma L_S = {worst['gamma_L_S']:.2f} < 2", ev)
+        return Result(VIOLATED, f"{worst['setting']} {worst['step']} T={worst['T']}: LHS UCB {worst['lhs_ucb95']:.3g} "
+                                f"> RHS {worst['rhs']:.3g} (excess LCB {worst['excess_lcb']:.2g})", ev)
+    if conclusive == 0:
+        return Result(SKIPPED, f"no cell conclusive at 95% ({K} cells inside gamma L_S < 2)", ev)
+    return Result(VERIFIED, f"LHS/RHS in [{min(tight):.2f}, {max(tight):.2f}] over {K} cells"
+                            + (f"; Thm 4.4 [{min(paper):.1e}, {max(paper):.1e}]" if paper else ""), ev)
+
+
+def steps_status(results) -> Result:
+    """Steps 1 and 3 of the derivation along the implementation's own runs: per seed, the round mean of
+    <grad f^S, g_t> - ||grad f^S||^2 and of ||g_t||^2 - ||grad f^S||^2 - V are martingale sums with
+    mean exactly 0 for FSLoRA; two-sided t-test over seeds per step size (Bonferroni over all tests)."""
+    tests, diverged = [], []
+    for r in results:
+        diverged += [f"{c.setting} {c.label} T={c.T}" for c in r.cells if c.diverged]
+        by_step = {}
+        for c in r.cells:                      # the longest horizon of each step size
+            if c.label not in by_step or c.T > by_step[c.label].T:
+                by_step[c.label] = c
+        for c in by_step.values():
+            if c.diverged:
+                continue
+            scale = float(c.lhs.mean())
+            for name, x in (("step 1: E<grad f^S, g> = ||grad f^S||^2", c.step1),
+                            ("step 3: E||g||^2 = ||grad f^S||^2 + V", c.step3)):
+                tests.append({"setting": c.setting, "step_size": c.label, "gamma": c.gamma, "T": c.T, "check": name,
+                              "mean_over_lhs": float(x.mean()) / scale, "x": x})
+    K = 2 * len(tests)       # two-sided
+    bad = []
+    for t in tests:
+        x = t.pop("x")
+        lo, hi = mean_bound(x, 1 - ALPHA / K, "lower"), mean_bound(x, 1 - ALPHA / K, "upper")
+        t.update(ci_low=lo, ci_high=hi)
+        if lo > 0 or hi < 0:
+            bad.append(t)
+    identity = [{"setting": c.setting, "step": c.label, "T": c.T, "identity_gap": c.identity / c.lhs.mean() - 1.0,
+                 "realised_over_L_S": c.kappa / c.L_S} for c in _cells(results) if not c.diverged]
+    ev = {"tests": tests, "alpha_familywise": ALPHA, "identity": identity, "diverged_cells": diverged,
+          "test": "two-sided Student-t over seeds, Bonferroni over tests"}
+    if not tests:
+        return Result(SKIPPED, "no runs" if not diverged else f"the implementation diverged in {len(diverged)} cells", ev)
+    if bad:
+        worst = max(bad, key=lambda t: abs(t["mean_over_lhs"]))
+        ev["counterexample"] = worst
+        return Result(VIOLATED, f"{worst['setting']} {worst['step_size']}: {worst['check']} off by "
+                                f"{worst['mean_over_lhs']:+.2%} of the LHS", ev)
+    worst = max(abs(t["mean_over_lhs"]) for t in tests)
+    if diverged:   # not a verdict on those runs: the bound claims report the divergence
+        return Result(SKIPPED, f"the implementation diverged in {len(diverged)} cells; {len(tests)} tests elsewhere "
+                               f"not significant", ev)
+    return Result(VERIFIED, f"{len(tests)} tests; largest mean deviation {worst:.1%} of the LHS", ev)
+
+
+def curvature_status(results, tol: float = 1e-9) -> Result:
+    """Step 4 on the reference's runs: the realised curvature of every step is <= L_S of its segment
+    (exact pathwise; a failure means L_S missed curvature the run met)."""
+    rows, worst = [], -np.inf
+    for r in results:
+        for st in r.steps:
+            ref = st["ref"]
+            ratio = ref.secant / ref.curvature.bound
+            excess = float(np.max(ref.secant - ref.curvature.bound))
+            worst = max(worst, excess / max(ref.curvature.L_S(), 1.0))
+            rows.append({"setting": r.grid.setting.name, "step": st["label"], "L_S": ref.curvature.L_S(),
+                         "method": ref.curvature.method, "max_realised_over_segment_bound": float(np.max(ratio)),
+                         "realised_over_L_S": ref.realised_curvature(ref.rounds) / ref.curvature.L_S(),
+                         "bisections": ref.curvature.bisections,
+                         "max_relative_excess_over_points": ref.curvature.max_relative_excess})
+    ev = {"steps": rows, "tolerance": tol}
+    if not rows:
+        return Result(SKIPPED, "no runs", ev)
+    status = VIOLATED if worst > tol else VERIFIED
+    top = max(r["max_realised_over_segment_bound"] for r in rows)
+    return Result(status, f"max realised curvature / segment L_S = {top:.3f}", ev)
+
+
+def step_size_story(results) -> Result:
+    """At the same T: the average ||grad f^S||^2 reached at the largest step where our bound holds
+    conclusively vs at Theorem 4.4's gamma_max. Verified when our step is larger and reaches a smaller
+    LHS (the point of a bound that covers larger steps); violated when it reaches a larger one."""
+    rows = []
+    for r in results:
+        by_T = {}
+        for c in r.cells:
+            by_T.setdefault(c.T, []).append(c)
+        for T, cells in sorted(by_T.items()):
+            paper = [c for c in cells if c.label.startswith("paper") and not c.diverged]
+            ours = [c for c in cells if c.within and not c.diverged and not c.label.startswith("paper")
+                    and mean_bound(c.excess("a_posteriori"), 0.95, "upper") <= 0]
+            if not paper or not ours:
+                continue
+            p, o = paper[0], max(ours, key=lambda c: c.gamma)
+            every = [{"step": c.label, "gamma": c.gamma, "gamma_L_S": c.gamma_L, "lhs": float(c.lhs.mean()),
+                      "final_grad_sq": c.final_grad_sq} for c in sorted(cells, key=lambda c: c.gamma) if not c.diverged]
+            rows.append({"every_step": every, "setting": r.grid.setting.name, "T": T, "paper_gamma": p.gamma, "paper_gamma_L_S": p.gamma_L,
+                         "paper_lhs": float(p.lhs.mean()), "paper_final_grad_sq": p.final_grad_sq,
+                         "ours_gamma": o.gamma, "ours_gamma_L_S": o.gamma_L, "ours_lhs": float(o.lhs.mean()),
+                         "ours_final_grad_sq": o.final_grad_sq, "step_ratio": o.gamma / p.gamma,
+                         "lhs_ratio": float(o.lhs.mean() / p.lhs.mean()), "ours_bound": o.post["rhs"],
+                         "paper_bound_at_its_step": p.paper.get("rhs")})
+    if not rows:
+        return Result(SKIPPED, "no grid with both the paper's gamma_max and a conclusive larger step", {"rows": rows})
+    worse = [x for x in rows if x["lhs_ratio"] >= 1.0]
+    last = max(rows, key=lambda x: x["T"])
+    key = (f"T={last['T']}: {last['ours_lhs']:.3g} at {last['step_ratio']:.0f}x the paper's gamma_max "
+           f"vs {last['paper_lhs']:.3g} at it")
+    return Result(VIOLATED if worse else VERIFIED, key, {"rows": rows})

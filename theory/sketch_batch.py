@@ -1,0 +1,158 @@
+"""f^S, grad f^S and the sketch variance at many points at once, exactly (every index set enumerated).
+
+The H = 1 bound (``theory.ours_bound``) needs, at every iterate of every seed of long runs,
+
+    f^S(X) = (1/N) sum_i E_S f~_i(X; S),        grad f^S(X) = (1/N) sum_i E_S grad f~_i(X; S),
+    V(X)   = (1/N^2) sum_i Var_S grad f~_i(X; S)    (the variance of the H = 1 round direction),
+
+for single-layer least-squares and logistic problems. The pointwise reference is
+``theory.sketched_objective`` (one point, one sketch at a time); this module evaluates the same
+expectations for a batch of P points in a few array operations, enumerating all C(r, k_i) index
+sets of the sketch law (``theory.moments.reference_law`` by default, or any law a test hands in).
+
+Conventions: points are stacked factors B: (P, m, r), A: (P, r, n); a flattened point or
+gradient is [vec B; vec A] (row-major), d = r (m + n) entries, the order ``constants.dense_hessian`` uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .moments import reference_law
+
+CHUNK = 2048   # points per block: bounds the (P, C(r,k), m, n) temporaries to a few MB
+
+
+@dataclass(frozen=True)
+class ClientMoments:
+    """What one client's single-layer loss needs, precomputed once.
+
+    squared: K = X^T X / n_i (m, m), C = X^T Y / n_i (m, n), y2 = ||Y||^2 / (2 n_i);
+    softmax: X (n_i, m), labels (n_i,).
+    """
+
+    link: str
+    K: np.ndarray | None = None
+    C: np.ndarray | None = None
+    y2: float = 0.0
+    X: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    @property
+    def curvature(self) -> float:
+        """||X^T X / n_i||_2: the largest eigenvalue of the client's input Gram matrix."""
+        K = self.K if self.K is not None else self.X.T @ self.X / self.X.shape[0]
+        return float(np.linalg.eigvalsh(K)[-1])
+
+
+def client_moments(problem) -> list:
+    """[ClientMoments] for a single-layer problem (least squares or logistic)."""
+    if problem.n_layers != 1:
+        raise ValueError(f"the batched sketched objective needs a single-layer problem, got {problem.n_layers} layers")
+    out = []
+    for c in problem.clients:
+        n_i = c.X.shape[0]
+        if problem.link == "squared":
+            out.append(ClientMoments("squared", K=c.X.T @ c.X / n_i, C=c.X.T @ c.targets / n_i,
+                                     y2=float(np.sum(c.targets ** 2)) / (2 * n_i)))
+        else:
+            out.append(ClientMoments("softmax", X=c.X, labels=np.asarray(c.targets)))
+    return out
+
+
+def loss_and_weight_grad(cm: ClientMoments, W: np.ndarray):
+    """Client loss and its gradient over W at a stack of weights W: (..., m, n) -> ((...,), (..., m, n))."""
+    if cm.link == "squared":
+        KW = np.matmul(cm.K, W)
+        loss = 0.5 * np.sum(W * KW, axis=(-2, -1)) - np.sum(W * cm.C, axis=(-2, -1)) + cm.y2
+        return loss, KW - cm.C
+    Z = np.matmul(cm.X, W)                                          # (..., n_i, n)
+    zmax = Z.max(axis=-1, keepdims=True)
+    E = np.exp(Z - zmax)
+    tot = E.sum(axis=-1, keepdims=True)
+    n_i = cm.X.shape[0]
+    rows = np.arange(n_i)
+    loss = np.mean(np.log(tot[..., 0]) + zmax[..., 0] - Z[..., rows, cm.labels], axis=-1)
+    D = E / tot
+    D[..., rows, cm.labels] -= 1.0
+    return loss, np.matmul(cm.X.T, D) / n_i
+
+
+@dataclass
+class SketchedBatch:
+    """Exact quantities at P points (arrays indexed by point)."""
+
+    value: np.ndarray          # (P,)    f^S
+    grad: np.ndarray           # (P, d)  grad f^S, flattened [vec B; vec A]
+    variance: np.ndarray       # (P,)    V = (1/N^2) sum_i Var_S grad f~_i
+    client_grads: np.ndarray   # (P, N, d) grad f_i^S
+    client_vars: np.ndarray    # (P, N)  Var_S grad f~_i  (the paper's sigma_s^2 is its max)
+
+    @property
+    def grad_sq(self) -> np.ndarray:
+        """||grad f^S||^2: (P,)."""
+        return np.sum(self.grad ** 2, axis=1)
+
+
+def flatten(B: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """[vec B; vec A]: (P, m, r), (P, r, n) -> (P, r (m + n))."""
+    return np.concatenate([B.reshape(len(B), -1), A.reshape(len(A), -1)], axis=1)
+
+
+def unflatten(x: np.ndarray, m: int, r: int, n: int):
+    """Inverse of ``flatten``: (P, d) -> (B: (P, m, r), A: (P, r, n))."""
+    return x[:, :m * r].reshape(-1, m, r), x[:, m * r:].reshape(-1, r, n)
+
+
+def evaluate(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, law=reference_law,
+             moments=None) -> SketchedBatch:
+    """f^S, grad f^S, V and the per-client pieces at points B: (P, m, r), A: (P, r, n).
+
+    Every index set of every client's law is enumerated; grad f~_i(X; S) = (s G A^T S, s S B^T G)
+    with G = grad_W loss_i(W0 + s B S A) (Lemma 3.2). Exact up to float64 rounding.
+    """
+    moments = moments or client_moments(problem)
+    W0 = problem.base_weights[0]
+    P, m, r = B.shape
+    n = A.shape[2]
+    N = len(moments)
+    value = np.zeros(P)
+    cgrads = np.zeros((P, N, r * (m + n)))
+    cvars = np.zeros((P, N))
+    for lo in range(0, P, CHUNK):
+        Bc, Ac = B[lo:lo + CHUNK], A[lo:lo + CHUNK]
+        for i, cm in enumerate(moments):
+            diags, probs = law(r, budgets[i])
+            coeff = s * diags                                                   # (M, r)
+            W = W0 + np.matmul(Bc[:, None] * coeff[None, :, None, :], Ac[:, None])   # (p, M, m, n)
+            loss, G = loss_and_weight_grad(cm, W)
+            gB = np.matmul(G, np.swapaxes(Ac, 1, 2)[:, None]) * coeff[None, :, None, :]
+            gA = coeff[None, :, :, None] * np.matmul(np.swapaxes(Bc, 1, 2)[:, None], G)
+            flat = np.concatenate([gB.reshape(*gB.shape[:2], -1), gA.reshape(*gA.shape[:2], -1)], axis=2)
+            mean = np.einsum("q,pqd->pd", probs, flat)
+            value[lo:lo + CHUNK] += loss @ probs / N
+            cgrads[lo:lo + CHUNK, i] = mean
+            cvars[lo:lo + CHUNK, i] = np.einsum("q,pq->p", probs, np.sum(flat ** 2, axis=2)) - np.sum(mean ** 2, axis=1)
+    cvars = np.maximum(cvars, 0.0)   # a variance; rounding can leave -1e-17
+    return SketchedBatch(value, cgrads.mean(axis=1), cvars.sum(axis=1) / N ** 2, cgrads, cvars)
+
+
+def stack(points) -> tuple:
+    """[[(B, A)]] single-layer points -> (B: (P, m, r), A: (P, r, n))."""
+    return np.stack([p[0][0] for p in points]), np.stack([p[0][1] for p in points])
+
+
+def instance_grads(problem, s: float, B: np.ndarray, A: np.ndarray, diags: np.ndarray, *, moments=None) -> np.ndarray:
+    """grad f~_i(X; S_i) for one given sketch per point and client: diags (P, N, r) = diag(S_i) at each
+    point; B: (P, m, r), A: (P, r, n). Returns (P, N, d)."""
+    moments = moments or client_moments(problem)
+    W0 = problem.base_weights[0]
+    out = np.empty((len(B), len(moments), B.shape[1] * B.shape[2] + A.shape[1] * A.shape[2]))
+    for i, cm in enumerate(moments):
+        c = s * diags[:, i]                                                  # (P, r)
+        _, G = loss_and_weight_grad(cm, W0 + np.matmul(B * c[:, None, :], A))
+        gB = np.matmul(G, np.swapaxes(A, 1, 2)) * c[:, None, :]
+        gA = c[:, :, None] * np.matmul(np.swapaxes(B, 1, 2), G)
+        out[:, i] = flatten(gB, gA)
+    return out
