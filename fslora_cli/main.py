@@ -24,6 +24,16 @@ class UserError(Exception):
     """An error whose message is the whole story (printed as one line, exit code 2)."""
 
 
+# what a subcommand raises for bad input or a run that cannot go on: one line, exit code 2
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, UserError)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The code `fslora` exits with when a subcommand raises ``exc``: 2 (USER_ERRORS), 130 (interrupt),
+    else 1. The Flower ServerApp records it so that `fslora flower <job>` exits as `fslora <job>` would."""
+    return 2 if isinstance(exc, USER_ERRORS) else 130 if isinstance(exc, KeyboardInterrupt) else 1
+
+
 def command_module(name: str, argv) -> str:
     """The module implementing ``name``; the LLM client benchmark (--bridge) lives in the bridge."""
     if name == "bench" and "--bridge" in argv:
@@ -55,7 +65,7 @@ def main(argv=None) -> int:
     module = importlib.import_module(module_name)
     try:
         return int(module.run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, UserError) as exc:
+    except USER_ERRORS as exc:
         print(f"fslora {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -130,13 +130,14 @@ def build(args):
     return problem, config, names
 
 
-def plan_resume(out, names, problem, config, identity, resume: bool) -> dict:
+def plan_resume(out, names, problem, config, identity, resume: bool, announce: bool = True) -> dict:
     """{name: (checkpoint path, resume it?, rounds left)}; every checkpoint is read and checked
-    before any algorithm runs, and a missing one is announced."""
+    before any algorithm runs, and a missing one is announced (unless ``announce`` is False: a
+    check whose run, elsewhere, will announce it)."""
     plan = {}
     for name in names:
         found = find_checkpoint(out, name) if resume else None
-        if resume and found is None:
+        if resume and found is None and announce:
             print(f"fslora simulate: --resume: no checkpoint for {name} in {out}; starting it fresh", file=sys.stderr)
         done = 0
         if found:

@@ -79,12 +79,12 @@ def configure_parser(p):
                    help="skip reloading the saved adapter with PEFT and re-evaluating it")
 
 
-def validate(args):
+def validate(args, announce: bool = True):
     """One-line errors for bad arguments, the output directory and any checkpoint to resume,
-    before anything heavy is loaded."""
+    before anything heavy is loaded (``announce``: see check_resumable)."""
     check_options(args)
     check_inputs(args)
-    check_output(args)
+    check_output(args, announce)
 
 
 def check_options(args):
@@ -139,18 +139,19 @@ def check_inputs(args):
     resolve_files(args.eval_json or [], "--eval-json", unique_families=True)
 
 
-def check_output(args):
+def check_output(args, announce: bool = True):
     """Prepare the output directory (one-line error if it cannot be) and, with --resume, check
     the checkpoint there."""
     from fslora_ref.outputs import prepare_output_dir
     prepare_output_dir(args.out, "--out")
     if args.resume:
-        check_resumable(args)
+        check_resumable(args, announce)
 
 
-def check_resumable(args):
+def check_resumable(args, announce: bool = True):
     """With --resume: refuse an old pickle, a damaged or foreign file, or another algorithm's
-    checkpoint (before the model is loaded); say so if there is nothing to resume."""
+    checkpoint (before the model is loaded); say so if there is nothing to resume (unless
+    ``announce`` is False: a check whose run, elsewhere, will say it)."""
     import sys
 
     from fslora_ref.checkpoint_format import read_archive
@@ -164,7 +165,8 @@ def check_resumable(args):
     if others:
         raise ValueError(f"--resume: {args.out} holds the checkpoint of another run; differing field: algorithm "
                          f"({others[0]!r} in {checkpoint_path(args.out, others[0])}, {args.algorithm!r} now)")
-    print(f"fslora finetune: --resume: no checkpoint in {args.out}; starting fresh", file=sys.stderr)
+    if announce:
+        print(f"fslora finetune: --resume: no checkpoint in {args.out}; starting fresh", file=sys.stderr)
 
 
 def run(args) -> int:

@@ -37,9 +37,8 @@ def paper_constants(problem, s: float, budgets, B, A, batch, *, points: int = 30
                 continue
             L_sk = max(L_sk, float(np.max(client_hessian_norm(problem, s, Bs * d, As))))
     het = Heterogeneity()
-    mean = batch.client_grads.mean(axis=1)
-    het.a = list(np.max(np.sum((batch.client_grads - mean[:, None]) ** 2, axis=2), axis=1))
-    het.g = list(np.sum(mean ** 2, axis=1))
+    het.a = list(batch.heterogeneity)
+    het.g = list(batch.grad_sq)
     note = f"max over clients at {len(rows)} evenly spaced iterates of each of {S} seeds"
     return {"L": Constant(max(L_X, L_sk), "exact at points",
                           note + f" and at every sketched point [BS; A] of {len(few)} of them (a lower estimate)"),

@@ -1,14 +1,19 @@
 """f^S, grad f^S and the sketch variance at many points at once, exactly (every index set enumerated).
 
-The H = 1 bound (``theory.ours_bound``) needs, at every iterate of every seed of long runs,
+The theory's checks need, at every iterate of every seed of long runs,
 
     f^S(X) = (1/N) sum_i E_S f~_i(X; S),        grad f^S(X) = (1/N) sum_i E_S grad f~_i(X; S),
     V(X)   = (1/N^2) sum_i Var_S grad f~_i(X; S)    (the variance of the H = 1 round direction),
 
-for single-layer least-squares and logistic problems. The pointwise reference is
-``theory.sketched_objective`` (one point, one sketch at a time); this module evaluates the same
-expectations for a batch of P points in a few array operations, enumerating all C(r, k_i) index
-sets of the sketch law (``theory.moments.reference_law`` by default, or any law a test hands in).
+and the per-client grad f_i^S, for single-layer least-squares and logistic problems. ``evaluate``
+computes them all (the H = 1 bound, ``theory.ours_bound``, reads every one); ``point_stats`` is what
+the convergence claims of ``fslora verify`` read: ||grad f^S||^2, f^S, the heterogeneity
+max_i ||grad f_i^S - grad f^S||^2 and ||grad f||^2 (``evaluate`` under ``unsketched_law``, S = I).
+
+The pointwise reference is ``theory.sketched_objective`` (one point, one sketch at a time); this
+module evaluates the same expectations for a batch of P points in a few array operations,
+enumerating all C(r, k_i) index sets of the sketch law (``theory.moments.reference_law`` by
+default, or any law a test hands in).
 
 Conventions: points are stacked factors B: (P, m, r), A: (P, r, n); a flattened point or
 gradient is [vec B; vec A] (row-major), d = r (m + n) entries, the order ``constants.dense_hessian`` uses.
@@ -21,7 +26,9 @@ import numpy as np
 
 from .moments import reference_law
 
-CHUNK = 2048   # points per block: bounds the (P, C(r,k), m, n) temporaries to a few MB
+CHUNK = 2048          # points per block of the Hessians (``theory.sketch_hessian``)
+BLOCK_ELEMENTS = 2 ** 20   # ``evaluate``'s largest temporary per block, (points, C(r,k), m, n), its gradients or
+                           # (points, C(r,k), n_i, n) logits: 8 MB, so memory stays flat whatever P
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,16 @@ class SketchedBatch:
         """||grad f^S||^2: (P,)."""
         return np.sum(self.grad ** 2, axis=1)
 
+    @property
+    def heterogeneity(self) -> np.ndarray:
+        """max_i ||grad f_i^S - grad f^S||^2 (Assumption 4.3's left-hand side): (P,)."""
+        return np.max(np.sum((self.client_grads - self.grad[:, None]) ** 2, axis=2), axis=1)
+
+
+def unsketched_law(r: int, k: int):
+    """The law of S = I whatever k (f~_i(X; I) = f_i): ((1, r) ones, (1,) probability 1)."""
+    return np.ones((1, r)), np.ones(1)
+
 
 def flatten(B: np.ndarray, A: np.ndarray) -> np.ndarray:
     """[vec B; vec A]: (P, m, r), (P, r, n) -> (P, r (m + n))."""
@@ -117,13 +134,16 @@ def evaluate(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, law=re
     P, m, r = B.shape
     n = A.shape[2]
     N = len(moments)
+    laws = [law(r, k) for k in budgets]
+    width = max([m * n, r * (m + n)] + [cm.X.shape[0] * n for cm in moments if cm.X is not None])
+    chunk = max(1, BLOCK_ELEMENTS // (width * max(len(probs) for _, probs in laws)))
     value = np.zeros(P)
     cgrads = np.zeros((P, N, r * (m + n)))
     cvars = np.zeros((P, N))
-    for lo in range(0, P, CHUNK):
-        Bc, Ac = B[lo:lo + CHUNK], A[lo:lo + CHUNK]
+    for lo in range(0, P, chunk):
+        Bc, Ac = B[lo:lo + chunk], A[lo:lo + chunk]
         for i, cm in enumerate(moments):
-            diags, probs = law(r, budgets[i])
+            diags, probs = laws[i]
             coeff = s * diags                                                   # (M, r)
             W = W0 + np.matmul(Bc[:, None] * coeff[None, :, None, :], Ac[:, None])   # (p, M, m, n)
             loss, G = loss_and_weight_grad(cm, W)
@@ -131,9 +151,9 @@ def evaluate(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, law=re
             gA = coeff[None, :, :, None] * np.matmul(np.swapaxes(Bc, 1, 2)[:, None], G)
             flat = np.concatenate([gB.reshape(*gB.shape[:2], -1), gA.reshape(*gA.shape[:2], -1)], axis=2)
             mean = np.einsum("q,pqd->pd", probs, flat)
-            value[lo:lo + CHUNK] += loss @ probs / N
-            cgrads[lo:lo + CHUNK, i] = mean
-            cvars[lo:lo + CHUNK, i] = np.einsum("q,pq->p", probs, np.sum(flat ** 2, axis=2)) - np.sum(mean ** 2, axis=1)
+            value[lo:lo + chunk] += loss @ probs / N
+            cgrads[lo:lo + chunk, i] = mean
+            cvars[lo:lo + chunk, i] = np.einsum("q,pq->p", probs, np.sum(flat ** 2, axis=2)) - np.sum(mean ** 2, axis=1)
     cvars = np.maximum(cvars, 0.0)   # a variance; rounding can leave -1e-17
     return SketchedBatch(value, cgrads.mean(axis=1), cvars.sum(axis=1) / N ** 2, cgrads, cvars)
 
@@ -156,3 +176,23 @@ def instance_grads(problem, s: float, B: np.ndarray, A: np.ndarray, diags: np.nd
         gA = c[:, :, None] * np.matmul(np.swapaxes(B, 1, 2), G)
         out[:, i] = flatten(gB, gA)
     return out
+
+
+@dataclass
+class PointStats:
+    """What the convergence claims read, per point t: ||grad f^S||^2, ||grad f||^2 (both w.r.t. [B; A]),
+    f^S, and a_t = max_i ||grad f_i^S - grad f^S||^2 (Assumption 4.3's left-hand side)."""
+
+    grad_sq_sketched: np.ndarray     # (P,)
+    grad_sq_plain: np.ndarray        # (P,)
+    value_sketched: np.ndarray       # (P,)
+    heterogeneity: np.ndarray        # (P,)
+
+
+def point_stats(problem, B: np.ndarray, A: np.ndarray, s: float, budgets) -> PointStats:
+    """``PointStats`` at points B: (P, m, r), A: (P, r, n): ``evaluate`` under the reference law (f^S) and
+    under ``unsketched_law`` (f)."""
+    moments = client_moments(problem)
+    sketched = evaluate(problem, s, budgets, B, A, moments=moments)
+    plain = evaluate(problem, s, budgets, B, A, law=unsketched_law, moments=moments)
+    return PointStats(sketched.grad_sq, plain.grad_sq, sketched.value, sketched.heterogeneity)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .moments import reference_law
-from .sketch_batch import CHUNK, client_moments
+from .sketch_batch import CHUNK, client_moments, unsketched_law
 
 
 def _law_moments(law, r, k, s):
@@ -115,14 +115,13 @@ def client_hessian_norm(problem, s: float, B: np.ndarray, A: np.ndarray, *, mome
     """||Hessian f_i||_2 (unsketched f_i, the paper's Assumption 4.1) per point and client: (P, N)."""
     moments = moments or client_moments(problem)
     W0 = problem.base_weights[0]
-    r = B.shape[2]
-    ones = s * np.ones((1, r))
+    coeffs, probs, M1, M2 = _law_moments(unsketched_law, B.shape[2], None, s)
     out = np.empty((len(B), len(moments)))
     for lo in range(0, len(B), chunk):
         Bc, Ac = B[lo:lo + chunk], A[lo:lo + chunk]
         for i, cm in enumerate(moments):
-            parts = (_least_squares(cm, W0, Bc, Ac, ones[0], ones.T @ ones) if cm.link == "squared"
-                     else _softmax(cm, W0, Bc, Ac, ones, np.ones(1)))
+            parts = (_least_squares(cm, W0, Bc, Ac, M1, M2) if cm.link == "squared"
+                     else _softmax(cm, W0, Bc, Ac, coeffs, probs))
             eig = np.linalg.eigvalsh(_assemble(*parts))
             out[lo:lo + chunk, i] = np.maximum(np.abs(eig[:, 0]), np.abs(eig[:, -1]))
     return out

@@ -74,17 +74,21 @@ def validate(job, ns, local: bool = True):
     """The in-process command's own checks, before anything starts (one-line errors). local:
     the paths are on this machine (a local deployment), so they are checked too: the output
     directory and, with --resume, the checkpoints there against this very run, as `fslora
-    <job>` does; an exported run config (paths on the SuperLink's host) gets the option checks."""
+    <job>` does; an exported run config (paths on the SuperLink's host) gets the option checks.
+    A --resume with nothing to resume is announced by the ServerApp, which runs the job, not here."""
     if job == "simulate":
         from fslora_ref.cli_simulate import build, plan_resume, run_identity
         problem, config, names = build(ns)
         if local:
             prepare_output_dir(ns.out, "--out")
             if ns.resume:
-                plan_resume(ns.out, names, problem, config, run_identity(ns, problem), resume=True)
+                plan_resume(ns.out, names, problem, config, run_identity(ns, problem), resume=True, announce=False)
     else:
         from llm_bridge.cli import check_options, validate as check
-        (check if local else check_options)(ns)
+        if local:
+            check(ns, announce=False)
+        else:
+            check_options(ns)
 
 
 def run(args) -> int:
@@ -109,6 +113,7 @@ def run(args) -> int:
               f"--run-config {args.export_run_config} --stream")
         return 0
     from .deploy import DeploymentError, LocalDeployment
+    from .rounds import Ledger
     n = ns.clients
     try:
         with LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout) as dep:
@@ -121,7 +126,7 @@ def run(args) -> int:
         details = result.details.replace("ServerApp failed with exception: ", "")
         print(f"fslora flower {job}: error: {' '.join(details.split()) or result.status} "
               f"(run {result.run_id}, {result.status}; logs in {os.path.join(ns.out, 'flower-logs')})", file=sys.stderr)
-        return 1
+        return Ledger.exit_code(ns.out, result.run_id)   # what `fslora <job>` exits with for the same error
     traffic = result.traffic
     print(f"flower: run {result.run_id} completed in {result.seconds:.1f} s; SuperLink traffic "
           f"{traffic.get('outbound-bytes', 0):,} B to nodes, {traffic.get('inbound-bytes', 0):,} B from nodes; "

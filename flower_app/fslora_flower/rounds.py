@@ -24,9 +24,10 @@ from .strategy import FSLoRAStrategy
 
 
 class Ledger:
-    """``<out>/flower.json``: one entry per ServerApp run (a resumed job appends one)."""
+    """``<out>/flower.json``: one entry per ServerApp run (a resumed job appends one), keyed by
+    Flower's run id; a failed run's entry has the error and the exit code `fslora <job>` gives for it."""
 
-    def __init__(self, out: str, resume: bool = False):
+    def __init__(self, out: str, resume: bool = False, run_id=None):
         self.path = os.path.join(out, "flower.json")
         self.doc = {"runs": []}
         if resume and os.path.exists(self.path):
@@ -35,7 +36,7 @@ class Ledger:
                     self.doc = json.load(fh)
                 except ValueError as exc:
                     raise ValueError(f"{self.path} is not valid JSON ({exc}); move it away to resume") from None
-        self.run = {"status": "running", "nodes": {}, "rounds": []}
+        self.run = {"run-id": None if run_id is None else str(run_id), "status": "running", "nodes": {}, "rounds": []}
         self.doc["runs"].append(self.run)
 
     def set(self, **fields):
@@ -44,6 +45,19 @@ class Ledger:
 
     def save(self):
         write_json(self.path, self.doc)
+
+    @staticmethod
+    def exit_code(out: str, run_id) -> int:
+        """The exit code recorded in ``<out>/flower.json`` for the failed Flower run ``run_id``; 1 when
+        there is none (the ServerApp failed before writing its entry, or the file is not ours)."""
+        try:
+            with open(os.path.join(out, "flower.json")) as fh:
+                runs = json.load(fh).get("runs", [])
+        except (OSError, ValueError, AttributeError):
+            return 1
+        mine = [r for r in runs if isinstance(r, dict) and r.get("run-id") == str(run_id)]
+        code = mine[-1].get("exit-code") if mine else None
+        return code if isinstance(code, int) and code > 1 else 1
 
 
 class FlowerRounds:

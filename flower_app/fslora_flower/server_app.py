@@ -5,7 +5,8 @@ loop (fslora_ref.cli_simulate.run_all + write_results, or llm_bridge.finetune.fi
 one change: each round goes through Flower (rounds.py). So history.json, the checkpoints and
 --resume are the in-process command's, and a loopback run reproduces the in-process one.
 Failures end the run with a one-line reason (Flower records it as the run's status
-details; ``flower.json`` keeps it too).
+details; ``flower.json`` keeps it too, with the exit code `fslora <job>` gives for that error,
+which `fslora flower <job>` then exits with).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fslora_cli.main import exit_code
 from fslora_ref.outputs import prepare_output_dir
 
 from .discovery import discover
@@ -31,7 +33,7 @@ def main(grid: Grid, context: Context) -> None:
     prepare_output_dir(settings.out, "run config 'out'")
     args = settings.args
     args.out = settings.out
-    ledger = Ledger(settings.out, resume=bool(args.resume))
+    ledger = Ledger(settings.out, resume=bool(args.resume), run_id=context.run_id)
     try:
         t0 = time.perf_counter()
         nodes = discover(grid, settings.n_clients, settings.discovery_timeout, settings.poll)
@@ -50,6 +52,7 @@ def main(grid: Grid, context: Context) -> None:
             validate(args)
             print(summary(finetune(args, round_fn=rounds)))
     except BaseException as exc:
-        ledger.set(status="failed", error=" ".join(str(exc).split()) or type(exc).__name__)
+        ledger.set(status="failed", error=" ".join(str(exc).split()) or type(exc).__name__,
+                   **{"exit-code": exit_code(exc)})
         raise
     ledger.set(status="completed")

@@ -81,3 +81,33 @@ class InProcessGrid(Grid):
 
     def send_and_receive(self, messages, *, timeout=None):
         return self.pull_messages(self.push_messages(messages))
+
+
+class InProcessDeployment:
+    """``deploy.LocalDeployment`` for the CLI, without Flower processes: ``run`` calls the ServerApp
+    in this process on an InProcessGrid and reports what Flower records (status, the exception as
+    status details) as a RunResult of run ``RUN_ID``."""
+
+    RUN_ID = 4242
+    port, start_seconds = 0, 0.0
+
+    def __init__(self, n_nodes, log_dir, **kw):
+        self.n_nodes = n_nodes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def run(self, app_dir, run_config, *, timeout=None, on_line=None):
+        from flwr.app import Context, RecordDict
+
+        from fslora_flower import server_app
+        from fslora_flower.deploy import RunResult
+        context = Context(run_id=self.RUN_ID, node_id=1, node_config={}, state=RecordDict(), run_config=run_config)
+        try:
+            server_app.main(InProcessGrid(run_config, self.n_nodes), context)
+        except Exception as exc:
+            return RunResult(str(self.RUN_ID), "finished:failed", f"ServerApp failed with exception: {exc}", 0.0, {})
+        return RunResult(str(self.RUN_ID), "finished:completed", "", 0.0, {})

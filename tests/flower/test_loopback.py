@@ -56,6 +56,7 @@ def test_loopback_run_equals_in_process(tmp_path, capsys, deployments):
     assert_same(s_fl, s_ref)                                 # final factors bit-identical
     ledger = json.load(open(os.path.join(fl, "flower.json")))["runs"][-1]
     assert ledger["status"] == "completed" and len(ledger["rounds"]) == 2
+    assert f"flower: run {ledger['run-id']} completed" in out     # the ledger entry is keyed by Flower's run id
     for row in ledger["rounds"]:
         assert row["missing"] == {}
         over = [c["down-bytes"] - 8 * c["down-floats"] for c in row["clients"].values()]
@@ -124,6 +125,7 @@ def test_killed_supernode_stop_resume_and_continue(tmp_path):
         assert final_state(stopped, "fslora", args)[1] == 1          # round 1 is kept
         ledger = json.load(open(os.path.join(stopped, "flower.json")))["runs"][-1]
         assert ledger["status"] == "failed" and "client 2" in ledger["error"]
+        assert ledger["run-id"] == failed.run_id and ledger["exit-code"] == 1   # a missing client: not a user error
 
         dep.restart_node(2)
         args.resume = True

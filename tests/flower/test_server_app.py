@@ -1,16 +1,19 @@
 """The ServerApp in process (InProcessGrid: real ClientApp, Flower's serialisation, no Flower
 processes): a --resume of a different run is refused with the in-process command's message,
-also for a run config submitted with `flwr run` (no CLI pre-check), and the ledger says why."""
+also for a run config submitted with `flwr run` (no CLI pre-check), and the ledger says why;
+`fslora flower <job>` (its deployment replaced by InProcessDeployment) exits with the code
+`fslora <job>` gives for the same error, and says "nothing to resume" once."""
 import json
 
 import pytest
 from flwr.app import Context, RecordDict
 
 from fslora_cli.main import main
-from fslora_flower import server_app
+from fslora_flower import deploy, server_app
+from fslora_flower.rounds import Ledger
 from fslora_flower.settings import job_parser, run_config
 
-from inprocess import InProcessGrid
+from inprocess import InProcessDeployment, InProcessGrid
 
 SIMULATE = ["--clients", "3", "--budgets", "2,4,8", "--rank", "8", "--m", "12", "--n", "10", "--algorithms", "fslora"]
 TINY = ["--model", "tiny", "--rank", "8", "--alpha", "16", "--clients", "2", "--ratios", "0.25,0.5", "--rounds", "1",
@@ -49,3 +52,44 @@ def test_resume_of_another_run_is_refused_as_in_process(tmp_path, capsys, job, a
     assert str(err.value) == expected
     ledger = json.loads((tmp_path / "out" / "flower.json").read_text())["runs"][-1]
     assert ledger["status"] == "failed" and ledger["error"] == expected
+
+
+def test_flower_exit_code_is_the_in_process_one(tmp_path, capsys, monkeypatch):
+    """finetune --resume of another run: refused by the ServerApp (the run identity needs the model),
+    exit 2 as `fslora finetune`; a node that never answers (not a user error): exit 1."""
+    monkeypatch.setattr(deploy, "LocalDeployment", InProcessDeployment)
+    out = str(tmp_path / "out")
+    assert main(["finetune", *TINY, "--out", out]) == 0
+    capsys.readouterr()
+    other = [*TINY, "--lr", "0.5", "--rounds", "2", "--resume", "--out", out]
+    expected = in_process_error(capsys, ["finetune", *other])
+    assert main(["flower", "finetune", *other]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("fslora flower finetune: error: " + expected)
+    ledger = json.loads((tmp_path / "out" / "flower.json").read_text())["runs"][-1]
+    assert ledger["run-id"] == str(InProcessDeployment.RUN_ID) and ledger["exit-code"] == 2
+
+    monkeypatch.setattr(InProcessGrid, "get_node_ids", lambda self: [])      # no SuperNode ever answers
+    assert main(["flower", "simulate", *SIMULATE, "--rounds", "1", "--discovery-timeout", "0.2",
+                 "--out", str(tmp_path / "o2")]) == 1
+    assert "no SuperNode answered" in capsys.readouterr().err
+    assert json.loads((tmp_path / "o2" / "flower.json").read_text())["runs"][-1]["exit-code"] == 1
+
+
+def test_ledger_exit_code_is_the_failed_runs_own(tmp_path):
+    assert Ledger.exit_code(str(tmp_path), "7") == 1                             # no flower.json
+    (tmp_path / "flower.json").write_text("{not json")
+    assert Ledger.exit_code(str(tmp_path), "7") == 1
+    ledger = Ledger(str(tmp_path), run_id=6)
+    ledger.set(status="failed", **{"exit-code": 2})
+    assert Ledger.exit_code(str(tmp_path), "6") == 2
+    assert Ledger.exit_code(str(tmp_path), "7") == 1                             # another run's entry does not count
+
+
+@pytest.mark.parametrize("job,argv", [("simulate", [*SIMULATE, "--rounds", "1"]), ("finetune", TINY)])
+def test_nothing_to_resume_is_said_once(tmp_path, capsys, monkeypatch, job, argv):
+    """The CLI's pre-check stays silent; the ServerApp, which runs the job, says it."""
+    monkeypatch.setattr(deploy, "LocalDeployment", InProcessDeployment)
+    assert main(["flower", job, *argv, "--resume", "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count("--resume: no checkpoint") == 1
