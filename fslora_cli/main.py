@@ -16,6 +16,7 @@ COMMANDS = {
     "verify": ("theory.cli", "check every claim of the paper and write a report"),
     "crosscheck": ("fslora_ref.conformance.cli", "hold an FSLoRA implementation against the reference"),
     "finetune": ("llm_bridge.cli", "federated fine-tuning of a real LLM's LoRA layers"),
+    "claims": ("theory.empirical.cli", "the paper's empirical claims over seeds: effect sizes, CIs, a status each"),
 }
 
 
@@ -27,6 +28,8 @@ def command_module(name: str, argv) -> str:
     """The module implementing ``name``; the LLM client benchmark (--bridge) lives in the bridge."""
     if name == "bench" and "--bridge" in argv:
         return "llm_bridge.bench"
+    if name == "claims" and "--llm" in argv:
+        return "llm_bridge.claims"
     return COMMANDS[name][0]
 
 
