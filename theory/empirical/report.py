@@ -12,7 +12,7 @@ import numpy as np
 
 from fslora_ref.outputs import atomic_write_bytes, write_figure, write_json
 
-from .stats import ALPHA, FOR, STATUSES, claimed_region, confidence_level, Hypothesis, Metric, mean_band
+from .stats import ALPHA, STATUSES, Hypothesis, Metric, claimed_region, confidence_level, mean_band
 
 STATISTICS_TEXT = (
     "Every comparison pairs two arms run on the same seed (same problem instance, initialisation, minibatch "
@@ -219,12 +219,3 @@ def write_all(out_dir, entries, meta, claims, runs_by_family, axis_label=None) -
             paths.append(png)
     return paths
 
-
-def status_counts(entries) -> dict:
-    return {s: sum(e["status"] == s for e in entries) for s in STATUSES}
-
-
-def not_for(entries) -> list:
-    """(id, comparison) pairs of the primary metric that were not ``for`` the claim."""
-    return [(e["id"], f"{c['treatment']} vs {c['reference']}") for e in entries
-            for c in e["evidence"]["by_metric"][e["metric"]]["comparisons"] if c["verdict"] != FOR]
