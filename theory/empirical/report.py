@@ -190,12 +190,14 @@ def _plot_forest(ax, claim, entry):
     first = by_metric[names[0]]["comparisons"][0]
     low, high = claimed_region(Metric(first["metric"], "", first["better"]), Hypothesis(first["hypothesis"], first["margin"]))
     to_axis = (lambda d: 100 * np.expm1(d)) if log_scale else (lambda d: d)
-    xmin, xmax = ax.get_xlim()
-    a = to_axis(low) if np.isfinite(low) else min(xmin, -1)
-    b = to_axis(high) if np.isfinite(high) else max(xmax, 1)
-    ax.axvspan(a, b, color="green", alpha=0.08, label="claimed region")
+    # the view always shows 0 and the region's finite edges, whatever side the intervals are on
+    edges = [to_axis(b) for b in (low, high) if np.isfinite(b)] + [0.0, *ax.get_xlim()]
+    pad = 0.05 * (max(edges) - min(edges) or 1.0)
+    xmin, xmax = min(edges) - pad, max(edges) + pad
+    ax.axvspan(to_axis(low) if np.isfinite(low) else xmin, to_axis(high) if np.isfinite(high) else xmax,
+               color="green", alpha=0.08, label="claimed region")
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlim(min(xmin, to_axis(low) - 2 if np.isfinite(low) else xmin), max(xmax, to_axis(high) + 2 if np.isfinite(high) else xmax))
+    ax.set_xlim(xmin, xmax)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.invert_yaxis()
     level = confidence_level(entry["evidence"]["n_comparisons"], entry["evidence"]["alpha"])

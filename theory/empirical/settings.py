@@ -19,7 +19,7 @@ FAMILY_SETUP = {
 FAMILIES = tuple(FAMILY_SETUP)
 
 FULL = {"clients": 20, "rounds": 100, "local_steps": 5, "batch_size": 16, "eval_size": 100, "eval_every": 5}
-QUICK = {"clients": 10, "rounds": 40, "local_steps": 5, "batch_size": 16, "eval_size": 100, "eval_every": 5}
+QUICK = {"clients": 10, "rounds": 30, "local_steps": 5, "batch_size": 16, "eval_size": 100, "eval_every": 5}
 SEEDS = {"full": 10, "quick": 5}
 
 
