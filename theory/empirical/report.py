@@ -143,7 +143,7 @@ def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = No
         _plot_forest(row[1], claim, e)
     fig.suptitle(f"{claim.id}: {claim.title}", fontsize=11)
     fig.tight_layout()
-    write_figure(path, fig, dpi=100)
+    write_figure(path, fig, dpi=85)
     plt.close(fig)
 
 
