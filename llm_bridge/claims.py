@@ -161,10 +161,11 @@ def run_one(layers, tok, args, seed, algorithm_name, arm, log, initial: dict) ->
         state, _, uploads = run_round(TorchClients(algorithm, layers, task), state, shapes, config, t)
         uploaded += sum(u.upload_floats for u in uploads)
         last = t + 1 == config.rounds
+        note = ""
         if last or (t + 1) % args.eval_every == 0:
             measure(t + 1, with_accuracy=last)
-        log(f"seed {seed} {algorithm_name} round {t + 1}/{config.rounds}: held-out loss "
-            f"{result.metrics['heldout'][-1]:.4f} ({time.perf_counter() - t0:.0f} s)")
+            note = f", held-out loss {result.metrics['heldout'][-1]:.4f}"
+        log(f"seed {seed} {algorithm_name} round {t + 1}/{config.rounds}{note} ({time.perf_counter() - t0:.0f} s)")
     out = result.to_json()
     out["seconds"] = time.perf_counter() - t0
     return out
