@@ -98,3 +98,28 @@ def test_false_verdicts_under_a_null_effect_occur_at_the_stated_rate():
     sd = np.sqrt(1200 * (1 / 60) * (59 / 60))
     for v in (FOR, AGAINST):
         assert abs(counts[v] - 20) < 3.5 * sd, counts
+
+
+def _fake_runs(arm_curves):
+    """{arm key: [RunResult per seed]} with held-out curves [L_0, L_T] given per arm."""
+    from theory.empirical.runs import RunResult
+    return {key: [RunResult(key, s, [1], rounds=[0, 10], upload_floats=[0, 10],
+                            metrics={"heldout": list(c), "train": list(c)}) for s, c in enumerate(curves)]
+            for key, curves in arm_curves.items()}
+
+
+@pytest.mark.parametrize("start,verdict", [(20.0, FOR), (10.5, UNDECIDED)])
+def test_a_margin_claim_needs_training_progress_larger_than_twice_the_margin(start, verdict):
+    """Two arms within 1% of each other are equivalent only if training moved the loss by far
+    more than the 10% margin (here 10 -> 20 fell 50%; 10.5 -> 10 fell 5%: nothing to tell apart)."""
+    from theory.empirical.claims import build_claims, evaluate
+    claim5 = build_claims(0.10)[4]
+    rng = np.random.default_rng(0)
+    curves = {a.key: [(start, 10.0 * (1 + 0.01 * rng.standard_normal())) for _ in range(8)]
+              for a in claim5.arms}
+    entry = evaluate(claim5, "fake", _fake_runs(curves), list(range(8)), {})
+    comps = entry["evidence"]["by_metric"]["heldout"]["comparisons"]
+    assert all(c["verdict"] == verdict for c in comps)
+    assert entry["status"] == (SUPPORTED if verdict == FOR else INCONCLUSIVE)
+    if verdict == UNDECIDED:
+        assert "too little training" in comps[0]["reason"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .runs import Arm
 from .stats import AGAINST, ALPHA, FOR, UNDECIDED, Hypothesis, Metric, claim_status, claimed_region, compare
 
@@ -131,6 +133,23 @@ def _values(claim, runs, treatment, reference, metric):
     return ts, rs, where
 
 
+def _require_progress(c: dict, reference_runs, metric: str, margin: float) -> dict:
+    """A margin claim ("within 10%") says something only if training moved the loss by much more
+    than the margin: otherwise two arms that barely trained are 'equivalent' trivially. A ``for``
+    verdict needs the reference's mean log loss reduction since round 0 to exceed twice the
+    margin band, log(L_0 / L_T) > 2 log(1 + margin); else it becomes undecided."""
+    finite = [r for r in reference_runs if r.diverged_at is None]
+    if not finite:
+        return c
+    progress = float(sum(np.log(r.metrics[metric][0] / r.final(metric)) for r in finite) / len(finite))
+    need = 2.0 * float(np.log1p(margin))
+    c = dict(c, reference_progress_log=progress, progress_needed_log=need)
+    if c["verdict"] == FOR and progress <= need:
+        c.update(verdict=UNDECIDED, reason=f"the reference's loss fell only {100 * np.expm1(progress):.1f}% since "
+                 f"round 0, not more than twice the {margin:.0%} margin: too little training to call them equivalent")
+    return c
+
+
 def weakest(comparisons) -> dict | None:
     """The comparison that decides the status: an ``against`` one first, then an undecided one,
     and among equals the one whose interval reaches furthest past the claimed region."""
@@ -162,7 +181,10 @@ def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_jso
         for treatment, reference in claim.comparisons:
             t, r, where = _values(claim, runs, treatment, reference, name)
             c = compare(t, r, metric, claim.hypothesis, n_comparisons=K, alpha=alpha)
-            comps.append(dict(c, treatment=treatment, reference=reference, evaluated_at=where))
+            c = dict(c, treatment=treatment, reference=reference, evaluated_at=where)
+            if claim.hypothesis.kind != "superior" and metric.log_scale:
+                c = _require_progress(c, runs[claim.arm(reference).key], name, claim.hypothesis.margin)
+            comps.append(c)
         per_metric[name] = {"status": claim_status(c["verdict"] for c in comps), "comparisons": comps}
     primary = metrics[0].name
     arms = {}

@@ -61,6 +61,11 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
 
+def _verdict_cell(c: dict) -> str:
+    """The verdict, with the reason when an interval exists but was not allowed to decide."""
+    return c["verdict"] + (f": {_cell(c['reason'])}" if "reason" in c and "effect" in c else "")
+
+
 def summary_table(entries) -> str:
     """Markdown: claim x family -> status and the weakest comparison's effect [CI]."""
     families = list(dict.fromkeys(e["family"] for e in entries))
@@ -117,7 +122,7 @@ def report_markdown(entries, meta: dict, claims) -> str:
                     rm = "" if "reference_mean" not in c else f"{c['reference_mean']:.4g}"
                     wins = "" if "treatment_better_seeds" not in c else f"{c['treatment_better_seeds']}/{c['n_seeds']}"
                     out.write(f"| {e['family']} | {metric} | {c['treatment']} vs {c['reference']} | {tm} | {rm} | "
-                              f"{_cell(effect_text(c))} | {dz} | {wins} | {p} | {c['verdict']} |\n")
+                              f"{_cell(effect_text(c))} | {dz} | {wins} | {p} | {_verdict_cell(c)} |\n")
         out.write("\n" + "".join(f"- {e['family']}: **{e['status']}** on {e['metric']}; "
                                  + "; ".join(f"{m}: {r['status']}" for m, r in e["evidence"]["by_metric"].items()
                                              if m != e["metric"]) + "\n" for e in mine) + "\n")
