@@ -30,7 +30,7 @@ from .store import RunStore  # noqa: E402
 def configure_parser(p):
     p.add_argument("--llm", action="store_true", help="run claim 1 on SmolLM2 through the LLM bridge (a long run)")
     p.add_argument("--quick", action="store_true",
-                   help=f"N=10, T=30, {SEEDS['quick']} seeds (under a minute) instead of N=20, T=100, {SEEDS['full']} seeds")
+                   help=f"N=10, T=30, {SEEDS['quick']} seeds (about 30 s of CPU) instead of N=20, T=100, {SEEDS['full']} seeds")
     p.add_argument("--only", default=None, help="comma-separated claim ids, e.g. claim1,claim4 or 1,4 (default: all five)")
     p.add_argument("--family", choices=FAMILIES, default=None, help="one problem family (default: all three)")
     p.add_argument("--seeds", type=int, default=None, help=f"seeds 0..N-1 (default {SEEDS['full']}, --quick {SEEDS['quick']})")
