@@ -154,6 +154,7 @@ def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = No
 
 def _plot_curves(ax, claim, entry, runs, axis_label):
     metric = entry["metric"]
+    curves = []
     for i, arm in enumerate(claim.arms):
         results = [r for r in runs[arm.key]]
         finite = [r for r in results if r.diverged_at is None]
@@ -162,13 +163,24 @@ def _plot_curves(ax, claim, entry, runs, axis_label):
         xs = np.array(finite[0].upload_floats if claim.axis == "upload" else finite[0].rounds, dtype=float)
         vals = np.array([[np.nan if v is None else v for v in r.metrics[metric]] for r in finite], dtype=float)
         keep = ~np.all(np.isnan(vals), axis=0)
-        mean, lo, hi = mean_band(vals[:, keep])
+        curves.append((i, arm, xs[keep], *mean_band(vals[:, keep]), len(results) - len(finite)))
+    means = np.concatenate([c[3] for c in curves]) if curves else np.ones(1)
+    # a loss that falls by more than 4x hides the differences at the end on a linear axis
+    log = bool(np.nanmin(means) > 0 and np.nanmax(means) / np.nanmin(means) > 4)
+    floor = 0.5 * np.nanmin(means) if log else -np.inf
+    for i, arm, x, mean, lo, hi, diverged in curves:
         style = "--" if arm.label in claim.context else "-"
-        ax.plot(xs[keep], mean, style, color=f"C{i}", marker="o" if keep.sum() <= 3 else None, ms=4,
-                label=arm.label + (f" ({len(results) - len(finite)} diverged)" if len(finite) < len(results) else ""))
-        ax.fill_between(xs[keep], lo, hi, color=f"C{i}", alpha=0.18, lw=0)
+        ax.plot(x, mean, style, color=f"C{i}", marker="o" if x.size <= 3 else None, ms=4,
+                label=arm.label + (f" ({diverged} diverged)" if diverged else ""))
+        ax.fill_between(x, np.maximum(lo, floor), hi, color=f"C{i}", alpha=0.18, lw=0)
+    if log:
+        from matplotlib.ticker import FormatStrFormatter
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
     xlabel = axis_label or ("cumulative uploaded floats (all clients)" if claim.axis == "upload" else "round t")
-    ax.set(xlabel=xlabel, ylabel=f"{metric} loss (mean, 95% band)",
+    ax.set(xlabel=xlabel, ylabel=f"{metric} loss (mean, 95% band{', log scale' if log else ''})",
            title=f"{entry['family']}: {len(entry['evidence']['seeds'])} seeds (bands: across seeds, unpaired)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
