@@ -17,6 +17,7 @@ COMMANDS = {
     "crosscheck": ("fslora_ref.conformance.cli", "hold an FSLoRA implementation against the reference"),
     "finetune": ("llm_bridge.cli", "federated fine-tuning of a real LLM's LoRA layers"),
     "flower": ("fslora_cli.flower", "run the simulate / finetune job on a local Flower deployment (SuperLink + SuperNodes)"),
+    "claims": ("theory.empirical.cli", "the paper's empirical claims over seeds: effect sizes, CIs, a status each"),
 }
 
 
@@ -38,6 +39,8 @@ def command_module(name: str, argv) -> str:
     """The module implementing ``name``; the LLM client benchmark (--bridge) lives in the bridge."""
     if name == "bench" and "--bridge" in argv:
         return "llm_bridge.bench"
+    if name == "claims" and "--llm" in argv:
+        return "llm_bridge.claims"
     return COMMANDS[name][0]
 
 

@@ -43,6 +43,7 @@ class Problem:
     batch_size: int | None = None  # None: full-batch (deterministic) local gradients
     _base_out: list = field(default_factory=list, repr=False)
     _workspace: dict = field(default_factory=dict, repr=False)  # reused per-step buffers (one client at a time)
+    held_out: "Problem | None" = field(default=None, repr=False)  # same clients' held-out samples, if any
 
     def __post_init__(self):
         if not self.clients:

@@ -5,6 +5,11 @@ Every family is a :class:`~fslora_ref.problems.base.Problem`; data are generated
 
 Heterogeneity: client i's target weight is W0 + Delta_shared + heterogeneity * Delta_i with
 low-rank Delta's, so clients disagree about the optimum when heterogeneity > 0.
+
+Held-out data: with ``eval_size > 0`` each client also gets ``eval_size`` fresh samples of its
+own distribution D_i, drawn from the client's ``eval`` stream (round -1, client i), so the
+training data are bit-identical with and without a held-out split. They are exposed as
+``problem.held_out``, a Problem over the same base weights whose client i is that held-out set.
 """
 from __future__ import annotations
 
@@ -32,9 +37,24 @@ def _low_rank(m, n, rank, scale, rng):
     return scale * (rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n))) / np.sqrt(rank * m)
 
 
-def _check_common(n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread):
+def _held_out_sample(seed: int, client: int, eval_size: int, m: int, targets) -> ClientData:
+    """``eval_size`` fresh samples of client ``client``'s distribution: inputs x ~ N(0, I_m),
+    targets(X, rng) from the client's labelling rule, all from its own ``eval`` stream."""
+    rng = stream(seed, round=-1, client=client, purpose="eval")
+    X = rng.standard_normal((eval_size, m))
+    return ClientData(X, targets(X, rng))
+
+
+def _with_held_out(problem: Problem, held: list) -> Problem:
+    if held:
+        problem.held_out = Problem(problem.name + ":held_out", problem.base_weights, held, link=problem.link)
+    return problem
+
+
+def _check_common(n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size=0):
     """Range checks, and the weights' and expected data size within MAX_FLOATS, before any allocation."""
     check_int("n_clients", n_clients, low=1, high=MAX_CLIENTS)
+    check_int("eval_size", eval_size, low=0, high=MAX_MEAN_SIZE)
     for name, d in dims.items():
         check_int(name, d, low=1, high=MAX_DIM)
     check_int("target_rank", target_rank, low=1, high=MAX_DIM)
@@ -46,73 +66,95 @@ def _check_common(n_clients, dims, target_rank, mean_size, noise, heterogeneity,
     check_allocation("the base weights", sum(a * b for a, b in zip(sizes, sizes[1:])), "the dimensions")
     check_allocation("the low-rank targets", target_rank * sum(sizes) * 2, "target_rank or the dimensions")
     check_allocation("the clients' data", n_clients * mean_size * sum(sizes), "n_clients, mean_size or the dimensions")
+    check_allocation("the held-out data", n_clients * eval_size * sum(sizes), "n_clients, eval_size or the dimensions")
 
 
 def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: int = 4,
                   mean_size: int = 64, size_spread: float = 0.3, noise: float = 0.1,
-                  heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0) -> Problem:
+                  heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
+                  eval_size: int = 0) -> Problem:
     """Federated least squares f_i(W) = (1/2 n_i) ||X_i W - Y_i||_F^2, W: (m, n).
 
     Y_i = X_i (W0 + D + heterogeneity * D_i) + noise * E_i, with rank-``target_rank`` D, D_i.
+    eval_size: held-out samples per client (``problem.held_out``; 0: none).
     """
-    _check_common(n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread)
+    _check_common(n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W0 = rng.standard_normal((m, n)) / np.sqrt(m)
     shared = _low_rank(m, n, target_rank, 1.0, rng)
-    clients = []
+    clients, held = [], []
     for i, size in enumerate(_client_sizes(n_clients, mean_size, size_spread, rng, (m, n))):
         X = rng.standard_normal((size, m))
         W_i = W0 + shared + heterogeneity * _low_rank(m, n, target_rank, 1.0, rng)
-        Y = X @ W_i + noise * rng.standard_normal((size, n))
-        clients.append(ClientData(X, Y))
-    return Problem("least_squares", [W0], clients, link="squared", batch_size=batch_size)
+
+        def targets(X, rng, W_i=W_i):
+            return X @ W_i + noise * rng.standard_normal((X.shape[0], n))
+        clients.append(ClientData(X, targets(X, rng)))
+        if eval_size:
+            held.append(_held_out_sample(seed, i, eval_size, m, targets))
+    return _with_held_out(Problem("least_squares", [W0], clients, link="squared", batch_size=batch_size), held)
 
 
 def logistic(n_clients: int = 8, m: int = 24, n_classes: int = 6, *, target_rank: int = 4,
              mean_size: int = 96, size_spread: float = 0.3, noise: float = 0.5,
-             heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0) -> Problem:
+             heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
+             eval_size: int = 0) -> Problem:
     """Multinomial logistic regression on a LoRA-adapted weight W: (m, n_classes).
 
     Labels are drawn from softmax(x W_i / temperature) with temperature = max(noise, 1e-3);
     W_i = W0 + D + heterogeneity * D_i, so clients' label maps differ.
+    eval_size: held-out samples per client (``problem.held_out``; 0: none).
     """
-    _check_common(n_clients, {"m": m, "n_classes": n_classes}, target_rank, mean_size, noise, heterogeneity, size_spread)
+    _check_common(n_clients, {"m": m, "n_classes": n_classes}, target_rank, mean_size, noise, heterogeneity,
+                  size_spread, eval_size)
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W0 = rng.standard_normal((m, n_classes)) / np.sqrt(m)
     shared = _low_rank(m, n_classes, target_rank, 3.0, rng)
     temperature = max(noise, 1e-3)
-    clients = []
-    for size in _client_sizes(n_clients, mean_size, size_spread, rng, (m, n_classes)):
+    clients, held = [], []
+    for i, size in enumerate(_client_sizes(n_clients, mean_size, size_spread, rng, (m, n_classes))):
         X = rng.standard_normal((size, m))
-        logits = X @ (W0 + shared + heterogeneity * _low_rank(m, n_classes, target_rank, 3.0, rng)) / temperature
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        labels = np.array([rng.choice(n_classes, p=row) for row in p])
-        clients.append(ClientData(X, labels))
-    return Problem("logistic", [W0], clients, link="softmax", batch_size=batch_size)
+        W_i = W0 + shared + heterogeneity * _low_rank(m, n_classes, target_rank, 3.0, rng)
+
+        def targets(X, rng, W_i=W_i):
+            logits = X @ W_i / temperature
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            return np.array([rng.choice(n_classes, p=row) for row in p])
+        clients.append(ClientData(X, targets(X, rng)))
+        if eval_size:
+            held.append(_held_out_sample(seed, i, eval_size, m, targets))
+    return _with_held_out(Problem("logistic", [W0], clients, link="softmax", batch_size=batch_size), held)
 
 
 def two_layer(n_clients: int = 8, m: int = 16, hidden: int = 24, n: int = 8, *, target_rank: int = 3,
               mean_size: int = 64, size_spread: float = 0.3, noise: float = 0.05,
-              heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0) -> Problem:
+              heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
+              eval_size: int = 0) -> Problem:
     """Two LoRA-adapted layers: f_i = (1/2 n_i) ||tanh(X_i W_1) W_2 - Y_i||^2.
 
     W_1: (m, hidden), W_2: (hidden, n); each layer gets its own sketch. Targets come from a
     teacher network whose layers are perturbed per client.
+    eval_size: held-out samples per client (``problem.held_out``; 0: none).
     """
-    _check_common(n_clients, {"m": m, "hidden": hidden, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread)
+    _check_common(n_clients, {"m": m, "hidden": hidden, "n": n}, target_rank, mean_size, noise, heterogeneity,
+                  size_spread, eval_size)
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W01 = rng.standard_normal((m, hidden)) / np.sqrt(m)
     W02 = rng.standard_normal((hidden, n)) / np.sqrt(hidden)
     D1, D2 = _low_rank(m, hidden, target_rank, 1.0, rng), _low_rank(hidden, n, target_rank, 1.0, rng)
-    clients = []
-    for size in _client_sizes(n_clients, mean_size, size_spread, rng, (m, n)):
+    clients, held = [], []
+    for i, size in enumerate(_client_sizes(n_clients, mean_size, size_spread, rng, (m, n))):
         X = rng.standard_normal((size, m))
         T1 = W01 + D1 + heterogeneity * _low_rank(m, hidden, target_rank, 1.0, rng)
         T2 = W02 + D2 + heterogeneity * _low_rank(hidden, n, target_rank, 1.0, rng)
-        Y = np.tanh(X @ T1) @ T2 + noise * rng.standard_normal((size, n))
-        clients.append(ClientData(X, Y))
-    return Problem("two_layer", [W01, W02], clients, link="squared", batch_size=batch_size)
+
+        def targets(X, rng, T1=T1, T2=T2):
+            return np.tanh(X @ T1) @ T2 + noise * rng.standard_normal((X.shape[0], n))
+        clients.append(ClientData(X, targets(X, rng)))
+        if eval_size:
+            held.append(_held_out_sample(seed, i, eval_size, m, targets))
+    return _with_held_out(Problem("two_layer", [W01, W02], clients, link="squared", batch_size=batch_size), held)
 
 
 FAMILIES = {"least_squares": least_squares, "logistic": logistic, "two_layer": two_layer}

@@ -1,0 +1,114 @@
+"""`fslora claims` at a small size: report shape, equal-cost axes, resume, and a broken FSLoRA
+that must lose claim 1."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import pytest
+
+from fslora_cli.main import main
+from fslora_ref.algorithms import ALGORITHMS
+from tests.core.mutants import SubmatrixWithoutScale
+from theory.empirical import cli, engine
+from theory.empirical.runs import Arm, run_arm
+from theory.empirical.settings import settings_for
+from theory.empirical.stats import INCONCLUSIVE, NOT_SUPPORTED, STATUSES, SUPPORTED
+
+SMALL = ["--quick", "--family", "least_squares", "--rounds", "20", "--clients", "8", "--jobs", "1"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("claims")
+    code = main(["claims", *SMALL, "--out", str(out)])
+    return code, out, json.loads((out / "report.json").read_text())
+
+
+def test_quick_run_writes_a_report_in_verifys_shape(quick_run):
+    code, out, report = quick_run
+    entries = report["claims"]
+    assert code == (1 if any(e["status"] == NOT_SUPPORTED for e in entries) else 0)
+    assert [e["id"] for e in entries] == [f"claim{i}.least_squares" for i in range(1, 6)]
+    for e in entries:
+        assert {"id", "statement", "status", "evidence"} <= set(e) and e["status"] in STATUSES
+        ev = e["evidence"]
+        assert ev["seeds"] == [0, 1, 2, 3, 4] and set(ev["by_metric"]) == {"heldout", "train"}
+        assert e["status"] == ev["by_metric"]["heldout"]["status"]
+        for c in ev["by_metric"]["heldout"]["comparisons"]:
+            assert c["n_seeds"] == 5 and c["n_comparisons"] == ev["n_comparisons"]
+            lo, hi = c["ci_d"]
+            assert lo <= c["mean_d"] <= hi and c["effect_ci"][0] <= c["effect"] <= c["effect_ci"][1]
+            assert c["verdict"] in ("for", "against", "undecided") and len(c["treatment_values"]) == 5
+        assert (out / f"{e['claim']}.png").read_bytes()[:8] == PNG
+    assert report["meta"]["mode"] == "quick" and report["meta"]["settings"]["least_squares"]["rounds"] == 20
+    md = (out / "report.md").read_text()
+    assert "| claim | least_squares |" in md and "## claim5: robustness to the budget distribution" in md
+    assert "margin" in md.lower() and "Bonferroni" in md
+    assert set(json.loads((out / "runs.json").read_text())["units"]) >= {"least_squares/seed4/fslora|r=16|ratios,"
+                                                                          "(0.125, 0.25, 0.5, 0.75)"}
+
+
+def test_reference_supports_claim1_and_a_dropped_r_over_k_scale_does_not(quick_run, tmp_path):
+    """The check can fail: the same small run with FSLoRA's client forgetting the r/k scale."""
+    _, _, report = quick_run
+    assert report["claims"][0]["status"] == SUPPORTED
+    args = _parse(*SMALL, "--only", "1", "--out", str(tmp_path))
+    cli.run(args, algorithms=dict(ALGORITHMS, fslora=SubmatrixWithoutScale))
+    broken = json.loads((tmp_path / "report.json").read_text())["claims"]
+    assert [e["id"] for e in broken] == ["claim1.least_squares"]
+    assert broken[0]["status"] in (NOT_SUPPORTED, INCONCLUSIVE)
+
+
+def test_equal_cost_axes(quick_run):
+    entries = {e["claim"]: e for e in quick_run[2]["claims"]}
+    arms = entries["claim1"]["evidence"]["arms"]
+    budgeted = [arms[a]["upload_floats_final"] for a in ("fslora", "hetlora", "flexlora", "flora")]
+    assert all(u == budgeted[0] for u in budgeted)          # same budgets -> same upload per round
+    assert arms["fedit (full rank)"]["upload_floats_final"][0] > budgeted[0][0]
+    for c in entries["claim2"]["evidence"]["by_metric"]["heldout"]["comparisons"]:
+        for where in c["evaluated_at"]:                   # FSLoRA(r, k) and FedIT(k) meet at equal upload
+            assert where["treatment_round"] == where["reference_round"] == 20 and where["upload_floats"] > 0
+    assert all(w == {"round": 20} for c in entries["claim4"]["evidence"]["by_metric"]["heldout"]["comparisons"]
+               for w in c["evaluated_at"])
+
+
+def test_resume_reuses_every_stored_run(quick_run, tmp_path, monkeypatch):
+    _, out, report = quick_run
+    shutil.copy(out / "runs.json", tmp_path / "runs.json")
+    monkeypatch.setattr(engine, "run_unit", lambda *a, **k: pytest.fail("a stored run was recomputed"))
+    main(["claims", *SMALL, "--only", "1", "--resume", "--out", str(tmp_path)])
+    again = json.loads((tmp_path / "report.json").read_text())["claims"][0]
+    assert again["evidence"] == report["claims"][0]["evidence"]
+
+
+def test_same_seed_gives_bit_identical_runs():
+    settings = settings_for("two_layer", quick=True, rounds=3, clients=4)
+    arm = Arm("fslora", "fslora", 8, ("distribution", "heavy_tail_low", 1, 6))
+    assert run_arm(arm, settings, 2).to_json() == run_arm(arm, settings, 2).to_json()
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--seeds", "1"], "--seeds must be an integer in [2, inf]"),
+    (["--only", "7"], "unknown claim id '7'"),
+    (["--margin", "0"], "--margin must be in (0, 1)"),
+    (["--rounds", "0"], "--rounds must be an integer in [1, inf]"),
+])
+def test_bad_arguments_are_one_line_errors(argv, words, tmp_path, capsys):
+    assert main(["claims", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_out_must_be_a_directory(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["claims", "--only", "1", "--out", str(tmp_path / "f")]) == 2
+    assert "existing file" in capsys.readouterr().err
+
+
+def _parse(*argv):
+    p = argparse.ArgumentParser()
+    cli.configure_parser(p)
+    return p.parse_args(list(argv))

@@ -1,0 +1,233 @@
+"""The paper's five empirical claims (spec section 6) as arms, comparisons and a hypothesis.
+
+Each claim names the arms it runs, the (treatment, reference) pairs it compares, the
+equal-cost axis of the comparison and what it asserts about each pair:
+
+    claim1  FSLoRA vs HetLoRA, FlexLoRA, FLoRA at the paper's budgets    superior   equal rounds
+    claim2  FSLoRA(r, k) vs FedIT at rank k, r in {8, 16, 32}, k = 4     superior   equal uploaded floats
+    claim3  FSLoRA with k = 8, r = 8 -> 16 -> 32 -> 64 (each step)       superior   equal rounds
+    claim4  FSLoRA at k/r in {3/4, 1/2, 1/4, 1/8} vs k = r               noninferior (margin) equal rounds
+    claim5  budgets uniform / normal / heavy-tailed-low, every pair      equivalent (margin)  equal rounds
+
+:func:`evaluate` turns per-seed runs into the report entry of one (claim, family).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .runs import Arm
+from .stats import AGAINST, ALPHA, FOR, UNDECIDED, Hypothesis, Metric, claim_status, claimed_region, compare
+
+PAPER_RATIOS = (0.125, 0.25, 0.5, 0.75)
+GLOBAL_RANK = 16          # r of claims 1, 4 and 5
+DEFAULT_MARGIN = 0.10     # "only slightly": within 10% of the reference's loss (see README)
+
+METRICS = {
+    "heldout": Metric("heldout", "held-out loss: mean over clients of the loss on fresh samples of their own "
+                      "distribution D_i (problem.held_out)"),
+    "train": Metric("train", "training loss f(X) = (1/N) sum_i f_i on the clients' training data"),
+}
+PRIMARY = "heldout"
+
+
+@dataclass(frozen=True)
+class EmpiricalClaim:
+    id: str
+    title: str
+    statement: str
+    axis: str                 # "rounds" or "upload"
+    hypothesis: Hypothesis
+    arms: tuple               # Arm, in display order
+    comparisons: tuple        # ((treatment label, reference label), ...)
+    context: tuple = ()       # labels of arms shown in the figure but not compared
+
+    def arm(self, label: str) -> Arm:
+        return next(a for a in self.arms if a.label == label)
+
+    @property
+    def axis_text(self) -> str:
+        if self.axis == "upload":
+            return ("equal cumulative uploaded floats (sum over rounds and clients): each pair is compared at the "
+                    "largest upload both reached, each at its last evaluation within it")
+        return "equal rounds: the model after the same T rounds of H local steps, all N clients every round"
+
+
+def _fs(label, rank, budget):
+    return Arm(label, "fslora", rank, budget)
+
+
+def build_claims(margin: float = DEFAULT_MARGIN) -> list:
+    """The five claims; ``margin`` is the relative equivalence margin of claims 4 and 5."""
+    r = GLOBAL_RANK
+    paper = ("ratios", PAPER_RATIOS)
+    claim1 = EmpiricalClaim(
+        "claim1", "main comparison",
+        "With heterogeneous budgets (k_i/r cycled over {1/8, 1/4, 1/2, 3/4}), FSLoRA reaches a better model than "
+        "HetLoRA, FlexLoRA and FLoRA at the same budgets and rounds.",
+        "rounds", Hypothesis("superior"),
+        (_fs("fslora", r, paper), Arm("hetlora", "hetlora", r, paper), Arm("flexlora", "flexlora", r, paper),
+         Arm("flora", "flora", r, paper), Arm("fedit (full rank)", "fedit", r, paper)),
+        (("fslora", "hetlora"), ("fslora", "flexlora"), ("fslora", "flora")),
+        context=("fedit (full rank)",))
+    k2 = 4
+    claim2 = EmpiricalClaim(
+        "claim2", "sketching vs no sketching at equal upload",
+        f"For every global rank r tried (8, 16, 32), FSLoRA with rank r and budget k = {k2} beats plain federated "
+        f"LoRA (FedIT) trained at rank k = {k2}, at the same total upload.",
+        "upload", Hypothesis("superior"),
+        tuple(_fs(f"fslora r={rr} k={k2}", rr, ("fixed", k2)) for rr in (8, 16, 32))
+        + (Arm(f"fedit r={k2}", "fedit", k2, ("fixed", k2)),),
+        tuple((f"fslora r={rr} k={k2}", f"fedit r={k2}") for rr in (8, 16, 32)))
+    k3, ranks3 = 8, (8, 16, 32, 64)
+    claim3 = EmpiricalClaim(
+        "claim3", "larger global rank at a fixed budget",
+        f"With k_i = {k3} fixed, a larger global rank helps: r = 8 -> 16 -> 32 -> 64 improves at every step.",
+        "rounds", Hypothesis("superior"),
+        tuple(_fs(f"r={rr}", rr, ("fixed", k3)) for rr in ranks3),
+        tuple((f"r={b}", f"r={a}") for a, b in zip(ranks3, ranks3[1:])))
+    ks = (r, 12, 8, 4, 2)
+    claim4 = EmpiricalClaim(
+        "claim4", "lower sketching ratios degrade only slightly",
+        f"Lower ratios degrade only slightly: at r = {r}, every k/r in {{3/4, 1/2, 1/4, 1/8}} ends within "
+        f"{margin:.0%} of the k = r loss (non-inferiority margin).",
+        "rounds", Hypothesis("noninferior", margin),
+        tuple(_fs(f"k/r={k}/{r}", r, ("fixed", k)) for k in ks),
+        tuple((f"k/r={k}/{r}", f"k/r={r}/{r}") for k in ks[1:]))
+    lo, hi = r // 8, 3 * r // 4
+    dists = ("uniform", "normal", "heavy_tail_low")
+    claim5 = EmpiricalClaim(
+        "claim5", "robustness to the budget distribution",
+        f"Drawing the budgets k_i on [{lo}, {hi}] (k/r in [1/8, 3/4]) uniformly, normally or heavy-tailed toward low "
+        f"ranks changes FSLoRA's result only slightly: every pair ends within +-{margin:.0%} (equivalence margin).",
+        "rounds", Hypothesis("equivalent", margin),
+        tuple(_fs(d, r, ("distribution", d, lo, hi)) for d in dists),
+        (("normal", "uniform"), ("heavy_tail_low", "uniform"), ("heavy_tail_low", "normal")))
+    return [claim1, claim2, claim3, claim4, claim5]
+
+
+def claim_ids() -> list:
+    return [c.id for c in build_claims()]
+
+
+def _values(claim, runs, treatment, reference, metric):
+    """Per-seed (treatment, reference) values on the claim's equal-cost axis, plus the rounds used."""
+    ts, rs, where = [], [], []
+    for a, b in zip(runs[claim.arm(treatment).key], runs[claim.arm(reference).key]):
+        if claim.axis == "upload":
+            if a.diverged_at is not None or b.diverged_at is not None:
+                ts.append(None)
+                rs.append(None)
+                where.append(None)
+                continue
+            budget = min(a.upload_floats[-1], b.upload_floats[-1])
+            (va, ta), (vb, tb) = a.at_upload(metric, budget), b.at_upload(metric, budget)
+            ts.append(va)
+            rs.append(vb)
+            where.append({"upload_floats": budget, "treatment_round": ta, "reference_round": tb})
+        else:
+            ts.append(a.final(metric))
+            rs.append(b.final(metric))
+            where.append({"round": a.rounds[-1] if a.diverged_at is None else None})
+    return ts, rs, where
+
+
+def _require_progress(c: dict, reference_runs, metric: str, margin: float) -> dict:
+    """A margin claim ("within 10%") says something only if training moved the loss by much more
+    than the margin: otherwise two arms that barely trained are 'equivalent' trivially. A ``for``
+    verdict needs the reference's mean log loss reduction since round 0 to exceed twice the
+    margin band, log(L_0 / L_T) > 2 log(1 + margin); else it becomes undecided."""
+    finite = [r for r in reference_runs if r.diverged_at is None]
+    if not finite:
+        return c
+    progress = float(sum(np.log(r.metrics[metric][0] / r.final(metric)) for r in finite) / len(finite))
+    need = 2.0 * float(np.log1p(margin))
+    c = dict(c, reference_progress_log=progress, progress_needed_log=need)
+    if c["verdict"] == FOR and progress <= need:
+        c.update(verdict=UNDECIDED, reason=f"the reference's loss fell only {100 * np.expm1(progress):.1f}% since "
+                 f"round 0, not more than twice the {margin:.0%} margin: too little training to call them equivalent")
+    return c
+
+
+def weakest(comparisons) -> dict | None:
+    """The comparison that decides the status: an ``against`` one first, then an undecided one,
+    and among equals the one whose interval reaches furthest past the claimed region."""
+    rank = {AGAINST: 2, UNDECIDED: 1, FOR: 0}
+    scored = []
+    for c in comparisons:
+        if "ci_d" not in c:
+            scored.append((rank[c["verdict"]], float("inf"), c))  # no interval (diverged runs)
+            continue
+        low, high = claimed_region(Metric(c["metric"], "", c["better"]), Hypothesis(c["hypothesis"], c["margin"]))
+        lo, hi = c["ci_d"]
+        scored.append((rank[c["verdict"]], max(hi - high, low - lo), c))
+    return max(scored, key=lambda x: x[:2])[2] if scored else None
+
+
+def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_json: dict,
+             alpha: float = ALPHA, metrics=tuple(METRICS.values())) -> dict:
+    """The report entry of ``claim`` on ``family``.
+
+    runs: {arm.key: [RunResult per seed, in ``seeds`` order]}; metrics: [Metric], the first is
+    primary (the held-out loss): the status is decided on it, the others are reported with
+    their own status.
+    """
+    K = len(claim.comparisons)
+    per_metric = {}
+    for metric in metrics:
+        name = metric.name
+        comps = []
+        for treatment, reference in claim.comparisons:
+            t, r, where = _values(claim, runs, treatment, reference, name)
+            c = compare(t, r, metric, claim.hypothesis, n_comparisons=K, alpha=alpha)
+            c = dict(c, treatment=treatment, reference=reference, evaluated_at=where)
+            if claim.hypothesis.kind != "superior" and metric.log_scale:
+                c = _require_progress(c, runs[claim.arm(reference).key], name, claim.hypothesis.margin)
+            comps.append(c)
+        per_metric[name] = {"status": claim_status(c["verdict"] for c in comps), "comparisons": comps}
+    primary = metrics[0].name
+    arms = {}
+    for arm in claim.arms:
+        results = runs[arm.key]
+        arms[arm.label] = {"algorithm": arm.algorithm, "rank": arm.rank, "rule": arm.describe(),
+                           "budgets_seed0": results[0].budgets,
+                           "upload_floats_final": [r.upload_floats[-1] if r.upload_floats else None for r in results],
+                           "diverged_at": [r.diverged_at for r in results],
+                           **{f"{m.name}_final": [r.final(m.name) for r in results] for m in metrics}}
+    entry = {"id": f"{claim.id}.{family}", "claim": claim.id, "family": family, "title": claim.title,
+             "statement": claim.statement, "status": per_metric[primary]["status"], "metric": primary,
+             "method": method_text(claim, K, alpha)}
+    entry["key"] = key_text(per_metric[primary])
+    entry["evidence"] = {"seeds": list(seeds), "axis": claim.axis, "axis_text": claim.axis_text,
+                         "hypothesis": claim.hypothesis.kind, "margin": claim.hypothesis.margin,
+                         "alpha": alpha, "n_comparisons": K, "settings": settings_json,
+                         "metrics": {m.name: m.description for m in metrics},
+                         "arms": arms, "by_metric": per_metric,
+                         "context_arms": list(claim.context)}
+    return entry
+
+
+def method_text(claim: EmpiricalClaim, K: int, alpha: float) -> str:
+    level = 1 - 2 * alpha / K
+    test = {"superior": "superiority: one-sided paired t-test on the per-seed log loss ratio",
+            "noninferior": f"non-inferiority: one-sided paired t-test of the log loss ratio against log(1 + "
+                           f"{claim.hypothesis.margin:g})",
+            "equivalent": f"equivalence (TOST): paired log loss ratio inside +-log(1 + {claim.hypothesis.margin:g})"
+            }[claim.hypothesis.kind]
+    return (f"{test}; alpha = {alpha:g} per direction, Bonferroni over {K} comparison{'s' if K > 1 else ''} "
+            f"(each a two-sided {level:.1%} paired t interval); {claim.axis_text.split(':')[0]}")
+
+
+def key_text(metric_result: dict) -> str:
+    """One line: the weakest comparison's effect and interval."""
+    c = weakest(metric_result["comparisons"])
+    if c is None:
+        return "no comparison"
+    name = f"{c['treatment']} vs {c['reference']}"
+    if "effect" not in c:
+        return f"{name}: {c.get('reason', 'undecided')}"
+    lo, hi = c["effect_ci"]
+    fmt = (lambda x: f"{100 * x:+.1f}%") if c["better"] == "lower" else (lambda x: f"{x:+.3f}")
+    tail = "" if c["verdict"] == FOR else f" ({c['verdict']})"
+    return f"{name}: {fmt(c['effect'])} [{fmt(lo)}, {fmt(hi)}]{tail}"

@@ -1,0 +1,53 @@
+"""Finished runs kept on disk as JSON, so an interrupted ``fslora claims`` loses nothing.
+
+``runs.json`` maps a key (e.g. ``least_squares/seed3/<arm>``) to the fingerprint of what was
+run (settings, arm, algorithm class) and the run's record. ``get`` returns a unit only when its stored
+fingerprint equals the requested one, so a changed setting is recomputed, never mixed in.
+The file is data (strict JSON, written atomically after every unit), never code.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from fslora_ref.outputs import write_json
+
+STORE_VERSION = 1
+
+
+def canonical(obj):
+    """``obj`` as it reads back from JSON (tuples become lists), so fingerprints compare equal."""
+    return json.loads(json.dumps(obj))
+
+
+class RunStore:
+    def __init__(self, path, resume: bool):
+        self.path = os.fspath(path)
+        self.units = {}
+        if resume and os.path.exists(self.path):
+            self.units = self._load()
+
+    def _load(self) -> dict:
+        try:
+            with open(self.path) as fh:
+                data = json.load(fh)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--resume: cannot read {self.path} ({exc}); delete it to start afresh") from None
+        if not isinstance(data, dict) or data.get("version") != STORE_VERSION or not isinstance(data.get("units"), dict):
+            raise ValueError(f"--resume: {self.path} is not a runs file of version {STORE_VERSION}; delete it to start afresh")
+        return data["units"]
+
+    def get(self, key: str, fingerprint: dict):
+        unit = self.units.get(key)
+        if isinstance(unit, dict) and unit.get("fingerprint") == canonical(fingerprint):
+            return unit.get("runs")
+        return None
+
+    def put(self, items) -> None:
+        """Store [(key, fingerprint, record)] and rewrite the file once."""
+        for key, fingerprint, record in items:
+            self.units[key] = {"fingerprint": canonical(fingerprint), "runs": record}
+        write_json(self.path, {"version": STORE_VERSION, "units": self.units}, indent=None)
+
+    def __len__(self) -> int:
+        return len(self.units)
