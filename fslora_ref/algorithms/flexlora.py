@@ -12,10 +12,12 @@ from ..lora import LayerFactors
 from .protocol import Algorithm, ClientPlan, ServerState, lora_floats
 
 
-def truncated_factors(delta_W: np.ndarray, k: int, s: float):
+def truncated_factors(delta_W: np.ndarray, k: int, s: float, svd=None):
     """(B: (m, k), A: (k, n)) with s B A the best rank-k approximation of delta_W; when
-    k > min(m, n) the components beyond min(m, n) are zero (the shapes stay k)."""
-    U, sigma, Vt = np.linalg.svd(delta_W, full_matrices=False)
+    k > min(m, n) the components beyond min(m, n) are zero (the shapes stay k).
+    svd: ``np.linalg.svd(delta_W, full_matrices=False)`` if already computed (one SVD serves
+    every client's k)."""
+    U, sigma, Vt = np.linalg.svd(delta_W, full_matrices=False) if svd is None else svd
     q = min(k, sigma.size)
     root = np.sqrt(sigma[:q] / s)
     B, A = np.zeros((delta_W.shape[0], k)), np.zeros((k, delta_W.shape[1]))
@@ -30,13 +32,14 @@ class FlexLoRA(Algorithm):
     def configure_round(self, state, problem, config, round_index, participants):
         s = config.lora_scaling
         products = state.extra.get("delta_W")
+        svds = None if products is None else [np.linalg.svd(dW, full_matrices=False) for dW in products]
         plans = []
         for i in participants:
             k = config.budgets[i]
             if products is None:
                 pairs = [(B[:, :k].copy(), A[:k, :].copy()) for B, A in state.layers]
             else:
-                pairs = [truncated_factors(dW, k, s) for dW in products]
+                pairs = [truncated_factors(dW, k, s, svd) for dW, svd in zip(products, svds)]
             factors = [LayerFactors(B, A, s * np.ones(k)) for B, A in pairs]
             floats = lora_floats(state.layers, [k] * len(state.layers))
             plans.append(ClientPlan(i, factors, [np.arange(k)] * len(state.layers),
