@@ -39,6 +39,6 @@ def run(args) -> int:
     if args.list:
         print(library.check_list())
         return 0
-    return library.crosscheck(args.target, mode=args.mode, expected_failed=library.parse_xfail(args.xfail),
+    return library.crosscheck(args.target, mode=args.mode, xfail=args.xfail,
                               optimizers=args.optimizers, rounds=args.rounds, alpha=args.alpha, seed=args.seed,
                               time_limit=args.time_limit, json_path=args.json)

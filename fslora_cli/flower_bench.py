@@ -21,11 +21,11 @@ import time
 
 import numpy as np
 
-from .flower import job_parser, run_config
-from .flower_deploy import APP_DIR
+from .flower_deploy import APP_DIR, app_module
 
-SIMULATE = ["--family", "least_squares", "--m", "48", "--n", "32", "--local-steps", "5", "--algorithms", "fslora",
-            "--seed", "1", "--batch-size", "16", "--lr", "0.002"]
+SIMULATE = dict(family="least_squares", m=48, n=32, local_steps=5, algorithms="fslora", seed=1, batch_size=16, lr=0.002)
+FINETUNE = dict(model="tiny", rank=8, alpha=16.0, clients=2, ratios=(0.25, 0.5), rounds=2, local_steps=2, batch_size=2,
+                lr=0.02, examples_per_client=12, eval_per_family=3, eval_every=1, verify_adapter=False, device="cpu")
 
 
 def configure_parser(p):
@@ -51,18 +51,16 @@ def _ledger(out):
 def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
     from fslora_ref import simulate
     from fslora_ref.federation import checkpoint_path, load_checkpoint
-
-    from .simulate import job_from_args
+    from fslora_ref.jobs import SimulateJob
+    run_config = app_module("settings").run_config
     budgets = ",".join(str(2 ** (i + 1)) for i in range(clients))
     result = {"budgets": budgets, "ranks": {}}
     for r in ranks:
-        argv = [*SIMULATE, "--clients", str(clients), "--rank", str(r), "--budgets", budgets, "--rounds", str(rounds)]
+        job = SimulateJob(clients=clients, rank=r, budgets=budgets, rounds=rounds, **SIMULATE)
         ref, fl = os.path.join(tmp, f"in-process-r{r}"), os.path.join(tmp, f"flower-r{r}")
-        args = job_parser("simulate").parse_args([*argv, "--out", ref])
-        job = job_from_args(args)
         _quiet(simulate.run_simulate, job, ref)
         in_process = in_process_round_seconds(job)
-        run = dep.run(APP_DIR, run_config("simulate", args, fl, round_timeout=120), timeout=600)
+        run = dep.run(APP_DIR, run_config("simulate", job, fl, round_timeout=120), timeout=600)
         if not run.ok:
             raise RuntimeError(f"flower run failed: {run.details}")
         with open(os.path.join(ref, "history.json"), "rb") as a, open(os.path.join(fl, "history.json"), "rb") as b:
@@ -108,16 +106,16 @@ def in_process_round_seconds(job) -> float:
 
 
 def bridge_part(tmp) -> dict:
-    from . import finetune as finetune_command
+    from llm_bridge.finetune import finetune
+    from llm_bridge.job import FinetuneJob, check_run
+
     from .flower_deploy import LocalDeployment
-    argv = ["--model", "tiny", "--rank", "8", "--alpha", "16", "--clients", "2", "--ratios", "0.25,0.5",
-            "--rounds", "2", "--local-steps", "2", "--batch-size", "2", "--lr", "0.02", "--examples-per-client", "12",
-            "--eval-per-family", "3", "--eval-every", "1", "--no-verify-adapter", "--device", "cpu"]
+    job = FinetuneJob(**FINETUNE)
     ref, fl = os.path.join(tmp, "bridge-in-process"), os.path.join(tmp, "bridge-flower")
-    args = job_parser("finetune").parse_args([*argv, "--out", ref])
-    _quiet(finetune_command.run, args)
+    check_run(job, ref)
+    _quiet(finetune, job, ref)
     with LocalDeployment(2, os.path.join(tmp, "bridge-logs")) as dep:
-        run = dep.run(APP_DIR, run_config("finetune", args, fl, round_timeout=300), timeout=900)
+        run = dep.run(APP_DIR, app_module("settings").run_config("finetune", job, fl, round_timeout=300), timeout=900)
     if not run.ok:
         raise RuntimeError(f"flower run failed: {run.details}")
     from safetensors.numpy import load_file

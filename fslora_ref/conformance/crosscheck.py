@@ -31,7 +31,7 @@ def parse_xfail(items) -> dict:
     return out
 
 
-def crosscheck(target: str, *, mode: str = "all", expected_failed: dict | None = None, optimizers: str | None = None,
+def crosscheck(target: str, *, mode: str = "all", xfail=(), optimizers: str | None = None,
                rounds: int = Options.rounds, alpha: float = Options.alpha, seed: int = Options.seed,
                time_limit: float | None = None, json_path: str | None = None) -> int:
     """Run the battery on the implementation ``target`` names, print the table and return the exit code.
@@ -42,8 +42,8 @@ def crosscheck(target: str, *, mode: str = "all", expected_failed: dict | None =
         ``MODULE:ATTR`` (see :func:`fslora_ref.conformance.targets.load_target`).
     mode : str
         white, black, sampler or all (every mode the implementation supports).
-    expected_failed : dict
-        {check name: reason} of checks declared to fail (they no longer affect the exit code).
+    xfail : iterable of str
+        ``CHECK=REASON``: checks declared to fail (they no longer affect the exit code).
     optimizers : str or None
         ``KEY=VALUE,...`` overriding the implementation's ``optimizers`` attribute.
     rounds, alpha, seed : the battery's black-box rounds, family-wise false-alarm rate and seed.
@@ -63,8 +63,9 @@ def crosscheck(target: str, *, mode: str = "all", expected_failed: dict | None =
         raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {time_limit:g}")
     options = Options(rounds=rounds, alpha=alpha, seed=seed, time_limit=time_limit if time_limit else None)
     parsed_optimizers = parse_optimizers(optimizers) if optimizers else None
+    expected_failed = parse_xfail(xfail)
     impl = load_target(target)
-    table = check_implementation(impl, mode=mode, expected_failed=expected_failed or {}, options=options,
+    table = check_implementation(impl, mode=mode, expected_failed=expected_failed, options=options,
                                  optimizers=parsed_optimizers)
     table.implementation = f"{table.implementation} ({target})"
     print(table.format())
