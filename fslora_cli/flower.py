@@ -91,10 +91,16 @@ def _absolute_data_spec(spec: str) -> str:
 
 
 def typed_job(job: str, ns):
-    """(the typed job, its run options) from ``job_args``' namespace, checked as `fslora <job>` checks it."""
+    """(the typed job, its run options) from ``job_args``' namespace, checked as `fslora <job>` checks
+    it; a finetune job's model directory and data files (from a --config file too) made absolute."""
+    spec = _command(job).job_from_args(ns)
     if job == "simulate":
-        return _command(job).job_from_args(ns), {"resume": ns.resume}
-    return _command(job).job_from_args(ns), {"resume": ns.resume, "stop_after": ns.stop_after}
+        return spec, {"resume": ns.resume}
+    absolute = {"train_json": tuple(_absolute_data_spec(f) for f in spec.train_json) if spec.train_json else None,
+                "eval_json": tuple(_absolute_data_spec(f) for f in spec.eval_json) if spec.eval_json else None}
+    if spec.model not in ("tiny", "smollm2"):
+        absolute["model"] = os.path.abspath(spec.model)
+    return spec.replace(**absolute), {"resume": ns.resume, "stop_after": ns.stop_after}
 
 
 def validate(job, spec, out, resume, local: bool = True):
