@@ -10,8 +10,9 @@ a TOML / JSON file (``fslora simulate --config job.toml``) or a Flower run confi
 * ``validate()``: one-line ``ValueError`` / ``TypeError`` naming the option and its allowed range.
 
 Where it writes (``out``) and whether it continues an earlier run (``resume``) are not part of
-the job: the same job may run into any directory. What a checkpoint must match to be resumed
-comes from the job (see :func:`fslora_ref.simulate.run_identity`).
+the job: the same job may run into any directory: ``fslora_ref.simulate.run_simulate(job, out, resume=...)``
+starts a simulate job. What a checkpoint must match to be resumed comes from the job (see
+:func:`fslora_ref.simulate.run_identity`).
 """
 from __future__ import annotations
 
@@ -244,8 +245,3 @@ class SimulateJob(Job):
         if not ratios or not all(0 < x <= 1 for x in ratios):
             raise ValueError(f"--ratios must be comma-separated numbers in (0, 1], got {self.ratios!r}")
         return budgets_from_ratios(self.rank, ratios, self.clients)
-
-    def run(self, out: str, *, resume: bool = False, progress: bool = True) -> dict:
-        """Run this job into ``out`` (see :func:`fslora_ref.simulate.run_simulate`)."""
-        from .simulate import run_simulate
-        return run_simulate(self, out, resume=resume, progress=progress)
