@@ -80,8 +80,8 @@ def configure_parser(p):
 
 
 def job_from_args(args) -> FinetuneJob:
-    """The job the parsed options describe (``--config`` file values under explicit options);
-    a synthetic-task option set explicitly on a --train-json run is refused."""
+    """The job the parsed options describe (``--config`` file values under explicit options),
+    checked; a synthetic-task option set explicitly on a --train-json run is refused."""
     values, explicit = job_values(args, FinetuneJob)
     job = FinetuneJob.from_dict(values)
     job.validate()
@@ -106,6 +106,8 @@ def validate(args, announce: bool = True) -> None:
 
 
 def finetune(args, round_fn=None) -> dict:
-    """:func:`llm_bridge.finetune.finetune` of the job ``args`` describes."""
+    """:func:`llm_bridge.finetune.finetune` of the job ``args`` describes (unchecked, as the library
+    call is: the command's checks are :func:`validate`)."""
     from llm_bridge.finetune import finetune as run_job
-    return run_job(job_from_args(args), args.out, resume=args.resume, stop_after=args.stop_after, round_fn=round_fn)
+    job = FinetuneJob.from_dict(job_values(args, FinetuneJob)[0])
+    return run_job(job, args.out, resume=args.resume, stop_after=args.stop_after, round_fn=round_fn)
