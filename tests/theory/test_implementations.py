@@ -10,7 +10,7 @@ from fslora_ref.conformance.reference import ReferenceImplementation
 from fslora_ref.federation import run_round
 from fslora_ref.problems import least_squares, logistic
 from theory.implementations import (AlgorithmRunner, ProtocolRunner, load_runner, runner_for, stack, trajectory)
-from theory.checks_objective import random_points
+from theory.paper.objective import random_points
 
 
 def _setup(family="least_squares", batch_size=None):

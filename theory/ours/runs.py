@@ -21,7 +21,7 @@ from fslora_ref.algorithms import get_algorithm
 from fslora_ref.algorithms.fslora import draw_round_sketches
 from fslora_ref.client import DivergenceError
 
-from .implementations import runner_for
+from ..implementations import runner_for
 
 
 @dataclass
