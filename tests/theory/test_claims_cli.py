@@ -11,7 +11,8 @@ import pytest
 from fslora_cli.main import main
 from fslora_ref.algorithms import ALGORITHMS
 from tests.core.mutants import SubmatrixWithoutScale
-from theory.empirical import cli, engine
+from fslora_cli import claims as cli
+from theory.empirical import engine
 from theory.empirical.runs import Arm, run_arm
 from theory.empirical.settings import settings_for
 from theory.empirical.stats import INCONCLUSIVE, NOT_SUPPORTED, STATUSES, SUPPORTED

@@ -21,10 +21,11 @@ import time
 
 import numpy as np
 
-from .settings import job_parser, run_config
+from .flower_deploy import APP_DIR, app_module
 
-SIMULATE = ["--family", "least_squares", "--m", "48", "--n", "32", "--local-steps", "5", "--algorithms", "fslora",
-            "--seed", "1", "--batch-size", "16", "--lr", "0.002"]
+SIMULATE = dict(family="least_squares", m=48, n=32, local_steps=5, algorithms="fslora", seed=1, batch_size=16, lr=0.002)
+FINETUNE = dict(model="tiny", rank=8, alpha=16.0, clients=2, ratios=(0.25, 0.5), rounds=2, local_steps=2, batch_size=2,
+                lr=0.02, examples_per_client=12, eval_per_family=3, eval_every=1, verify_adapter=False, device="cpu")
 
 
 def configure_parser(p):
@@ -48,25 +49,24 @@ def _ledger(out):
 
 
 def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
-    from fslora_ref import cli_simulate
+    from fslora_ref import simulate
     from fslora_ref.federation import checkpoint_path, load_checkpoint
-    from .cli import APP_DIR
+    from fslora_ref.jobs import SimulateJob
+    run_config = app_module("settings").run_config
     budgets = ",".join(str(2 ** (i + 1)) for i in range(clients))
     result = {"budgets": budgets, "ranks": {}}
     for r in ranks:
-        argv = [*SIMULATE, "--clients", str(clients), "--rank", str(r), "--budgets", budgets, "--rounds", str(rounds)]
+        job = SimulateJob(clients=clients, rank=r, budgets=budgets, rounds=rounds, **SIMULATE)
         ref, fl = os.path.join(tmp, f"in-process-r{r}"), os.path.join(tmp, f"flower-r{r}")
-        args = job_parser("simulate").parse_args([*argv, "--out", ref])
-        _quiet(cli_simulate.run, args)
-        in_process = in_process_round_seconds(args)
-        args.out = fl
-        run = dep.run(APP_DIR, run_config("simulate", args, fl, round_timeout=120), timeout=600)
+        _quiet(simulate.run_simulate, job, ref)
+        in_process = in_process_round_seconds(job)
+        run = dep.run(APP_DIR, run_config("simulate", job, fl, round_timeout=120), timeout=600)
         if not run.ok:
             raise RuntimeError(f"flower run failed: {run.details}")
         with open(os.path.join(ref, "history.json"), "rb") as a, open(os.path.join(fl, "history.json"), "rb") as b:
             same_history = a.read() == b.read()
-        problem, config, _ = cli_simulate.build(args)
-        identity = cli_simulate.run_identity(args, problem)
+        problem, config, _ = simulate.build(job)
+        identity = simulate.run_identity(job, problem)
         sa, sb = (load_checkpoint(checkpoint_path(d, "fslora"), "fslora", config, identity=identity)[0]
                   for d in (ref, fl))
         same_factors = all(np.array_equal(x, y) for p, q in zip(sa.layers, sb.layers) for x, y in zip(p, q))
@@ -89,13 +89,13 @@ def numpy_part(dep, tmp, clients, rounds, ranks) -> dict:
     return result
 
 
-def in_process_round_seconds(args) -> float:
+def in_process_round_seconds(job) -> float:
     """Median wall time of the in-process round (run_round: configure, train every client,
     aggregate), the part a Flower round replaces."""
     from fslora_ref.algorithms import get_algorithm
-    from fslora_ref.cli_simulate import build
     from fslora_ref.federation import run_round
-    problem, config, _ = build(args)
+    from fslora_ref.simulate import build
+    problem, config, _ = build(job)
     algo, times = get_algorithm("fslora"), []
     state = algo.init(problem, config)
     for t in range(config.rounds):
@@ -106,18 +106,16 @@ def in_process_round_seconds(args) -> float:
 
 
 def bridge_part(tmp) -> dict:
-    from llm_bridge import cli as bridge_cli
-    from .cli import APP_DIR
-    from .deploy import LocalDeployment
-    argv = ["--model", "tiny", "--rank", "8", "--alpha", "16", "--clients", "2", "--ratios", "0.25,0.5",
-            "--rounds", "2", "--local-steps", "2", "--batch-size", "2", "--lr", "0.02", "--examples-per-client", "12",
-            "--eval-per-family", "3", "--eval-every", "1", "--no-verify-adapter", "--device", "cpu"]
+    from llm_bridge.finetune import finetune
+    from llm_bridge.job import FinetuneJob, check_run
+
+    from .flower_deploy import LocalDeployment
+    job = FinetuneJob(**FINETUNE)
     ref, fl = os.path.join(tmp, "bridge-in-process"), os.path.join(tmp, "bridge-flower")
-    args = job_parser("finetune").parse_args([*argv, "--out", ref])
-    _quiet(bridge_cli.run, args)
-    args.out = fl
+    check_run(job, ref)
+    _quiet(finetune, job, ref)
     with LocalDeployment(2, os.path.join(tmp, "bridge-logs")) as dep:
-        run = dep.run(APP_DIR, run_config("finetune", args, fl, round_timeout=300), timeout=900)
+        run = dep.run(APP_DIR, app_module("settings").run_config("finetune", job, fl, round_timeout=300), timeout=900)
     if not run.ok:
         raise RuntimeError(f"flower run failed: {run.details}")
     from safetensors.numpy import load_file
@@ -140,10 +138,8 @@ t0 = time.perf_counter()
 import torch, flwr.app, flwr.clientapp
 from llm_bridge.finetune import build_data, setup_torch
 from llm_bridge.peft_layers import LoraLayers, add_lora
-import argparse
-from llm_bridge import cli
-p = argparse.ArgumentParser(); cli.configure_parser(p)
-args = p.parse_args(["--model", "smollm2", "--examples-per-client", "8", "--eval-per-family", "2"])
+from llm_bridge.job import FinetuneJob
+job = FinetuneJob(model="smollm2", examples_per_client=8, eval_per_family=2)
 setup_torch(1)
 t1 = time.perf_counter()
 if sys.argv[1] == "gguf":
@@ -158,7 +154,7 @@ else:
     model, tok = load_model("smollm2", dtype=torch.float32)
 t2 = time.perf_counter()
 layers = LoraLayers(add_lora(model, 16, 32.0, ["q_proj", "k_proj", "v_proj", "o_proj"]))
-build_data(args, tok)
+build_data(job, tok)
 t3 = time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t2)
 """
@@ -181,7 +177,7 @@ def smollm2_part() -> dict:
 
 
 def run(args) -> int:
-    from .deploy import LocalDeployment
+    from .flower_deploy import LocalDeployment
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     unknown = set(parts) - {"numpy", "bridge", "smollm2"}
     if unknown or not parts:

@@ -1,13 +1,9 @@
-"""``fslora crosscheck MODULE:ATTR``: run the conformance battery on an implementation.
+"""Loading the implementation a ``MODULE:ATTR`` target names (``fslora crosscheck``, ``fslora verify --impl``).
 
 MODULE is a dotted module importable from the current directory (``tests.mutants.no_sketch``)
 or a path to a .py file (``examples/torch_fslora.py``); ATTR names the implementation object,
-or a class / zero-argument factory that builds it.
-
-Exit codes: 0 every check ran and passed (or failed as declared with --xfail); 1 a check failed
-(does not conform); 3 no check failed but one was inconclusive (not shown to conform); 2 a usage
-error, including a target that cannot be loaded (SyntaxError, missing dependency, an exception
-or sys.exit at import or in its factory).
+or a class / zero-argument factory that builds it. A target that cannot be loaded (SyntaxError,
+missing dependency, an exception or sys.exit at import or in its factory) is a one-line error.
 """
 from __future__ import annotations
 
@@ -17,33 +13,7 @@ import os
 import sys
 import traceback
 
-from ..outputs import atomic_write_bytes, check_output_file
-from .battery import MODE_CHOICES, check_implementation
-from .optimizers import parse_optimizers
-from .registry import CHECKS
-from .session import DEFAULT_TIME_LIMIT, MODES, Options, describe_exception
-
-
-def configure_parser(parser):
-    parser.add_argument("target", metavar="MODULE:ATTR",
-                        help="the implementation, e.g. fslora_ref.conformance.reference:impl or path/to/file.py:impl")
-    parser.add_argument("--mode", choices=MODE_CHOICES, default="all",
-                        help="which checks: white-box, black-box, sampler, or all the implementation supports")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as a JSON list (written atomically)")
-    parser.add_argument("--xfail", metavar="CHECK=REASON", action="append", default=[],
-                        help="declare a check expected to fail (repeatable); it no longer affects the exit code")
-    parser.add_argument("--optimizers", metavar="KEY=VALUE,...",
-                        help="the optimisers the implementation uses, overriding its `optimizers` attribute, e.g. "
-                             "client=adamw,weight_decay=0.01,server=adam,server_lr=0.01 (keys: client sgd|adamw, "
-                             "lr, betas 0.9/0.999, eps, weight_decay, scope selected|full, server average|sgd|adam, "
-                             "server_lr, server_betas, server_eps)")
-    parser.add_argument("--rounds", type=int, default=Options.rounds, help="black-box rounds (default %(default)s)")
-    parser.add_argument("--alpha", type=float, default=Options.alpha,
-                        help="family-wise false-alarm rate of each statistical check (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=Options.seed, help="the battery's seed (default %(default)s)")
-    parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
-                        help="fail a check that runs longer than this (default %(default)g s; 0: no limit)")
-    parser.add_argument("--list", action="store_true", help="list the checks and exit")
+from .session import MODES, describe_exception
 
 
 def _where(exc: BaseException, path: str | None) -> str:
@@ -131,35 +101,3 @@ def load_target(target: str):
         raise ValueError(f"{target}: building the implementation by calling {attr}() raised "
                          f"{describe_exception(exc)}{_where(exc, module_name if is_file else None)}") from None
     return obj
-
-
-def parse_xfail(items) -> dict:
-    out = {}
-    for item in items:
-        name, sep, reason = item.partition("=")
-        if not sep or not reason.strip():
-            raise ValueError(f"--xfail must be CHECK=REASON, got {item!r}")
-        out[name.strip()] = reason.strip()
-    return out
-
-
-def run(args) -> int:
-    if args.list:
-        for c in CHECKS.values():
-            print(f"{c.name:<30} {c.mode:<8} {c.description}")
-        return 0
-    if args.json is not None:
-        check_output_file(args.json, "--json")
-    if args.time_limit < 0:
-        raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {args.time_limit:g}")
-    options = Options(rounds=args.rounds, alpha=args.alpha, seed=args.seed,
-                      time_limit=args.time_limit if args.time_limit > 0 else None)
-    optimizers = parse_optimizers(args.optimizers) if args.optimizers else None
-    expected = parse_xfail(args.xfail)
-    impl = load_target(args.target)
-    table = check_implementation(impl, mode=args.mode, expected_failed=expected, options=options, optimizers=optimizers)
-    table.implementation = f"{table.implementation} ({args.target})"
-    print(table.format())
-    if args.json:
-        atomic_write_bytes(args.json, table.dumps().encode())
-    return table.exit_code

@@ -23,6 +23,21 @@ import time
 import uuid
 from dataclasses import dataclass
 
+# The Flower app folder that `flwr run` ships (flower_app/ in a clone of fslora): the one place its
+# path is known. It is not an installed package, so the command imports its run-config module from there.
+APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flower_app")
+
+
+def app_module(name: str):
+    """``fslora_flower.<name>`` from APP_DIR (``settings``, ``rounds``: what the command shares with the app)."""
+    import importlib
+    if not os.path.isdir(os.path.join(APP_DIR, "fslora_flower")):
+        raise ImportError(f"the Flower app folder {APP_DIR} is missing (fslora flower runs from a clone of fslora)")
+    if APP_DIR not in sys.path:
+        sys.path.insert(0, APP_DIR)
+    import flwr  # noqa: F401  (a clear "missing dependency" if the flower extra is not installed)
+    return importlib.import_module(f"fslora_flower.{name}")
+
 ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
 MARK = "FSLORA_FLOWER_DEPLOYMENT"
