@@ -13,7 +13,7 @@ import numpy as np
 
 from .algorithms import ALGORITHMS, get_algorithm
 from .config import BUDGET_DISTRIBUTIONS, FedConfig, budgets_from_ratios, draw_budgets
-from .federation import checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
+from .federation import algorithm_identity, checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
 from .federation import run as run_federated
 from .outputs import prepare_output_dir, write_figure, write_json
 from .problems import FAMILIES, make_problem
@@ -52,6 +52,21 @@ def configure_parser(p):
     p.add_argument("--out", default="runs/simulate", help="output directory")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoints in --out (checkpoint-<algorithm>.npz; data only)")
+    for name, cls in ALGORITHMS.items():  # each baseline's variants (docs/spec.md §5); default: the paper's rules
+        for option, values in cls.OPTIONS.items():
+            p.add_argument(f"--{name}-{option.replace('_', '-')}", dest=f"{name}_{option}", choices=values,
+                           default=None, help=f"{name} {option} rule (default {values[0]}: the FSLoRA paper's code)")
+
+
+def algorithm_options(args) -> dict:
+    """{algorithm: {option: value}} of every algorithm with options, from the --<algorithm>-<option>
+    flags (defaults where not given; a namespace without the flags gets every default)."""
+    out = {}
+    for name, cls in ALGORITHMS.items():
+        if cls.OPTIONS:
+            given = {o: getattr(args, f"{name}_{o}", None) for o in cls.OPTIONS}
+            out[name] = cls(**{o: v for o, v in given.items() if v is not None}).options
+    return out
 
 
 def _list(text, kind, option):
@@ -130,18 +145,22 @@ def build(args):
     return problem, config, names
 
 
-def plan_resume(out, names, problem, config, identity, resume: bool, announce: bool = True) -> dict:
+def plan_resume(out, names, problem, config, identity, resume: bool, announce: bool = True,
+                options: dict | None = None) -> dict:
     """{name: (checkpoint path, resume it?, rounds left)}; every checkpoint is read and checked
     before any algorithm runs, and a missing one is announced (unless ``announce`` is False: a
-    check whose run, elsewhere, will announce it)."""
+    check whose run, elsewhere, will announce it). options: {name: variant options} (default:
+    every algorithm's defaults); a checkpoint of another variant is refused."""
     plan = {}
     for name in names:
+        algorithm = get_algorithm(name, **(options or {}).get(name, {}))
         found = find_checkpoint(out, name) if resume else None
         if resume and found is None and announce:
             print(f"fslora simulate: --resume: no checkpoint for {name} in {out}; starting it fresh", file=sys.stderr)
         done = 0
         if found:
-            done = load_checkpoint(found, name, config, identity=identity, layer_shapes=problem.layer_shapes)[2]
+            done = load_checkpoint(found, name, config, identity=dict(identity, **algorithm_identity(algorithm)),
+                                   layer_shapes=problem.layer_shapes)[2]
         plan[name] = (checkpoint_path(out, name), found is not None, config.rounds - done)
     return plan
 
@@ -165,14 +184,15 @@ def run_all(args, problem, config, names, round_fn=None) -> dict:
     from there with ``args.resume``, only for the very same run); round_fn as in
     :func:`fslora_ref.federation.run` (the Flower app runs the same job through it)."""
     identity = run_identity(args, problem)
-    plan = plan_resume(args.out, names, problem, config, identity, args.resume)
+    options = algorithm_options(args)
+    plan = plan_resume(args.out, names, problem, config, identity, args.resume, options=options)
     left = sum(n for _, _, n in plan.values())
     bar = Progress(len(names) * config.rounds, "simulate", done=len(names) * config.rounds - left)
     histories = {}
     for name, (ckpt, resume, _) in plan.items():
         def tick(t, row, name=name):
             bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
-        histories[name] = run_federated(get_algorithm(name), problem, config, checkpoint=ckpt, resume=resume,
+        histories[name] = run_federated(get_algorithm(name, **options.get(name, {})), problem, config, checkpoint=ckpt, resume=resume,
                                         on_round=tick, identity=identity, round_fn=round_fn)
     bar.close()
     return histories
@@ -182,7 +202,8 @@ def write_results(args, problem, config, histories) -> None:
     """history.json, the summary table (printed) and simulate.png in ``args.out``."""
     result = {"config": dict(config.to_json(), family=args.family, m=args.m, n=args.n,
                              batch_size=args.batch_size, client_sizes=problem.client_sizes),
-              "algorithms": {name: h.to_json() for name, h in histories.items()}}
+              "algorithms": {name: h.to_json() for name, h in histories.items()},
+              "algorithm_options": {name: opts for name, opts in algorithm_options(args).items() if name in histories}}
     history_path = os.path.join(args.out, "history.json")
     write_json(history_path, result)
     print(summary_table(histories))
