@@ -44,6 +44,13 @@ def configure_parser(parser):
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                         help="fail a check that runs longer than this (default %(default)g s; 0: no limit)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
+    parser.add_argument("--algorithm", choices=("fslora", "fedit", "hetlora", "flexlora", "flora"), default="fslora",
+                        help="which algorithm TARGET implements; a baseline gets the baseline battery "
+                             "(fslora_ref/conformance/baselines/protocol.py) (default %(default)s)")
+    parser.add_argument("--variant", metavar="KEY=VALUE,...",
+                        help="the baseline's declared variant, overriding its `options` attribute, e.g. "
+                             "aggregate=delta (hetlora), weighting=uniform,split=on_B (flexlora); default: "
+                             "the FSLoRA paper's rules")
 
 
 def _where(exc: BaseException, path: str | None) -> str:
@@ -144,6 +151,11 @@ def parse_xfail(items) -> dict:
 
 
 def run(args) -> int:
+    if getattr(args, "algorithm", "fslora") != "fslora":
+        from .baselines.command import run_baseline
+        return run_baseline(args, load_target, parse_xfail)
+    if args.variant:
+        raise ValueError("--variant applies to a baseline (--algorithm fedit|hetlora|flexlora|flora)")
     if args.list:
         for c in CHECKS.values():
             print(f"{c.name:<30} {c.mode:<8} {c.description}")
