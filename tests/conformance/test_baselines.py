@@ -94,3 +94,13 @@ def test_cli_variant_overrides_the_declared_options(capsys):
     args = ["crosscheck", "--algorithm", "hetlora", "--variant", "aggregate=matrix", "examples/numpy_hetlora.py:impl"]
     assert main(args) == 1
     assert "aggregate='delta' (averages the zero-padded changes) instead of the declared 'matrix'" in capsys.readouterr().out
+
+
+def test_peft_state_dict_adapter_checks_a_federatedllm_style_fedavg():
+    pytest.importorskip("torch")
+    module = load("peft_fedit_state_dicts")
+    good = check_baseline(module.impl, "fedit")
+    assert good.verdict == "inconclusive" and good.inconclusive() == ["rounds_match_reference"], good.format()
+    assert all(r.passed for r in good if r.check != "rounds_match_reference")
+    bad = check_baseline(module.buggy, "fedit")
+    assert bad.exit_code == 1 and "weighted_sindgle_weights" in bad["every_client_counts"].diagnosis

@@ -166,3 +166,26 @@ def test_client_sampling_and_server_optimizers():
     assert base.to_json() == sgd1.to_json()  # server SGD with lr 1 is Algorithm 1
     adam = run(get_algorithm("fslora"), problem, config.replace(server_optimizer="adam", server_lr=0.01))
     assert adam["loss"][-1] < adam["loss"][0]
+
+
+def test_simulate_runs_the_declared_variant_and_refuses_to_resume_another(tmp_path, capsys):
+    import json
+
+    from fslora_cli.main import main
+    base = ["simulate", "--clients", "3", "--rank", "6", "--budgets", "2,3,5", "--m", "8", "--n", "5",
+            "--algorithms", "hetlora,flexlora", "--out", str(tmp_path)]
+    assert main(base + ["--rounds", "2", "--hetlora-aggregate", "matrix", "--flexlora-split", "balanced"]) == 0
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["algorithm_options"]["hetlora"] == {"aggregate": "matrix", "scaling": "rslora"}
+    assert saved["algorithm_options"]["flexlora"]["split"] == "balanced"
+    problem = least_squares(n_clients=3, m=8, n=5, batch_size=16, seed=0)
+    config = FedConfig(rank=6, budgets=(2, 3, 5), local_steps=5, lr=0.01, rounds=2, seed=0)
+    want = run(get_algorithm("hetlora", aggregate="matrix"), problem, config)["loss"]
+    assert saved["algorithms"]["hetlora"]["loss"] == want   # the flag reaches the algorithm
+    capsys.readouterr()
+    assert main(base + ["--rounds", "3", "--resume"]) == 2   # default variant: the checkpoints are another run's
+    assert "algorithm_options" in capsys.readouterr().err
+    assert main(base + ["--rounds", "3", "--resume", "--hetlora-aggregate", "matrix", "--flexlora-split", "balanced"]) == 0
+    with pytest.raises(SystemExit) as exc:   # argparse's own choices check: exit 2
+        main(base + ["--hetlora-aggregate", "mean"])
+    assert exc.value.code == 2
