@@ -254,7 +254,8 @@ def check_weights_as_declared(probe: Probe) -> str:
         alt = reference_aggregate(swapped, dict(probe.options, weighting=other))
         hint = ""
         if mismatch(_flat(alt), _flat(got1), _names(task, alt), probe.tol) is None:
-            hint = f"; it matches weighting={other!r} ({'weights clients by data size' if other == 'data_size' else 'ignores the data sizes'}) though it declares {declared!r}"
+            rule = "weights clients by data size" if other == "data_size" else "ignores the data sizes"
+            hint = f"; it matches weighting={other!r} ({rule}) though it declares {declared!r}"
         elif declared == "uniform" and mismatch(_flat(got0), _flat(got1), _names(task, got0), probe.tol) is not None:
             hint = "; the result depends on the clients' data sizes though it declares uniform weights"
         raise CheckFailed(f"task {swapped.label!r}: {problem}{hint}")
