@@ -55,7 +55,7 @@ def configure_parser(p):
     for name, cls in ALGORITHMS.items():  # each baseline's variants (docs/spec.md §5); default: the paper's rules
         for option, values in cls.OPTIONS.items():
             p.add_argument(f"--{name}-{option.replace('_', '-')}", dest=f"{name}_{option}", choices=values,
-                           default=None, help=f"{name} {option} rule (default {values[0]}: the FSLoRA paper's code)")
+                           default=None, help=f"{name} {option} rule (default {values[0]}; docs/spec.md section 5)")
 
 
 def algorithm_options(args) -> dict:
