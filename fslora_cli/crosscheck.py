@@ -33,12 +33,38 @@ def configure_parser(parser):
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                         help="fail a check that runs longer than this (default %(default)g s; 0: no limit)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
+    parser.add_argument("--algorithm", choices=("fslora", "fedit", "hetlora", "flexlora", "flora"), default="fslora",
+                        help="which algorithm TARGET implements; a baseline gets the baseline battery "
+                             "(fslora_ref/conformance/baselines/protocol.py) (default %(default)s)")
+    parser.add_argument("--variant", metavar="KEY=VALUE,...",
+                        help="the baseline's declared variant, overriding its `options` attribute, e.g. "
+                             "aggregate=delta (hetlora), weighting=uniform,split=on_B (flexlora); default: "
+                             "the FSLoRA paper's rules")
 
 
 def run(args) -> int:
+    if args.algorithm != "fslora":
+        return run_baseline(args)
+    if args.variant:
+        raise ValueError("--variant applies to a baseline (--algorithm fedit|hetlora|flexlora|flora)")
     if args.list:
         print(library.check_list())
         return 0
     return library.crosscheck(args.target, mode=args.mode, xfail=args.xfail,
                               optimizers=args.optimizers, rounds=args.rounds, alpha=args.alpha, seed=args.seed,
                               time_limit=args.time_limit, json_path=args.json)
+
+
+def run_baseline(args) -> int:
+    """``--algorithm fedit|hetlora|flexlora|flora``: the baseline battery (its own checks and options)."""
+    from fslora_ref.conformance.baselines import command as baseline
+    if args.list:
+        print(baseline.list_baseline_checks(args.algorithm))
+        return 0
+    if args.optimizers:
+        raise ValueError("--optimizers applies to --algorithm fslora only (the baseline tasks use plain SGD clients "
+                         "and a plain server step)")
+    if args.mode != "all":
+        raise ValueError("--mode applies to --algorithm fslora only")
+    return baseline.crosscheck_baseline(args.target, args.algorithm, variant=args.variant, xfail=args.xfail,
+                                        json_path=args.json)

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 
+from fslora_ref.algorithms import ALGORITHMS
 from fslora_ref.outputs import prepare_output_dir
 from fslora_ref.validation import check_positive_float
 
@@ -71,6 +72,8 @@ def job_args(job, args) -> argparse.Namespace:
     names = [*app_module("settings").job_class(job).field_names(), "out", "resume", "config"]
     if job == "finetune":
         names.append("stop_after")
+    else:  # the --<algorithm>-<option> variant flags (fslora_cli.simulate) become the job's `variants`
+        names += [k for k in vars(args) if any(k.startswith(f"{a}_") for a in ALGORITHMS)]
     ns = argparse.Namespace(**{k: getattr(args, k) for k in names})
     if hasattr(args, "given"):
         ns.given = set(args.given)
@@ -115,7 +118,8 @@ def validate(job, spec, out, resume, local: bool = True):
         if local:
             prepare_output_dir(out, "--out")
             if resume:
-                plan_resume(out, names, problem, config, run_identity(spec, problem), resume=True, announce=False)
+                plan_resume(out, names, problem, config, run_identity(spec, problem), resume=True, announce=False,
+                            options=spec.algorithm_options())
     else:
         from llm_bridge.job import check_run
         if local:

@@ -48,6 +48,11 @@ def configure_parser(p):
     p.add_argument("--server-optimizer", choices=("none", "sgd", "adam"), default=d.server_optimizer)
     p.add_argument("--server-lr", type=float, default=None, help="server step size for --server-optimizer (default 1)")
     p.add_argument("--seed", type=int, default=d.seed)
+    for name, cls in ALGORITHMS.items():  # each baseline's variants (docs/spec.md section 5)
+        for option, values in cls.OPTIONS.items():
+            p.add_argument(f"--{name}-{option.replace('_', '-')}", dest=f"{name}_{option}", choices=values,
+                           default=None, help=f"{name}'s {option} rule (default {values[0]}: the FSLoRA paper's)")
+    p.set_defaults(variants=None)  # a --config file may give them as a [variants.<algorithm>] table
     add_config_option(p, "simulate")
     p.add_argument("--out", default="runs/simulate", help="output directory")
     p.add_argument("--resume", action="store_true",
@@ -58,7 +63,13 @@ def configure_parser(p):
 def job_from_args(args) -> SimulateJob:
     """The job the parsed options describe (``--config`` file values under explicit options)."""
     values, _ = job_values(args, SimulateJob)
-    return SimulateJob.from_dict(values)
+    variants = {name: dict(opts) for name, opts in (values.get("variants") or {}).items()}
+    for name, cls in ALGORITHMS.items():  # a --<algorithm>-<option> flag overrides the file
+        for option in cls.OPTIONS:
+            value = getattr(args, f"{name}_{option}", None)
+            if value is not None:
+                variants.setdefault(name, {})[option] = value
+    return SimulateJob.from_dict(dict(values, variants=variants))
 
 
 def run(args) -> int:

@@ -57,6 +57,14 @@ def evaluate(algorithm, state, problem, config) -> dict:
     return row
 
 
+def algorithm_identity(algorithm) -> dict:
+    """What a checkpoint must match about the algorithm's variant: {"algorithm_options": {...}}
+    for an algorithm with options (HetLoRA's aggregate, FlexLoRA's weighting, ...), else {}. A run
+    resumed with another variant is refused, naming the differing option."""
+    options = getattr(algorithm, "options", None) or {}
+    return {"algorithm_options": dict(options)} if options else {}
+
+
 def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
     """One round: configure, train every participant, aggregate. Returns (state, plans, uploads)."""
     plans = algorithm.configure_round(state, problem, config, round_index, config.participants(round_index))
@@ -83,7 +91,8 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
     checkpoint: path rewritten atomically after every round (see :func:`checkpoint_path`);
     with ``resume=True`` an existing checkpoint is continued: its algorithm, config (except
     ``rounds``, which may grow) and identity (:func:`problem_identity` plus ``identity``) must
-    match, or a ValueError names every differing field. on_round(t, row) is called after each
+    match (the identity includes the algorithm's variant options, :func:`algorithm_identity`),
+    or a ValueError names every differing field. on_round(t, row) is called after each
     round. stop_after: stop after that many rounds in total (simulates an interruption).
     divergence_factor: raise DivergenceError once f(X^t) > factor * f(X^0) or a recorded value
     is non-finite (None: only non-finite values). round_fn: how one round is executed, with
@@ -93,7 +102,7 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
     round_fn = round_fn or run_round
     if problem.n_clients != config.n_clients:
         raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
-    identity = dict(problem_identity(problem), **(identity or {}))
+    identity = dict(problem_identity(problem), **(identity or {}), **algorithm_identity(algorithm))
     resuming = resume and checkpoint is not None and os.path.exists(checkpoint)
     if resuming:
         state, history, start = load_checkpoint(checkpoint, algorithm.name, config, identity=identity,

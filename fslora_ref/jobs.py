@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, get_algorithm
 from .config import BUDGET_DISTRIBUTIONS, budgets_from_ratios, draw_budgets
 from .problems import FAMILIES
 from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_fraction, check_int, check_positive_float
@@ -175,6 +175,9 @@ class SimulateJob(Job):
     server_optimizer: str = "none"
     server_lr: float | None = None
     seed: int = 0
+    # {algorithm: {option: value}}: each baseline's variant (docs/spec.md section 5); an algorithm or
+    # option left out takes its default, the rule the FSLoRA paper's experiments used
+    variants: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data, *, where: str | None = None) -> "SimulateJob":
@@ -187,6 +190,19 @@ class SimulateJob(Job):
         self.check_options()
         self.algorithm_names()
         self.client_budgets()
+        self.algorithm_options()
+
+    def algorithm_options(self) -> dict:
+        """{algorithm: {option: value}} of every algorithm that has options: the ``variants`` given,
+        every other option at its default (one-line error for an unknown algorithm, option or value)."""
+        variants = self.variants or {}
+        if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+            raise TypeError(f"variants must be a table {{algorithm: {{option: value}}}}, got {variants!r}")
+        unknown = sorted(set(variants) - set(ALGORITHMS))
+        if unknown:
+            raise ValueError(f"variants: unknown algorithm {unknown}; choose from {','.join(ALGORITHMS)}")
+        return {name: get_algorithm(name, **variants.get(name, {})).options
+                for name, cls in ALGORITHMS.items() if cls.OPTIONS}
 
     def check_options(self) -> None:
         """The single-option ranges and combinations (no list is parsed yet)."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from .algorithms import get_algorithm
 from .config import FedConfig
-from .federation import checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
+from .federation import algorithm_identity, checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
 from .federation import run as run_federated
 from .jobs import SimulateJob
 from .outputs import prepare_output_dir, write_figure, write_json
@@ -48,18 +48,22 @@ def build(job: SimulateJob):
     return problem, config, names
 
 
-def plan_resume(out, names, problem, config, identity, resume: bool, announce: bool = True) -> dict:
+def plan_resume(out, names, problem, config, identity, resume: bool, announce: bool = True,
+                options: dict | None = None) -> dict:
     """{name: (checkpoint path, resume it?, rounds left)}; every checkpoint is read and checked
     before any algorithm runs, and a missing one is announced (unless ``announce`` is False: a
-    check whose run, elsewhere, will announce it)."""
+    check whose run, elsewhere, will announce it). options: {name: variant options} (default:
+    every algorithm's defaults, the FSLoRA paper's rules); a checkpoint of another variant is refused."""
     plan = {}
     for name in names:
+        algorithm = get_algorithm(name, **(options or {}).get(name, {}))
         found = find_checkpoint(out, name) if resume else None
         if resume and found is None and announce:
             print(f"fslora simulate: --resume: no checkpoint for {name} in {out}; starting it fresh", file=sys.stderr)
         done = 0
         if found:
-            done = load_checkpoint(found, name, config, identity=identity, layer_shapes=problem.layer_shapes)[2]
+            done = load_checkpoint(found, name, config, identity=dict(identity, **algorithm_identity(algorithm)),
+                                   layer_shapes=problem.layer_shapes)[2]
         plan[name] = (checkpoint_path(out, name), found is not None, config.rounds - done)
     return plan
 
@@ -104,7 +108,8 @@ def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool 
     there with ``resume``, only for the very same run); round_fn as in
     :func:`fslora_ref.federation.run` (the Flower app runs the same job through it)."""
     identity = run_identity(job, problem)
-    plan = plan_resume(out, names, problem, config, identity, resume)
+    options = job.algorithm_options()
+    plan = plan_resume(out, names, problem, config, identity, resume, options=options)
     left = sum(n for _, _, n in plan.values())
     bar = Progress(len(names) * config.rounds, "simulate", done=len(names) * config.rounds - left,
                    stream=None if progress else io.StringIO())
@@ -112,7 +117,7 @@ def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool 
     for name, (ckpt, resumed, _) in plan.items():
         def tick(t, row, name=name):
             bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
-        histories[name] = run_federated(get_algorithm(name), problem, config, checkpoint=ckpt, resume=resumed,
+        histories[name] = run_federated(get_algorithm(name, **options.get(name, {})), problem, config, checkpoint=ckpt, resume=resumed,
                                         on_round=tick, identity=identity, round_fn=round_fn)
     bar.close()
     return histories
@@ -122,7 +127,8 @@ def write_results(job: SimulateJob, problem, config, histories, out: str) -> Non
     """history.json, the summary table (printed) and simulate.png in ``out``."""
     result = {"config": dict(config.to_json(), family=job.family, m=job.m, n=job.n,
                              batch_size=job.batch_size, client_sizes=problem.client_sizes),
-              "algorithms": {name: h.to_json() for name, h in histories.items()}}
+              "algorithms": {name: h.to_json() for name, h in histories.items()},
+              "algorithm_options": {name: opts for name, opts in job.algorithm_options().items() if name in histories}}
     history_path = os.path.join(out, "history.json")
     write_json(history_path, result)
     print(summary_table(histories))

@@ -68,3 +68,22 @@ def test_claims_dispatches_on_the_parsed_llm_option(tmp_path, capsys):
     assert "--margin only applies without --llm" in capsys.readouterr().err
     assert main(["claims", "--rank", "8", "--out", str(tmp_path)]) == 2
     assert "--rank only applies with --llm" in capsys.readouterr().err
+
+
+def test_variants_from_a_config_table_under_explicit_flags(tmp_path, capsys):
+    """A [variants.<algorithm>] table in --config picks a baseline's rule; a --<algorithm>-<option> flag
+    given on the command line wins over it; an unknown algorithm or value is one line."""
+    config = tmp_path / "job.toml"
+    config.write_text('clients = 3\nrank = 6\nbudgets = [2, 3, 5]\nm = 8\nn = 5\nrounds = 1\n'
+                      'algorithms = "hetlora,flexlora"\n'
+                      '[variants.hetlora]\naggregate = "matrix"\n[variants.flexlora]\nsplit = "balanced"\n')
+    out = tmp_path / "run"
+    assert main(["simulate", "--config", str(config), "--flexlora-split", "on_B", "--out", str(out)]) == 0
+    saved = json.loads((out / "history.json").read_text())["algorithm_options"]
+    assert saved["hetlora"]["aggregate"] == "matrix" and saved["flexlora"]["split"] == "on_B"
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        SimulateJob(variants={"hetlorra": {"aggregate": "matrix"}}).validate()
+    with pytest.raises(ValueError, match="aggregate"):
+        SimulateJob(variants={"hetlora": {"aggregate": "mean"}}).validate()
+    assert SimulateJob.from_dict(SimulateJob(variants={"flora": {"scaling": "constant"}}).to_dict()).algorithm_options()[
+        "flora"]["scaling"] == "constant"
