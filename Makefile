@@ -34,6 +34,7 @@ notebooks: $(STAMP)
 	$(PY) notebooks/build.py
 	$(PY) notebooks/run.py --out notebooks/_executed --figures docs/figures --publish docs/notebooks
 
-# Open the notebooks in JupyterLab (installed by the setup); as root it needs --allow-root.
+# Open the executed notebooks (docs/notebooks/, with every output) in JupyterLab (installed by the
+# setup); their kernels import the shared helpers from notebooks/. As root it needs --allow-root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+	PYTHONPATH=$(CURDIR)/notebooks$(if $(PYTHONPATH),:$(PYTHONPATH)) $(VENV)/bin/jupyter lab --notebook-dir=docs/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
