@@ -18,18 +18,18 @@ import sys
 import traceback
 
 from ..outputs import atomic_write_bytes, check_output_file
-from .battery import MODE_CHOICES, check_implementation
+from .battery import MODE_CHOICES, check_implementation, list_checks
+from .scenarios import BUDGETS
 from .optimizers import parse_optimizers
-from .registry import CHECKS
 from .session import DEFAULT_TIME_LIMIT, MODES, Options, describe_exception
 
 
 def configure_parser(parser):
-    parser.add_argument("target", metavar="MODULE:ATTR",
+    parser.add_argument("target", metavar="MODULE:ATTR", nargs="?",
                         help="the implementation, e.g. fslora_ref.conformance.reference:impl or path/to/file.py:impl")
     parser.add_argument("--mode", choices=MODE_CHOICES, default="all",
                         help="which checks: white-box, black-box, sampler, or all the implementation supports")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as a JSON list (written atomically)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as a JSON object (written atomically)")
     parser.add_argument("--xfail", metavar="CHECK=REASON", action="append", default=[],
                         help="declare a check expected to fail (repeatable); it no longer affects the exit code")
     parser.add_argument("--optimizers", metavar="KEY=VALUE,...",
@@ -37,12 +37,17 @@ def configure_parser(parser):
                              "client=adamw,weight_decay=0.01,server=adam,server_lr=0.01 (keys: client sgd|adamw, "
                              "lr, betas 0.9/0.999, eps, weight_decay, scope selected|full, server average|sgd|adam, "
                              "server_lr, server_betas, server_eps)")
-    parser.add_argument("--rounds", type=int, default=Options.rounds, help="black-box rounds (default %(default)s)")
+    parser.add_argument("--budget", choices=list(BUDGETS), default="default",
+                        help="scenarios and statistical power against speed (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="joint rounds of the statistical black-box scenario (default: as the budget's power "
+                             "target needs)")
     parser.add_argument("--alpha", type=float, default=Options.alpha,
                         help="family-wise false-alarm rate of each statistical check (default %(default)s)")
     parser.add_argument("--seed", type=int, default=Options.seed, help="the battery's seed (default %(default)s)")
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
-                        help="fail a check that runs longer than this (default %(default)g s; 0: no limit)")
+                        help="fail a call of the implementation that runs longer than this (default %(default)g s "
+                             "per call; 0: no limit)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
 
 
@@ -145,14 +150,15 @@ def parse_xfail(items) -> dict:
 
 def run(args) -> int:
     if args.list:
-        for c in CHECKS.values():
-            print(f"{c.name:<30} {c.mode:<8} {c.description}")
+        print(list_checks())
         return 0
+    if args.target is None:
+        raise ValueError("crosscheck needs a target MODULE:ATTR (e.g. fslora_ref.conformance.reference:impl), or --list")
     if args.json is not None:
         check_output_file(args.json, "--json")
     if args.time_limit < 0:
         raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {args.time_limit:g}")
-    options = Options(rounds=args.rounds, alpha=args.alpha, seed=args.seed,
+    options = Options(rounds=args.rounds, alpha=args.alpha, seed=args.seed, budget=args.budget,
                       time_limit=args.time_limit if args.time_limit > 0 else None)
     optimizers = parse_optimizers(args.optimizers) if args.optimizers else None
     expected = parse_xfail(args.xfail)
