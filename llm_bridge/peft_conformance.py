@@ -11,8 +11,8 @@ What a third party writes is one callable::
         #          client.dataloader   -- `local_steps` batches; model(**batch).loss is the loss
         #                                 (Hugging Face style: nothing to patch in `forward`)
         #          client.loss(model)  -- the same loss as a scalar tensor
-        # Run one FSLoRA round: every client draws its own index set per LoRA layer (keyed on seed,
-        # round_index and client.id), trains from the global weights on its sketched loss with the
+        # Run one FSLoRA round: every client gets its own index set per LoRA layer (drawn per client, keyed
+        # on seed, round_index and client.id, or by the server for all clients in order), trains from the global weights on its sketched loss with the
         # optimiser it declares (plain SGD with step `lr` unless `optimizers` says otherwise), and the
         # server combines the changes over all clients. Leave the new global LoRA weights in `model`
         # under the same parameter names.

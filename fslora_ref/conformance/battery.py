@@ -61,6 +61,7 @@ class ResultTable(list):
     seconds: float = 0.0
     impl_seconds: float = 0.0
     calls: dict = {}
+    not_run: dict = {}      # check -> why it could not run (a mode the implementation does not support)
 
     @property
     def ok(self) -> bool:
@@ -105,11 +106,18 @@ class ResultTable(list):
                 "version": __version__, "options": options, "seed": options.get("seed"),
                 "optimizers": self.optimizers, "scenarios": dict(self.scenarios), "coverage": self.coverage(),
                 "calls": dict(self.calls), "power": {r.check: r.power for r in self if r.power},
+                "not_run": dict(self.not_run),
                 "seconds": round(self.seconds, 3), "impl_seconds": round(self.impl_seconds, 3),
                 "results": [{"check": r.check, "passed": r.passed, "outcome": r.outcome,
                              "expected_failure": r.expected_failure, "diagnosis": r.diagnosis, "mode": r.mode,
                              "status": r.status, "seconds": round(r.seconds, 3), "traceback": r.traceback,
                              "power": r.power} for r in self]}
+
+    @staticmethod
+    def modes_excluded(mode) -> set:
+        """The modes a ``mode`` argument left out on purpose (not 'not run' for lack of a method)."""
+        modes = [mode] if isinstance(mode, str) else list(mode)
+        return set() if "all" in modes else set(MODES) - set(modes)
 
     def coverage(self) -> str:
         """One line: what a pass covers (scenarios, ranks, client counts)."""
@@ -149,6 +157,9 @@ class ResultTable(list):
             verdict = "conforms"
         lines.append(f"{counts}; {verdict}")
         lines.append(f"coverage: {self.coverage()}")
+        for why in dict.fromkeys(self.not_run.values()):
+            names = [c for c, w in self.not_run.items() if w == why]
+            lines.append(f"not run: {', '.join(names)} ({why})")
         lines.append(f"time: {self.seconds:.1f} s in total, {self.impl_seconds:.1f} s of it inside the implementation "
                      f"({sum(self.calls.values())} calls)")
         return "\n".join(lines)
@@ -213,6 +224,9 @@ def check_implementation(impl, mode="all", expected_failed=None, options: Option
     table.impl_seconds = session.impl_seconds
     table.scenarios = dict(session.scenarios)
     table.calls = {m: n for m, n in session.calls.items() if n}
+    selected = {c.name for c in checks}
+    table.not_run = {c.name: f"the implementation has no {MODES[c.mode]}(...) method" for c in CHECKS.values()
+                     if c.name not in selected and c.mode not in table.modes_excluded(mode)}
     return table
 
 
