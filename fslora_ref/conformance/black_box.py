@@ -565,8 +565,10 @@ def _power(s, runs, threshold) -> str:
                                                    for k, v in found.items()}}
         if spec.statistical:
             mids = mid_budgets(spec)
+            weak = [k for k in found if not np.isfinite(found[k])]
             parts.append(f"{spec.label} ({R} joint rounds, r={spec.rank}) detects an inclusion bias >= "
-                         + ", ".join(f"{_pct(found[k])} at k={k}" for k in found)
+                         + ", ".join(f"{_pct(found[k])} at k={k}" for k in found if np.isfinite(found[k]))
+                         + (f" (k={weak}: too few draws for any bias up to 100%)" if weak else "")
                          + (f" (target {BUDGETS[s.options.budget].target_bias:.0%} for k/r in [1/4, 3/4]: "
                             f"k in {mids})" if mids and not s.options.rounds else ""))
         elif found:

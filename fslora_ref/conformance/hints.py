@@ -114,8 +114,10 @@ def decay_hint(task, factor: float) -> str:
 
 def _representable(x: np.ndarray, half: str) -> bool:
     x = np.asarray(x, float)
+    if not np.all(np.isfinite(x)) or np.max(np.abs(x), initial=0.0) > 6e4:
+        return False   # beyond float16's range (and non-finite values say nothing about precision)
     if half == "float16":
-        return bool(np.all(np.isfinite(x)) and np.array_equal(x.astype(np.float16).astype(float), x))
+        return bool(np.array_equal(x.astype(np.float16).astype(float), x))
     bits = x.astype(np.float32).view(np.uint32)
     return bool(np.array_equal(x.astype(np.float32).astype(float), x) and np.all(bits & 0xFFFF == 0))
 
