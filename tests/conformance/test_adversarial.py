@@ -17,7 +17,7 @@ from fslora_ref.conformance.cli import load_target
 from fslora_ref.conformance.reference import impl as reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = Options(rounds=20, sampler_draws=500, time_limit=60)
+FAST = Options(rounds=20, sampler_draws=500, time_limit=60, budget="quick")
 
 
 class Sampler:
@@ -229,3 +229,27 @@ def test_malformed_uploads_fail_the_checks_that_read_them():
     table = check_implementation(BadUploads(), mode="white", options=FAST)
     assert set(table.failed()) == {"scale_applied_once", "upload_size"}, table.format()   # the checks that read uploads
     assert all("uploads must be [client][layer]" in table[c].diagnosis for c in table.failed())
+
+
+def test_the_time_limit_bounds_each_call_not_the_sum_of_a_checks_calls():
+    import time
+
+    from fslora_ref.conformance.registry import Check
+    from fslora_ref.conformance.runner import run_check
+    from fslora_ref.conformance.session import Session
+
+    class Slowish:
+        def sample_sketch(self, rank, k, seed):
+            time.sleep(0.05)
+            d = np.zeros(rank)
+            d[:k] = rank / k
+            return d
+
+    def many_calls(impl, session):
+        for seed in range(12):             # 0.6 s in all, 0.05 s per call
+            session.call("sampler", 8, 3, seed)
+        return "12 calls"
+
+    session = Session(Slowish(), Options(time_limit=0.4))
+    out = run_check(Check("many_calls", "sampler", many_calls, ""), session)
+    assert out.outcome == "pass" and out.seconds > 0.4

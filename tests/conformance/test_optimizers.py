@@ -12,7 +12,7 @@ from fslora_ref.conformance.optimizers import as_optimizers, parse_optimizers
 from fslora_ref.conformance.reference import SGDW, impl as reference, task_config
 from fslora_ref.optim import AdamW
 from tests.conformance.test_examples import load
-FAST = Options(rounds=40)
+FAST = Options(rounds=40, budget="quick")
 SKETCH_BLAME = ("no sketch applied", "independent sketches", "index set redrawn", "r/k scale", "index set changes")
 
 

@@ -2,7 +2,7 @@
 deterministic; the per-dtype tolerance table is what decides float32 vs float64."""
 import numpy as np
 
-from fslora_ref.conformance import CHECKS, RoundResult, check_implementation, parametrize_with_checks
+from fslora_ref.conformance import CHECKS, Options, RoundResult, check_implementation, parametrize_with_checks
 from fslora_ref.conformance.reference import ReferenceImplementation, impl
 
 
@@ -12,8 +12,9 @@ def test_reference_conforms(impl, check):
 
 
 def test_reference_table_covers_every_check_and_is_deterministic():
-    first = check_implementation(impl)
-    second = check_implementation(impl)
+    quick = Options(budget="quick")
+    first = check_implementation(impl, options=quick)
+    second = check_implementation(impl, options=quick)
     assert first.ok and [r.check for r in first] == sorted(CHECKS, key=lambda c: ("white", "black", "sampler").index(CHECKS[c].mode))
     def timeless(table):   # wall-clock seconds are the only fields allowed to differ
         report = table.to_json()
@@ -35,7 +36,7 @@ class Float32Reference(ReferenceImplementation):
 
 
 def test_float32_result_passes_with_the_float32_tolerance():
-    table = check_implementation(Float32Reference(), mode=["white", "black"])
+    table = check_implementation(Float32Reference(), mode=["white", "black"], options=Options(budget="quick"))
     assert table.ok, table.format()
 
 
@@ -75,7 +76,7 @@ def test_black_box_inference_recovers_the_drawn_index_sets():
     from fslora_ref.conformance.black_box import black_box_run
     from fslora_ref.conformance.session import Options, Session
 
-    session = Session(impl, Options(rounds=40))
+    session = Session(impl, Options(rounds=40, budget="quick"))
     for run in black_box_run(session):
         for rec in run.records:
             drawn = impl.draw_index_sets(rec.task)      # keyed per client: alone and joint draws coincide
