@@ -9,7 +9,7 @@ dataloader: ``loss = model(**batch).loss; loss.backward(); optimizer.step()`` wi
 ``torch.optim.Adam`` step on the pseudo-gradient (minus that average), as the paper's public code
 does by default. The adapter is told which optimisers these are:
 
-    fslora crosscheck examples/hf_fslora.py:impl          # 7/7 (black-box + sampler), exit 0
+    fslora crosscheck examples/hf_fslora.py:impl          # 8/8 (black-box + sampler), exit 0
 
 (The battery runs every round from the same global state, so the server optimiser is built fresh
 in each round here; a training loop would keep it across rounds.)

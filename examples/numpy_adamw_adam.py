@@ -6,7 +6,7 @@ decay stay on the selected coordinates), uploads their change, and the server ta
 (fresh state) on the pseudo-gradient -(1/N) sum_i change_i. The class declares those settings in
 ``optimizers``, so the battery compares it with the reference run the same way:
 
-    fslora crosscheck examples/numpy_adamw_adam.py:impl                    # 14/14 pass, exit 0
+    fslora crosscheck examples/numpy_adamw_adam.py:impl                    # 16/16 pass, exit 0
     fslora crosscheck examples/numpy_adamw_adam.py:impl --optimizers client=sgd,server=average
                                                                           # exit 1: the optimiser is named
 """

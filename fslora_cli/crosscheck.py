@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from fslora_ref.conformance import crosscheck as library
 from fslora_ref.conformance.battery import MODE_CHOICES
+from fslora_ref.conformance.scenarios import BUDGETS
 from fslora_ref.conformance.session import DEFAULT_TIME_LIMIT, Options
 
 
 def configure_parser(parser):
-    parser.add_argument("target", metavar="MODULE:ATTR",
+    parser.add_argument("target", metavar="MODULE:ATTR", nargs="?",
                         help="the implementation, e.g. fslora_ref.conformance.reference:impl or path/to/file.py:impl")
     parser.add_argument("--mode", choices=MODE_CHOICES, default="all",
                         help="which checks: white-box, black-box, sampler, or all the implementation supports")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as a JSON list (written atomically)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as a JSON object (written atomically)")
     parser.add_argument("--xfail", metavar="CHECK=REASON", action="append", default=[],
                         help="declare a check expected to fail (repeatable); it no longer affects the exit code")
     parser.add_argument("--optimizers", metavar="KEY=VALUE,...",
@@ -26,12 +27,17 @@ def configure_parser(parser):
                              "client=adamw,weight_decay=0.01,server=adam,server_lr=0.01 (keys: client sgd|adamw, "
                              "lr, betas 0.9/0.999, eps, weight_decay, scope selected|full, server average|sgd|adam, "
                              "server_lr, server_betas, server_eps)")
-    parser.add_argument("--rounds", type=int, default=Options.rounds, help="black-box rounds (default %(default)s)")
+    parser.add_argument("--budget", choices=list(BUDGETS), default="default",
+                        help="scenarios and statistical power against speed (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="joint rounds of the statistical black-box scenario (default: as the budget's power "
+                             "target needs)")
     parser.add_argument("--alpha", type=float, default=Options.alpha,
                         help="family-wise false-alarm rate of each statistical check (default %(default)s)")
     parser.add_argument("--seed", type=int, default=Options.seed, help="the battery's seed (default %(default)s)")
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
-                        help="fail a check that runs longer than this (default %(default)g s; 0: no limit)")
+                        help="fail a call of the implementation that runs longer than this (default %(default)g s "
+                             "per call; 0: no limit)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     parser.add_argument("--algorithm", choices=("fslora", "fedit", "hetlora", "flexlora", "flora"), default="fslora",
                         help="which algorithm TARGET implements; a baseline gets the baseline battery "
@@ -52,7 +58,7 @@ def run(args) -> int:
         return 0
     return library.crosscheck(args.target, mode=args.mode, xfail=args.xfail,
                               optimizers=args.optimizers, rounds=args.rounds, alpha=args.alpha, seed=args.seed,
-                              time_limit=args.time_limit, json_path=args.json)
+                              budget=args.budget, time_limit=args.time_limit, json_path=args.json)
 
 
 def run_baseline(args) -> int:
@@ -66,5 +72,7 @@ def run_baseline(args) -> int:
                          "and a plain server step)")
     if args.mode != "all":
         raise ValueError("--mode applies to --algorithm fslora only")
+    if args.target is None:
+        raise ValueError("crosscheck needs a target MODULE:ATTR (e.g. examples/numpy_hetlora.py:impl), or --list")
     return baseline.crosscheck_baseline(args.target, args.algorithm, variant=args.variant, xfail=args.xfail,
                                         json_path=args.json)

@@ -11,8 +11,8 @@ What a third party writes is one callable::
         #          client.dataloader   -- `local_steps` batches; model(**batch).loss is the loss
         #                                 (Hugging Face style: nothing to patch in `forward`)
         #          client.loss(model)  -- the same loss as a scalar tensor
-        # Run one FSLoRA round: every client draws its own index set per LoRA layer (keyed on seed,
-        # round_index and client.id), trains from the global weights on its sketched loss with the
+        # Run one FSLoRA round: every client gets its own index set per LoRA layer (drawn per client, keyed
+        # on seed, round_index and client.id, or by the server for all clients in order), trains from the global weights on its sketched loss with the
         # optimiser it declares (plain SGD with step `lr` unless `optimizers` says otherwise), and the
         # server combines the changes over all clients. Leave the new global LoRA weights in `model`
         # under the same parameter names.
@@ -118,12 +118,37 @@ def _oracle_llama_class():
     return OracleLlama
 
 
-def _base_model(kind: str, dtype):
+DEFAULT_SHAPES = {"mlp": ((12, 10), (10, 9)), "tiny_llama": ((16, 16), (16, 8))}
+
+
+def _llama(shapes, dtype):
+    """A one-layer random Llama whose q_proj is (in, out) = shapes[0] and v_proj shapes[1]: hidden size
+    h, head size 2, out_q / 2 attention heads and out_v / 2 key-value heads (the battery's 'llama'
+    layout guarantees h is shared, both outs are even and out_v divides out_q)."""
+    import torch as _torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from .models import CharTokenizer
+    (h, q_out), (h2, v_out) = shapes
+    if h != h2 or q_out % 2 or v_out % 2 or q_out % v_out:
+        raise ValueError(f"tiny_llama takes layer shapes ((h, a d), (h, kv d)) with d = 2 and kv dividing a, got {shapes}")
+    tok = CharTokenizer()
+    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=h, intermediate_size=2 * h, num_hidden_layers=1,
+                      num_attention_heads=q_out // 2, num_key_value_heads=v_out // 2, head_dim=2,
+                      max_position_embeddings=64, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    with _torch.random.fork_rng(devices=[]):
+        _torch.manual_seed(0)
+        model = LlamaForCausalLM(cfg)
+    return model.to(dtype)
+
+
+def _base_model(kind: str, dtype, shapes=None):
+    shapes = tuple(tuple(int(x) for x in sh) for sh in (shapes or DEFAULT_SHAPES[kind]))
     if kind == "mlp":
-        return _OracleSequential(torch.nn.Linear(12, 10, bias=False), torch.nn.Tanh(),
-                                 torch.nn.Linear(10, 9, bias=False)).to(dtype), ["0", "2"]
-    from .models import tiny_llama
-    model, _ = tiny_llama(seed=0, dtype=dtype, hidden=16, layers=1)
+        return _OracleSequential(*[torch.nn.Linear(m, n, bias=False) for m, n in shapes]).to(dtype), \
+            [str(i) for i in range(len(shapes))]
+    model = _llama(shapes, dtype)
     model.__class__ = _oracle_llama_class()   # same object and weights; only forward differs
     return model, ["q_proj", "v_proj"]
 
@@ -131,10 +156,13 @@ def _base_model(kind: str, dtype):
 class PeftAdapter:
     """A black-box implementation (``black_box_round``) around a torch/PEFT ``train_round``.
 
-    model: 'tiny_llama' (default: LoRA on q_proj (16, 16) and v_proj (16, 8) of a one-layer random
-    Llama, so code that reads ``model.config`` works) or 'mlp' (LoRA on two Linear layers of a bare
-    nn.Sequential, (in, out) = (12, 10), (10, 9); it has no ``config``).
-    sample_sketch: optional ``(rank, k, seed) -> diag(S)`` to also run the sampler checks.
+    model: 'tiny_llama' (default: LoRA on q_proj and v_proj of a one-layer random Llama, so code that
+    reads ``model.config`` works) or 'mlp' (LoRA on the Linear layers of a bare nn.Sequential; it has
+    no ``config``). The battery chooses the layer sizes and the rank of every round (``layer_layout``
+    tells it which sizes the model can take: 'llama' = q_proj and v_proj share their input size);
+    the model is rebuilt when they change.
+    sample_sketch: ``(rank, k, seed) -> diag(S)`` to also run the sampler checks (without it the
+    report lists them as not run).
     optimizers: what ``train_round`` uses (``fslora_ref.conformance.optimizers.Optimizers`` or a dict
     of its fields); default plain SGD with the battery's lr and a plain average.
     """
@@ -153,25 +181,25 @@ class PeftAdapter:
         self.name = name or f"{getattr(train_round, '__module__', '')}.{getattr(train_round, '__name__', 'train_round')}"
         if sample_sketch is not None:
             self.sample_sketch = sample_sketch
-        self._base, self._targets = _base_model(model, dtype)
-        self.layer_shapes = [(m.in_features, m.out_features) for name, m in self._base.named_modules()
-                             if isinstance(m, torch.nn.Linear) and name.split(".")[-1] in self._targets]
+        self.layer_layout = "llama" if model == "tiny_llama" else "free"
+        self.layer_shapes = [tuple(sh) for sh in DEFAULT_SHAPES[model]]   # until the battery asks for others
         self._model = self._layers = None
         self._key = None
-        self._tensors = {}   # id(oracle) -> (oracle, its torch tensors): the same oracles come every round
+        self._tensors = {}   # id(oracle) -> (oracle, its torch tensors), for the current round only
 
-    def model_for(self, rank: int, scaling: float):
-        """The PEFT model (built once per (rank, scaling)) and its LoraLayers."""
-        if self._key != (rank, scaling):
-            if self._model is not None:  # wrap a fresh base model rather than re-wrapping a PEFT one
-                self._base, _ = _base_model(self.kind, self.torch_dtype)
+    def model_for(self, rank: int, scaling: float, shapes=None):
+        """The PEFT model (built once per (rank, scaling, layer shapes)) and its LoraLayers."""
+        shapes = [tuple(int(x) for x in sh) for sh in (shapes or self.layer_shapes)]
+        if self._key != (rank, scaling, tuple(shapes)):
+            self._base, self._targets = _base_model(self.kind, self.torch_dtype, shapes)
+            self.layer_shapes = shapes
             self._model = add_lora(self._base, rank, scaling * rank, self._targets)
             self._layers = LoraLayers(self._model)
             if self._layers.layer_shapes != [tuple(s) for s in self.layer_shapes]:
                 raise RuntimeError(f"LoRA layer order {self._layers.layer_shapes} != {self.layer_shapes}")
             ids = {id(m): n for n, m in self._model.get_base_model().named_modules()}
             self._base_names = [ids[id(m)] for m in self._layers.modules]   # names inside the base model
-            self._key = (rank, scaling)
+            self._key = (rank, scaling, tuple(shapes))
         return self._model, self._layers
 
     def param_names(self) -> list:
@@ -180,7 +208,8 @@ class PeftAdapter:
 
     def write(self, task):
         """Global (B, A) -> lora_A = B^T, lora_B = A^T; W0 -> base weight (out, in)."""
-        model, layers = self.model_for(task.rank, task.lora_scaling)
+        shapes = [(np.shape(B)[0], np.shape(A)[1]) for B, A in task.layers]
+        model, layers = self.model_for(task.rank, task.lora_scaling, shapes)
         params = dict(model.named_parameters())
         with torch.no_grad():
             for (na, nb), mod, (B, A), W0 in zip(self.param_names(), layers.modules, task.layers, task.base_weights):
@@ -226,6 +255,7 @@ class PeftAdapter:
         if task.weight_decay != fixed:
             raise ValueError(f"task.weight_decay is {task.weight_decay:g} but train_round takes no weight decay; declare "
                              f"the one the code uses (optimizers={{'weight_decay': ...}}, now {fixed:g})")
+        self._tensors = {}   # the battery hands over fresh copies of the oracles every call
         self.write(task)
         base = self._model.get_base_model()
         setattr(base, REGISTRY, {t: self.client_loss(o, self._base_names) for t, o in enumerate(task.oracles)})

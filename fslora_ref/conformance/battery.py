@@ -1,10 +1,11 @@
 """Run the checks on an implementation: ``check_implementation`` and ``parametrize_with_checks``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 
 from ..outputs import dumps_json
-from . import black_box, sampler, white_box  # noqa: F401  (registers the checks)
+from . import black_box, inputs, sampler, white_box  # noqa: F401  (registers the checks; inputs after the others)
 from .registry import CHECKS
 from .runner import run_check
 from .session import MODES, CheckFailed, CheckInconclusive, Options, Session, describe, require, safe_getattr
@@ -28,6 +29,7 @@ class CheckResult:
     diagnosis: str
     seconds: float = 0.0
     traceback: str | None = None   # the last frames of an exception the implementation raised
+    power: dict | None = None      # what a statistical check can detect (None for exact checks)
 
     @property
     def passed(self) -> bool:
@@ -46,10 +48,20 @@ class CheckResult:
 
 
 class ResultTable(list):
-    """The battery's result: a list of CheckResult with a printable table and JSON export."""
+    """The battery's result: a list of CheckResult with a printable table and JSON export.
+
+    Besides the rows it carries what they cover: ``options`` (the Options used), ``scenarios``
+    ({label: description} of every round handed out), ``seconds`` (total) and ``impl_seconds``
+    (inside the implementation)."""
 
     implementation: str = ""
     optimizers: str = ""
+    options: object = None
+    scenarios: dict = {}
+    seconds: float = 0.0
+    impl_seconds: float = 0.0
+    calls: dict = {}
+    not_run: dict = {}      # check -> why it could not run (a mode the implementation does not support)
 
     @property
     def ok(self) -> bool:
@@ -85,10 +97,38 @@ class ResultTable(list):
             raise KeyError(key)
         return super().__getitem__(key)
 
-    def to_json(self) -> list:
-        return [{"check": r.check, "passed": r.passed, "outcome": r.outcome, "expected_failure": r.expected_failure,
-                 "diagnosis": r.diagnosis, "mode": r.mode, "status": r.status, "seconds": round(r.seconds, 3),
-                 "traceback": r.traceback, "optimizers": self.optimizers} for r in self]
+    def to_json(self) -> dict:
+        """{verdict, exit_code, implementation, version, options, seed, optimizers, scenarios, coverage,
+        power, seconds, results: [per check]}."""
+        from .. import __version__
+        options = asdict(self.options) if self.options is not None else {}
+        return {"verdict": self.verdict, "exit_code": self.exit_code, "implementation": self.implementation,
+                "version": __version__, "options": options, "seed": options.get("seed"),
+                "optimizers": self.optimizers, "scenarios": dict(self.scenarios), "coverage": self.coverage(),
+                "calls": dict(self.calls), "power": {r.check: r.power for r in self if r.power},
+                "not_run": dict(self.not_run),
+                "seconds": round(self.seconds, 3), "impl_seconds": round(self.impl_seconds, 3),
+                "results": [{"check": r.check, "passed": r.passed, "outcome": r.outcome,
+                             "expected_failure": r.expected_failure, "diagnosis": r.diagnosis, "mode": r.mode,
+                             "status": r.status, "seconds": round(r.seconds, 3), "traceback": r.traceback,
+                             "power": r.power} for r in self]}
+
+    @staticmethod
+    def modes_excluded(mode) -> set:
+        """The modes a ``mode`` argument left out on purpose (not 'not run' for lack of a method)."""
+        modes = [mode] if isinstance(mode, str) else list(mode)
+        return set() if "all" in modes else set(MODES) - set(modes)
+
+    def coverage(self) -> str:
+        """One line: what a pass covers (scenarios, ranks, client counts)."""
+        if not self.scenarios:
+            return "no round was handed to the implementation"
+        import re
+        ns = sorted({int(x) for x in re.findall(r"N=(\d+)", " ".join(self.scenarios.values()))})
+        rs = sorted({int(x) for x in re.findall(r"r=(\d+)", " ".join(self.scenarios.values()))})
+        budget = getattr(self.options, "budget", "default")
+        return (f"{len(self.scenarios)} scenarios (budget {budget!r}, seed {getattr(self.options, 'seed', 0)}): "
+                f"N in {ns}, r in {rs}; another --seed draws other scenarios")
 
     def dumps(self) -> str:
         return dumps_json(self.to_json(), indent=2) + "\n"
@@ -116,6 +156,12 @@ class ResultTable(list):
         else:
             verdict = "conforms"
         lines.append(f"{counts}; {verdict}")
+        lines.append(f"coverage: {self.coverage()}")
+        for why in dict.fromkeys(self.not_run.values()):
+            names = [c for c, w in self.not_run.items() if w == why]
+            lines.append(f"not run: {', '.join(names)} ({why})")
+        lines.append(f"time: {self.seconds:.1f} s in total, {self.impl_seconds:.1f} s of it inside the implementation "
+                     f"({sum(self.calls.values())} calls)")
         return "\n".join(lines)
 
 
@@ -168,11 +214,25 @@ def check_implementation(impl, mode="all", expected_failed=None, options: Option
     table = ResultTable()
     table.implementation = describe(impl)
     table.optimizers = session.optimizers.describe()
+    table.options = session.options
+    start = time.perf_counter()
     for check in checks:
         o = run_check(check, session)
         table.append(CheckResult(check.name, check.mode, o.outcome, expected_failed.get(check.name), o.diagnosis,
-                                 o.seconds, o.traceback))
+                                 o.seconds, o.traceback, session.power.get(check.name)))
+    table.seconds = time.perf_counter() - start
+    table.impl_seconds = session.impl_seconds
+    table.scenarios = dict(session.scenarios)
+    table.calls = {m: n for m, n in session.calls.items() if n}
+    selected = {c.name for c in checks}
+    table.not_run = {c.name: f"the implementation has no {MODES[c.mode]}(...) method" for c in CHECKS.values()
+                     if c.name not in selected and c.mode not in table.modes_excluded(mode)}
     return table
+
+
+def list_checks() -> str:
+    """The registered checks, one line each: name, mode, what it verifies (``crosscheck --list``)."""
+    return "\n".join(f"{c.name:<30} {c.mode:<8} {c.description}" for c in CHECKS.values())
 
 
 def parametrize_with_checks(implementations, mode="all", expected_failed=None, options: Options | None = None,
@@ -217,4 +277,4 @@ def parametrize_with_checks(implementations, mode="all", expected_failed=None, o
 
 
 __all__ = ["CheckResult", "ResultTable", "check_implementation", "parametrize_with_checks", "select_checks",
-           "run_check", "MODE_CHOICES", "EXIT_CODES"]
+           "run_check", "MODE_CHOICES", "EXIT_CODES", "list_checks"]

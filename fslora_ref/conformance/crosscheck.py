@@ -8,16 +8,15 @@ was inconclusive (not shown to conform). A usage error, including a target that 
 from __future__ import annotations
 
 from ..outputs import atomic_write_bytes, check_output_file
-from .battery import check_implementation
+from .battery import check_implementation, list_checks
 from .optimizers import parse_optimizers
-from .registry import CHECKS
 from .session import Options
 from .targets import load_target
 
 
 def check_list() -> str:
-    """One line per check: name, mode, what it detects."""
-    return "\n".join(f"{c.name:<30} {c.mode:<8} {c.description}" for c in CHECKS.values())
+    """One line per check: name, mode, what it detects (``crosscheck --list``; no target needed)."""
+    return list_checks()
 
 
 def parse_xfail(items) -> dict:
@@ -31,9 +30,9 @@ def parse_xfail(items) -> dict:
     return out
 
 
-def crosscheck(target: str, *, mode: str = "all", xfail=(), optimizers: str | None = None,
-               rounds: int = Options.rounds, alpha: float = Options.alpha, seed: int = Options.seed,
-               time_limit: float | None = None, json_path: str | None = None) -> int:
+def crosscheck(target: str | None, *, mode: str = "all", xfail=(), optimizers: str | None = None,
+               rounds: int | None = Options.rounds, alpha: float = Options.alpha, seed: int = Options.seed,
+               budget: str = Options.budget, time_limit: float | None = None, json_path: str | None = None) -> int:
     """Run the battery on the implementation ``target`` names, print the table and return the exit code.
 
     Parameters
@@ -46,22 +45,27 @@ def crosscheck(target: str, *, mode: str = "all", xfail=(), optimizers: str | No
         ``CHECK=REASON``: checks declared to fail (they no longer affect the exit code).
     optimizers : str or None
         ``KEY=VALUE,...`` overriding the implementation's ``optimizers`` attribute.
-    rounds, alpha, seed : the battery's black-box rounds, family-wise false-alarm rate and seed.
+    rounds, alpha, seed : the statistical black-box scenario's joint rounds (None: as the budget's
+        power target needs), family-wise false-alarm rate and the battery's seed (every scenario derives from it).
+    budget : str
+        quick, default or thorough (``scenarios.BUDGETS``): scenarios and statistical power against speed.
     time_limit : float or None
-        Seconds after which a check fails (None or 0: no limit).
+        Seconds after which one call of the implementation fails (None or 0: no limit).
     json_path : str or None
-        Also write the results there as a JSON list (atomically).
+        Also write the report there as a JSON object (atomically).
 
     Returns
     -------
     int
         0 conforms, 1 a check failed, 3 inconclusive.
     """
+    if target is None:
+        raise ValueError("crosscheck needs a target MODULE:ATTR (e.g. fslora_ref.conformance.reference:impl), or --list")
     if json_path is not None:
         check_output_file(json_path, "--json")
     if time_limit is not None and time_limit < 0:
         raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {time_limit:g}")
-    options = Options(rounds=rounds, alpha=alpha, seed=seed, time_limit=time_limit if time_limit else None)
+    options = Options(rounds=rounds, alpha=alpha, seed=seed, budget=budget, time_limit=time_limit if time_limit else None)
     parsed_optimizers = parse_optimizers(optimizers) if optimizers else None
     expected_failed = parse_xfail(xfail)
     impl = load_target(target)

@@ -110,3 +110,56 @@ def decay_hint(task, factor: float) -> str:
     return (f"; they moved by {factor:.4g} x their own value (weight decay of about {implied:.3g} per step on "
             f"coordinates outside the index set; {declared}): weight decay applied to unselected coordinates (a full-size "
             f"masked optimiser whose gradient is masked but whose decay is not); declare scope='full' if intended")
+
+
+def _representable(x: np.ndarray, half: str) -> bool:
+    x = np.asarray(x, float)
+    if not np.all(np.isfinite(x)) or np.max(np.abs(x), initial=0.0) > 6e4:
+        return False   # beyond float16's range (and non-finite values say nothing about precision)
+    if half == "float16":
+        return bool(np.array_equal(x.astype(np.float16).astype(float), x))
+    bits = x.astype(np.float32).view(np.uint32)
+    return bool(np.array_equal(x.astype(np.float32).astype(float), x) and np.all(bits & 0xFFFF == 0))
+
+
+def precision_hint(layers) -> str:
+    """'' or a hint that every returned factor entry is exactly a float16 / bfloat16 number: the
+    implementation computed (or stored) in half precision, whose rounding moves every coordinate
+    by up to 2^-11 (float16) / 2^-8 (bfloat16) of its value -- not a mask that leaks."""
+    values = [np.asarray(X, float) for pair in layers for X in pair]
+    if sum(v.size for v in values) < 8:
+        return ""
+    for half, unit in (("float16", 2.0 ** -11), ("bfloat16", 2.0 ** -8)):
+        if all(_representable(v, half) for v in values):
+            return (f": every returned entry is exactly a {half} number, so the factors went through {half} (rounding "
+                    f"moves every coordinate by up to {unit:.2g} x its value, unselected ones included): compute in the "
+                    f"dtype you declare (impl.dtype float32 or float64), not in half precision")
+    return ""
+
+
+def aggregation_weights_hint(task, weights, uploads=None) -> str:
+    """Why a round is not the average: ``weights[i]`` is the fraction of client i's own change that made it
+    into the round (1/N each for FSLoRA), measured on the client's own block of the round."""
+    N = task.n_clients
+    w = np.asarray(weights, float)
+    shown = "[" + ", ".join(f"{x:.4g}" for x in w) + "]"
+    close = lambda a, b: bool(np.all(np.abs(np.asarray(a) - np.asarray(b)) <= 1e-3 * np.max(np.abs(b))))  # noqa: E731
+    if N >= 2 and close(w, np.full(N, 1.0 / (N - 1))):
+        return (f"; each client's change enters the round with weight {w[0]:.4g} = 1/(N - 1) instead of 1/N = "
+                f"{1 / N:.4g}: the sum is divided by N - 1 = {N - 1} (an off-by-one in the average), not a server "
+                f"learning rate")
+    dropped = np.flatnonzero(np.abs(w) < 1e-3 / N)
+    if 0 < dropped.size < N:
+        rest = np.delete(w, dropped)
+        divisor = f"N - {dropped.size}" if close(rest, np.full(rest.size, 1.0 / (N - dropped.size))) else "N"
+        return (f"; client(s) {[int(task.client_ids[i]) for i in dropped]} of {N} left no trace in the round (weights "
+                f"{shown}), the others are averaged over {divisor}: a client was dropped (e.g. a loop over "
+                f"range(N - 1), or an off-by-one in a client slice)")
+    budgets = np.asarray(task.budgets, float)
+    if N >= 2 and len(set(task.budgets)) > 1 and close(w, budgets / budgets.sum()):
+        return (f"; client i's change enters with weight k_i / sum(k) (weights {shown}, k = {tuple(task.budgets)}): a "
+                f"budget-weighted average; FSLoRA averages the clients' changes with weight 1/N = {1 / N:.4g} each")
+    if N >= 2 and not close(w, np.full(N, 1.0 / N)):
+        return (f"; the clients' changes enter the round with weights {shown} instead of 1/N = {1 / N:.4g} each (a "
+                f"weighted or chunked average? every client's change must count 1/N)")
+    return ""

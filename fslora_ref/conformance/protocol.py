@@ -20,9 +20,12 @@ and sigma = (r/k_i) 1_I, start from the global (B_l, A_l) and take H = task.loca
 then return the start plus the average over all N clients of the trained factors' change
 (B_new = B + (1/N) sum_i dB_i; unselected coordinates of a client count as 0). In black-box mode the
 implementation draws each I itself: uniform among k_i-subsets, the same set for B and A of a
-layer, fixed for the round, independent across clients, layers and rounds, keyed on
-(task.seed, task.round_index, task.client_ids[i]) (the battery runs each round once per client
-alone and once with all clients, and expects the same draws).
+layer, fixed for the round, independent across clients, layers and rounds -- any valid way: per
+client generators keyed on (task.seed, task.round_index, task.client_ids[i]), or one server
+generator drawing for the clients in order. The battery reads the sets of the round with all
+clients on each client's own block (black_box.py) and never requires a client's draws alone to
+equal its draws in the joint round; calls with different task.round_index must draw independently.
+Every input is a copy; an implementation must not write into it (inputs_unchanged_<mode>).
 
 That is the default task (``client_optimizer='sgd'``, ``server_optimizer='average'``). An
 implementation that declares other optimisers (``optimizers.py``) gets tasks that say so, and

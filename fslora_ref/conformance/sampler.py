@@ -12,7 +12,8 @@ import numpy as np
 from ..seeding import SERVER, stream
 from .registry import check
 from .session import CheckFailed, Session, fmt_set, real_array
-from .stats import binomial_pvalue, bonferroni_threshold, uniform_multinomial_pvalue
+from .stats import (binomial_pvalue, bonferroni_threshold, chi_square_detectable_deviation, detectable_bias,
+                    sequential_uniform_pvalue)
 
 SUPPORT_CASES = ((8, 1), (8, 3), (6, 6), (5, 2))
 UNBIASED_CASE = (8, 3)
@@ -92,7 +93,12 @@ def check_sampler_unbiased(impl, session=None) -> str:
         raise CheckFailed(f"rank {r}, k={k}: mean of diag(S)_{j} over {n} draws is {means[j]:.4g}, expected 1 "
                           f"(nonzero values {np.round(values[:4], 4).tolist()}; {test} p = {p[j]:.3g} < "
                           f"alpha/r = {threshold:.3g})")
-    return f"rank {r}, k={k}, {n} draws: mean diag(S) in [{means.min():.3f}, {means.max():.3f}] ({test}, smallest p {p[j]:.3g})"
+    power = detectable_bias(n, k / r, threshold)
+    s.power["sampler_unbiased"] = {"rank": r, "k": k, "draws": n, "threshold": threshold, "power": 0.5,
+                                   "smallest_detectable_inclusion_bias": round(power, 4)}
+    return (f"rank {r}, k={k}, {n} draws: mean diag(S) in [{means.min():.3f}, {means.max():.3f}] ({test}, smallest p "
+            f"{p[j]:.3g} >= alpha/r = {threshold:.3g}); power: detects an inclusion bias >= {power:.0%} of one index "
+            f"(probability >= 1/2)")
 
 
 def _normal_two_sided(z: float) -> float:
@@ -100,12 +106,18 @@ def _normal_two_sided(z: float) -> float:
     return erfc(z / sqrt(2.0))
 
 
+MAX_NULL_DRAWS = 1_000_000   # the sequential Monte Carlo's cap: beyond it the chi-square part is skipped
+
+
 @check("sampler")
 def check_sampler_uniform_subsets(impl, session=None) -> str:
-    """The index set is uniform over all C(r, k) subsets (chi-square, Monte Carlo p-value)."""
+    """The index set is uniform over all C(r, k) subsets: exact binomial tests of every subset's count,
+    and a chi-square test with a sequential Monte Carlo p-value whose smallest reachable value lies far
+    below its threshold (no p-value floor above alpha; skipped, and said so, when that would take more
+    than a million null draws)."""
     s = _session(impl, session)
     n = s.options.sampler_draws
-    threshold = bonferroni_threshold(s.options.alpha, len(SUBSET_CASES))
+    per_case = bonferroni_threshold(s.options.alpha, len(SUBSET_CASES))
     report = []
     for c, (r, k) in enumerate(SUBSET_CASES):
         D = draws(s, r, k, n, 100_000 + 10_000 * c)
@@ -116,11 +128,31 @@ def check_sampler_uniform_subsets(impl, session=None) -> str:
                 raise CheckFailed(f"rank {r}, k={k}, draw {t}: support {fmt_set(I)} is not a {k}-subset")
             cells[I] += 1
         counts = np.array(list(cells.values()))
-        p = uniform_multinomial_pvalue(counts, stream(s.options.seed, round=c, client=SERVER, purpose="eval"))
-        report.append(p)
-        if p < threshold:
-            worst = max(cells, key=lambda I: abs(cells[I] - n / len(cells)))
-            raise CheckFailed(f"rank {r}, k={k}: over {n} draws subset {fmt_set(worst)} appeared {cells[worst]} times, "
-                              f"expected {n / len(cells):.1f} (uniform over {len(cells)} subsets); {np.sum(counts == 0)} "
-                              f"subsets never appeared; chi-square Monte Carlo p = {p:.3g} < {threshold:.3g}")
-    return f"{len(SUBSET_CASES)} cases, {n} draws each: Monte Carlo p-values {[round(p, 4) for p in report]}"
+        C = len(cells)
+        cell_threshold = bonferroni_threshold(per_case / 2, C)
+        cell_p = [binomial_pvalue(int(x), n, 1.0 / C) for x in counts]
+        worst = int(np.argmin(cell_p))
+        subsets = list(cells)
+        chi_threshold = per_case / 2
+        if 20 / chi_threshold <= MAX_NULL_DRAWS:
+            p, used = sequential_uniform_pvalue(counts, stream(s.options.seed, round=c, client=SERVER, purpose="eval"),
+                                                chi_threshold)
+            chi = f"chi-square p = {p:.3g} ({used} null draws)"
+        else:
+            p, used, chi = 1.0, 0, "chi-square skipped (alpha too small for a Monte Carlo p-value below it)"
+        if cell_p[worst] < cell_threshold or p < chi_threshold:
+            test = (f"exact binomial p = {cell_p[worst]:.3g} < alpha/(2 C) = {cell_threshold:.3g}"
+                    if cell_p[worst] < cell_threshold else
+                    f"chi-square sequential Monte Carlo p = {p:.3g} < {chi_threshold:.3g} ({used} null draws)")
+            raise CheckFailed(f"rank {r}, k={k}: over {n} draws subset {fmt_set(subsets[worst])} appeared "
+                              f"{counts[worst]} times, expected {n / C:.1f} (uniform over {C} subsets); "
+                              f"{np.sum(counts == 0)} subsets never appeared; {test}")
+        exact_bias = detectable_bias(n, 1.0 / C, cell_threshold)
+        chi_bias = chi_square_detectable_deviation(n, C, chi_threshold)
+        s.power.setdefault("sampler_uniform_subsets", {})[f"r={r},k={k}"] = {
+            "draws": n, "power": 0.5, "smallest_detectable_subset_bias_exact": round(exact_bias, 4),
+            "smallest_detectable_subset_bias_chi_square_approx": round(chi_bias, 4)}
+        report.append(f"(r={r}, k={k}): {chi}, smallest subset p = {cell_p[worst]:.3g}; detects one subset off by "
+                      f">= {exact_bias:.0%} by the exact tests, about {chi_bias:.0%} by the chi-square (approximation)")
+    return (f"{len(SUBSET_CASES)} cases, {n} draws each, alpha = {s.options.alpha:g}: " + "; ".join(report)
+            + " (power 1/2)")

@@ -3,7 +3,9 @@ check's outcome, calls into the implementation (every exception it raises is its
 a per-battery cache that also remembers failures, and validation of what the implementation returns."""
 from __future__ import annotations
 
+import copy
 import math
+import types
 import numbers
 import time
 import traceback
@@ -17,7 +19,7 @@ from .optimizers import as_optimizers
 from .protocol import DECAY_RESIDUAL, MOVED, TOLERANCE, RoundResult, RoundTask, dtype_of
 
 MODES = {"white": "white_box_round", "black": "black_box_round", "sampler": "sample_sketch"}
-DEFAULT_TIME_LIMIT = 300.0   # seconds per check; the bundled examples need well under 10
+DEFAULT_TIME_LIMIT = 120.0   # seconds per call of the implementation; a bundled example's calls take well under 1
 
 
 class CheckFailed(AssertionError):
@@ -64,22 +66,33 @@ def _real(name: str, value, low: float, high: float) -> float:
 @dataclass
 class Options:
     """Battery settings, validated on construction (the battery's errors are never blamed on the
-    implementation). rounds: black-box rounds; alpha: family-wise false-alarm rate of each
-    statistical check; sampler_draws: draws per (r, k) in the sampler checks; seed: the battery's
-    seed (sampler seeds and ``task.seed`` derive from it); time_limit: seconds per check (None: no limit).
+    implementation).
+
+    budget: 'quick' | 'default' | 'thorough' (``scenarios.BUDGETS``): how many randomised scenarios
+    and how much power the black-box frequency test gets; rounds: the statistical black-box
+    scenario's joint rounds (None: as many as the budget's power target needs); alpha: family-wise
+    false-alarm rate of each statistical check; sampler_draws: draws per (r, k) in the sampler
+    checks; seed: the battery's seed (every randomised scenario, sampler seed and ``task.seed``
+    derive from it); time_limit: seconds per call of the implementation (None: no limit).
     """
 
-    rounds: int = 200
+    rounds: int | None = None
     alpha: float = 1e-3
     sampler_draws: int = 3000
     seed: int = 0
     time_limit: float | None = DEFAULT_TIME_LIMIT
+    budget: str = "default"
 
     def __post_init__(self):
+        from .scenarios import BUDGETS
         for name, low in (("rounds", 20), ("sampler_draws", 500)):
             value = getattr(self, name)
+            if name == "rounds" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {list(BUDGETS)}, got {self.budget!r}")
         self.alpha = _real("alpha", self.alpha, 0.0, 0.5)
         self.seed = check_int("seed", self.seed, low=0, high=2**31 - 1)
         if self.time_limit is not None:
@@ -122,6 +135,11 @@ class Session:
         self.impl_seconds = 0.0
         self.refused = None          # set after a time-out: the implementation is not called again
         self.shown = {}              # exception signature -> the check whose row shows its traceback
+        self.calls = {m: 0 for m in MODES}
+        self.returned = {m: 0 for m in MODES}   # calls that returned a well-formed result
+        self.mutations = {m: [] for m in MODES}   # mode -> [what the implementation wrote into its inputs]
+        self.scenarios = {}          # label -> one-line description of every round handed out
+        self.power = {}              # check name -> what it can detect (filled by the statistical checks)
 
     def task(self, task: RoundTask) -> RoundTask:
         """``task`` with the declared optimisers written in (what the implementation and the reference run)."""
@@ -136,6 +154,7 @@ class Session:
             raise CheckInconclusive(f"not run: {self.refused}")
         method = self.require(mode)
         self.in_call += 1
+        self.calls[mode] += 1
         start = self.call_started = time.perf_counter()
         try:
             return method(*args)
@@ -165,12 +184,75 @@ class Session:
     def run_round(self, mode: str, task: RoundTask, key=None) -> RoundResult:
         """The implementation's result for ``task`` (cached under ``key``), validated."""
         def compute():
-            # the implementation gets its own copies: one that updates arrays in place must not
-            # move the start point the battery measures changes from
-            handed = replace(task, layers=[(np.array(B), np.array(A)) for B, A in task.layers],
-                             base_weights=[np.array(W) for W in task.base_weights])
-            return normalise_result(self.call(mode, handed), task)
+            # the implementation gets its own copy of every input, so nothing it writes can move the
+            # start point or the index sets the battery computes its expected values from; writing
+            # into them is recorded (the check inputs_unchanged_<mode> fails on it)
+            handed = copy_task(task)
+            self.scenarios.setdefault(task.label, describe_task(task))
+            try:
+                result = normalise_result(self.call(mode, handed), task)
+                self.returned[mode] += 1
+            finally:
+                changed = changed_inputs(task, handed)
+                if changed:
+                    self.mutations[mode].append((task.label, task.n_clients, changed))
+            return result
         return compute() if key is None else self.memo(key, compute)
+
+
+def copy_task(task: RoundTask) -> RoundTask:
+    """``task`` with every array (factors, base weights, index sets, the oracles' data) copied."""
+    sets = None if task.index_sets is None else [[np.array(I) for I in per] for per in task.index_sets]
+    return replace(task, layers=[(np.array(B), np.array(A)) for B, A in task.layers],
+                   base_weights=[np.array(W) for W in task.base_weights], index_sets=sets,
+                   oracles=[copy.deepcopy(o) for o in task.oracles], extra=copy.deepcopy(task.extra))
+
+
+def _same(a, b, depth: int = 0) -> bool:
+    """Equal contents (arrays bitwise, containers and plain objects recursively, to depth 4)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if depth > 4:
+        return True
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y, depth + 1) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k], depth + 1) for k in a)
+    if hasattr(a, "__dict__") and not isinstance(a, (types.FunctionType, types.MethodType, type, types.ModuleType)):
+        # public state only: private attributes are the object's own caches and workspaces
+        public = lambda o: {k: v for k, v in vars(o).items() if not k.startswith("_")}  # noqa: E731
+        return type(a) is type(b) and _same(public(a), public(b), depth + 1)
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - an uncomparable attribute is not evidence of a write
+        return True
+
+
+def changed_inputs(task: RoundTask, handed: RoundTask) -> list:
+    """What the implementation wrote into the copy it was handed: ['task.layers[0] B', ...]."""
+    out = []
+    for l, ((B, A), (hB, hA)) in enumerate(zip(task.layers, handed.layers)):
+        out += [f"task.layers[{l}] {name}" for name, x, h in (("B", B, hB), ("A", A, hA)) if not _same(np.asarray(x), h)]
+    out += [f"task.base_weights[{l}]" for l, (W, h) in enumerate(zip(task.base_weights, handed.base_weights))
+            if not _same(np.asarray(W), h)]
+    if task.index_sets is not None:
+        for i, (per, hper) in enumerate(zip(task.index_sets, handed.index_sets)):
+            for l, (I, h) in enumerate(zip(per, hper)):
+                if not _same(np.asarray(I), h):
+                    out.append(f"task.index_sets[{i}][{l}] (given {fmt_set(I)}, left as {fmt_set(np.ravel(h))})")
+    out += [f"task.oracles[{i}] (its data)" for i, (o, h) in enumerate(zip(task.oracles, handed.oracles))
+            if not _same(o, h)]
+    if not _same(task.extra, handed.extra):
+        out.append("task.extra")
+    return out
+
+
+def describe_task(task: RoundTask) -> str:
+    """'N=6, r=16, k=(1, 4, ...), H=3, layers (12, 7) (9, 20)': one scenario, for the report."""
+    shapes = " ".join(f"({np.shape(B)[0]}, {np.shape(A)[1]})" for B, A in task.layers)
+    return (f"N={task.n_clients}, r={task.rank}, k={tuple(int(k) for k in task.budgets)}, H={task.local_steps}, "
+            f"layers {shapes}" + (f", wd={task.weight_decay:g}" if task.weight_decay else ""))
 
 
 def safe_getattr(obj, name: str, default=None):
@@ -248,7 +330,10 @@ def _normalise(result, task: RoundTask) -> RoundResult:
             raise CheckFailed(f"{where}, layer {l}: returned B {B.shape}, A {A.shape}; "
                               f"expected B {B0.shape}, A {A0.shape}")
         if not (np.all(np.isfinite(B)) and np.all(np.isfinite(A))):
-            raise CheckFailed(f"{where}, layer {l}: returned non-finite factors")
+            alone = (f" in a round of a single client (N = 1, client {task.client_ids[0]} alone; if rounds with N > 1 "
+                     f"are finite: a division by N - 1, or by the number of other clients?)" if task.n_clients == 1
+                     else f" (N = {task.n_clients})")
+            raise CheckFailed(f"{where}, layer {l}: returned non-finite factors{alone}")
         out.append((B, A))
     return RoundResult(out, result.uploads)
 

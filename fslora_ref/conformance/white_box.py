@@ -14,11 +14,12 @@ import numpy as np
 
 from ..algorithms import FedIT
 from ..algorithms.protocol import ServerState
-from .hints import decay_hint, optimizer_hint
+from .hints import aggregation_weights_hint, decay_hint, optimizer_hint, precision_hint
 from .protocol import OracleProblem, QuadraticOracle
 from .reference import average_over_clients, reference_round, task_config
 from .registry import check
-from .scenarios import WHITE_BOX_ROUNDS, constant_gradient_round, full_rank_round, two_layer_round
+from .scenarios import (BUDGETS, WHITE_BOX_ROUNDS, constant_gradient_round, full_rank_round, random_white_box_round,
+                        two_layer_round)
 from .session import (CheckFailed, CheckInconclusive, Session, classify_moves, deltas, fmt_set, moved_sets,
                       read_uploads)
 
@@ -55,17 +56,61 @@ def compare_layers(task, expected, got, tol, what="reference round") -> str | No
             f"(tolerance {tol:g} for {np.dtype(task.layers[0][0].dtype)})")
 
 
+def white_box_rounds(s: Session) -> list:
+    """The rounds round_matches_reference compares: the probes, then the budget's randomised scenarios."""
+    fixed = [s.task(make(s.dtype)) for make in WHITE_BOX_ROUNDS]
+    n = BUDGETS[s.options.budget].white_scenarios
+    return fixed + [s.task(random_white_box_round(s.dtype, s.options.seed, i)) for i in range(n)]
+
+
+def client_weights(task, got) -> np.ndarray | None:
+    """The weights w_i with which the clients' reference changes make up ``got``'s change (least squares;
+    1/N each for FSLoRA); None for a server Adam step (not linear in the changes)."""
+    if task.server_optimizer == "adam" or task.n_clients < 2:
+        return None
+    columns = []
+    for i in range(task.n_clients):
+        alone = replace(task, oracles=[task.oracles[i]], budgets=(task.budgets[i],), index_sets=[task.index_sets[i]],
+                        client_ids=(task.client_ids[i],), server_optimizer="average")
+        columns.append(np.concatenate([np.ravel(np.asarray(X, float) - np.asarray(X0, float))
+                                       for pair, pair0 in zip(reference_round(alone), task.layers)
+                                       for X, X0 in zip(pair, pair0)]))
+    target = np.concatenate([np.ravel(np.asarray(X, float) - np.asarray(X0, float))
+                             for pair, pair0 in zip(got, task.layers) for X, X0 in zip(pair, pair0)])
+    M = np.stack(columns, axis=1)
+    w, *_ = np.linalg.lstsq(M, target, rcond=None)
+    if np.linalg.norm(M @ w - target) > 1e-3 * max(np.linalg.norm(target), 1e-300):
+        return None   # not a weighted sum of the clients' changes: the weights would explain nothing
+    return w / (task.server_lr if task.server_optimizer == "sgd" else 1.0)
+
+
+def round_hint(task, got, tol) -> str:
+    """The most specific explanation of a round that differs from the reference."""
+    w = client_weights(task, got)
+    if w is not None and task.n_clients >= 2:
+        uniform = bool(np.all(np.abs(w - w.mean()) <= 1e-3 * np.max(np.abs(w))))
+        off_by_one = abs(w.mean() - 1.0 / (task.n_clients - 1)) <= 1e-3 / task.n_clients
+        if not uniform or off_by_one:   # equal weights other than 1/(N-1): a server step size, said below
+            text = aggregation_weights_hint(task, w)
+            if text:
+                return text
+    return optimizer_hint(task, got, tol) or precision_hint(got)
+
+
 @check("white")
 def check_round_matches_reference(impl, session=None) -> str:
-    """The new global (B, A) equals the reference round (two_layer and weight-decay rounds)."""
+    """The new global (B, A) equals the reference round: two probe rounds (two-layer, weight decay) and
+    the budget's randomised scenarios (N up to 12, r up to 32, up to 3 non-square layers, H up to 8)."""
     s = _session(impl, session)
-    for make in WHITE_BOX_ROUNDS:
-        task = s.task(make(s.dtype))
+    tasks = white_box_rounds(s)
+    for task in tasks:
         got = s.run_round("white", task, key=(task.label, "all")).layers
         problem = compare_layers(task, reference_round(task), got, s.tol)
         if problem:
-            raise CheckFailed(problem + optimizer_hint(task, got, s.tol))
-    return f"{len(WHITE_BOX_ROUNDS)} rounds equal the reference within {s.tol:g} relative"
+            raise CheckFailed(problem + round_hint(task, got, s.tol))
+    shown = "; ".join(f"{t.label}: N={t.n_clients}, r={t.rank}, H={t.local_steps}, {t.n_layers} layer(s)"
+                      for t in tasks[len(WHITE_BOX_ROUNDS):])
+    return f"{len(tasks)} rounds equal the reference within {s.tol:g} relative ({shown})"
 
 
 def _single_client_runs(s: Session, make, steps: int) -> tuple:
@@ -232,7 +277,11 @@ def check_scale_applied_once(impl, session=None) -> str:
     for ok, cid, k, l, c, resid, t, result in found:
         if not ok:
             r = task.rank
-            why = ("the given index set did not move: the implementation does not use the index set it was given"
+            still = all(np.max(np.abs(dX)) <= s.moved_tol * max(np.max(np.abs(X0)), 1e-30)
+                        for pair, pair0 in zip(deltas(t, result), t.layers) for dX, X0 in zip(pair, pair0))
+            why = ("nothing moved at all in this round of one client (N = 1): the single client was not trained, or its "
+                   "change was dropped (a loop over range(N - 1), a client slice [:-1]?)" if still else
+                   "the given index set did not move: the implementation does not use the index set it was given"
                    if all(abs(v) < 0.01 for v in c.values()) else
                    "only one factor moved on I: B and A do not use the same index set"
                    if min(abs(v) for v in c.values()) < 0.01 else
@@ -273,6 +322,7 @@ def check_aggregation_divides_by_n(impl, session=None) -> str:
     singles = [deltas(t, r) for t, r in runs]
     moves = [classify_moves(s, t, r) for t, r in runs]
     N, n = task.n_clients, 0
+    wrong = []   # (divisor, selecting clients, text) of every pair that is not averaged over N
     for l, (dB, dA) in enumerate(joint):
         sum_B = sum(d[l][0] for d in singles)
         sum_A = sum(d[l][1] for d in singles)
@@ -289,12 +339,18 @@ def check_aggregation_divides_by_n(impl, session=None) -> str:
             n += 1
             d = float(np.vdot(S, S) / np.vdot(S, o)) if np.vdot(S, o) != 0 else np.inf
             if not (abs(d - N) <= 10 * s.tol * N and np.max(np.abs(o - S / N)) <= 10 * s.tol * scale):
-                why = (" = the number of clients that selected it: averaging over the selecting clients instead of N"
-                       if abs(d - len(sel)) < 1e-3 * N else optimizer_hint(joint_task, joint_result.layers, s.tol))
-                raise CheckFailed(
-                    f"round {task.label!r} (H=1), layer {l}, rank index {j} (selected by clients {sel}, {len(sel)} of "
-                    f"{N}): the round's change is the sum of the clients' single-client changes / {d:.6g}, "
-                    f"expected / {N} (N, all clients){why}")
+                wrong.append((d, sel, f"round {task.label!r} (H=1), layer {l}, rank index {j} (selected by clients "
+                                      f"{sel}, {len(sel)} of {N}): the round's change is the sum of the clients' "
+                                      f"single-client changes / {d:.6g}, expected / {N} (N, all clients)"))
+    if wrong:
+        d, sel, text = wrong[0]
+        if N > 1 and all(abs(w[0] - (N - 1)) < 1e-3 for w in wrong):
+            why = " = N - 1 for every index: an off-by-one in the average (not a server learning rate)"
+        elif all(abs(w[0] - len(w[1])) < 1e-3 * N for w in wrong):
+            why = " = the number of clients that selected it: averaging over the selecting clients instead of N"
+        else:
+            why = round_hint(joint_task, joint_result.layers, s.tol)
+        raise CheckFailed(text + why)
     if n == 0:
         raise CheckInconclusive("no rank index was moved, with a gradient-like change, only by clients that selected "
                                 "it (each client run alone): the clients' changes cannot be attributed, so there is "
@@ -336,7 +392,7 @@ def check_full_rank_is_fedavg(impl, session=None) -> str:
     got = s.run_round("white", task, key=(task.label, "all")).layers
     problem_text = compare_layers(task, expected, got, s.tol, what="FedAvg (FedIT)")
     if problem_text:
-        raise CheckFailed(problem_text + optimizer_hint(task, got, s.tol))
+        raise CheckFailed(problem_text + round_hint(task, got, s.tol))
     return f"k_i = r for all {task.n_clients} clients: equals FedAvg within {s.tol:g}"
 
 

@@ -13,10 +13,15 @@ def test_reference_exits_zero_and_writes_json(tmp_path, capsys):
     out = tmp_path / "sub" / "ref.json"
     assert main(["crosscheck", "fslora_ref.conformance.reference:impl", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "14/14 checks passed; conforms" in printed
-    rows = json.loads(out.read_text())
-    assert len(rows) == 14 and all(r["passed"] and r["expected_failure"] is None for r in rows)
-    assert {"check", "passed", "outcome", "status", "expected_failure", "diagnosis", "seconds", "optimizers"} <= set(rows[0])
+    assert "16/16 checks passed; conforms" in printed and "coverage: " in printed and "inside the implementation" in printed
+    report = json.loads(out.read_text())
+    assert {"verdict", "options", "version", "seed", "scenarios", "power", "results", "coverage"} <= set(report)
+    assert report["verdict"] == "conforms" and report["seed"] == 0 and report["options"]["budget"] == "default"
+    assert any("N=" in text for text in report["scenarios"].values())
+    assert set(report["power"]) == {"selection_frequency", "sampler_unbiased", "sampler_uniform_subsets"}
+    rows = report["results"]
+    assert len(rows) == 16 and all(r["passed"] and r["expected_failure"] is None for r in rows)
+    assert {"check", "passed", "outcome", "status", "expected_failure", "diagnosis", "seconds", "power"} <= set(rows[0])
     assert {r["status"] for r in rows} == {"PASS"}
 
 
@@ -26,7 +31,7 @@ def test_mutant_from_a_fresh_process_at_the_repo_root(tmp_path):
                            "--mode", "white", "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "scale_applied_once" in proc.stdout and "the r/k scale is missing" in proc.stdout
-    rows = {r["check"]: r for r in json.loads(out.read_text())}
+    rows = {r["check"]: r for r in json.loads(out.read_text())["results"]}
     assert rows["scale_applied_once"]["passed"] is False
 
 
@@ -52,9 +57,11 @@ def test_file_path_targets_and_usage_errors(capsys):
 def test_list_prints_every_check(capsys):
     from fslora_ref.conformance import CHECKS
 
-    assert main(["crosscheck", "anything:x", "--list"]) == 0
+    assert main(["crosscheck", "--list"]) == 0          # no target needed
     out = capsys.readouterr().out
     assert all(name in out for name in CHECKS)
+    assert main(["crosscheck"]) == 2
+    assert "needs a target" in capsys.readouterr().err
 
 
 def test_exit_code_three_when_nothing_failed_but_something_was_inconclusive(capsys):
@@ -85,4 +92,6 @@ def test_time_limit_option_fails_a_hanging_target(tmp_path, capsys):
                     "            time.sleep(0.01)\nimpl = Impl()\n")
     assert main(["crosscheck", f"{path}:impl", "--time-limit", "0.3"]) == 1
     out = capsys.readouterr().out
-    assert "did not finish within the time limit of 0.3 s" in out and out.count("not run") == 2
+    assert "did not finish within the time limit of 0.3 s per call" in out
+    assert out.count("not run: a call of the implementation exceeded the time limit") == 2
+    assert "was stopped" in out and "was is" not in out

@@ -12,7 +12,7 @@ from fslora_ref.conformance.optimizers import as_optimizers, parse_optimizers
 from fslora_ref.conformance.reference import SGDW, impl as reference, task_config
 from fslora_ref.optim import AdamW
 from tests.conformance.test_examples import load
-FAST = Options(rounds=40)
+FAST = Options(rounds=40, budget="quick")
 SKETCH_BLAME = ("no sketch applied", "independent sketches", "index set redrawn", "r/k scale", "index set changes")
 
 
@@ -52,8 +52,8 @@ def test_a_round_task_with_todays_fields_is_an_sgd_client_and_a_plain_average():
 ], ids=["adamw+adam", "adamw+sgd-server"])
 def test_the_reference_conforms_under_its_declared_optimisers(declared):
     table = check_implementation(reference, options=FAST, optimizers=declared)
-    assert table.ok and len(table) == 14, table.format()
-    assert "AdamW" in table.optimizers and all(row["optimizers"] == table.optimizers for row in table.to_json())
+    assert table.ok and len(table) == 16, table.format()
+    assert "AdamW" in table.optimizers and table.to_json()["optimizers"] == table.optimizers
 
 
 def test_full_scope_weight_decay_is_read_and_costs_a_full_upload():
@@ -68,7 +68,7 @@ def test_full_scope_weight_decay_is_read_and_costs_a_full_upload():
 
 def test_adamw_client_adam_server_from_scratch_passes_when_it_declares_them():
     table = check_implementation(load("numpy_adamw_adam").impl)
-    assert table.ok and len(table) == 14, table.format()
+    assert table.ok and len(table) == 16, table.format()
     assert "AdamW: gradients probed near eps" in table["scale_applied_once"].diagnosis
 
 
@@ -77,7 +77,8 @@ def test_declared_as_sgd_it_fails_with_the_optimiser_named_not_the_sketch():
     table = check_implementation(example.impl, optimizers={"client": "sgd", "server": "average"}, options=FAST)
     assert "update_matches_reference" in table.failed(), table.format()
     text = table["update_matches_reference"].diagnosis
-    assert "'client': 'adamw'" in text and "'server': 'adam'" in text and "the sketch is not at fault" in text
+    # the declaration it needs is named exactly, or (when a fitted server_lr is a little off) its Adam signature
+    assert "the sketch is not at fault" in text and ("'server': 'adam'" in text or "server='adam'" in text)
     assert not any(phrase in text for phrase in SKETCH_BLAME), text
     # the black-box index sets are read correctly despite the wrong declaration
     assert {"index_sets_coincide", "index_set_size", "selection_frequency"}.isdisjoint(table.failed())
@@ -96,7 +97,9 @@ class Undeclared:
 def test_an_undeclared_adam_client_is_named_even_when_no_setting_reproduces_it():
     table = check_implementation(Undeclared(client_optimizer="adamw", betas=(0.5, 0.6)), options=Options(rounds=20))
     assert table.failed() == ["update_matches_reference"], table.format()
-    assert "as Adam-type steps (at most about lr each) do" in table["update_matches_reference"].diagnosis
+    text = table["update_matches_reference"].diagnosis
+    # where H = 1 Adam's first step does not depend on the betas, so a declared AdamW reproduces it exactly
+    assert "as Adam-type steps (at most about lr each) do" in text or "'client': 'adamw'" in text
 
 
 def test_sign_like_changes_are_named_as_an_adam_step():

@@ -17,7 +17,7 @@ from llm_bridge.peft_conformance import PeftAdapter  # noqa: E402
 from tests.conformance.test_examples import load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = Options(rounds=40)   # enough for the deterministic checks; the statistical ones run at 200 below
+FAST = Options(rounds=40, budget="quick")   # enough for the deterministic checks; the default budget runs below
 
 
 example = load("torch_fslora")
@@ -50,7 +50,7 @@ def test_example_torch_implementation_passes(kind):
     table = check_implementation(PeftAdapter(example.train_round, model=kind, sample_sketch=example.sample_sketch),
                                  options=options)
     assert table.ok, table.format()
-    assert [r.mode for r in table] == ["black"] * 4 + ["sampler"] * 3
+    assert [r.mode for r in table] == ["black"] * 5 + ["sampler"] * 3
 
 
 def test_torch_missing_scale_is_caught():
@@ -86,18 +86,19 @@ def test_cli_runs_the_example_by_path_and_by_module(capsys, monkeypatch):
     from fslora_cli.main import main
 
     monkeypatch.chdir(ROOT)
-    assert main(["crosscheck", "examples/torch_fslora.py:impl", "--rounds", "40"]) == 0
-    assert main(["crosscheck", "examples.torch_fslora:impl", "--rounds", "40"]) == 0
-    assert capsys.readouterr().out.count("7/7 checks passed; conforms") == 2
+    assert main(["crosscheck", "examples/torch_fslora.py:impl", "--rounds", "40", "--budget", "quick"]) == 0
+    assert main(["crosscheck", "examples.torch_fslora:impl", "--rounds", "40", "--budget", "quick"]) == 0
+    assert capsys.readouterr().out.count("8/8 checks passed; conforms") == 2
 
 
-def test_a_new_rank_rebuilds_the_model():
+def test_a_new_rank_or_new_shapes_rebuild_the_model():
     adapter = PeftAdapter(example.train_round)
-    for rank in (8, 5):
-        task = black_box_round(np.float32, shapes=adapter.layer_shapes, rank=rank, budgets=(2, 3, 4, 5))
+    for rank, shapes in ((8, adapter.layer_shapes), (5, adapter.layer_shapes), (16, ((24, 24), (24, 12)))):
+        task = black_box_round(np.float32, shapes=shapes, rank=rank, budgets=(2, 3, 4, 5))
         adapter.write(task)
-        assert adapter._model.peft_config["default"].r == rank
+        assert adapter._model.peft_config["default"].r == rank and adapter.layer_shapes == [tuple(s) for s in shapes]
         assert all(np.array_equal(B2, B) for (B, _), (B2, _) in zip(task.layers, adapter.read()))
+    assert adapter.layer_layout == "llama" and PeftAdapter(example.train_round, model="mlp").layer_layout == "free"
 
 
 def test_the_default_model_is_a_llama_and_its_batches_give_the_client_loss():
@@ -121,13 +122,13 @@ def test_the_default_model_is_a_llama_and_its_batches_give_the_client_loss():
 
 
 def test_hugging_face_style_example_passes_through_the_adapter():
-    table = check_implementation(hf.impl, options=Options(rounds=20))
-    assert table.ok and len(table) == 7, table.format()
+    table = check_implementation(hf.impl, options=Options(rounds=20, budget="quick"))
+    assert table.ok and len(table) == 8, table.format()
     assert "AdamW" in table.optimizers and "Adam on the pseudo-gradient" in table.optimizers
 
 
 def test_hugging_face_style_example_declared_as_sgd_is_told_its_optimiser():
-    table = check_implementation(hf.impl, mode="black", options=Options(rounds=20), optimizers={})
+    table = check_implementation(hf.impl, mode="black", options=Options(rounds=20, budget="quick"), optimizers={})
     assert table.failed() == ["update_matches_reference"], table.format()
     text = table["update_matches_reference"].diagnosis
     assert "'client': 'adamw'" in text and "'server': 'adam'" in text and "the sketch is not at fault" in text

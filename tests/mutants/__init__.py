@@ -8,4 +8,4 @@ three declare other optimisers (``optimizers``) and break what the declaration p
 MUTANTS = ("no_sketch", "independent_sets", "missing_scale", "double_scale", "per_coordinate_mean",
            "redraw_each_step", "weight_decay_unselected", "first_k", "contiguous_window", "with_replacement",
            "shared_across_layers", "full_rank_skipped", "adamw_missing_scale", "adamw_decay_unselected",
-           "server_lr_ignored", "leaky_mask")
+           "server_lr_ignored", "leaky_mask", "writes_inputs")
