@@ -22,6 +22,8 @@ pytest.importorskip("myst_nb")
 from . import sitecheck  # noqa: E402
 
 sys.path.insert(0, os.path.join(sitecheck.DOCS, "_ext"))
+# the Flower app is not an installed package (flwr ships its folder): find it as docs/conf.py does
+sys.path.append(os.path.join(os.path.dirname(sitecheck.DOCS), "flower_app"))
 import fslora_api  # noqa: E402
 import fslora_results  # noqa: E402
 
