@@ -19,7 +19,7 @@ from .config import FedConfig
 from .divergence import DIVERGENCE_FACTOR, diverged, raise_divergence, step_size_hint
 from .history import HISTORY_KEYS, History  # noqa: F401  (re-exported)
 from .outputs import atomic_write_bytes  # noqa: F401  (re-exported: older imports use it from here)
-from .problems.sketched import MAX_ENUMERATION, sketched_loss  # noqa: F401
+from .problems.sketched import MAX_ENUMERATION, global_sketched_loss, sketched_loss  # noqa: F401
 
 
 def factor_grad_norm(problem, layers, s: float) -> float:
@@ -34,26 +34,16 @@ def factor_grad_norm(problem, layers, s: float) -> float:
     return float(np.sqrt(sum(np.sum((t / problem.n_clients) ** 2) for t in total)))
 
 
-def global_sketched_loss(problem, layers, config: FedConfig) -> float | None:
-    """f^S = (1/N) sum_i f_i^S at the server's factors, when it can be computed exactly."""
-    try:
-        return float(np.mean([sketched_loss(problem, i, layers, config.lora_scaling,
-                                            [config.budgets[i]] * problem.n_layers)
-                              for i in range(problem.n_clients)]))
-    except ValueError:  # enumeration too large for this family: no exact value
-        return None
-
-
 def evaluate(algorithm, state, problem, config) -> dict:
+    """The history entries of server ``state``: the global loss and weight-gradient norm, the
+    factor-gradient norm if the algorithm ``has_trainable_factors``, and its ``evaluate_extra``."""
     weights = algorithm.global_weights(state, problem, config)
     loss = problem.global_loss(weights)
-    layers = algorithm.global_factors(state)
     row = {"loss": loss,
            "grad_norm_weights": float(np.sqrt(sum(np.sum(g * g) for g in problem.global_weight_grads(weights))))}
-    if layers is not None and algorithm.name in ("fslora", "fedit", "hetlora"):
-        row["grad_norm_factors"] = factor_grad_norm(problem, layers, config.lora_scaling)
-    if algorithm.name == "fslora":
-        row["sketched_loss"] = global_sketched_loss(problem, layers, config)
+    if algorithm.has_trainable_factors:
+        row["grad_norm_factors"] = factor_grad_norm(problem, algorithm.global_factors(state), config.lora_scaling)
+    row.update(algorithm.evaluate_extra(state, problem, config))
     return row
 
 

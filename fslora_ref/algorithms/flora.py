@@ -14,6 +14,7 @@ from .protocol import Algorithm, ClientPlan, ServerState, lora_floats
 
 class FLoRA(Algorithm):
     name = "flora"
+    has_trainable_factors = False   # the model is W0 + the merged stacks; the server keeps no factors
 
     def init(self, problem, config):
         state = super().init(problem, config)
@@ -45,8 +46,8 @@ class FLoRA(Algorithm):
         stacked_rank = sum(up.trained[0][0].shape[1] for up in uploads)
         return ServerState(state.layers, dict(state.extra, merged=merged, stacked_rank=stacked_rank))
 
-    def global_weights(self, state, problem, config):
-        return [W0 + M for W0, M in zip(problem.base_weights, state.extra["merged"])]
+    def dense_update(self, state):
+        return state.extra["merged"]
 
     def global_factors(self, state):
         return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..lora import LayerFactors, gather
+from ..problems.sketched import global_sketched_loss
 from ..seeding import stream
 from ..sketch import sample_sketch
 from .protocol import Algorithm, ClientPlan, apply_server_step, lora_floats, scatter_mean
@@ -50,3 +51,7 @@ class FSLoRA(Algorithm):
 
     def aggregate(self, state, plans, uploads, config):
         return apply_server_step(state, scatter_mean(state, plans, uploads, config), config)
+
+    def evaluate_extra(self, state, problem, config) -> dict:
+        """The sketched objective f^S at the server's factors (None when it has no exact value)."""
+        return {"sketched_loss": global_sketched_loss(problem, state.layers, config)}
