@@ -10,7 +10,7 @@ import pytest
 
 from fslora_cli.main import main
 from fslora_ref.algorithms import ALGORITHMS
-from tests.core.mutants import SubmatrixWithoutScale
+from tests.mutants.core_mutants import SubmatrixWithoutScale
 from theory.empirical import cli, engine
 from theory.empirical.runs import Arm, run_arm
 from theory.empirical.settings import settings_for

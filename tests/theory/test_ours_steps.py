@@ -9,7 +9,7 @@ from theory.ours_bound import h1_rhs
 from theory.ours_experiment import LG_SETTING, LS_SETTING
 from theory.ours_runs import run_seeds
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 
 def _points(setting, lr=0.05, rounds=25):
