@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -52,10 +52,6 @@ def budgets_from_ratios(rank: int, ratios, n_clients: int) -> list:
     return [max(1, int(round(checked[i % len(checked)] * rank))) for i in range(n_clients)]
 
 
-# FedConfig's optimiser hyperparameters at their defaults (fslora_ref.optim's), omitted from to_json
-OPTIMIZER_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8, "server_betas": (0.9, 0.99), "server_eps": 1e-6}
-
-
 @dataclass(frozen=True)
 class FedConfig:
     """Everything a federated LoRA run needs besides the problem.
@@ -80,7 +76,7 @@ class FedConfig:
     server_lr: float = 1.0
     form: str = "submatrix"
     extra: dict = field(default_factory=dict)
-    betas: tuple = (0.9, 0.999)
+    betas: tuple = (0.9, 0.999)      # the defaults of fslora_ref.optim's AdamW and ServerOptimizer
     eps: float = 1e-8
     server_betas: tuple = (0.9, 0.99)
     server_eps: float = 1e-6
@@ -160,3 +156,8 @@ class FedConfig:
 
     def __hash__(self):
         return hash(json.dumps(self.to_json(), sort_keys=True))
+
+
+# the optimiser hyperparameters to_json writes only when they differ from these defaults
+OPTIMIZER_DEFAULTS = {f.name: f.default for f in fields(FedConfig)
+                      if f.name in ("betas", "eps", "server_betas", "server_eps")}

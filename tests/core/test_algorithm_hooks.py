@@ -45,5 +45,6 @@ def test_dense_update_is_the_model(name):
     state = run(algo, PROBLEM, CONFIG).final_state
     dense = algo.dense_update(state)
     weights = algo.global_weights(state, PROBLEM, CONFIG)
-    assert dense is not None and all(np.array_equal(W, W0 + dW) for W, W0, dW in zip(weights, PROBLEM.base_weights, dense))
+    assert dense is not None
+    assert all(np.array_equal(W, W0 + dW) for W, W0, dW in zip(weights, PROBLEM.base_weights, dense))
     assert get_algorithm("fslora").dense_update(state) is None
