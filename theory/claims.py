@@ -17,16 +17,16 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import checks_algorithm as alg
-from . import checks_corollary as cor
-from . import checks_moments as mom
-from . import checks_objective as obj
-from . import checks_smoothness as smooth
-from . import checks_theorem as thm
-from . import ours_claims as ours
-from .checks_stationary import check_stationary
-from .checks_unbiased import check_round_unbiased
 from .implementations import runner_for
+from .ours import claims as ours
+from .paper import algorithm as alg
+from .paper import corollary as cor
+from .paper import moments as mom
+from .paper import objective as obj
+from .paper import smoothness as smooth
+from .paper import theorem as thm
+from .paper.stationary import check_stationary
+from .paper.unbiased import check_round_unbiased
 from .profiles import FULL, QUICK
 from .result import VIOLATED, Result
 
@@ -57,7 +57,7 @@ class Context:
         return self.profile.seeds
 
     def theorem(self) -> list:
-        """[checks_theorem.Outcome] per Theorem 4.4 setting (computed once)."""
+        """[theory.paper.theorem.Outcome] per Theorem 4.4 setting (computed once)."""
         if self._theorem is None:
             self._theorem = []
             for setting in self.profile.theorem:
@@ -140,7 +140,8 @@ CLAIMS = [
           "3 values of T inside the condition, reference constants; T exponent fitted (bootstrap CI)",
           lambda ctx: ctx.corollary()[0], True),
     Claim("cor4.5.fedavg", "k_i = r recovers FedAvg (identical iterates; sigma_s^2 = 0; L-bar = L-tilde = L)",
-          "exact: each round vs plain NumPy FedAvg (theory/fedavg.py)", lambda ctx: alg.check_fedavg(ctx.runner), True),
+          "exact: each round vs plain NumPy FedAvg (theory/exact/fedavg.py)",
+          lambda ctx: alg.check_fedavg(ctx.runner), True),
     # -- the toolkit's own H = 1 bound (not the paper's; derivation in docs/spec.md and notebook 06) --
     Claim("ours.h1.a_posteriori", "ours, H = 1, full batch: (1/T) sum E||grad f^S||^2 <= [f^S(X^0) - E f^S(X^T)] / "
           "(gamma q T) + (L_S gamma / 2q) avg E V, q = 1 - L_S gamma/2, gamma < 2/L_S",

@@ -1,7 +1,7 @@
 """Status rules for the toolkit's own H = 1 bound (the ``ours.*`` claims), on ``GridResult``s.
 
 Every rule reads cells measured on the implementation under test, with L_S, f* and the a-priori
-noise from the reference (``theory.ours_experiment``). Verdicts are one-sided tests over seeds:
+noise from the reference (``theory.ours.experiment``). Verdicts are one-sided tests over seeds:
 
 * ``violated`` only when the data show it at the family-wise false-alarm rate ALPHA (Bonferroni over
   the cells / tests of the claim): the lower (1 - ALPHA/K) Student-t bound of a mean that is <= 0
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ours_bound import mean_bound
-from .result import SKIPPED, VERIFIED, VIOLATED, Result
+from ..result import SKIPPED, VERIFIED, VIOLATED, Result
+from .bound import mean_bound
 
 ALPHA = 1e-3
 FORMS = ("a_posteriori", "a_priori")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .experiment import Runs, Setting, reference_runs, reference_step, run_seeds, ucb95
-from .result import OUTSIDE, SKIPPED, VERIFIED, VIOLATED, Result
+from ..experiment import Runs, Setting, reference_runs, reference_step, run_seeds, ucb95
+from ..result import OUTSIDE, SKIPPED, VERIFIED, VIOLATED, Result
 
 OUTSIDE_FACTORS = (4.0, 32.0, 256.0)
 

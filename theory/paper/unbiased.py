@@ -23,9 +23,9 @@ from fslora_ref.config import FedConfig
 from fslora_ref.conformance.protocol import TOLERANCE
 from fslora_ref.problems import least_squares, logistic
 
-from .checks_objective import SCALING, random_points
-from .result import VERIFIED, VIOLATED, Result
-from .sketched_objective import all_sketch_choices, instance_grad, sketched_grad
+from ..exact.sketched_objective import all_sketch_choices, instance_grad, sketched_grad
+from ..result import VERIFIED, VIOLATED, Result
+from .objective import SCALING, random_points
 
 ALPHA = 1e-3
 RANK = 4
