@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean browser docs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,16 +14,30 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[all]"
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# The documentation site's browser test drives Debian's headless Chromium. Installed where the setup
+# can (as root, with apt-get); elsewhere the test reports that it was skipped and why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not installed (needs root and apt-get): the documentation site's browser test will be skipped"; fi
+
+setup: $(STAMP) browser
 
 demo: $(STAMP)
 	$(VENV)/bin/fslora simulate --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs build docs/api/generated
+
+# The documentation site (Sphinx, docs/conf.py) into build/docs/html, offline, warnings as errors.
+# Its API pages are generated from the package tree; its notebooks are rendered, never re-executed.
+docs: $(STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -q docs build/docs/html
+	@echo "open build/docs/html/index.html"
 
 # Execute every notebook at full size and publish the executed copies (with outputs, stamped with
 # their sources' hashes) to docs/notebooks/, committed so a browser shows them; the key figures go
@@ -34,6 +48,7 @@ notebooks: $(STAMP)
 	$(PY) notebooks/build.py
 	$(PY) notebooks/run.py --out notebooks/_executed --figures docs/figures --publish docs/notebooks
 
-# Open the notebooks in JupyterLab (installed by the setup); as root it needs --allow-root.
+# Open the executed notebooks (docs/notebooks/, with every output) in JupyterLab (installed by the
+# setup); their kernels import the shared helpers from notebooks/. As root it needs --allow-root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+	PYTHONPATH=$(CURDIR)/notebooks$(if $(PYTHONPATH),:$(PYTHONPATH)) $(VENV)/bin/jupyter lab --notebook-dir=docs/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -1,26 +1,184 @@
-"""``fslora flower``: the command lives in the Flower app folder (flower_app/fslora_flower/cli.py),
-which `flwr run` ships to the nodes; this module puts that folder on the import path."""
+"""``fslora flower simulate|finetune|bench``: the in-process command's job over a real Flower
+deployment on 127.0.0.1 (:mod:`fslora_cli.flower_deploy`), writing the same history.json;
+``--export-run-config`` writes the run config for ``flwr run`` against a SuperLink of your own
+instead. The job is the typed job of ``fslora simulate`` / ``fslora finetune`` (every option,
+``--config`` too); it reaches the ServerApp and every ClientApp in the run config.
+"""
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import sys
 
-APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flower_app")
+from fslora_ref.algorithms import ALGORITHMS
+from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.validation import check_positive_float
+
+from .flower_deploy import APP_DIR, app_module
+
+JOBS = ("simulate", "finetune")
+FLOWER_LOG = re.compile(r"^(\x1b\[\d+m)?(DEBUG|INFO|WARNING|ERROR)\s*(\x1b\[0m)?\s*:|^\s*$")
 
 
-def _cli():
-    if not os.path.isdir(os.path.join(APP_DIR, "fslora_flower")):
-        raise ImportError(f"the Flower app folder {APP_DIR} is missing (fslora flower runs from a clone of fslora)")
-    if APP_DIR not in sys.path:
-        sys.path.insert(0, APP_DIR)
-    import flwr  # noqa: F401  (a clear "missing dependency" if the flower extra is not installed)
-    from fslora_flower import cli
-    return cli
+def _command(job: str):
+    if job == "simulate":
+        from . import simulate as command
+    else:
+        from . import finetune as command
+    return command
+
+
+def job_parser(job: str) -> argparse.ArgumentParser:
+    """The option parser of `fslora <job>` (no torch import)."""
+    p = argparse.ArgumentParser(prog=f"fslora {job}")
+    _command(job).configure_parser(p)
+    return p
+
+
+def add_flower_options(p):
+    defaults = app_module("settings").DEFAULTS
+    g = p.add_argument_group("Flower deployment")
+    g.add_argument("--round-timeout", type=float, default=defaults["round-timeout"],
+                   help="seconds the server waits for a round's replies (default %(default)s)")
+    g.add_argument("--on-missing", choices=("stop", "continue"), default=defaults["on-missing"],
+                   help="a client that does not answer in time: stop with an error naming it (resume with --resume), "
+                        "or continue, averaging over the clients that replied")
+    g.add_argument("--discovery-timeout", type=float, default=defaults["discovery-timeout"],
+                   help="seconds to wait for the SuperNodes' answers before round 1 (first use converts SmolLM2)")
+    g.add_argument("--start-timeout", type=float, default=60.0,
+                   help="seconds for the local SuperLink and SuperNodes to come up")
+    g.add_argument("--run-timeout", type=float, default=None, help="stop the run after this many seconds")
+    g.add_argument("--export-run-config", metavar="FILE.toml",
+                   help="write the run config for `flwr run <app> <superlink> --run-config FILE.toml` and exit "
+                        "(multi-machine use; --out and the data paths are then paths on the hosts that read them, "
+                        "checked there; options are checked here)")
 
 
 def configure_parser(p):
-    _cli().configure_parser(p)
+    sub = p.add_subparsers(dest="flower_command", metavar="JOB")
+    sub.required = True
+    for job in JOBS:
+        q = sub.add_parser(job, help=f"`fslora {job}` over a local Flower deployment (every {job} option works)",
+                           parents=[job_parser(job)], add_help=False)
+        add_flower_options(q)
+    from . import flower_bench
+    flower_bench.configure_parser(sub.add_parser("bench", help="equality, bytes per round and engine overhead, measured"))
+
+
+def job_args(job, args) -> argparse.Namespace:
+    """Only the job's own options (the ones `fslora <job>` knows), with absolute paths. The
+    parser's record of which options were given explicitly (``given``) is kept for the checks."""
+    names = [*app_module("settings").job_class(job).field_names(), "out", "resume", "config"]
+    if job == "finetune":
+        names.append("stop_after")
+    else:  # the --<algorithm>-<option> variant flags (fslora_cli.simulate) become the job's `variants`
+        names += [k for k in vars(args) if any(k.startswith(f"{a}_") for a in ALGORITHMS)]
+    ns = argparse.Namespace(**{k: getattr(args, k) for k in names})
+    if hasattr(args, "given"):
+        ns.given = set(args.given)
+    ns.out = os.path.abspath(ns.out)
+    if job == "finetune":
+        if ns.model not in ("tiny", "smollm2"):
+            ns.model = os.path.abspath(ns.model)
+        ns.train_json = [_absolute_data_spec(f) for f in ns.train_json] if ns.train_json else None
+        ns.eval_json = [_absolute_data_spec(f) for f in ns.eval_json] if ns.eval_json else None
+    return ns
+
+
+def _absolute_data_spec(spec: str) -> str:
+    """A data file spec (``PATH`` or ``NAME=PATH``) with an absolute path and the same family."""
+    from llm_bridge.commonsense import parse_spec
+    family, path = parse_spec(spec)
+    return os.path.abspath(path) if path == spec else f"{family}={os.path.abspath(path)}"
+
+
+def typed_job(job: str, ns):
+    """(the typed job, its run options) from ``job_args``' namespace, checked as `fslora <job>` checks
+    it; a finetune job's model directory and data files (from a --config file too) made absolute."""
+    spec = _command(job).job_from_args(ns)
+    if job == "simulate":
+        return spec, {"resume": ns.resume}
+    absolute = {"train_json": tuple(_absolute_data_spec(f) for f in spec.train_json) if spec.train_json else None,
+                "eval_json": tuple(_absolute_data_spec(f) for f in spec.eval_json) if spec.eval_json else None}
+    if spec.model not in ("tiny", "smollm2"):
+        absolute["model"] = os.path.abspath(spec.model)
+    return spec.replace(**absolute), {"resume": ns.resume, "stop_after": ns.stop_after}
+
+
+def validate(job, spec, out, resume, local: bool = True):
+    """The in-process command's own checks, before anything starts (one-line errors). local:
+    the paths are on this machine (a local deployment), so they are checked too: the output
+    directory and, with --resume, the checkpoints there against this very run, as `fslora
+    <job>` does; an exported run config (paths on the SuperLink's host) gets the option checks.
+    A --resume with nothing to resume is announced by the ServerApp, which runs the job, not here."""
+    if job == "simulate":
+        from fslora_ref.simulate import build, plan_resume, run_identity
+        problem, config, names = build(spec)
+        if local:
+            prepare_output_dir(out, "--out")
+            if resume:
+                plan_resume(out, names, problem, config, run_identity(spec, problem), resume=True, announce=False,
+                            options=spec.algorithm_options())
+    else:
+        from llm_bridge.job import check_run
+        if local:
+            check_run(spec, out, resume=resume, announce=False)
+        else:
+            spec.validate()
+
+
+def run_config(job: str, args, out: str, **settings) -> dict:
+    """The run config of the job the parsed options ``args`` describe (see fslora_flower.settings.run_config)."""
+    spec, run_options = typed_job(job, args)
+    return app_module("settings").run_config(job, spec, out, **run_options, **settings)
 
 
 def run(args) -> int:
-    return _cli().run(args)
+    job = args.flower_command
+    if job == "bench":
+        from . import flower_bench
+        return flower_bench.run(args)
+    for name in ("round_timeout", "discovery_timeout", "start_timeout"):
+        check_positive_float("--" + name.replace("_", "-"), getattr(args, name))
+    if args.run_timeout is not None:
+        check_positive_float("--run-timeout", args.run_timeout)
+    ns = job_args(job, args)
+    spec, run_options = typed_job(job, ns)
+    validate(job, spec, ns.out, ns.resume, local=not args.export_run_config)
+    rc = app_module("settings").run_config(job, spec, ns.out, **run_options, round_timeout=args.round_timeout,
+                                           on_missing=args.on_missing, discovery_timeout=args.discovery_timeout)
+    if args.export_run_config:
+        import tomli_w
+        from fslora_ref.outputs import atomic_write_bytes, check_output_file
+        check_output_file(args.export_run_config, "--export-run-config")
+        atomic_write_bytes(args.export_run_config, tomli_w.dumps(rc).encode())
+        print(f"wrote {args.export_run_config}; run it with: flwr run {APP_DIR} <superlink> "
+              f"--run-config {args.export_run_config} --stream")
+        return 0
+    from .flower_deploy import DeploymentError, LocalDeployment
+    n = spec.clients
+    try:
+        with LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout) as dep:
+            print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s")
+            result = dep.run(APP_DIR, rc, timeout=args.run_timeout, on_line=_echo)
+    except DeploymentError as exc:
+        print(f"fslora flower {job}: error: {exc}", file=sys.stderr)
+        return 1
+    if not result.ok:
+        details = result.details.replace("ServerApp failed with exception: ", "")
+        print(f"fslora flower {job}: error: {' '.join(details.split()) or result.status} "
+              f"(run {result.run_id}, {result.status}; logs in {os.path.join(ns.out, 'flower-logs')})", file=sys.stderr)
+        # what `fslora <job>` exits with for the same error
+        return app_module("rounds").Ledger.exit_code(ns.out, result.run_id)
+    traffic = result.traffic
+    print(f"flower: run {result.run_id} completed in {result.seconds:.1f} s; SuperLink traffic "
+          f"{traffic.get('outbound-bytes', 0):,} B to nodes, {traffic.get('inbound-bytes', 0):,} B from nodes; "
+          f"per-round costs in {os.path.join(ns.out, 'flower.json')}")
+    return 0
+
+
+def _echo(line: str) -> None:
+    """Show the ServerApp's own output (progress, summary), not Flower's log lines."""
+    if not FLOWER_LOG.match(line):
+        print(line, end="", flush=True)

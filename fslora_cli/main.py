@@ -1,8 +1,10 @@
-"""``fslora simulate | bench | verify | crosscheck | finetune``.
+"""``fslora simulate | bench | verify | crosscheck | finetune | flower | claims``.
 
-Each subcommand lives in the package that owns it (``<package>/cli.py`` exposing
-``configure_parser(parser)`` and ``run(args) -> int``) and is imported only when used, so
-the NumPy core never imports torch.
+The command line lives here and nowhere else: one module per command in ``fslora_cli/``
+(``configure_parser(parser)`` and ``run(args) -> int``), each turning its options into typed
+values (a job) and calling the library. A command's module is imported only when that command
+runs, so the NumPy core never imports torch. One parser per command: ``bench --bridge`` and
+``claims --llm`` are options of ``bench`` and ``claims``, dispatched on the parsed value.
 """
 from __future__ import annotations
 
@@ -11,63 +13,45 @@ import importlib
 import sys
 
 COMMANDS = {
-    "simulate": ("fslora_ref.cli_simulate", "run FSLoRA and the baselines on a synthetic federated problem"),
-    "bench": ("fslora_ref.cli_bench", "measure submatrix vs masked client speed (and, with --bridge, the LLM client)"),
-    "verify": ("theory.cli", "check every claim of the paper and write a report"),
-    "crosscheck": ("fslora_ref.conformance.cli", "hold an FSLoRA implementation against the reference"),
-    "finetune": ("llm_bridge.cli", "federated fine-tuning of a real LLM's LoRA layers"),
-    "flower": ("fslora_cli.flower", "run the simulate / finetune job on a local Flower deployment (SuperLink + SuperNodes)"),
-    "claims": ("theory.empirical.cli", "the paper's empirical claims over seeds: effect sizes, CIs, a status each"),
+    "simulate": "run FSLoRA and the baselines on a synthetic federated problem",
+    "bench": "measure submatrix vs masked client speed (and, with --bridge, the LLM client)",
+    "verify": "check every claim of the paper and write a report",
+    "crosscheck": "hold an FSLoRA implementation against the reference",
+    "finetune": "federated fine-tuning of a real LLM's LoRA layers",
+    "flower": "run the simulate / finetune job on a local Flower deployment (SuperLink + SuperNodes)",
+    "claims": "the paper's empirical claims over seeds: effect sizes, CIs, a status each",
 }
 
 
-class UserError(Exception):
-    """An error whose message is the whole story (printed as one line, exit code 2)."""
+def command_module(name: str):
+    """The module implementing ``name`` (fslora_cli.<name>)."""
+    return importlib.import_module(f"fslora_cli.{name}")
 
 
-# what a subcommand raises for bad input or a run that cannot go on: one line, exit code 2
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, UserError)
-
-
-def exit_code(exc: BaseException) -> int:
-    """The code `fslora` exits with when a subcommand raises ``exc``: 2 (USER_ERRORS), 130 (interrupt),
-    else 1. The Flower ServerApp records it so that `fslora flower <job>` exits as `fslora <job>` would."""
-    return 2 if isinstance(exc, USER_ERRORS) else 130 if isinstance(exc, KeyboardInterrupt) else 1
-
-
-def command_module(name: str, argv) -> str:
-    """The module implementing ``name``; the LLM client benchmark (--bridge) lives in the bridge."""
-    if name == "bench" and "--bridge" in argv:
-        return "llm_bridge.bench"
-    if name == "claims" and "--llm" in argv:
-        return "llm_bridge.claims"
-    return COMMANDS[name][0]
-
-
-def build_parser(selected: str | None = None, module: str | None = None) -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fslora", description="Federated Sketching LoRA reference toolkit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (_, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == selected:  # import only the module we need
-            importlib.import_module(module).configure_parser(p)
+            command_module(name).configure_parser(p)
     return parser
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if a in COMMANDS), None)
-    module_name = command_module(selected, argv) if selected else None
     try:
-        parser = build_parser(selected, module_name)
+        parser = build_parser(selected)
     except ImportError as exc:
         print(f"fslora {selected}: missing dependency ({exc}); install with: pip install -e '.[all]'", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    module = importlib.import_module(module_name)
+    # imported only now: a command module may set the BLAS thread count before numpy is first imported
+    from fslora_ref.errors import USER_ERRORS
     try:
-        return int(module.run(args) or 0)
+        return int(command_module(args.command).run(args) or 0)
     except USER_ERRORS as exc:
         print(f"fslora {args.command}: error: {exc}", file=sys.stderr)
         return 2

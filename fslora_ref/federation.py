@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from .checkpoint import (checkpoint_header, checkpoint_path, find_checkpoint, load_checkpoint,  # noqa: F401
-                         problem_identity, read_checkpoint_header, save_checkpoint)
+from .checkpoint import (algorithm_identity, checkpoint_header, checkpoint_path, find_checkpoint,  # noqa: F401
+                         load_checkpoint, problem_identity, read_checkpoint_header, save_checkpoint)
 from .client import DivergenceError
 from .config import FedConfig
 from .divergence import DIVERGENCE_FACTOR, step_size_hint
@@ -50,22 +50,23 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
 
     checkpoint: path rewritten atomically after every round (see :func:`checkpoint_path`);
     with ``resume=True`` an existing checkpoint is continued: its algorithm, config (except
-    ``rounds``, which may grow) and identity (the recorder's, by default :func:`problem_identity`,
-    plus ``identity``) must match, or a ValueError names every differing field. on_round(t, row)
-    is called after each round (and its checkpoint). stop_after: stop after that many rounds in
-    total (simulates an interruption). divergence_factor: raise DivergenceError once
-    f(X^t) > factor * f(X^0) or a recorded value is non-finite (None: only non-finite values).
-    round_fn: how one round is executed, with :func:`run_round`'s signature and result (default:
-    in this process; the Flower app passes one that trains the clients on remote nodes).
-    recorder: what the run records (see ``fslora_ref/recorder.py``); default a
-    :class:`HistoryRecorder` of ``problem`` with ``divergence_factor``, whose :class:`History` is
-    returned (the LLM bridge passes its own, with held-out evaluations in a dict).
+    ``rounds``, which may grow) and identity (the recorder's: by default :func:`problem_identity`,
+    then ``identity``, then the algorithm's variant options, :func:`algorithm_identity`) must match,
+    or a ValueError names every differing field. on_round(t, row) is called after each round (and
+    its checkpoint). stop_after: stop after that many rounds in total (simulates an interruption).
+    divergence_factor: raise DivergenceError once f(X^t) > factor * f(X^0) or a recorded value
+    is non-finite (None: only non-finite values). round_fn: how one round is executed, with
+    :func:`run_round`'s signature and result (default: in this process; the Flower app passes
+    one that trains the clients on remote nodes). recorder: what the run records (see
+    ``fslora_ref/recorder.py``); default a :class:`HistoryRecorder` of ``problem`` with
+    ``divergence_factor``, whose :class:`History` is returned (the LLM bridge passes its own,
+    with held-out evaluations in a dict).
     """
     round_fn = round_fn or run_round
     recorder = recorder if recorder is not None else HistoryRecorder(problem, divergence_factor)
     if problem.n_clients != config.n_clients:
         raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
-    identity = dict(recorder.identity(), **(identity or {}))
+    identity = recorder.identity(algorithm, identity or {})
     resuming = resume and checkpoint is not None and os.path.exists(checkpoint)
     if resuming:
         state, history, start = load_checkpoint(checkpoint, algorithm.name, config, identity=identity,

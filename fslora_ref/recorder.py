@@ -3,7 +3,8 @@
 The loop owns rounds, resume, per-round checkpoints and the wrapping of errors; what a run
 *records* is its recorder's, an object with five methods:
 
-    identity() -> dict                 what, besides the config, a checkpoint must match
+    identity(algorithm, given) -> dict what, besides the config, a checkpoint must match
+                                       (``given``: the caller's identity, ``run(identity=...)``)
     start(algorithm, state, config) -> history          row 0, from the initial server state
     resumed(path, algorithm, state, history, config, next_round) -> history
                                        a history loaded from a checkpoint, checked against its state
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import problem_identity
+from .checkpoint import algorithm_identity, problem_identity
 from .client import DivergenceError
 from .divergence import DIVERGENCE_FACTOR, diverged, raise_divergence
 from .history import History
@@ -77,8 +78,9 @@ class HistoryRecorder:
     def __init__(self, problem, divergence_factor: float | None = DIVERGENCE_FACTOR):
         self.problem, self.divergence_factor = problem, divergence_factor
 
-    def identity(self) -> dict:
-        return problem_identity(self.problem)
+    def identity(self, algorithm, given: dict) -> dict:
+        """The problem's identity, then ``given``, then the algorithm's variant options."""
+        return dict(problem_identity(self.problem), **given, **algorithm_identity(algorithm))
 
     def start(self, algorithm, state, config) -> History:
         history = History(algorithm.name, config.to_json(), peak_client_memory=[0] * config.n_clients)

@@ -1,4 +1,4 @@
-"""``fslora bench --bridge``: the FSLoRA client on a real LM, rank-k copy vs masked full rank.
+"""Library side of ``fslora bench --bridge``: the FSLoRA client on a real LM, rank-k copy vs masked full rank.
 
 Measured side by side in one run, at k = r/8 by default:
   * client trainable state (LoRA parameters + gradients + AdamW state), counted on the tensors
@@ -17,28 +17,43 @@ import subprocess
 import sys
 import time
 
+from dataclasses import dataclass
+from typing import ClassVar
+
+from fslora_ref.jobs import Job
+
 VARIANTS = ("submatrix", "masked")
 
 
-def configure_parser(p):
-    p.add_argument("--bridge", action="store_true", help="benchmark the LLM bridge client (this command)")
-    p.add_argument("--tiny", action="store_true", help="use the tiny random Llama instead of SmolLM2")
-    p.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
-    p.add_argument("--rank", type=int, default=64, help="global rank r (default: the paper's 64)")
-    p.add_argument("--k", type=int, default=None, help="client budget (default r/8)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=3, help="local steps per timed client update")
-    p.add_argument("--repeats", type=int, default=7, help="timed client updates per variant (median reported)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--worker", choices=VARIANTS, help=argparse_suppress())
+@dataclass(frozen=True)
+class BridgeBench(Job):
+    """What ``fslora bench --bridge`` measures: one client of budget k on the tiny Llama or SmolLM2."""
+
+    NAME: ClassVar[str] = "bench --bridge"
+
+    tiny: bool = False          # the tiny random Llama instead of SmolLM2
+    rank: int = 64              # global rank r (the paper's 64)
+    k: int | None = None        # client budget (None: r/8)
+    batch_size: int = 8
+    steps: int = 3              # local steps per timed client update
+    repeats: int = 7            # timed client updates per variant (median reported)
+    threads: int = 1            # torch CPU threads
+
+    @property
+    def budget(self) -> int:
+        return self.k or max(1, self.rank // 8)
+
+    def validate(self) -> None:
+        """One-line errors naming the option, before the model loads."""
+        from fslora_ref.validation import check_int
+        check_int("--rank", self.rank, low=1)
+        if self.k is not None:
+            check_int("--k", self.k, low=1, high=self.rank)
+        for name in ("batch_size", "steps", "repeats", "threads"):
+            check_int("--" + name.replace("_", "-"), getattr(self, name), low=1)
 
 
-def argparse_suppress():
-    import argparse
-    return argparse.SUPPRESS
-
-
-def setup(args):
+def setup(setting: BridgeBench):
     """(layers, task, {variant: (plan, config)}, element bytes) for one client of budget k."""
     from fslora_ref.algorithms import get_algorithm
     from fslora_ref.config import FedConfig
@@ -49,14 +64,14 @@ def setup(args):
     from .models import load_model
     from .peft_layers import LoraLayers, add_lora
     from .task import InstructionTask
-    setup_torch(args.threads)
-    model, tok = load_model("tiny" if args.tiny else "smollm2")
-    layers = LoraLayers(add_lora(model, args.rank, 2.0 * args.rank, ["q_proj", "k_proj", "v_proj", "o_proj"]))
-    k = args.k or max(1, args.rank // 8)
-    if not 1 <= k <= args.rank:
-        raise ValueError(f"--k must be in [1, {args.rank}] (the adapter's rank r), got {k}")
-    task = InstructionTask(tok, dirichlet_partition(1, list(FAMILIES), 64, 1.0, 0), args.batch_size)
-    config = FedConfig(rank=args.rank, budgets=[k], local_steps=args.steps, lr=2e-3, rounds=1,
+    setup_torch(setting.threads)
+    model, tok = load_model("tiny" if setting.tiny else "smollm2")
+    layers = LoraLayers(add_lora(model, setting.rank, 2.0 * setting.rank, ["q_proj", "k_proj", "v_proj", "o_proj"]))
+    k = setting.budget
+    if not 1 <= k <= setting.rank:
+        raise ValueError(f"--k must be in [1, {setting.rank}] (the adapter's rank r), got {k}")
+    task = InstructionTask(tok, dirichlet_partition(1, list(FAMILIES), 64, 1.0, 0), setting.batch_size)
+    config = FedConfig(rank=setting.rank, budgets=[k], local_steps=setting.steps, lr=2e-3, rounds=1,
                        lora_scaling=layers.scaling, client_optimizer="adamw")
     algo = get_algorithm("fslora")
     shapes = ModelShapes(layers, task.client_sizes)
@@ -68,11 +83,11 @@ def setup(args):
     return layers, task, plans, layers.dtype.itemsize, k
 
 
-def worker(args) -> int:
+def worker(setting: BridgeBench, variant: str) -> int:
     """Fresh process: one variant only, then report its peak RSS."""
     from .client import train_client
-    layers, task, plans, _, _ = setup(args)
-    plan, cfg = plans[args.worker]
+    layers, task, plans, _, _ = setup(setting)
+    plan, cfg = plans[variant]
     reset = _reset_peak_rss()  # model loading sets the whole-process peak; also see training alone
     for rep in range(2):
         train_client(layers, task, plan, cfg, rep)
@@ -99,31 +114,27 @@ def _vm_hwm() -> int | None:
     return None
 
 
-def check_args(args) -> None:
-    """One-line errors naming the option, and the --json path checked, before the model loads."""
-    from fslora_ref.outputs import check_output_file
-    from fslora_ref.validation import check_int
-    check_int("--rank", args.rank, low=1)
-    if args.k is not None:
-        check_int("--k", args.k, low=1, high=args.rank)
-    for name in ("batch_size", "steps", "repeats", "threads"):
-        check_int("--" + name.replace("_", "-"), getattr(args, name), low=1)
-    if args.json_path is not None:
-        check_output_file(args.json_path, "--json")
+def run_bridge_bench(setting: BridgeBench, json_path: str | None = None) -> dict:
+    """Measure ``setting`` (memory, step time, each variant's peak RSS in a fresh process), print
+    the figures and return them (also written to ``json_path`` if given).
 
-
-def run(args) -> int:
-    if args.worker:
-        return worker(args)
-    check_args(args)
+    Returns
+    -------
+    dict
+        ``memory_ratio``, ``step_time_ratio``, ``peak_rss_ratio`` and the figures behind them.
+    """
+    setting.validate()
+    if json_path is not None:
+        from fslora_ref.outputs import check_output_file
+        check_output_file(json_path, "--json")
     from fslora_ref.outputs import write_json
     from fslora_ref.progress import Progress
 
     from .client import allocated_trainable_floats, train_client
-    layers, task, plans, elem, k = setup(args)
+    layers, task, plans, elem, k = setup(setting)
     state_bytes, accounted, times = {}, {}, {v: [] for v in VARIANTS}
-    bar = Progress(2 * (args.repeats + 1) + 2, "bench --bridge")
-    for rep in range(args.repeats + 1):  # first pass warms up and is discarded; variants alternate
+    bar = Progress(2 * (setting.repeats + 1) + 2, "bench --bridge")
+    for rep in range(setting.repeats + 1):  # first pass warms up and is discarded; variants alternate
         for v in VARIANTS:
             plan, cfg = plans[v]
             keep = {}
@@ -136,10 +147,7 @@ def run(args) -> int:
             bar.update(1, v)
     peak, train_peak = {}, {}
     for v in VARIANTS:  # one fresh process per variant, run one after the other
-        cmd = [sys.executable, "-m", "llm_bridge.bench", "--worker", v, "--rank", str(args.rank), "--k", str(k),
-               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--threads", str(args.threads)]
-        if args.tiny:
-            cmd.append("--tiny")
+        cmd = [sys.executable, "-m", "llm_bridge.bench", v, json.dumps(setting.replace(k=k).to_dict())]
         done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         if done.returncode != 0:
             raise RuntimeError(f"bench worker {v} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -154,14 +162,14 @@ def run(args) -> int:
         "peak_rss_ratio": peak["submatrix"] / peak["masked"],
         "trainable_state_bytes": state_bytes, "accounted_state_bytes": accounted,
         "step_seconds": step, "peak_rss_bytes": peak, "training_peak_rss_bytes": train_peak,
-        "setting": {"model": "tiny" if args.tiny else "smollm2", "rank": args.rank, "k": k,
-                    "targets": "q,k,v,o", "optimizer": "adamw", "batch_size": args.batch_size,
-                    "steps_per_update": args.steps, "repeats": args.repeats, "threads": args.threads,
+        "setting": {"model": "tiny" if setting.tiny else "smollm2", "rank": setting.rank, "k": k,
+                    "targets": "q,k,v,o", "optimizer": "adamw", "batch_size": setting.batch_size,
+                    "steps_per_update": setting.steps, "repeats": setting.repeats, "threads": setting.threads,
                     "lora_layers": len(layers)},
     }
     mb = 1 / 2 ** 20
-    print(f"setting: {result['setting']['model']}, r={args.rank}, k={k}, {len(layers)} LoRA layers, AdamW, "
-          f"batch {args.batch_size}, median of {args.repeats} client updates x {args.steps} steps")
+    print(f"setting: {result['setting']['model']}, r={setting.rank}, k={k}, {len(layers)} LoRA layers, AdamW, "
+          f"batch {setting.batch_size}, median of {setting.repeats} client updates x {setting.steps} steps")
     print(f"client trainable state (params+grads+AdamW): rank-k copy {state_bytes['submatrix'] * mb:8.2f} MB   "
           f"masked full rank {state_bytes['masked'] * mb:8.2f} MB   memory_ratio {result['memory_ratio']:.3f} (target <= 0.15)")
     print(f"client step time: rank-k copy {step['submatrix'] * 1e3:8.1f} ms   masked full rank "
@@ -171,14 +179,11 @@ def run(args) -> int:
     if None not in train_peak.values():
         print(f"peak RSS while training (reset after loading): rank-k copy {train_peak['submatrix'] * mb:8.1f} MB   "
               f"masked full rank {train_peak['masked'] * mb:8.1f} MB")
-    if args.json_path:
-        write_json(args.json_path, result)
-        print(f"wrote {args.json_path}")
-    return 0
+    if json_path:
+        write_json(json_path, result)
+        print(f"wrote {json_path}")
+    return result
 
 
-if __name__ == "__main__":
-    import argparse
-    parser = argparse.ArgumentParser(prog="llm_bridge.bench")
-    configure_parser(parser)
-    sys.exit(run(parser.parse_args()))
+if __name__ == "__main__":  # the worker: python -m llm_bridge.bench VARIANT '<BridgeBench as JSON>'
+    sys.exit(worker(BridgeBench.from_dict(json.loads(sys.argv[2])), sys.argv[1]))

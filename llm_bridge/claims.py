@@ -1,4 +1,4 @@
-"""``fslora claims --llm``: claim 1 (FSLoRA vs HetLoRA, FlexLoRA, FLoRA at the paper's budgets;
+"""Library side of ``fslora claims --llm``: claim 1 (FSLoRA vs HetLoRA, FlexLoRA, FLoRA at the paper's budgets;
 FedIT at full rank for context) on a real causal LM with the synthetic instruction families.
 
 Per seed every algorithm starts from the same LoRA initialisation, trains on the same
@@ -11,13 +11,15 @@ an interruption loses at most the run in progress.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 from fslora_ref.algorithms import ALGORITHMS, get_algorithm
 from fslora_ref.federation import run_round
+from fslora_ref.jobs import Job
 from fslora_ref.outputs import prepare_output_dir
 from fslora_ref.progress import Progress
 from fslora_ref.validation import check_int, check_positive_float
@@ -27,8 +29,8 @@ from theory.empirical.runs import RunResult
 from theory.empirical.stats import NOT_SUPPORTED, Metric
 from theory.empirical.store import RunStore
 
-from . import cli as finetune_cli
 from .data import FAMILIES
+from .job import DEFAULT_TARGETS, FinetuneJob
 
 FAMILY = "llm_synthetic"
 METRICS = (
@@ -38,49 +40,46 @@ METRICS = (
 )
 
 
-def configure_parser(p):
-    p.add_argument("--llm", action="store_true", help="run on the LLM bridge (this command)")
-    p.add_argument("--model", default="smollm2", help="'smollm2' (default), 'tiny' or a local model dir")
-    p.add_argument("--out", default="runs/claims-llm", help="output directory (report, figure, runs.json)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 (default 2)")
-    p.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated subset (default: all five)")
-    p.add_argument("--rank", type=int, default=16, help="global LoRA rank r")
-    p.add_argument("--lora-alpha", type=float, default=32.0, help="LoRA alpha (scaling s = alpha/r)")
-    p.add_argument("--clients", type=int, default=4, help="N (budgets cycle over k_i/r = 1/8, 1/4, 1/2, 3/4)")
-    p.add_argument("--rounds", type=int, default=16)
-    p.add_argument("--local-steps", type=int, default=5, help="H")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--examples-per-client", type=int, default=200)
-    p.add_argument("--dirichlet-alpha", type=float, default=0.5)
-    p.add_argument("--eval-per-family", type=int, default=50)
-    p.add_argument("--eval-every", type=int, default=4, help="held-out loss every this many rounds")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--alpha", type=float, default=0.05, help="one-sided level per direction (Bonferroni over 3)")
-    p.add_argument("--resume", action="store_true", help="reuse the finished runs in <out>/runs.json")
-    p.add_argument("--only", default=None, help=argparse.SUPPRESS)   # the NumPy command's options, refused below
-    p.add_argument("--family", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
+@dataclass(frozen=True)
+class LLMClaimsJob(Job):
+    """Claim 1 on a real LM: its size (``fslora claims --llm --help`` describes each field)."""
 
+    NAME: ClassVar[str] = "claims --llm"
 
-def validate(args) -> list:
-    if args.only not in (None, "1", "claim1") or args.family or args.quick:
-        raise ValueError("--llm runs claim 1 only, at its own size: --only, --family and --quick do not apply")
-    for name in ("seeds", "rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
-                 "eval_per_family", "eval_every", "threads"):
-        check_int("--" + name.replace("_", "-"), getattr(args, name), low=2 if name == "seeds" else 1)
-    check_positive_float("--lr", args.lr)
-    check_positive_float("--lora-alpha", args.lora_alpha)
-    if not 0.0 < args.alpha < 0.5:
-        raise ValueError(f"--alpha must be in (0, 0.5), got {args.alpha}")
-    names = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    for a in names:
-        get_algorithm(a)
-    if "fslora" not in names or len(names) < 2:
-        raise ValueError(f"--algorithms must include fslora and at least one baseline, got {names}")
-    if args.model not in ("tiny", "smollm2") and not os.path.isdir(args.model):
-        raise FileNotFoundError(f"--model {args.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
-    return names
+    model: str = "smollm2"               # 'smollm2', 'tiny' or a local model dir
+    seeds: int = 2                       # seeds 0..N-1
+    algorithms: str = ",".join(ALGORITHMS)
+    rank: int = 16                       # global LoRA rank r
+    lora_alpha: float = 32.0             # LoRA alpha (scaling s = alpha/r)
+    clients: int = 4                     # N (budgets cycle over k_i/r = 1/8, 1/4, 1/2, 3/4)
+    rounds: int = 16
+    local_steps: int = 5
+    lr: float = 2e-3
+    batch_size: int = 4
+    examples_per_client: int = 200
+    dirichlet_alpha: float = 0.5
+    eval_per_family: int = 50
+    eval_every: int = 4                  # held-out loss every this many rounds
+    threads: int = 1                     # torch CPU threads
+    alpha: float = 0.05                  # one-sided level per direction (Bonferroni over 3)
+
+    def validate(self) -> list:
+        """One-line errors naming the option; returns the algorithm names."""
+        for name in ("seeds", "rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
+                     "eval_per_family", "eval_every", "threads"):
+            check_int("--" + name.replace("_", "-"), getattr(self, name), low=2 if name == "seeds" else 1)
+        check_positive_float("--lr", self.lr)
+        check_positive_float("--lora-alpha", self.lora_alpha)
+        if not 0.0 < self.alpha < 0.5:
+            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
+        names = [a.strip() for a in self.algorithms.split(",") if a.strip()]
+        for a in names:
+            get_algorithm(a)
+        if "fslora" not in names or len(names) < 2:
+            raise ValueError(f"--algorithms must include fslora and at least one baseline, got {names}")
+        if self.model not in ("tiny", "smollm2") and not os.path.isdir(self.model):
+            raise FileNotFoundError(f"--model {self.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
+        return names
 
 
 def llm_claim(rank: int, algorithms):
@@ -93,25 +92,21 @@ def llm_claim(rank: int, algorithms):
                                context=tuple(c for c in claim.context if c in labels))
 
 
-def finetune_namespace(args, seed: int, algorithm: str):
-    """The ``fslora finetune`` arguments of one run (its data, budgets and config helpers are reused)."""
-    p = argparse.ArgumentParser()
-    finetune_cli.configure_parser(p)
-    ns = p.parse_args([])
-    ns.__dict__.update(model=args.model, rank=args.rank, alpha=args.lora_alpha, clients=args.clients,
-                       ratios=list(claims_mod.PAPER_RATIOS), rounds=args.rounds, local_steps=args.local_steps,
-                       lr=args.lr, batch_size=args.batch_size, examples_per_client=args.examples_per_client,
-                       dirichlet_alpha=args.dirichlet_alpha, eval_per_family=args.eval_per_family,
-                       eval_every=args.eval_every, threads=args.threads, seed=seed, algorithm=algorithm,
-                       families=list(FAMILIES))
-    return ns
+def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str) -> FinetuneJob:
+    """The ``fslora finetune`` job of one run (its data, budgets and config helpers are reused)."""
+    return FinetuneJob(model=job.model, rank=job.rank, alpha=job.lora_alpha, clients=job.clients,
+                       ratios=tuple(claims_mod.PAPER_RATIOS), rounds=job.rounds, local_steps=job.local_steps,
+                       lr=job.lr, batch_size=job.batch_size, examples_per_client=job.examples_per_client,
+                       dirichlet_alpha=job.dirichlet_alpha, eval_per_family=job.eval_per_family,
+                       eval_every=job.eval_every, threads=job.threads, seed=seed, algorithm=algorithm,
+                       families=tuple(FAMILIES))
 
 
-def recipe(args) -> dict:
+def recipe(job) -> dict:
     """What a stored run must agree on to be reused (everything but the seed and algorithm)."""
     keys = ("model", "rank", "lora_alpha", "clients", "rounds", "local_steps", "lr", "batch_size",
             "examples_per_client", "dirichlet_alpha", "eval_per_family", "eval_every", "threads")
-    return {k: getattr(args, k) for k in keys}
+    return {k: getattr(job, k) for k in keys}
 
 
 def heldout_loss(model, task, batch_size: int = 16) -> float:
@@ -128,7 +123,7 @@ def heldout_loss(model, task, batch_size: int = 16) -> float:
     return total / tokens
 
 
-def run_one(layers, tok, args, seed, algorithm_name, arm, log, initial: dict) -> dict:
+def run_one(layers, tok, job, seed, algorithm_name, arm, log, initial: dict) -> dict:
     """One federated run of ``algorithm_name`` on seed ``seed``; returns its RunResult as JSON.
 
     initial: {seed: (held-out loss, accuracy)} of the untrained model. Every algorithm starts
@@ -137,10 +132,10 @@ def run_one(layers, tok, args, seed, algorithm_name, arm, log, initial: dict) ->
     from .federated import ModelShapes, TorchClients, global_factors
     from .finetune import build_data, make_config
     from .task import InstructionTask, evaluate
-    ns = finetune_namespace(args, seed, algorithm_name)
-    task, held, _ = build_data(ns, tok)
-    held_task = InstructionTask(tok, [held], args.batch_size)
-    config = make_config(ns, layers)
+    run_job = finetune_job(job, seed, algorithm_name)
+    task, held, _ = build_data(run_job, tok)
+    held_task = InstructionTask(tok, [held], job.batch_size)
+    config = make_config(run_job, layers)
     shapes = ModelShapes(layers, task.client_sizes)
     algorithm = get_algorithm(algorithm_name)
     state, uploaded = algorithm.init(shapes, config), 0
@@ -162,7 +157,7 @@ def run_one(layers, tok, args, seed, algorithm_name, arm, log, initial: dict) ->
         uploaded += sum(u.upload_floats for u in uploads)
         last = t + 1 == config.rounds
         note = ""
-        if last or (t + 1) % args.eval_every == 0:
+        if last or (t + 1) % job.eval_every == 0:
             measure(t + 1, with_accuracy=last)
             note = f", held-out loss {result.metrics['heldout'][-1]:.4f}"
         log(f"seed {seed} {algorithm_name} round {t + 1}/{config.rounds}{note} ({time.perf_counter() - t0:.0f} s)")
@@ -171,14 +166,21 @@ def run_one(layers, tok, args, seed, algorithm_name, arm, log, initial: dict) ->
     return out
 
 
-def run(args) -> int:
-    names = validate(args)
-    prepare_output_dir(args.out)
-    store = RunStore(os.path.join(args.out, "runs.json"), resume=args.resume)
-    claim = llm_claim(args.rank, names)
-    seeds = list(range(args.seeds))
+def run_llm_claims(job: LLMClaimsJob, out: str, *, resume: bool = False) -> int:
+    """Run claim 1 on the LM ``job`` names, print the table, write the report and runs.json into ``out``.
+
+    Returns
+    -------
+    int
+        1 if the claim is not supported, else 0.
+    """
+    names = job.validate()
+    prepare_output_dir(out)
+    store = RunStore(os.path.join(out, "runs.json"), resume=resume)
+    claim = llm_claim(job.rank, names)
+    seeds = list(range(job.seeds))
     todo = [(s, a) for s in seeds for a in claim.arms
-            if store.get(f"seed{s}/{a.algorithm}", dict(recipe(args), seed=s, algorithm=a.algorithm)) is None]
+            if store.get(f"seed{s}/{a.algorithm}", dict(recipe(job), seed=s, algorithm=a.algorithm)) is None]
     print(f"claims --llm: {len(seeds) * len(claim.arms) - len(todo)} finished runs reused, {len(todo)} to run", flush=True)
     start = time.perf_counter()
     if todo:
@@ -186,27 +188,27 @@ def run(args) -> int:
         from .models import load_model
         from .peft_layers import LoraLayers, add_lora
         import torch
-        setup_torch(args.threads)
-        model, tok = load_model(args.model, dtype=torch.float32, seed=0)
-        layers = LoraLayers(add_lora(model, args.rank, args.lora_alpha, finetune_cli.DEFAULT_TARGETS))
+        setup_torch(job.threads)
+        model, tok = load_model(job.model, dtype=torch.float32, seed=0)
+        layers = LoraLayers(add_lora(model, job.rank, job.lora_alpha, list(DEFAULT_TARGETS)))
         bar, initial = Progress(len(todo), "claims --llm"), {}
         for seed, arm in todo:
-            rec = run_one(layers, tok, args, seed, arm.algorithm, arm, lambda msg: print(msg, flush=True), initial)
-            store.put([(f"seed{seed}/{arm.algorithm}", dict(recipe(args), seed=seed, algorithm=arm.algorithm), rec)])
+            rec = run_one(layers, tok, job, seed, arm.algorithm, arm, lambda msg: print(msg, flush=True), initial)
+            store.put([(f"seed{seed}/{arm.algorithm}", dict(recipe(job), seed=seed, algorithm=arm.algorithm), rec)])
             bar.update(1, f"seed {seed} {arm.algorithm} done in {rec['seconds']:.0f} s")
         bar.close()
-    records = {(s, a.algorithm): store.get(f"seed{s}/{a.algorithm}", dict(recipe(args), seed=s, algorithm=a.algorithm))
+    records = {(s, a.algorithm): store.get(f"seed{s}/{a.algorithm}", dict(recipe(job), seed=s, algorithm=a.algorithm))
                for s in seeds for a in claim.arms}
     runs = {a.key: [RunResult(**{k: v for k, v in records[(s, a.algorithm)].items() if k != "seconds"})
                     for s in seeds] for a in claim.arms}
-    settings = dict(recipe(args), ratios=list(claims_mod.PAPER_RATIOS), targets=finetune_cli.DEFAULT_TARGETS,
+    settings = dict(recipe(job), ratios=list(claims_mod.PAPER_RATIOS), targets=list(DEFAULT_TARGETS),
                     client_optimizer="adamw", families=list(FAMILIES))
-    entry = claims_mod.evaluate(claim, FAMILY, runs, seeds, settings, alpha=args.alpha, metrics=METRICS)
+    entry = claims_mod.evaluate(claim, FAMILY, runs, seeds, settings, alpha=job.alpha, metrics=METRICS)
     run_seconds = {f"seed{s}/{a}": records[(s, a)]["seconds"] for s, a in records}
-    meta = {"mode": "llm", "llm": True, "seeds": seeds, "families": [FAMILY], "alpha": args.alpha,
+    meta = {"mode": "llm", "llm": True, "seeds": seeds, "families": [FAMILY], "alpha": job.alpha,
             "seconds": time.perf_counter() - start, "run_seconds": run_seconds,
             "total_run_seconds": sum(run_seconds.values())}
     print(report.table([entry]))
-    paths = report.write_all(args.out, [entry], meta, [claim], {FAMILY: runs})
+    paths = report.write_all(out, [entry], meta, [claim], {FAMILY: runs})
     print(f"\nruns took {meta['total_run_seconds']:.0f} s in total; wrote " + ", ".join(paths + [store.path]))
     return 1 if entry["status"] == NOT_SUPPORTED else 0

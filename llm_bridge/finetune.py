@@ -26,6 +26,7 @@ from . import commonsense
 from . import data as data_mod
 from .device import resolve_device, torch_dtype
 from .federated import ModelShapes, TorchClients, exportable_factors
+from .job import FinetuneJob
 from .models import load_model
 from .peft_layers import LoraLayers, add_lora
 from .recorder import FinetuneRecorder, write_outputs
@@ -40,46 +41,48 @@ def setup_torch(threads: int):
     torch.use_deterministic_algorithms(True)
 
 
-def build_data(args, tok):
+def build_data(job: FinetuneJob, tok):
     """(task, held-out examples, info) from the synthetic families or commonsense JSON files."""
-    if args.train_json:
-        train = commonsense.load_files(args.train_json, "--train-json")
-        evals = commonsense.load_files(args.eval_json or [], "--eval-json", unique_families=True)
+    if job.train_json:
+        train = commonsense.load_files(list(job.train_json), "--train-json")
+        evals = commonsense.load_files(list(job.eval_json or []), "--eval-json", unique_families=True)
         if not evals:
             raise ValueError("--eval-json must name at least one commonsense file when --train-json is given")
         for line in commonsense.contradiction_warnings(train + evals):
             print(line, file=sys.stderr)
-        held = commonsense.held_out_sample(evals, args.eval_per_family, args.seed)
-        clients = data_mod.partition_pools(commonsense.pools(train), args.clients, args.dirichlet_alpha, args.seed)
+        held = commonsense.held_out_sample(evals, job.eval_per_family, job.seed)
+        clients = data_mod.partition_pools(commonsense.pools(train), job.clients, job.dirichlet_alpha, job.seed)
         info = commonsense.run_info(train, evals, held)
     else:
-        families = args.families
-        clients = data_mod.dirichlet_partition(args.clients, families, args.examples_per_client,
-                                               args.dirichlet_alpha, args.seed)
-        held = data_mod.held_out_set(families, args.eval_per_family, args.seed)
+        families = list(job.families)
+        clients = data_mod.dirichlet_partition(job.clients, families, job.examples_per_client,
+                                               job.dirichlet_alpha, job.seed)
+        held = data_mod.held_out_set(families, job.eval_per_family, job.seed)
         info = {"scoring": data_mod.SCORING, "constant_answer_rate": data_mod.constant_answer_rate(held)}
     info["client_family_counts"] = [{f: sum(e.family == f for e in c) for f in sorted({e.family for e in c})}
                                     for c in clients]
-    return InstructionTask(tok, clients, args.batch_size), held, info
+    return InstructionTask(tok, clients, job.batch_size), held, info
 
 
-def make_config(args, layers) -> FedConfig:
+def make_config(job: FinetuneJob, layers) -> FedConfig:
+    """The reference's FedConfig of ``job`` on the adapter ``layers`` (rank r, scaling s); the job
+    fields in RECIPE_KEYS ride along in ``extra``, so a checkpoint resumes only the same recipe."""
     r = layers.rank
-    if args.budgets is not None:
-        if len(args.budgets) != args.clients:
-            raise ValueError(f"--budgets must list {args.clients} values (one per client), got {len(args.budgets)}")
-        for i, k in enumerate(args.budgets):
+    if job.budgets is not None:
+        if len(job.budgets) != job.clients:
+            raise ValueError(f"--budgets must list {job.clients} values (one per client), got {len(job.budgets)}")
+        for i, k in enumerate(job.budgets):
             if not 1 <= k <= r:
                 raise ValueError(f"--budgets[{i}] = {k} must be in [1, {r}] (the adapter's rank r)")
-        budgets = list(args.budgets)
+        budgets = list(job.budgets)
     else:
-        budgets = budgets_from_ratios(r, args.ratios, args.clients)
-    extra = {k: v for k, v in vars(args).items() if k in RECIPE_KEYS}
-    return FedConfig(rank=r, budgets=budgets, local_steps=args.local_steps, lr=args.lr, rounds=args.rounds,
-                     seed=args.seed, lora_scaling=layers.scaling, client_optimizer=args.client_optimizer,
-                     weight_decay=args.weight_decay, client_fraction=args.client_fraction,
-                     server_optimizer=args.server_optimizer,
-                     server_lr=1.0 if args.server_lr is None else args.server_lr, extra=extra)
+        budgets = budgets_from_ratios(r, job.ratios, job.clients)
+    extra = {k: v for k, v in job.to_dict().items() if k in RECIPE_KEYS}
+    return FedConfig(rank=r, budgets=budgets, local_steps=job.local_steps, lr=job.lr, rounds=job.rounds,
+                     seed=job.seed, lora_scaling=layers.scaling, client_optimizer=job.client_optimizer,
+                     weight_decay=job.weight_decay, client_fraction=job.client_fraction,
+                     server_optimizer=job.server_optimizer,
+                     server_lr=1.0 if job.server_lr is None else job.server_lr, extra=extra)
 
 
 # what else, besides FedConfig, must agree for a checkpoint to be resumed
@@ -95,46 +98,64 @@ def run_identity(layers, shapes, task, held) -> dict:
             "client_sizes": list(shapes.client_sizes), "data_sha256": hashlib.sha256(data).hexdigest()}
 
 
-def finetune(args, round_fn=None) -> dict:
-    """Run (or resume) a federated fine-tuning job described by ``args`` (see cli.py);
-    returns the history dict also written to ``<out>/history.json``. round_fn: how one round
-    runs (``fslora_ref.federation.run_round``'s signature; the Flower app trains the clients
-    on remote nodes through it)."""
+def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: int | None = None,
+             round_fn=None) -> dict:
+    """Run (or resume) the federated fine-tuning ``job`` into the directory ``out``.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        What to run (checked beforehand by :func:`llm_bridge.job.check_run`).
+    out : str
+        Output directory: history.json, curves.png, checkpoint-<algorithm>.npz, adapter/.
+    resume : bool
+        Continue from the checkpoint in ``out`` (only the very same job).
+    stop_after : int or None
+        Stop after this many rounds (a checkpointed, unfinished run; tests of --resume).
+    round_fn : callable or None
+        How one round runs (``fslora_ref.federation.run_round``'s signature; the Flower app
+        trains the clients on remote nodes through it).
+
+    Returns
+    -------
+    dict
+        The history, also written to ``<out>/history.json``.
+    """
     import torch
-    prepare_output_dir(args.out, "--out")  # before the model is loaded
-    setup_torch(args.threads)
-    dtype, device = torch_dtype(args.dtype), resolve_device(args.device)
+    prepare_output_dir(out, "--out")  # before the model is loaded
+    setup_torch(job.threads)
+    dtype, device = torch_dtype(job.dtype), resolve_device(job.device)
     t_start = time.perf_counter()
-    model, tok = load_model(args.model, dtype=dtype, seed=args.seed, device=device)
-    peft_model = add_lora(model, args.rank, args.alpha, args.targets, args.rslora)
+    model, tok = load_model(job.model, dtype=dtype, seed=job.seed, device=device)
+    peft_model = add_lora(model, job.rank, job.alpha, list(job.targets), job.rslora)
     layers = LoraLayers(peft_model)
-    task, held, info = build_data(args, tok)
-    config = make_config(args, layers)
+    task, held, info = build_data(job, tok)
+    config = make_config(job, layers)
     shapes = ModelShapes(layers, task.client_sizes)
-    algorithm = get_algorithm(args.algorithm)
+    algorithm = get_algorithm(job.algorithm)
     identity = run_identity(layers, shapes, task, held)
-    ckpt = checkpoint_path(args.out, algorithm.name)
-    recorder = FinetuneRecorder(layers, tok, held, shapes, new_history(args, config, layers, info, shapes),
-                                eval_every=args.eval_every, elem_bytes=torch.finfo(dtype).bits // 8, out=args.out)
+    ckpt = checkpoint_path(out, algorithm.name)
+    recorder = FinetuneRecorder(layers, tok, held, shapes, new_history(job, config, layers, info, shapes),
+                                eval_every=job.eval_every, elem_bytes=torch.finfo(dtype).bits // 8, out=out)
     # the reference's driver loop: resume, a checkpoint after every round, divergence and error wrapping
-    history = run(TorchClients(algorithm, layers, task), shapes, config, checkpoint=ckpt, resume=args.resume,
-                  stop_after=args.stop_after, identity=identity, round_fn=recorder.timed(round_fn or run_round),
+    history = run(TorchClients(algorithm, layers, task), shapes, config, checkpoint=ckpt, resume=resume,
+                  stop_after=stop_after, identity=identity, round_fn=recorder.timed(round_fn or run_round),
                   recorder=recorder, on_round=recorder.after_round)
     state = recorder.final_state
     done = len(history["rounds"]) == config.rounds
     if done:
         pairs, exact = exportable_factors(algorithm, state, config)
-        export_adapter(layers, pairs, config, os.path.join(args.out, "adapter"))
-        history["adapter"] = {"path": os.path.join(args.out, "adapter"), "exact": exact}
-        if args.verify_adapter:
-            history["adapter"]["reload_eval"] = reload_and_evaluate(args, os.path.join(args.out, "adapter"), held)
+        export_adapter(layers, pairs, config, os.path.join(out, "adapter"))
+        history["adapter"] = {"path": os.path.join(out, "adapter"), "exact": exact}
+        if job.verify_adapter:
+            history["adapter"]["reload_eval"] = reload_and_evaluate(job, os.path.join(out, "adapter"), held)
     history["wall_seconds_this_process"] = time.perf_counter() - t_start
-    write_outputs(args.out, history)
+    write_outputs(out, history)
     return history
 
 
-def new_history(args, config, layers, info, shapes) -> dict:
-    return {"config": config.to_json(), "algorithm": args.algorithm, "model": args.model,
+def new_history(job, config, layers, info, shapes) -> dict:
+    return {"config": config.to_json(), "algorithm": job.algorithm, "model": job.model,
             "layers": layers.names, "layer_shapes": [list(s) for s in shapes.layer_shapes],
             "lora_scaling": layers.scaling, "client_sizes": shapes.client_sizes, "data": info,
             "rounds": [], "eval": []}
@@ -150,11 +171,11 @@ def export_adapter(layers, pairs, config, path):
         layers.model.save_pretrained(tmp)
 
 
-def reload_and_evaluate(args, adapter_path, held) -> dict:
+def reload_and_evaluate(job, adapter_path, held) -> dict:
     """Load the base model afresh, attach the saved adapter with PeftModel.from_pretrained,
     and evaluate: this must reproduce the run's final evaluation."""
     from peft import PeftModel
-    model, tok = load_model(args.model, dtype=torch_dtype(args.dtype), seed=args.seed, device=resolve_device(args.device))
+    model, tok = load_model(job.model, dtype=torch_dtype(job.dtype), seed=job.seed, device=resolve_device(job.device))
     peft_model = PeftModel.from_pretrained(model, adapter_path)
     peft_model.eval()
     return evaluate(peft_model, tok, held)

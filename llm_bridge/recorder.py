@@ -45,8 +45,10 @@ class FinetuneRecorder:
         return evaluate(self.layers.model, self.tok, self.held)
 
     # -- the recorder protocol (fslora_ref/recorder.py) ------------------------------------------
-    def identity(self) -> dict:
-        return {}  # the bridge's identity (layers, shapes, data digest) is passed to run by finetune
+    def identity(self, algorithm, given: dict) -> dict:
+        # finetune passes the bridge's identity (layers, shapes, data digest); the algorithm is always
+        # its default variant (get_algorithm(job.algorithm)), which the recipe's "algorithm" names
+        return dict(given)
 
     def start(self, algorithm, state, config) -> dict:
         history = self.fresh_history

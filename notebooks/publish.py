@@ -6,6 +6,8 @@ in its metadata with the SHA-256 of the sources it was built from:
     nb.metadata["fslora"] = {"size": "full",
                              "sources": {"notebooks/src/NN_name.py": sha256, "notebooks/nbsetup.py": sha256}}
 
+plus the plotting helpers (``plotstyle.py``, ``pictures.py``) for a notebook whose source imports them.
+
 ``problems(dest_dir, sources)`` compares those stamps, and the cells, with the current sources
 without executing anything: the test suite calls it, so a notebook source changed (or added)
 without ``make notebooks`` fails the tests with the command to run.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,6 +27,8 @@ if HERE not in sys.path:
 from build import build_notebook  # noqa: E402  (sibling module, not a package)
 
 PREAMBLE = os.path.join(HERE, "nbsetup.py")
+# helper modules beside the preamble -> the helpers a notebook importing it is built from
+HELPERS = {"plotstyle": ("plotstyle",), "pictures": ("pictures", "plotstyle")}
 REBUILD = "run `make notebooks` (or `python3 notebooks/run.py NN`)"
 
 
@@ -33,9 +38,18 @@ def digest(path: str) -> str:
         return hashlib.sha256(fh.read().replace(b"\r\n", b"\n")).hexdigest()
 
 
+def helpers(src: str, preamble: str = PREAMBLE) -> list:
+    """Paths of the helper modules (beside the preamble) that the notebook source imports."""
+    with open(src, encoding="utf-8") as fh:
+        text = fh.read()
+    names = {dep for name, deps in HELPERS.items()
+             if re.search(rf"^\s*(import|from)\s+{name}\b", text, re.M) for dep in deps}
+    return [os.path.join(os.path.dirname(preamble), name + ".py") for name in sorted(names)]
+
+
 def inputs(src: str, root: str = ROOT, preamble: str = PREAMBLE) -> dict:
     """{repository-relative path: sha256} of what an executed notebook is built from."""
-    return {os.path.relpath(p, root).replace(os.sep, "/"): digest(p) for p in (src, preamble)}
+    return {os.path.relpath(p, root).replace(os.sep, "/"): digest(p) for p in (src, preamble, *helpers(src, preamble))}
 
 
 def target(src: str, dest_dir: str = DEST) -> str:

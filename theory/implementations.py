@@ -159,7 +159,7 @@ def runner_for(obj) -> AlgorithmRunner | ProtocolRunner:
 def load_runner(target: str) -> AlgorithmRunner | ProtocolRunner:
     """``--impl MODULE:ATTR`` (the ``fslora crosscheck`` target syntax) as a round runner. Runners loaded
     from the same target share one cache of runs (theory.experiment.run_seeds) within the process."""
-    from fslora_ref.conformance.cli import load_target
+    from fslora_ref.conformance.targets import load_target
     runner = runner_for(load_target(target))
     runner.name = f"{runner.name} ({target})" if target not in runner.name else runner.name
     runner.cache = _TARGET_CACHES.setdefault(target, {})

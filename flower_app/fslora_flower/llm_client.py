@@ -13,18 +13,17 @@ import time
 import numpy as np
 
 
-def prepare(args) -> None:
-    """Check the job can run on this node (its options, model and data files; the output
+def prepare(job) -> None:
+    """Check the FinetuneJob can run on this node (its fields, model and data files; the output
     directory is the server's) and fill the converted-model cache."""
-    from llm_bridge.cli import check_inputs, check_options
-    check_options(args)
-    check_inputs(args)
-    if args.model == "smollm2":
+    job.validate()
+    job.check_inputs()
+    if job.model == "smollm2":
         from llm_bridge.models import smollm2_dir
         smollm2_dir()
 
 
-def train(plan, meta, args, node_config, timing: dict):
+def train(plan, meta, job, node_config, timing: dict):
     """(Upload of ``plan``, float type to send it in); ``timing`` receives setup-seconds."""
     t0 = time.perf_counter()
     from llm_bridge.client import train_client
@@ -32,12 +31,12 @@ def train(plan, meta, args, node_config, timing: dict):
     from llm_bridge.finetune import build_data, make_config, setup_torch
     from llm_bridge.models import load_model
     from llm_bridge.peft_layers import LoraLayers, add_lora
-    setup_torch(args.threads)
-    device = resolve_device(str(node_config.get("device", args.device)))
-    model, tok = load_model(args.model, dtype=torch_dtype(args.dtype), seed=args.seed, device=device)
-    layers = LoraLayers(add_lora(model, args.rank, args.alpha, args.targets, args.rslora))
-    task, _, _ = build_data(args, tok)
-    config = make_config(args, layers)
+    setup_torch(job.threads)
+    device = resolve_device(str(node_config.get("device", job.device)))
+    model, tok = load_model(job.model, dtype=torch_dtype(job.dtype), seed=job.seed, device=device)
+    layers = LoraLayers(add_lora(model, job.rank, job.alpha, list(job.targets), job.rslora))
+    task, _, _ = build_data(job, tok)
+    config = make_config(job, layers)
     timing["setup-seconds"] = time.perf_counter() - t0
     upload = train_client(layers, task, plan, config, int(meta["round"]))
-    return upload, (np.float64 if args.dtype == "float64" else np.float32)
+    return upload, (np.float64 if job.dtype == "float64" else np.float32)

@@ -8,17 +8,17 @@ from __future__ import annotations
 import numpy as np
 
 from fslora_ref.algorithms import get_algorithm
-from fslora_ref.cli_simulate import build
+from fslora_ref.simulate import build
 
 
-def prepare(args) -> None:
-    """Check the job can run here (raises the same one-line errors as `fslora simulate`)."""
-    build(args)
+def prepare(job) -> None:
+    """Check the SimulateJob can run here (raises the same one-line errors as `fslora simulate`)."""
+    build(job)
 
 
-def train(plan, meta, args):
+def train(plan, meta, job):
     """(Upload of ``plan``, float type to send it in)."""
-    problem, config, names = build(args)
+    problem, config, names = build(job)
     if meta["algorithm"] not in names:
         raise ValueError(f"plan for algorithm {meta['algorithm']!r}, not one of this job's {names}")
     upload = get_algorithm(meta["algorithm"]).client_update(plan, problem, config, int(meta["round"]))

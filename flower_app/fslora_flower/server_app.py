@@ -1,7 +1,7 @@
 """The ServerApp: the same job as `fslora simulate` / `fslora finetune`, clients on SuperNodes.
 
 It finds which node is which client (discovery.py), then runs the in-process command's own
-loop (fslora_ref.cli_simulate.run_all + write_results, or llm_bridge.finetune.finetune) with
+loop (fslora_ref.simulate.run_all + write_results, or llm_bridge.finetune.finetune) with
 one change: each round goes through Flower (rounds.py). So history.json, the checkpoints and
 --resume are the in-process command's, and a loopback run reproduces the in-process one.
 Failures end the run with a one-line reason (Flower records it as the run's status
@@ -15,7 +15,7 @@ import time
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fslora_cli.main import exit_code
+from fslora_ref.errors import exit_code
 from fslora_ref.outputs import prepare_output_dir
 
 from .discovery import discover
@@ -31,9 +31,8 @@ def main(grid: Grid, context: Context) -> None:
     if not settings.out:
         raise ValueError("run config 'out' must name the output directory on the ServerApp's host")
     prepare_output_dir(settings.out, "run config 'out'")
-    args = settings.args
-    args.out = settings.out
-    ledger = Ledger(settings.out, resume=bool(args.resume), run_id=context.run_id)
+    job, out, resume = settings.args, settings.out, settings.resume
+    ledger = Ledger(out, resume=resume, run_id=context.run_id)
     try:
         t0 = time.perf_counter()
         nodes = discover(grid, settings.n_clients, settings.discovery_timeout, settings.poll)
@@ -42,15 +41,16 @@ def main(grid: Grid, context: Context) -> None:
         rounds = FlowerRounds(grid, nodes, timeout=settings.round_timeout, on_missing=settings.on_missing,
                               poll=settings.poll, dtype=down, ledger=ledger)
         if settings.job == "simulate":
-            from fslora_ref.cli_simulate import build, run_all, write_results
-            problem, config, names = build(args)
-            histories = run_all(args, problem, config, names, round_fn=rounds)
-            write_results(args, problem, config, histories)
+            from fslora_ref.simulate import build, run_all, write_results
+            problem, config, names = build(job)
+            histories = run_all(job, problem, config, names, out, resume=resume, round_fn=rounds)
+            write_results(job, problem, config, histories, out)
         else:
-            from llm_bridge.cli import summary, validate
             from llm_bridge.finetune import finetune
-            validate(args)
-            print(summary(finetune(args, round_fn=rounds)))
+            from llm_bridge.job import check_run
+            from llm_bridge.summary import summary
+            check_run(job, out, resume=resume)
+            print(summary(finetune(job, out, resume=resume, stop_after=settings.stop_after, round_fn=rounds)))
     except BaseException as exc:
         ledger.set(status="failed", error=" ".join(str(exc).split()) or type(exc).__name__,
                    **{"exit-code": exit_code(exc)})

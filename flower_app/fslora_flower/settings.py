@@ -4,7 +4,9 @@ Every key is declared in the app's pyproject.toml ([tool.flwr.app.config]) and r
 ServerApp and every ClientApp unchanged:
 
     job                simulate | finetune
-    job-args           the job's options as JSON (every `fslora simulate` / `fslora finetune` option)
+    job-args           the job as JSON: the fields of fslora_ref.jobs.SimulateJob / llm_bridge.job.FinetuneJob
+                       (a field left out takes its default), plus the run's `out` and `resume` (and
+                       finetune's `stop_after`): every `fslora simulate` / `fslora finetune` option
     out                output directory on the ServerApp's host
     round-timeout      seconds the server waits for a round's replies
     on-missing         stop | continue (see strategy.py)
@@ -13,7 +15,6 @@ ServerApp and every ClientApp unchanged:
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 
@@ -25,15 +26,31 @@ JOBS = ("simulate", "finetune")
 DEFAULTS = {"round-timeout": 600.0, "on-missing": "stop", "discovery-timeout": 300.0, "poll-interval": 0.5}
 
 
+RUN_OPTIONS = {"simulate": ("out", "resume"), "finetune": ("out", "resume", "stop_after")}   # not job fields
+
+
+def job_class(job: str):
+    """The job dataclass of ``job`` (FinetuneJob is imported only for finetune runs; no torch)."""
+    if job == "simulate":
+        from fslora_ref.jobs import SimulateJob
+        return SimulateJob
+    from llm_bridge.job import FinetuneJob
+    return FinetuneJob
+
+
 @dataclass(frozen=True)
 class Settings:
+    """What a run config says. ``args`` is the typed job (SimulateJob | FinetuneJob)."""
+
     job: str
-    args: argparse.Namespace
+    args: object
     out: str
     round_timeout: float
     on_missing: str
     discovery_timeout: float
     poll: float
+    resume: bool = False
+    stop_after: int | None = None
 
     @classmethod
     def from_run_config(cls, rc) -> "Settings":
@@ -46,11 +63,11 @@ class Settings:
                 raise ValueError("not an object")
         except ValueError as exc:
             raise ValueError(f"run config 'job-args' must be a JSON object of {job} options ({exc})") from None
-        defaults = job_defaults(job)
-        unknown = sorted(set(given) - set(defaults))
+        kind = job_class(job)
+        unknown = sorted(set(given) - set(kind.field_names()) - set(RUN_OPTIONS[job]))
         if unknown:
             raise ValueError(f"run config 'job-args' has options `fslora {job}` does not know: {unknown}")
-        args = argparse.Namespace(**dict(defaults, **given))   # an option left out takes the command's default
+        spec = kind.from_dict({k: v for k, v in given.items() if k not in RUN_OPTIONS[job]})  # left out: the default
         if rc.get("on-missing") not in ON_MISSING:
             raise ValueError(f"run config 'on-missing' must be one of {ON_MISSING}, got {rc.get('on-missing')!r}")
         numbers = {}
@@ -59,8 +76,9 @@ class Settings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"run config {key!r} must be a positive number of seconds, got {value!r}")
             numbers[key] = float(value)
-        return cls(job, args, str(rc.get("out") or ""), numbers["round-timeout"], rc["on-missing"],
-                   numbers["discovery-timeout"], numbers["poll-interval"])
+        return cls(job, spec, str(rc.get("out") or ""), numbers["round-timeout"], rc["on-missing"],
+                   numbers["discovery-timeout"], numbers["poll-interval"], resume=bool(given.get("resume", False)),
+                   stop_after=given.get("stop_after"))
 
     @property
     def n_clients(self) -> int:
@@ -75,26 +93,24 @@ class Settings:
         return (np.float32 if self.args.dtype == "float32" else np.float64), np.float32
 
 
-def job_parser(job: str) -> argparse.ArgumentParser:
-    """The option parser of `fslora <job>` (no torch import)."""
-    if job == "simulate":
-        from fslora_ref.cli_simulate import configure_parser
-    else:
-        from llm_bridge.cli import configure_parser
-    p = argparse.ArgumentParser(prog=f"fslora {job}")
-    configure_parser(p)
-    return p
+def run_config(job: str, spec, out: str, *, resume: bool = False, stop_after: int | None = None, **settings) -> dict:
+    """The run-config dict for ``flwr run --run-config``.
 
-
-def job_defaults(job: str) -> dict:
-    """Every option of `fslora <job>` with its default."""
-    return vars(job_parser(job).parse_args([]))
-
-
-def run_config(job: str, args: argparse.Namespace, out: str, **settings) -> dict:
-    """The run-config dict for ``flwr run --run-config``; ``settings`` override DEFAULTS
-    (keys with underscores, e.g. round_timeout=60)."""
-    options = {k: v for k, v in vars(args).items() if k != "given"}   # the parser's bookkeeping, not an option
+    Parameters
+    ----------
+    job : str
+        simulate | finetune.
+    spec : SimulateJob or FinetuneJob
+        The job; written as ``job-args`` with the run options ``out`` and ``resume`` (and
+        finetune's ``stop_after``).
+    out : str
+        Output directory on the ServerApp's host.
+    settings
+        Override DEFAULTS (keys with underscores, e.g. round_timeout=60).
+    """
+    options = dict(spec.to_dict(), out=out, resume=bool(resume))
+    if job == "finetune":
+        options["stop_after"] = stop_after
     rc = {"job": job, "job-args": json.dumps(options, sort_keys=True), "out": out, **DEFAULTS}
     for key, value in settings.items():
         name = key.replace("_", "-")

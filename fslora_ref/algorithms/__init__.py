@@ -9,11 +9,13 @@ from .protocol import Algorithm, ClientPlan, ServerState, Upload, apply_server_s
 ALGORITHMS = {cls.name: cls for cls in (FSLoRA, FedIT, HetLoRA, FlexLoRA, FLoRA)}
 
 
-def get_algorithm(name: str) -> Algorithm:
-    """An algorithm instance by name (one of ALGORITHMS)."""
+def get_algorithm(name: str, **options) -> Algorithm:
+    """An algorithm instance by name (one of ALGORITHMS), with its variant ``options`` (see each
+    class's ``OPTIONS``; omitted options take the defaults, the FSLoRA paper's rules), e.g.
+    ``get_algorithm("hetlora", aggregate="matrix")``."""
     if name not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {name!r}")
-    return ALGORITHMS[name]()
+    return ALGORITHMS[name](**options)
 
 
 __all__ = ["ALGORITHMS", "get_algorithm", "Algorithm", "ClientPlan", "ServerState", "Upload",

@@ -1,60 +1,93 @@
-"""FlexLoRA (Bai et al.): clients train rank-k_i pairs; the server averages the full products
-Delta W_i = s B_i A_i weighted by client data size, and gives each client a rank-k_i
-factorisation of the average by truncated SVD (B = U_k sqrt(Sigma_k) / sqrt(s),
-A = sqrt(Sigma_k) V_k^T / sqrt(s)). Round 0 starts every client from the first k_i
-components of the common LoRA initialisation.
+"""FlexLoRA (Bai et al., 2024) as the FSLoRA paper's experiments ran it (docs/spec.md §5).
+
+Source of the default rules: wenzhifang/Federated-Sketching-LoRA-Implementation, ``src/LoRA_SVD.py``
+(``weight_aggregation``, ``local_model_initialization``, ``fl_svd_lora_train_het``) and
+``src/models.py`` (``add_adapter``, ``use_rslora=True``):
+
+- what is aggregated: each participant's full product Delta W_i = c_i B_i A_i (``weight_aggregation``:
+  ``(1/sqrt(r_c)) * B @ A``, i.e. the rsLoRA-scaled product up to the common alpha);
+- weights: uniform, 1/|P| (``local_model_initialization``: ``param / num_client``;
+  ``weighting="uniform"``); Bai et al. weight by client data size (``weighting="data_size"``);
+- scaling: a rank-k adapter has coefficient c_k = s sqrt(r/k) (rsLoRA at the client's rank,
+  ``scaling="rslora"``); ``scaling="constant"`` uses c_k = s;
+- SVD split: client i starts the next round from the rank-k_i truncation U_k Sigma_k V_k^T of the
+  average with the singular values on B: B = U_k Sigma_k / c_k, A = V_k^T (``fl_svd_lora_train_het``:
+  ``B = U[:, :r_c] diag(S[:r_c]) sqrt(r_c)``, ``A = V[:r_c]``; ``split="on_B"``). ``split="balanced"``
+  (this project's rule before issue 20) puts sqrt(Sigma_k / c_k) on each side. The split changes
+  the next round's gradients, not the starting model;
+- round 0: every client starts from a fresh LoRA initialisation (A = 0, so Delta W = 0); here the
+  first k_i components of the common initialisation (same distribution);
+- server step: none; the server's model is W0 + the weighted average of the Delta W_i (Bai et al.).
+  The paper's code saves and evaluates the rank-r truncation of that average instead (its
+  ``server_params``); this reference keeps the full average as the global model and shows the
+  rank-r truncation as ``state.layers``. They differ only when the average has rank > r.
+
+With learning rate 0 a round is not a fixed point: the new model is the weighted average of the
+participants' rank-k_i truncations of the old one (tests/core/test_invariants.py checks that equality).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..lora import LayerFactors
-from .protocol import Algorithm, ClientPlan, ServerState, lora_floats
+from ..lora import LayerFactors, dense_update
+from ..validation import check_choice
+from .protocol import SCALINGS, Algorithm, ClientPlan, ServerState, client_weights, lora_floats, rank_coefficient
+
+SPLITS = ("on_B", "balanced")
 
 
-def truncated_factors(delta_W: np.ndarray, k: int, s: float, svd=None):
-    """(B: (m, k), A: (k, n)) with s B A the best rank-k approximation of delta_W; when
-    k > min(m, n) the components beyond min(m, n) are zero (the shapes stay k).
-    svd: ``np.linalg.svd(delta_W, full_matrices=False)`` if already computed (one SVD serves
-    every client's k)."""
+def truncated_factors(delta_W: np.ndarray, k: int, s: float, svd=None, split: str = "balanced"):
+    """(B: (m, k), A: (k, n)) with s B A the best rank-k approximation of delta_W.
+
+    split: "balanced" puts sqrt(Sigma_k / s) on each factor; "on_B" puts Sigma_k / s on B and
+    leaves A = V_k^T (orthonormal rows). When k > min(m, n) the components beyond min(m, n) are
+    zero (the shapes stay k). svd: ``np.linalg.svd(delta_W, full_matrices=False)`` if already
+    computed (one SVD serves every client's k).
+    """
+    check_choice("split", split, SPLITS)
     U, sigma, Vt = np.linalg.svd(delta_W, full_matrices=False) if svd is None else svd
     q = min(k, sigma.size)
-    root = np.sqrt(sigma[:q] / s)
     B, A = np.zeros((delta_W.shape[0], k)), np.zeros((k, delta_W.shape[1]))
-    B[:, :q] = U[:, :q] * root[None, :]
-    A[:q, :] = root[:, None] * Vt[:q, :]
+    if split == "balanced":
+        left = right = np.sqrt(sigma[:q] / s)
+    else:
+        left, right = sigma[:q] / s, np.ones(q)
+    B[:, :q] = U[:, :q] * left[None, :]
+    A[:q, :] = right[:, None] * Vt[:q, :]
     return B, A
 
 
 class FlexLoRA(Algorithm):
     name = "flexlora"
     has_trainable_factors = False   # the model is the averaged product; B, A are only its truncation
+    OPTIONS = {"weighting": ("uniform", "data_size"), "split": SPLITS, "scaling": SCALINGS}
 
     def configure_round(self, state, problem, config, round_index, participants):
-        s = config.lora_scaling
         products = state.extra.get("delta_W")
         svds = None if products is None else [np.linalg.svd(dW, full_matrices=False) for dW in products]
         plans = []
         for i in participants:
             k = config.budgets[i]
+            c = rank_coefficient(config, k, self.options["scaling"])
             if products is None:
                 pairs = [(B[:, :k].copy(), A[:k, :].copy()) for B, A in state.layers]
             else:
-                pairs = [truncated_factors(dW, k, s, svd) for dW, svd in zip(products, svds)]
-            factors = [LayerFactors(B, A, s * np.ones(k)) for B, A in pairs]
+                pairs = [truncated_factors(dW, k, c, svd, self.options["split"]) for dW, svd in zip(products, svds)]
+            factors = [LayerFactors(B, A, c * np.ones(k)) for B, A in pairs]
             floats = lora_floats(state.layers, [k] * len(state.layers))
             plans.append(ClientPlan(i, factors, [np.arange(k)] * len(state.layers),
                                     download_floats=floats, broadcast_floats=floats))
         return plans
 
     def aggregate(self, state, plans, uploads, config):
-        s = config.lora_scaling
-        sizes = np.array([state.extra["client_sizes"][up.client] for up in uploads], dtype=float)
-        weights = sizes / sizes.sum()
-        products = [sum(w * s * (up.trained[l][0] @ up.trained[l][1]) for w, up in zip(weights, uploads))
+        sizes = [state.extra["client_sizes"][up.client] for up in uploads]
+        weights = client_weights(sizes, self.options["weighting"])
+        products = [sum(w * dense_update(*up.trained[l], plan.factors[l].coeff)
+                        for w, plan, up in zip(weights, plans, uploads))
                     for l in range(len(state.layers))]
         # the rank-r factors shown as the server's state are the SVD truncation at rank r
-        layers = [truncated_factors(dW, config.rank, s) for dW in products]
+        layers = [truncated_factors(dW, config.rank, config.lora_scaling, split=self.options["split"])
+                  for dW in products]
         return ServerState(layers, dict(state.extra, delta_W=products))
 
     def init(self, problem, config):

@@ -24,6 +24,12 @@ from ..client import local_train, trainable_state_floats
 from ..config import FedConfig
 from ..lora import LayerFactors, init_lora
 from ..seeding import SERVER, stream
+from ..validation import check_choice
+
+# How a rank-q client adapter is scaled (docs/spec.md §5): "constant" uses the server's s at every
+# rank; "rslora" uses alpha / sqrt(q) with alpha = s sqrt(r) (PEFT use_rslora=True at the client's
+# own rank, as the FSLoRA paper's code builds every baseline adapter), i.e. s sqrt(r / q).
+SCALINGS = ("rslora", "constant")
 
 
 @dataclass
@@ -59,12 +65,29 @@ class Upload:
 
 
 class Algorithm:
-    """Base class: LoRA init, shared local training, the server model as W0 + s B A."""
+    """Base class: LoRA init, shared local training, the server model as W0 + s B A.
+
+    A subclass lists its variants in ``OPTIONS`` ({option: allowed values, the first the
+    default}); ``Algorithm(**options)`` validates them and ``self.options`` holds every option's
+    value (part of the run's identity in checkpoints, see ``federation.run``).
+    """
 
     name = "base"
     # the server's rank-r (B, A) are what the clients train and the model is exactly W0 + s B A,
     # so ||grad_{[B;A]} f|| at them is recorded (history key grad_norm_factors)
     has_trainable_factors = True
+    OPTIONS: dict = {}
+
+    def __init__(self, **options):
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            known = ", ".join(f"{k} ({'|'.join(v)})" for k, v in self.OPTIONS.items()) or "none"
+            raise ValueError(f"{self.name} has no option {unknown[0]!r}; its options: {known}")
+        self.options = {k: check_choice(f"{self.name} {k}", options.get(k, values[0]), values)
+                        for k, values in self.OPTIONS.items()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
 
     def init(self, problem, config: FedConfig) -> ServerState:
         layers = [init_lora(m, n, config.rank, stream(config.seed, round=-1, client=SERVER, layer=l, purpose="init"))
@@ -112,6 +135,21 @@ class Algorithm:
         """The algorithm's own history entries for the server ``state`` (keys of
         ``fslora_ref.history.HISTORY_KEYS``); none by default."""
         return {}
+
+
+def rank_coefficient(config, q: int, scaling: str) -> float:
+    """The coefficient of a rank-q adapter: s ("constant") or s sqrt(r / q) ("rslora")."""
+    check_choice("scaling", scaling, SCALINGS)
+    return config.lora_scaling * (np.sqrt(config.rank / q) if scaling == "rslora" else 1.0)
+
+
+def client_weights(sizes, weighting: str) -> np.ndarray:
+    """Aggregation weights of the participants: 1/|P| ("uniform") or n_i / sum_P n_j ("data_size").
+
+    sizes: (|P|,) data sizes of the participants, in upload order."""
+    check_choice("weighting", weighting, ("uniform", "data_size"))
+    sizes = np.asarray(sizes, dtype=float)
+    return np.full(sizes.size, 1.0 / sizes.size) if weighting == "uniform" else sizes / sizes.sum()
 
 
 def lora_floats(layers, ranks) -> int:

@@ -1,7 +1,7 @@
 """Shared helpers for bridge tests: parse finetune arguments like the CLI does."""
 import argparse
 
-from llm_bridge import cli
+from fslora_cli import finetune as cli
 
 TINY = ["--model", "tiny", "--rank", "8", "--alpha", "16", "--clients", "2", "--ratios", "0.25,0.5",
         "--rounds", "3", "--local-steps", "2", "--batch-size", "2", "--lr", "0.02", "--examples-per-client", "12",

@@ -16,8 +16,8 @@ import pytest
 
 from fslora_cli.main import main
 from llm_bridge import commonsense as cs
-from llm_bridge.cli import summary
-from llm_bridge.finetune import finetune
+from llm_bridge.summary import summary
+from fslora_cli.finetune import finetune
 from llm_bridge.plots import history_figure
 
 from helpers import finetune_args

@@ -6,7 +6,7 @@ import torch
 
 from fslora_cli.main import main
 from llm_bridge.device import check_device_spec, resolve_device, torch_dtype
-from llm_bridge.finetune import finetune
+from fslora_cli.finetune import finetune
 
 from helpers import finetune_args
 

@@ -37,11 +37,11 @@ def server_arrays(name, state):
     return [x for pair in state.layers for x in pair]
 
 
-def run_both(problem, algo_name, optimizer, extra, rounds=2):
+def run_both(problem, algo_name, optimizer, extra, rounds=2, options=None):
     lr = 0.05 if optimizer == "sgd" else 0.01
     config = FedConfig(rank=8, budgets=[1, 2, 4, 6], local_steps=3, lr=lr, rounds=rounds, seed=11,
                        lora_scaling=0.5, client_optimizer=optimizer, **extra)
-    algo = get_algorithm(algo_name)
+    algo = get_algorithm(algo_name, **(options or {}))
     layers = LoraLayers(torch_model_for(problem, config.rank, config.lora_scaling))
     assert layers.scaling == config.lora_scaling and layers.rank == config.rank
     bridge = TorchClients(algo, layers, ProblemTask(problem))
@@ -63,6 +63,20 @@ def test_bridge_round_equals_reference_round(algo_name, optimizer, extra):
     for u, v in zip(br_up, ref_up):
         assert u.client == v.client and u.upload_floats == v.upload_floats and u.memory_floats == v.memory_floats
         assert np.allclose(u.losses, v.losses, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("algo_name,options", [("hetlora", {"aggregate": "matrix", "scaling": "constant"}),
+                                               ("flexlora", {"weighting": "data_size", "split": "balanced",
+                                                             "scaling": "constant"}),
+                                               ("flora", {"weighting": "data_size", "scaling": "constant"}),
+                                               ("fedit", {"weighting": "data_size"})])
+def test_bridge_round_equals_reference_round_for_every_variant(algo_name, options):
+    """The non-default rules too (the defaults are the CASES above): the bridge reuses the reference's
+    server, and its clients install whatever coefficient the plan carries."""
+    problem = least_squares(n_clients=4, m=12, n=10, mean_size=24, batch_size=8, seed=3)
+    ref_state, bridge_state, _, _ = run_both(problem, algo_name, "adamw", {}, options=options)
+    for a, b in zip(server_arrays(algo_name, bridge_state), server_arrays(algo_name, ref_state)):
+        assert rel(a, b) <= 1e-10
 
 
 @pytest.mark.parametrize("algo_name", ["fslora", "hetlora"])

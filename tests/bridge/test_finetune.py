@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fslora_cli.main import main
-from llm_bridge.finetune import finetune
+from fslora_cli.finetune import finetune
 
 from helpers import finetune_args
 

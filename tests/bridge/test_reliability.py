@@ -9,7 +9,7 @@ import pytest
 from fslora_ref import FedConfig, get_algorithm, least_squares, run
 from fslora_ref.federation import checkpoint_path
 from fslora_ref.outputs import TMP_PREFIX
-from llm_bridge import cli
+from fslora_cli import finetune as cli
 
 from helpers import TINY, finetune_args
 from tests.core.clitools import one_line_error
@@ -99,7 +99,7 @@ def test_bad_paths_fail_before_the_model_loads(tmp_path, capsys, no_model):
 
 
 def test_outputs_follow_the_umask_and_orphans_are_removed(tmp_path):
-    from llm_bridge.finetune import finetune
+    from fslora_cli.finetune import finetune
     out = tmp_path / "run"
     (out / (TMP_PREFIX + "adapter-of-a-killed-run")).mkdir(parents=True)
     old = os.umask(0o022)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from llm_bridge.finetune import finetune
+from fslora_cli.finetune import finetune
 from llm_bridge.models import SMOL_GGUF, fetch_smollm2
 
 from helpers import finetune_args

@@ -13,7 +13,7 @@ import pytest
 
 from fslora_cli.main import main
 from fslora_ref.conformance import Options, check_implementation
-from fslora_ref.conformance.cli import load_target
+from fslora_ref.conformance.targets import load_target
 from fslora_ref.conformance.reference import impl as reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -41,7 +41,24 @@ def test_bench_json(tmp_path, capsys):
     assert data["submatrix_vs_masked_speedup"] > 0 and data["k2_over_k8_time_ratio"] > 0
 
 
-def test_bench_routing_does_not_leak_between_calls():
-    from fslora_cli.main import command_module
-    assert command_module("bench", ["bench", "--bridge", "--tiny"]) == "llm_bridge.bench"
-    assert command_module("bench", ["bench"]) == "fslora_ref.cli_bench"
+def test_bench_dispatches_on_the_parsed_option(capsys, monkeypatch):
+    """One parser for `fslora bench`: the parsed --bridge picks the side (no argv sniffing), each side
+    gets its own defaults, and an option of the other side is refused by name."""
+    import fslora_ref.bench
+    import llm_bridge.bench
+    calls = []
+    monkeypatch.setattr(fslora_ref.bench, "run_bench", lambda **kw: calls.append(("numpy", kw)))
+    monkeypatch.setattr(llm_bridge.bench, "run_bridge_bench",
+                        lambda setting, json_path=None: calls.append(("bridge", setting)))
+    assert main(["bench", "--bridge", "--tiny", "--rank", "16"]) == 0
+    assert main(["bench", "--rank", "16"]) == 0
+    (side1, bridge), (side2, numpy_kw) = calls
+    assert (side1, side2) == ("bridge", "numpy")
+    assert bridge.tiny and bridge.budget == 2 and bridge.batch_size == 8 and bridge.repeats == 7
+    assert numpy_kw["k"] == 8 and numpy_kw["batch_size"] == 32 and numpy_kw["repeats"] == 5
+    capsys.readouterr()
+    assert main(["bench", "--bridge", "--clients", "2"]) == 2
+    assert "--clients only applies without --bridge" in capsys.readouterr().err
+    assert main(["bench", "--steps", "2"]) == 2
+    assert "--steps only applies with --bridge" in capsys.readouterr().err
+    assert len(calls) == 2

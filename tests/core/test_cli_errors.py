@@ -12,7 +12,7 @@ import pytest
 
 from fslora_cli.main import main
 from fslora_ref import DivergenceError, FedConfig, get_algorithm, least_squares, run
-from fslora_ref.cli_simulate import plot_histories
+from fslora_ref.simulate import plot_histories
 from fslora_ref.outputs import TMP_PREFIX
 from fslora_ref.progress import Progress
 
@@ -36,14 +36,14 @@ def a_file(tmp_path):
 @pytest.fixture
 def no_computation(monkeypatch):
     """Every command's first expensive step fails loudly: errors must come before it."""
-    import fslora_ref.cli_bench
-    import fslora_ref.cli_simulate
-    import fslora_ref.conformance.cli
+    import fslora_ref.bench
+    import fslora_ref.simulate
+    import fslora_ref.conformance.crosscheck
     import theory.claims
-    monkeypatch.setattr(fslora_ref.cli_simulate, "make_problem", never_called)
-    monkeypatch.setattr(fslora_ref.cli_bench, "least_squares", never_called)
+    monkeypatch.setattr(fslora_ref.simulate, "make_problem", never_called)
+    monkeypatch.setattr(fslora_ref.bench, "least_squares", never_called)
     monkeypatch.setattr(theory.claims, "run_all", never_called)
-    monkeypatch.setattr(fslora_ref.conformance.cli, "load_target", never_called)
+    monkeypatch.setattr(fslora_ref.conformance.crosscheck, "load_target", never_called)
 
 
 def bad_output_paths(a_file, tmp_path):

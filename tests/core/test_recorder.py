@@ -18,8 +18,8 @@ class DictRecorder:
     def __init__(self):
         self.calls = []
 
-    def identity(self):
-        return {"recorder": "dict"}
+    def identity(self, algorithm, given):
+        return dict(given, recorder="dict")
 
     def start(self, algorithm, state, config):
         self.calls.append(("start", 0))

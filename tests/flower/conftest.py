@@ -23,7 +23,7 @@ def _server_identity(monkeypatch):
 @pytest.fixture
 def deployments(monkeypatch):
     """Every LocalDeployment started during the test (to check its processes are gone)."""
-    from fslora_flower import deploy
+    from fslora_cli import flower_deploy as deploy
     started, original = [], deploy.LocalDeployment.start
 
     def start(self):

@@ -104,7 +104,7 @@ class InProcessDeployment:
         from flwr.app import Context, RecordDict
 
         from fslora_flower import server_app
-        from fslora_flower.deploy import RunResult
+        from fslora_cli.flower_deploy import RunResult
         context = Context(run_id=self.RUN_ID, node_id=1, node_config={}, state=RecordDict(), run_config=run_config)
         try:
             server_app.main(InProcessGrid(run_config, self.n_nodes), context)

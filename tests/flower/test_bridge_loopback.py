@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fslora_cli.main import main
-from fslora_flower.deploy import marked_processes
+from fslora_cli.flower_deploy import marked_processes
 
 pytest.importorskip("torch")
 pytest.importorskip("peft")

@@ -6,7 +6,7 @@ import tomllib
 import pytest
 
 from fslora_cli.main import main
-from fslora_flower import deploy
+from fslora_cli import flower_deploy as deploy
 from fslora_flower.settings import Settings
 
 
@@ -57,8 +57,8 @@ def test_finetune_model_path_is_checked_before_starting(tmp_path, capsys):
 
 
 def test_named_data_files_keep_their_family(tmp_path, monkeypatch):
-    from fslora_flower.cli import job_args
-    from fslora_flower.settings import job_parser
+    from fslora_cli.flower import job_args
+    from fslora_cli.flower import job_parser
     monkeypatch.chdir(tmp_path)
     (tmp_path / "boolq").mkdir()
     args = job_parser("finetune").parse_args(["--train-json", "arc=data/ARC/train.json", "boolq/train.json",

@@ -14,12 +14,12 @@ import pytest
 
 from fslora_cli.main import main
 from fslora_ref.algorithms import get_algorithm
-from fslora_ref.cli_simulate import build, run_identity
+from fslora_cli.simulate import build, run_identity
 from fslora_ref.federation import checkpoint_path, load_checkpoint
 
-from fslora_flower.cli import APP_DIR
-from fslora_flower.deploy import LocalDeployment, marked_processes
-from fslora_flower.settings import run_config
+from fslora_cli.flower_deploy import APP_DIR
+from fslora_cli.flower_deploy import LocalDeployment, marked_processes
+from fslora_cli.flower import run_config
 
 from test_strategy import assert_same, simulate_args
 

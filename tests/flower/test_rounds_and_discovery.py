@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from fslora_ref.algorithms import get_algorithm
-from fslora_ref.cli_simulate import build, run_all
+from fslora_cli.simulate import build, run_all
 from fslora_ref.client import DivergenceError
 
 from fslora_flower.discovery import discover
 from fslora_flower.rounds import FlowerRounds, Ledger
-from fslora_flower.settings import run_config
+from fslora_cli.flower import run_config
 from fslora_flower.strategy import MissingClients
 
 from inprocess import InProcessGrid

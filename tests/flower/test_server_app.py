@@ -9,9 +9,10 @@ import pytest
 from flwr.app import Context, RecordDict
 
 from fslora_cli.main import main
-from fslora_flower import deploy, server_app
+from fslora_cli import flower_deploy as deploy
+from fslora_flower import server_app
 from fslora_flower.rounds import Ledger
-from fslora_flower.settings import job_parser, run_config
+from fslora_cli.flower import job_parser, run_config
 
 from inprocess import InProcessDeployment, InProcessGrid
 

@@ -8,12 +8,12 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord
 
 from fslora_ref.algorithms import ALGORITHMS, get_algorithm
-from fslora_ref.cli_simulate import DEFAULTS, build, configure_parser
+from fslora_cli.simulate import DEFAULTS, build, configure_parser
 from fslora_ref.client import DivergenceError
 from fslora_ref.federation import run_round
 
 from fslora_flower import records, strategy as strategy_mod
-from fslora_flower.settings import run_config
+from fslora_cli.flower import run_config
 from fslora_flower.strategy import FSLoRAStrategy, MissingClients
 
 from inprocess import InProcessGrid

@@ -3,6 +3,8 @@
 - one module per conformance mutant (listed in ``MUTANTS``), for the conformance battery;
 - ``core_mutants``: Algorithm subclasses breaking one property each (tests/core/test_properties.py)
   and the pre-issue-11 public-API functions (tests/core/test_fuzz.py);
+- ``baseline_mutants``: one defect per baseline invariant (tests/core/test_invariants.py), and
+  ``baseline_defects``: third-party-style baselines that ``fslora crosscheck --algorithm`` catches;
 - ``theory_mutants``: broken sketch laws, samplers, objectives, bounds and Algorithm subclasses that
   `fslora verify`'s claims must catch (tests/theory/).
 

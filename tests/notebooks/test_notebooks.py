@@ -26,12 +26,14 @@ builder = load("build")
 
 # notebook -> the key figures it must save (the README embeds some of them from docs/figures/)
 EXPECTED = {
+    "00_fslora_in_10_minutes": ["00_what_a_client_trains", "00_why_r_over_k", "00_one_round"],
     "01_sketching_operator": ["01_bsa_picture", "01_moments", "01_monte_carlo", "01_variance_vs_ratio"],
     "02_one_round_and_baselines": ["02_round_trace", "02_baselines_loss", "02_client_memory"],
     "03_what_fslora_minimises": ["03_regulariser", "03_settling", "03_gap_vs_ratio"],
     "04_theorem_and_corollary": ["04_lhs_vs_rhs", "04_tightness_grid", "04_rate_vs_ratio"],
     "05_real_llm": ["05_llm_training", "05_llm_memory_upload"],
     "06_our_bound": ["06_curvature", "06_tightness", "06_lhs_vs_bounds", "06_step_size_story", "06_drift"],
+    "07_interactive_round": ["07_round_without_scale"],
 }
 
 
@@ -84,6 +86,21 @@ def test_runner_reports_a_failing_assert(tmp_path):
 # 1e-10, far below what a plot shows, and the notebook's own asserts must catch it (in the cell
 # containing the given text).
 MUTANTS = {
+    "server_mean_off": ("00_fslora_in_10_minutes", "(1/N) sum of client changes", """
+import fslora_ref.algorithms.fslora as _fs
+_orig = _fs.scatter_mean
+def _bad(state, plans, uploads, config):
+    return [(dB * (1 + 1e-9), dA) for dB, dA in _orig(state, plans, uploads, config)]
+_fs.scatter_mean = _bad
+"""),
+    "exact_mean_misses_an_index_set": ("07_interactive_round", "bias(k, False)", """
+import itertools as _it
+_orig_comb = _it.combinations
+def _all_but_last(pool, k):   # the notebook's "exact" mean over index sets misses one of them
+    sets = list(_orig_comb(pool, k))
+    return iter(sets[:-1] if len(sets) > 1 else sets)
+_it.combinations = _all_but_last
+"""),
     "cross_moment_off": ("01_sketching_operator", "E[s_j s_l]", """
 import fslora_ref, fslora_ref.sketch as _sk
 _orig = _sk.sketch_moments

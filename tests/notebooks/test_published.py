@@ -112,7 +112,7 @@ def test_the_check_catches_unexecuted_small_failed_missing_and_stray_notebooks(l
 
 
 def test_publish_stamps_the_sources_and_drops_timings(tmp_path):
-    src = builder.sources()[0]
+    src = next(s for s in builder.sources() if os.path.basename(s).startswith("01_"))   # imports no helper
     nb = nbformat.read(publish.target(src), as_version=4)
     nb.cells[-1].metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00Z"}
     del nb.metadata["fslora"]
@@ -121,3 +121,23 @@ def test_publish_stamps_the_sources_and_drops_timings(tmp_path):
     assert again.metadata["fslora"] == {"size": "full", "sources": publish.inputs(src)}
     assert set(again.metadata["fslora"]["sources"]) == {os.path.relpath(src, ROOT), "notebooks/nbsetup.py"}
     assert all("execution" not in c.metadata for c in again.cells)
+
+
+def test_a_notebook_using_the_plotting_helpers_is_stale_when_a_helper_changes(tmp_path):
+    """Notebooks that import plotstyle / pictures are stamped with them too (pictures uses plotstyle)."""
+    name = "07_interactive_round"
+    (tmp_path / "notebooks" / "src").mkdir(parents=True)
+    src = shutil.copy(os.path.join(NB_DIR, "src", name + ".py"), tmp_path / "notebooks" / "src")
+    for helper in ("nbsetup.py", "plotstyle.py", "pictures.py"):
+        shutil.copy(os.path.join(NB_DIR, helper), tmp_path / "notebooks")
+    dest = tmp_path / "docs" / "notebooks"
+    dest.mkdir(parents=True)
+    shutil.copy(os.path.join(publish.DEST, name + ".ipynb"), dest)
+    pre = str(tmp_path / "notebooks" / "nbsetup.py")
+    assert sorted(publish.inputs(str(src), str(tmp_path), pre)) == [
+        "notebooks/nbsetup.py", "notebooks/pictures.py", "notebooks/plotstyle.py", f"notebooks/src/{name}.py"]
+    assert publish.problems(str(dest), [str(src)], root=str(tmp_path), preamble=pre) == []
+    with open(tmp_path / "notebooks" / "plotstyle.py", "a") as fh:      # a colour changed
+        fh.write("\nSELECTED = '#000000'\n")
+    problems = publish.problems(str(dest), [str(src)], root=str(tmp_path), preamble=pre)
+    assert len(problems) == 1 and "older notebooks/plotstyle.py" in problems[0]

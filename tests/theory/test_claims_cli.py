@@ -9,9 +9,10 @@ import shutil
 import pytest
 
 from fslora_cli.main import main
-from fslora_ref.algorithms import ALGORITHMS
+from fslora_ref.algorithms import ALGORITHMS, FlexLoRA, FLoRA, HetLoRA
+from fslora_cli import claims as cli
 from tests.mutants.core_mutants import SubmatrixWithoutScale
-from theory.empirical import cli, engine
+from theory.empirical import engine
 from theory.empirical.runs import Arm, run_arm
 from theory.empirical.settings import settings_for
 from theory.empirical.stats import INCONCLUSIVE, NOT_SUPPORTED, STATUSES, SUPPORTED
@@ -51,12 +52,28 @@ def test_quick_run_writes_a_report_in_verifys_shape(quick_run):
                                                                           "(0.125, 0.25, 0.5, 0.75)"}
 
 
-def test_reference_supports_claim1_and_a_dropped_r_over_k_scale_does_not(quick_run, tmp_path):
+# The baselines' rules before issue 20 (docs/spec.md §5 options), against which the reference FSLoRA wins
+# claim 1 at this small size. Under the FSLoRA paper's rules (the defaults since issue 20) FlexLoRA wins on
+# least squares (`fslora claims --quick`), so they cannot show that claim 1 can *drop*: this test is about
+# the claims engine's teeth, not about which baseline rule is right.
+def _pinned(cls, **pinned):
+    """``cls`` whose default options are ``pinned`` (the claims engine builds each algorithm as cls())."""
+    return type(f"{cls.__name__}Pre20", (cls,), {"__init__": lambda self, **o: cls.__init__(self, **{**pinned, **o})})
+
+
+PRE_ISSUE_20 = dict(ALGORITHMS,
+                    hetlora=_pinned(HetLoRA, aggregate="matrix", scaling="constant"),
+                    flexlora=_pinned(FlexLoRA, weighting="data_size", split="balanced", scaling="constant"),
+                    flora=_pinned(FLoRA, scaling="constant"))
+
+
+def test_reference_supports_claim1_and_a_dropped_r_over_k_scale_does_not(tmp_path):
     """The check can fail: the same small run with FSLoRA's client forgetting the r/k scale."""
-    _, _, report = quick_run
-    assert report["claims"][0]["status"] == SUPPORTED
+    args = _parse(*SMALL, "--only", "1", "--out", str(tmp_path / "ref"))
+    cli.run(args, algorithms=PRE_ISSUE_20)
+    assert json.loads((tmp_path / "ref" / "report.json").read_text())["claims"][0]["status"] == SUPPORTED
     args = _parse(*SMALL, "--only", "1", "--out", str(tmp_path))
-    cli.run(args, algorithms=dict(ALGORITHMS, fslora=SubmatrixWithoutScale))
+    cli.run(args, algorithms=dict(PRE_ISSUE_20, fslora=SubmatrixWithoutScale))
     broken = json.loads((tmp_path / "report.json").read_text())["claims"]
     assert [e["id"] for e in broken] == ["claim1.least_squares"]
     assert broken[0]["status"] in (NOT_SUPPORTED, INCONCLUSIVE)

@@ -1,0 +1,88 @@
+"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--out DIR]``: the paper's
+empirical claims (spec section 6) on the NumPy families, each as paired comparisons over seeds
+with an effect size, simultaneous confidence intervals and a status
+(:func:`theory.empirical.job.run_claims`). ``--llm`` runs claim 1 on SmolLM2 instead
+(:func:`llm_bridge.claims.run_llm_claims`): one parser, dispatched on the parsed ``--llm``; an
+option of one side given with the other is refused by name.
+
+Exit code 1 if any (claim, family) is ``not supported``, 2 on bad arguments.
+"""
+from __future__ import annotations
+
+import os
+
+# Many small dense products: multithreaded BLAS only slows them on a shared machine. Must be set
+# before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from theory.empirical.job import ClaimsJob  # noqa: E402
+from theory.empirical.settings import FAMILIES, SEEDS  # noqa: E402
+
+NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs")
+LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lr", "batch_size", "examples_per_client",
+            "dirichlet_alpha", "eval_per_family", "eval_every", "threads")
+OUT = {False: "runs/claims", True: "runs/claims-llm"}
+
+
+def configure_parser(p):
+    d = ClaimsJob()
+    p.add_argument("--llm", action="store_true", help="run claim 1 on SmolLM2 through the LLM bridge (a long run)")
+    p.add_argument("--quick", action="store_true", default=None,
+                   help=f"N=10, T=30, {SEEDS['quick']} seeds (about 30 s of CPU) instead of N=20, T=100, {SEEDS['full']} seeds")
+    p.add_argument("--only", default=None, help="comma-separated claim ids, e.g. claim1,claim4 or 1,4 (default: all five)")
+    p.add_argument("--family", choices=FAMILIES, default=None, help="one problem family (default: all three)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"seeds 0..N-1 (default {SEEDS['full']}, --quick {SEEDS['quick']}; --llm 2)")
+    p.add_argument("--rounds", type=int, default=None, help="override T (rounds; --llm default 16)")
+    p.add_argument("--clients", type=int, default=None,
+                   help="override N (clients; --llm default 4, budgets cycle over k_i/r = 1/8, 1/4, 1/2, 3/4)")
+    p.add_argument("--margin", type=float, default=None,
+                   help=f"relative equivalence / non-inferiority margin of claims 4 and 5 (default {d.margin:g})")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="one-sided level per direction (Bonferroni within a claim)")
+    p.add_argument("--jobs", type=int, default=None, help=f"worker processes (default {d.jobs})")
+    p.add_argument("--out", default=None, help="output directory (default: runs/claims; --llm runs/claims-llm)")
+    p.add_argument("--resume", action="store_true", help="reuse the finished runs in <out>/runs.json")
+    g = p.add_argument_group("LLM bridge (with --llm)")
+    g.add_argument("--model", default=None, help="'smollm2' (default), 'tiny' or a local model dir")
+    g.add_argument("--algorithms", default=None, help="comma-separated subset (default: all five)")
+    g.add_argument("--rank", type=int, default=None, help="global LoRA rank r (default 16)")
+    g.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (scaling s = alpha/r; default 32)")
+    g.add_argument("--local-steps", type=int, default=None, help="H (default 5)")
+    g.add_argument("--lr", type=float, default=None, help="default 0.002")
+    g.add_argument("--batch-size", type=int, default=None, help="default 4")
+    g.add_argument("--examples-per-client", type=int, default=None, help="default 200")
+    g.add_argument("--dirichlet-alpha", type=float, default=None, help="default 0.5")
+    g.add_argument("--eval-per-family", type=int, default=None, help="default 50")
+    g.add_argument("--eval-every", type=int, default=None, help="held-out loss every this many rounds (default 4)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+
+
+def _given(args, names) -> dict:
+    """{name: value} of the options in ``names`` that were given (None: left at 'the side's default')."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def run(args, algorithms=None) -> int:
+    """algorithms: optional name -> Algorithm class for the NumPy claims (tests swap in a broken FSLoRA)."""
+    out = args.out or OUT[args.llm]
+    sizes = _given(args, ("seeds", "rounds", "clients"))
+    if args.llm:
+        if args.only not in (None, "1", "claim1") or args.family or args.quick:
+            raise ValueError("--llm runs claim 1 only, at its own size: --only, --family and --quick do not apply")
+        _refuse(args, ("margin", "jobs"), "without --llm")
+        from llm_bridge.claims import LLMClaimsJob, run_llm_claims
+        job = LLMClaimsJob(alpha=args.alpha, **sizes, **_given(args, LLM_ONLY))
+        return run_llm_claims(job, out, resume=args.resume)
+    _refuse(args, LLM_ONLY, "with --llm")
+    from theory.empirical.job import run_claims
+    job = ClaimsJob(alpha=args.alpha, quick=bool(args.quick), **sizes, **_given(args, ("only", "family", "margin", "jobs")))
+    return run_claims(job, out, resume=args.resume, algorithms=algorithms)
+
+
+def _refuse(args, names, where: str) -> None:
+    given = [n for n in names if getattr(args, n) is not None]
+    if given:
+        options = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise ValueError(f"{options} only appl{'ies' if len(given) == 1 else 'y'} {where}")

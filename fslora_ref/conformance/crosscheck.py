@@ -1,0 +1,74 @@
+"""Library side of ``fslora crosscheck MODULE:ATTR``: the conformance battery on an implementation.
+
+Exit codes (:func:`crosscheck`'s return value): 0 every check ran and passed (or failed as
+declared in ``expected_failed``); 1 a check failed (does not conform); 3 no check failed but one
+was inconclusive (not shown to conform). A usage error, including a target that cannot be loaded
+(see :mod:`fslora_ref.conformance.targets`), is a one-line ValueError / FileNotFoundError (exit 2).
+"""
+from __future__ import annotations
+
+from ..outputs import atomic_write_bytes, check_output_file
+from .battery import check_implementation
+from .optimizers import parse_optimizers
+from .registry import CHECKS
+from .session import Options
+from .targets import load_target
+
+
+def check_list() -> str:
+    """One line per check: name, mode, what it detects."""
+    return "\n".join(f"{c.name:<30} {c.mode:<8} {c.description}" for c in CHECKS.values())
+
+
+def parse_xfail(items) -> dict:
+    """{check: reason} from ``CHECK=REASON`` strings."""
+    out = {}
+    for item in items:
+        name, sep, reason = item.partition("=")
+        if not sep or not reason.strip():
+            raise ValueError(f"--xfail must be CHECK=REASON, got {item!r}")
+        out[name.strip()] = reason.strip()
+    return out
+
+
+def crosscheck(target: str, *, mode: str = "all", xfail=(), optimizers: str | None = None,
+               rounds: int = Options.rounds, alpha: float = Options.alpha, seed: int = Options.seed,
+               time_limit: float | None = None, json_path: str | None = None) -> int:
+    """Run the battery on the implementation ``target`` names, print the table and return the exit code.
+
+    Parameters
+    ----------
+    target : str
+        ``MODULE:ATTR`` (see :func:`fslora_ref.conformance.targets.load_target`).
+    mode : str
+        white, black, sampler or all (every mode the implementation supports).
+    xfail : iterable of str
+        ``CHECK=REASON``: checks declared to fail (they no longer affect the exit code).
+    optimizers : str or None
+        ``KEY=VALUE,...`` overriding the implementation's ``optimizers`` attribute.
+    rounds, alpha, seed : the battery's black-box rounds, family-wise false-alarm rate and seed.
+    time_limit : float or None
+        Seconds after which a check fails (None or 0: no limit).
+    json_path : str or None
+        Also write the results there as a JSON list (atomically).
+
+    Returns
+    -------
+    int
+        0 conforms, 1 a check failed, 3 inconclusive.
+    """
+    if json_path is not None:
+        check_output_file(json_path, "--json")
+    if time_limit is not None and time_limit < 0:
+        raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {time_limit:g}")
+    options = Options(rounds=rounds, alpha=alpha, seed=seed, time_limit=time_limit if time_limit else None)
+    parsed_optimizers = parse_optimizers(optimizers) if optimizers else None
+    expected_failed = parse_xfail(xfail)
+    impl = load_target(target)
+    table = check_implementation(impl, mode=mode, expected_failed=expected_failed, options=options,
+                                 optimizers=parsed_optimizers)
+    table.implementation = f"{table.implementation} ({target})"
+    print(table.format())
+    if json_path:
+        atomic_write_bytes(json_path, table.dumps().encode())
+    return table.exit_code

@@ -1,0 +1,20 @@
+"""Which errors are the user's, and the exit code each error gives.
+
+`fslora` prints a user error as one line and exits 2; the Flower ServerApp records the same code
+so that `fslora flower <job>` exits as `fslora <job>` would for the same error.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error whose message is the whole story (printed as one line, exit code 2)."""
+
+
+# what a command raises for bad input or a run that cannot go on: one line, exit code 2
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, UserError)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The code `fslora` exits with when a command raises ``exc``: 2 (USER_ERRORS), 130 (interrupt),
+    else 1."""
+    return 2 if isinstance(exc, USER_ERRORS) else 130 if isinstance(exc, KeyboardInterrupt) else 1

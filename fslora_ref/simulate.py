@@ -1,0 +1,189 @@
+"""Library side of ``fslora simulate``: FSLoRA and the baselines on one synthetic federated problem.
+
+:func:`run_simulate` runs a :class:`fslora_ref.jobs.SimulateJob` into a directory: it writes
+``history.json`` (strict JSON), ``simulate.png`` (loss vs round, loss vs uploaded floats) and one
+data-only checkpoint per algorithm; ``resume=True`` continues an interrupted run (only the very
+same run: every differing setting is named).
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+import numpy as np
+
+from .algorithms import get_algorithm
+from .config import FedConfig
+from .federation import algorithm_identity, checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
+from .federation import run as run_federated
+from .jobs import SimulateJob
+from .outputs import prepare_output_dir, write_figure, write_json
+from .problems import make_problem
+from .progress import Progress
+
+
+def build(job: SimulateJob):
+    """The run a job describes.
+
+    Parameters
+    ----------
+    job : SimulateJob
+        Checked here (one-line errors naming the option) before anything is built.
+
+    Returns
+    -------
+    (problem, FedConfig, list of algorithm names)
+    """
+    job.check_options()
+    names = job.algorithm_names()
+    budgets = job.client_budgets()
+    dims = {"m": job.m, "n_classes": job.n} if job.family == "logistic" else {"m": job.m, "n": job.n}
+    problem = make_problem(job.family, n_clients=job.clients, seed=job.seed,
+                           batch_size=job.batch_size or None, **dims)
+    config = FedConfig(rank=job.rank, budgets=budgets, local_steps=job.local_steps, lr=job.lr, rounds=job.rounds,
+                       seed=job.seed, client_optimizer=job.client_optimizer, client_fraction=job.client_fraction,
+                       server_optimizer=job.server_optimizer,
+                       server_lr=1.0 if job.server_lr is None else job.server_lr)
+    return problem, config, names
+
+
+def plan_resume(out, names, problem, config, identity, resume: bool, announce: bool = True,
+                options: dict | None = None) -> dict:
+    """{name: (checkpoint path, resume it?, rounds left)}; every checkpoint is read and checked
+    before any algorithm runs, and a missing one is announced (unless ``announce`` is False: a
+    check whose run, elsewhere, will announce it). options: {name: variant options} (default:
+    every algorithm's defaults, the FSLoRA paper's rules); a checkpoint of another variant is refused."""
+    plan = {}
+    for name in names:
+        algorithm = get_algorithm(name, **(options or {}).get(name, {}))
+        found = find_checkpoint(out, name) if resume else None
+        if resume and found is None and announce:
+            print(f"fslora simulate: --resume: no checkpoint for {name} in {out}; starting it fresh", file=sys.stderr)
+        done = 0
+        if found:
+            done = load_checkpoint(found, name, config, identity=dict(identity, **algorithm_identity(algorithm)),
+                                   layer_shapes=problem.layer_shapes)[2]
+        plan[name] = (checkpoint_path(out, name), found is not None, config.rounds - done)
+    return plan
+
+
+def run_identity(job: SimulateJob, problem) -> dict:
+    """What a checkpoint of this run must match besides the config: the problem's own identity
+    (:func:`fslora_ref.federation.problem_identity`) and the job fields that define it."""
+    return dict(problem_identity(problem), m=job.m, n=job.n)
+
+
+def run_simulate(job: SimulateJob, out: str, *, resume: bool = False, progress: bool = True) -> dict:
+    """Run ``job`` into the directory ``out``: checkpoints, history.json, simulate.png and the
+    summary table (printed).
+
+    Parameters
+    ----------
+    job : SimulateJob
+        Validated first (one-line errors naming the option), before ``out`` is touched.
+    out : str
+        Output directory (created; an existing file there is an error).
+    resume : bool
+        Continue from the checkpoints in ``out``, only if they belong to this very job.
+    progress : bool
+        Draw the progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        {algorithm name: History}.
+    """
+    job.check_options()
+    prepare_output_dir(out, "--out")  # before any computation
+    problem, config, names = build(job)
+    histories = run_all(job, problem, config, names, out, resume=resume, progress=progress)
+    write_results(job, problem, config, histories, out)
+    return histories
+
+
+def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool = False, round_fn=None,
+            progress: bool = True) -> dict:
+    """{name: History} for each algorithm in ``names``, checkpointed in ``out`` (continued from
+    there with ``resume``, only for the very same run); round_fn as in
+    :func:`fslora_ref.federation.run` (the Flower app runs the same job through it)."""
+    identity = run_identity(job, problem)
+    options = job.algorithm_options()
+    plan = plan_resume(out, names, problem, config, identity, resume, options=options)
+    left = sum(n for _, _, n in plan.values())
+    bar = Progress(len(names) * config.rounds, "simulate", done=len(names) * config.rounds - left,
+                   stream=None if progress else io.StringIO())
+    histories = {}
+    for name, (ckpt, resumed, _) in plan.items():
+        def tick(t, row, name=name):
+            bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
+        histories[name] = run_federated(get_algorithm(name, **options.get(name, {})), problem, config, checkpoint=ckpt, resume=resumed,
+                                        on_round=tick, identity=identity, round_fn=round_fn)
+    bar.close()
+    return histories
+
+
+def write_results(job: SimulateJob, problem, config, histories, out: str) -> None:
+    """history.json, the summary table (printed) and simulate.png in ``out``."""
+    result = {"config": dict(config.to_json(), family=job.family, m=job.m, n=job.n,
+                             batch_size=job.batch_size, client_sizes=problem.client_sizes),
+              "algorithms": {name: h.to_json() for name, h in histories.items()},
+              "algorithm_options": {name: opts for name, opts in job.algorithm_options().items() if name in histories}}
+    history_path = os.path.join(out, "history.json")
+    write_json(history_path, result)
+    print(summary_table(histories))
+    png = os.path.join(out, "simulate.png")
+    why_not = plot_histories(histories, png, title=f"{job.family}: N={config.n_clients}, r={config.rank}, "
+                                                   f"budgets {sorted(set(config.budgets))}, H={config.local_steps}")
+    print(f"wrote {history_path} and {png}" if why_not is None else f"wrote {history_path} ({why_not})")
+
+
+def summary_table(histories) -> str:
+    head = f"{'algorithm':<10} {'final loss':>11} {'best loss':>11} {'uploaded floats':>16} {'downloaded':>12} {'peak client mem (floats)':>26}"
+    lines = [head, "-" * len(head)]
+    for name, h in histories.items():
+        mem = h.peak_client_memory
+        lines.append(f"{name:<10} {h['loss'][-1]:>11.5g} {min(h['loss']):>11.5g} {h['upload_floats'][-1]:>16,} "
+                     f"{h['download_floats'][-1]:>12,} {f'{min(mem):,}..{max(mem):,}':>26}")
+    return "\n".join(lines)
+
+
+def plot_histories(histories, path, title="") -> str | None:
+    """Loss vs round and vs uploaded floats, written atomically to ``path``. Returns None, or
+    why no plot was written (never raises for extreme values: a loss range beyond what a log
+    axis can draw is plotted as log10 on a linear axis)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib missing: no PNG; pip install 'fslora[plot]'"
+    losses = {name: np.asarray(h["loss"], dtype=float) for name, h in histories.items()}
+    every = np.concatenate(list(losses.values()))
+    positive = every[np.isfinite(every) & (every > 0)]
+    as_log10 = positive.size > 0 and (positive.max() > 1e100 or positive.min() < 1e-100)
+    label = "log10 of global loss f(X^t)" if as_log10 else "global loss f(X^t)"
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    try:
+        for name, h in histories.items():
+            y = losses[name]
+            if as_log10:
+                with np.errstate(all="ignore"):
+                    y = np.log10(np.where(y > 0, y, np.nan))
+            ax1.plot(range(len(y)), y, label=name)
+            ax2.plot(h["upload_floats"], y, label=name)
+        scale = "linear" if as_log10 else "log"
+        ax1.set(xlabel="round t", ylabel=label, title="loss vs round", yscale=scale)
+        ax2.set(xlabel="cumulative uploaded floats (all clients)", ylabel=label, title="loss vs communication",
+                yscale=scale)
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.suptitle(title)
+        fig.tight_layout()
+        write_figure(path, fig, dpi=110)
+    except (OverflowError, ValueError, RuntimeError) as exc:  # matplotlib's limits, not the run's
+        return f"no PNG: matplotlib could not draw these values ({type(exc).__name__}: {exc})"
+    finally:
+        plt.close(fig)
+    return None

@@ -1,0 +1,156 @@
+"""``FinetuneJob``: a federated fine-tuning run of a real LLM's LoRA layers, as a typed value.
+
+The one way to describe a ``fslora finetune`` run, whoever starts it: Python
+(``finetune(FinetuneJob(model="tiny"), out)``), the command line (its options are the fields,
+``--local-steps`` <-> ``local_steps``), a TOML / JSON file (``--config``) or a Flower run config.
+Where it writes and whether it resumes are arguments of :func:`llm_bridge.finetune.finetune`,
+not fields. Importing this module does not import torch.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import ClassVar
+
+from fslora_ref.algorithms import ALGORITHMS
+from fslora_ref.jobs import Job, check_choice
+
+from .data import FAMILIES
+from .device import DTYPES, check_device_spec
+
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+SYNTHETIC_ONLY = ("families", "examples_per_client")   # fields a --train-json run does not use
+
+
+@dataclass(frozen=True)
+class FinetuneJob(Job):
+    """Every setting of a fine-tuning run (see ``fslora finetune --help`` for each field).
+
+    The list fields (``targets``, ``ratios``, ``budgets``, ``families``, ``train_json``,
+    ``eval_json``) are tuples; ``to_dict`` gives them as lists. ``budgets`` (k_i), when given,
+    overrides ``ratios`` (k_i / r cycled over the clients).
+    """
+
+    NAME: ClassVar[str] = "finetune"
+    LIST_FIELDS: ClassVar[tuple] = ("targets", "ratios", "budgets", "families", "train_json", "eval_json")
+
+    model: str = "smollm2"
+    algorithm: str = "fslora"
+    rank: int = 16
+    alpha: float = 32.0
+    rslora: bool = False
+    targets: tuple = DEFAULT_TARGETS
+    clients: int = 4
+    ratios: tuple = (0.125, 0.25, 0.5, 0.75)
+    budgets: tuple | None = None
+    rounds: int = 16
+    local_steps: int = 5
+    lr: float = 2e-3
+    batch_size: int = 4
+    client_optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    client_fraction: float = 1.0
+    server_optimizer: str = "none"
+    server_lr: float | None = None
+    seed: int = 0
+    families: tuple = tuple(FAMILIES)
+    examples_per_client: int = 200
+    dirichlet_alpha: float = 0.5
+    eval_per_family: int = 50
+    eval_every: int = 4
+    train_json: tuple | None = None
+    eval_json: tuple | None = None
+    threads: int = 1
+    dtype: str = "float32"
+    device: str = "auto"
+    verify_adapter: bool = True
+
+    def validate(self) -> None:
+        """One-line errors for field values and combinations (no file is looked at)."""
+        from fslora_ref.validation import check_fraction, check_int, check_positive_float
+        check_choice("algorithm", self.algorithm, list(ALGORITHMS))
+        check_choice("client_optimizer", self.client_optimizer, ("sgd", "adamw"))
+        check_choice("server_optimizer", self.server_optimizer, ("none", "sgd", "adam"))
+        check_choice("dtype", self.dtype, DTYPES)
+        for name in ("rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
+                     "eval_per_family", "eval_every", "threads"):
+            check_int("--" + name.replace("_", "-"), getattr(self, name), low=1)
+        check_int("--seed", self.seed, low=0)
+        check_positive_float("--lr", self.lr)
+        check_positive_float("--alpha", self.alpha)
+        check_positive_float("--weight-decay", self.weight_decay, allow_zero=True)
+        check_positive_float("--dirichlet-alpha", self.dirichlet_alpha)
+        check_fraction("--client-fraction", self.client_fraction)
+        check_device_spec(self.device)
+        if self.server_lr is not None:
+            check_positive_float("--server-lr", self.server_lr)
+            if self.server_optimizer == "none":
+                raise ValueError("--server-lr only applies with --server-optimizer sgd or adam")
+        if not self.targets:
+            raise ValueError("--targets must name at least one module (e.g. q_proj,v_proj)")
+        if self.budgets is not None:
+            if len(self.budgets) != self.clients:
+                raise ValueError(f"--budgets must list {self.clients} values (one per client), got {len(self.budgets)}")
+            for i, k in enumerate(self.budgets):
+                check_int(f"--budgets[{i}]", k, low=1, high=self.rank)
+        elif not self.ratios or not all(0 < r <= 1 for r in self.ratios):
+            raise ValueError(f"--ratios must be comma-separated numbers in (0, 1], got {list(self.ratios)}")
+        if self.eval_json and not self.train_json:
+            raise ValueError("--eval-json needs --train-json (without it the synthetic task runs and --eval-json is unused)")
+        if self.train_json and not self.eval_json:
+            raise ValueError("--train-json needs --eval-json (the held-out commonsense files to evaluate on)")
+        if not self.train_json:
+            if not self.families:
+                raise ValueError(f"--families must name at least one of {list(FAMILIES)}")
+            for f in self.families:
+                if f not in FAMILIES:
+                    raise ValueError(f"--families entries must be in {list(FAMILIES)}, got {f!r}")
+
+    def refuse_unused(self, given) -> None:
+        """One-line error if a field set explicitly (``given``: names) would be ignored: the
+        synthetic task's fields on a --train-json run."""
+        if self.train_json:
+            ignored = sorted(set(given) & set(SYNTHETIC_ONLY))
+            if ignored:
+                raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in ignored)} only apply to the "
+                                 f"synthetic task, not to --train-json runs")
+
+    def check_inputs(self) -> None:
+        """One-line errors for the model directory and the data files."""
+        if self.model not in ("tiny", "smollm2") and not os.path.isdir(self.model):
+            raise FileNotFoundError(f"--model {self.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
+        from .commonsense import resolve_files
+        resolve_files(list(self.train_json or []), "--train-json")
+        resolve_files(list(self.eval_json or []), "--eval-json", unique_families=True)
+
+
+def check_run(job: FinetuneJob, out: str, *, resume: bool = False, announce: bool = True) -> None:
+    """Every check before anything heavy is loaded: the job's fields, its model and data files,
+    the output directory and, with ``resume``, the checkpoint there (``announce``: see
+    :func:`check_resumable`)."""
+    job.validate()
+    job.check_inputs()
+    from fslora_ref.outputs import prepare_output_dir
+    prepare_output_dir(out, "--out")
+    if resume:
+        check_resumable(job, out, announce)
+
+
+def check_resumable(job: FinetuneJob, out: str, announce: bool = True) -> None:
+    """With --resume: refuse an old pickle, a damaged or foreign file, or another algorithm's
+    checkpoint (before the model is loaded); say so if there is nothing to resume (unless
+    ``announce`` is False: a check whose run, elsewhere, will say it)."""
+    from fslora_ref.checkpoint_format import read_archive
+    from fslora_ref.federation import checkpoint_path, find_checkpoint, read_checkpoint_header
+    found = find_checkpoint(out, job.algorithm)
+    if found is not None:  # a file that is not a readable checkpoint fails here, in one line
+        read_checkpoint_header(found, job.algorithm)
+        read_archive(found)
+        return
+    others = [a for a in ALGORITHMS if a != job.algorithm and os.path.lexists(checkpoint_path(out, a))]
+    if others:
+        raise ValueError(f"--resume: {out} holds the checkpoint of another run; differing field: algorithm "
+                         f"({others[0]!r} in {checkpoint_path(out, others[0])}, {job.algorithm!r} now)")
+    if announce:
+        print(f"fslora finetune: --resume: no checkpoint in {out}; starting fresh", file=sys.stderr)

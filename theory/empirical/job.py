@@ -1,0 +1,116 @@
+"""``ClaimsJob``: the paper's empirical claims (spec section 6) on the NumPy families, as a typed
+value, and :func:`run_claims`, which runs it: each claim as paired comparisons over seeds with an
+effect size, simultaneous confidence intervals and a status. Returns 1 if any (claim, family) is
+``not supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
+
+Many small dense products: multithreaded BLAS only slows them on a shared machine, so the
+`fslora claims` command sets one BLAS thread before numpy loads.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from fslora_ref.jobs import Job, check_choice
+from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.progress import Progress
+from fslora_ref.validation import check_int
+
+from . import claims as claims_mod
+from . import engine, report
+from .settings import FAMILIES, SEEDS
+from .stats import NOT_SUPPORTED
+from .store import RunStore
+
+
+@dataclass(frozen=True)
+class ClaimsJob(Job):
+    """Which claims, on which families, over how many seeds (see ``fslora claims --help``)."""
+
+    NAME: ClassVar[str] = "claims"
+
+    quick: bool = False                  # N=10, T=30, fewer seeds
+    only: str | None = None              # comma-separated claim ids ('claim1' or '1'); None: all five
+    family: str | None = None            # one problem family; None: all three
+    seeds: int | None = None             # seeds 0..N-1 (None: by quick)
+    rounds: int | None = None            # override T
+    clients: int | None = None           # override N
+    margin: float = claims_mod.DEFAULT_MARGIN
+    alpha: float = 0.05
+    jobs: int = min(2, os.cpu_count() or 1)
+
+    def validate(self) -> list:
+        """One-line errors naming the option; returns the seeds."""
+        if self.family is not None:
+            check_choice("family", self.family, FAMILIES)
+        seeds = self.seeds if self.seeds is not None else SEEDS["quick" if self.quick else "full"]
+        check_int("--seeds", seeds, low=2)
+        check_int("--jobs", self.jobs, low=1)
+        if self.rounds is not None:
+            check_int("--rounds", self.rounds, low=1)
+        if self.clients is not None:
+            check_int("--clients", self.clients, low=2)
+        if not 0.0 < self.margin < 1.0:
+            raise ValueError(f"--margin must be in (0, 1), got {self.margin}")
+        if not 0.0 < self.alpha < 0.5:
+            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
+        return list(range(seeds))
+
+
+def select_claims(only, margin: float) -> list:
+    """The claims named by --only ('claim1' or '1'), in registry order."""
+    claims = claims_mod.build_claims(margin)
+    if not only:
+        return claims
+    wanted = []
+    for token in (t.strip() for t in only.split(",") if t.strip()):
+        cid = token if token.startswith("claim") else f"claim{token}"
+        if cid not in {c.id for c in claims}:
+            raise ValueError(f"--only: unknown claim id {token!r}; known: {[c.id for c in claims]}")
+        wanted.append(cid)
+    return [c for c in claims if c.id in wanted]
+
+
+def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=None) -> int:
+    """Run ``job``, print the table, write report.md / report.json / figures and runs.json into ``out``.
+
+    Parameters
+    ----------
+    job : ClaimsJob
+    out : str
+        Output directory.
+    resume : bool
+        Reuse the finished runs in ``<out>/runs.json``.
+    algorithms : dict or None
+        Optional name -> Algorithm class (tests swap in a broken FSLoRA).
+
+    Returns
+    -------
+    int
+        1 if any (claim, family) is not supported, else 0.
+    """
+    seeds = job.validate()
+    claims = select_claims(job.only, job.margin)
+    families = [job.family] if job.family else list(FAMILIES)
+    prepare_output_dir(out)
+    store = RunStore(os.path.join(out, "runs.json"), resume=resume)
+    arms = engine.needed_arms(claims)
+    start = time.perf_counter()
+    progress = Progress(len(families) * len(seeds) * len(arms), "claims")
+    entries, runs, settings = engine.run_claims(claims, families, seeds, quick=job.quick, store=store, jobs=job.jobs,
+                                                algorithms=algorithms, progress=progress, rounds=job.rounds,
+                                                clients=job.clients, alpha=job.alpha)
+    progress.close()
+    meta = {"mode": "quick" if job.quick else "full", "seeds": seeds, "families": families, "alpha": job.alpha,
+            "margin": job.margin, "jobs": job.jobs, "seconds": time.perf_counter() - start,
+            "settings": {f: s.to_json() for f, s in settings.items()}}
+    print(report.table(entries))
+    paths = report.write_all(out, entries, meta, claims, runs)
+    print(f"\n{meta['seconds']:.1f} s; wrote " + ", ".join(paths + [store.path]))
+    bad = [e["id"] for e in entries if e["status"] == NOT_SUPPORTED]
+    if bad:
+        print(f"not supported: {', '.join(bad)} (details in {os.path.join(out, 'report.md')})")
+        return 1
+    return 0
