@@ -17,7 +17,7 @@ README = os.path.join(ROOT, "README.md")
 MAX_CHARS = 12_000
 MARKED_PYTHON = re.compile(r"^<!-- test -->\n```python\n(.*?)^```", re.S | re.M)
 ANY_PYTHON = re.compile(r"^```python\n", re.M)
-SHELL_BLOCK = re.compile(r"^```(?:bash|sh|shell|console)?\n(.*?)^```", re.S | re.M)
+SHELL_LANGUAGES = ("bash", "sh", "shell", "console", "")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
@@ -27,10 +27,14 @@ def readme() -> str:
 
 
 def shell_commands(text: str) -> list:
-    """The commands of the README's shell blocks, in order (comments and blank lines dropped)."""
-    commands = []
-    for block in SHELL_BLOCK.findall(text):
-        for line in block.splitlines():
+    """The commands of the README's shell blocks (```bash, ```sh, ```console or unlabelled), in order,
+    comments and blank lines dropped. Fences are paired in order, so a closing fence never opens a block."""
+    commands, language = [], None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            language = line[3:].strip() if language is None else None
+            continue
+        if language in SHELL_LANGUAGES:
             command = line.split("#", 1)[0].strip().lstrip("$ ").strip()
             if command:
                 commands.append(command)
@@ -56,6 +60,11 @@ def test_the_first_two_commands_are_the_setup_and_they_exist():
     assert re.search(r"^test: .*\n\t\$\(PY\) -m pytest ", makefile, re.M), "make test runs the test suite"
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as fh:
         assert re.search(r"^make test$", fh.read(), re.M), "CI runs the README's test command"
+
+
+def test_shell_commands_skip_other_blocks():
+    text = "```text\nnot a command\n```\nprose\n```bash\nmake demo   # setup\n$ make test\n```\n"
+    assert shell_commands(text) == ["make demo", "make test"]
 
 
 def test_every_python_block_is_marked_to_run():
