@@ -2,7 +2,7 @@
 examples/numpy_fslora.py) against every claim that runs the implementation, quick profile, exactly
 as `fslora verify --quick --impl TARGET` runs them.
 
-    python -m tests.theory.power_matrix          # prints the markdown table shown in the README
+    python -m tests.theory.power_matrix          # prints the markdown table shown in docs/guides/verify.md
 
 ROWS pins what each one is: ``correct``; ``biased`` (its expected update or its fixed point differs
 from FSLoRA's: some convergence or unbiasedness claim must flag it); ``unbiased`` (a defect that keeps
