@@ -137,3 +137,52 @@ class ExplodingFSLoRA(FSLoRA):
         new = super().aggregate(state, plans, uploads, config)
         new.layers = [(B + 39 * (nB - B), A + 39 * (nA - A)) for (B, A), (nB, nA) in zip(state.layers, new.layers)]
         return new
+
+
+# -- issue 18: defects the theorem, the round's variance and unequal budgets must see ------------------
+class NoOpFSLoRA(FSLoRA):
+    """The server never moves: X^{t+1} = X^t (LHS = ||grad f^S(X^0)||^2 for ever)."""
+
+    name = "fslora"
+
+    def aggregate(self, state, plans, uploads, config):
+        return state
+
+
+class SharedAcrossClientsFSLoRA(FSLoRA):
+    """Sketches correlated across clients: one uniform permutation per (round, layer), client i keeps its
+    first k_i entries. Each client's index set is still a uniform k_i-subset (the round's mean is right);
+    their independence, hence the round's variance, is not."""
+
+    name = "fslora"
+
+    def configure_round(self, state, problem, config, round_index, participants):
+        from fslora_ref.lora import LayerFactors, gather
+        from fslora_ref.seeding import stream
+        from fslora_ref.sketch import Sketch
+        from fslora_ref.algorithms.protocol import ClientPlan, lora_floats
+        perms = [stream(config.seed, round=round_index, client=0, layer=l, purpose="sketch").permutation(config.rank)
+                 for l in range(len(state.layers))]
+        plans = []
+        for i in participants:
+            sketches = [Sketch(config.rank, np.sort(p[:config.budgets[i]])) for p in perms]
+            factors = [LayerFactors(*gather(B, A, S), config.lora_scaling * S.scale * np.ones(S.k))
+                       for (B, A), S in zip(state.layers, sketches)]
+            plans.append(ClientPlan(i, factors, [S.indices for S in sketches], None,
+                                    download_floats=lora_floats(state.layers, [S.k for S in sketches]),
+                                    broadcast_floats=lora_floats(state.layers, [config.rank] * len(sketches))))
+        return plans
+
+
+class BudgetWeightedFSLoRA(FSLoRA):
+    """The server weights client i's delta by k_i / mean(k) (FSLoRA exactly when all budgets are equal)."""
+
+    name = "fslora"
+
+    def aggregate(self, state, plans, uploads, config):
+        from fslora_ref.algorithms.protocol import apply_server_step, scatter_mean
+        mean_k = float(np.mean([config.budgets[p.client] for p in plans]))
+        for p, up in zip(plans, uploads):
+            w = config.budgets[p.client] / mean_k
+            up.deltas = [(dB * w, dA * w) for dB, dA in up.deltas]
+        return apply_server_step(state, scatter_mean(state, plans, uploads, config), config)
