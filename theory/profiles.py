@@ -26,6 +26,7 @@ LG_N2 = replace(LS_N2, name="lg-N2", family="logistic", rounds=4400)   # cross-e
 LS_N16 = replace(LS_N2, name="ls-N16", n_clients=16, ratios=(0.75,), heterogeneity=0.05, rounds=3500)
 QUICK_LS_N10 = replace(LS_N16, name="ls-N10", n_clients=10, rounds=1800)   # half the client-rounds of LS_N16
 LS_N8_UNEQUAL = replace(LS_N2, name="ls-N8-unequal", n_clients=8, ratios=(0.75, 1.0), heterogeneity=0.05, rounds=2000)
+GENERAL_H = replace(LS_N4_H2, name="ls-N4-H2-short", rounds=400)   # the a-priori general-H bound's sweep
 LS_N8_BATCH = replace(LS_N2, name="ls-N8-batch", n_clients=8, ratios=(0.75,), heterogeneity=0.05, batch_size=16,
                       rounds=2000)
 
@@ -44,10 +45,12 @@ class Profile:
     unbiased_rounds: int           # Monte Carlo rounds per point of alg1.round_unbiased
     above_limit_rounds: int
     moment_samples: int            # Monte Carlo draws of the sampler checks
+    general_h: tuple = (0.5,)      # heterogeneities of the a-priori general-H bound (ours.general_h.a_priori)
 
 
 QUICK = Profile("quick", theorem=(QUICK_LS_N10,), host=LS_N2, seeds=3, stationary_seeds=2, corollary=LS_N2, corollary_seeds=5,
                 corollary_factors=(1.0, 1.5, 2.25), ratios=(),
                 unbiased_rounds=1000, above_limit_rounds=100, moment_samples=4000)
 FULL = Profile("full", theorem=(LS_N2, LS_N4_H2, LG_N2, LS_N16, LS_N8_UNEQUAL, LS_N8_BATCH), host=LS_N2, seeds=3, stationary_seeds=3, corollary=LS_N2, corollary_seeds=5,
-               corollary_factors=(1.0, 2.0, 4.0), ratios=(1.0, 0.75, 0.5, 0.25), unbiased_rounds=2000, above_limit_rounds=200, moment_samples=20_000)
+               corollary_factors=(1.0, 2.0, 4.0), ratios=(1.0, 0.75, 0.5, 0.25), unbiased_rounds=2000, above_limit_rounds=200, moment_samples=20_000,
+               general_h=(0.0, 0.5, 1.0))

@@ -9,7 +9,7 @@ import numpy as np
 
 from fslora_ref.outputs import atomic_write_bytes, write_figure
 
-from . import ours_report
+from . import ours_report, power_catalogue
 from .result import VIOLATED
 
 FILES = ("report.json", "report.md", "lhs_vs_rhs.png", "rate_vs_T.png", "ours_bound.png")
@@ -31,12 +31,21 @@ def _jsonable(x):
     return x
 
 
+def catches(claim) -> str:
+    """Short: defective implementations of the power matrix the claim violates ("7/26"); "-" for the
+    implementation-independent mathematics (their mutants are in tests/theory)."""
+    if not claim.through_impl:
+        return "-"
+    got = power_catalogue.shown_to_catch(claim.id)
+    return f"{len(got['caught'])}/{got['defective_rows']}" if got["defective_rows"] else "?"
+
+
 def table(results) -> str:
-    """Fixed-width table: claim, runs the implementation?, method, status, key number."""
-    rows = [("claim", "impl", "method", "status", "key number")]
-    rows += [(c.id, "yes" if c.through_impl else "-", c.method[:46], r.status, r.key) for c, r, _ in results]
-    w = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d:<{w[3]}}  {e}" for a, b, c, d, e in rows]
+    """Fixed-width table: claim, runs the implementation?, defects shown caught, method, status, key number."""
+    rows = [("claim", "impl", "catches", "method", "status", "key number")]
+    rows += [(c.id, "yes" if c.through_impl else "-", catches(c), c.method[:46], r.status, r.key) for c, r, _ in results]
+    w = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {x:<{w[2]}}  {c:<{w[3]}}  {d:<{w[4]}}  {e}" for a, b, x, c, d, e in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -44,6 +53,7 @@ def table(results) -> str:
 def report_json(results, meta: dict) -> dict:
     return _jsonable({"claims": [{"id": c.id, "statement": c.statement, "method": c.method, "status": r.status,
                                   "key": r.key, "through_implementation": c.through_impl, "seconds": round(sec, 3),
+                                  "shown_to_catch": power_catalogue.shown_to_catch(c.id) if c.through_impl else None,
                                   "evidence": r.evidence} for c, r, sec in results], "meta": meta})
 
 
@@ -148,10 +158,21 @@ def report_markdown(results, meta: dict) -> str:
               "the largest ||B||^2 + ||A||^2, every client, the local points of those rounds, and for L every "
               "sketched point [B S; A]), computed exactly there (exact Hessians, every sketch enumerated). f* is the "
               "exact unconstrained least-squares minimum (a lower bound of f^S) or 0 for cross-entropy.\n\n")
-    out.write("| claim | impl | statement | method | status | key number |\n|---|---|---|---|---|---|\n")
+    out.write("Statuses: *verified* (every cell that ran holds, and the claim could have failed), *violated*, "
+              "*inconclusive* (nothing shown violated, not everything shown to hold), *identity* (holds by "
+              "construction of the check: only a coding error of the toolkit fails it), *measurement* (numbers "
+              "without a pass/fail rule), *outside_conditions*, *skipped*. *Shown to catch*: the defective "
+              "implementations of the power matrix (`tests/theory/power_matrix.py`, quick profile) the claim "
+              "violates on its own.\n\n")
+    out.write("| claim | impl | statement | method | status | key number | shown to catch |\n"
+              "|---|---|---|---|---|---|---|\n")
     for c, r, _ in results:
+        shown = "-"
+        if c.through_impl:
+            got = power_catalogue.shown_to_catch(c.id)
+            shown = got["summary"] + (": " + ", ".join(got["caught"]) if got["caught"] else "")
         out.write(f"| `{c.id}` | {'yes' if c.through_impl else ''} | {_cell(c.statement)} | {_cell(c.method)} | "
-                  f"**{r.status}** | {_cell(r.key)} |\n")
+                  f"**{r.status}** | {_cell(r.key)} | {_cell(shown)} |\n")
     by_id = {c.id: r for c, r, _ in results}
     if by_id.get("thm4.4.bound") is not None and by_id["thm4.4.bound"].evidence.get("settings"):
         _theorem_markdown(out, by_id["thm4.4.bound"])

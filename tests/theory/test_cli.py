@@ -63,7 +63,9 @@ def test_quick_run_covers_every_claim_and_writes_plots(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "## Theorem 4.4 per setting" in md and "## Corollary 4.5" in md and "reference (fslora_ref" in md
     assert "## Our H = 1 bound (the toolkit's own result, not the paper's)" in md
-    assert "Our H = 1 bound (the toolkit's own): LHS/RHS a posteriori" in md.split("## Closing note")[1]
+    assert "Our H = 1 bound (the textbook descent-lemma bound applied to f^S with exact V and local L_S): LHS/RHS a priori" \
+        in md.split("## Closing note")[1]
+    assert "Ghadimi & Lan 2013" in md and "shown to catch" in md
 
 
 def test_out_must_be_a_directory(tmp_path, capsys):
@@ -90,7 +92,7 @@ def test_impl_biased_mutant_exits_1(tmp_path, capsys):
     assert "VIOLATED: " in out and "alg1.round_unbiased" in out.split("VIOLATED: ")[1]
     md = (tmp_path / "report.md").read_text()
     assert "### `alg1.round_unbiased`" in md and "### `ours.h1.a_posteriori`" in md
-    assert "Our H = 1 bound (the toolkit's own): a posteriori violated, a priori violated." in md
+    assert "Our H = 1 bound (the textbook descent-lemma bound applied to f^S): a priori violated, a posteriori violated." in md
 
 
 def test_bad_impl_is_a_one_line_user_error(tmp_path, capsys):
