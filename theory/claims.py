@@ -17,19 +17,19 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import checks_algorithm as alg
-from . import checks_corollary as cor
-from . import checks_moments as mom
-from . import checks_objective as obj
-from . import checks_smoothness as smooth
-from . import checks_theorem as thm
-from . import ours_claims as ours
-from . import ours_general_h
-from .checks_speedup import check_speedup
-from .checks_stationary import check_stationary
-from .checks_unbiased import check_round_unbiased
-from .checks_variance import check_round_variance
 from .implementations import runner_for
+from .ours import claims as ours
+from .ours import general_h as ours_general_h
+from .paper import algorithm as alg
+from .paper import corollary as cor
+from .paper import moments as mom
+from .paper import objective as obj
+from .paper import smoothness as smooth
+from .paper import theorem as thm
+from .paper.speedup import check_speedup
+from .paper.stationary import check_stationary
+from .paper.unbiased import check_round_unbiased
+from .paper.variance import check_round_variance
 from .profiles import FULL, GENERAL_H, QUICK
 from .result import VIOLATED, Result, as_identity
 
@@ -60,7 +60,7 @@ class Context:
         return self.profile.seeds
 
     def theorem(self) -> list:
-        """[checks_theorem.Outcome] per Theorem 4.4 setting (computed once)."""
+        """[theory.paper.theorem.Outcome] per Theorem 4.4 setting (computed once)."""
         if self._theorem is None:
             self._theorem = []
             for setting in self.profile.theorem:
@@ -157,7 +157,8 @@ CLAIMS = [
           "(N, H), (2N, H), (N, 2H) at cor4.5.rate's largest T; exponent of the LHS, bootstrap CI vs -1/2 +- 0.25",
           lambda ctx: _speedup(ctx), True),
     Claim("cor4.5.fedavg", "k_i = r recovers FedAvg (identical iterates; sigma_s^2 = 0; L-bar = L-tilde = L)",
-          "exact: each round vs plain NumPy FedAvg (theory/fedavg.py)", lambda ctx: alg.check_fedavg(ctx.runner), True),
+          "exact: each round vs plain NumPy FedAvg (theory/exact/fedavg.py)",
+          lambda ctx: alg.check_fedavg(ctx.runner), True),
     # -- the toolkit's own H = 1 bound (not the paper's; derivation in docs/spec.md and notebook 06) --
     Claim("ours.h1.a_posteriori", "ours, H = 1, full batch: (1/T) sum E||grad f^S||^2 <= [f^S(X^0) - E f^S(X^T)] / "
           "(gamma q T) + (L_S gamma / 2q) avg E V, q = 1 - L_S gamma/2, gamma < 2/L_S",

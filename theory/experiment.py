@@ -8,7 +8,7 @@ Two roles, kept apart so that a wrong implementation cannot excuse itself:
 
 * :func:`run_seeds` runs *the implementation under test* (any round runner, see
   :mod:`theory.implementations`) and records, at every iterate, ||grad f^S||^2, ||grad f||^2, f^S and
-  the heterogeneity max_i ||grad f_i^S - grad f^S||^2 (exact, :func:`theory.sketch_batch.point_stats`);
+  the heterogeneity max_i ||grad f_i^S - grad f^S||^2 (exact, :func:`theory.exact.sketch_batch.point_stats`);
 * :func:`reference_constants` measures L, sigma_s^2, sigma_g^2, c_h / delta_h^2, f* and f^S(X^0) on
   the *reference's* runs only: every client at a subsample of the server iterates, at the local points
   of the subsampled rounds (replayed exactly: every draw is keyed by (seed, round, client)), and, for L,
@@ -33,9 +33,9 @@ from fslora_ref.algorithms.protocol import ServerState
 from fslora_ref.lora import scatter
 from fslora_ref.problems import make_problem
 
-from . import bounds, constants
+from .exact import bounds, constants
+from .exact.sketch_batch import point_stats
 from .implementations import AlgorithmRunner, stack, trajectory
-from .sketch_batch import point_stats
 
 C_H_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 SUBSAMPLE_GRID = 24     # server iterates per seed on a uniform grid over [0, T] for L and sigma_s^2 ...

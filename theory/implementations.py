@@ -187,17 +187,26 @@ def _probe(runner: ProtocolRunner, target: str):
 _TARGET_CACHES: dict = {}
 
 
+def iterates(runner, problem, config: FedConfig, init_layers, rounds: int):
+    """The theory's one round loop: yields (t, X^{t+1}) for t = 0 .. ``rounds`` - 1, each X = [(B, A)],
+    every round one ``runner.run`` from the previous iterate (for an ``Algorithm``,
+    ``fslora_ref.federation.run_round``). Raises DivergenceError naming the round if a round fails or
+    returns non-finite factors; the rounds yielded before stay valid."""
+    layers = [(np.array(B, dtype=float), np.array(A, dtype=float)) for B, A in init_layers]
+    for t in range(rounds):
+        with np.errstate(over="ignore", invalid="ignore"):
+            layers = runner.run(problem, config, layers, t)
+        if not all(np.all(np.isfinite(B)) and np.all(np.isfinite(A)) for B, A in layers):
+            raise DivergenceError(f"round {t}: non-finite global factors; lower the step size")
+        yield t, layers
+
+
 def trajectory(runner, problem, config: FedConfig, init_layers, rounds: int | None = None) -> list:
     """[X^0, X^1, ..., X^T] (T = ``rounds`` or config.rounds), each [(B, A)], from ``init_layers``.
     Raises DivergenceError naming the round if an iterate is non-finite."""
     rounds = config.rounds if rounds is None else rounds
     points = [[(np.array(B, dtype=float), np.array(A, dtype=float)) for B, A in init_layers]]
-    for t in range(rounds):
-        with np.errstate(over="ignore", invalid="ignore"):
-            new = runner.run(problem, config, points[-1], t)
-        if not all(np.all(np.isfinite(B)) and np.all(np.isfinite(A)) for B, A in new):
-            raise DivergenceError(f"round {t}: non-finite global factors; lower the step size")
-        points.append(new)
+    points += [layers for _, layers in iterates(runner, problem, config, points[0], rounds)]
     return points
 
 

@@ -7,9 +7,11 @@ import os
 
 import numpy as np
 
-from fslora_ref.outputs import atomic_write_bytes, write_figure
+from fslora_ref.outputs import atomic_write_bytes
 
-from . import ours_report, power_catalogue
+from . import power_catalogue
+from .figures import save_figure
+from .ours import report as ours_report
 from .result import VIOLATED
 
 FILES = ("report.json", "report.md", "lhs_vs_rhs.png", "rate_vs_T.png", "ours_bound.png")
@@ -218,7 +220,7 @@ def plot_lhs_rhs(path, outcome):
     ax.set_title(f"Theorem 4.4 on {outcome.setting.name} (gamma={outcome.lr:.3g} <= {outcome.gamma_max:.3g})", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_rate(path, data):
@@ -241,14 +243,7 @@ def plot_rate(path, data):
     ax.set_title("Corollary 4.5: gamma = sqrt(N/(T H L-tilde))", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    _save(fig, path)
-
-
-def _save(fig, path):
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    write_figure(path, fig, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_all(out_dir, results, ctx, meta: dict):

@@ -12,7 +12,7 @@
 # as a function of the sketching ratio $k/r$.
 #
 # Everything comes from the package: `fslora_ref.sketch` (the sampler and closed forms) and
-# `theory.moments` (enumeration and the Monte Carlo check). Set `FSLORA_NOTEBOOK_SIZE=small` for the
+# `theory.exact.moments` (enumeration and the Monte Carlo check). Set `FSLORA_NOTEBOOK_SIZE=small` for the
 # test-suite size (fewer Monte Carlo draws); the default is the full size.
 
 # %%
@@ -25,7 +25,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from fslora_ref import Sketch, sample_sketch, sketch_moments, stream
-from theory.moments import (exact_errors, monte_carlo_check, product_variance_closed_form, reference_law)
+from theory.exact.moments import (exact_errors, monte_carlo_check, product_variance_closed_form, reference_law)
 
 
 print("size:", "small" if SMALL else "full")
@@ -102,7 +102,7 @@ plt.show()
 # | $\mathbb E\|MS\|_F^2$ | $(r/k)\|M\|_F^2$ (equality) |
 # | $\mathbb E\|BSA-BA\|_F^2$ | $c_k\,(r\sum_j\|b_j\|^2\|a_j\|^2-\|BA\|_F^2)$ |
 #
-# `theory.moments.reference_law(r, k)` lists all $\binom{r}{k}$ diagonals with probability $1/\binom{r}{k}$ each,
+# `theory.exact.moments.reference_law(r, k)` lists all $\binom{r}{k}$ diagonals with probability $1/\binom{r}{k}$ each,
 # so the expectations below are *exact* sums, not estimates. We check every identity for every
 # $1\le k\le r\le 7$.
 
@@ -159,7 +159,7 @@ assert np.allclose([(e[0] - 1) / (rr - 1) for e in enum], [e[2] for e in enum], 
 # core sampler and watch $\max_j|\bar s_j - 1|$ shrink like $n^{-1/2}$. The dashed lines are a
 # Hoeffding + union bound over the $r$ coordinates: each $s_j\in[0, r/k]$, so with probability
 # $\ge 1-\delta$, $\max_j|\bar s_j-1|\le \frac{r}{k}\sqrt{\log(2r/\delta)/(2n)}$ at a fixed $n$ ($\delta=10^{-3}$).
-# `theory.moments.monte_carlo_check` applies the same kind of bound to all $r+r^2$ first and second moments.
+# `theory.exact.moments.monte_carlo_check` applies the same kind of bound to all $r+r^2$ first and second moments.
 
 # %%
 R, N_MC, DELTA = 64, (3000 if SMALL else 20000), 1e-3
@@ -187,7 +187,7 @@ for kk, (e, b) in final.items():
     print(f"k = {kk:>2}: after n = {N_MC} draws, max_j |mean - 1| = {e:.4f}  <=  bound {b:.4f}")
     assert e <= b
 mc = monte_carlo_check(R, 8, N_MC, seed=11, delta=DELTA)
-print("theory.moments.monte_carlo_check(r=64, k=8):", {k_: f"{v:.4f} <= {mc['bounds'][k_]:.4f}"
+print("theory.exact.moments.monte_carlo_check(r=64, k=8):", {k_: f"{v:.4f} <= {mc['bounds'][k_]:.4f}"
                                                       for k_, v in mc["errors"].items()})
 assert mc["ok"]
 

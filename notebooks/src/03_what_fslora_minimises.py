@@ -16,7 +16,7 @@
 # the penalty (a rank-dropout regulariser), runs FSLoRA until it settles and compares where it
 # settles with the exact stationary points of $f^S$ and with the minimiser of $f$, and shows the gap
 # closing as $k/r\to1$. Values and gradients of $f^S$ come from `fslora_ref.problems.sketched` and
-# `theory.sketched_objective` (closed form and enumeration; no finite differences).
+# `theory.exact.sketched_objective` (closed form and enumeration; no finite differences).
 
 # %%
 import time
@@ -29,8 +29,8 @@ from scipy.optimize import minimize
 from fslora_ref import FedConfig, get_algorithm, least_squares, run_round, stream
 from fslora_ref.problems.sketched import enumerate_sketched, least_squares_regulariser, sketched_loss
 from fslora_ref.sketch import sketch_moments
-from theory.constants import lower_bound
-from theory.sketched_objective import enumerated_grad, flat_norm2, global_sketched, sketched_grad
+from theory.exact.constants import lower_bound
+from theory.exact.sketched_objective import enumerated_grad, flat_norm2, global_sketched, sketched_grad
 
 
 print("size:", "small" if SMALL else "full")

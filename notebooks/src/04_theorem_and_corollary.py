@@ -24,8 +24,9 @@ from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before n
 import numpy as np
 import matplotlib.pyplot as plt
 
-from theory import bounds, claims
-from theory.checks_corollary import ratio_dependence
+from theory.exact import bounds
+from theory import claims
+from theory.paper.corollary import ratio_dependence
 from theory.experiment import run_seeds
 from theory.result import VERIFIED, VIOLATED
 
@@ -91,7 +92,7 @@ assert "sketched point" in base.constants.values["L"].note
 # ## 4. LHS vs RHS over $T$
 #
 # The LHS curve is $\frac1T\sum_{t<T}\|\nabla f^S(X^t)\|^2$ (exact $\nabla f^S$ at every iterate), averaged over
-# seeds; the RHS is evaluated at every $T$ with the constants above (recomputed here from `theory.bounds`),
+# seeds; the RHS is evaluated at every $T$ with the constants above (recomputed here from `theory.exact.bounds`),
 # split into its three terms. The LHS falls by more than 10x over the run; the RHS flattens at its noise and
 # drift terms, which no implementation that settles at a stationary point of $f^S$ can reach.
 

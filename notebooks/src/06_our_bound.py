@@ -46,10 +46,10 @@ from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before n
 import numpy as np
 import matplotlib.pyplot as plt
 
-from theory import ours_checks, ours_steps
-from theory.curvature import interior_excess
-from theory.ours_drift import drift_study
-from theory.ours_experiment import LG_SETTING, LS_SETTING, Grid, bound_curves, run_and_measure, run_grid
+from theory.ours import checks as ours_checks, steps as ours_steps
+from theory.exact.curvature import interior_excess
+from theory.ours.drift import drift_study
+from theory.ours.experiment import LG_SETTING, LS_SETTING, Grid, bound_curves, run_and_measure, run_grid
 from theory.result import VERIFIED
 
 print("size:", "small" if SMALL else "full")
@@ -93,7 +93,7 @@ for setting, lr in ((LS_SETTING, 0.2), (LG_SETTING, 0.5)):
 # For least squares the Hessian of $f^S$ is a quadratic polynomial in $X$, so between two iterates
 # $u^\top\nabla^2f^S u$ has a second derivative bounded by $3\|K_i\|c^2\|\Delta_I\|^2$ (averaged over clients and
 # sketches): $\lambda_{\max}$ on the segment is at most the larger end value plus an eighth of that
-# (`theory.curvature`); segments whose margin matters are bisected. For logistic the analogous (cumulant) margin is
+# (`theory.exact.curvature`); segments whose margin matters are bisected. For logistic the analogous (cumulant) margin is
 # valid but 10-100x loose, so there $\lambda_{\max}$ is computed at every iterate and every segment midpoint — measured,
 # not certified — and the interior points it could miss are measured below on sampled segments.
 

@@ -48,8 +48,8 @@ def test_every_path_and_claim_the_spec_names_exists():
     assert unknown_claims(text, ids) == []
     assert len(re.findall(r"`(?:def3\.1|identity|thm4\.4|cor4\.5|propD4|alg1)[.*\w]*`", text)) >= 8
     # the checks have teeth: a renamed module or a misspelt claim is reported
-    assert missing_paths("see `fslora_ref/sketches.py: Sketch` and `theory/{bounds,bound}.py`") == \
-        ["fslora_ref/sketches.py", "theory/bound.py"]
+    assert missing_paths("see `fslora_ref/sketches.py: Sketch` and `theory/exact/{bounds,bound}.py`") == \
+        ["fslora_ref/sketches.py", "theory/exact/bound.py"]
     assert unknown_claims("claims `thm4.4.bound`, `thm4.5.*`, `alg1.*`", ids) == ["thm4.5.*"]
 
 

@@ -5,8 +5,8 @@ import numpy as np
 
 from fslora_ref.algorithms import FSLoRA
 from fslora_ref.sketch import Sketch, sample_sketch, sketch_moments
-from theory.constants import _link_output_grads
-from theory.moments import reference_law
+from theory.exact.constants import _link_output_grads
+from theory.exact.moments import reference_law
 
 
 # -- sketch laws and samplers ------------------------------------------------------------------

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from fslora_ref.conformance.reference import ReferenceImplementation
-from theory import checks_algorithm as alg
-from theory import checks_unbiased as unb
-from theory.checks_objective import random_points
-from theory.fedavg import fedavg_round
+from theory.paper import algorithm as alg
+from theory.paper import unbiased as unb
+from theory.paper.objective import random_points
+from theory.exact.fedavg import fedavg_round
 from theory.implementations import load_runner, runner_for
 
 from . import mutants as M

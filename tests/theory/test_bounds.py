@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from theory import bounds
+from theory.exact import bounds
 
 
 @st.composite

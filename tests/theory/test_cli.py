@@ -3,7 +3,7 @@ import json
 
 from fslora_cli.main import main
 from theory import claims
-from theory import checks_moments as mom
+from theory.paper import moments as mom
 
 from . import mutants as M
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from fslora_ref.problems import least_squares, logistic, two_layer
-from theory import constants as C
-from theory.sketched_objective import all_sketch_choices, global_sketched, instance_grad, sketched_grad
+from theory.exact import constants as C
+from theory.exact.sketched_objective import all_sketch_choices, global_sketched, instance_grad, sketched_grad
 
 from . import mutants as M
 

@@ -3,10 +3,10 @@ verified on the reference and violated by a biased implementation; constants nev
 import numpy as np
 import pytest
 
-from theory import checks_corollary as cor
-from theory import checks_smoothness as smooth
-from theory import checks_theorem as thm
-from theory.checks_stationary import check_stationary
+from theory.paper import corollary as cor
+from theory.paper import smoothness as smooth
+from theory.paper import theorem as thm
+from theory.paper.stationary import check_stationary
 from theory.experiment import reference_step
 from theory.implementations import load_runner, runner_for
 from theory.profiles import QUICK

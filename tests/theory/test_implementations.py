@@ -10,7 +10,7 @@ from fslora_ref.conformance.reference import ReferenceImplementation
 from fslora_ref.federation import run_round
 from fslora_ref.problems import least_squares, logistic
 from theory.implementations import (AlgorithmRunner, ProtocolRunner, load_runner, runner_for, stack, trajectory)
-from theory.checks_objective import random_points
+from theory.paper.objective import random_points
 
 
 def _setup(family="least_squares", batch_size=None):
@@ -97,6 +97,29 @@ def test_trajectory_is_deterministic_and_keyed_by_seed():
     c = stack(trajectory(AlgorithmRunner(), problem, config.replace(seed=6), layers))
     assert a[0].shape == (4, 6, 4) and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
+
+
+class ExplodingFromRound2(ReferenceImplementation):
+    def black_box_round(self, task):
+        out = super().black_box_round(task)
+        return out if task.round_index < 2 else [(B * np.inf, A) for B, A in out.layers]
+
+
+def test_one_round_loop_for_trajectories_and_seeded_runs():
+    """trajectory and ours' run_seeds share one loop: same iterates as the reference's rounds; a
+    divergence at round 2 is an error for trajectory and keeps rounds 0..1 for run_seeds."""
+    from theory.ours.runs import run_seeds
+    problem = least_squares(n_clients=3, m=6, n=4, mean_size=16, seed=2)
+    config = FedConfig(rank=4, budgets=(1, 2, 4), local_steps=1, lr=0.05, rounds=4, seed=5)
+    init = get_algorithm("fslora").init(problem, config).layers
+    Bs, As = stack(trajectory(AlgorithmRunner(), problem, config, init))
+    runs = run_seeds(problem, config, 4, [5])
+    assert np.array_equal(runs.B[0], Bs) and np.array_equal(runs.A[0], As) and runs.diverged == ""
+    with pytest.raises(DivergenceError, match="round 2"):
+        trajectory(ProtocolRunner(ExplodingFromRound2()), problem, config, init)
+    cut = run_seeds(problem, config, 4, [5], ProtocolRunner(ExplodingFromRound2()))
+    assert cut.rounds == 2 and cut.diverged.startswith("seed 5: round 2")
+    assert np.allclose(cut.B[0], Bs[:3], rtol=1e-12, atol=1e-14)
 
 
 class QuadraticOnly(ReferenceImplementation):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from fslora_ref.sketch import sample_sketch
-from theory import checks_moments as mom
-from theory.moments import exact_errors, monte_carlo_check, product_variance_closed_form, reference_law
+from theory.paper import moments as mom
+from theory.exact.moments import exact_errors, monte_carlo_check, product_variance_closed_form, reference_law
 
 from . import mutants as M
 

@@ -7,13 +7,13 @@ import pytest
 
 from tests.core.mutants import DividesBySelectors, SubmatrixWithoutScale
 from tests.theory.table_mutants import ServerDividesByNMinus1
-from theory import ours_checks as oc
-from theory.curvature import segment_curvature
-from theory.ours_drift import drift_of_runs, drift_study
-from theory.ours_experiment import LS_SETTING, Grid, run_grid
+from theory.ours import checks as oc
+from theory.exact.curvature import segment_curvature
+from theory.ours.drift import drift_of_runs, drift_study
+from theory.ours.experiment import LS_SETTING, Grid, run_grid
 from theory.implementations import load_runner, runner_for
-from theory.ours_runs import run_seeds
-from theory.sketch_hessian import lambda_max
+from theory.ours.runs import run_seeds
+from theory.exact.sketch_hessian import lambda_max
 
 from . import mutants as M
 
@@ -136,7 +136,7 @@ def test_every_ours_claim_runs_quick_on_the_reference_and_a_biased_implementatio
 def test_the_drift_inequality_fails_with_a_formula_that_keeps_only_the_descent_term():
     """The general-H inequality is loose at this step (Young's inequality costs a factor 2): only a gross
     formula error fails it, here gap / (gamma H T) alone (factor 2, 1/(1 - 2 L_S gamma H), noise and drift dropped)."""
-    from theory.ours_bound import general_h_rhs
+    from theory.ours.bound import general_h_rhs
 
     def descent_only(**kw):
         out = general_h_rhs(**kw)

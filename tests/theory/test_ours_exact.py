@@ -3,13 +3,13 @@ segment margins and the certified lower bounds, each against an independent refe
 import numpy as np
 import pytest
 
-from theory import curvature, lower_bounds, sketch_batch as sb, sketch_hessian as sh
-from theory.checks_objective import random_points
-from theory.constants import dense_hessian, hessian_norm, lower_bound
-from theory.moments import reference_law
-from theory.ours_bound import general_h_rhs, h1_rhs, identity_rhs, mean_bound
-from theory.ours_experiment import LG_SETTING, LS_SETTING
-from theory.sketched_objective import all_sketch_choices, global_sketched, instance_grad
+from theory.exact import curvature, lower_bounds, sketch_batch as sb, sketch_hessian as sh
+from theory.paper.objective import random_points
+from theory.exact.constants import dense_hessian, hessian_norm, lower_bound
+from theory.exact.moments import reference_law
+from theory.ours.bound import general_h_rhs, h1_rhs, identity_rhs, mean_bound
+from theory.ours.experiment import LG_SETTING, LS_SETTING
+from theory.exact.sketched_objective import all_sketch_choices, global_sketched, instance_grad
 
 from . import mutants as M
 

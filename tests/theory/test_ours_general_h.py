@@ -1,8 +1,8 @@
-"""The a-priori general-H bound (theory.ours_general_h): holds on the reference across heterogeneity, within
+"""The a-priori general-H bound (theory.ours.general_h): holds on the reference across heterogeneity, within
 10x of the measured LHS, and a bound that is too optimistic is violated."""
 from dataclasses import replace
 
-from theory import ours_general_h as g
+from theory.ours import general_h as g
 from theory.profiles import GENERAL_H
 
 BASE = replace(GENERAL_H, rounds=200)

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from tests.mutants.missing_scale import impl as missing_scale
-from theory import ours_steps, sketch_batch as sb, sketch_hessian as sh
-from theory.ours_bound import h1_rhs
-from theory.ours_experiment import LG_SETTING, LS_SETTING
-from theory.ours_runs import run_seeds
+from theory.ours import steps as ours_steps
+from theory.exact import sketch_batch as sb, sketch_hessian as sh
+from theory.ours.bound import h1_rhs
+from theory.ours.experiment import LG_SETTING, LS_SETTING
+from theory.ours.runs import run_seeds
 
 from . import mutants as M
 

@@ -1,12 +1,12 @@
-"""The batched f^S / grad f^S / grad f / V (``theory.sketch_batch``) against the pointwise reference
-``theory.sketched_objective`` (closed forms and enumeration, one point and one sketch at a time)."""
+"""The batched f^S / grad f^S / grad f / V (``theory.exact.sketch_batch``) against the pointwise reference
+``theory.exact.sketched_objective`` (closed forms and enumeration, one point and one sketch at a time)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from fslora_ref.problems import least_squares, logistic, two_layer
-from theory.sketch_batch import evaluate, point_stats
-from theory.sketched_objective import (all_sketch_choices, global_sketched, instance_grad, sketched_grad,
+from theory.exact.sketch_batch import evaluate, point_stats
+from theory.exact.sketched_objective import (all_sketch_choices, global_sketched, instance_grad, sketched_grad,
                                        unsketched_factors)
 
 

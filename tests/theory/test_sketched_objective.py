@@ -5,8 +5,8 @@ from hypothesis import given, strategies as st
 
 from fslora_ref.problems import least_squares
 from fslora_ref.problems.sketched import enumerate_sketched, least_squares_regulariser
-from theory import checks_objective as obj
-from theory.sketched_objective import enumerated_grad, global_sketched, regulariser_grad, sketched_grad
+from theory.paper import objective as obj
+from theory.exact.sketched_objective import enumerated_grad, global_sketched, regulariser_grad, sketched_grad
 
 from . import mutants as M
 

@@ -14,8 +14,8 @@ the last quarter of the rounds, averaged over seeds:
 """
 from __future__ import annotations
 
-from .experiment import Setting, reference_step, run_seeds
-from .result import VERIFIED, VIOLATED, Result
+from ..experiment import Setting, reference_step, run_seeds
+from ..result import VERIFIED, VIOLATED, Result
 
 RHO_SKETCHED = 0.75
 RHO_PLAIN = 0.9

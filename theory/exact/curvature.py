@@ -5,7 +5,7 @@ Two ways of covering a segment [X^t, X^{t+1}], chosen per family by ``segment_cu
 ``certified`` (least squares, the default there). What is measured and what is bounded:
 
 * at every server iterate X^t (and at the bisection points below) lambda_max(Hessian f^S) is computed
-  exactly from the dense Hessian (``theory.sketch_hessian``): *exact at points*;
+  exactly from the dense Hessian (``theory.exact.sketch_hessian``): *exact at points*;
 * between two points X and Y = X + Delta the segment is covered by a certified bound. For a unit
   direction u, q(tau) = u^T Hessian(X + tau Delta) u satisfies
   q(tau) <= (1 - tau) q(0) + tau q(1) + tau (1 - tau) sup|q''| / 2, hence

@@ -1,4 +1,4 @@
-"""Each step of the H = 1 derivation (``theory.ours_bound``) checked exactly at given points.
+"""Each step of the H = 1 derivation (``theory.ours.bound``) checked exactly at given points.
 
 One round from X is enumerated over *every* joint choice of the clients' index sets (prod_i C(r, k_i)
 rounds, each with probability prod_i 1/C(r, k_i)) through a white-box round of the implementation:
@@ -26,12 +26,12 @@ import numpy as np
 from fslora_ref.conformance.protocol import ProblemOracle, RoundTask
 from fslora_ref.conformance.reference import impl as reference_impl
 
-from .curvature import segment_curvature
-from .moments import reference_law
-from .ours_bound import h1_rhs, identity_rhs
-from .result import EXACT_RTOL, VERIFIED, VIOLATED, Result
-from .sketch_batch import evaluate, flatten
-from .sketch_hessian import hessian
+from ..exact.curvature import segment_curvature
+from ..exact.moments import reference_law
+from ..exact.sketch_batch import evaluate, flatten
+from ..exact.sketch_hessian import hessian
+from ..result import EXACT_RTOL, VERIFIED, VIOLATED, Result
+from .bound import h1_rhs, identity_rhs
 
 FD_TOL = 1e-6      # central differences of the exact gradient: O(eps^2) truncation at eps = 1e-5
 

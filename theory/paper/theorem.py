@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .experiment import Runs, Setting, reference_runs, reference_step, run_seeds, ucb95
-from .result import INCONCLUSIVE, MEASUREMENT, OUTSIDE, SKIPPED, VERIFIED, VIOLATED, Result
+from ..experiment import Runs, Setting, reference_runs, reference_step, run_seeds, ucb95
+from ..result import INCONCLUSIVE, MEASUREMENT, OUTSIDE, SKIPPED, VERIFIED, VIOLATED, Result
 
 OUTSIDE_FACTORS = (4.0, 32.0, 256.0)
 INFORMATIVE_MAX = 1.0   # RHS / ||grad f^S(X^0)||^2 below which a setting can catch a run that never moves

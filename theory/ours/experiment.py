@@ -5,15 +5,15 @@
 
 Per step size gamma, ``seeds`` runs of T rounds from one X^0 go through ``runner`` (a round runner of
 :mod:`theory.implementations`; default: the reference's real FSLoRA). At every iterate f^S, grad f^S and V
-are computed exactly (``theory.sketch_batch``); L_S over the visited segments comes from the
-*reference's* runs (``theory.curvature``) so that an implementation under test cannot excuse itself
+are computed exactly (``theory.exact.sketch_batch``); L_S over the visited segments comes from the
+*reference's* runs (``theory.exact.curvature``) so that an implementation under test cannot excuse itself
 with its own curvature. Each horizon T (a prefix of the runs) is a *cell*:
 
 * LHS per seed: (1/T) sum_{t<T} ||grad f^S(X^t)||^2 (exact); its one-sided 95% upper confidence bound
   over seeds (Student t) divided by a bound is that bound's *tightness*;
 * a posteriori: per seed [f^S(X^0) - f^S(X^T)] / (gamma q T) + (L_S gamma / 2q) avg_t V(X^t), q = 1 - L_S gamma/2,
   on the implementation's own iterates (the bound holds per trajectory once E is taken, see
-  ``theory.ours_bound``); the paired difference LHS - RHS per seed has mean <= 0 for FSLoRA;
+  ``theory.ours.bound``); the paired difference LHS - RHS per seed has mean <= 0 for FSLoRA;
 * a priori: [f^S(X^0) - f*] / (gamma q T) + (L_S gamma / 2q) avg_t E V(X^t) with the certified f* and
   E V from the reference;
 * Theorem 4.4's RHS at the same (gamma, T) with its constants measured on the reference's runs;
@@ -33,15 +33,15 @@ import numpy as np
 
 from fslora_ref.algorithms import get_algorithm
 
-from .curvature import segment_curvature, secant_curvature
-from .experiment import Setting
-from .lower_bounds import certified_lower_bound
-from .ours_bound import h1_rhs, identity_rhs, mean_bound, within_step_limit
-from .ours_paper import paper_constants, paper_rhs, paper_step_limit
-from .implementations import runner_for
-from .ours_runs import run_seeds
-from .sketch_batch import evaluate, flatten
-from .sketch_hessian import lambda_max
+from ..exact.curvature import segment_curvature, secant_curvature
+from ..exact.lower_bounds import certified_lower_bound
+from ..exact.sketch_batch import evaluate, flatten
+from ..exact.sketch_hessian import lambda_max
+from ..experiment import Setting
+from ..implementations import runner_for
+from .bound import h1_rhs, identity_rhs, mean_bound, within_step_limit
+from .paper import paper_constants, paper_rhs, paper_step_limit
+from .runs import run_seeds
 
 LS_SETTING = Setting("ours-ls", family="least_squares", dims=(6, 5), ratios=(0.25, 0.5, 0.75, 1.0), local_steps=1,
                      batch_size=None)
@@ -247,7 +247,7 @@ class Grid:
 
 
 LS_GRID = Grid(LS_SETTING, gamma_L=(0.1, 0.3, 0.6), rounds=600, Ts=(100, 600), seeds=5)
-# seeds: enough that a cell whose mean LHS is 1.2x its bound is violated (ours_checks.detectable_ratio <= 1.2
+# seeds: enough that a cell whose mean LHS is 1.2x its bound is violated (theory.ours.checks.detectable_ratio <= 1.2
 # on the reference's spread; the logistic grid's spread is the widest)
 LG_GRID = Grid(LG_SETTING, gamma_L=(0.1, 0.5), rounds=300, Ts=(100, 300), seeds=6)
 QUICK_LS_GRID = Grid(LS_SETTING, gamma_L=(0.3,), rounds=200, Ts=(200,), seeds=4, pilot_rounds=40)

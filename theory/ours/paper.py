@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import bounds
-from .constants import Constant, Heterogeneity
-from .experiment import C_H_GRID
-from .moments import reference_law
-from .sketch_hessian import client_hessian_norm
+from ..exact import bounds
+from ..exact.constants import Constant, Heterogeneity
+from ..exact.moments import reference_law
+from ..exact.sketch_hessian import client_hessian_norm
+from ..experiment import C_H_GRID
 
 
 def paper_constants(problem, s: float, budgets, B, A, batch, *, points: int = 30) -> dict:
     """Theorem 4.4's constants on runs B: (S, T+1, m, r), A: (S, T+1, r, n) whose exact sketched
-    quantities at every iterate are ``batch`` (a ``theory.sketch_batch.SketchedBatch`` of S (T+1) points)."""
+    quantities at every iterate are ``batch`` (a ``theory.exact.sketch_batch.SketchedBatch`` of S (T+1) points)."""
     S, T1 = B.shape[:2]
     rows = np.unique(np.linspace(0, T1 - 1, min(points, T1)).astype(int))
     Bs, As = B[:, rows].reshape(-1, *B.shape[2:]), A[:, rows].reshape(-1, *A.shape[2:])

@@ -5,7 +5,7 @@
 * ``check_forms_agree``: the reference's submatrix and full-size masked clients give identical iterates
   (only for ``Algorithm`` runners, which have both forms);
 * ``check_fedavg``: with every k_i = r the round equals plain FedAvg of the LoRA factors, written from
-  scratch in :mod:`theory.fedavg` (not FedIT, which shares the server code with FSLoRA).
+  scratch in :mod:`theory.exact.fedavg` (not FedIT, which shares the server code with FSLoRA).
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import numpy as np
 from fslora_ref.client import DivergenceError
 from fslora_ref.config import FedConfig
 from fslora_ref.conformance.protocol import MOVED, TOLERANCE
-from fslora_ref.federation import run_round
+from fslora_ref.federation import run
 from fslora_ref.problems import least_squares
 
-from . import bounds
-from .checks_objective import RANK, SCALING, random_points
-from .constants import every_client, sketch_variance
-from .fedavg import fedavg_round
-from .result import SKIPPED, VERIFIED, VIOLATED, Result, exact
+from ..exact import bounds
+from ..exact.constants import every_client, sketch_variance
+from ..exact.fedavg import fedavg_round
+from ..result import SKIPPED, VERIFIED, VIOLATED, Result, exact
+from .objective import RANK, SCALING, random_points
 
 
 def _dtype(runner):
@@ -59,7 +59,8 @@ def check_sketch_fixed(runner, steps: int = 4, trials: int = 3) -> Result:
 
 def check_forms_agree(runner, rounds: int = 3) -> Result:
     """The submatrix client and the full-size masked client give identical iterates, and each client
-    uploads exactly k_i (m + n) floats (an ``Algorithm`` runner's two forms; else skipped)."""
+    uploads exactly k_i (m + n) floats in every round (an ``Algorithm`` runner's two forms; else skipped).
+    Both runs go through ``fslora_ref.federation.run``, so the uploads are the ones its history counts."""
     if not getattr(runner, "has_forms", False):
         return Result(SKIPPED, "the implementation has a single client form (compare it with the reference: "
                                "fslora crosscheck)", {"implementation": runner.name})
@@ -69,11 +70,10 @@ def check_forms_agree(runner, rounds: int = 3) -> Result:
     states, uploads_ok = {}, True
     for form in ("submatrix", "masked"):
         c = cfg.replace(form=form)
-        state = algorithm.init(problem, c)
-        for t in range(rounds):
-            state, _, uploads = run_round(algorithm, state, problem, c, t)
-            uploads_ok &= all(u.upload_floats == c.budgets[u.client] * 10 for u in uploads)
-        states[form] = state.layers
+        history = run(algorithm, problem, c, divergence_factor=None)   # the driver loop every command uses
+        uploads_ok &= all(floats == c.budgets[i] * 10 for per_client in history.per_client_upload
+                          for i, floats in enumerate(per_client))
+        states[form] = history.final_state.layers
     diff = max(float(np.max(np.abs(x - y))) for a, b in zip(states["submatrix"], states["masked"]) for x, y in zip(a, b))
     res = exact({"submatrix vs masked iterates": diff}, scale=1.0)
     res.evidence["upload_floats_equal_k(m+n)"] = bool(uploads_ok)
@@ -83,7 +83,7 @@ def check_forms_agree(runner, rounds: int = 3) -> Result:
 
 
 def check_fedavg(runner, rounds: int = 4) -> Result:
-    """k_i = r: each round of the implementation equals :func:`theory.fedavg.fedavg_round` from the same
+    """k_i = r: each round of the implementation equals :func:`theory.exact.fedavg.fedavg_round` from the same
     start (relative to the round's largest change, at the implementation's dtype tolerance); also
     sigma_s^2 = 0 (exact) and L-bar = L-tilde = L at k = r."""
     problem = least_squares(n_clients=3, m=6, n=4, mean_size=20, seed=3)
@@ -105,6 +105,6 @@ def check_fedavg(runner, rounds: int = 4) -> Result:
     ss = sketch_variance(problem, every_client(problem, [layers]), SCALING, config.budgets).value
     gap = abs(bounds.L_bar(1.0, RANK, config.budgets) - 1.0) + abs(bounds.L_tilde(1.0, RANK, config.budgets) - 1.0)
     ev = {"max_relative_error": worst, "tolerance": tol, "rounds": rounds, "sigma_s2_at_k_eq_r": ss,
-          "|L-bar/L - 1| + |L-tilde/L - 1|": gap, "oracle": "theory.fedavg.fedavg_round (plain NumPy)"}
+          "|L-bar/L - 1| + |L-tilde/L - 1|": gap, "oracle": "theory.exact.fedavg.fedavg_round (plain NumPy)"}
     ok = worst <= tol and ss <= 1e-20 and gap == 0.0
     return Result(VERIFIED if ok else VIOLATED, f"max relative error vs plain FedAvg {worst:.2e} (tolerance {tol:g})", ev)

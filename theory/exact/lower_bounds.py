@@ -4,7 +4,7 @@ Both single-layer families have convex losses in W, so by Jensen (E_S[B S A] = B
 
     f_i^S(X) = E_S f_i(W0 + s B S A) >= f_i(W0 + s B A),   hence   f^S(X) >= f(W0 + s B A) >= min_W f(W).
 
-Least squares: min_W f is a linear solve (``theory.constants.lower_bound``, exact).
+Least squares: min_W f is a linear solve (``theory.exact.constants.lower_bound``, exact).
 Logistic (softmax cross-entropy): min_W f has no closed form; a *dual certificate* gives a bound that
 holds for every W. By the Gibbs variational principle lse(z) = max_{a in simplex} <a, z> + H(a), so for
 any per-sample a_s in the simplex with sum_s w_s x_s^T (a_s - e_{y_s}) = 0 (w_s = 1/(N n_i)),

@@ -17,7 +17,7 @@ g_t = (1/N) sum_i grad f~_i(X^t; S_i^t), the S_i^t independent random-k sketches
 
  the a-posteriori form; replacing E f^S(X^T) by any f* <= inf f^S gives the a-priori form. Jensen
  gives the certified f*: for a convex loss f_i^S(X) = E_S f_i(W0 + s B S A) >= f_i(W0 + s B A), so
- f^S >= f >= min_W f (``theory.lower_bounds``).
+ f^S >= f >= min_W f (``theory.exact.lower_bounds``).
 
 Step 4 is the only place the curvature enters, and only through the step actually taken: with the
 realised curvature kappa_t = 2 [f^S(X^{t+1}) - f^S(X^t) + gamma <grad f^S, g_t>] / (gamma^2 ||g_t||^2) it

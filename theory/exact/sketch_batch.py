@@ -6,13 +6,13 @@ The theory's checks need, at every iterate of every seed of long runs,
     V(X)   = (1/N^2) sum_i Var_S grad f~_i(X; S)    (the variance of the H = 1 round direction),
 
 and the per-client grad f_i^S, for single-layer least-squares and logistic problems. ``evaluate``
-computes them all (the H = 1 bound, ``theory.ours_bound``, reads every one); ``point_stats`` is what
+computes them all (the H = 1 bound, ``theory.ours.bound``, reads every one); ``point_stats`` is what
 the convergence claims of ``fslora verify`` read: ||grad f^S||^2, f^S, the heterogeneity
 max_i ||grad f_i^S - grad f^S||^2 and ||grad f||^2 (``evaluate`` under ``unsketched_law``, S = I).
 
-The pointwise reference is ``theory.sketched_objective`` (one point, one sketch at a time); this
+The pointwise reference is ``theory.exact.sketched_objective`` (one point, one sketch at a time); this
 module evaluates the same expectations for a batch of P points in a few array operations,
-enumerating all C(r, k_i) index sets of the sketch law (``theory.moments.reference_law`` by
+enumerating all C(r, k_i) index sets of the sketch law (``theory.exact.moments.reference_law`` by
 default, or any law a test hands in).
 
 Conventions: points are stacked factors B: (P, m, r), A: (P, r, n); a flattened point or
@@ -26,7 +26,7 @@ import numpy as np
 
 from .moments import reference_law
 
-CHUNK = 2048          # points per block of the Hessians (``theory.sketch_hessian``)
+CHUNK = 2048          # points per block of the Hessians (``theory.exact.sketch_hessian``)
 BLOCK_ELEMENTS = 2 ** 20   # ``evaluate``'s largest temporary per block, (points, C(r,k), m, n), its gradients or
                            # (points, C(r,k), n_i, n) logits: 8 MB, so memory stays flat whatever P
 

@@ -1,6 +1,6 @@
 """General H, a priori: the toolkit's H > 1 bound with the client drift bounded by the problem's constants.
 
-``theory.ours_drift`` proves, for a = L_bar gamma H < 1/2 (L_bar bounds the Hessian of f^S, Proposition D.4),
+``theory.ours.drift`` proves, for a = L_bar gamma H < 1/2 (L_bar bounds the Hessian of f^S, Proposition D.4),
 
     (1/T) sum E||grad f^S||^2 <= [2 gap / (gamma H T) + (1 + 2a) D + 2a V] / (1 - 2a),
 
@@ -22,6 +22,7 @@ and V <= sigma_s^2 / N. Moving the ||grad f^S||^2 part of D to the left:
 when the denominator is > 0: an a-priori bound in L, sigma_s^2, c_h, delta_h^2 and f* only (full batch;
 a minibatch adds sigma_g^2 next to sigma_s^2). The constants are the reference's, measured on its runs
 (``theory.experiment.reference_constants``, like Theorem 4.4's); nothing is measured on the drift.
+``theory.ours.drift`` is the a-posteriori counterpart with the drift measured.
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from math import exp
 
 import numpy as np
 
-from . import bounds
-from .experiment import reference_runs, reference_step, ucb95
-from .result import INCONCLUSIVE, SKIPPED, VERIFIED, VIOLATED, Result
+from ..exact import bounds
+from ..experiment import reference_runs, reference_step, ucb95
+from ..result import INCONCLUSIVE, SKIPPED, VERIFIED, VIOLATED, Result
 
 WITHIN_10X = 10.0
 

@@ -21,7 +21,7 @@ from fslora_ref.algorithms import get_algorithm
 from fslora_ref.algorithms.fslora import draw_round_sketches
 from fslora_ref.client import DivergenceError
 
-from .implementations import runner_for
+from ..implementations import iterates, runner_for
 
 
 @dataclass
@@ -70,21 +70,14 @@ def run_seeds(problem, config, rounds: int, seeds, runner=None, init_layers=None
     As = np.empty((len(seeds), rounds + 1) + A0.shape)
     diverged, done = "", rounds
     for j, seed in enumerate(seeds):
-        cfg = config.replace(seed=int(seed))
-        layers = [(B0.copy(), A0.copy())]
         Bs[j, 0], As[j, 0] = B0, A0
-        for t in range(rounds):
-            try:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    layers = runner.run(problem, cfg, layers, t)
-            except DivergenceError as exc:
-                diverged, done = f"seed {seed}: {exc}", min(done, t)
-                break
-            (B, A), = layers
-            if not (np.all(np.isfinite(B)) and np.all(np.isfinite(A))):
-                diverged, done = f"seed {seed}: non-finite iterates at round {t}", min(done, t)
-                break
-            Bs[j, t + 1], As[j, t + 1] = B, A
+        completed = 0
+        try:
+            for t, ((B, A),) in iterates(runner, problem, config.replace(seed=int(seed)), init_layers, rounds):
+                Bs[j, t + 1], As[j, t + 1] = B, A
+                completed = t + 1
+        except DivergenceError as exc:
+            diverged, done = f"seed {seed}: {exc}", min(done, completed)
         if progress is not None:
             progress.update(1, f"seed {seed}")
     out = Runs(config.lr, seeds, Bs, As, diverged)

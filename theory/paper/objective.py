@@ -2,7 +2,7 @@
 
 All comparisons are exact (every index set enumerated, full-batch clients) at random points
 X = [(B, A)] of small least-squares and logistic problems. The claims about Algorithm 1 itself run
-through the implementation under test: :mod:`theory.checks_algorithm`, :mod:`theory.checks_unbiased`.
+through the implementation under test: :mod:`theory.paper.algorithm`, :mod:`theory.paper.unbiased`.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from fslora_ref.problems import least_squares, logistic
 from fslora_ref.problems.sketched import enumerate_sketched, least_squares_regulariser
 from fslora_ref.seeding import SERVER, stream
 
-from .result import VIOLATED, Result, exact
-from .sketched_objective import (all_sketch_choices, enumerated_grad, instance_grad, lemma_grad, regulariser_grad,
-                                 sketched_grad)
+from ..exact.sketched_objective import (all_sketch_choices, enumerated_grad, instance_grad, lemma_grad,
+                                       regulariser_grad, sketched_grad)
+from ..result import VIOLATED, Result, exact
 
 RANK = 4
 SCALING = 0.8   # a LoRA scaling s != 1 so that misplaced s factors show

@@ -14,17 +14,17 @@ Through the implementation: ``ours.h1.a_posteriori``, ``ours.h1.a_priori``, ``ou
 On the reference only: ``ours.h1.steps_exact`` (the derivation, enumerated through the reference's
 white-box round), ``ours.h1.curvature`` (L_S vs the realised curvature), ``ours.h1.step_size`` (the
 step-size story) and ``ours.general_h.drift`` (an a-posteriori inequality that holds for any round by
-construction, see ``theory.ours_drift``).
+construction, see ``theory.ours.drift``).
 """
 from __future__ import annotations
 
-from .ours_bound import mean_bound
-from .ours_checks import ALPHA, bound_status, curvature_status, step_size_story, steps_status
-from .ours_drift import drift_study
-from .ours_experiment import LG_GRID, LG_SETTING, LS_GRID, LS_SETTING, QUICK_LG_GRID, QUICK_LS_GRID, run_and_measure, \
+from ..result import SKIPPED, VERIFIED, VIOLATED, Result
+from .bound import mean_bound
+from .checks import ALPHA, bound_status, curvature_status, step_size_story, steps_status
+from .drift import drift_study
+from .experiment import LG_GRID, LG_SETTING, LS_GRID, LS_SETTING, QUICK_LG_GRID, QUICK_LS_GRID, run_and_measure, \
     run_grid
-from .ours_steps import check_steps
-from .result import SKIPPED, VERIFIED, VIOLATED, Result
+from .steps import check_steps
 
 _REFERENCE_GRIDS: dict = {}
 

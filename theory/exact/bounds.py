@@ -1,7 +1,7 @@
 """The paper's bounds as functions of the constants (Proposition D.4, Theorem 4.4, Corollary 4.5).
 
 budgets: k_i per client; r: global rank; L, sigma_g2, sigma_s2, sigma_h2 (= delta_h^2), c_h as
-measured by :mod:`theory.constants`.
+measured by :mod:`theory.exact.constants`.
 """
 from __future__ import annotations
 

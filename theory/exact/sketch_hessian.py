@@ -14,7 +14,7 @@ Logistic (softmax cross-entropy): every index set is enumerated; per sample the 
 Sigma = diag(p) - p p^T, so with u = x B diag(c), H = (1/n) sum_samples J^T Sigma J + the first-order
 term delta_jl c_j G_ap, J the Jacobian of the logits in (B, A).
 
-``theory.constants.dense_hessian`` (assembled from exact Hessian-vector products, one point and one
+``theory.exact.constants.dense_hessian`` (assembled from exact Hessian-vector products, one point and one
 sketch at a time) is the reference these are tested against.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Status rules for the toolkit's own H = 1 bound (the ``ours.*`` claims), on ``GridResult``s.
 
 Every rule reads cells measured on the implementation under test, with L_S, f* and the a-priori
-noise from the reference (``theory.ours_experiment``). Verdicts are one-sided tests over seeds:
+noise from the reference (``theory.ours.experiment``). Verdicts are one-sided tests over seeds:
 
 * ``violated`` only when the data show it at the family-wise false-alarm rate ALPHA (Bonferroni over
   the cells / tests of the claim): the lower (1 - ALPHA/K) Student-t bound of a mean that is <= 0
@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from .ours_bound import mean_bound
-from .result import INCONCLUSIVE, SKIPPED, VERIFIED, VIOLATED, Result
+from ..result import INCONCLUSIVE, SKIPPED, VERIFIED, VIOLATED, Result
+from .bound import mean_bound
 
 ALPHA = 1e-3
 FORMS = ("a_posteriori", "a_priori")
@@ -193,7 +193,7 @@ def step_gain_split(result, paper_cell) -> dict:
     """How far our bound's step limit 2 / L_S lies beyond Theorem 4.4's gamma_max, split into the part the
     textbook descent-lemma analysis already gives with the paper's own smoothness constant of f^S
     (gamma < 2 / L-bar, Proposition D.4) and the part that comes from the local constant L_S (L-bar / L_S)."""
-    from . import bounds
+    from ..exact import bounds
     st = result.grid.setting
     consts = next(x["paper"] for x in result.steps if x["label"].startswith("paper"))
     L_bar = bounds.L_bar(consts["L"].value, st.rank, st.budgets)

@@ -6,7 +6,7 @@ involves (X itself and every sketched point [B S; A]).
     f_i^S       is  L r/k_i     - smooth       (client)
     f^S         is  L-bar       - smooth       (global)
 
-Hessians are exact (theory.constants.dense_hessian); Hessians of f_i^S are exact averages
+Hessians are exact (theory.exact.constants.dense_hessian); Hessians of f_i^S are exact averages
 over the sketch law. "Smooth at X" means the Hessian's spectral norm at X.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ import numpy as np
 
 from fslora_ref.problems import least_squares, logistic
 
-from . import bounds
-from .checks_objective import SCALING, random_points
-from .constants import dense_hessian, hessian_norm
-from .experiment import Setting
-from .implementations import AlgorithmRunner, trajectory
-from .moments import reference_law
-from .result import VERIFIED, VIOLATED, Result
+from ..exact import bounds
+from ..exact.constants import dense_hessian, hessian_norm
+from ..exact.moments import reference_law
+from ..experiment import Setting
+from ..implementations import AlgorithmRunner, trajectory
+from ..result import VERIFIED, VIOLATED, Result
+from .objective import SCALING, random_points
 
 RANK = 4
 TOL = 1e-9

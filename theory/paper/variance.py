@@ -28,11 +28,10 @@ import numpy as np
 
 from fslora_ref.config import FedConfig
 
-from .checks_objective import random_points
-from .checks_unbiased import ALPHA, BUDGETS, LR, RANK, bernstein_radius, exact_law, problems
-from .checks_objective import SCALING
-from .result import VERIFIED, VIOLATED, Result
+from ..result import VERIFIED, VIOLATED, Result
+from .objective import SCALING, random_points
 from .round_samples import round_changes
+from .unbiased import ALPHA, BUDGETS, LR, RANK, bernstein_radius, exact_law, problems
 
 
 def _square_law(ys) -> tuple[float, float, float]:

@@ -20,9 +20,9 @@ from math import ceil
 
 import numpy as np
 
-from . import bounds
-from .experiment import Setting, reference_constants, reference_step, run_seeds, ucb95
-from .result import OUTSIDE, VERIFIED, VIOLATED, Result
+from ..exact import bounds
+from ..experiment import Setting, reference_constants, reference_step, run_seeds, ucb95
+from ..result import OUTSIDE, VERIFIED, VIOLATED, Result
 
 RATE_SLACK = 0.15
 T_MIN_MARGIN = 1.5     # the re-measured L at (gamma(T), T) can exceed the pilot's by ~10%

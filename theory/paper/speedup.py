@@ -21,10 +21,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import bounds
-from .checks_corollary import fit_exponent
-from .experiment import reference_constants, run_seeds
-from .result import OUTSIDE, VERIFIED, VIOLATED, Result
+from ..exact import bounds
+from ..experiment import reference_constants, run_seeds
+from ..result import OUTSIDE, VERIFIED, VIOLATED, Result
+from .corollary import fit_exponent
 
 TOL = 0.25
 PREDICTED = -0.5

@@ -1,6 +1,6 @@
 """The ``ours.*`` part of the verify report: a report.md section, a closing-note sentence, one figure.
 
-Reads the claims' evidence (``theory.ours_checks``) and, for the figure, the grids the claims ran
+Reads the claims' evidence (``theory.ours.checks``) and, for the figure, the grids the claims ran
 (``Context.ours()`` / ``Context.ours_references()``). The bound is the toolkit's own, not the paper's:
 every heading says so.
 """
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ours_experiment import PAPER, bound_curves
-from .result import VERIFIED
+from ..figures import save_figure
+from ..result import VERIFIED
+from .experiment import PAPER, bound_curves
 
 IDS = ("ours.h1.a_posteriori", "ours.h1.a_priori")
 
@@ -105,7 +106,6 @@ def plot(path, results, references) -> bool:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .report import _save
     r, budgets = res.grid.setting.rank, res.grid.setting.budgets
     curves = [(st, bound_curves(st, res.f_star, r, budgets)) for st in steps]
     inside = [(st, c) for st, c in curves if np.isfinite(c["a_posteriori"][-1])]
@@ -131,5 +131,5 @@ def plot(path, results, references) -> bool:
     bx.set_xlabel("round t")
     bx.legend(fontsize=7)
     bx.grid(alpha=0.3, which="both")
-    _save(fig, path)
+    save_figure(fig, path)
     return True

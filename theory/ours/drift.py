@@ -1,7 +1,7 @@
 """General H: what client drift does to the toolkit's bound, measured (no a-priori theorem is claimed).
 
 With H local steps, u_t = (X^t - X^{t+1}) / (gamma H) = g_t + e_t where g_t = (1/N) sum_i grad f~_i(X^t; S_i^t)
-is the H = 1 direction for the round's own sketches and e_t the client drift. ``theory.ours_bound``
+is the H = 1 direction for the round's own sketches and e_t the client drift. ``theory.ours.bound``
 proves, for L_S gamma H < 1/2,
 
     (1/T) sum E||grad f^S||^2 <= [2 gap / (gamma H T) + (1 + 2 L_S gamma H) D + 2 L_S gamma H V] / (1 - 2 L_S gamma H),
@@ -28,12 +28,12 @@ import numpy as np
 
 from fslora_ref.sketch import Sketch
 
-from .lower_bounds import certified_lower_bound
-from .ours_bound import general_h_rhs, mean_bound
-from .ours_experiment import Grid, measure, pilot
-from .ours_paper import paper_constants, paper_rhs
-from .ours_runs import law_index_sets, run_seeds
-from .sketch_batch import flatten, instance_grads
+from ..exact.lower_bounds import certified_lower_bound
+from ..exact.sketch_batch import flatten, instance_grads
+from .bound import general_h_rhs, mean_bound
+from .experiment import Grid, measure, pilot
+from .paper import paper_constants, paper_rhs
+from .runs import law_index_sets, run_seeds
 
 
 @dataclass

@@ -23,10 +23,10 @@ from fslora_ref.config import FedConfig
 from fslora_ref.conformance.protocol import TOLERANCE
 from fslora_ref.problems import least_squares, logistic
 
-from .checks_objective import SCALING, random_points
-from .result import VERIFIED, VIOLATED, Result
+from ..exact.sketched_objective import all_sketch_choices, instance_grad, sketched_grad
+from ..result import VERIFIED, VIOLATED, Result
+from .objective import SCALING, random_points
 from .round_samples import round_changes
-from .sketched_objective import all_sketch_choices, instance_grad, sketched_grad
 
 ALPHA = 1e-3
 RANK = 4

@@ -15,8 +15,8 @@ from scipy import stats
 from fslora_ref.seeding import SERVER, stream
 from fslora_ref.sketch import sample_sketch
 
-from .moments import exact_errors, monte_carlo_check, reference_law
-from .result import VERIFIED, VIOLATED, Result, exact
+from ..exact.moments import exact_errors, monte_carlo_check, reference_law
+from ..result import VERIFIED, VIOLATED, Result, exact
 
 R_MAX = 7
 
