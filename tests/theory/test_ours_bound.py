@@ -118,7 +118,7 @@ def test_client_drift_is_zero_for_one_local_step_and_measured_for_more():
 def test_every_ours_claim_runs_quick_on_the_reference_and_a_biased_implementation_fails_them():
     from theory.claims import CLAIMS, run_all
     ids = [c.id for c in CLAIMS if c.id.startswith("ours.")]
-    assert len(ids) == 7
+    assert len(ids) == 8
     results, _ = run_all(quick=True, only=ids)
     identities = {"ours.h1.curvature", "ours.general_h.drift"}       # cannot fail on any implementation
     assert {c.id: r.status for c, r, _ in results} == {i: "identity" if i in identities else "verified" for i in ids}, \
