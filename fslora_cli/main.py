@@ -66,6 +66,8 @@ def main(argv=None) -> int:
         return 2
     args = parser.parse_args(argv)
     module = importlib.import_module(module_name)
+    from fslora_ref import output_lock
+    output_lock.COMMAND_LINE = "fslora " + " ".join(argv)
     try:
         return int(module.run(args) or 0)
     except USER_ERRORS as exc:
@@ -74,6 +76,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"fslora {args.command}: interrupted (completed rounds are kept in the checkpoint, if any)", file=sys.stderr)
         return 130
+    finally:
+        output_lock.release_all()  # the outputs are complete (or the command failed): others may write
 
 
 if __name__ == "__main__":

@@ -218,5 +218,5 @@ def test_atomic_directory_modes_replacement_and_cleanup(tmp_path):
     assert (target / "weights.bin").read_text() == "second"
     assert sorted(os.listdir(tmp_path)) == ["adapter"]  # the failed attempt left nothing behind
     (tmp_path / (TMP_PREFIX + "killed")).mkdir()
-    prepare_output_dir(tmp_path)
+    prepare_output_dir(tmp_path, lock=False)
     assert sorted(os.listdir(tmp_path)) == ["adapter"]
