@@ -134,6 +134,9 @@ def check_inputs(args):
     """One-line errors for the model directory and the data files."""
     if args.model not in ("tiny", "smollm2") and not os.path.isdir(args.model):
         raise FileNotFoundError(f"--model {args.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
+    if args.model not in ("tiny", "smollm2"):
+        from .model_files import check_weights_dir
+        check_weights_dir(args.model, "--model")
     from .commonsense import resolve_files
     resolve_files(args.train_json or [], "--train-json")
     resolve_files(args.eval_json or [], "--eval-json", unique_families=True)

@@ -200,6 +200,9 @@ def reload_and_evaluate(args, adapter_path, held) -> dict:
     """Load the base model afresh, attach the saved adapter with PeftModel.from_pretrained,
     and evaluate: this must reproduce the run's final evaluation."""
     from peft import PeftModel
+
+    from .model_files import check_adapter_dir
+    check_adapter_dir(adapter_path)
     model, tok = load_model(args.model, dtype=torch_dtype(args.dtype), seed=args.seed, device=resolve_device(args.device))
     peft_model = PeftModel.from_pretrained(model, adapter_path)
     peft_model.eval()

@@ -8,6 +8,7 @@ import pytest
 
 from fslora_ref import FedConfig, get_algorithm, least_squares, run
 from fslora_ref.federation import checkpoint_path
+from fslora_ref.output_lock import release_all
 from fslora_ref.outputs import TMP_PREFIX
 from llm_bridge import cli
 
@@ -107,6 +108,8 @@ def test_outputs_follow_the_umask_and_orphans_are_removed(tmp_path):
         finetune(finetune_args("--out", str(out), "--rounds", "1", "--no-verify-adapter"))
     finally:
         os.umask(old)
+    assert [p for p in os.listdir(out) if p.startswith(".")] == [".fslora-lock"]  # held until the command ends
+    release_all()
     assert not [p for p in os.listdir(out) if p.startswith(".")]
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(out / "adapter") == 0o755
