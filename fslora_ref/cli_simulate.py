@@ -18,7 +18,8 @@ from .federation import run as run_federated
 from .outputs import prepare_output_dir, write_figure, write_json
 from .problems import FAMILIES, make_problem
 from .progress import Progress
-from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_fraction, check_int, check_positive_float
+from .validation import (MAX_CLIENTS, MAX_DIM, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS, check_fraction, check_int,
+                         check_positive_float)
 
 DEFAULTS = dict(family="least_squares", clients=20, rank=16, ratios="0.125,0.25,0.5,0.75", local_steps=5, lr=0.01,
                 rounds=100, seed=0, m=48, n=32, batch_size=16)
@@ -80,9 +81,9 @@ def check_args(args) -> None:
     """One-line errors naming the option and its range, before anything is built."""
     check_int("--clients", args.clients, low=1, high=MAX_CLIENTS)
     check_int("--rank", args.rank, low=1, high=MAX_RANK)
-    check_int("--local-steps", args.local_steps, low=1)
+    check_int("--local-steps", args.local_steps, low=1, high=MAX_LOCAL_STEPS)
     check_positive_float("--lr", args.lr)
-    check_int("--rounds", args.rounds, low=0)
+    check_int("--rounds", args.rounds, low=0, high=MAX_ROUNDS)
     check_int("--batch-size", args.batch_size, low=0)
     check_int("--m", args.m, low=1, high=MAX_DIM)
     check_int("--n", args.n, low=1, high=MAX_DIM)

@@ -103,11 +103,10 @@ def check_args(args) -> None:
     """One-line errors naming the option, and the --json path checked, before the model loads."""
     from fslora_ref.outputs import check_output_file
     from fslora_ref.validation import check_int
-    check_int("--rank", args.rank, low=1)
+    from .limits import check_counts
+    check_counts({name: getattr(args, name) for name in ("rank", "batch_size", "steps", "repeats", "threads")})
     if args.k is not None:
         check_int("--k", args.k, low=1, high=args.rank)
-    for name in ("batch_size", "steps", "repeats", "threads"):
-        check_int("--" + name.replace("_", "-"), getattr(args, name), low=1)
     if args.json_path is not None:
         check_output_file(args.json_path, "--json")
 

@@ -20,7 +20,7 @@ from fslora_ref.algorithms import ALGORITHMS, get_algorithm
 from fslora_ref.federation import run_round
 from fslora_ref.outputs import prepare_output_dir
 from fslora_ref.progress import Progress
-from fslora_ref.validation import check_int, check_positive_float
+from fslora_ref.validation import check_positive_float
 from theory.empirical import claims as claims_mod
 from theory.empirical import report
 from theory.empirical.runs import RunResult
@@ -66,9 +66,10 @@ def configure_parser(p):
 def validate(args) -> list:
     if args.only not in (None, "1", "claim1") or args.family or args.quick:
         raise ValueError("--llm runs claim 1 only, at its own size: --only, --family and --quick do not apply")
-    for name in ("seeds", "rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
-                 "eval_per_family", "eval_every", "threads"):
-        check_int("--" + name.replace("_", "-"), getattr(args, name), low=2 if name == "seeds" else 1)
+    from .limits import check_counts
+    check_counts({name: getattr(args, name) for name in ("seeds", "rank", "clients", "rounds", "local_steps",
+                                                         "batch_size", "examples_per_client", "eval_per_family",
+                                                         "eval_every", "threads")}, low={"seeds": 2})
     check_positive_float("--lr", args.lr)
     check_positive_float("--lora-alpha", args.lora_alpha)
     if not 0.0 < args.alpha < 0.5:

@@ -90,9 +90,11 @@ def validate(args, announce: bool = True):
 def check_options(args):
     """One-line errors for option values and combinations (no file is looked at)."""
     from fslora_ref.validation import check_fraction, check_int, check_positive_float
-    for name in ("rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client", "eval_per_family",
-                 "eval_every", "threads"):
-        check_int("--" + name.replace("_", "-"), getattr(args, name), low=1)
+
+    from .limits import check_counts
+    check_counts({name: getattr(args, name) for name in ("rank", "clients", "rounds", "local_steps", "batch_size",
+                                                         "examples_per_client", "eval_per_family", "eval_every",
+                                                         "threads")})
     check_int("--seed", args.seed, low=0)
     check_positive_float("--lr", args.lr)
     check_positive_float("--alpha", args.alpha)

@@ -35,7 +35,9 @@ def setup_torch(threads: int):
     """Deterministic CPU torch with an explicit thread count (no global RNG is ever used:
     LoRA init and batches come from fslora_ref's seeded streams, dropout is 0)."""
     import torch
-    torch.set_num_threads(threads)
+
+    from fslora_ref.validation import check_threads
+    torch.set_num_threads(check_threads("threads", threads))  # 100000 threads crashed torch
     torch.use_deterministic_algorithms(True)
 
 

@@ -77,7 +77,7 @@ def test_resume_other_algorithm_or_nothing(tmp_path, capsys, no_model):
     (["--train-json", "EVAL", "--eval-json", "EVAL", "--families", "addition"], "--families only apply"),
     (["--train-json", "EVAL", "--eval-json", "EVAL", "--examples-per-client", "5"], "--examples-per-client only apply"),
     (["--server-lr", "0.1"], "--server-lr only applies with --server-optimizer"),
-    (["--rank", "0"], "--rank must be an integer in [1, inf], got 0"),
+    (["--rank", "0"], "--rank must be an integer in [1, 1024], got 0"),
     (["--targets", ""], "--targets must name at least one module"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_finetune_options_fail_before_the_model_loads(tmp_path, capsys, no_model, extra, words):

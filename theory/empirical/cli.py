@@ -18,7 +18,7 @@ import time  # noqa: E402
 
 from fslora_ref.outputs import prepare_output_dir  # noqa: E402
 from fslora_ref.progress import Progress  # noqa: E402
-from fslora_ref.validation import check_int  # noqa: E402
+from fslora_ref.validation import MAX_CLIENTS, MAX_ROUNDS, check_int, check_threads  # noqa: E402
 
 from . import claims as claims_mod  # noqa: E402
 from . import engine, report  # noqa: E402
@@ -44,13 +44,19 @@ def configure_parser(p):
     p.add_argument("--resume", action="store_true", help="reuse the finished runs in <out>/runs.json")
 
 
+MAX_SEEDS = 1_000
+
+
 def select_claims(only, margin: float) -> list:
     """The claims named by --only ('claim1' or '1'), in registry order."""
     claims = claims_mod.build_claims(margin)
-    if not only:
+    if only is None:
         return claims
+    tokens = [t.strip() for t in only.split(",") if t.strip()]
+    if not tokens:  # an empty --only is a mistake, not "every claim"
+        raise ValueError(f"--only must name at least one claim id, got {only!r}; known: {[c.id for c in claims]}")
     wanted = []
-    for token in (t.strip() for t in only.split(",") if t.strip()):
+    for token in tokens:
         cid = token if token.startswith("claim") else f"claim{token}"
         if cid not in {c.id for c in claims}:
             raise ValueError(f"--only: unknown claim id {token!r}; known: {[c.id for c in claims]}")
@@ -60,12 +66,12 @@ def select_claims(only, margin: float) -> list:
 
 def validate(args):
     seeds = args.seeds if args.seeds is not None else SEEDS["quick" if args.quick else "full"]
-    check_int("--seeds", seeds, low=2)
-    check_int("--jobs", args.jobs, low=1)
+    check_int("--seeds", seeds, low=2, high=MAX_SEEDS)
+    check_threads("--jobs", args.jobs)   # and never more workers than units of work (engine.run_claims)
     if args.rounds is not None:
-        check_int("--rounds", args.rounds, low=1)
+        check_int("--rounds", args.rounds, low=1, high=MAX_ROUNDS)
     if args.clients is not None:
-        check_int("--clients", args.clients, low=2)
+        check_int("--clients", args.clients, low=2, high=MAX_CLIENTS)
     if not 0.0 < args.margin < 1.0:
         raise ValueError(f"--margin must be in (0, 1), got {args.margin}")
     if not 0.0 < args.alpha < 0.5:
