@@ -15,7 +15,7 @@ from .algorithms import ALGORITHMS, get_algorithm
 from .config import BUDGET_DISTRIBUTIONS, FedConfig, budgets_from_ratios, draw_budgets
 from .federation import checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
 from .federation import run as run_federated
-from .outputs import prepare_output_dir, write_figure, write_json
+from .outputs import check_output_names, prepare_output_dir, write_figure, write_json
 from .problems import FAMILIES, make_problem
 from .progress import Progress
 from .validation import (MAX_CLIENTS, MAX_DIM, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS, check_fraction, check_int,
@@ -153,9 +153,17 @@ def run_identity(args, problem) -> dict:
     return dict(problem_identity(problem), m=args.m, n=args.n)
 
 
+def output_names(args) -> list:
+    """The files a run writes into --out (checked up front: a directory named history.json would
+    otherwise fail only after the whole run)."""
+    return ["history.json", "simulate.png"] + [os.path.basename(checkpoint_path(args.out, a))
+                                               for a in algorithm_names(args.algorithms)]
+
+
 def run(args) -> int:
     check_args(args)
     prepare_output_dir(args.out, "--out")  # before any computation
+    check_output_names(args.out, output_names(args))
     problem, config, names = build(args)
     write_results(args, problem, config, run_all(args, problem, config, names))
     return 0

@@ -119,6 +119,23 @@ def _writer_alive(name: str) -> bool:
     return tag is not None and output_lock.process_alive(*tag)
 
 
+def check_output_names(directory, files=(), directories=(), option: str = "--out") -> None:
+    """Before any computation: each of ``files`` in ``directory`` must be absent or a regular file
+    (a directory, named pipe or device named ``history.json`` would only fail when the run has
+    computed everything), and each of ``directories`` absent or a directory."""
+    for name in files:
+        path = os.path.join(os.fspath(directory), name)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            kind = "a directory" if os.path.isdir(path) else "not a regular file"
+            raise ValueError(f"{option}: {path} is {kind}, but the run writes the file {name} there; "
+                             f"remove or rename it, or choose another {option}")
+    for name in directories:
+        path = os.path.join(os.fspath(directory), name)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise ValueError(f"{option}: {path} is a file, but the run writes the directory {name} there; "
+                             f"remove or rename it, or choose another {option}")
+
+
 def remove_stale_temp_files(directory) -> list:
     """Delete ``.tmp-fslora-*`` files and directories left in ``directory`` by writers that are
     gone (their name's PID and start time match no live process; a name without them is from
@@ -158,21 +175,38 @@ def atomic_directory(path):
     orphaned by a kill is removed by the next :func:`prepare_output_dir`."""
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=private_temp_prefix(), dir=parent)
+    with _one_line_os_errors(path):
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=private_temp_prefix(), dir=parent)
     try:
-        yield tmp
-        _honour_umask(tmp)
-        old = None
-        if os.path.isdir(path) and not os.path.islink(path):
-            old = tempfile.mkdtemp(prefix=private_temp_prefix(), dir=parent)
-            os.replace(path, os.path.join(old, "previous"))
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with _one_line_os_errors(path):
+            yield tmp
+            _honour_umask(tmp)
+            old = None
+            if os.path.isdir(path) and not os.path.islink(path):
+                old = tempfile.mkdtemp(prefix=private_temp_prefix(), dir=parent)
+                os.replace(path, os.path.join(old, "previous"))
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class OutputWriteError(ValueError):
+    """Writing an output failed in the operating system (disk full, quota, permissions, a
+    directory where the file goes): one line naming the file; the old file, if any, is intact."""
+
+
+@contextlib.contextmanager
+def _one_line_os_errors(path):
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputWriteError(f"cannot write {path}: {reason}"
+                               + (f" (errno {exc.errno})" if exc.errno else "")) from None
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -180,15 +214,17 @@ def atomic_write_bytes(path, data: bytes) -> None:
     the file gets mode 0666 & ~umask, like any file the user creates."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=private_temp_prefix(), dir=directory)
+    with _one_line_os_errors(path):
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=private_temp_prefix(), dir=directory)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        with _one_line_os_errors(path):  # e.g. ENOSPC: the temp file goes, the old file stays
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -147,8 +147,11 @@ def check_inputs(args):
 def check_output(args, announce: bool = True):
     """Prepare the output directory (one-line error if it cannot be) and, with --resume, check
     the checkpoint there."""
-    from fslora_ref.outputs import prepare_output_dir
+    from fslora_ref.federation import checkpoint_path
+    from fslora_ref.outputs import check_output_names, prepare_output_dir
     prepare_output_dir(args.out, "--out")
+    check_output_names(args.out, ["history.json", "curves.png", os.path.basename(checkpoint_path(args.out, args.algorithm))],
+                       directories=["adapter"])
     if args.resume:
         check_resumable(args, announce)
 

@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import time  # noqa: E402
 
-from fslora_ref.outputs import prepare_output_dir  # noqa: E402
+from fslora_ref.outputs import check_output_names, prepare_output_dir  # noqa: E402
 from fslora_ref.progress import Progress  # noqa: E402
 
 from . import claims, report  # noqa: E402
@@ -31,6 +31,7 @@ def configure_parser(p):
 
 def run(args) -> int:
     prepare_output_dir(args.out, "--out")  # before any computation
+    check_output_names(args.out, report.FILES)
     only = None
     if args.only is not None:
         only = [s.strip() for s in args.only.split(",") if s.strip()]

@@ -77,10 +77,12 @@ def validate(job, ns, local: bool = True):
     <job>` does; an exported run config (paths on the SuperLink's host) gets the option checks.
     A --resume with nothing to resume is announced by the ServerApp, which runs the job, not here."""
     if job == "simulate":
-        from fslora_ref.cli_simulate import build, plan_resume, run_identity
+        from fslora_ref.cli_simulate import build, output_names, plan_resume, run_identity
+        from fslora_ref.outputs import check_output_names
         problem, config, names = build(ns)
         if local:
             prepare_output_dir(ns.out, "--out")
+            check_output_names(ns.out, output_names(ns))
             if ns.resume:
                 plan_resume(ns.out, names, problem, config, run_identity(ns, problem), resume=True, announce=False)
     else:

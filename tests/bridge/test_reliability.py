@@ -79,6 +79,13 @@ def test_resume_other_algorithm_or_nothing(tmp_path, capsys, no_model):
     (["--server-lr", "0.1"], "--server-lr only applies with --server-optimizer"),
     (["--rank", "0"], "--rank must be an integer in [1, 1024], got 0"),
     (["--targets", ""], "--targets must name at least one module"),
+    (["--threads", "100000"], "--threads must be an integer in [1, "),            # used to crash torch
+    (["--rank", "1000000000"], "--rank must be an integer in [1, 1024]"),          # used to be a traceback
+    (["--clients", "1000000000"], "--clients must be an integer in [1, 10000]"),   # used to run away
+    (["--examples-per-client", "1000000000"], "--examples-per-client must be an integer in [1, 1000000]"),
+    (["--clients", "10000", "--examples-per-client", "10000"], "--clients x --examples-per-client must be at most"),
+    (["--rounds", str(10**29)], "--rounds must be an integer in [1, 1000000]"),
+    (["--local-steps", str(10**29)], "--local-steps must be an integer in [1, 100000]"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_finetune_options_fail_before_the_model_loads(tmp_path, capsys, no_model, extra, words):
     data = tmp_path / "eval.json"

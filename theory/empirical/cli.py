@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import time  # noqa: E402
 
-from fslora_ref.outputs import prepare_output_dir  # noqa: E402
+from fslora_ref.outputs import check_output_names, prepare_output_dir  # noqa: E402
 from fslora_ref.progress import Progress  # noqa: E402
 from fslora_ref.validation import MAX_CLIENTS, MAX_ROUNDS, check_int, check_threads  # noqa: E402
 
@@ -85,6 +85,7 @@ def run(args, algorithms=None) -> int:
     claims = select_claims(args.only, args.margin)
     families = [args.family] if args.family else list(FAMILIES)
     prepare_output_dir(args.out)
+    check_output_names(args.out, ["report.json", "report.md", "runs.json"] + [f"{c.id}.png" for c in claims])
     store = RunStore(os.path.join(args.out, "runs.json"), resume=args.resume)
     arms = engine.needed_arms(claims)
     start = time.perf_counter()
