@@ -34,6 +34,16 @@ def check_threads(name: str, value) -> int:
     return check_int(name, value, low=1, high=max_threads())
 
 
+MAX_TIME_LIMIT = 7 * 24 * 3600.0   # seconds: a week
+
+
+def check_time_limit(name: str, value) -> float | None:
+    """A time limit in seconds: a finite number in [0, MAX_TIME_LIMIT], 0 meaning no limit
+    (returned as None). NaN, inf and negative values are refused (NaN used to mean no limit)."""
+    value = check_real(name, value, low=0.0, high=MAX_TIME_LIMIT)
+    return None if value == 0 else value
+
+
 def check_workers(name: str, value, units: int) -> int:
     """Worker processes to start for ``units`` units of work: ``value`` checked like
     :func:`check_threads`, then never more than the units (at least 1)."""

@@ -103,10 +103,11 @@ def run(args) -> int:
     if args.run_timeout is not None:
         check_positive_float("--run-timeout", args.run_timeout)
     ns = job_args(job, args)
-    validate(job, ns, local=not args.export_run_config)
+    exporting = args.export_run_config is not None   # '' is a bad file name, not "no export"
+    validate(job, ns, local=not exporting)
     rc = run_config(job, ns, ns.out, round_timeout=args.round_timeout, on_missing=args.on_missing,
                     discovery_timeout=args.discovery_timeout)
-    if args.export_run_config:
+    if exporting:
         import tomli_w
         from fslora_ref.outputs import atomic_write_bytes, check_output_file
         check_output_file(args.export_run_config, "--export-run-config")

@@ -18,6 +18,7 @@ import sys
 import traceback
 
 from ..outputs import atomic_write_bytes, check_output_file
+from ..validation import check_time_limit
 from .battery import MODE_CHOICES, check_implementation
 from .optimizers import parse_optimizers
 from .registry import CHECKS
@@ -82,8 +83,8 @@ def _import(module_name: str, is_file: bool):
     try:
         if is_file:
             return _import_file(module_name)
-        if os.getcwd() not in sys.path:  # the console script's sys.path lacks the working directory
-            sys.path.insert(0, os.getcwd())
+        if os.getcwd() not in sys.path:  # the console script's sys.path lacks the working directory;
+            sys.path.append(os.getcwd())  # last, so a stray module there never shadows an installed one
         return importlib.import_module(module_name)
     except KeyboardInterrupt:
         raise
@@ -150,10 +151,8 @@ def run(args) -> int:
         return 0
     if args.json is not None:
         check_output_file(args.json, "--json")
-    if args.time_limit < 0:
-        raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {args.time_limit:g}")
-    options = Options(rounds=args.rounds, alpha=args.alpha, seed=args.seed,
-                      time_limit=args.time_limit if args.time_limit > 0 else None)
+    time_limit = check_time_limit("--time-limit (seconds, 0: no limit)", args.time_limit)  # nan, inf, < 0 refused
+    options = Options(rounds=args.rounds, alpha=args.alpha, seed=args.seed, time_limit=time_limit)
     optimizers = parse_optimizers(args.optimizers) if args.optimizers else None
     expected = parse_xfail(args.xfail)
     impl = load_target(args.target)
