@@ -20,7 +20,10 @@ from .federation import run_round
 from .outputs import check_output_file, write_json
 from .problems import least_squares
 from .progress import Progress
-from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_int
+from .validation import MAX_CLIENTS, MAX_DIM, MAX_LOCAL_STEPS, MAX_RANK, check_int
+
+MAX_BATCH = 1 << 20     # samples per client step
+MAX_REPEATS = 10_000    # timed rounds per variant
 
 
 def configure_parser(p):
@@ -55,9 +58,9 @@ def check_args(args) -> None:
     check_int("--dim", args.dim, low=1, high=MAX_DIM)
     check_int("--rank", args.rank, low=1, high=MAX_RANK)
     check_int("--k", args.k, low=1, high=args.rank)
-    check_int("--local-steps", args.local_steps, low=1)
-    check_int("--batch-size", args.batch_size, low=1)
-    check_int("--repeats", args.repeats, low=1)
+    check_int("--local-steps", args.local_steps, low=1, high=MAX_LOCAL_STEPS)
+    check_int("--batch-size", args.batch_size, low=1, high=MAX_BATCH)
+    check_int("--repeats", args.repeats, low=1, high=MAX_REPEATS)
     if args.json_path is not None:
         check_output_file(args.json_path, "--json")
 

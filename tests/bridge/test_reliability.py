@@ -4,6 +4,7 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from fslora_ref import FedConfig, get_algorithm, least_squares, run
@@ -123,3 +124,23 @@ def test_outputs_follow_the_umask_and_orphans_are_removed(tmp_path):
     for path in [out / "history.json", out / "curves.png", out / "checkpoint-fslora.npz", *(out / "adapter").iterdir()]:
         assert mode(path) == 0o644, path
     json.loads((out / "history.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in history.json"))
+
+
+def test_lying_server_state_in_a_finetune_checkpoint_is_one_line(tmp_path, capsys):
+    """Adam moments replaced by scalars (or a step count of 10**400) used to resume silently with
+    different results; the schema check refuses it in one line naming the part."""
+    from llm_bridge.finetune import finetune
+    from fslora_ref.output_lock import release_all
+    from tests.core.hostile import _edited, _set
+    out = tmp_path / "run"
+    adam = ["--server-optimizer", "adam", "--server-lr", "0.01", "--no-verify-adapter"]
+    finetune(finetune_args("--out", str(out), "--rounds", "1", *adam))
+    release_all()
+    ckpt = out / "checkpoint-fslora.npz"
+    valid = ckpt.read_bytes()
+    cases = {"scalars": _set(("server_opt", "m"), lambda m: [np.float64(0.0) for _ in m]),
+             "step 10**400": _set(("server_opt", "t"), 10**400)}
+    for name, edit in cases.items():
+        ckpt.write_bytes(_edited(valid, edit, tmp_path))
+        err = one_line_error(capsys, ["finetune", *TINY, *adam, "--out", str(out), "--resume"])
+        assert str(ckpt) in err and "state.extra.server_opt" in err, (name, err)
