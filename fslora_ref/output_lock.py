@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import socket
@@ -199,6 +200,8 @@ def acquire(directory, option: str = "--out", name: str | None = None, what: str
     ``directory`` must exist.
     """
     directory = os.path.abspath(os.fspath(directory))
+    if name is not None and len(name) > 100:  # keep the lock's name within NAME_MAX
+        name = f"{name[:80]}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
     lock_path = os.path.join(directory, LOCK_NAME if name is None else f"{LOCK_NAME}-{name}")
     what = what or directory
     if lock_path in _HELD:
