@@ -194,9 +194,10 @@ def atomic_directory(path):
         raise
 
 
-class OutputWriteError(ValueError):
+class OutputWriteError(OSError):
     """Writing an output failed in the operating system (disk full, quota, permissions, a
-    directory where the file goes): one line naming the file; the old file, if any, is intact."""
+    directory where the file goes): one line naming the file (``errno`` kept); the old file, if
+    any, is intact. An OSError, so API callers catch it as before; `fslora` prints it as one line."""
 
 
 @contextlib.contextmanager
@@ -205,8 +206,9 @@ def _one_line_os_errors(path):
         yield
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        raise OutputWriteError(f"cannot write {path}: {reason}"
-                               + (f" (errno {exc.errno})" if exc.errno else "")) from None
+        error = OutputWriteError(f"cannot write {path}: {reason}" + (f" (errno {exc.errno})" if exc.errno else ""))
+        error.errno = exc.errno
+        raise error from None
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
