@@ -70,6 +70,14 @@ def problem_identity(problem) -> dict:
             "batch_size": problem.batch_size, "data_sha256": digest.hexdigest()}
 
 
+def algorithm_identity(algorithm) -> dict:
+    """What a checkpoint must match about the algorithm's variant: {"algorithm_options": {...}}
+    for an algorithm with options (HetLoRA's aggregate, FlexLoRA's weighting, ...), else {}. A run
+    resumed with another variant is refused, naming the differing option."""
+    options = getattr(algorithm, "options", None) or {}
+    return {"algorithm_options": dict(options)} if options else {}
+
+
 def save_checkpoint(path, algorithm_name, config, state, history, next_round, *, identity=None) -> None:
     """Write the run's state after ``next_round`` rounds (atomically; data only).
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
 from .optim import ServerOptimizer, make_client_optimizer
 from .seeding import SERVER, stream
-from .validation import (MAX_CLIENTS, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS, check_choice, check_fraction, check_int,
+from .validation import (MAX_CLIENTS, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS, check_betas, check_choice, check_fraction,
+                         check_int,
                          check_positive_float, check_real)
 
 BUDGET_DISTRIBUTIONS = ("uniform", "normal", "heavy_tail_low")
@@ -57,6 +58,9 @@ class FedConfig:
     """Everything a federated LoRA run needs besides the problem.
 
     rank: global rank r; budgets: k_i per client; local_steps: H; lr: client step size gamma.
+    betas, eps: the AdamW client's; server_betas, server_eps: the Adam server's. They are written
+    by :meth:`to_json` (history, checkpoint identity) only when they differ from these defaults,
+    so every run recorded before they existed keeps its identity.
     """
 
     rank: int
@@ -73,6 +77,10 @@ class FedConfig:
     server_lr: float = 1.0
     form: str = "submatrix"
     extra: dict = field(default_factory=dict)
+    betas: tuple = (0.9, 0.999)      # the defaults of fslora_ref.optim's AdamW and ServerOptimizer
+    eps: float = 1e-8
+    server_betas: tuple = (0.9, 0.99)
+    server_eps: float = 1e-6
 
     def __post_init__(self):
         check_int("rank", self.rank, low=1, high=MAX_RANK)
@@ -101,6 +109,10 @@ class FedConfig:
         check_choice("client_optimizer", self.client_optimizer, ("sgd", "adamw"))
         check_choice("server_optimizer", self.server_optimizer, ("none", "sgd", "adam"))
         check_choice("form", self.form, ("submatrix", "masked"))
+        object.__setattr__(self, "betas", check_betas("betas", self.betas))
+        check_positive_float("eps", self.eps)
+        object.__setattr__(self, "server_betas", check_betas("server_betas", self.server_betas))
+        check_positive_float("server_eps", self.server_eps)
         if not isinstance(self.extra, dict):
             raise TypeError(f"extra must be a dict, got {type(self.extra).__name__}")
         try:  # extra is part of the run's identity in checkpoints: strict JSON only
@@ -114,10 +126,11 @@ class FedConfig:
         return len(self.budgets)
 
     def make_client_optimizer(self):
-        return make_client_optimizer(self.client_optimizer, self.lr, self.weight_decay)
+        return make_client_optimizer(self.client_optimizer, self.lr, self.weight_decay, self.betas, self.eps)
 
     def make_server_optimizer(self):
-        return ServerOptimizer(self.server_optimizer, self.server_lr)
+        return ServerOptimizer(self.server_optimizer, self.server_lr, self.server_betas[0], self.server_betas[1],
+                               self.server_eps)
 
     def participants(self, round_index: int) -> list:
         """Clients taking part in ``round_index``: all, or a uniform sample of
@@ -132,6 +145,11 @@ class FedConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["budgets"] = list(self.budgets)
+        for name, default in OPTIMIZER_DEFAULTS.items():  # only when set: older records keep their identity
+            if d[name] == default:
+                del d[name]
+            elif isinstance(default, tuple):
+                d[name] = list(d[name])
         return d
 
     @classmethod
@@ -143,3 +161,8 @@ class FedConfig:
 
     def __hash__(self):
         return hash(json.dumps(self.to_json(), sort_keys=True))
+
+
+# the optimiser hyperparameters to_json writes only when they differ from these defaults
+OPTIMIZER_DEFAULTS = {f.name: f.default for f in fields(FedConfig)
+                      if f.name in ("betas", "eps", "server_betas", "server_eps")}

@@ -1,10 +1,12 @@
-"""The round loop: history, accounting, checkpoint/resume and divergence detection.
+"""The one driver loop: rounds, checkpoint/resume, stopping a diverged run, the history.
 
     history = run(get_algorithm("fslora"), problem, config)
 
 Row t of the history describes the server state after t rounds (row 0: the initial state).
 All randomness is keyed by (round, client, layer), so a run resumed from a checkpoint is
-bit-identical to an uninterrupted one. Checkpoints are data only (checkpoint.py).
+bit-identical to an uninterrupted one. Checkpoints are data only (checkpoint.py). What a run
+records (and when it has diverged) is its recorder's (recorder.py): the NumPy problem's losses
+by default, held-out evaluations for the LLM bridge, which runs through this same loop.
 """
 from __future__ import annotations
 
@@ -12,57 +14,15 @@ import os
 
 import numpy as np
 
-from .checkpoint import (checkpoint_header, checkpoint_path, find_checkpoint, load_checkpoint,  # noqa: F401
-                         problem_identity, read_checkpoint_header, save_checkpoint)
+from .checkpoint import (algorithm_identity, checkpoint_header, checkpoint_path, find_checkpoint,  # noqa: F401
+                         load_checkpoint, problem_identity, read_checkpoint_header, save_checkpoint)
 from .client import DivergenceError
 from .config import FedConfig
-from .divergence import DIVERGENCE_FACTOR, diverged, raise_divergence, step_size_hint
+from .divergence import DIVERGENCE_FACTOR, step_size_hint
 from .history import HISTORY_KEYS, History  # noqa: F401  (re-exported)
 from .outputs import atomic_write_bytes  # noqa: F401  (re-exported: older imports use it from here)
-from .problems.sketched import MAX_ENUMERATION, sketched_loss  # noqa: F401
-
-
-def factor_grad_norm(problem, layers, s: float) -> float:
-    """||grad_{[B;A]} f|| at the server's factors (full data, unsketched objective)."""
-    from .lora import LayerFactors
-    factors = [LayerFactors(B, A, s * np.ones(B.shape[1])) for B, A in layers]
-    total = None
-    for i in range(problem.n_clients):
-        _, g = problem.loss_and_factor_grads(i, factors)
-        flat = [x for pair in g for x in pair]
-        total = flat if total is None else [a + b for a, b in zip(total, flat)]
-    return float(np.sqrt(sum(np.sum((t / problem.n_clients) ** 2) for t in total)))
-
-
-def global_sketched_loss(problem, layers, config: FedConfig) -> float | None:
-    """f^S = (1/N) sum_i f_i^S at the server's factors, when it can be computed exactly."""
-    try:
-        return float(np.mean([sketched_loss(problem, i, layers, config.lora_scaling,
-                                            [config.budgets[i]] * problem.n_layers)
-                              for i in range(problem.n_clients)]))
-    except ValueError:  # enumeration too large for this family: no exact value
-        return None
-
-
-def evaluate(algorithm, state, problem, config) -> dict:
-    weights = algorithm.global_weights(state, problem, config)
-    loss = problem.global_loss(weights)
-    layers = algorithm.global_factors(state)
-    row = {"loss": loss,
-           "grad_norm_weights": float(np.sqrt(sum(np.sum(g * g) for g in problem.global_weight_grads(weights))))}
-    if layers is not None and algorithm.name in ("fslora", "fedit", "hetlora"):
-        row["grad_norm_factors"] = factor_grad_norm(problem, layers, config.lora_scaling)
-    if algorithm.name == "fslora":
-        row["sketched_loss"] = global_sketched_loss(problem, layers, config)
-    return row
-
-
-def algorithm_identity(algorithm) -> dict:
-    """What a checkpoint must match about the algorithm's variant: {"algorithm_options": {...}}
-    for an algorithm with options (HetLoRA's aggregate, FlexLoRA's weighting, ...), else {}. A run
-    resumed with another variant is refused, naming the differing option."""
-    options = getattr(algorithm, "options", None) or {}
-    return {"algorithm_options": dict(options)} if options else {}
+from .problems.sketched import MAX_ENUMERATION, global_sketched_loss, sketched_loss  # noqa: F401
+from .recorder import HistoryRecorder, check_resumed_state, evaluate, factor_grad_norm  # noqa: F401  (re-exported)
 
 
 def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
@@ -85,41 +45,37 @@ def check_finite_state(state, round_index: int, plans, config: FedConfig) -> Non
 
 def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike | None = None,
         resume: bool = False, on_round=None, stop_after: int | None = None, identity: dict | None = None,
-        divergence_factor: float | None = DIVERGENCE_FACTOR, round_fn=None) -> History:
-    """Run ``config.rounds`` rounds of ``algorithm`` on ``problem``.
+        divergence_factor: float | None = DIVERGENCE_FACTOR, round_fn=None, recorder=None):
+    """Run ``config.rounds`` rounds of ``algorithm`` on ``problem``; returns the history.
 
     checkpoint: path rewritten atomically after every round (see :func:`checkpoint_path`);
     with ``resume=True`` an existing checkpoint is continued: its algorithm, config (except
-    ``rounds``, which may grow) and identity (:func:`problem_identity` plus ``identity``) must
-    match (the identity includes the algorithm's variant options, :func:`algorithm_identity`),
-    or a ValueError names every differing field. on_round(t, row) is called after each
-    round. stop_after: stop after that many rounds in total (simulates an interruption).
+    ``rounds``, which may grow) and identity (the recorder's: by default :func:`problem_identity`,
+    then ``identity``, then the algorithm's variant options, :func:`algorithm_identity`) must match,
+    or a ValueError names every differing field. on_round(t, row) is called after each round (and
+    its checkpoint). stop_after: stop after that many rounds in total (simulates an interruption).
     divergence_factor: raise DivergenceError once f(X^t) > factor * f(X^0) or a recorded value
     is non-finite (None: only non-finite values). round_fn: how one round is executed, with
     :func:`run_round`'s signature and result (default: in this process; the Flower app passes
-    one that trains the clients on remote nodes).
+    one that trains the clients on remote nodes). recorder: what the run records (see
+    ``fslora_ref/recorder.py``); default a :class:`HistoryRecorder` of ``problem`` with
+    ``divergence_factor``, whose :class:`History` is returned (the LLM bridge passes its own,
+    with held-out evaluations in a dict).
     """
     round_fn = round_fn or run_round
+    recorder = recorder if recorder is not None else HistoryRecorder(problem, divergence_factor)
     if problem.n_clients != config.n_clients:
         raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
-    identity = dict(problem_identity(problem), **(identity or {}), **algorithm_identity(algorithm))
+    identity = recorder.identity(algorithm, identity or {})
     resuming = resume and checkpoint is not None and os.path.exists(checkpoint)
     if resuming:
         state, history, start = load_checkpoint(checkpoint, algorithm.name, config, identity=identity,
                                                 layer_shapes=problem.layer_shapes)
-        check_resumed_state(checkpoint, algorithm, state, history, problem, config)
-        history.config = config.to_json()
+        history = recorder.resumed(checkpoint, algorithm, state, history, config, start)
     else:
         state = algorithm.init(problem, config)
-        history = History(algorithm.name, config.to_json(), peak_client_memory=[0] * config.n_clients)
-        with np.errstate(over="ignore", invalid="ignore"):
-            row = evaluate(algorithm, state, problem, config)
-        if diverged(row, 1.0, None):  # only non-finite values count here
-            raise DivergenceError(f"{algorithm.name}: the loss at the initial model is not finite ({row}); "
-                                  f"the problem's data or weights overflow")
-        history.append(dict(row, upload_floats=0, download_floats=0, broadcast_floats=0, client_memory_floats=0))
+        history = recorder.start(algorithm, state, config)
         start = 0
-    initial_loss = history["loss"][0]
     last = config.rounds if stop_after is None else min(config.rounds, stop_after)
     for t in range(start, last):
         try:
@@ -131,38 +87,9 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
                 raise
             raise ValueError(f"checkpoint {checkpoint}: its server state does not fit this run "
                              f"({type(exc).__name__}: {exc})") from None
-        with np.errstate(over="ignore", invalid="ignore"):
-            row = evaluate(algorithm, state, problem, config)
-        if diverged(row, initial_loss, divergence_factor):
-            raise_divergence(algorithm, problem, config, t, row, initial_loss, plans, uploads, divergence_factor)
-        per_client = [0] * config.n_clients
-        for up in uploads:
-            per_client[up.client] = up.upload_floats
-            history.peak_client_memory[up.client] = max(history.peak_client_memory[up.client], up.memory_floats)
-        history.per_client_upload.append(per_client)
-        row.update(upload_floats=history["upload_floats"][-1] + sum(per_client),
-                   download_floats=history["download_floats"][-1] + sum(p.download_floats for p in plans),
-                   broadcast_floats=history["broadcast_floats"][-1] + sum(p.broadcast_floats for p in plans),
-                   client_memory_floats=max(up.memory_floats for up in uploads))
-        history.append(row)
+        row = recorder.record(history, algorithm, state, config, t, plans, uploads)
         if checkpoint is not None:
             save_checkpoint(checkpoint, algorithm.name, config, state, history, t + 1, identity=identity)
         if on_round is not None:
             on_round(t, row)
-    history.final_state = state
-    return history
-
-
-def check_resumed_state(path, algorithm, state, history, problem, config) -> None:
-    """The loaded server state must reproduce the loss its history recorded last (to 1e-9):
-    a file whose state and history disagree, or whose state does not fit the problem, is refused."""
-    try:
-        with np.errstate(all="ignore"):
-            loss = evaluate(algorithm, state, problem, config)["loss"]
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise ValueError(f"checkpoint {path}: its server state does not fit this problem "
-                         f"({type(exc).__name__}: {exc})") from None
-    saved = history["loss"][-1]
-    if not (np.isfinite(loss) and np.isclose(loss, saved, rtol=1e-9, atol=0.0)):
-        raise ValueError(f"checkpoint {path}: its server state gives loss {loss:.17g} but its history records "
-                         f"{saved!r}; the file is inconsistent, refusing to resume")
+    return recorder.finish(history, state)

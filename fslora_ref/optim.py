@@ -77,14 +77,14 @@ def _masks(mask, params):
     return [None] * len(params) if mask is None else mask
 
 
-def make_client_optimizer(name: str, lr: float, weight_decay: float = 0.0):
-    """'sgd' (Algorithm 1) or 'adamw' (the public implementation's client optimiser)."""
+def make_client_optimizer(name: str, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
+    """'sgd' (Algorithm 1) or 'adamw' (the public implementation's client optimiser; betas, eps its)."""
     if name == "sgd":
         if weight_decay:
             raise ValueError("weight_decay must be 0 with client_optimizer='sgd' (use 'adamw')")
         return SGD(lr)
     if name == "adamw":
-        return AdamW(lr, weight_decay=weight_decay)
+        return AdamW(lr, betas[0], betas[1], eps, weight_decay)
     raise ValueError(f"client_optimizer must be one of ['adamw', 'sgd'], got {name!r}")
 
 

@@ -106,6 +106,18 @@ def check_fraction(name: str, value) -> float:
     return value
 
 
+def check_betas(name: str, betas) -> tuple:
+    """Return ``betas`` as a pair of floats (beta1, beta2), each in [0, 1) (Adam's moment decays)."""
+    try:
+        b1, b2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {betas!r}") from None
+    for b in (b1, b2):
+        if not (0.0 <= b < 1.0):
+            raise ValueError(f"{name} must be two numbers in [0, 1), got {betas!r}")
+    return (b1, b2)
+
+
 def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
     """Return ``value`` as a finite 2-D float array, optionally of ``shape`` (None = any size)."""
     arr = np.asarray(value)

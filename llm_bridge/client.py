@@ -15,12 +15,12 @@ from fslora_ref.seeding import stream
 
 
 def make_torch_optimizer(params, config):
-    """torch SGD or AdamW with the reference's hyper-parameters (betas 0.9/0.999, eps 1e-8,
+    """torch SGD or AdamW with the reference's hyper-parameters (the config's betas and eps,
     decoupled weight decay), so float64 runs match ``fslora_ref.optim`` to rounding."""
     import torch
     if config.client_optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr)
-    return torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
 
 
 def allocated_trainable_floats(params, optimizer) -> int:

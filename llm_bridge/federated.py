@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fslora_ref.algorithms import get_algorithm
 from fslora_ref.algorithms.flexlora import truncated_factors
 from fslora_ref.lora import LayerFactors
 
@@ -55,28 +56,33 @@ class TorchClients:
         return upload
 
 
-def global_factors(algorithm_name: str, state, config, shapes) -> list:
-    """[LayerFactors] that make the model compute the server's global model:
-    rank-r (B, A) with coefficient s, plus the dense update for FlexLoRA / FLoRA."""
+def _algorithm(algorithm):
+    """An Algorithm instance from an instance or its name (older callers pass ``algo.name``)."""
+    return get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
+
+
+def global_factors(algorithm, state, config, shapes) -> list:
+    """[LayerFactors] that make the model compute the server's global model: rank-r (B, A)
+    with coefficient s, or zero factors plus the algorithm's dense update (its
+    ``dense_update``: FlexLoRA's averaged product, FLoRA's merged stack).
+
+    algorithm: an ``fslora_ref`` Algorithm (or its name); shapes: [(m_l, n_l)]."""
+    algorithm = _algorithm(algorithm)
     s = config.lora_scaling
     coeff = s * np.ones(config.rank)
-    if algorithm_name == "flexlora" and "delta_W" in state.extra:
+    dense = algorithm.dense_update(state)
+    if dense is not None:
         return [LayerFactors(np.zeros((m, config.rank)), np.zeros((config.rank, n)), coeff, dW)
-                for (m, n), dW in zip(shapes, state.extra["delta_W"])]
-    if algorithm_name == "flora":
-        return [LayerFactors(np.zeros((m, config.rank)), np.zeros((config.rank, n)), coeff, M)
-                for (m, n), M in zip(shapes, state.extra["merged"])]
+                for (m, n), dW in zip(shapes, dense)]
     return [LayerFactors(B, A, coeff) for B, A in state.layers]
 
 
-def exportable_factors(algorithm_name: str, state, config) -> tuple:
-    """(rank-r [(B, A)], exact) for a PEFT adapter: the server's factors (exact), or for
-    FlexLoRA / FLoRA the rank-r truncated SVD of the dense update (exact only if its rank <= r)."""
-    if algorithm_name == "flexlora" and "delta_W" in state.extra:
-        dense = state.extra["delta_W"]
-    elif algorithm_name == "flora":
-        dense = state.extra["merged"]
-    else:
+def exportable_factors(algorithm, state, config) -> tuple:
+    """(rank-r [(B, A)], exact) for a PEFT adapter: the server's factors (exact), or, when the
+    model is W0 + a dense update (FlexLoRA / FLoRA), that update's rank-r truncated SVD (exact
+    only if its rank <= r). algorithm: an ``fslora_ref`` Algorithm (or its name)."""
+    dense = _algorithm(algorithm).dense_update(state)
+    if dense is None:
         return [(B, A) for B, A in state.layers], True
     pairs = [truncated_factors(d, config.rank, config.lora_scaling) for d in dense]
     exact = all(np.linalg.matrix_rank(d) <= config.rank for d in dense)

@@ -2,9 +2,10 @@
 
 Round t: the reference's ``configure_round`` draws the plans (FSLoRA's sketches), each client
 trains its rank-k_i copy on the torch model, the reference's ``aggregate`` updates the server
-state. The global model is evaluated before training and every ``eval_every`` rounds; the
-run writes history.json, curves.png, a checkpoint after every round and the final adapter in
-PEFT format (``adapter/``).
+state; the rounds, resume and per-round checkpoints are the reference's own driver loop
+(``fslora_ref.federation.run``), with the bridge's recorder (recorder.py). The global model is
+evaluated before training and every ``eval_every`` rounds; the run writes history.json,
+curves.png, a checkpoint after every round and the final adapter in PEFT format (``adapter/``).
 """
 from __future__ import annotations
 
@@ -18,17 +19,17 @@ import numpy as np
 
 from fslora_ref.algorithms import get_algorithm
 from fslora_ref.config import FedConfig, budgets_from_ratios
-from fslora_ref.federation import checkpoint_path, load_checkpoint, run_round, save_checkpoint
-from fslora_ref.outputs import atomic_directory, prepare_output_dir, write_json
-from fslora_ref.progress import Progress
+from fslora_ref.federation import checkpoint_path, run, run_round
+from fslora_ref.outputs import atomic_directory, prepare_output_dir
 
 from . import commonsense
 from . import data as data_mod
 from .device import resolve_device, torch_dtype
-from .federated import ModelShapes, TorchClients, exportable_factors, global_factors
+from .federated import ModelShapes, TorchClients, exportable_factors
 from .job import FinetuneJob
 from .models import load_model
 from .peft_layers import LoraLayers, add_lora
+from .recorder import FinetuneRecorder, write_outputs
 from .task import InstructionTask, evaluate
 
 
@@ -99,11 +100,6 @@ def run_identity(layers, shapes, task, held) -> dict:
             "client_sizes": list(shapes.client_sizes), "data_sha256": hashlib.sha256(data).hexdigest()}
 
 
-def evaluate_global(layers, tok, held, algorithm_name, state, config, shapes):
-    layers.install(global_factors(algorithm_name, state, config, shapes.layer_shapes), trainable=False)
-    return evaluate(layers.model, tok, held)
-
-
 def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: int | None = None,
              round_fn=None) -> dict:
     """Run (or resume) the federated fine-tuning ``job`` into the directory ``out``.
@@ -141,47 +137,16 @@ def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: in
     algorithm = get_algorithm(job.algorithm)
     identity = run_identity(layers, shapes, task, held)
     ckpt = checkpoint_path(out, algorithm.name)
-    if resume and os.path.exists(ckpt):
-        state, history, start = load_checkpoint(ckpt, algorithm.name, config, identity=identity,
-                                                layer_shapes=shapes.layer_shapes)
-        if len(history.get("rounds", [])) != start or not history.get("eval"):
-            raise ValueError(f"checkpoint {ckpt} is malformed: its history does not hold {start} rounds")
-        history["config"] = config.to_json()
-    else:
-        state = algorithm.init(shapes, config)
-        history = new_history(job, config, layers, info, shapes)
-        ev = evaluate_global(layers, tok, held, algorithm.name, state, config, shapes)
-        history["eval"].append(dict(round=0, **ev))
-        start = 0
-    elem = torch.finfo(dtype).bits // 8
-    rounds_bar = Progress(config.rounds, "rounds", done=start)
-    for t in range(start, config.rounds):
-        participants = config.participants(t)
-        bar = Progress(len(participants), f"  round {t + 1} clients")
-        clients = TorchClients(algorithm, layers, task, on_client=lambda up: bar.update(1, f"client {up.client}"))
-        t0 = time.perf_counter()
-        try:
-            state, plans, uploads = (round_fn or run_round)(clients, state, shapes, config, t)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            if not (resume and t == start and start > 0):
-                raise
-            raise ValueError(f"checkpoint {ckpt}: its server state does not fit this run "
-                             f"({type(exc).__name__}: {exc})") from None
-        bar.close()
-        history["rounds"].append(round_row(t, plans, uploads, elem, time.perf_counter() - t0))
-        if (t + 1) % job.eval_every == 0 or t + 1 == config.rounds:
-            ev = evaluate_global(layers, tok, held, algorithm.name, state, config, shapes)
-            history["eval"].append(dict(round=t + 1, **ev))
-        save_checkpoint(ckpt, algorithm.name, config, state, history, t + 1, identity=identity)
-        write_outputs(out, history)
-        last = history["eval"][-1]
-        rounds_bar.update(1, f"loss {history['rounds'][-1]['train_loss']:.3f} acc@{last['round']} {last['mean']:.2f}")
-        if stop_after is not None and t + 1 >= stop_after:
-            break
-    rounds_bar.close()
+    recorder = FinetuneRecorder(layers, tok, held, shapes, new_history(job, config, layers, info, shapes),
+                                eval_every=job.eval_every, elem_bytes=torch.finfo(dtype).bits // 8, out=out)
+    # the reference's driver loop: resume, a checkpoint after every round, divergence and error wrapping
+    history = run(TorchClients(algorithm, layers, task), shapes, config, checkpoint=ckpt, resume=resume,
+                  stop_after=stop_after, identity=identity, round_fn=recorder.timed(round_fn or run_round),
+                  recorder=recorder, on_round=recorder.after_round)
+    state = recorder.final_state
     done = len(history["rounds"]) == config.rounds
     if done:
-        pairs, exact = exportable_factors(algorithm.name, state, config)
+        pairs, exact = exportable_factors(algorithm, state, config)
         export_adapter(layers, pairs, config, os.path.join(out, "adapter"))
         history["adapter"] = {"path": os.path.join(out, "adapter"), "exact": exact}
         if job.verify_adapter:
@@ -196,17 +161,6 @@ def new_history(job, config, layers, info, shapes) -> dict:
             "layers": layers.names, "layer_shapes": [list(s) for s in shapes.layer_shapes],
             "lora_scaling": layers.scaling, "client_sizes": shapes.client_sizes, "data": info,
             "rounds": [], "eval": []}
-
-
-def round_row(t, plans, uploads, elem_bytes, seconds) -> dict:
-    """Per-round record: losses, and per-client upload / download / trainable-state memory."""
-    return {"round": t + 1, "seconds": seconds,
-            "train_loss": float(np.mean([np.mean(u.losses) for u in uploads])),
-            "clients": [{"client": u.client, "k": int(p.factors[0].B.shape[1]), "loss_first": u.losses[0],
-                         "loss_last": u.losses[-1], "upload_floats": u.upload_floats,
-                         "download_floats": p.download_floats, "broadcast_floats": p.broadcast_floats,
-                         "memory_floats": u.memory_floats, "memory_bytes": u.memory_floats * elem_bytes}
-                        for p, u in zip(plans, uploads)]}
 
 
 def export_adapter(layers, pairs, config, path):
@@ -230,25 +184,3 @@ def reload_and_evaluate(job, adapter_path, held) -> dict:
     peft_model = PeftModel.from_pretrained(model, adapter_path)
     peft_model.eval()
     return evaluate(peft_model, tok, held)
-
-
-def write_outputs(out, history):
-    """history.json (strict JSON: a non-finite number is an error, never ``NaN``) and curves.png."""
-    write_json(os.path.join(out, "history.json"), _jsonable(history))
-    from .plots import plot_history
-    plot_history(history, os.path.join(out, "curves.png"))
-
-
-def _jsonable(x):
-    """``x`` with NumPy scalars and arrays turned into Python numbers and lists."""
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating):
-        return float(x)
-    return x

@@ -2,7 +2,7 @@
 from .fedit import FedIT
 from .flexlora import FlexLoRA
 from .flora import FLoRA
-from .fslora import FSLoRA, draw_round_sketches
+from .fslora import FSLoRA, draw_round_sketches, sketched_factors
 from .hetlora import HetLoRA
 from .protocol import Algorithm, ClientPlan, ServerState, Upload, apply_server_step, scatter_mean
 
@@ -19,5 +19,5 @@ def get_algorithm(name: str, **options) -> Algorithm:
 
 
 __all__ = ["ALGORITHMS", "get_algorithm", "Algorithm", "ClientPlan", "ServerState", "Upload",
-           "FSLoRA", "FedIT", "HetLoRA", "FlexLoRA", "FLoRA", "draw_round_sketches",
+           "FSLoRA", "FedIT", "HetLoRA", "FlexLoRA", "FLoRA", "draw_round_sketches", "sketched_factors",
            "apply_server_step", "scatter_mean"]

@@ -59,6 +59,7 @@ def truncated_factors(delta_W: np.ndarray, k: int, s: float, svd=None, split: st
 
 class FlexLoRA(Algorithm):
     name = "flexlora"
+    has_trainable_factors = False   # the model is the averaged product; B, A are only its truncation
     OPTIONS = {"weighting": ("uniform", "data_size"), "split": SPLITS, "scaling": SCALINGS}
 
     def configure_round(self, state, problem, config, round_index, participants):
@@ -94,8 +95,5 @@ class FlexLoRA(Algorithm):
         state.extra["client_sizes"] = list(problem.client_sizes)
         return state
 
-    def global_weights(self, state, problem, config):
-        products = state.extra.get("delta_W")
-        if products is None:
-            return super().global_weights(state, problem, config)
-        return [W0 + dW for W0, dW in zip(problem.base_weights, products)]
+    def dense_update(self, state):
+        return state.extra.get("delta_W")   # None before the first round: the model is W0 + s B A

@@ -50,6 +50,7 @@ def stacked_merge(trained, weights, coeff: float) -> np.ndarray:
 
 class FLoRA(Algorithm):
     name = "flora"
+    has_trainable_factors = False   # the model is W0 + the merged stacks; the server keeps no factors
     OPTIONS = {"weighting": ("uniform", "data_size"), "scaling": SCALINGS}
 
     def init(self, problem, config):
@@ -81,8 +82,8 @@ class FLoRA(Algorithm):
                   for l, M in enumerate(state.extra["merged"])]
         return ServerState(state.layers, dict(state.extra, merged=merged, stacked_rank=stacked_rank))
 
-    def global_weights(self, state, problem, config):
-        return [W0 + M for W0, M in zip(problem.base_weights, state.extra["merged"])]
+    def dense_update(self, state):
+        return state.extra["merged"]
 
     def global_factors(self, state):
         return None

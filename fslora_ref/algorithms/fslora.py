@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..lora import LayerFactors, gather
+from ..problems.sketched import global_sketched_loss
 from ..seeding import stream
 from ..sketch import sample_sketch
 from .protocol import Algorithm, ClientPlan, apply_server_step, lora_floats, scatter_mean
@@ -28,6 +29,21 @@ def draw_round_sketches(config, round_index: int, client: int, n_layers: int) ->
             for l in range(n_layers)]
 
 
+def sketched_factors(layers, sketches, lora_scaling: float, form: str) -> tuple:
+    """What a client trains from the server's ``layers`` = [(B_l: (m_l, r), A_l: (r, n_l))]
+    under one sketch S_l per layer: (factors [LayerFactors], masks).
+
+    form 'submatrix': the blocks (B_I: (m_l, k), A_I: (k, n_l)) with coefficient s r/k, masks None;
+    'masked': full-size copies with coefficient s diag(S_l) and masks [(I as a column mask, I as a
+    row mask)] that confine the updates to I.
+    """
+    if form == "submatrix":
+        return [LayerFactors(*gather(B, A, S), lora_scaling * S.scale * np.ones(S.k))
+                for (B, A), S in zip(layers, sketches)], None
+    factors = [LayerFactors(B.copy(), A.copy(), lora_scaling * S.diagonal()) for (B, A), S in zip(layers, sketches)]
+    return factors, [(S.mask(), S.mask()) for S in sketches]
+
+
 class FSLoRA(Algorithm):
     name = "fslora"
 
@@ -36,13 +52,7 @@ class FSLoRA(Algorithm):
         plans = []
         for i in participants:
             sketches = draw_round_sketches(config, round_index, i, len(state.layers))
-            if config.form == "submatrix":
-                factors = [LayerFactors(*gather(B, A, S), s * S.scale * np.ones(S.k))
-                           for (B, A), S in zip(state.layers, sketches)]
-                masks = None
-            else:
-                factors = [LayerFactors(B.copy(), A.copy(), s * S.diagonal()) for (B, A), S in zip(state.layers, sketches)]
-                masks = [(S.mask(), S.mask()) for S in sketches]
+            factors, masks = sketched_factors(state.layers, sketches, s, config.form)
             plans.append(ClientPlan(i, factors, [S.indices for S in sketches], masks,
                                     download_floats=lora_floats(state.layers, [S.k for S in sketches]),
                                     broadcast_floats=lora_floats(state.layers, [config.rank] * len(sketches))))
@@ -50,3 +60,7 @@ class FSLoRA(Algorithm):
 
     def aggregate(self, state, plans, uploads, config):
         return apply_server_step(state, scatter_mean(state, plans, uploads, config), config)
+
+    def evaluate_extra(self, state, problem, config) -> dict:
+        """The sketched objective f^S at the server's factors (None when it has no exact value)."""
+        return {"sketched_loss": global_sketched_loss(problem, state.layers, config)}

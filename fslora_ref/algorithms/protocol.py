@@ -8,6 +8,11 @@
 
 ``configure_round`` decides what each client receives and trains (this is where FSLoRA draws
 its sketches); ``client_update`` is shared local training; ``aggregate`` is the server rule.
+
+What the driver loop and the LLM bridge read about the server's model comes from the
+algorithm too, never from its name: ``dense_update`` (the model is W0 + Delta W rather than
+W0 + s B A), ``has_trainable_factors`` (the factor gradient is a meaningful statistic) and
+``evaluate_extra`` (the algorithm's own history entries, e.g. FSLoRA's sketched loss).
 """
 from __future__ import annotations
 
@@ -68,6 +73,9 @@ class Algorithm:
     """
 
     name = "base"
+    # the server's rank-r (B, A) are what the clients train and the model is exactly W0 + s B A,
+    # so ||grad_{[B;A]} f|| at them is recorded (history key grad_norm_factors)
+    has_trainable_factors = True
     OPTIONS: dict = {}
 
     def __init__(self, **options):
@@ -106,12 +114,27 @@ class Algorithm:
         raise NotImplementedError
 
     def global_weights(self, state, problem, config) -> list:
+        """The server's model per layer: W0 + s B A, or W0 + Delta W (see :meth:`dense_update`)."""
+        dense = self.dense_update(state)
+        if dense is not None:
+            return [W0 + dW for W0, dW in zip(problem.base_weights, dense)]
         s = config.lora_scaling
         return [W0 + s * (B @ A) for W0, (B, A) in zip(problem.base_weights, state.layers)]
 
     def global_factors(self, state) -> list | None:
         """The server's rank-r (B, A) per layer, or None if the algorithm keeps none."""
         return state.layers
+
+    def dense_update(self, state) -> list | None:
+        """The server's update Delta W_l: (m_l, n_l) per layer when its model is W0 + Delta W
+        rather than W0 + s B A (FlexLoRA's averaged products, FLoRA's merged stacks); None when
+        the model is W0 + s B A."""
+        return None
+
+    def evaluate_extra(self, state, problem, config) -> dict:
+        """The algorithm's own history entries for the server ``state`` (keys of
+        ``fslora_ref.history.HISTORY_KEYS``); none by default."""
+        return {}
 
 
 def rank_coefficient(config, q: int, scaling: str) -> float:

@@ -14,22 +14,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ..validation import check_choice, check_positive_float
+from ..validation import check_betas, check_choice, check_positive_float
 
 CLIENT_OPTIMIZERS = ("sgd", "adamw")
 SERVER_RULES = ("average", "sgd", "adam")
 SCOPES = ("selected", "full")
-
-
-def _check_betas(name: str, betas) -> tuple:
-    try:
-        b1, b2 = (float(b) for b in betas)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a pair (beta1, beta2), got {betas!r}") from None
-    for b in (b1, b2):
-        if not (0.0 <= b < 1.0):
-            raise ValueError(f"{name} must be two numbers in [0, 1), got {betas!r}")
-    return (b1, b2)
 
 
 @dataclass(frozen=True)
@@ -68,8 +57,8 @@ class Optimizers:
         if self.weight_decay is not None:
             object.__setattr__(self, "weight_decay",
                                check_positive_float("optimizers.weight_decay", self.weight_decay, allow_zero=True))
-        object.__setattr__(self, "betas", _check_betas("optimizers.betas", self.betas))
-        object.__setattr__(self, "server_betas", _check_betas("optimizers.server_betas", self.server_betas))
+        object.__setattr__(self, "betas", check_betas("optimizers.betas", self.betas))
+        object.__setattr__(self, "server_betas", check_betas("optimizers.server_betas", self.server_betas))
         object.__setattr__(self, "eps", check_positive_float("optimizers.eps", self.eps))
         object.__setattr__(self, "server_eps", check_positive_float("optimizers.server_eps", self.server_eps))
         object.__setattr__(self, "server_lr", check_positive_float("optimizers.server_lr", self.server_lr))

@@ -3,7 +3,8 @@
 ``impl`` is what ``fslora crosscheck fslora_ref.conformance.reference:impl`` checks. Its pieces
 (``client_update``, ``aggregate``, ``draw_index_sets``) are the battery's expected values and the
 hooks the mutants in tests/mutants override; all of them call the reference's own code
-(``local_train``, ``FSLoRA.aggregate``, ``draw_round_sketches``, ``sample_sketch``).
+(``sketched_factors`` and ``local_train``, ``FSLoRA.aggregate``, ``draw_round_sketches``,
+``sample_sketch``).
 """
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from functools import lru_cache
 import numpy as np
 
 from ..algorithms import FSLoRA
+from ..algorithms.fslora import sketched_factors
 from ..algorithms.protocol import ClientPlan, ServerState, Upload
 from ..client import local_train
 from ..config import FedConfig
-from ..lora import LayerFactors, gather
-from ..optim import AdamW, ServerOptimizer
 from ..seeding import stream
 from ..sketch import Sketch, sample_sketch
 from ..validation import check_positive_float
@@ -53,25 +53,20 @@ class SGDW:
 
 @dataclass(frozen=True)
 class TaskConfig(FedConfig):
-    """The FedConfig of a RoundTask, with the optimiser hyperparameters FedConfig leaves at their
-    defaults (AdamW betas/eps, the server's betas/eps): the reference's algorithm code then runs
-    exactly the declared optimisers (``fslora_ref.optim``)."""
+    """The FedConfig of a RoundTask: its declared optimisers (AdamW's betas/eps and the server's are
+    FedConfig fields) run through the reference's algorithm code exactly (``fslora_ref.optim``).
 
-    betas: tuple = (0.9, 0.999)
-    eps: float = 1e-8
-    server_betas: tuple = (0.9, 0.999)
-    server_eps: float = 1e-8
+    It exists for one choice only: an SGD client *with* weight decay on the selected coordinates
+    (:class:`SGDW`), which the battery declares (``RoundTask.weight_decay`` with
+    ``client_optimizer='sgd'``) but a run may not choose (FedConfig refuses SGD with weight decay:
+    Algorithm 1 and the LLM bridge's SGD have none, so a run would silently ignore it)."""
 
     __hash__ = FedConfig.__hash__
 
     def make_client_optimizer(self):
         if self.client_optimizer == "sgd":
             return SGDW(self.lr, self.weight_decay)
-        return AdamW(self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay)
-
-    def make_server_optimizer(self):
-        return ServerOptimizer(self.server_optimizer, self.server_lr, self.server_betas[0], self.server_betas[1],
-                               self.server_eps)
+        return super().make_client_optimizer()
 
 
 def task_config(task: RoundTask) -> TaskConfig:
@@ -105,17 +100,14 @@ def sketched_client_update(task: RoundTask, i: int, index_sets, *, scale=None, s
     """
     problem = OracleProblem(task.base_weights, task.oracles)
     config = task_config(task)
-    factors = []
-    for (B, A), I in zip(task.layers if layers is None else layers, index_sets):
-        S = Sketch(task.rank, I)
-        c = task.lora_scaling * (S.scale if scale is None else scale)
-        B, A = np.asarray(B, float), np.asarray(A, float)
-        if task.optimizer_scope == "full":
-            coeff = np.zeros(task.rank)
-            coeff[S.indices] = c
-            factors.append(LayerFactors(B.copy(), A.copy(), coeff))
-        else:
-            factors.append(LayerFactors(*gather(B, A, S), c * np.ones(S.k)))
+    layers = [(np.asarray(B, float), np.asarray(A, float)) for B, A in (task.layers if layers is None else layers)]
+    sketches = [Sketch(task.rank, I) for I in index_sets]
+    # FSLoRA's own client factors; the 'full' scope trains the masked form without its masks (weight
+    # decay acts on every coordinate, see protocol.py)
+    factors, _ = sketched_factors(layers, sketches, task.lora_scaling,
+                                  "masked" if task.optimizer_scope == "full" else "submatrix")
+    if scale is not None:  # a mutant's coefficient s * scale in place of s r/k_i, on the same coordinates
+        factors = [f._replace(coeff=np.where(f.coeff != 0, task.lora_scaling * scale, 0.0)) for f in factors]
     trained, _ = local_train(problem, i, factors, steps=task.local_steps if steps is None else steps,
                              optimizer=config.make_client_optimizer(), rng=None)
     return [(B - f.B, A - f.A) for (B, A), f in zip(trained, factors)]

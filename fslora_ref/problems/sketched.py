@@ -59,3 +59,15 @@ def enumerate_sketched(loss_of_weights, base_weights, layers, s: float, ks) -> f
                    for W0, (B, A), r, I in zip(base_weights, layers, ranks, choice)]
         acc += loss_of_weights(weights)
     return acc / total_combos
+
+
+def global_sketched_loss(problem, layers, config) -> float | None:
+    """f^S = (1/N) sum_i f_i^S at the server's factors ``layers`` = [(B_l, A_l)] with each
+    client's budget ``config.budgets[i]`` on every layer, when it can be computed exactly
+    (None when enumeration would be too large for this family)."""
+    try:
+        return float(np.mean([sketched_loss(problem, i, layers, config.lora_scaling,
+                                            [config.budgets[i]] * problem.n_layers)
+                              for i in range(problem.n_clients)]))
+    except ValueError:  # enumeration too large for this family: no exact value
+        return None

@@ -2,7 +2,7 @@
 conformance Options. Whatever the arguments, an entry point either raises ValueError / TypeError
 (or the documented DivergenceError of a run) or returns a valid, finite result; values it would
 have to coerce (1.7 as an index or a round) must raise. Each property is also run on the
-pre-issue-11 code (tests/core/mutants.py), which it must catch."""
+pre-issue-11 code (tests/mutants/core_mutants.py), which it must catch."""
 from __future__ import annotations
 
 import math
@@ -18,7 +18,7 @@ from fslora_ref import (ALGORITHMS, DivergenceError, FedConfig, Sketch, budgets_
 from fslora_ref.conformance.session import Options
 from fslora_ref.outputs import dumps_json
 
-from . import mutants
+from tests.mutants import core_mutants as mutants
 
 ALLOWED = (ValueError, TypeError)
 

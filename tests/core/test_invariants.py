@@ -19,7 +19,7 @@ from fslora_ref import FedConfig, least_squares, run_round, two_layer
 from fslora_ref.algorithms import FedIT, FlexLoRA, FLoRA, FSLoRA, HetLoRA, get_algorithm
 from fslora_ref.lora import dense_update
 
-from . import baseline_mutants as mutants
+from tests.mutants import baseline_mutants as mutants
 
 
 class ZeroStep:

@@ -12,7 +12,7 @@ from fslora_ref import FedConfig, run, run_round, two_layer, least_squares, logi
 from fslora_ref.algorithms import FedIT, FSLoRA
 from fslora_ref.algorithms.fslora import draw_round_sketches
 
-from . import mutants
+from tests.mutants import core_mutants as mutants
 
 FAMILIES = {"least_squares": least_squares, "logistic": logistic, "two_layer": two_layer}
 

@@ -60,7 +60,7 @@ def browser():
 
 
 def test_the_site_builds_offline_without_warnings(site):
-    for page in ("index.html", "getting-started.html", "spec.html", "notebooks/00_fslora_in_10_minutes.html",
+    for page in ("index.html", "getting-started.html", "spec.html", "architecture.html", "development.html", "notebooks/00_fslora_in_10_minutes.html",
                  "results/verify.html", "results/claims.html", "api/index.html"):
         assert os.path.exists(os.path.join(site, page)), page
     for guide in ("simulate", "bench", "verify", "claims", "crosscheck", "finetune", "flower",

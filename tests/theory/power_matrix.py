@@ -2,7 +2,7 @@
 examples/numpy_fslora.py) against every claim that runs the implementation, quick profile, exactly
 as `fslora verify --quick --impl TARGET` runs them.
 
-    python -m tests.theory.power_matrix          # prints the markdown table shown in the README
+    python -m tests.theory.power_matrix          # prints the markdown table shown in docs/guides/verify.md
 
 ROWS pins what each one is: ``correct``; ``biased`` (its expected update or its fixed point differs
 from FSLoRA's: some convergence or unbiasedness claim must flag it); ``unbiased`` (a defect that keeps
@@ -45,18 +45,18 @@ ROWS = [
     ("mutants/adamw_decay_unselected", "tests.mutants.adamw_decay_unselected:impl", "unbiased"),
     ("mutants/server_lr_ignored", "tests.mutants.server_lr_ignored:impl", "unbiased"),
     ("mutants/leaky_mask", "tests.mutants.leaky_mask:impl", "below_power"),
-    ("core/SubmatrixWithoutScale", "tests.core.mutants:SubmatrixWithoutScale", "biased"),
-    ("core/SharedSketchAcrossLayers", "tests.core.mutants:SharedSketchAcrossLayers", "unbiased"),
-    ("core/LeakyUnselected", "tests.core.mutants:LeakyUnselected", "biased"),
-    ("core/UploadsFullRank", "tests.core.mutants:UploadsFullRank", "unbiased"),
-    ("core/GlobalRandomState", "tests.core.mutants:GlobalRandomState", "unbiased"),
-    ("core/DividesBySelectors", "tests.core.mutants:DividesBySelectors", "biased"),
-    ("table/ServerDividesByNMinus1", "tests.theory.table_mutants:ServerDividesByNMinus1", "biased"),
-    ("table/ScaleDroppedBothForms", "tests.theory.table_mutants:ScaleDroppedBothForms", "biased"),
-    ("theory/SummingFSLoRA", "tests.theory.mutants:SummingFSLoRA", "biased"),
-    ("theory/UnscaledSubmatrixFSLoRA", "tests.theory.mutants:UnscaledSubmatrixFSLoRA", "biased"),
-    ("theory/DoubleScaledSubmatrixFSLoRA", "tests.theory.mutants:DoubleScaledSubmatrixFSLoRA", "biased"),
-    ("theory/ExplodingFSLoRA", "tests.theory.mutants:ExplodingFSLoRA", "biased"),
+    ("core/SubmatrixWithoutScale", "tests.mutants.core_mutants:SubmatrixWithoutScale", "biased"),
+    ("core/SharedSketchAcrossLayers", "tests.mutants.core_mutants:SharedSketchAcrossLayers", "unbiased"),
+    ("core/LeakyUnselected", "tests.mutants.core_mutants:LeakyUnselected", "biased"),
+    ("core/UploadsFullRank", "tests.mutants.core_mutants:UploadsFullRank", "unbiased"),
+    ("core/GlobalRandomState", "tests.mutants.core_mutants:GlobalRandomState", "unbiased"),
+    ("core/DividesBySelectors", "tests.mutants.core_mutants:DividesBySelectors", "biased"),
+    ("table/ServerDividesByNMinus1", "tests.mutants.theory_mutants:ServerDividesByNMinus1", "biased"),
+    ("table/ScaleDroppedBothForms", "tests.mutants.theory_mutants:ScaleDroppedBothForms", "biased"),
+    ("theory/SummingFSLoRA", "tests.mutants.theory_mutants:SummingFSLoRA", "biased"),
+    ("theory/UnscaledSubmatrixFSLoRA", "tests.mutants.theory_mutants:UnscaledSubmatrixFSLoRA", "biased"),
+    ("theory/DoubleScaledSubmatrixFSLoRA", "tests.mutants.theory_mutants:DoubleScaledSubmatrixFSLoRA", "biased"),
+    ("theory/ExplodingFSLoRA", "tests.mutants.theory_mutants:ExplodingFSLoRA", "biased"),
 ]
 
 

@@ -11,8 +11,8 @@ from theory.paper.objective import random_points
 from theory.exact.fedavg import fedavg_round
 from theory.implementations import load_runner, runner_for
 
-from . import mutants as M
-from .table_mutants import ScaleDroppedBothForms, ServerDividesByNMinus1
+from tests.mutants import theory_mutants as M
+from tests.mutants.theory_mutants import ScaleDroppedBothForms, ServerDividesByNMinus1
 
 NUMPY = "examples/numpy_fslora.py:impl"
 

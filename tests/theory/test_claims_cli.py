@@ -10,8 +10,8 @@ import pytest
 
 from fslora_cli.main import main
 from fslora_ref.algorithms import ALGORITHMS, FlexLoRA, FLoRA, HetLoRA
-from tests.core.mutants import SubmatrixWithoutScale
 from fslora_cli import claims as cli
+from tests.mutants.core_mutants import SubmatrixWithoutScale
 from theory.empirical import engine
 from theory.empirical.runs import Arm, run_arm
 from theory.empirical.settings import settings_for

@@ -5,7 +5,7 @@ from fslora_cli.main import main
 from theory import claims
 from theory.paper import moments as mom
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 CHEAP = "def3.1.unbiased,identity.covariance,objective.gradient,alg1.sketch_fixed,cor4.5.fedavg"
 

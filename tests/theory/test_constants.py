@@ -10,7 +10,7 @@ from fslora_ref.problems import least_squares, logistic, two_layer
 from theory.exact import constants as C
 from theory.exact.sketched_objective import all_sketch_choices, global_sketched, instance_grad, sketched_grad
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 
 def _problem(family, seed, batch_size=None, mean_size=10):

@@ -11,7 +11,7 @@ from theory.experiment import reference_step
 from theory.implementations import load_runner, runner_for
 from theory.profiles import QUICK
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 SETTING = QUICK.theorem[0]
 

@@ -64,7 +64,7 @@ def test_protocol_runner_refuses_what_the_protocol_cannot_express():
 
 def test_load_runner_accepts_protocol_objects_algorithm_classes_and_files():
     assert isinstance(load_runner("fslora_ref.conformance.reference:impl"), ProtocolRunner)
-    alg = load_runner("tests.core.mutants:DividesBySelectors")
+    alg = load_runner("tests.mutants.core_mutants:DividesBySelectors")
     assert isinstance(alg, AlgorithmRunner) and not alg.is_reference and alg.has_forms
     assert load_runner("fslora_ref.algorithms:FSLoRA").is_reference
     ex = load_runner("examples/numpy_fslora.py:impl")

@@ -8,7 +8,7 @@ from fslora_ref.sketch import sample_sketch
 from theory.paper import moments as mom
 from theory.exact.moments import exact_errors, monte_carlo_check, product_variance_closed_form, reference_law
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 
 @st.composite

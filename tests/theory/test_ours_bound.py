@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.core.mutants import DividesBySelectors, SubmatrixWithoutScale
-from tests.theory.table_mutants import ServerDividesByNMinus1
+from tests.mutants.core_mutants import DividesBySelectors, SubmatrixWithoutScale
+from tests.mutants.theory_mutants import ServerDividesByNMinus1
 from theory.ours import checks as oc
 from theory.exact.curvature import segment_curvature
 from theory.ours.drift import drift_of_runs, drift_study
@@ -15,7 +15,7 @@ from theory.implementations import load_runner, runner_for
 from theory.ours.runs import run_seeds
 from theory.exact.sketch_hessian import lambda_max
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 TINY = Grid(LS_SETTING, gamma_L=(0.3,), rounds=60, Ts=(20, 60), seeds=6, pilot_rounds=20, paper_step=False)
 

@@ -11,7 +11,7 @@ from theory.ours.bound import general_h_rhs, h1_rhs, identity_rhs, mean_bound
 from theory.ours.experiment import LG_SETTING, LS_SETTING
 from theory.exact.sketched_objective import all_sketch_choices, global_sketched, instance_grad
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 S = 0.8   # a LoRA scaling != 1 so that misplaced s factors show
 SETTINGS = {"least_squares": LS_SETTING, "logistic": LG_SETTING}

@@ -10,7 +10,7 @@ from theory.ours.bound import h1_rhs
 from theory.ours.experiment import LG_SETTING, LS_SETTING
 from theory.ours.runs import run_seeds
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 
 def _points(setting, lr=0.05, rounds=25):

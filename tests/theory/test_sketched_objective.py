@@ -8,7 +8,7 @@ from fslora_ref.problems.sketched import enumerate_sketched, least_squares_regul
 from theory.paper import objective as obj
 from theory.exact.sketched_objective import enumerated_grad, global_sketched, regulariser_grad, sketched_grad
 
-from . import mutants as M
+from tests.mutants import theory_mutants as M
 
 
 @st.composite

@@ -1,12 +1,19 @@
-"""Deliberately broken variants of what the theory checkers check. Each must be caught."""
+"""Deliberately broken variants of what the theory checkers (`fslora verify`) check. Each must be caught.
+
+The last section holds the defects from issue 9's table that no other mutant covers, as Algorithm
+subclasses run through the reference's real code path (the table's other rows reuse the conformance
+mutants first_k, independent_sets and per_coordinate_mean, and core_mutants.DividesBySelectors)."""
 from __future__ import annotations
 
 import numpy as np
 
 from fslora_ref.algorithms import FSLoRA
+from fslora_ref.algorithms.protocol import apply_server_step, scatter_mean
 from fslora_ref.sketch import Sketch, sample_sketch, sketch_moments
 from theory.exact.constants import _link_output_grads
 from theory.exact.moments import reference_law
+
+from tests.mutants.core_mutants import SubmatrixWithoutScale
 
 
 # -- sketch laws and samplers ------------------------------------------------------------------
@@ -137,3 +144,26 @@ class ExplodingFSLoRA(FSLoRA):
         new = super().aggregate(state, plans, uploads, config)
         new.layers = [(B + 39 * (nB - B), A + 39 * (nA - A)) for (B, A), (nB, nA) in zip(state.layers, new.layers)]
         return new
+
+
+# -- issue 9's table ------------------------------------------------------------------------------
+class ServerDividesByNMinus1(FSLoRA):
+    """The server divides the summed deltas by N - 1 instead of N (scatter_mean)."""
+
+    def aggregate(self, state, plans, uploads, config):
+        n = len(uploads)
+        means = scatter_mean(state, plans, uploads, config)
+        with np.errstate(divide="ignore", invalid="ignore"):   # N = 1: inf, and the run diverges as it would
+            factor = np.float64(n) / (n - 1)
+            return apply_server_step(state, [(dB * factor, dA * factor) for dB, dA in means], config)
+
+
+class ScaleDroppedBothForms(SubmatrixWithoutScale):
+    """FSLoRA.configure_round without the r/k scale in both client forms (submatrix and masked)."""
+
+    def configure_round(self, state, problem, config, round_index, participants):
+        plans = super().configure_round(state, problem, config, round_index, participants)
+        if config.form == "masked":
+            for p in plans:
+                p.factors = [f._replace(coeff=config.lora_scaling * (f.coeff > 0)) for f in p.factors]
+        return plans

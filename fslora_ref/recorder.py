@@ -1,0 +1,121 @@
+"""What a run records, round by round, for the one driver loop (:func:`fslora_ref.federation.run`).
+
+The loop owns rounds, resume, per-round checkpoints and the wrapping of errors; what a run
+*records* is its recorder's, an object with five methods:
+
+    identity(algorithm, given) -> dict what, besides the config, a checkpoint must match
+                                       (``given``: the caller's identity, ``run(identity=...)``)
+    start(algorithm, state, config) -> history          row 0, from the initial server state
+    resumed(path, algorithm, state, history, config, next_round) -> history
+                                       a history loaded from a checkpoint, checked against its state
+    record(history, algorithm, state, config, round_index, plans, uploads) -> row
+                                       one round: evaluate, stop a diverged run, append
+    finish(history, state) -> history  after the last round
+
+:class:`HistoryRecorder` (the default) records a ``fslora_ref`` problem's global loss, gradient
+norms and communication in a :class:`~fslora_ref.history.History` and stops a diverging run
+(``fslora_ref.divergence``); the LLM bridge's recorder (``llm_bridge/recorder.py``) records
+held-out evaluations in a dict. Either history is saved by the same ``save_checkpoint``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .checkpoint import algorithm_identity, problem_identity
+from .client import DivergenceError
+from .divergence import DIVERGENCE_FACTOR, diverged, raise_divergence
+from .history import History
+
+
+def factor_grad_norm(problem, layers, s: float) -> float:
+    """||grad_{[B;A]} f|| at the server's factors (full data, unsketched objective)."""
+    from .lora import LayerFactors
+    factors = [LayerFactors(B, A, s * np.ones(B.shape[1])) for B, A in layers]
+    total = None
+    for i in range(problem.n_clients):
+        _, g = problem.loss_and_factor_grads(i, factors)
+        flat = [x for pair in g for x in pair]
+        total = flat if total is None else [a + b for a, b in zip(total, flat)]
+    return float(np.sqrt(sum(np.sum((t / problem.n_clients) ** 2) for t in total)))
+
+
+def evaluate(algorithm, state, problem, config) -> dict:
+    """The history entries of server ``state``: the global loss and weight-gradient norm, the
+    factor-gradient norm if the algorithm ``has_trainable_factors``, and its ``evaluate_extra``."""
+    weights = algorithm.global_weights(state, problem, config)
+    loss = problem.global_loss(weights)
+    row = {"loss": loss,
+           "grad_norm_weights": float(np.sqrt(sum(np.sum(g * g) for g in problem.global_weight_grads(weights))))}
+    if algorithm.has_trainable_factors:
+        row["grad_norm_factors"] = factor_grad_norm(problem, algorithm.global_factors(state), config.lora_scaling)
+    row.update(algorithm.evaluate_extra(state, problem, config))
+    return row
+
+
+def check_resumed_state(path, algorithm, state, history, problem, config) -> None:
+    """The loaded server state must reproduce the loss its history recorded last (to 1e-9):
+    a file whose state and history disagree, or whose state does not fit the problem, is refused."""
+    try:
+        with np.errstate(all="ignore"):
+            loss = evaluate(algorithm, state, problem, config)["loss"]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {path}: its server state does not fit this problem "
+                         f"({type(exc).__name__}: {exc})") from None
+    saved = history["loss"][-1]
+    if not (np.isfinite(loss) and np.isclose(loss, saved, rtol=1e-9, atol=0.0)):
+        raise ValueError(f"checkpoint {path}: its server state gives loss {loss:.17g} but its history records "
+                         f"{saved!r}; the file is inconsistent, refusing to resume")
+
+
+class HistoryRecorder:
+    """A :class:`History` of a ``fslora_ref`` problem: row t holds the loss, gradient norms and
+    cumulative communication after t rounds (row 0: the initial state).
+
+    divergence_factor: stop with DivergenceError once f(X^t) > factor * f(X^0) or a recorded value
+    is non-finite (None: only non-finite values).
+    """
+
+    def __init__(self, problem, divergence_factor: float | None = DIVERGENCE_FACTOR):
+        self.problem, self.divergence_factor = problem, divergence_factor
+
+    def identity(self, algorithm, given: dict) -> dict:
+        """The problem's identity, then ``given``, then the algorithm's variant options."""
+        return dict(problem_identity(self.problem), **given, **algorithm_identity(algorithm))
+
+    def start(self, algorithm, state, config) -> History:
+        history = History(algorithm.name, config.to_json(), peak_client_memory=[0] * config.n_clients)
+        with np.errstate(over="ignore", invalid="ignore"):
+            row = evaluate(algorithm, state, self.problem, config)
+        if diverged(row, 1.0, None):  # only non-finite values count here
+            raise DivergenceError(f"{algorithm.name}: the loss at the initial model is not finite ({row}); "
+                                  f"the problem's data or weights overflow")
+        history.append(dict(row, upload_floats=0, download_floats=0, broadcast_floats=0, client_memory_floats=0))
+        return history
+
+    def resumed(self, path, algorithm, state, history, config, next_round) -> History:
+        check_resumed_state(path, algorithm, state, history, self.problem, config)
+        history.config = config.to_json()
+        return history
+
+    def record(self, history, algorithm, state, config, round_index, plans, uploads) -> dict:
+        with np.errstate(over="ignore", invalid="ignore"):
+            row = evaluate(algorithm, state, self.problem, config)
+        initial_loss = history["loss"][0]
+        if diverged(row, initial_loss, self.divergence_factor):
+            raise_divergence(algorithm, self.problem, config, round_index, row, initial_loss, plans, uploads,
+                             self.divergence_factor)
+        per_client = [0] * config.n_clients
+        for up in uploads:
+            per_client[up.client] = up.upload_floats
+            history.peak_client_memory[up.client] = max(history.peak_client_memory[up.client], up.memory_floats)
+        history.per_client_upload.append(per_client)
+        row.update(upload_floats=history["upload_floats"][-1] + sum(per_client),
+                   download_floats=history["download_floats"][-1] + sum(p.download_floats for p in plans),
+                   broadcast_floats=history["broadcast_floats"][-1] + sum(p.broadcast_floats for p in plans),
+                   client_memory_floats=max(up.memory_floats for up in uploads))
+        history.append(row)
+        return row
+
+    def finish(self, history, state) -> History:
+        history.final_state = state
+        return history

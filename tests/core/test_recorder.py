@@ -1,0 +1,82 @@
+"""The one driver loop with another recorder (the LLM bridge's kind: a dict history): resume,
+per-round checkpoints and error wrapping are the loop's, whatever the recorder records."""
+from __future__ import annotations
+
+import pytest
+
+from fslora_ref import DivergenceError, FedConfig, get_algorithm, least_squares, run
+from fslora_ref.checkpoint import checkpoint_path
+from fslora_ref.federation import run_round
+
+PROBLEM = least_squares(n_clients=2, m=5, n=3, seed=0, batch_size=4)
+CONFIG = FedConfig(rank=4, budgets=[1, 3], local_steps=2, lr=0.01, rounds=3)
+
+
+class DictRecorder:
+    """Records the per-round upload sizes and the server's first B entry in a dict."""
+
+    def __init__(self):
+        self.calls = []
+
+    def identity(self, algorithm, given):
+        return dict(given, recorder="dict")
+
+    def start(self, algorithm, state, config):
+        self.calls.append(("start", 0))
+        return {"algorithm": algorithm.name, "rounds": [], "b00": [float(state.layers[0][0][0, 0])]}
+
+    def resumed(self, path, algorithm, state, history, config, next_round):
+        self.calls.append(("resumed", next_round))
+        assert len(history["rounds"]) == next_round
+        return history
+
+    def record(self, history, algorithm, state, config, round_index, plans, uploads):
+        row = {"round": round_index + 1, "upload": sum(up.upload_floats for up in uploads)}
+        history["rounds"].append(row)
+        history["b00"].append(float(state.layers[0][0][0, 0]))
+        return row
+
+    def finish(self, history, state):
+        self.calls.append(("finish", len(history["rounds"])))
+        return history
+
+
+def test_a_dict_history_is_checkpointed_and_resumed_by_the_loop(tmp_path):
+    whole = run(get_algorithm("fslora"), PROBLEM, CONFIG, recorder=DictRecorder())
+    path = checkpoint_path(tmp_path, "fslora")
+    first = DictRecorder()
+    run(get_algorithm("fslora"), PROBLEM, CONFIG, checkpoint=path, stop_after=1, recorder=first)
+    second = DictRecorder()
+    resumed = run(get_algorithm("fslora"), PROBLEM, CONFIG, checkpoint=path, resume=True, recorder=second)
+    assert resumed == whole and len(whole["rounds"]) == 3
+    assert first.calls == [("start", 0), ("finish", 1)] and second.calls == [("resumed", 1), ("finish", 3)]
+    # the same history as the default recorder's run: the rounds themselves do not depend on the recorder
+    cumulative = run(get_algorithm("fslora"), PROBLEM, CONFIG)["upload_floats"]
+    assert [r["upload"] for r in whole["rounds"]] == [b - a for a, b in zip(cumulative, cumulative[1:])]
+
+
+def test_the_recorders_identity_guards_the_checkpoint(tmp_path):
+    path = checkpoint_path(tmp_path, "fslora")
+    run(get_algorithm("fslora"), PROBLEM, CONFIG, checkpoint=path, stop_after=1, recorder=DictRecorder())
+    with pytest.raises(ValueError, match=r"differing fields: .*recorder \(\"dict\" in the checkpoint, absent now\)"):
+        run(get_algorithm("fslora"), PROBLEM, CONFIG, checkpoint=path, resume=True)
+
+
+def test_divergence_and_bad_resumes_are_wrapped_by_the_loop_for_any_recorder(tmp_path):
+    def diverging(algorithm, state, problem, config, round_index):
+        raise DivergenceError(f"round {round_index}, client 0: non-finite loss")
+
+    with pytest.raises(DivergenceError, match=r"^fslora: round 0, client 0: non-finite loss$"):
+        run(get_algorithm("fslora"), PROBLEM, CONFIG, recorder=DictRecorder(), round_fn=diverging)
+
+    path = checkpoint_path(tmp_path, "fslora")
+    run(get_algorithm("fslora"), PROBLEM, CONFIG, checkpoint=path, stop_after=1, recorder=DictRecorder())
+
+    def unfit(algorithm, state, problem, config, round_index):
+        if round_index == 1:
+            raise KeyError("delta_W")
+        return run_round(algorithm, state, problem, config, round_index)
+
+    with pytest.raises(ValueError, match=r"its server state does not fit this run \(KeyError: 'delta_W'\)"):
+        run(get_algorithm("fslora"), PROBLEM, CONFIG, checkpoint=path, resume=True, recorder=DictRecorder(),
+            round_fn=unfit)
