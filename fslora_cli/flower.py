@@ -12,10 +12,11 @@ import re
 import sys
 
 from fslora_ref.algorithms import ALGORITHMS
-from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.validation import check_positive_float
 
 from .flower_deploy import APP_DIR, app_module
+from .parser import CommandParser
 
 JOBS = ("simulate", "finetune")
 FLOWER_LOG = re.compile(r"^(\x1b\[\d+m)?(DEBUG|INFO|WARNING|ERROR)\s*(\x1b\[0m)?\s*:|^\s*$")
@@ -31,7 +32,7 @@ def _command(job: str):
 
 def job_parser(job: str) -> argparse.ArgumentParser:
     """The option parser of `fslora <job>` (no torch import)."""
-    p = argparse.ArgumentParser(prog=f"fslora {job}")
+    p = CommandParser(prog=f"fslora {job}")
     _command(job).configure_parser(p)
     return p
 
@@ -117,6 +118,7 @@ def validate(job, spec, out, resume, local: bool = True):
         problem, config, names = build(spec)
         if local:
             prepare_output_dir(out, "--out")
+            check_output_names(out, spec.output_names())
             if resume:
                 plan_resume(out, names, problem, config, run_identity(spec, problem), resume=True, announce=False,
                             options=spec.algorithm_options())
@@ -145,10 +147,11 @@ def run(args) -> int:
         check_positive_float("--run-timeout", args.run_timeout)
     ns = job_args(job, args)
     spec, run_options = typed_job(job, ns)
-    validate(job, spec, ns.out, ns.resume, local=not args.export_run_config)
+    exporting = args.export_run_config is not None   # '' is a bad file name, not "no export"
+    validate(job, spec, ns.out, ns.resume, local=not exporting)
     rc = app_module("settings").run_config(job, spec, ns.out, **run_options, round_timeout=args.round_timeout,
                                            on_missing=args.on_missing, discovery_timeout=args.discovery_timeout)
-    if args.export_run_config:
+    if exporting:
         import tomli_w
         from fslora_ref.outputs import atomic_write_bytes, check_output_file
         check_output_file(args.export_run_config, "--export-run-config")

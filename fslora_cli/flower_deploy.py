@@ -139,6 +139,8 @@ class LocalDeployment:
         deadline = t0 + self.start_timeout
         os.makedirs(self.log_dir, exist_ok=True)
         self.home = tempfile.mkdtemp(prefix="fslora-flwr-home-")
+        # os.environ carries FSLORA_OUTPUT_LOCK_HOLDER (fslora_ref.output_lock) once `fslora flower` has
+        # locked --out: the ServerApp, a grandchild, writes there as the lock holder's delegate
         self.env = dict(os.environ, FLWR_HOME=self.home, **ENV, **{MARK: self.token})
         # the SuperLink and SuperNodes start flower-superexec / flwr-*app by name
         tools = os.path.dirname(_tool("flower-superlink"))

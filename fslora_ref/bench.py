@@ -20,7 +20,10 @@ from .federation import run_round
 from .outputs import check_output_file, write_json
 from .problems import least_squares
 from .progress import Progress
-from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_int
+from .validation import MAX_CLIENTS, MAX_DIM, MAX_LOCAL_STEPS, MAX_RANK, check_int
+
+MAX_BATCH = 1 << 20     # samples per client step
+MAX_REPEATS = 10_000    # timed rounds per variant
 
 
 def time_rounds(variants: dict, problem, repeats: int, bar) -> dict:
@@ -44,9 +47,9 @@ def check_setting(clients: int, dim: int, rank: int, k: int, local_steps: int, b
     check_int("--dim", dim, low=1, high=MAX_DIM)
     check_int("--rank", rank, low=1, high=MAX_RANK)
     check_int("--k", k, low=1, high=rank)
-    check_int("--local-steps", local_steps, low=1)
-    check_int("--batch-size", batch_size, low=1)
-    check_int("--repeats", repeats, low=1)
+    check_int("--local-steps", local_steps, low=1, high=MAX_LOCAL_STEPS)
+    check_int("--batch-size", batch_size, low=1, high=MAX_BATCH)
+    check_int("--repeats", repeats, low=1, high=MAX_REPEATS)
     if json_path is not None:
         check_output_file(json_path, "--json")
 

@@ -27,6 +27,7 @@ from .algorithms.protocol import ServerState
 from .checkpoint_format import read_archive, read_header, write_archive
 from .history import HISTORY_KEYS, History
 from .outputs import dumps_json
+from .state_schema import check_server_state
 
 FORMAT = "fslora-checkpoint"
 VERSION = 2
@@ -104,14 +105,21 @@ def checkpoint_header(path, algorithm_name, config, *, identity=None) -> dict:
 def load_checkpoint(path, algorithm_name, config, *, identity=None, layer_shapes=None):
     """(ServerState, history, next_round) from a checkpoint of the same run (see
     :func:`checkpoint_header` for the checks). layer_shapes [(m_l, n_l)], if given, must match
-    the saved factors B: (m_l, r), A: (r, n_l)."""
+    the saved factors B: (m_l, r), A: (r, n_l). Every part of the server state is held against
+    the algorithm's schema (state_schema.py: optimiser moments, step counts, merged weights,
+    products) before anything runs."""
     header, tree = read_archive(path)
     header = _check_header(path, header, algorithm_name, config, identity)
     next_round = header["next_round"]
     try:
         state = _state(tree["state"], config.rank, layer_shapes)
+        shapes = layer_shapes if layer_shapes is not None else [(B.shape[0], A.shape[1]) for B, A in state.layers]
+        sizes = (identity or {}).get("client_sizes")
+        check_server_state(algorithm_name, state, config, shapes, next_round,
+                           client_sizes=sizes if isinstance(sizes, list) else None,
+                           options=header["identity"].get("algorithm_options"))
         history = _history(tree["history"], header["history_kind"], next_round, config.n_clients)
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ValueError(f"checkpoint {path} is malformed: {exc}") from None
     return state, history, next_round
 

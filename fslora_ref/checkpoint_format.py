@@ -11,7 +11,9 @@ The tree is plain JSON except for four tagged objects: ``{"__array__": id}`` (a 
 ``{"__tuple__": [...]}`` and ``{"__float__": "nan" | "inf" | "-inf"}``. Reading
 parses JSON as data and reads arrays with ``allow_pickle=False`` after checking that their
 dtype is numeric and that their declared size fits inside the file, so a hostile, foreign,
-truncated or old pickle file is a one-line ``ValueError`` naming the file.
+truncated or old pickle file is a one-line ``ValueError`` naming the file. Only a regular file
+is opened (a named pipe or device is refused without blocking), and the header is read with a
+size cap (:data:`MAX_HEADER_BYTES`) and bounded JSON (depth and container count: safe_json.py).
 
     write_archive(path, header, tree)           # atomic, permissions from the umask
     header, tree = read_archive(path)
@@ -20,7 +22,6 @@ truncated or old pickle file is a one-line ``ValueError`` naming the file.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import zipfile
@@ -28,12 +29,16 @@ import zipfile
 import numpy as np
 
 from .outputs import atomic_write_bytes, dumps_json
+from .safe_json import loads_bounded, open_regular
 
 HEADER_MEMBER = "header.json"
 ARRAY_DIR = "arrays/"
 TAGS = ("__array__", "__scalar__", "__tuple__", "__float__")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the same state always gives the same bytes
 _NUMERIC_KINDS = "biufc"
+MAX_HEADER_BYTES = 64 << 20           # a 10**5-round history is a few MB
+MAX_HEADER_CONTAINERS = 1_000_000     # JSON objects/arrays in the header
+MAX_HEADER_DEPTH = 32                 # ours nest < 10 deep
 
 
 # -- the JSON tree ---------------------------------------------------------------------------
@@ -131,16 +136,10 @@ def write_archive(path, header: dict, tree) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _reject_constant(name):
-    raise ValueError(f"non-finite number {name} in strict JSON")
-
-
-def _sniff(path: str) -> None:
+def _sniff(path: str, fh) -> None:
     try:
-        with open(path, "rb") as fh:
-            magic = fh.read(4)
-    except IsADirectoryError:
-        raise ValueError(f"checkpoint {path} is a directory, not a checkpoint file") from None
+        magic = fh.read(4)
+        fh.seek(0)
     except OSError as exc:
         raise ValueError(f"checkpoint {path} cannot be read: {exc.strerror}") from None
     if magic[:1] == b"\x80":
@@ -163,8 +162,13 @@ def _stored_member(zf: zipfile.ZipFile, name: str, file_size: int) -> zipfile.Zi
 
 def _read_header(zf: zipfile.ZipFile, file_size: int) -> dict:
     info = _stored_member(zf, HEADER_MEMBER, file_size)
-    text = zf.read(info).decode("utf-8")
-    header = json.loads(text, parse_constant=_reject_constant)
+    if info.file_size > MAX_HEADER_BYTES:
+        raise ValueError(f"header.json has {info.file_size:,} bytes, above the limit of {MAX_HEADER_BYTES:,}")
+    with zf.open(info) as fh:
+        data = fh.read(MAX_HEADER_BYTES + 1)
+    if len(data) > MAX_HEADER_BYTES:
+        raise ValueError(f"header.json is larger than {MAX_HEADER_BYTES:,} bytes")
+    header = loads_bounded(data, "header.json", max_depth=MAX_HEADER_DEPTH, max_containers=MAX_HEADER_CONTAINERS)
     if not isinstance(header, dict):
         raise ValueError("header.json is not a JSON object")
     return header
@@ -190,10 +194,14 @@ def _read_array(zf: zipfile.ZipFile, key: str, file_size: int) -> np.ndarray:
 
 def _open(path, read_arrays: bool):
     path = os.fspath(path)
-    _sniff(path)
+    with open_regular(path, "checkpoint") as fh:   # no FIFO, device or directory; one open file throughout
+        _sniff(path, fh)
+        return _parse(path, fh, os.fstat(fh.fileno()).st_size, read_arrays)
+
+
+def _parse(path: str, fh, file_size: int, read_arrays: bool):
     try:
-        file_size = os.path.getsize(path)
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(fh) as zf:
             header = _read_header(zf, file_size)
             if not read_arrays:
                 return header, None

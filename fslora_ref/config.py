@@ -8,7 +8,8 @@ import numpy as np
 
 from .optim import ServerOptimizer, make_client_optimizer
 from .seeding import SERVER, stream
-from .validation import (MAX_CLIENTS, MAX_RANK, check_betas, check_choice, check_fraction, check_int,
+from .validation import (MAX_CLIENTS, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS, check_betas, check_choice, check_fraction,
+                         check_int,
                          check_positive_float, check_real)
 
 BUDGET_DISTRIBUTIONS = ("uniform", "normal", "heavy_tail_low")
@@ -93,16 +94,20 @@ class FedConfig:
         for i, k in enumerate(budgets):
             check_int(f"budgets[{i}]", k, low=1, high=self.rank)
         object.__setattr__(self, "budgets", tuple(int(k) for k in budgets))
-        check_int("local_steps", self.local_steps, low=1)
-        check_positive_float("lr", self.lr)
-        check_int("rounds", self.rounds, low=0)
-        check_int("seed", self.seed, low=0)
-        check_positive_float("lora_scaling", self.lora_scaling)
+        # checked values are stored as plain Python numbers (a NumPy scalar would not survive to_json)
+        checked = dict(rank=check_int("rank", self.rank, low=1, high=MAX_RANK),
+                       local_steps=check_int("local_steps", self.local_steps, low=1, high=MAX_LOCAL_STEPS),
+                       lr=check_positive_float("lr", self.lr),
+                       rounds=check_int("rounds", self.rounds, low=0, high=MAX_ROUNDS),
+                       seed=check_int("seed", self.seed, low=0),
+                       lora_scaling=check_positive_float("lora_scaling", self.lora_scaling),
+                       weight_decay=check_positive_float("weight_decay", self.weight_decay, allow_zero=True),
+                       client_fraction=check_fraction("client_fraction", self.client_fraction),
+                       server_lr=check_positive_float("server_lr", self.server_lr))
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
         check_choice("client_optimizer", self.client_optimizer, ("sgd", "adamw"))
-        check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
-        check_fraction("client_fraction", self.client_fraction)
         check_choice("server_optimizer", self.server_optimizer, ("none", "sgd", "adam"))
-        check_positive_float("server_lr", self.server_lr)
         check_choice("form", self.form, ("submatrix", "masked"))
         object.__setattr__(self, "betas", check_betas("betas", self.betas))
         check_positive_float("eps", self.eps)

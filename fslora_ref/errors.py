@@ -11,7 +11,9 @@ class UserError(Exception):
 
 
 # what a command raises for bad input or a run that cannot go on: one line, exit code 2
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, UserError)
+# (OSError: a full disk, a quota, a file the OS refuses -- the message names the file;
+# fslora_ref.outputs words the writes' own errors, this catches the rest)
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, UserError)
 
 
 def exit_code(exc: BaseException) -> int:

@@ -25,7 +25,8 @@ from typing import ClassVar
 from .algorithms import ALGORITHMS, get_algorithm
 from .config import BUDGET_DISTRIBUTIONS, budgets_from_ratios, draw_budgets
 from .problems import FAMILIES
-from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_fraction, check_int, check_positive_float
+from .validation import (MAX_CLIENTS, MAX_DIM, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS, check_fraction, check_int,
+                         check_positive_float)
 
 
 def option_name(field_name: str) -> str:
@@ -213,9 +214,9 @@ class SimulateJob(Job):
             check_choice("budget_distribution", self.budget_distribution, BUDGET_DISTRIBUTIONS)
         check_int("--clients", self.clients, low=1, high=MAX_CLIENTS)
         check_int("--rank", self.rank, low=1, high=MAX_RANK)
-        check_int("--local-steps", self.local_steps, low=1)
+        check_int("--local-steps", self.local_steps, low=1, high=MAX_LOCAL_STEPS)
         check_positive_float("--lr", self.lr)
-        check_int("--rounds", self.rounds, low=0)
+        check_int("--rounds", self.rounds, low=0, high=MAX_ROUNDS)
         check_int("--batch-size", self.batch_size, low=0)
         check_int("--m", self.m, low=1, high=MAX_DIM)
         check_int("--n", self.n, low=1, high=MAX_DIM)
@@ -227,6 +228,13 @@ class SimulateJob(Job):
                 raise ValueError("--server-lr only applies with --server-optimizer sgd or adam")
         if self.budget_distribution is None and (self.r_min is not None or self.r_max is not None):
             raise ValueError("--r-min/--r-max only apply with --budget-distribution (uniform, normal, heavy_tail_low)")
+
+    def output_names(self) -> list:
+        """The files a run writes into its output directory (checked up front: a directory named
+        history.json would otherwise fail only after the whole run has computed)."""
+        from .checkpoint import checkpoint_path
+        return ["history.json", "simulate.png"] + [os.path.basename(checkpoint_path(".", a))
+                                                   for a in self.algorithm_names()]
 
     def algorithm_names(self) -> list:
         """The algorithms to run: known names, each once, at least one."""

@@ -18,7 +18,7 @@ from .config import FedConfig
 from .federation import algorithm_identity, checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
 from .federation import run as run_federated
 from .jobs import SimulateJob
-from .outputs import prepare_output_dir, write_figure, write_json
+from .outputs import check_output_names, prepare_output_dir, write_figure, write_json
 from .problems import make_problem
 from .progress import Progress
 
@@ -94,8 +94,9 @@ def run_simulate(job: SimulateJob, out: str, *, resume: bool = False, progress: 
     dict
         {algorithm name: History}.
     """
-    job.check_options()
+    job.validate()   # every option, before the output directory is touched
     prepare_output_dir(out, "--out")  # before any computation
+    check_output_names(out, job.output_names())
     problem, config, names = build(job)
     histories = run_all(job, problem, config, names, out, resume=resume, progress=progress)
     write_results(job, problem, config, histories, out)

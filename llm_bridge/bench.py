@@ -46,11 +46,11 @@ class BridgeBench(Job):
     def validate(self) -> None:
         """One-line errors naming the option, before the model loads."""
         from fslora_ref.validation import check_int
-        check_int("--rank", self.rank, low=1)
+
+        from .limits import check_counts
+        check_counts({name: getattr(self, name) for name in ("rank", "batch_size", "steps", "repeats", "threads")})
         if self.k is not None:
             check_int("--k", self.k, low=1, high=self.rank)
-        for name in ("batch_size", "steps", "repeats", "threads"):
-            check_int("--" + name.replace("_", "-"), getattr(self, name), low=1)
 
 
 def setup(setting: BridgeBench):

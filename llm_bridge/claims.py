@@ -20,10 +20,11 @@ from typing import ClassVar
 from fslora_ref.algorithms import ALGORITHMS, get_algorithm
 from fslora_ref.federation import run_round
 from fslora_ref.jobs import Job
-from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.progress import Progress
-from fslora_ref.validation import check_int, check_positive_float
+from fslora_ref.validation import check_positive_float
 from theory.empirical import claims as claims_mod
+from theory.empirical import job as claims_job
 from theory.empirical import report
 from theory.empirical.runs import RunResult
 from theory.empirical.stats import NOT_SUPPORTED, Metric
@@ -65,9 +66,10 @@ class LLMClaimsJob(Job):
 
     def validate(self) -> list:
         """One-line errors naming the option; returns the algorithm names."""
-        for name in ("seeds", "rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
-                     "eval_per_family", "eval_every", "threads"):
-            check_int("--" + name.replace("_", "-"), getattr(self, name), low=2 if name == "seeds" else 1)
+        from .limits import check_counts
+        check_counts({name: getattr(self, name) for name in ("seeds", "rank", "clients", "rounds", "local_steps",
+                                                             "batch_size", "examples_per_client", "eval_per_family",
+                                                             "eval_every", "threads")}, low={"seeds": 2})
         check_positive_float("--lr", self.lr)
         check_positive_float("--lora-alpha", self.lora_alpha)
         if not 0.0 < self.alpha < 0.5:
@@ -176,8 +178,9 @@ def run_llm_claims(job: LLMClaimsJob, out: str, *, resume: bool = False) -> int:
     """
     names = job.validate()
     prepare_output_dir(out)
-    store = RunStore(os.path.join(out, "runs.json"), resume=resume)
     claim = llm_claim(job.rank, names)
+    check_output_names(out, claims_job.output_names([claim]))
+    store = RunStore(os.path.join(out, "runs.json"), resume=resume)
     seeds = list(range(job.seeds))
     todo = [(s, a) for s in seeds for a in claim.arms
             if store.get(f"seed{s}/{a.algorithm}", dict(recipe(job), seed=s, algorithm=a.algorithm)) is None]

@@ -23,7 +23,6 @@ reported (``CommonsenseFile.contradictory``), never trained or scored on.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import zlib
@@ -32,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fslora_ref.safe_json import read_json_file
 from fslora_ref.seeding import SERVER, stream
 from fslora_ref.validation import check_int
 
@@ -51,6 +51,8 @@ LABELS = {  # answer kind -> the labels a prediction may take
 _PATTERNS = {kind: re.compile(r"\b(" + "|".join(labels) + r")\b") for kind, labels in LABELS.items()}
 
 # file stems that name a split, not a data set: such a file takes its directory's name
+MAX_DATA_BYTES = 1 << 30     # 1 GiB of JSON records (the LLM-Adapters files are < 100 MB)
+MAX_DATA_DEPTH = 16          # a list of flat records
 SPLIT_NAMES = {"train", "test", "dev", "val", "valid", "validation", "eval", "evaluation"}
 
 
@@ -161,17 +163,17 @@ def resolve_files(specs, option: str, unique_families: bool = False) -> list:
 
 def read_file(path: str, family: str) -> CommonsenseFile:
     """Parse one data file; errors name the file and the record."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            records = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"data file {path} is not valid JSON: {exc}") from None
+    # a regular file of bounded size and JSON nesting (a named pipe, a device or [[[[...]]]] is one line)
+    records = read_json_file(path, "data file", max_bytes=MAX_DATA_BYTES, max_depth=MAX_DATA_DEPTH)
     if not isinstance(records, list) or not records:
         raise ValueError(f"data file {path} must hold a non-empty JSON list of records")
     examples, contradictory = [], []
     for j, rec in enumerate(records):
         if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("instruction", "output", "answer")):
             raise ValueError(f"data file {path}, record {j}: needs string fields 'instruction', 'output', 'answer'")
+        if rec.get("input") is not None and not isinstance(rec["input"], str):
+            raise ValueError(f"data file {path}, record {j}: field 'input' must be a string (or absent), "
+                             f"got a {type(rec['input']).__name__}")
         answer = rec["answer"].strip().lower()
         kind = answer_kind(answer)
         if kind is None:

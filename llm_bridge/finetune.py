@@ -37,7 +37,9 @@ def setup_torch(threads: int):
     """Deterministic CPU torch with an explicit thread count (no global RNG is ever used:
     LoRA init and batches come from fslora_ref's seeded streams, dropout is 0)."""
     import torch
-    torch.set_num_threads(threads)
+
+    from fslora_ref.validation import check_threads
+    torch.set_num_threads(check_threads("threads", threads))  # 100000 threads crashed torch
     torch.use_deterministic_algorithms(True)
 
 
@@ -175,6 +177,9 @@ def reload_and_evaluate(job, adapter_path, held) -> dict:
     """Load the base model afresh, attach the saved adapter with PeftModel.from_pretrained,
     and evaluate: this must reproduce the run's final evaluation."""
     from peft import PeftModel
+
+    from .model_files import check_adapter_dir
+    check_adapter_dir(adapter_path)
     model, tok = load_model(job.model, dtype=torch_dtype(job.dtype), seed=job.seed, device=resolve_device(job.device))
     peft_model = PeftModel.from_pretrained(model, adapter_path)
     peft_model.eval()

@@ -73,9 +73,10 @@ class FinetuneJob(Job):
         check_choice("client_optimizer", self.client_optimizer, ("sgd", "adamw"))
         check_choice("server_optimizer", self.server_optimizer, ("none", "sgd", "adam"))
         check_choice("dtype", self.dtype, DTYPES)
-        for name in ("rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
-                     "eval_per_family", "eval_every", "threads"):
-            check_int("--" + name.replace("_", "-"), getattr(self, name), low=1)
+        from .limits import check_counts
+        check_counts({name: getattr(self, name) for name in ("rank", "clients", "rounds", "local_steps", "batch_size",
+                                                             "examples_per_client", "eval_per_family", "eval_every",
+                                                             "threads")})
         check_int("--seed", self.seed, low=0)
         check_positive_float("--lr", self.lr)
         check_positive_float("--alpha", self.alpha)
@@ -120,9 +121,19 @@ class FinetuneJob(Job):
         """One-line errors for the model directory and the data files."""
         if self.model not in ("tiny", "smollm2") and not os.path.isdir(self.model):
             raise FileNotFoundError(f"--model {self.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
+        if self.model not in ("tiny", "smollm2"):
+            from .model_files import check_weights_dir
+            check_weights_dir(self.model, "--model")
         from .commonsense import resolve_files
         resolve_files(list(self.train_json or []), "--train-json")
         resolve_files(list(self.eval_json or []), "--eval-json", unique_families=True)
+
+
+def output_names(job: FinetuneJob) -> list:
+    """The files a run writes into its output directory (besides the ``adapter`` directory): checked
+    before the model loads, since a directory named history.json would fail only after training."""
+    from fslora_ref.federation import checkpoint_path
+    return ["history.json", "curves.png", os.path.basename(checkpoint_path(".", job.algorithm))]
 
 
 def check_run(job: FinetuneJob, out: str, *, resume: bool = False, announce: bool = True) -> None:
@@ -131,8 +142,9 @@ def check_run(job: FinetuneJob, out: str, *, resume: bool = False, announce: boo
     :func:`check_resumable`)."""
     job.validate()
     job.check_inputs()
-    from fslora_ref.outputs import prepare_output_dir
+    from fslora_ref.outputs import check_output_names, prepare_output_dir
     prepare_output_dir(out, "--out")
+    check_output_names(out, output_names(job), directories=["adapter"])
     if resume:
         check_resumable(job, out, announce)
 

@@ -91,7 +91,9 @@ def load_local(path: str, dtype=None):
     if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
         raise FileNotFoundError(f"model path {path!r} must be a local transformers model directory "
                                 f"(with config.json), or one of 'smollm2', 'tiny'")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    from .model_files import check_weights_dir
+    check_weights_dir(path, "--model")   # data only: no pickles, FIFOs or unbounded JSON
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, use_safetensors=True)
     tok = AutoTokenizer.from_pretrained(path)
     return _prepare(model, tok)
 

@@ -8,6 +8,7 @@ was inconclusive (not shown to conform). A usage error, including a target that 
 from __future__ import annotations
 
 from ..outputs import atomic_write_bytes, check_output_file
+from ..validation import check_time_limit
 from .battery import check_implementation, list_checks
 from .optimizers import parse_optimizers
 from .session import Options
@@ -63,9 +64,9 @@ def crosscheck(target: str | None, *, mode: str = "all", xfail=(), optimizers: s
         raise ValueError("crosscheck needs a target MODULE:ATTR (e.g. fslora_ref.conformance.reference:impl), or --list")
     if json_path is not None:
         check_output_file(json_path, "--json")
-    if time_limit is not None and time_limit < 0:
-        raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {time_limit:g}")
-    options = Options(rounds=rounds, alpha=alpha, seed=seed, budget=budget, time_limit=time_limit if time_limit else None)
+    if time_limit is not None:   # nan, inf and < 0 refused (nan used to mean no limit); 0: no limit
+        time_limit = check_time_limit("--time-limit (seconds, 0: no limit)", time_limit)
+    options = Options(rounds=rounds, alpha=alpha, seed=seed, budget=budget, time_limit=time_limit)
     parsed_optimizers = parse_optimizers(optimizers) if optimizers else None
     expected_failed = parse_xfail(xfail)
     impl = load_target(target)

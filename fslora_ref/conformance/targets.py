@@ -52,8 +52,8 @@ def _import(module_name: str, is_file: bool):
     try:
         if is_file:
             return _import_file(module_name)
-        if os.getcwd() not in sys.path:  # the console script's sys.path lacks the working directory
-            sys.path.insert(0, os.getcwd())
+        if os.getcwd() not in sys.path:  # the console script's sys.path lacks the working directory;
+            sys.path.append(os.getcwd())  # last, so a stray module there never shadows an installed one
         return importlib.import_module(module_name)
     except KeyboardInterrupt:
         raise

@@ -59,6 +59,8 @@ class Problem:
         m, n_out = self.base_weights[0].shape[0], self.base_weights[-1].shape[1]
         for i, c in enumerate(self.clients):
             check_matrix(f"clients[{i}].X", c.X, (None, m))
+            if c.X.shape[0] == 0:
+                raise ValueError(f"clients[{i}] is empty (X has 0 rows): every client needs at least one sample")
             if self.link == "squared":
                 check_matrix(f"clients[{i}].targets", c.targets, (c.X.shape[0], n_out))
             else:

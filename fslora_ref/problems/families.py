@@ -52,21 +52,24 @@ def _with_held_out(problem: Problem, held: list) -> Problem:
 
 
 def _check_common(n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size=0):
-    """Range checks, and the weights' and expected data size within MAX_FLOATS, before any allocation."""
-    check_int("n_clients", n_clients, low=1, high=MAX_CLIENTS)
-    check_int("eval_size", eval_size, low=0, high=MAX_MEAN_SIZE)
-    for name, d in dims.items():
-        check_int(name, d, low=1, high=MAX_DIM)
-    check_int("target_rank", target_rank, low=1, high=MAX_DIM)
-    check_int("mean_size", mean_size, low=4, high=MAX_MEAN_SIZE)
-    check_real("noise", noise, low=0.0, high=MAX_NOISE)
-    check_real("heterogeneity", heterogeneity, low=0.0, high=MAX_NOISE)
-    check_real("size_spread", size_spread, low=0.0, high=MAX_SIZE_SPREAD)
+    """Range checks, and the weights' and expected data size within MAX_FLOATS, before any allocation.
+    Returns the arguments as plain Python numbers (NumPy scalars are accepted and converted,
+    so that no size below is computed in a NumPy integer type that could wrap around):
+    (n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)."""
+    n_clients = check_int("n_clients", n_clients, low=1, high=MAX_CLIENTS)
+    eval_size = check_int("eval_size", eval_size, low=0, high=MAX_MEAN_SIZE)
+    dims = {name: check_int(name, d, low=1, high=MAX_DIM) for name, d in dims.items()}
+    target_rank = check_int("target_rank", target_rank, low=1, high=MAX_DIM)
+    mean_size = check_int("mean_size", mean_size, low=4, high=MAX_MEAN_SIZE)
+    noise = check_real("noise", noise, low=0.0, high=MAX_NOISE)
+    heterogeneity = check_real("heterogeneity", heterogeneity, low=0.0, high=MAX_NOISE)
+    size_spread = check_real("size_spread", size_spread, low=0.0, high=MAX_SIZE_SPREAD)
     sizes = list(dims.values())
     check_allocation("the base weights", sum(a * b for a, b in zip(sizes, sizes[1:])), "the dimensions")
     check_allocation("the low-rank targets", target_rank * sum(sizes) * 2, "target_rank or the dimensions")
     check_allocation("the clients' data", n_clients * mean_size * sum(sizes), "n_clients, mean_size or the dimensions")
     check_allocation("the held-out data", n_clients * eval_size * sum(sizes), "n_clients, eval_size or the dimensions")
+    return n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size
 
 
 def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: int = 4,
@@ -78,7 +81,9 @@ def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: 
     Y_i = X_i (W0 + D + heterogeneity * D_i) + noise * E_i, with rank-``target_rank`` D, D_i.
     eval_size: held-out samples per client (``problem.held_out``; 0: none).
     """
-    _check_common(n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)
+    n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
+        n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)
+    m, n = dims["m"], dims["n"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W0 = rng.standard_normal((m, n)) / np.sqrt(m)
     shared = _low_rank(m, n, target_rank, 1.0, rng)
@@ -105,8 +110,10 @@ def logistic(n_clients: int = 8, m: int = 24, n_classes: int = 6, *, target_rank
     W_i = W0 + D + heterogeneity * D_i, so clients' label maps differ.
     eval_size: held-out samples per client (``problem.held_out``; 0: none).
     """
-    _check_common(n_clients, {"m": m, "n_classes": n_classes}, target_rank, mean_size, noise, heterogeneity,
-                  size_spread, eval_size)
+    n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
+        n_clients, {"m": m, "n_classes": n_classes}, target_rank, mean_size, noise, heterogeneity, size_spread,
+        eval_size)
+    m, n_classes = dims["m"], dims["n_classes"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W0 = rng.standard_normal((m, n_classes)) / np.sqrt(m)
     shared = _low_rank(m, n_classes, target_rank, 3.0, rng)
@@ -137,8 +144,10 @@ def two_layer(n_clients: int = 8, m: int = 16, hidden: int = 24, n: int = 8, *, 
     teacher network whose layers are perturbed per client.
     eval_size: held-out samples per client (``problem.held_out``; 0: none).
     """
-    _check_common(n_clients, {"m": m, "hidden": hidden, "n": n}, target_rank, mean_size, noise, heterogeneity,
-                  size_spread, eval_size)
+    n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
+        n_clients, {"m": m, "hidden": hidden, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread,
+        eval_size)
+    m, hidden, n = dims["m"], dims["hidden"], dims["n"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W01 = rng.standard_normal((m, hidden)) / np.sqrt(m)
     W02 = rng.standard_normal((hidden, n)) / np.sqrt(hidden)

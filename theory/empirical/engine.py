@@ -11,6 +11,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from fslora_ref.algorithms import ALGORITHMS
+from fslora_ref.validation import check_workers
 
 from . import claims as claims_mod
 from .runs import RunResult, run_unit
@@ -66,7 +67,8 @@ def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, al
             finished(f, s, run_unit(settings[f], s, missing, algorithms, on_arm=tick))
     else:
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        # never more workers than units of work (`--jobs 64` for 2 units started 64 processes)
+        with ProcessPoolExecutor(max_workers=check_workers("jobs", jobs, len(todo)), mp_context=context) as pool:
             futures = {pool.submit(run_unit, settings[f], s, missing, algorithms): (f, s, missing)
                        for f, s, missing in todo}
             try:

@@ -14,15 +14,17 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fslora_ref.jobs import Job, check_choice
-from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.progress import Progress
-from fslora_ref.validation import check_int
+from fslora_ref.validation import MAX_CLIENTS, MAX_ROUNDS, check_int, check_threads
 
 from . import claims as claims_mod
 from . import engine, report
 from .settings import FAMILIES, SEEDS
 from .stats import NOT_SUPPORTED
 from .store import RunStore
+
+MAX_SEEDS = 1_000
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,12 @@ class ClaimsJob(Job):
         if self.family is not None:
             check_choice("family", self.family, FAMILIES)
         seeds = self.seeds if self.seeds is not None else SEEDS["quick" if self.quick else "full"]
-        check_int("--seeds", seeds, low=2)
-        check_int("--jobs", self.jobs, low=1)
+        check_int("--seeds", seeds, low=2, high=MAX_SEEDS)
+        check_threads("--jobs", self.jobs)   # and never more workers than units of work (engine.run_claims)
         if self.rounds is not None:
-            check_int("--rounds", self.rounds, low=1)
+            check_int("--rounds", self.rounds, low=1, high=MAX_ROUNDS)
         if self.clients is not None:
-            check_int("--clients", self.clients, low=2)
+            check_int("--clients", self.clients, low=2, high=MAX_CLIENTS)
         if not 0.0 < self.margin < 1.0:
             raise ValueError(f"--margin must be in (0, 1), got {self.margin}")
         if not 0.0 < self.alpha < 0.5:
@@ -62,15 +64,24 @@ class ClaimsJob(Job):
 def select_claims(only, margin: float) -> list:
     """The claims named by --only ('claim1' or '1'), in registry order."""
     claims = claims_mod.build_claims(margin)
-    if not only:
+    if only is None:
         return claims
+    tokens = [t.strip() for t in only.split(",") if t.strip()]
+    if not tokens:  # an empty --only is a mistake, not "every claim"
+        raise ValueError(f"--only must name at least one claim id, got {only!r}; known: {[c.id for c in claims]}")
     wanted = []
-    for token in (t.strip() for t in only.split(",") if t.strip()):
+    for token in tokens:
         cid = token if token.startswith("claim") else f"claim{token}"
         if cid not in {c.id for c in claims}:
             raise ValueError(f"--only: unknown claim id {token!r}; known: {[c.id for c in claims]}")
         wanted.append(cid)
     return [c for c in claims if c.id in wanted]
+
+
+def output_names(claims) -> list:
+    """The files a claims run writes into its output directory (checked before any run: a
+    directory named report.json would otherwise fail only after every run has computed)."""
+    return ["report.json", "report.md", "runs.json"] + [f"{c.id}.png" for c in claims]
 
 
 def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=None) -> int:
@@ -95,6 +106,7 @@ def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=Non
     claims = select_claims(job.only, job.margin)
     families = [job.family] if job.family else list(FAMILIES)
     prepare_output_dir(out)
+    check_output_names(out, output_names(claims))
     store = RunStore(os.path.join(out, "runs.json"), resume=resume)
     arms = engine.needed_arms(claims)
     start = time.perf_counter()
