@@ -48,6 +48,9 @@ def add_flower_options(p):
     g.add_argument("--start-timeout", type=float, default=60.0,
                    help="seconds for the local SuperLink and SuperNodes to come up")
     g.add_argument("--run-timeout", type=float, default=None, help="stop the run after this many seconds")
+    g.add_argument("--insecure", action="store_true",
+                   help="start the local SuperLink and SuperNodes without TLS and without SuperNode authentication "
+                        "(by default: a throw-away CA, TLS, and only this deployment's node keys admitted)")
     g.add_argument("--export-run-config", metavar="FILE.toml",
                    help="write the run config for `flwr run <app> <superlink> --run-config FILE.toml` and exit "
                         "(multi-machine use; --out and the data paths are then paths on the hosts that read them, "
@@ -154,9 +157,15 @@ def run(args) -> int:
         return 0
     from .flower_deploy import DeploymentError, LocalDeployment
     n = spec.clients
+    if args.insecure:
+        print(f"fslora flower {job}: warning: --insecure: no TLS and no SuperNode authentication; any process on "
+              "this machine can join as a client, read the traffic and use the SuperLink's Control API",
+              file=sys.stderr)
     try:
-        with LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout) as dep:
-            print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s")
+        with LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
+                             insecure=args.insecure) as dep:
+            mode = "without TLS (--insecure)" if args.insecure else "TLS, SuperNode authentication"
+            print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s ({mode})")
             result = dep.run(APP_DIR, rc, timeout=args.run_timeout, on_line=_echo)
     except DeploymentError as exc:
         print(f"fslora flower {job}: error: {exc}", file=sys.stderr)

@@ -44,6 +44,18 @@ MARK = "FSLORA_FLOWER_DEPLOYMENT"
 CONNECTION = "fslora-local"
 
 
+def die_with_parent() -> None:
+    """In a child between fork and exec: have the kernel SIGKILL it when the process that started it
+    dies, however it dies (kill -9 included). Linux prctl(PR_SET_PDEATHSIG); a no-op elsewhere. The
+    processes Flower spawns in turn are covered by the watchdog (``fslora_cli.flower_watchdog``)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class DeploymentError(RuntimeError):
     """The deployment did not start, run or stop as it should (one line, naming the part)."""
 
@@ -108,14 +120,17 @@ class LocalDeployment:
     """
 
     def __init__(self, n_nodes: int, log_dir: str, *, start_timeout: float = 60.0, stop_grace: float = 5.0,
-                 stop_timeout: float = 10.0):
+                 stop_timeout: float = 10.0, insecure: bool = False):
         if n_nodes < 1:
             raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
+        self.insecure = insecure
+        self.credentials = None
         self.n_nodes, self.log_dir = n_nodes, log_dir
         self.start_timeout, self.stop_grace, self.stop_timeout = start_timeout, stop_grace, stop_timeout
         self.token = uuid.uuid4().hex
         self.home = None
         self.superlink = None
+        self.watchdog = None
         self.nodes = []         # Popen per SuperNode, index = partition-id
         self.node_logs = {}     # partition-id -> log name of its current SuperNode
         self._starts = {}
@@ -145,13 +160,27 @@ class LocalDeployment:
         self.env["PATH"] = tools + os.pathsep + self.env.get("PATH", "")
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             self.env.setdefault(var, "1")   # N ClientApps share this machine's cores
+        watch_env = {k: v for k, v in self.env.items() if k != MARK}
+        self.watchdog = subprocess.Popen([sys.executable, "-m", "fslora_cli.flower_watchdog", str(os.getpid()),
+                                          self.token, self.home], env=watch_env, start_new_session=True,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.port = free_port()
-        self.superlink = self._spawn("superlink", [_tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
+        if self.insecure:
+            security, connection = ["--insecure"], "insecure = true\n"
+        else:
+            from .flower_pki import make_credentials
+            creds = self.credentials = make_credentials(os.path.join(self.home, "credentials"), self.n_nodes)
+            security = ["--ssl-certfile", creds.server_cert, "--ssl-keyfile", creds.server_key,
+                        "--ssl-ca-certfile", creds.ca_cert, "--enable-supernode-auth"]
+            connection = f'root-certificates = "{creds.ca_cert}"\n'
+        self.superlink = self._spawn("superlink", [_tool("flower-superlink"), *security, "--host", "127.0.0.1",
                                                    "--port", str(self.port)])
         self._wait(lambda: self._listening(self.port), deadline, "the SuperLink did not listen", "superlink")
         with open(os.path.join(self.home, "config.toml"), "w") as fh:
             fh.write(f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-                     f'address = "127.0.0.1:{self.port}"\ninsecure = true\n')
+                     f'address = "127.0.0.1:{self.port}"\n{connection}')
+        if not self.insecure:
+            self._register_nodes(deadline)
         self.nodes = [self._spawn_node(i) for i in range(self.n_nodes)]
         for i in range(self.n_nodes):
             self._wait(lambda: self._registered(i), deadline, f"SuperNode {i} did not register", self.node_logs[i])
@@ -176,6 +205,9 @@ class LocalDeployment:
         left = self._remaining()
         if self.home:
             shutil.rmtree(self.home, ignore_errors=True)
+        if self.watchdog is not None and self.watchdog.poll() is None:
+            self.watchdog.terminate()
+            self.watchdog.wait(timeout=5)
         if left:
             raise DeploymentError(f"processes still running {self.stop_timeout:g} s after stop: {left}")
         return time.monotonic() - t0
@@ -207,7 +239,7 @@ class LocalDeployment:
         t0 = time.monotonic()
         proc = subprocess.Popen([_tool("flwr"), "run", os.path.abspath(app_dir), CONNECTION, "--run-config", cfg,
                                  "--stream"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self.env, start_new_session=True)
+                                env=self.env, start_new_session=True, preexec_fn=die_with_parent)
         self._procs.append(proc)
         run_id, lines = None, []
         log = open(os.path.join(self.log_dir, "run.log"), "a")
@@ -249,13 +281,36 @@ class LocalDeployment:
             return 0
 
     # -- internals -----------------------------------------------------------------------------------
+    def _register_nodes(self, deadline) -> None:
+        """Admit this deployment's SuperNode keys, and only them (``flwr supernode register``, all at once)."""
+        procs = [subprocess.Popen([_tool("flwr"), "supernode", "register", pub, CONNECTION], env=self.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                  preexec_fn=die_with_parent)
+                 for pub in self.credentials.node_public]
+        self._procs.extend(procs)
+        for i, proc in enumerate(procs):
+            try:
+                out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise DeploymentError(f"registering SuperNode {i}'s key took longer than {self.start_timeout:g} s") from None
+            if proc.returncode != 0:
+                raise DeploymentError(f"registering SuperNode {i}'s key failed: {' '.join(out.split())[-300:]}")
+
+    def node_command(self, i: int, node_config: str | None = None, key: str | None = None) -> list:
+        """The ``flower-supernode`` command line of client ``i`` (its own key unless ``key``)."""
+        if self.insecure:
+            security = ["--insecure"]
+        else:
+            security = ["--root-certificates", self.credentials.ca_cert,
+                        "--auth-supernode-private-key", key or self.credentials.node_keys[i]]
+        return [_tool("flower-supernode"), *security, "--superlink", f"127.0.0.1:{self.port}",
+                "--host", "127.0.0.1", "--port", str(free_port()),
+                "--node-config", node_config or f"partition-id={i} num-partitions={self.n_nodes}"]
+
     def _spawn_node(self, i):
         starts = self._starts[i] = self._starts.get(i, -1) + 1
         self.node_logs[i] = f"supernode-{i}" + (f"-restart{starts}" if starts else "")
-        return self._spawn(self.node_logs[i], [
-            _tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-            "--host", "127.0.0.1", "--port", str(free_port()),
-            "--node-config", f"partition-id={i} num-partitions={self.n_nodes}"])
+        return self._spawn(self.node_logs[i], self.node_command(i))
 
     def _registered(self, i) -> bool:
         # flower-supernode logs its node id once the SuperLink has registered it (polling
@@ -269,7 +324,8 @@ class LocalDeployment:
     def _spawn(self, name, cmd):
         log = open(os.path.join(self.log_dir, f"{name}.log"), "w")
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                                    preexec_fn=die_with_parent)
         finally:
             log.close()
         self._procs.append(proc)
