@@ -43,6 +43,11 @@ def add_flower_options(p):
     g.add_argument("--on-missing", choices=("stop", "continue"), default=defaults["on-missing"],
                    help="a client that does not answer in time: stop with an error naming it (resume with --resume), "
                         "or continue, averaging over the clients that replied")
+    g.add_argument("--on-bad-update", choices=("stop", "drop"), default=defaults["on-bad-update"],
+                   help="an update with a NaN or infinity, a wrong shape or dtype, or a norm above --max-update-norm: "
+                        "stop with an error naming the client, or drop it from the round (default %(default)s)")
+    g.add_argument("--max-update-norm", type=float, default=None, metavar="BOUND",
+                   help="refuse a client's upload whose Euclidean norm (all its arrays) exceeds BOUND (default: no bound)")
     g.add_argument("--discovery-timeout", type=float, default=defaults["discovery-timeout"],
                    help="seconds to wait for the SuperNodes' answers before round 1 (first use converts SmolLM2)")
     g.add_argument("--start-timeout", type=float, default=60.0,
@@ -142,11 +147,15 @@ def run(args) -> int:
         check_positive_float("--" + name.replace("_", "-"), getattr(args, name))
     if args.run_timeout is not None:
         check_positive_float("--run-timeout", args.run_timeout)
+    if args.max_update_norm is not None:
+        check_positive_float("--max-update-norm", args.max_update_norm)
     ns = job_args(job, args)
     spec, run_options = typed_job(job, ns)
     validate(job, spec, ns.out, ns.resume, local=not args.export_run_config)
     rc = app_module("settings").run_config(job, spec, ns.out, **run_options, round_timeout=args.round_timeout,
-                                           on_missing=args.on_missing, discovery_timeout=args.discovery_timeout)
+                                           on_missing=args.on_missing, discovery_timeout=args.discovery_timeout,
+                                           on_bad_update=args.on_bad_update,
+                                           max_update_norm=args.max_update_norm or 0.0)
     if args.export_run_config:
         import tomli_w
         from fslora_ref.outputs import atomic_write_bytes, check_output_file

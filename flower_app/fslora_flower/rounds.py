@@ -66,13 +66,16 @@ class FlowerRounds:
     replies with :class:`FSLoRAStrategy`. Raises the strategy's MissingClients (policy "stop")
     or the client's DivergenceError, after recording the round in the ledger."""
 
-    def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None):
+    def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None,
+                 on_bad_update="stop", max_update_norm=None):
         self.grid, self.nodes, self.timeout, self.on_missing = grid, dict(nodes), timeout, on_missing
+        self.on_bad_update, self.max_update_norm = on_bad_update, max_update_norm
         self.poll, self.dtype, self.ledger = poll, dtype, ledger
 
     def __call__(self, algorithm, state, problem, config, round_index):
         strategy = FSLoRAStrategy(algorithm, problem, config, self.nodes, state=state, on_missing=self.on_missing,
-                                  dtype=self.dtype, reply_timeout=self.timeout)
+                                  dtype=self.dtype, reply_timeout=self.timeout, on_bad_update=self.on_bad_update,
+                                  max_update_norm=self.max_update_norm)
         t0 = time.perf_counter()
         messages = strategy.configure_train(round_index + 1, ArrayRecord(), ConfigRecord(), self.grid)
         entry = {"algorithm": algorithm.name, "round": round_index + 1,

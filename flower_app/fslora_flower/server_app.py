@@ -39,7 +39,8 @@ def main(grid: Grid, context: Context) -> None:
         ledger.set(nodes={str(c): str(n) for c, n in sorted(nodes.items())}, discovery_seconds=time.perf_counter() - t0)
         down, _ = settings.wire_dtypes()
         rounds = FlowerRounds(grid, nodes, timeout=settings.round_timeout, on_missing=settings.on_missing,
-                              poll=settings.poll, dtype=down, ledger=ledger)
+                              poll=settings.poll, dtype=down, ledger=ledger, on_bad_update=settings.on_bad_update,
+                              max_update_norm=settings.max_update_norm)
         if settings.job == "simulate":
             from fslora_ref.simulate import build, run_all, write_results
             problem, config, names = build(job)

@@ -10,6 +10,8 @@ ServerApp and every ClientApp unchanged:
     out                output directory on the ServerApp's host
     round-timeout      seconds the server waits for a round's replies
     on-missing         stop | continue (see strategy.py)
+    on-bad-update      stop | drop: an update with NaN/inf, a wrong shape or dtype, or a norm above the bound
+    max-update-norm    bound on the Euclidean norm of one client's upload; 0 = no bound
     discovery-timeout  seconds to wait for the SuperNodes and their answers before round 1
     poll-interval      seconds between the server's pulls for replies
 """
@@ -20,10 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .strategy import ON_MISSING
+from .strategy import ON_BAD_UPDATE, ON_MISSING
 
 JOBS = ("simulate", "finetune")
-DEFAULTS = {"round-timeout": 600.0, "on-missing": "stop", "discovery-timeout": 300.0, "poll-interval": 0.5}
+DEFAULTS = {"round-timeout": 600.0, "on-missing": "stop", "discovery-timeout": 300.0, "poll-interval": 0.5,
+            "on-bad-update": "stop", "max-update-norm": 0.0}
 
 
 RUN_OPTIONS = {"simulate": ("out", "resume"), "finetune": ("out", "resume", "stop_after")}   # not job fields
@@ -51,6 +54,8 @@ class Settings:
     poll: float
     resume: bool = False
     stop_after: int | None = None
+    on_bad_update: str = "stop"
+    max_update_norm: float | None = None    # None: no bound
 
     @classmethod
     def from_run_config(cls, rc) -> "Settings":
@@ -70,6 +75,12 @@ class Settings:
         spec = kind.from_dict({k: v for k, v in given.items() if k not in RUN_OPTIONS[job]})  # left out: the default
         if rc.get("on-missing") not in ON_MISSING:
             raise ValueError(f"run config 'on-missing' must be one of {ON_MISSING}, got {rc.get('on-missing')!r}")
+        on_bad = rc.get("on-bad-update", DEFAULTS["on-bad-update"])
+        if on_bad not in ON_BAD_UPDATE:
+            raise ValueError(f"run config 'on-bad-update' must be one of {ON_BAD_UPDATE}, got {on_bad!r}")
+        bound = rc.get("max-update-norm", DEFAULTS["max-update-norm"])
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 <= bound < float("inf"):
+            raise ValueError(f"run config 'max-update-norm' must be a finite number >= 0 (0: no bound), got {bound!r}")
         numbers = {}
         for key in ("round-timeout", "discovery-timeout", "poll-interval"):
             value = rc.get(key)
@@ -78,7 +89,8 @@ class Settings:
             numbers[key] = float(value)
         return cls(job, spec, str(rc.get("out") or ""), numbers["round-timeout"], rc["on-missing"],
                    numbers["discovery-timeout"], numbers["poll-interval"], resume=bool(given.get("resume", False)),
-                   stop_after=given.get("stop_after"))
+                   stop_after=given.get("stop_after"), on_bad_update=on_bad,
+                   max_update_norm=float(bound) if bound > 0 else None)
 
     @property
     def n_clients(self) -> int:
