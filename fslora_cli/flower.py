@@ -170,6 +170,7 @@ def run(args) -> int:
         print(f"fslora flower {job}: warning: --insecure: no TLS and no SuperNode authentication; any process on "
               "this machine can join as a client, read the traffic and use the SuperLink's Control API",
               file=sys.stderr)
+    runs_before = app_module("rounds").Ledger.count(ns.out)
     try:
         with LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
                              insecure=args.insecure) as dep:
@@ -177,6 +178,7 @@ def run(args) -> int:
             print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s ({mode})")
             result = dep.run(APP_DIR, rc, timeout=args.run_timeout, on_line=_echo)
     except DeploymentError as exc:
+        app_module("rounds").Ledger.mark_crashed(ns.out, str(exc), first=runs_before)   # the ServerApp could not say it
         print(f"fslora flower {job}: error: {exc}", file=sys.stderr)
         return 1
     if not result.ok:

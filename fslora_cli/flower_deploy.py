@@ -259,12 +259,21 @@ class LocalDeployment:
             log.close()
         proc.wait()
         seconds = time.monotonic() - t0
+        self.check_superlink()
         if run_id is None:
             tail = " ".join("".join(lines[-5:]).split())[-300:]
             raise DeploymentError(f"flwr run did not start a run (exit {proc.returncode}): {tail}")
         info = self.run_info(run_id)
         return RunResult(run_id, info.get("status", "unknown"), info.get("status-details", ""), seconds,
                          info.get("network-traffic", {}))
+
+    def check_superlink(self) -> None:
+        """DeploymentError if the SuperLink process has exited (crashed or killed), saying how."""
+        code = None if self.superlink is None else self.superlink.poll()
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            raise DeploymentError(f"the SuperLink (pid {self.superlink.pid}) {how} during the run; see "
+                                  f"{os.path.join(self.log_dir, 'superlink.log')}")
 
     def run_info(self, run_id: str) -> dict:
         """The run's entry in ``flwr ls --run-id`` (status, status-details, network-traffic, ...)."""

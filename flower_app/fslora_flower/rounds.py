@@ -47,6 +47,38 @@ class Ledger:
         write_json(self.path, self.doc)
 
     @staticmethod
+    def count(out: str) -> int:
+        """How many run entries ``<out>/flower.json`` has (0 if none or unreadable)."""
+        try:
+            with open(os.path.join(out, "flower.json")) as fh:
+                return len(json.load(fh).get("runs", []))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return 0
+
+    @staticmethod
+    def mark_crashed(out: str, message: str, first: int = 0) -> bool:
+        """Record ``message`` as the error of the run entries from index ``first`` on (the ones this
+        deployment added) that did not complete: the SuperLink died under them, so the error their
+        ServerApp recorded, if any, is a consequence (kept as "serverapp-error"). True if one was."""
+        path = os.path.join(out, "flower.json")
+        try:
+            with open(path) as fh:
+                doc = json.load(fh)
+            runs = doc.get("runs", [])[first:]
+        except (OSError, ValueError, AttributeError):
+            return False
+        changed = False
+        for run in runs:
+            if isinstance(run, dict) and run.get("status") != "completed":
+                if run.get("error"):
+                    run["serverapp-error"] = run["error"]
+                run.update(status="failed", error=message, **{"exit-code": 1})
+                changed = True
+        if changed:
+            write_json(path, doc)
+        return changed
+
+    @staticmethod
     def exit_code(out: str, run_id) -> int:
         """The exit code recorded in ``<out>/flower.json`` for the failed Flower run ``run_id``; 1 when
         there is none (the ServerApp failed before writing its entry, or the file is not ours)."""

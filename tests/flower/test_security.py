@@ -129,3 +129,42 @@ def test_the_command_is_secure_unless_told_otherwise(tmp_path, capsys, monkeypat
     assert code == 0, err
     assert seen == [bool(flag)]
     assert ("warning: --insecure" in err) == bool(flag)
+
+
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError):
+                pass
+    return found
+
+
+def test_a_killed_superlink_is_recorded_as_failed(tmp_path):
+    import json
+    out = tmp_path / "run"
+    cli = subprocess.Popen([sys.executable, "-m", "fslora_cli.main", "flower", "simulate", "--clients", "2",
+                            "--budgets", "2,4", "--rank", "4", "--m", "6", "--n", "5", "--rounds", "400",
+                            "--algorithms", "fslora", "--out", str(out), "--start-timeout", "90"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledger = out / "flower.json"
+    deadline = time.monotonic() + 200                    # hang guard
+    while time.monotonic() < deadline and cli.poll() is None:
+        try:
+            if json.loads(ledger.read_text())["runs"][-1]["rounds"]:
+                break
+        except (OSError, ValueError, KeyError, IndexError):
+            pass
+        time.sleep(0.25)
+    superlinks = [p for p in _children(cli.pid) if b"flower-superlink" in open(f"/proc/{p}/cmdline", "rb").read()]
+    assert len(superlinks) == 1, "the run did not reach round 1"
+    os.kill(superlinks[0], 9)
+    _, err = cli.communicate(timeout=200)
+    assert cli.returncode == 1, err
+    assert "the SuperLink (pid" in err and "was killed by signal 9" in err
+    run = json.loads(ledger.read_text())["runs"][-1]
+    assert run["status"] == "failed" and "the SuperLink" in run["error"] and run["exit-code"] == 1
