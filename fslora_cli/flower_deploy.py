@@ -120,10 +120,14 @@ class LocalDeployment:
     """
 
     def __init__(self, n_nodes: int, log_dir: str, *, start_timeout: float = 60.0, stop_grace: float = 5.0,
-                 stop_timeout: float = 10.0, insecure: bool = False):
+                 stop_timeout: float = 10.0, insecure: bool = False, node_configs=None):
         if n_nodes < 1:
             raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
         self.insecure = insecure
+        # extra --node-config entries per SuperNode, e.g. 'budget=4 data="/data/partition-0.npz"'
+        self.node_configs = list(node_configs) if node_configs is not None else [""] * n_nodes
+        if len(self.node_configs) != n_nodes:
+            raise ValueError(f"node_configs must hold {n_nodes} entries (one per SuperNode), got {len(self.node_configs)}")
         self.credentials = None
         self.n_nodes, self.log_dir = n_nodes, log_dir
         self.start_timeout, self.stop_grace, self.stop_timeout = start_timeout, stop_grace, stop_timeout
@@ -314,7 +318,8 @@ class LocalDeployment:
                         "--auth-supernode-private-key", key or self.credentials.node_keys[i]]
         return [_tool("flower-supernode"), *security, "--superlink", f"127.0.0.1:{self.port}",
                 "--host", "127.0.0.1", "--port", str(free_port()),
-                "--node-config", node_config or f"partition-id={i} num-partitions={self.n_nodes}"]
+                "--node-config", node_config or " ".join(
+                    [f"partition-id={i} num-partitions={self.n_nodes}", self.node_configs[i]]).strip()]
 
     def _spawn_node(self, i):
         starts = self._starts[i] = self._starts.get(i, -1) + 1
