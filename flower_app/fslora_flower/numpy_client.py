@@ -17,7 +17,10 @@ from .partition import load_partition, recipe_digest, write_partitions, save_par
 
 
 def cache_dir() -> str:
-    """``$FSLORA_CACHE/flower-partitions`` (default ``~/.cache/fslora/flower-partitions``)."""
+    """``$FSLORA_NODE_DATA_CACHE``, else ``$FSLORA_CACHE/flower-partitions`` (default
+    ``~/.cache/fslora/flower-partitions``)."""
+    if os.environ.get("FSLORA_NODE_DATA_CACHE"):
+        return os.environ["FSLORA_NODE_DATA_CACHE"]
     root = os.environ.get("FSLORA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fslora")
     return os.path.join(root, "flower-partitions")
 
