@@ -53,6 +53,12 @@ def add_flower_options(p):
     g.add_argument("--start-timeout", type=float, default=60.0,
                    help="seconds for the local SuperLink and SuperNodes to come up")
     g.add_argument("--run-timeout", type=float, default=None, help="stop the run after this many seconds")
+    g.add_argument("--engine", choices=("deployment", "simulation"), default="deployment",
+                   help="deployment: a SuperLink and one SuperNode process per client (TLS, node auth); simulation: "
+                        "Flower's simulation engine (Ray), --clients virtual SuperNodes in one process tree "
+                        "(needs the `flower` extra's Ray; many clients on one machine)")
+    g.add_argument("--client-cpus", type=int, default=1,
+                   help="simulation engine: CPUs reserved per ClientApp (how many run at once; default 1)")
     g.add_argument("--insecure", action="store_true",
                    help="start the local SuperLink and SuperNodes without TLS and without SuperNode authentication "
                         "(by default: a throw-away CA, TLS, and only this deployment's node keys admitted)")
@@ -147,6 +153,10 @@ def run(args) -> int:
         check_positive_float("--" + name.replace("_", "-"), getattr(args, name))
     if args.run_timeout is not None:
         check_positive_float("--run-timeout", args.run_timeout)
+    if args.client_cpus < 1:
+        print(f"fslora flower {job}: error: --client-cpus must be an integer >= 1, got {args.client_cpus}",
+              file=sys.stderr)
+        return 2
     if args.max_update_norm is not None:
         check_positive_float("--max-update-norm", args.max_update_norm)
     ns = job_args(job, args)
@@ -166,16 +176,26 @@ def run(args) -> int:
         return 0
     from .flower_deploy import DeploymentError, LocalDeployment
     n = spec.clients
-    if args.insecure:
+    if args.insecure and args.engine == "deployment":
         print(f"fslora flower {job}: warning: --insecure: no TLS and no SuperNode authentication; any process on "
               "this machine can join as a client, read the traffic and use the SuperLink's Control API",
               file=sys.stderr)
     runs_before = app_module("rounds").Ledger.count(ns.out)
     try:
-        with LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
-                             insecure=args.insecure) as dep:
-            mode = "without TLS (--insecure)" if args.insecure else "TLS, SuperNode authentication"
-            print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s ({mode})")
+        if args.engine == "simulation":
+            from .flower_deploy import SimulationDeployment
+            deployment = SimulationDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
+                                              client_cpus=args.client_cpus)
+        else:
+            deployment = LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
+                                         insecure=args.insecure)
+        with deployment as dep:
+            if args.engine == "simulation":
+                print(f"flower: simulation engine SuperLink on 127.0.0.1:{dep.port}, {n} virtual SuperNodes")
+            else:
+                mode = "without TLS (--insecure)" if args.insecure else "TLS, SuperNode authentication"
+                print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s "
+                      f"({mode})")
             result = dep.run(APP_DIR, rc, timeout=args.run_timeout, on_line=_echo)
     except DeploymentError as exc:
         app_module("rounds").Ledger.mark_crashed(ns.out, str(exc), first=runs_before)   # the ServerApp could not say it

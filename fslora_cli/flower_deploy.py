@@ -156,18 +156,7 @@ class LocalDeployment:
     def start(self) -> None:
         t0 = time.monotonic()
         deadline = t0 + self.start_timeout
-        os.makedirs(self.log_dir, exist_ok=True)
-        self.home = tempfile.mkdtemp(prefix="fslora-flwr-home-")
-        self.env = dict(os.environ, FLWR_HOME=self.home, **ENV, **{MARK: self.token})
-        # the SuperLink and SuperNodes start flower-superexec / flwr-*app by name
-        tools = os.path.dirname(_tool("flower-superlink"))
-        self.env["PATH"] = tools + os.pathsep + self.env.get("PATH", "")
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            self.env.setdefault(var, "1")   # N ClientApps share this machine's cores
-        watch_env = {k: v for k, v in self.env.items() if k != MARK}
-        self.watchdog = subprocess.Popen([sys.executable, "-m", "fslora_cli.flower_watchdog", str(os.getpid()),
-                                          self.token, self.home], env=watch_env, start_new_session=True,
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self._prepare_home()
         self.port = free_port()
         if self.insecure:
             security, connection = ["--insecure"], "insecure = true\n"
@@ -189,6 +178,21 @@ class LocalDeployment:
         for i in range(self.n_nodes):
             self._wait(lambda: self._registered(i), deadline, f"SuperNode {i} did not register", self.node_logs[i])
         self.start_seconds = time.monotonic() - t0
+
+    def _prepare_home(self) -> None:
+        """A private temporary FLWR_HOME, the deployment's environment and its watchdog."""
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.home = tempfile.mkdtemp(prefix="fslora-flwr-home-")
+        self.env = dict(os.environ, FLWR_HOME=self.home, **ENV, **{MARK: self.token})
+        # the SuperLink and SuperNodes start flower-superexec / flwr-*app by name
+        tools = os.path.dirname(_tool("flower-superlink"))
+        self.env["PATH"] = tools + os.pathsep + self.env.get("PATH", "")
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            self.env.setdefault(var, "1")   # N ClientApps share this machine's cores
+        watch_env = {k: v for k, v in self.env.items() if k != MARK}
+        self.watchdog = subprocess.Popen([sys.executable, "-m", "fslora_cli.flower_watchdog", str(os.getpid()),
+                                          self.token, self.home], env=watch_env, start_new_session=True,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def stop(self) -> float:
         """Stop everything this deployment started within ``stop_timeout`` seconds (SIGTERM, then
@@ -387,3 +391,32 @@ class LocalDeployment:
             (os.killpg if group else os.kill)(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class SimulationDeployment(LocalDeployment):
+    """Flower's simulation engine on 127.0.0.1: one ``flower-superlink --simulation`` whose runs get
+    ``num_supernodes`` virtual SuperNodes (``partition-id=i num-partitions=N`` each), their
+    ClientApps executed by Ray actors in one process tree instead of one OS process per message.
+    The SuperLink is started --insecure (the simulation runtime has no SuperNodes to authenticate;
+    it listens on 127.0.0.1 only, for the time of the run) and dies with the launcher like a
+    LocalDeployment. ``client_cpus``: CPUs Ray reserves per ClientApp (how many run at once)."""
+
+    def __init__(self, num_supernodes: int, log_dir: str, *, client_cpus: int = 1, **kw):
+        super().__init__(num_supernodes, log_dir, insecure=True, **kw)
+        self.client_cpus = client_cpus
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + self.start_timeout
+        self._prepare_home()
+        self.port = free_port()
+        self.superlink = self._spawn("superlink", [_tool("flower-superlink"), "--insecure", "--simulation",
+                                                   "--host", "127.0.0.1", "--port", str(self.port)])
+        self._wait(lambda: self._listening(self.port), deadline, "the SuperLink did not listen", "superlink")
+        with open(os.path.join(self.home, "config.toml"), "w") as fh:
+            fh.write(f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+                     f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
+                     f'options.num-supernodes = {self.n_nodes}\n'
+                     f'options.backend.client-resources.num-cpus = {int(self.client_cpus)}\n'
+                     f'options.backend.client-resources.num-gpus = 0\n')
+        self.start_seconds = time.monotonic() - t0
