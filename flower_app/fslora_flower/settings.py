@@ -14,6 +14,13 @@ ServerApp and every ClientApp unchanged:
     max-update-norm    bound on the Euclidean norm of one client's upload; 0 = no bound
     discovery-timeout  seconds to wait for the SuperNodes and their answers before round 1
     poll-interval      seconds between the server's pulls for replies
+
+Typed keys a Flower user can set with ``flwr run ... --run-config 'num-server-rounds=20 fslora.rank=8'``
+override ``job-args`` (declared in pyproject.toml with "" = not set, the job-args value stands):
+
+    num-server-rounds  the job's rounds (0 = not set)
+    fslora.<field>     any field of the job, hyphenated: fslora.rank, fslora.budgets ("2,4,8"),
+                       fslora.clients, fslora.lr, fslora.local-steps, fslora.algorithms, fslora.seed, ...
 """
 from __future__ import annotations
 
@@ -69,6 +76,7 @@ class Settings:
         except ValueError as exc:
             raise ValueError(f"run config 'job-args' must be a JSON object of {job} options ({exc})") from None
         kind = job_class(job)
+        given.update(typed_overrides(rc, kind))
         unknown = sorted(set(given) - set(kind.field_names()) - set(RUN_OPTIONS[job]))
         if unknown:
             raise ValueError(f"run config 'job-args' has options `fslora {job}` does not know: {unknown}")
@@ -103,6 +111,41 @@ class Settings:
         if self.job == "simulate" or self.args.dtype == "float64":
             return np.float64, np.float64
         return (np.float32 if self.args.dtype == "float32" else np.float64), np.float32
+
+
+PREFIX = "fslora."
+
+
+def typed_overrides(rc, kind) -> dict:
+    """{job field: value} from the typed run-config keys that are set (see the module docstring);
+    ValueError naming a ``fslora.*`` key that is set but is no field of the job."""
+    out = {}
+    rounds = rc.get("num-server-rounds", 0)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"run config 'num-server-rounds' must be an integer >= 0 (0: the job's), got {rounds!r}")
+    if rounds:
+        out["rounds"] = rounds
+    fields = set(kind.field_names())
+    for key, value in rc.items():
+        if not key.startswith(PREFIX) or value == "":
+            continue
+        name = key[len(PREFIX):].replace("-", "_")
+        if name not in fields:
+            raise ValueError(f"run config {key!r} is not an option of `fslora {kind.NAME}`")
+        out[name] = value
+    return out
+
+
+def typed_keys() -> dict:
+    """Every typed key with its "not set" value, as pyproject.toml declares them."""
+    from fslora_ref.jobs import SimulateJob
+    names = list(SimulateJob.field_names())
+    try:
+        from llm_bridge.job import FinetuneJob
+        names += [n for n in FinetuneJob.field_names() if n not in names]
+    except ImportError:   # the bridge's dependencies are not installed: simulate keys only
+        pass
+    return {"num-server-rounds": 0, **{PREFIX + n.replace("_", "-"): "" for n in names}}
 
 
 def run_config(job: str, spec, out: str, *, resume: bool = False, stop_after: int | None = None, **settings) -> dict:

@@ -68,12 +68,13 @@ def test_loopback_with_node_local_data_and_announced_budgets_equals_in_process(t
     cli = ["--clients", "3", "--rank", "8", "--m", "12", "--n", "10", "--local-steps", "3", "--rounds", "2",
            "--seed", "5", "--lr", "0.01", "--batch-size", "16", "--algorithms", "fslora"]
     assert main(["simulate", *cli, "--budgets", ",".join(map(str, budgets)), "--out", ref]) == 0
-    job = sim_job(ratios="0.125")      # the run config's own budgets: 1,1,1
+    job = sim_job(ratios="0.125", rounds=1, lr=0.5)   # budgets 1,1,1; rounds and lr set by typed keys below
     paths = write_partitions(job, data)
     configs = [f'budget={k} data="{p}" device="cpu"' for k, p in zip(budgets, paths)]
     os.makedirs(fl)
     with LocalDeployment(3, str(tmp_path / "logs"), start_timeout=90, stop_timeout=15, node_configs=configs) as dep:
-        result = dep.run(APP_DIR, run_config("simulate", job, fl, round_timeout=60), timeout=300)
+        rc = dict(run_config("simulate", job, fl, round_timeout=60), **{"num-server-rounds": 2, "fslora.lr": 0.01})
+        result = dep.run(APP_DIR, rc, timeout=300)
         token = dep.token
     assert result.ok, result.details
     assert marked_processes(token) == []
