@@ -77,6 +77,8 @@ def configure_parser(p):
         add_flower_options(q)
     from . import flower_bench
     flower_bench.configure_parser(sub.add_parser("bench", help="equality, bytes per round and engine overhead, measured"))
+    fab = sub.add_parser("fab", help="build the Flower App Bundle of flower_app/ with flwr build")
+    fab.add_argument("--out", default=".", help="directory to write the .fab into (default: the current one)")
 
 
 def job_args(job, args) -> argparse.Namespace:
@@ -149,6 +151,15 @@ def run(args) -> int:
     if job == "bench":
         from . import flower_bench
         return flower_bench.run(args)
+    if job == "fab":
+        from .flower_deploy import DeploymentError
+        from .flower_fab import build_fab
+        try:
+            print(f"wrote {build_fab(args.out)}")
+        except DeploymentError as exc:
+            print(f"fslora flower fab: error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     for name in ("round_timeout", "discovery_timeout", "start_timeout"):
         check_positive_float("--" + name.replace("_", "-"), getattr(args, name))
     if args.run_timeout is not None:
