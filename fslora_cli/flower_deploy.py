@@ -231,10 +231,17 @@ class LocalDeployment:
         self.nodes[i].wait(timeout=10)
 
     def restart_node(self, i: int) -> None:
-        """Start a new SuperNode for partition ``i`` (after kill_node) and wait for it to register."""
+        """Start a new SuperNode for partition ``i`` (after kill_node) and wait for it to register.
+        With authentication it gets a key of its own, registered first (the SuperLink refuses a
+        second activation of the dead node's key until it has noticed that node is gone)."""
+        deadline = time.monotonic() + self.start_timeout
+        if not self.insecure:
+            from .flower_pki import node_key_pair
+            private, public = node_key_pair(self.credentials.directory, f"node-{i}-restart{self._starts.get(i, 0) + 1}")
+            self.credentials.node_keys[i], self.credentials.node_public[i] = private, public
+            self._register_nodes(deadline, which=[i])
         self.nodes[i] = self._spawn_node(i)
-        self._wait(lambda: self._registered(i), time.monotonic() + self.start_timeout,
-                   f"SuperNode {i} did not register", self.node_logs[i])
+        self._wait(lambda: self._registered(i), deadline, f"SuperNode {i} did not register", self.node_logs[i])
 
     # -- running an app ---------------------------------------------------------------------------
     def run(self, app_dir: str, run_config: dict, *, timeout: float | None = None, on_line=None) -> RunResult:
@@ -298,14 +305,16 @@ class LocalDeployment:
             return 0
 
     # -- internals -----------------------------------------------------------------------------------
-    def _register_nodes(self, deadline) -> None:
-        """Admit this deployment's SuperNode keys, and only them (``flwr supernode register``, all at once)."""
-        procs = [subprocess.Popen([_tool("flwr"), "supernode", "register", pub, CONNECTION], env=self.env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                                  preexec_fn=die_with_parent)
-                 for pub in self.credentials.node_public]
-        self._procs.extend(procs)
-        for i, proc in enumerate(procs):
+    def _register_nodes(self, deadline, which=None) -> None:
+        """Admit this deployment's SuperNode keys (of the nodes ``which``, default all), and only them
+        (``flwr supernode register``, all at once)."""
+        which = range(self.n_nodes) if which is None else which
+        procs = {i: subprocess.Popen([_tool("flwr"), "supernode", "register", self.credentials.node_public[i],
+                                      CONNECTION], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True, preexec_fn=die_with_parent)
+                 for i in which}
+        self._procs.extend(procs.values())
+        for i, proc in procs.items():
             try:
                 out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
