@@ -168,3 +168,46 @@ def test_a_killed_superlink_is_recorded_as_failed(tmp_path):
     assert "the SuperLink (pid" in err and "was killed by signal 9" in err
     run = json.loads(ledger.read_text())["runs"][-1]
     assert run["status"] == "failed" and "the SuperLink" in run["error"] and run["exit-code"] == 1
+
+
+SIM_LAUNCHER = """
+import sys, os
+from fslora_cli.flower_deploy import SimulationDeployment, APP_DIR
+from fslora_flower.settings import run_config
+from fslora_ref.jobs import SimulateJob
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+job = SimulateJob.from_dict(dict(clients=3, rank=4, m=6, n=5, rounds=100000, algorithms="fslora"))
+dep = SimulationDeployment(3, os.path.join(out, "logs"), start_timeout=90)
+dep.start()
+print(dep.token, flush=True)
+dep.run(APP_DIR, run_config("simulate", job, out))
+"""
+
+
+def test_kill_9_during_a_simulation_engine_run_leaves_no_process_behind(tmp_path):
+    """The simulation engine's Ray processes (GCS, raylet, workers) go too."""
+    import json
+    pytest.importorskip("ray")
+    out = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-c", SIM_LAUNCHER, str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=dict(os.environ))
+    token = launcher.stdout.readline().strip()
+    assert token, "the launcher did not start its SuperLink"
+    deadline = time.monotonic() + 240                     # hang guard
+    while time.monotonic() < deadline:
+        try:
+            if json.loads((out / "flower.json").read_text())["runs"][-1]["rounds"]:
+                break
+        except (OSError, ValueError, KeyError, IndexError):
+            pass
+        time.sleep(0.5)
+    before = marked_processes(token)
+    names = [open(f"/proc/{p}/cmdline", "rb").read() for p in before if os.path.exists(f"/proc/{p}")]
+    assert any(b"ray" in n for n in names), "no Ray process found: the run did not start on the simulation engine"
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 60                      # hang guard only
+    while marked_processes(token) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert marked_processes(token) == []
