@@ -59,6 +59,10 @@ def add_flower_options(p):
                         "(needs the `flower` extra's Ray; many clients on one machine)")
     g.add_argument("--client-cpus", type=int, default=1,
                    help="simulation engine: CPUs reserved per ClientApp (how many run at once; default 1)")
+    g.add_argument("--node-local", action="store_true",
+                   help="simulate, deployment engine: write each client's partition to <out>/node-data and start "
+                        "each SuperNode with its own file and its budget k_i in --node-config (data=..., budget=...); "
+                        "the server then plans from the budgets the nodes announce")
     g.add_argument("--insecure", action="store_true",
                    help="start the local SuperLink and SuperNodes without TLS and without SuperNode authentication "
                         "(by default: a throw-away CA, TLS, and only this deployment's node keys admitted)")
@@ -77,6 +81,10 @@ def configure_parser(p):
         add_flower_options(q)
     from . import flower_bench
     flower_bench.configure_parser(sub.add_parser("bench", help="equality, bytes per round and engine overhead, measured"))
+    part = sub.add_parser("partition", help="write one data file per client of a simulate job (for node-local data: "
+                                            "--node-config 'data=\"DIR/partition-<i>.npz\"')",
+                          parents=[job_parser("simulate")], add_help=False)
+    part.set_defaults(partition=True)
     fab = sub.add_parser("fab", help="build the Flower App Bundle of flower_app/ with flwr build")
     fab.add_argument("--out", default=".", help="directory to write the .fab into (default: the current one)")
 
@@ -151,6 +159,17 @@ def run(args) -> int:
     if job == "bench":
         from . import flower_bench
         return flower_bench.run(args)
+    if job == "partition":
+        ns = job_args("simulate", args)
+        spec, _ = typed_job("simulate", ns)
+        validate("simulate", spec, ns.out, False, local=False)
+        write_partitions = app_module("partition").write_partitions
+        paths = write_partitions(spec, ns.out)
+        budgets = spec.client_budgets()
+        print(f"wrote {len(paths)} partition files in {ns.out}; start SuperNode i with")
+        print(f"  --node-config 'partition-id=<i> num-partitions={len(paths)} data=\"{os.path.join(ns.out, 'partition-<i>.npz')}\" "
+              f"budget=<k_i>'   (this job's k_i: {','.join(map(str, budgets))})")
+        return 0
     if job == "fab":
         from .flower_deploy import DeploymentError
         from .flower_fab import build_fab
@@ -164,6 +183,10 @@ def run(args) -> int:
         check_positive_float("--" + name.replace("_", "-"), getattr(args, name))
     if args.run_timeout is not None:
         check_positive_float("--run-timeout", args.run_timeout)
+    if args.node_local and (job != "simulate" or args.engine != "deployment"):
+        print(f"fslora flower {job}: error: --node-local is for `fslora flower simulate` on the deployment engine",
+              file=sys.stderr)
+        return 2
     if args.client_cpus < 1:
         print(f"fslora flower {job}: error: --client-cpus must be an integer >= 1, got {args.client_cpus}",
               file=sys.stderr)
@@ -198,8 +221,12 @@ def run(args) -> int:
             deployment = SimulationDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
                                               client_cpus=args.client_cpus)
         else:
+            node_configs = None
+            if args.node_local and job == "simulate":
+                paths = app_module("partition").write_partitions(spec, os.path.join(ns.out, "node-data"))
+                node_configs = [f'data="{p}" budget={k}' for p, k in zip(paths, spec.client_budgets())]
             deployment = LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
-                                         insecure=args.insecure)
+                                         insecure=args.insecure, node_configs=node_configs)
         with deployment as dep:
             if args.engine == "simulation":
                 print(f"flower: simulation engine SuperLink on 127.0.0.1:{dep.port}, {n} virtual SuperNodes")

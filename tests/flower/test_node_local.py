@@ -106,3 +106,21 @@ def test_simulation_engine_run_equals_in_process(tmp_path, capsys):
         assert a.read() == b.read()
     ledger = json.load(open(os.path.join(fl, "flower.json")))["runs"][-1]
     assert ledger["status"] == "completed" and len(ledger["rounds"]) == 2
+
+
+def test_the_partition_command_writes_one_file_per_client(tmp_path, capsys):
+    out = tmp_path / "parts"
+    assert main(["flower", "partition", "--clients", "3", "--budgets", "2,4,8", "--rank", "8", "--m", "12",
+                 "--n", "10", "--seed", "5", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "this job's k_i: 2,4,8" in said and "num-partitions=3" in said
+    digest = recipe_digest(sim_job(budgets="2,4,8", batch_size=16))
+    for i in range(3):
+        assert load_partition(str(out / f"partition-{i}.npz"), i, digest).client == i
+
+
+def test_node_local_is_refused_where_it_does_not_apply(tmp_path, capsys):
+    assert main(["flower", "simulate", "--clients", "2", "--engine", "simulation", "--node-local",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--node-local is for `fslora flower simulate` on the deployment engine" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
