@@ -45,7 +45,19 @@ def build(job: SimulateJob):
 
 
 def fed_config(job: SimulateJob, budgets=None) -> FedConfig:
-    """The FedConfig of ``job`` (budgets: k_i per client, default the job's own)."""
+    """The FedConfig of ``job``.
+
+    Parameters
+    ----------
+    job : SimulateJob
+    budgets : sequence of int, optional
+        k_i per client; default the job's own (``job.client_budgets()``). A Flower server passes
+        the budgets its SuperNodes announced.
+
+    Returns
+    -------
+    FedConfig
+    """
     return FedConfig(rank=job.rank, budgets=job.client_budgets() if budgets is None else budgets,
                      local_steps=job.local_steps, lr=job.lr, rounds=job.rounds, seed=job.seed,
                      client_optimizer=job.client_optimizer, client_fraction=job.client_fraction,
