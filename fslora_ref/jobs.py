@@ -145,6 +145,25 @@ def _csv(value) -> str | None:
     return value
 
 
+def parse_variants(value) -> dict:
+    """``variants`` as a table {algorithm: {option: value}}; a string (a flat Flower run-config value)
+    is read as ``ALGORITHM.OPTION=VALUE,...``, e.g. ``"hetlora.aggregate=matrix,flexlora.split=balanced"``."""
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, str):
+        return value
+    table = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, choice = item.partition("=")
+        algorithm, dot, option = key.strip().partition(".")
+        if not (sep and dot and algorithm and option and choice.strip()):
+            raise ValueError(f"variants must be ALGORITHM.OPTION=VALUE,... (e.g. hetlora.aggregate=matrix), got {value!r}")
+        table.setdefault(algorithm, {})[option.strip()] = choice.strip()
+    return table
+
+
 @dataclass(frozen=True)
 class SimulateJob(Job):
     """``fslora simulate``: FSLoRA and the baselines on one synthetic federated problem.
@@ -184,7 +203,7 @@ class SimulateJob(Job):
     def from_dict(cls, data, *, where: str | None = None) -> "SimulateJob":
         job = super().from_dict(data, where=where)
         lists = {f: _csv(getattr(job, f)) for f in ("ratios", "budgets", "algorithms")}
-        return dataclasses.replace(job, **lists)
+        return dataclasses.replace(job, **lists, variants=parse_variants(job.variants))
 
     def validate(self) -> None:
         """Every check of ``fslora simulate``, before anything is built (one line each)."""

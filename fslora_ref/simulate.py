@@ -41,11 +41,27 @@ def build(job: SimulateJob):
     dims = {"m": job.m, "n_classes": job.n} if job.family == "logistic" else {"m": job.m, "n": job.n}
     problem = make_problem(job.family, n_clients=job.clients, seed=job.seed,
                            batch_size=job.batch_size or None, **dims)
-    config = FedConfig(rank=job.rank, budgets=budgets, local_steps=job.local_steps, lr=job.lr, rounds=job.rounds,
-                       seed=job.seed, client_optimizer=job.client_optimizer, client_fraction=job.client_fraction,
-                       server_optimizer=job.server_optimizer,
-                       server_lr=1.0 if job.server_lr is None else job.server_lr)
-    return problem, config, names
+    return problem, fed_config(job, budgets), names
+
+
+def fed_config(job: SimulateJob, budgets=None) -> FedConfig:
+    """The FedConfig of ``job``.
+
+    Parameters
+    ----------
+    job : SimulateJob
+    budgets : sequence of int, optional
+        k_i per client; default the job's own (``job.client_budgets()``). A Flower server passes
+        the budgets its SuperNodes announced.
+
+    Returns
+    -------
+    FedConfig
+    """
+    return FedConfig(rank=job.rank, budgets=job.client_budgets() if budgets is None else budgets,
+                     local_steps=job.local_steps, lr=job.lr, rounds=job.rounds, seed=job.seed,
+                     client_optimizer=job.client_optimizer, client_fraction=job.client_fraction,
+                     server_optimizer=job.server_optimizer, server_lr=1.0 if job.server_lr is None else job.server_lr)
 
 
 def plan_resume(out, names, problem, config, identity, resume: bool, announce: bool = True,
