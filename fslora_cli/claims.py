@@ -1,4 +1,4 @@
-"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--out DIR]``: the paper's
+"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--impl MODULE:ATTR] [--out DIR]``: the paper's
 empirical claims (spec section 6) on the NumPy families, each as paired comparisons over seeds
 with an effect size, simultaneous confidence intervals and a status
 (:func:`theory.empirical.job.run_claims`). ``--llm`` runs claim 1 on SmolLM2 instead
@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from theory.empirical.job import ClaimsJob  # noqa: E402
 from theory.empirical.settings import FAMILIES, SEEDS  # noqa: E402
 
-NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs")
+NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs", "impl")
 LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lr", "batch_size", "examples_per_client",
             "dirichlet_alpha", "eval_per_family", "eval_every", "threads")
 OUT = {False: "runs/claims", True: "runs/claims-llm"}
@@ -42,6 +42,9 @@ def configure_parser(p):
     p.add_argument("--alpha", type=float, default=0.05,
                    help="one-sided level per direction (Bonferroni within a claim)")
     p.add_argument("--jobs", type=int, default=None, help=f"worker processes (default {d.jobs})")
+    p.add_argument("--impl", metavar="MODULE:ATTR", default=None,
+                   help="run every FSLoRA arm with this implementation (an fslora_ref.algorithms.Algorithm: instance, "
+                        "class or factory; the `fslora verify --impl` syntax); recorded in the report")
     p.add_argument("--out", default=None, help="output directory (default: runs/claims; --llm runs/claims-llm)")
     p.add_argument("--resume", action="store_true", help="reuse the finished runs in <out>/runs.json")
     g = p.add_argument_group("LLM bridge (with --llm)")
@@ -71,13 +74,13 @@ def run(args, algorithms=None) -> int:
     if args.llm:
         if args.only not in (None, "1", "claim1") or args.family or args.quick:
             raise ValueError("--llm runs claim 1 only, at its own size: --only, --family and --quick do not apply")
-        _refuse(args, ("margin", "jobs"), "without --llm")
+        _refuse(args, ("margin", "jobs", "impl"), "without --llm")
         from llm_bridge.claims import LLMClaimsJob, run_llm_claims
         job = LLMClaimsJob(alpha=args.alpha, **sizes, **_given(args, LLM_ONLY))
         return run_llm_claims(job, out, resume=args.resume)
     _refuse(args, LLM_ONLY, "with --llm")
     from theory.empirical.job import run_claims
-    job = ClaimsJob(alpha=args.alpha, quick=bool(args.quick), **sizes, **_given(args, ("only", "family", "margin", "jobs")))
+    job = ClaimsJob(alpha=args.alpha, quick=bool(args.quick), **sizes, **_given(args, ("only", "family", "margin", "jobs", "impl")))
     return run_claims(job, out, resume=args.resume, algorithms=algorithms)
 
 
