@@ -29,7 +29,8 @@ def configure_parser(p):
     d = ClaimsJob()
     p.add_argument("--llm", action="store_true", help="run claim 1 on SmolLM2 through the LLM bridge (a long run)")
     p.add_argument("--quick", action="store_true", default=None,
-                   help=f"N=10, T=30, {SEEDS['quick']} seeds (about 30 s of CPU) instead of N=20, T=100, {SEEDS['full']} seeds")
+                   help=f"N=10, T=30, {SEEDS['quick']} seeds, steps tuned on 2 seeds instead of N=20, T=100, {SEEDS['full']} "
+                        "seeds, steps tuned on 3: a smoke test, not a verdict")
     p.add_argument("--only", default=None, help="comma-separated claim ids, e.g. claim1,claim4 or 1,4 (default: all five)")
     p.add_argument("--family", choices=FAMILIES, default=None, help="one problem family (default: all three)")
     p.add_argument("--seeds", type=int, default=None,
@@ -46,7 +47,7 @@ def configure_parser(p):
                    help="run every FSLoRA arm with this implementation (an fslora_ref.algorithms.Algorithm: instance, "
                         "class or factory; the `fslora verify --impl` syntax); recorded in the report")
     p.add_argument("--out", default=None, help="output directory (default: runs/claims; --llm runs/claims-llm)")
-    p.add_argument("--resume", action="store_true", help="reuse the finished runs in <out>/runs.json")
+    p.add_argument("--resume", action="store_true", help="reuse the finished tunings and runs in <out>/runs.json")
     g = p.add_argument_group("LLM bridge (with --llm)")
     g.add_argument("--model", default=None, help="'smollm2' (default), 'tiny' or a local model dir")
     g.add_argument("--algorithms", default=None, help="comma-separated subset (default: all five)")

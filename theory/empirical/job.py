@@ -1,7 +1,7 @@
 """``ClaimsJob``: the paper's empirical claims (spec section 6) on the NumPy families, as a typed
-value, and :func:`run_claims`, which runs it: each claim as paired comparisons over seeds with an
-effect size, simultaneous confidence intervals and a status. Returns 1 if any (claim, family) is
-``not supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
+value, and :func:`run_claims`, which runs it: each arm's client step tuned on held-out tuning seeds
+(tuning.py), then each claim as paired comparisons over seeds with an effect size, simultaneous
+confidence intervals and a status. Returns 1 if any (claim, family) is ``not supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
 
 Many small dense products: multithreaded BLAS only slows them on a shared machine, so the
 `fslora claims` command sets one BLAS thread before numpy loads.
@@ -104,7 +104,8 @@ def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=Non
     resume : bool
         Reuse the finished runs in ``<out>/runs.json``.
     algorithms : dict or None
-        Optional name -> Algorithm class (tests swap in a broken FSLoRA).
+        Optional name -> Algorithm class (tests swap in a broken FSLoRA); ``job.impl`` (MODULE:ATTR)
+        replaces the FSLoRA entry and is recorded in the report's ``meta.implementation``.
 
     Returns
     -------

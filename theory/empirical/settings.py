@@ -16,7 +16,7 @@ TARGET_RANK = 12
 FAMILY_SETUP = {
     "least_squares": {"dims": (("m", 48), ("n", 32), ("target_rank", TARGET_RANK)), "lr": 0.005},
     "logistic": {"dims": (("m", 48), ("n_classes", 32), ("target_rank", TARGET_RANK)), "lr": 0.2},
-    "two_layer": {"dims": (("m", 48), ("hidden", 32), ("n", 32), ("target_rank", TARGET_RANK)), "lr": 0.0025},
+    "two_layer": {"dims": (("m", 48), ("hidden", 32), ("n", 32), ("target_rank", TARGET_RANK)), "lr": 0.01},
 }
 FAMILIES = tuple(FAMILY_SETUP)
 
