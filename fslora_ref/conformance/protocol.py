@@ -105,8 +105,20 @@ class ProblemOracle:
         return self.problem.loss_and_weight_grads(self.client, [np.asarray(W, float) for W in weights])[1]
 
 
+class TaskSizes:
+    """``n_clients`` / ``n_layers`` of a task that holds ``budgets`` (one per client) and ``layers``."""
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.budgets)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+
 @dataclass(frozen=True)
-class RoundTask:
+class RoundTask(TaskSizes):
     """One round handed to an implementation. Arrays are in the implementation's dtype.
 
     layers:       [(B_l: (m_l, r), A_l: (r, n_l))] the global factors at the start of the round
@@ -152,14 +164,6 @@ class RoundTask:
         check_choice("client_optimizer", self.client_optimizer, CLIENT_OPTIMIZERS)
         check_choice("optimizer_scope", self.optimizer_scope, SCOPES)
         check_choice("server_optimizer", self.server_optimizer, SERVER_RULES)
-
-    @property
-    def n_clients(self) -> int:
-        return len(self.budgets)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.layers)
 
     def only_client(self, i: int, **changes) -> "RoundTask":
         """The same round with client ``i`` alone (N = 1), keeping its identity."""
