@@ -7,6 +7,8 @@ skipped with the number of problems left in the reason, so ``pytest -rs`` shows 
 """
 from __future__ import annotations
 
+import doctest
+import importlib
 import sys
 import types
 
@@ -18,9 +20,17 @@ from . import docstring_check
 PENDING = {
     "theory": ("theory",),
     "fslora_flower": ("fslora_flower",),
-    "fslora_ref": ("fslora_ref",),
+    "fslora_ref": ("fslora_ref.algorithms.fedit", "fslora_ref.algorithms.flexlora", "fslora_ref.algorithms.flora",
+                   "fslora_ref.algorithms.fslora", "fslora_ref.algorithms.hetlora", "fslora_ref.algorithms.protocol",
+                   "fslora_ref.bench", "fslora_ref.checkpoint", "fslora_ref.checkpoint_format",
+                   "fslora_ref.conformance", "fslora_ref.divergence", "fslora_ref.jobs", "fslora_ref.lora",
+                   "fslora_ref.optim", "fslora_ref.outputs", "fslora_ref.problems", "fslora_ref.progress",
+                   "fslora_ref.recorder", "fslora_ref.simulate", "fslora_ref.validation"),
     "llm_bridge": ("llm_bridge",),
 }
+# modules whose docstrings hold examples: each runs as a doctest
+DOCTEST_MODULES = ["fslora_ref.sketch", "fslora_ref.seeding", "fslora_ref.config", "fslora_ref.federation",
+                   "fslora_ref.algorithms"]
 PENDING_REASON = "docstring pass pending (issue 24)"
 
 
@@ -38,6 +48,14 @@ def test_public_names_have_parameters_and_returns(package):
     if pending:
         pytest.skip(f"{package}: {len(pending)} docstring problems left "
                     f"({', '.join(PENDING[package])}): {PENDING_REASON}")
+
+
+@pytest.mark.parametrize("module_name", DOCTEST_MODULES)
+def test_the_docstring_examples_run(module_name):
+    module = importlib.import_module(module_name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{module_name} has no example"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples of {module_name} failed"
 
 
 # -- the checker's teeth: a synthetic module with known defects --------------------------------------
