@@ -23,14 +23,14 @@ PENDING = {
     "fslora_ref": ("fslora_ref.algorithms.fedit", "fslora_ref.algorithms.flexlora", "fslora_ref.algorithms.flora",
                    "fslora_ref.algorithms.fslora", "fslora_ref.algorithms.hetlora", "fslora_ref.algorithms.protocol",
                    "fslora_ref.bench", "fslora_ref.checkpoint", "fslora_ref.checkpoint_format",
-                   "fslora_ref.conformance", "fslora_ref.divergence", "fslora_ref.jobs", "fslora_ref.lora",
+                   "fslora_ref.conformance", "fslora_ref.divergence", "fslora_ref.lora",
                    "fslora_ref.optim", "fslora_ref.outputs", "fslora_ref.problems", "fslora_ref.progress",
-                   "fslora_ref.recorder", "fslora_ref.simulate", "fslora_ref.validation"),
+                   "fslora_ref.recorder", "fslora_ref.validation"),
     "llm_bridge": ("llm_bridge",),
 }
 # modules whose docstrings hold examples: each runs as a doctest
 DOCTEST_MODULES = ["fslora_ref.sketch", "fslora_ref.seeding", "fslora_ref.config", "fslora_ref.federation",
-                   "fslora_ref.algorithms"]
+                   "fslora_ref.algorithms", "fslora_ref.jobs", "fslora_ref.simulate"]
 PENDING_REASON = "docstring pass pending (issue 24)"
 
 
