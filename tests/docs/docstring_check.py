@@ -6,8 +6,9 @@ start with ``_``). For each public function, each public class and each public m
 class (defined in that class, not inherited from outside the project):
 
 - a callable taking parameters (other than ``self`` / ``cls``) needs a ``Parameters`` section naming
-  every one of them (``*args`` / ``**kwargs`` may be written with or without their stars); for a
-  class these are its constructor's parameters, written in the class docstring;
+  every one of them (``*args`` / ``**kwargs`` may be written with or without their stars; a
+  ``**kwargs`` is also documented by listing the keywords it takes, i.e. entries that are not
+  named parameters); for a class these are its constructor's parameters, in the class docstring;
 - a callable that returns a value needs a ``Returns`` section (a generator: ``Yields``). It returns a
   value when its return annotation says so (anything but ``None`` / ``NoReturn``); without an
   annotation, when its source has a ``return <value>`` (outside nested functions) or a ``yield``.
@@ -73,7 +74,7 @@ def signature_parameters(func, skip_first: bool) -> list:
         return []
     if skip_first and params and params[0].name in ("self", "cls"):
         params = params[1:]
-    return [p.name for p in params]
+    return ["**" + p.name if p.kind is p.VAR_KEYWORD else p.name for p in params]
 
 
 def _function_node(func):
@@ -132,9 +133,12 @@ def check_callable(qualname: str, func, doc: str, params: list, needs_output) ->
     problems = []
     if params:
         if "Parameters" not in found:
-            problems.append(f"{qualname}: no Parameters section (takes {', '.join(params)})")
+            problems.append(f"{qualname}: no Parameters section (takes {', '.join(p.lstrip('*') for p in params)})")
         else:
-            missing = [p for p in params if p not in documented_parameters(found["Parameters"])]
+            documented = documented_parameters(found["Parameters"])
+            named = {p.lstrip("*") for p in params}
+            missing = [p.lstrip("*") for p in params if p.lstrip("*") not in documented
+                       and not (p.startswith("**") and documented - named)]
             if missing:
                 problems.append(f"{qualname}: Parameters does not list {', '.join(missing)}")
     if needs_output and needs_output not in found and not (needs_output == "Returns" and "Yields" in found):
