@@ -23,7 +23,7 @@ class FedIT(Algorithm):
     Parameters
     ----------
     weighting : {"uniform", "data_size"}, default "uniform"
-        The participants' aggregation weights: 1/|P| or n_i / sum_P n_j.
+        The participants' aggregation weights: ``1/|P|`` or ``n_i / sum_P n_j``.
     """
 
     name = "fedit"

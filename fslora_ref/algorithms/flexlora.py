@@ -79,7 +79,7 @@ class FlexLoRA(Algorithm):
     Parameters
     ----------
     weighting : {"uniform", "data_size"}, default "uniform"
-        The participants' aggregation weights: 1/|P| or n_i / sum_P n_j.
+        The participants' aggregation weights: ``1/|P|`` or ``n_i / sum_P n_j``.
     split : {"on_B", "balanced"}, default "on_B"
         Where the singular values go in the truncation (see :func:`truncated_factors`).
     scaling : {"rslora", "constant"}, default "rslora"

@@ -87,7 +87,7 @@ class FLoRA(Algorithm):
     Parameters
     ----------
     weighting : {"uniform", "data_size"}, default "uniform"
-        The participants' aggregation weights: 1/|P| or n_i / sum_P n_j.
+        The participants' aggregation weights: ``1/|P|`` or ``n_i / sum_P n_j``.
     scaling : {"rslora", "constant"}, default "rslora"
         A rank-k_i adapter's coefficient: s sqrt(r / k_i) or s (see ``SCALINGS``).
     """

@@ -332,14 +332,14 @@ def client_weights(sizes, weighting: str) -> np.ndarray:
 
     Parameters
     ----------
-    sizes : array_like, shape (|P|,)
+    sizes : array_like, shape (P,)
         Data sizes of the participants, in upload order.
     weighting : {"uniform", "data_size"}
-        1/|P| each, or n_i / sum_P n_j.
+        ``1/P`` each, or ``n_i / sum_j n_j`` over the P participants.
 
     Returns
     -------
-    ndarray, shape (|P|,)
+    ndarray, shape (P,)
         Weights summing to 1.
     """
     check_choice("weighting", weighting, ("uniform", "data_size"))
@@ -365,7 +365,7 @@ def lora_floats(layers, ranks) -> int:
 
 
 def scatter_mean(state: ServerState, plans, uploads, config) -> list:
-    """(1/|P|) sum_i scatter(delta_i) per layer: the average full-size delta over participants.
+    """``(1/|P|) sum_i scatter(delta_i)`` per layer: the average full-size delta over participants.
 
     Parameters
     ----------
