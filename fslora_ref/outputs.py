@@ -57,7 +57,20 @@ def _check_creatable_dir(path: str, option: str) -> None:
 
 def prepare_output_dir(path, option: str = "--out") -> str:
     """Check that ``path`` can hold our outputs, create it, and remove temp files orphaned by an
-    earlier killed run. Returns the path. Call it before any long computation."""
+    earlier killed run. Call it before any long computation.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output directory.
+    option : str, default "--out"
+        The option named in an error message.
+
+    Returns
+    -------
+    str
+        The path.
+    """
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{option} must name a directory, got an empty string")
@@ -71,7 +84,20 @@ def prepare_output_dir(path, option: str = "--out") -> str:
 
 
 def check_output_file(path, option: str = "--json") -> str:
-    """Check (without writing) that a file can be written at ``path``. Returns the path."""
+    """Check (without writing) that a file can be written at ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    option : str, default "--json"
+        The option named in an error message.
+
+    Returns
+    -------
+    str
+        The path.
+    """
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{option} must name a file, got an empty string")
@@ -88,8 +114,17 @@ def check_output_file(path, option: str = "--json") -> str:
 
 
 def remove_stale_temp_files(directory) -> list:
-    """Delete ``.tmp-fslora-*`` files and directories left in ``directory`` by a killed writer;
-    returns them."""
+    """Delete ``.tmp-fslora-*`` files and directories left in ``directory`` by a killed writer.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+
+    Returns
+    -------
+    list of str
+        What was removed.
+    """
     removed = []
     for tmp in glob.glob(os.path.join(glob.escape(os.fspath(directory)), TMP_PREFIX + "*")):
         try:
@@ -117,10 +152,22 @@ def _honour_umask(directory: str) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path):
-    """``with atomic_directory(path) as tmp:`` fill ``tmp``; on success it replaces ``path``
-    (a previous ``path`` directory is removed); the directory and its files get the modes the
-    umask asks for (``mkdtemp`` alone gives 0700, some writers 0600). On an error the temp directory is removed; one
-    orphaned by a kill is removed by the next :func:`prepare_output_dir`."""
+    """``with atomic_directory(path) as tmp:`` fill ``tmp``; on success it replaces ``path``.
+
+    A previous ``path`` directory is removed; the directory and its files get the modes the
+    umask asks for (``mkdtemp`` alone gives 0700, some writers 0600). On an error the temp
+    directory is removed; one orphaned by a kill is removed by the next :func:`prepare_output_dir`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory to create or replace.
+
+    Yields
+    ------
+    str
+        The temporary directory to fill.
+    """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -141,8 +188,15 @@ def atomic_directory(path):
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``;
-    the file gets mode 0666 & ~umask, like any file the user creates."""
+    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``.
+
+    The file gets mode 0666 & ~umask, like any file the user creates.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    data : bytes
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -161,7 +215,19 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 def dumps_json(obj, indent: int | None = 1) -> str:
-    """Strict JSON text (``allow_nan=False``): a non-finite number is a ValueError, never ``NaN``."""
+    """Strict JSON text (``allow_nan=False``): a non-finite number is a ValueError, never ``NaN``.
+
+    Parameters
+    ----------
+    obj : object
+        JSON values.
+    indent : int or None, default 1
+        As ``json.dumps``.
+
+    Returns
+    -------
+    str
+    """
     try:
         return json.dumps(obj, indent=indent, allow_nan=False)
     except ValueError as exc:
@@ -169,12 +235,29 @@ def dumps_json(obj, indent: int | None = 1) -> str:
 
 
 def write_json(path, obj, indent: int | None = 1) -> None:
-    """Strict JSON, written atomically."""
+    """Strict JSON (:func:`dumps_json`), written atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    obj : object
+        JSON values.
+    indent : int or None, default 1
+        As ``json.dumps``.
+    """
     atomic_write_bytes(path, (dumps_json(obj, indent) + "\n").encode())
 
 
 def write_figure(path, fig, **savefig_kwargs) -> None:
-    """Render a matplotlib figure to PNG and write it atomically."""
+    """Render a matplotlib figure to PNG and write it atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    fig : matplotlib.figure.Figure
+    **savefig_kwargs
+        Passed to ``fig.savefig``.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", **savefig_kwargs)
     atomic_write_bytes(path, buf.getvalue())

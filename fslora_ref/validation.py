@@ -29,7 +29,21 @@ def _show(value) -> str:
 
 
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
-    """Return ``value`` as int; raise TypeError/ValueError naming ``name`` and ``[low, high]``."""
+    """Return ``value`` as int; raise TypeError/ValueError naming ``name`` and ``[low, high]``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given (a bool or a non-integral number is refused).
+    low, high : int, optional
+        The allowed range, inclusive (None: unbounded).
+
+    Returns
+    -------
+    int
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {_show(value)} (a {type(value).__name__})")
     value = int(value)
@@ -40,7 +54,21 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
 
 
 def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a finite float > 0 (or >= 0 with ``allow_zero``)."""
+    """Return ``value`` as a finite float > 0 (or >= 0 with ``allow_zero``).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given.
+    allow_zero : bool, default False
+        Accept 0.
+
+    Returns
+    -------
+    float
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {_show(value)}")
     value = _as_float(name, value)
@@ -51,7 +79,19 @@ def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float
 
 
 def check_fraction(name: str, value) -> float:
-    """Return ``value`` as a float in (0, 1]."""
+    """Return ``value`` as a float in (0, 1].
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given.
+
+    Returns
+    -------
+    float
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number in (0, 1], got {_show(value)}")
     value = _as_float(name, value)
@@ -61,7 +101,19 @@ def check_fraction(name: str, value) -> float:
 
 
 def check_betas(name: str, betas) -> tuple:
-    """Return ``betas`` as a pair of floats (beta1, beta2), each in [0, 1) (Adam's moment decays)."""
+    """Return ``betas`` as a pair of floats (beta1, beta2), each in [0, 1) (Adam's moment decays).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    betas : object
+        The value given (a sequence of two numbers).
+
+    Returns
+    -------
+    tuple of float
+    """
     try:
         b1, b2 = (float(b) for b in betas)
     except (TypeError, ValueError):
@@ -73,7 +125,21 @@ def check_betas(name: str, betas) -> tuple:
 
 
 def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
-    """Return ``value`` as a finite 2-D float array, optionally of ``shape`` (None = any size)."""
+    """Return ``value`` as a finite 2-D float array, optionally of ``shape``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : array_like
+        The value given.
+    shape : tuple of int, optional
+        The required shape (None: any size).
+
+    Returns
+    -------
+    ndarray, 2-D, float
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
@@ -89,7 +155,21 @@ def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
 
 
 def check_real(name: str, value, *, low: float, high: float) -> float:
-    """Return ``value`` as a float in [low, high] (finite); TypeError for non-numbers."""
+    """Return ``value`` as a float in [low, high] (finite); TypeError for non-numbers.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given.
+    low, high : float
+        The allowed range, inclusive.
+
+    Returns
+    -------
+    float
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number in [{low:g}, {high:g}], got {_show(value)}")
     value = _as_float(name, value)
@@ -99,13 +179,39 @@ def check_real(name: str, value, *, low: float, high: float) -> float:
 
 
 def check_allocation(what: str, floats: int, hint: str) -> None:
-    """Raise ValueError if ``floats`` (an exact int) exceed MAX_FLOATS; ``hint`` names the arguments."""
+    """Raise ValueError if ``floats`` (an exact int) exceed MAX_FLOATS.
+
+    Parameters
+    ----------
+    what : str
+        What would be allocated (the message's subject).
+    floats : int
+        Its size in floats.
+    hint : str
+        Names the arguments to reduce.
+    """
     if floats > MAX_FLOATS:
         raise ValueError(f"{what} would hold {floats:,} floats ({floats * 8 / 2**30:.3g} GiB), above the limit of "
                          f"{MAX_FLOATS:,}; lower {hint}")
 
 
 def check_choice(name: str, value, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ValueError naming them.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given (an unhashable one is refused).
+    choices : collection
+        The allowed values.
+
+    Returns
+    -------
+    object
+        ``value``.
+    """
     try:
         known = value in choices
     except TypeError:  # unhashable
