@@ -74,6 +74,7 @@ def signature_parameters(func, skip_first: bool) -> list:
         return []
     if skip_first and params and params[0].name in ("self", "cls"):
         params = params[1:]
+    params = [p for p in params if not p.name.startswith("_")]     # private fields are not documented
     return ["**" + p.name if p.kind is p.VAR_KEYWORD else p.name for p in params]
 
 
