@@ -253,7 +253,7 @@ class SimulateJob(Job):
         Minibatch size of the local steps (0: full batch).
     m, n : int, default 48, 32
         The weight's shape (m, n).
-    algorithms : str, default all of ALGORITHMS
+    algorithms : str, default every algorithm
         Comma-separated algorithm names to run.
     client_optimizer : {"sgd", "adamw"}, default "sgd"
         The client optimiser.

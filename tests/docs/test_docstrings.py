@@ -21,10 +21,8 @@ PENDING = {
     "theory": ("theory",),
     "fslora_flower": ("fslora_flower",),
     "fslora_ref": ("fslora_ref.conformance",),
-    "llm_bridge": ("llm_bridge.bench", "llm_bridge.claims", "llm_bridge.client", "llm_bridge.commonsense",
-                   "llm_bridge.data", "llm_bridge.device", "llm_bridge.federated", "llm_bridge.models",
-                   "llm_bridge.peft_conformance", "llm_bridge.peft_layers", "llm_bridge.recorder",
-                   "llm_bridge.task"),
+    "llm_bridge": ("llm_bridge.claims", "llm_bridge.commonsense", "llm_bridge.data", "llm_bridge.models",
+                   "llm_bridge.peft_conformance", "llm_bridge.recorder", "llm_bridge.task"),
 }
 # modules whose docstrings hold examples: each runs as a doctest
 DOCTEST_MODULES = ["fslora_ref.sketch", "fslora_ref.seeding", "fslora_ref.config", "fslora_ref.federation",
