@@ -164,8 +164,8 @@ def check_class(qualname: str, cls, package: str) -> list:
     problems = []
     init = _project_init(cls)
     params = signature_parameters(init, skip_first=True) if init is not None else []
-    if issubclass(cls, BaseException) and init is None:
-        params = []
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):     # a NamedTuple: its fields (via __new__)
+        params = [f for f in cls._fields if not f.startswith("_")]
     problems += check_callable(qualname, cls, inspect.getdoc(cls), params, None)
     for name, member in vars(cls).items():
         if name.startswith("_"):
