@@ -21,7 +21,6 @@ PENDING = {
     "theory": ("theory",),
     "fslora_flower": ("fslora_flower",),
     "fslora_ref": ("fslora_ref.conformance",),
-    "llm_bridge": ("llm_bridge.claims", "llm_bridge.peft_conformance"),
 }
 # modules whose docstrings hold examples: each runs as a doctest
 DOCTEST_MODULES = ["fslora_ref.sketch", "fslora_ref.seeding", "fslora_ref.config", "fslora_ref.federation",
