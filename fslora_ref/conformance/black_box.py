@@ -226,7 +226,25 @@ def _hint(m, k, r, result=None) -> str:
 
 @check("black")
 def check_index_sets_coincide(impl, session=None) -> str:
-    """In every round the B columns and A rows a client moved (alone) in a layer are the same index set."""
+    """In every round the B columns and A rows a client moved (alone) in a layer are the same index set.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     records = _alone_records(black_box_run(s))
     triples = [(rec.task, i, l, m.grad_B, m.grad_A) for rec in records for i, per in enumerate(rec.moves)
@@ -246,7 +264,25 @@ def check_index_sets_coincide(impl, session=None) -> str:
 @check("black")
 def check_index_set_size(impl, session=None) -> str:
     """Each client (alone) moves exactly k_i columns of B and k_i rows of A per layer with its gradient,
-    and nothing else (unless the declared scope='full' decays the others)."""
+    and nothing else (unless the declared scope='full' decays the others).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     records = _alone_records(black_box_run(s))
     for rec in records:
@@ -298,7 +334,25 @@ def _region(task, sets):
 @check("black")
 def check_update_matches_reference(impl, session=None) -> str:
     """Each client's change (alone) on its index set equals the reference update for that set, and
-    the round with all clients equals the reference round for the sets read on the clients' blocks."""
+    the round with all clients equals the reference round for the sets read on the clients' blocks.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     runs = black_box_run(s)
     alone = joint = skipped = joint_skipped = 0
@@ -499,6 +553,23 @@ def check_selection_frequency(impl, session=None) -> str:
     under a correct sampler), Bonferroni: alpha/2 over the pooled inclusion tests (the clients
     sharing a budget and the layers pooled: their power is stated), alpha/2 over the rest.
     Only meaningful when every index set read back is valid: otherwise inconclusive.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
     """
     s = _session(impl, session)
     runs = black_box_run(s)

@@ -21,8 +21,7 @@ PENDING = {
     "theory": ("theory",),
     "fslora_flower": ("fslora_flower",),
     "fslora_ref": ("fslora_ref.conformance.baselines", "fslora_ref.conformance.black_box",
-                   "fslora_ref.conformance.hints", "fslora_ref.conformance.inputs",
-                   "fslora_ref.conformance.reference", "fslora_ref.conformance.sampler",
+                   "fslora_ref.conformance.hints", "fslora_ref.conformance.reference",
                    "fslora_ref.conformance.scenarios", "fslora_ref.conformance.session",
                    "fslora_ref.conformance.white_box"),
 }
