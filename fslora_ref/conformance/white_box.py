@@ -31,8 +31,27 @@ def _session(impl, session):
 
 
 def compare_layers(task, expected, got, tol, what="reference round") -> str | None:
-    """None if ``got`` equals ``expected`` within ``tol`` relative to the largest expected change
-    of each factor; otherwise a diagnosis at the worst coordinate."""
+    """Compare two rounds' new factors, relative to the largest expected change of each factor.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round (its starting factors).
+    expected : list of tuple of ndarray
+        The reference's ``[(B_l, A_l)]``.
+    got : list of tuple of ndarray
+        The implementation's.
+    tol : float
+        The relative tolerance.
+    what : str, default "reference round"
+        Names the expectation in the diagnosis.
+
+    Returns
+    -------
+    str or None
+        None if ``got`` equals ``expected`` within ``tol``; otherwise a diagnosis at the worst
+        coordinate.
+    """
     worst = None
     for l, ((eB, eA), (gB, gA), (B0, A0)) in enumerate(zip(expected, got, task.layers)):
         for name, e, g, x0, axis in (("B", eB, gB, B0, 1), ("A", eA, gA, A0, 0)):
