@@ -20,7 +20,8 @@ from . import docstring_check
 PENDING = {
     "theory": ("theory",),
     "fslora_flower": ("fslora_flower",),
-    "fslora_ref": ("fslora_ref.conformance.baselines",),
+    "fslora_ref": ("fslora_ref.conformance.baselines.checks", "fslora_ref.conformance.baselines.protocol",
+                   "fslora_ref.conformance.baselines.reference", "fslora_ref.conformance.baselines.scenarios"),
 }
 # modules whose docstrings hold examples: each runs as a doctest
 DOCTEST_MODULES = ["fslora_ref.sketch", "fslora_ref.seeding", "fslora_ref.config", "fslora_ref.federation",
