@@ -95,8 +95,12 @@ class TaskConfig(FedConfig):
 
     Parameters
     ----------
-    rank, budgets, local_steps, lr, rounds, seed, lora_scaling, client_optimizer, weight_decay, client_fraction, server_optimizer, server_lr, form, extra, betas, eps, server_betas, server_eps
-        As :class:`fslora_ref.config.FedConfig` (an SGD client may have weight decay here).
+    rank, budgets, local_steps, lr, rounds, seed
+        As :class:`fslora_ref.config.FedConfig`.
+    lora_scaling, client_optimizer, weight_decay, client_fraction
+        As FedConfig (an SGD client may have weight decay here).
+    server_optimizer, server_lr, form, extra, betas, eps, server_betas, server_eps
+        As FedConfig.
     """
 
     __hash__ = FedConfig.__hash__

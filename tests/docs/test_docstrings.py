@@ -25,8 +25,9 @@ PENDING = {
 }
 # modules whose docstrings hold examples: each runs as a doctest
 DOCTEST_MODULES = ["fslora_ref.sketch", "fslora_ref.seeding", "fslora_ref.config", "fslora_ref.federation",
-                   "fslora_ref.algorithms", "fslora_ref.jobs", "fslora_ref.simulate", "fslora_ref.problems.base",
-                   "fslora_ref.problems.families", "llm_bridge.job", "llm_bridge.finetune", "llm_bridge.data", "fslora_ref.conformance.optimizers",
+                   "fslora_ref.algorithms", "fslora_ref.jobs", "fslora_ref.simulate",
+                   "fslora_ref.problems.base", "fslora_ref.problems.families", "llm_bridge.job",
+                   "llm_bridge.finetune", "llm_bridge.data", "fslora_ref.conformance.optimizers",
                    "fslora_ref.conformance.stats"]
 PENDING_REASON = "docstring pass pending (issue 24)"
 
