@@ -43,7 +43,26 @@ MAX_HEADER_DEPTH = 32                 # ours nest < 10 deep
 
 # -- the JSON tree ---------------------------------------------------------------------------
 def encode(obj, arrays: dict):
-    """``obj`` as a JSON-able tree; every array goes into ``arrays`` (id -> ndarray)."""
+    """``obj`` as a JSON-able tree; every array goes into ``arrays``.
+
+    Parameters
+    ----------
+    obj : object
+        None, bools, strings, numbers, numeric NumPy arrays and scalars, and lists, tuples and
+        dicts (string keys not starting with ``__``) of these.
+    arrays : dict
+        Filled with ``{id: ndarray}``; the tree refers to each array by its id.
+
+    Returns
+    -------
+    object
+        JSON values; arrays, scalars, tuples and non-finite floats as one-key tagged dicts.
+
+    Raises
+    ------
+    TypeError
+        For anything else (it names the type).
+    """
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, (np.ndarray, np.generic)):
@@ -73,7 +92,26 @@ def encode(obj, arrays: dict):
 
 
 def decode(tree, arrays: dict, where: str = "state"):
-    """Inverse of :func:`encode`; ValueError naming the position of anything malformed."""
+    """Inverse of :func:`encode`.
+
+    Parameters
+    ----------
+    tree : object
+        A tree :func:`encode` wrote (as read back from JSON).
+    arrays : dict
+        ``{id: ndarray}`` the tree refers to.
+    where : str, default "state"
+        The tree's position, for messages.
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    ValueError
+        Naming the position of anything malformed.
+    """
     if tree is None or isinstance(tree, (bool, int, float, str)):
         return tree
     if isinstance(tree, list):
@@ -104,7 +142,17 @@ def decode(tree, arrays: dict, where: str = "state"):
 
 
 def array_refs(tree) -> set:
-    """Ids of every array the tree refers to."""
+    """Ids of every array the tree refers to.
+
+    Parameters
+    ----------
+    tree : object
+        An encoded tree.
+
+    Returns
+    -------
+    set of str
+    """
     if isinstance(tree, list):
         return set().union(*(array_refs(x) for x in tree)) if tree else set()
     if isinstance(tree, dict):
@@ -123,7 +171,17 @@ def _member(name: str) -> zipfile.ZipInfo:
 
 
 def write_archive(path, header: dict, tree) -> None:
-    """Write ``header`` (JSON-able) with ``tree`` (any encodable object) under key ``"tree"``."""
+    """Write ``header`` with ``tree`` under key ``"tree"`` (atomically).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    header : dict
+        JSON values.
+    tree : object
+        Anything :func:`encode` takes.
+    """
     arrays = {}
     body = dict(header, tree=encode(tree, arrays))
     buf = io.BytesIO()
@@ -214,10 +272,30 @@ def _parse(path: str, fh, file_size: int, read_arrays: bool):
 
 
 def read_header(path) -> dict:
-    """The header of a checkpoint (its ``tree`` not decoded); arrays are not read."""
+    """The header of a checkpoint (its ``tree`` not decoded); arrays are not read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+    """
     return _open(path, read_arrays=False)[0]
 
 
 def read_archive(path):
-    """(header, tree) of a checkpoint written by :func:`write_archive`."""
+    """Read a checkpoint written by :func:`write_archive`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    header : dict
+    tree : object
+        Decoded, arrays included.
+    """
     return _open(path, read_arrays=True)

@@ -72,7 +72,22 @@ def prepare_output_dir(path, option: str = "--out", *, lock: bool = True) -> str
     """Check that ``path`` can hold our outputs, create it, lock it for this process (a live
     writer there is a one-line :class:`~fslora_ref.output_lock.OutputLocked`) and remove temp
     files orphaned by killed writers. Returns the path. Call it before any long computation.
-    The lock is released by :func:`fslora_ref.output_lock.release_all` (or at exit)."""
+    The lock is released by :func:`fslora_ref.output_lock.release_all` (or at exit).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output directory.
+    option : str, default "--out"
+        The option named in an error message.
+    lock : bool, default True
+        Take the directory's writer lock for this process.
+
+    Returns
+    -------
+    str
+        The path.
+    """
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{option} must name a directory, got an empty string")
@@ -90,7 +105,22 @@ def prepare_output_dir(path, option: str = "--out", *, lock: bool = True) -> str
 def check_output_file(path, option: str = "--json", *, lock: bool = True) -> str:
     """Check that a file can be written at ``path`` and (``lock``) lock it for this process:
     its directory is created and holds ``.fslora-lock-<name>`` until the command ends; a live
-    writer of that file, or of that directory (``--out``), is a one-line error. Returns the path."""
+    writer of that file, or of that directory (``--out``), is a one-line error. Returns the path.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    option : str, default "--json"
+        The option named in an error message.
+    lock : bool, default True
+        Take the file's writer lock for this process.
+
+    Returns
+    -------
+    str
+        The path.
+    """
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{option} must name a file, got an empty string")
@@ -139,7 +169,17 @@ def check_output_names(directory, files=(), directories=(), option: str = "--out
 def remove_stale_temp_files(directory) -> list:
     """Delete ``.tmp-fslora-*`` files and directories left in ``directory`` by writers that are
     gone (their name's PID and start time match no live process; a name without them is from
-    an older fslora); a live writer's temp files are left alone. Returns the removed paths."""
+    an older fslora); a live writer's temp files are left alone. Returns the removed paths.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+
+    Returns
+    -------
+    list of str
+        What was removed.
+    """
     removed = []
     for tmp in glob.glob(os.path.join(glob.escape(os.fspath(directory)), TMP_PREFIX + "*")):
         if _writer_alive(os.path.basename(tmp)):
@@ -169,10 +209,22 @@ def _honour_umask(directory: str) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path):
-    """``with atomic_directory(path) as tmp:`` fill ``tmp``; on success it replaces ``path``
-    (a previous ``path`` directory is removed); the directory and its files get the modes the
-    umask asks for (``mkdtemp`` alone gives 0700, some writers 0600). On an error the temp directory is removed; one
-    orphaned by a kill is removed by the next :func:`prepare_output_dir`."""
+    """``with atomic_directory(path) as tmp:`` fill ``tmp``; on success it replaces ``path``.
+
+    A previous ``path`` directory is removed; the directory and its files get the modes the
+    umask asks for (``mkdtemp`` alone gives 0700, some writers 0600). On an error the temp
+    directory is removed; one orphaned by a kill is removed by the next :func:`prepare_output_dir`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory to create or replace.
+
+    Yields
+    ------
+    str
+        The temporary directory to fill.
+    """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     with _one_line_os_errors(path):
@@ -212,8 +264,15 @@ def _one_line_os_errors(path):
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``;
-    the file gets mode 0666 & ~umask, like any file the user creates."""
+    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``.
+
+    The file gets mode 0666 & ~umask, like any file the user creates.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    data : bytes
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     with _one_line_os_errors(path):
@@ -234,7 +293,19 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 def dumps_json(obj, indent: int | None = 1) -> str:
-    """Strict JSON text (``allow_nan=False``): a non-finite number is a ValueError, never ``NaN``."""
+    """Strict JSON text (``allow_nan=False``): a non-finite number is a ValueError, never ``NaN``.
+
+    Parameters
+    ----------
+    obj : object
+        JSON values.
+    indent : int or None, default 1
+        As ``json.dumps``.
+
+    Returns
+    -------
+    str
+    """
     try:
         return json.dumps(obj, indent=indent, allow_nan=False)
     except ValueError as exc:
@@ -242,12 +313,29 @@ def dumps_json(obj, indent: int | None = 1) -> str:
 
 
 def write_json(path, obj, indent: int | None = 1) -> None:
-    """Strict JSON, written atomically."""
+    """Strict JSON (:func:`dumps_json`), written atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    obj : object
+        JSON values.
+    indent : int or None, default 1
+        As ``json.dumps``.
+    """
     atomic_write_bytes(path, (dumps_json(obj, indent) + "\n").encode())
 
 
 def write_figure(path, fig, **savefig_kwargs) -> None:
-    """Render a matplotlib figure to PNG and write it atomically."""
+    """Render a matplotlib figure to PNG and write it atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    fig : matplotlib.figure.Figure
+    **savefig_kwargs
+        Passed to ``fig.savefig``.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", **savefig_kwargs)
     atomic_write_bytes(path, buf.getvalue())

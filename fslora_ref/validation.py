@@ -64,7 +64,21 @@ def _show(value) -> str:
 
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as a Python int; raise TypeError/ValueError naming ``name`` and ``[low, high]``.
-    Python and NumPy integers are accepted (not bools)."""
+    Python and NumPy integers are accepted (not bools).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given (a bool or a non-integral number is refused).
+    low, high : int, optional
+        The allowed range, inclusive (None: unbounded).
+
+    Returns
+    -------
+    int
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be an integer, got {_show(value)} (a {type(value).__name__})")
     value = int(value)
@@ -86,7 +100,21 @@ def check_count(name: str, value, *, low: int = 0, high: int) -> int:
 
 
 def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a finite float > 0 (or >= 0 with ``allow_zero``)."""
+    """Return ``value`` as a finite float > 0 (or >= 0 with ``allow_zero``).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given.
+    allow_zero : bool, default False
+        Accept 0.
+
+    Returns
+    -------
+    float
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {_show(value)}")
     value = _as_float(name, value)
@@ -97,7 +125,19 @@ def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float
 
 
 def check_fraction(name: str, value) -> float:
-    """Return ``value`` as a float in (0, 1]."""
+    """Return ``value`` as a float in (0, 1].
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given.
+
+    Returns
+    -------
+    float
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number in (0, 1], got {_show(value)}")
     value = _as_float(name, value)
@@ -107,7 +147,19 @@ def check_fraction(name: str, value) -> float:
 
 
 def check_betas(name: str, betas) -> tuple:
-    """Return ``betas`` as a pair of floats (beta1, beta2), each in [0, 1) (Adam's moment decays)."""
+    """Return ``betas`` as a pair of floats (beta1, beta2), each in [0, 1) (Adam's moment decays).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    betas : object
+        The value given (a sequence of two numbers).
+
+    Returns
+    -------
+    tuple of float
+    """
     try:
         b1, b2 = (float(b) for b in betas)
     except (TypeError, ValueError):
@@ -119,7 +171,21 @@ def check_betas(name: str, betas) -> tuple:
 
 
 def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
-    """Return ``value`` as a finite 2-D float array, optionally of ``shape`` (None = any size)."""
+    """Return ``value`` as a finite 2-D float array, optionally of ``shape``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : array_like
+        The value given.
+    shape : tuple of int, optional
+        The required shape (None: any size).
+
+    Returns
+    -------
+    ndarray, 2-D, float
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
@@ -135,7 +201,21 @@ def check_matrix(name: str, value, shape: tuple | None = None) -> np.ndarray:
 
 
 def check_real(name: str, value, *, low: float, high: float) -> float:
-    """Return ``value`` as a float in [low, high] (finite); TypeError for non-numbers."""
+    """Return ``value`` as a float in [low, high] (finite); TypeError for non-numbers.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given.
+    low, high : float
+        The allowed range, inclusive.
+
+    Returns
+    -------
+    float
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number in [{low:g}, {high:g}], got {_show(value)}")
     value = _as_float(name, value)
@@ -146,7 +226,17 @@ def check_real(name: str, value, *, low: float, high: float) -> float:
 
 def check_allocation(what: str, floats: int, hint: str) -> None:
     """Raise ValueError if ``floats`` (an exact Python int: compute it from checked values, never
-    from NumPy integers, whose products wrap around) exceed MAX_FLOATS; ``hint`` names the arguments."""
+    from NumPy integers, whose products wrap around) exceed MAX_FLOATS; ``hint`` names the arguments.
+
+    Parameters
+    ----------
+    what : str
+        What would be allocated (the message's subject).
+    floats : int
+        Its size in floats.
+    hint : str
+        Names the arguments to reduce.
+    """
     if isinstance(floats, np.integer):
         raise TypeError(f"{what}: the size must be computed in Python integers (got {type(floats).__name__})")
     if floats > MAX_FLOATS:
@@ -155,6 +245,22 @@ def check_allocation(what: str, floats: int, hint: str) -> None:
 
 
 def check_choice(name: str, value, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ValueError naming them.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given (an unhashable one is refused).
+    choices : collection
+        The allowed values.
+
+    Returns
+    -------
+    object
+        ``value``.
+    """
     try:
         known = value in choices
     except TypeError:  # unhashable

@@ -16,12 +16,28 @@ from .targets import load_target
 
 
 def check_list() -> str:
-    """One line per check: name, mode, what it detects (``crosscheck --list``; no target needed)."""
+    """One line per check: name, mode, what it detects (``crosscheck --list``; no target needed).
+
+    Returns
+    -------
+    str
+    """
     return list_checks()
 
 
 def parse_xfail(items) -> dict:
-    """{check: reason} from ``CHECK=REASON`` strings."""
+    """Expected failures from ``CHECK=REASON`` strings (the --xfail option).
+
+    Parameters
+    ----------
+    items : iterable of str
+        ``CHECK=REASON`` each.
+
+    Returns
+    -------
+    dict
+        ``{check: reason}``.
+    """
     out = {}
     for item in items:
         name, sep, reason = item.partition("=")

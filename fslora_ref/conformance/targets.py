@@ -72,8 +72,21 @@ def _import(module_name: str, is_file: bool):
 
 
 def load_target(target: str):
-    """The object named by MODULE:ATTR (instantiated if it is a class or a factory). Any failure to
-    import or build it (including SystemExit) is a one-line ValueError / FileNotFoundError."""
+    """The object named by MODULE:ATTR (instantiated if it is a class or a factory).
+
+    Any failure to import or build it (including SystemExit) is a one-line ValueError /
+    FileNotFoundError.
+
+    Parameters
+    ----------
+    target : str
+        ``MODULE:ATTR`` or ``path/to/file.py:ATTR``.
+
+    Returns
+    -------
+    object
+        The implementation.
+    """
     if not isinstance(target, str):
         raise TypeError(f"target must be a string MODULE:ATTR, got {type(target).__name__}")
     module_name, sep, attr = target.rpartition(":")

@@ -76,10 +76,44 @@ def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: 
                   mean_size: int = 64, size_spread: float = 0.3, noise: float = 0.1,
                   heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
                   eval_size: int = 0) -> Problem:
-    """Federated least squares f_i(W) = (1/2 n_i) ||X_i W - Y_i||_F^2, W: (m, n).
+    """Federated least squares ``f_i(W) = (1/2 n_i) ||X_i W - Y_i||_F^2``, W of shape (m, n).
 
-    Y_i = X_i (W0 + D + heterogeneity * D_i) + noise * E_i, with rank-``target_rank`` D, D_i.
-    eval_size: held-out samples per client (``problem.held_out``; 0: none).
+    ``Y_i = X_i (W0 + D + heterogeneity * D_i) + noise * E_i``, with rank-``target_rank`` D, D_i.
+
+    Parameters
+    ----------
+    n_clients : int
+        N.
+    m, n : int
+        The weight's shape.
+    target_rank : int
+        The rank of the shared and per-client target perturbations.
+    mean_size : int
+        The clients' mean number of samples (sizes mean_size * exp(size_spread * N(0, 1)), at
+        least 4).
+    size_spread : float
+        The spread of client sizes, in [0, 3].
+    noise : float
+        The standard deviation of the target noise E_i.
+    heterogeneity : float
+        The scale of each client's own perturbation of the target (0: identical clients).
+    batch_size : int or None
+        Minibatch size of the local steps (None: full batch).
+    seed : int
+        The data come from this seed's ``"problem"`` stream.
+    eval_size : int
+        Held-out samples per client (``problem.held_out``; 0: none).
+
+    Returns
+    -------
+    Problem
+
+    Examples
+    --------
+    >>> from fslora_ref import least_squares
+    >>> problem = least_squares(n_clients=3, m=6, n=4, seed=1)
+    >>> problem.n_clients, problem.layer_shapes, problem.link
+    (3, [(6, 4)], 'squared')
     """
     n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
         n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)
@@ -104,11 +138,40 @@ def logistic(n_clients: int = 8, m: int = 24, n_classes: int = 6, *, target_rank
              mean_size: int = 96, size_spread: float = 0.3, noise: float = 0.5,
              heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
              eval_size: int = 0) -> Problem:
-    """Multinomial logistic regression on a LoRA-adapted weight W: (m, n_classes).
+    """Multinomial logistic regression on a LoRA-adapted weight W of shape (m, n_classes).
 
     Labels are drawn from softmax(x W_i / temperature) with temperature = max(noise, 1e-3);
     W_i = W0 + D + heterogeneity * D_i, so clients' label maps differ.
-    eval_size: held-out samples per client (``problem.held_out``; 0: none).
+
+    Parameters
+    ----------
+    n_clients : int
+        N.
+    m : int
+        The input dimension.
+    n_classes : int
+        The number of classes.
+    target_rank : int
+        The rank of the shared and per-client target perturbations.
+    mean_size : int
+        The clients' mean number of samples (sizes mean_size * exp(size_spread * N(0, 1)), at
+        least 4).
+    size_spread : float
+        The spread of client sizes, in [0, 3].
+    noise : float
+        The softmax temperature of the labels (at least 1e-3).
+    heterogeneity : float
+        The scale of each client's own perturbation of the target (0: identical clients).
+    batch_size : int or None
+        Minibatch size of the local steps (None: full batch).
+    seed : int
+        The data come from this seed's ``"problem"`` stream.
+    eval_size : int
+        Held-out samples per client (``problem.held_out``; 0: none).
+
+    Returns
+    -------
+    Problem
     """
     n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
         n_clients, {"m": m, "n_classes": n_classes}, target_rank, mean_size, noise, heterogeneity, size_spread,
@@ -138,11 +201,38 @@ def two_layer(n_clients: int = 8, m: int = 16, hidden: int = 24, n: int = 8, *, 
               mean_size: int = 64, size_spread: float = 0.3, noise: float = 0.05,
               heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
               eval_size: int = 0) -> Problem:
-    """Two LoRA-adapted layers: f_i = (1/2 n_i) ||tanh(X_i W_1) W_2 - Y_i||^2.
+    """Two LoRA-adapted layers: ``f_i = (1/2 n_i) ||tanh(X_i W_1) W_2 - Y_i||^2``.
 
-    W_1: (m, hidden), W_2: (hidden, n); each layer gets its own sketch. Targets come from a
-    teacher network whose layers are perturbed per client.
-    eval_size: held-out samples per client (``problem.held_out``; 0: none).
+    W_1 of shape (m, hidden), W_2 of shape (hidden, n); each layer gets its own sketch. Targets
+    come from a teacher network whose layers are perturbed per client.
+
+    Parameters
+    ----------
+    n_clients : int
+        N.
+    m, hidden, n : int
+        The layer widths.
+    target_rank : int
+        The rank of the shared and per-client target perturbations.
+    mean_size : int
+        The clients' mean number of samples (sizes mean_size * exp(size_spread * N(0, 1)), at
+        least 4).
+    size_spread : float
+        The spread of client sizes, in [0, 3].
+    noise : float
+        The standard deviation of the target noise.
+    heterogeneity : float
+        The scale of each client's own perturbation of the target (0: identical clients).
+    batch_size : int or None
+        Minibatch size of the local steps (None: full batch).
+    seed : int
+        The data come from this seed's ``"problem"`` stream.
+    eval_size : int
+        Held-out samples per client (``problem.held_out``; 0: none).
+
+    Returns
+    -------
+    Problem
     """
     n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
         n_clients, {"m": m, "hidden": hidden, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread,
@@ -170,7 +260,25 @@ FAMILIES = {"least_squares": least_squares, "logistic": logistic, "two_layer": t
 
 
 def make_problem(family: str, **kwargs) -> Problem:
-    """Build a problem of ``family`` (one of FAMILIES) from keyword arguments."""
+    """Build a problem of ``family`` from keyword arguments.
+
+    Parameters
+    ----------
+    family : {"least_squares", "logistic", "two_layer"}
+        One of ``FAMILIES``.
+    **kwargs
+        The family function's arguments.
+
+    Returns
+    -------
+    Problem
+
+    Examples
+    --------
+    >>> from fslora_ref import make_problem
+    >>> make_problem("two_layer", n_clients=2, m=4, hidden=5, n=3).layer_shapes
+    [(4, 5), (5, 3)]
+    """
     if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     return FAMILIES[family](**kwargs)
