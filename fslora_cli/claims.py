@@ -1,4 +1,4 @@
-"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--out DIR]``: the paper's
+"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--impl MODULE:ATTR] [--out DIR]``: the paper's
 empirical claims (spec section 6) on the NumPy families, each as paired comparisons over seeds
 with an effect size, simultaneous confidence intervals and a status
 (:func:`theory.empirical.job.run_claims`). ``--llm`` runs claim 1 on SmolLM2 instead
@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from theory.empirical.job import ClaimsJob  # noqa: E402
 from theory.empirical.settings import FAMILIES, SEEDS  # noqa: E402
 
-NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs")
+NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs", "impl")
 LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lr", "batch_size", "examples_per_client",
             "dirichlet_alpha", "eval_per_family", "eval_every", "threads")
 OUT = {False: "runs/claims", True: "runs/claims-llm"}
@@ -29,7 +29,8 @@ def configure_parser(p):
     d = ClaimsJob()
     p.add_argument("--llm", action="store_true", help="run claim 1 on SmolLM2 through the LLM bridge (a long run)")
     p.add_argument("--quick", action="store_true", default=None,
-                   help=f"N=10, T=30, {SEEDS['quick']} seeds (about 30 s of CPU) instead of N=20, T=100, {SEEDS['full']} seeds")
+                   help=f"N=10, T=30, {SEEDS['quick']} seeds, steps tuned on 2 seeds instead of N=20, T=100, {SEEDS['full']} "
+                        "seeds, steps tuned on 3: a smoke test, not a verdict")
     p.add_argument("--only", default=None, help="comma-separated claim ids, e.g. claim1,claim4 or 1,4 (default: all five)")
     p.add_argument("--family", choices=FAMILIES, default=None, help="one problem family (default: all three)")
     p.add_argument("--seeds", type=int, default=None,
@@ -42,8 +43,11 @@ def configure_parser(p):
     p.add_argument("--alpha", type=float, default=0.05,
                    help="one-sided level per direction (Bonferroni within a claim)")
     p.add_argument("--jobs", type=int, default=None, help=f"worker processes (default {d.jobs})")
+    p.add_argument("--impl", metavar="MODULE:ATTR", default=None,
+                   help="run every FSLoRA arm with this implementation (an fslora_ref.algorithms.Algorithm: instance, "
+                        "class or factory; the `fslora verify --impl` syntax); recorded in the report")
     p.add_argument("--out", default=None, help="output directory (default: runs/claims; --llm runs/claims-llm)")
-    p.add_argument("--resume", action="store_true", help="reuse the finished runs in <out>/runs.json")
+    p.add_argument("--resume", action="store_true", help="reuse the finished tunings and runs in <out>/runs.json")
     g = p.add_argument_group("LLM bridge (with --llm)")
     g.add_argument("--model", default=None, help="'smollm2' (default), 'tiny' or a local model dir")
     g.add_argument("--algorithms", default=None, help="comma-separated subset (default: all five)")
@@ -71,13 +75,13 @@ def run(args, algorithms=None) -> int:
     if args.llm:
         if args.only not in (None, "1", "claim1") or args.family or args.quick:
             raise ValueError("--llm runs claim 1 only, at its own size: --only, --family and --quick do not apply")
-        _refuse(args, ("margin", "jobs"), "without --llm")
+        _refuse(args, ("margin", "jobs", "impl"), "without --llm")
         from llm_bridge.claims import LLMClaimsJob, run_llm_claims
         job = LLMClaimsJob(alpha=args.alpha, **sizes, **_given(args, LLM_ONLY))
         return run_llm_claims(job, out, resume=args.resume)
     _refuse(args, LLM_ONLY, "with --llm")
     from theory.empirical.job import run_claims
-    job = ClaimsJob(alpha=args.alpha, quick=bool(args.quick), **sizes, **_given(args, ("only", "family", "margin", "jobs")))
+    job = ClaimsJob(alpha=args.alpha, quick=bool(args.quick), **sizes, **_given(args, ("only", "family", "margin", "jobs", "impl")))
     return run_claims(job, out, resume=args.resume, algorithms=algorithms)
 
 

@@ -12,10 +12,11 @@ import re
 import sys
 
 from fslora_ref.algorithms import ALGORITHMS
-from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.validation import check_positive_float
 
 from .flower_deploy import APP_DIR, app_module
+from .parser import CommandParser
 
 JOBS = ("simulate", "finetune")
 FLOWER_LOG = re.compile(r"^(\x1b\[\d+m)?(DEBUG|INFO|WARNING|ERROR)\s*(\x1b\[0m)?\s*:|^\s*$")
@@ -31,7 +32,7 @@ def _command(job: str):
 
 def job_parser(job: str) -> argparse.ArgumentParser:
     """The option parser of `fslora <job>` (no torch import)."""
-    p = argparse.ArgumentParser(prog=f"fslora {job}")
+    p = CommandParser(prog=f"fslora {job}")
     _command(job).configure_parser(p)
     return p
 
@@ -44,11 +45,29 @@ def add_flower_options(p):
     g.add_argument("--on-missing", choices=("stop", "continue"), default=defaults["on-missing"],
                    help="a client that does not answer in time: stop with an error naming it (resume with --resume), "
                         "or continue, averaging over the clients that replied")
+    g.add_argument("--on-bad-update", choices=("stop", "drop"), default=defaults["on-bad-update"],
+                   help="an update with a NaN or infinity, a wrong shape or dtype, or a norm above --max-update-norm: "
+                        "stop with an error naming the client, or drop it from the round (default %(default)s)")
+    g.add_argument("--max-update-norm", type=float, default=None, metavar="BOUND",
+                   help="refuse a client's upload whose Euclidean norm (all its arrays) exceeds BOUND (default: no bound)")
     g.add_argument("--discovery-timeout", type=float, default=defaults["discovery-timeout"],
                    help="seconds to wait for the SuperNodes' answers before round 1 (first use converts SmolLM2)")
     g.add_argument("--start-timeout", type=float, default=60.0,
                    help="seconds for the local SuperLink and SuperNodes to come up")
     g.add_argument("--run-timeout", type=float, default=None, help="stop the run after this many seconds")
+    g.add_argument("--engine", choices=("deployment", "simulation"), default="deployment",
+                   help="deployment: a SuperLink and one SuperNode process per client (TLS, node auth); simulation: "
+                        "Flower's simulation engine (Ray), --clients virtual SuperNodes in one process tree "
+                        "(needs the `flower` extra's Ray; many clients on one machine)")
+    g.add_argument("--client-cpus", type=int, default=1,
+                   help="simulation engine: CPUs reserved per ClientApp (how many run at once; default 1)")
+    g.add_argument("--node-local", action="store_true",
+                   help="simulate, deployment engine: write each client's partition to <out>/node-data and start "
+                        "each SuperNode with its own file and its budget k_i in --node-config (data=..., budget=...); "
+                        "the server then plans from the budgets the nodes announce")
+    g.add_argument("--insecure", action="store_true",
+                   help="start the local SuperLink and SuperNodes without TLS and without SuperNode authentication "
+                        "(by default: a throw-away CA, TLS, and only this deployment's node keys admitted)")
     g.add_argument("--export-run-config", metavar="FILE.toml",
                    help="write the run config for `flwr run <app> <superlink> --run-config FILE.toml` and exit "
                         "(multi-machine use; --out and the data paths are then paths on the hosts that read them, "
@@ -64,6 +83,12 @@ def configure_parser(p):
         add_flower_options(q)
     from . import flower_bench
     flower_bench.configure_parser(sub.add_parser("bench", help="equality, bytes per round and engine overhead, measured"))
+    part = sub.add_parser("partition", help="write one data file per client of a simulate job (for node-local data: "
+                                            "--node-config 'data=\"DIR/partition-<i>.npz\"')",
+                          parents=[job_parser("simulate")], add_help=False)
+    part.set_defaults(partition=True)
+    fab = sub.add_parser("fab", help="build the Flower App Bundle of flower_app/ with flwr build")
+    fab.add_argument("--out", default=".", help="directory to write the .fab into (default: the current one)")
 
 
 def job_args(job, args) -> argparse.Namespace:
@@ -117,6 +142,7 @@ def validate(job, spec, out, resume, local: bool = True):
         problem, config, names = build(spec)
         if local:
             prepare_output_dir(out, "--out")
+            check_output_names(out, spec.output_names())
             if resume:
                 plan_resume(out, names, problem, config, run_identity(spec, problem), resume=True, announce=False,
                             options=spec.algorithm_options())
@@ -139,16 +165,49 @@ def run(args) -> int:
     if job == "bench":
         from . import flower_bench
         return flower_bench.run(args)
+    if job == "partition":
+        ns = job_args("simulate", args)
+        spec, _ = typed_job("simulate", ns)
+        validate("simulate", spec, ns.out, False, local=False)
+        write_partitions = app_module("partition").write_partitions
+        paths = write_partitions(spec, ns.out)
+        budgets = spec.client_budgets()
+        print(f"wrote {len(paths)} partition files in {ns.out}; start SuperNode i with")
+        print(f"  --node-config 'partition-id=<i> num-partitions={len(paths)} data=\"{os.path.join(ns.out, 'partition-<i>.npz')}\" "
+              f"budget=<k_i>'   (this job's k_i: {','.join(map(str, budgets))})")
+        return 0
+    if job == "fab":
+        from .flower_deploy import DeploymentError
+        from .flower_fab import build_fab
+        try:
+            print(f"wrote {build_fab(args.out)}")
+        except DeploymentError as exc:
+            print(f"fslora flower fab: error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     for name in ("round_timeout", "discovery_timeout", "start_timeout"):
         check_positive_float("--" + name.replace("_", "-"), getattr(args, name))
     if args.run_timeout is not None:
         check_positive_float("--run-timeout", args.run_timeout)
+    if args.node_local and (job != "simulate" or args.engine != "deployment"):
+        print(f"fslora flower {job}: error: --node-local is for `fslora flower simulate` on the deployment engine",
+              file=sys.stderr)
+        return 2
+    if args.client_cpus < 1:
+        print(f"fslora flower {job}: error: --client-cpus must be an integer >= 1, got {args.client_cpus}",
+              file=sys.stderr)
+        return 2
+    if args.max_update_norm is not None:
+        check_positive_float("--max-update-norm", args.max_update_norm)
     ns = job_args(job, args)
     spec, run_options = typed_job(job, ns)
-    validate(job, spec, ns.out, ns.resume, local=not args.export_run_config)
+    exporting = args.export_run_config is not None   # '' is a bad file name, not "no export"
+    validate(job, spec, ns.out, ns.resume, local=not exporting)
     rc = app_module("settings").run_config(job, spec, ns.out, **run_options, round_timeout=args.round_timeout,
-                                           on_missing=args.on_missing, discovery_timeout=args.discovery_timeout)
-    if args.export_run_config:
+                                           on_missing=args.on_missing, discovery_timeout=args.discovery_timeout,
+                                           on_bad_update=args.on_bad_update,
+                                           max_update_norm=args.max_update_norm or 0.0)
+    if exporting:
         import tomli_w
         from fslora_ref.outputs import atomic_write_bytes, check_output_file
         check_output_file(args.export_run_config, "--export-run-config")
@@ -158,11 +217,33 @@ def run(args) -> int:
         return 0
     from .flower_deploy import DeploymentError, LocalDeployment
     n = spec.clients
+    if args.insecure and args.engine == "deployment":
+        print(f"fslora flower {job}: warning: --insecure: no TLS and no SuperNode authentication; any process on "
+              "this machine can join as a client, read the traffic and use the SuperLink's Control API",
+              file=sys.stderr)
+    runs_before = app_module("rounds").Ledger.count(ns.out)
     try:
-        with LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout) as dep:
-            print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s")
+        if args.engine == "simulation":
+            from .flower_deploy import SimulationDeployment
+            deployment = SimulationDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
+                                              client_cpus=args.client_cpus)
+        else:
+            node_configs = None
+            if args.node_local and job == "simulate":
+                paths = app_module("partition").write_partitions(spec, os.path.join(ns.out, "node-data"))
+                node_configs = [f'data="{p}" budget={k}' for p, k in zip(paths, spec.client_budgets())]
+            deployment = LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
+                                         insecure=args.insecure, node_configs=node_configs)
+        with deployment as dep:
+            if args.engine == "simulation":
+                print(f"flower: simulation engine SuperLink on 127.0.0.1:{dep.port}, {n} virtual SuperNodes")
+            else:
+                mode = "without TLS (--insecure)" if args.insecure else "TLS, SuperNode authentication"
+                print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s "
+                      f"({mode})")
             result = dep.run(APP_DIR, rc, timeout=args.run_timeout, on_line=_echo)
     except DeploymentError as exc:
+        app_module("rounds").Ledger.mark_crashed(ns.out, str(exc), first=runs_before)   # the ServerApp could not say it
         print(f"fslora flower {job}: error: {exc}", file=sys.stderr)
         return 1
     if not result.ok:

@@ -182,7 +182,18 @@ def run(args) -> int:
     unknown = set(parts) - {"numpy", "bridge", "smollm2"}
     if unknown or not parts:
         raise ValueError(f"--parts must list some of numpy, bridge, smollm2; got {args.parts!r}")
-    ranks = [int(r) for r in args.ranks.split(",")]
+    from fslora_ref.validation import MAX_RANK, check_int
+    check_int("--clients", args.clients, low=1, high=16)      # budgets 2, 4, ..., 2^clients
+    check_int("--rounds", args.rounds, low=1, high=1000)
+    try:
+        ranks = [check_int("--ranks", int(r), low=1, high=MAX_RANK) for r in args.ranks.split(",") if r.strip()]
+    except ValueError as exc:
+        raise ValueError(f"--ranks must be comma-separated integers in [1, {MAX_RANK}], got {args.ranks!r}") from exc
+    if not ranks:
+        raise ValueError(f"--ranks must name at least one rank, got {args.ranks!r}")
+    if args.json is not None:   # checked, and locked for this process, before the deployments start
+        from fslora_ref.outputs import check_output_file
+        check_output_file(args.json, "--json")
     figures = {}
     with tempfile.TemporaryDirectory(prefix="fslora-flower-bench-") as tmp:
         if "numpy" in parts:
@@ -195,7 +206,7 @@ def run(args) -> int:
         if "smollm2" in parts:
             figures["smollm2_startup"] = smollm2_part()
             print(report_smollm2(figures["smollm2_startup"]), flush=True)
-    if args.json:
+    if args.json is not None:
         from fslora_ref.outputs import write_json
         write_json(args.json, figures)
     return 0

@@ -44,6 +44,18 @@ MARK = "FSLORA_FLOWER_DEPLOYMENT"
 CONNECTION = "fslora-local"
 
 
+def die_with_parent() -> None:
+    """In a child between fork and exec: have the kernel SIGKILL it when the process that started it
+    dies, however it dies (kill -9 included). Linux prctl(PR_SET_PDEATHSIG); a no-op elsewhere. The
+    processes Flower spawns in turn are covered by the watchdog (``fslora_cli.flower_watchdog``)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class DeploymentError(RuntimeError):
     """The deployment did not start, run or stop as it should (one line, naming the part)."""
 
@@ -108,14 +120,21 @@ class LocalDeployment:
     """
 
     def __init__(self, n_nodes: int, log_dir: str, *, start_timeout: float = 60.0, stop_grace: float = 5.0,
-                 stop_timeout: float = 10.0):
+                 stop_timeout: float = 10.0, insecure: bool = False, node_configs=None):
         if n_nodes < 1:
             raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
+        self.insecure = insecure
+        # extra --node-config entries per SuperNode, e.g. 'budget=4 data="/data/partition-0.npz"'
+        self.node_configs = list(node_configs) if node_configs is not None else [""] * n_nodes
+        if len(self.node_configs) != n_nodes:
+            raise ValueError(f"node_configs must hold {n_nodes} entries (one per SuperNode), got {len(self.node_configs)}")
+        self.credentials = None
         self.n_nodes, self.log_dir = n_nodes, log_dir
         self.start_timeout, self.stop_grace, self.stop_timeout = start_timeout, stop_grace, stop_timeout
         self.token = uuid.uuid4().hex
         self.home = None
         self.superlink = None
+        self.watchdog = None
         self.nodes = []         # Popen per SuperNode, index = partition-id
         self.node_logs = {}     # partition-id -> log name of its current SuperNode
         self._starts = {}
@@ -137,25 +156,45 @@ class LocalDeployment:
     def start(self) -> None:
         t0 = time.monotonic()
         deadline = t0 + self.start_timeout
+        self._prepare_home()
+        self.port = free_port()
+        if self.insecure:
+            security, connection = ["--insecure"], "insecure = true\n"
+        else:
+            from .flower_pki import make_credentials
+            creds = self.credentials = make_credentials(os.path.join(self.home, "credentials"), self.n_nodes)
+            security = ["--ssl-certfile", creds.server_cert, "--ssl-keyfile", creds.server_key,
+                        "--ssl-ca-certfile", creds.ca_cert, "--enable-supernode-auth"]
+            connection = f'root-certificates = "{creds.ca_cert}"\n'
+        self.superlink = self._spawn("superlink", [_tool("flower-superlink"), *security, "--host", "127.0.0.1",
+                                                   "--port", str(self.port)])
+        self._wait(lambda: self._listening(self.port), deadline, "the SuperLink did not listen", "superlink")
+        with open(os.path.join(self.home, "config.toml"), "w") as fh:
+            fh.write(f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+                     f'address = "127.0.0.1:{self.port}"\n{connection}')
+        if not self.insecure:
+            self._register_nodes(deadline)
+        self.nodes = [self._spawn_node(i) for i in range(self.n_nodes)]
+        for i in range(self.n_nodes):
+            self._wait(lambda: self._registered(i), deadline, f"SuperNode {i} did not register", self.node_logs[i])
+        self.start_seconds = time.monotonic() - t0
+
+    def _prepare_home(self) -> None:
+        """A private temporary FLWR_HOME, the deployment's environment and its watchdog."""
         os.makedirs(self.log_dir, exist_ok=True)
         self.home = tempfile.mkdtemp(prefix="fslora-flwr-home-")
+        # os.environ carries FSLORA_OUTPUT_LOCK_HOLDER (fslora_ref.output_lock) once `fslora flower` has
+        # locked --out: the ServerApp, a grandchild, writes there as the lock holder's delegate
         self.env = dict(os.environ, FLWR_HOME=self.home, **ENV, **{MARK: self.token})
         # the SuperLink and SuperNodes start flower-superexec / flwr-*app by name
         tools = os.path.dirname(_tool("flower-superlink"))
         self.env["PATH"] = tools + os.pathsep + self.env.get("PATH", "")
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             self.env.setdefault(var, "1")   # N ClientApps share this machine's cores
-        self.port = free_port()
-        self.superlink = self._spawn("superlink", [_tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
-                                                   "--port", str(self.port)])
-        self._wait(lambda: self._listening(self.port), deadline, "the SuperLink did not listen", "superlink")
-        with open(os.path.join(self.home, "config.toml"), "w") as fh:
-            fh.write(f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-                     f'address = "127.0.0.1:{self.port}"\ninsecure = true\n')
-        self.nodes = [self._spawn_node(i) for i in range(self.n_nodes)]
-        for i in range(self.n_nodes):
-            self._wait(lambda: self._registered(i), deadline, f"SuperNode {i} did not register", self.node_logs[i])
-        self.start_seconds = time.monotonic() - t0
+        watch_env = {k: v for k, v in self.env.items() if k != MARK}
+        self.watchdog = subprocess.Popen([sys.executable, "-m", "fslora_cli.flower_watchdog", str(os.getpid()),
+                                          self.token, self.home], env=watch_env, start_new_session=True,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def stop(self) -> float:
         """Stop everything this deployment started within ``stop_timeout`` seconds (SIGTERM, then
@@ -176,6 +215,9 @@ class LocalDeployment:
         left = self._remaining()
         if self.home:
             shutil.rmtree(self.home, ignore_errors=True)
+        if self.watchdog is not None and self.watchdog.poll() is None:
+            self.watchdog.terminate()
+            self.watchdog.wait(timeout=5)
         if left:
             raise DeploymentError(f"processes still running {self.stop_timeout:g} s after stop: {left}")
         return time.monotonic() - t0
@@ -191,10 +233,17 @@ class LocalDeployment:
         self.nodes[i].wait(timeout=10)
 
     def restart_node(self, i: int) -> None:
-        """Start a new SuperNode for partition ``i`` (after kill_node) and wait for it to register."""
+        """Start a new SuperNode for partition ``i`` (after kill_node) and wait for it to register.
+        With authentication it gets a key of its own, registered first (the SuperLink refuses a
+        second activation of the dead node's key until it has noticed that node is gone)."""
+        deadline = time.monotonic() + self.start_timeout
+        if not self.insecure:
+            from .flower_pki import node_key_pair
+            private, public = node_key_pair(self.credentials.directory, f"node-{i}-restart{self._starts.get(i, 0) + 1}")
+            self.credentials.node_keys[i], self.credentials.node_public[i] = private, public
+            self._register_nodes(deadline, which=[i])
         self.nodes[i] = self._spawn_node(i)
-        self._wait(lambda: self._registered(i), time.monotonic() + self.start_timeout,
-                   f"SuperNode {i} did not register", self.node_logs[i])
+        self._wait(lambda: self._registered(i), deadline, f"SuperNode {i} did not register", self.node_logs[i])
 
     # -- running an app ---------------------------------------------------------------------------
     def run(self, app_dir: str, run_config: dict, *, timeout: float | None = None, on_line=None) -> RunResult:
@@ -207,7 +256,7 @@ class LocalDeployment:
         t0 = time.monotonic()
         proc = subprocess.Popen([_tool("flwr"), "run", os.path.abspath(app_dir), CONNECTION, "--run-config", cfg,
                                  "--stream"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self.env, start_new_session=True)
+                                env=self.env, start_new_session=True, preexec_fn=die_with_parent)
         self._procs.append(proc)
         run_id, lines = None, []
         log = open(os.path.join(self.log_dir, "run.log"), "a")
@@ -227,12 +276,21 @@ class LocalDeployment:
             log.close()
         proc.wait()
         seconds = time.monotonic() - t0
+        self.check_superlink()
         if run_id is None:
             tail = " ".join("".join(lines[-5:]).split())[-300:]
             raise DeploymentError(f"flwr run did not start a run (exit {proc.returncode}): {tail}")
         info = self.run_info(run_id)
         return RunResult(run_id, info.get("status", "unknown"), info.get("status-details", ""), seconds,
                          info.get("network-traffic", {}))
+
+    def check_superlink(self) -> None:
+        """DeploymentError if the SuperLink process has exited (crashed or killed), saying how."""
+        code = None if self.superlink is None else self.superlink.poll()
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            raise DeploymentError(f"the SuperLink (pid {self.superlink.pid}) {how} during the run; see "
+                                  f"{os.path.join(self.log_dir, 'superlink.log')}")
 
     def run_info(self, run_id: str) -> dict:
         """The run's entry in ``flwr ls --run-id`` (status, status-details, network-traffic, ...)."""
@@ -249,13 +307,39 @@ class LocalDeployment:
             return 0
 
     # -- internals -----------------------------------------------------------------------------------
+    def _register_nodes(self, deadline, which=None) -> None:
+        """Admit this deployment's SuperNode keys (of the nodes ``which``, default all), and only them
+        (``flwr supernode register``, all at once)."""
+        which = range(self.n_nodes) if which is None else which
+        procs = {i: subprocess.Popen([_tool("flwr"), "supernode", "register", self.credentials.node_public[i],
+                                      CONNECTION], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True, preexec_fn=die_with_parent)
+                 for i in which}
+        self._procs.extend(procs.values())
+        for i, proc in procs.items():
+            try:
+                out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise DeploymentError(f"registering SuperNode {i}'s key took longer than {self.start_timeout:g} s") from None
+            if proc.returncode != 0:
+                raise DeploymentError(f"registering SuperNode {i}'s key failed: {' '.join(out.split())[-300:]}")
+
+    def node_command(self, i: int, node_config: str | None = None, key: str | None = None) -> list:
+        """The ``flower-supernode`` command line of client ``i`` (its own key unless ``key``)."""
+        if self.insecure:
+            security = ["--insecure"]
+        else:
+            security = ["--root-certificates", self.credentials.ca_cert,
+                        "--auth-supernode-private-key", key or self.credentials.node_keys[i]]
+        return [_tool("flower-supernode"), *security, "--superlink", f"127.0.0.1:{self.port}",
+                "--host", "127.0.0.1", "--port", str(free_port()),
+                "--node-config", node_config or " ".join(
+                    [f"partition-id={i} num-partitions={self.n_nodes}", self.node_configs[i]]).strip()]
+
     def _spawn_node(self, i):
         starts = self._starts[i] = self._starts.get(i, -1) + 1
         self.node_logs[i] = f"supernode-{i}" + (f"-restart{starts}" if starts else "")
-        return self._spawn(self.node_logs[i], [
-            _tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-            "--host", "127.0.0.1", "--port", str(free_port()),
-            "--node-config", f"partition-id={i} num-partitions={self.n_nodes}"])
+        return self._spawn(self.node_logs[i], self.node_command(i))
 
     def _registered(self, i) -> bool:
         # flower-supernode logs its node id once the SuperLink has registered it (polling
@@ -269,7 +353,8 @@ class LocalDeployment:
     def _spawn(self, name, cmd):
         log = open(os.path.join(self.log_dir, f"{name}.log"), "w")
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                                    preexec_fn=die_with_parent)
         finally:
             log.close()
         self._procs.append(proc)
@@ -317,3 +402,32 @@ class LocalDeployment:
             (os.killpg if group else os.kill)(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class SimulationDeployment(LocalDeployment):
+    """Flower's simulation engine on 127.0.0.1: one ``flower-superlink --simulation`` whose runs get
+    ``num_supernodes`` virtual SuperNodes (``partition-id=i num-partitions=N`` each), their
+    ClientApps executed by Ray actors in one process tree instead of one OS process per message.
+    The SuperLink is started --insecure (the simulation runtime has no SuperNodes to authenticate;
+    it listens on 127.0.0.1 only, for the time of the run) and dies with the launcher like a
+    LocalDeployment. ``client_cpus``: CPUs Ray reserves per ClientApp (how many run at once)."""
+
+    def __init__(self, num_supernodes: int, log_dir: str, *, client_cpus: int = 1, **kw):
+        super().__init__(num_supernodes, log_dir, insecure=True, **kw)
+        self.client_cpus = client_cpus
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + self.start_timeout
+        self._prepare_home()
+        self.port = free_port()
+        self.superlink = self._spawn("superlink", [_tool("flower-superlink"), "--insecure", "--simulation",
+                                                   "--host", "127.0.0.1", "--port", str(self.port)])
+        self._wait(lambda: self._listening(self.port), deadline, "the SuperLink did not listen", "superlink")
+        with open(os.path.join(self.home, "config.toml"), "w") as fh:
+            fh.write(f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+                     f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
+                     f'options.num-supernodes = {self.n_nodes}\n'
+                     f'options.backend.client-resources.num-cpus = {int(self.client_cpus)}\n'
+                     f'options.backend.client-resources.num-gpus = 0\n')
+        self.start_seconds = time.monotonic() - t0

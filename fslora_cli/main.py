@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from .parser import CommandParser
+
 COMMANDS = {
     "simulate": "run FSLoRA and the baselines on a synthetic federated problem",
     "bench": "measure submatrix vs masked client speed (and, with --bridge, the LLM client)",
@@ -29,7 +31,9 @@ def command_module(name: str):
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fslora", description="Federated Sketching LoRA reference toolkit")
+    # every parser of every command is a CommandParser (subparsers take their parent's class):
+    # one-line errors, exit 2
+    parser = CommandParser(prog="fslora", description="Federated Sketching LoRA reference toolkit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, help_text in COMMANDS.items():
@@ -49,7 +53,9 @@ def main(argv=None) -> int:
         return 2
     args = parser.parse_args(argv)
     # imported only now: a command module may set the BLAS thread count before numpy is first imported
+    from fslora_ref import output_lock
     from fslora_ref.errors import USER_ERRORS
+    output_lock.COMMAND_LINE = "fslora " + " ".join(argv)   # the lock's record names the holder's command
     try:
         return int(command_module(args.command).run(args) or 0)
     except USER_ERRORS as exc:
@@ -58,6 +64,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"fslora {args.command}: interrupted (completed rounds are kept in the checkpoint, if any)", file=sys.stderr)
         return 130
+    finally:
+        output_lock.release_all()  # the outputs are complete (or the command failed): others may write
 
 
 if __name__ == "__main__":

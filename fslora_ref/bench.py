@@ -20,11 +20,31 @@ from .federation import run_round
 from .outputs import check_output_file, write_json
 from .problems import least_squares
 from .progress import Progress
-from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_int
+from .validation import MAX_CLIENTS, MAX_DIM, MAX_LOCAL_STEPS, MAX_RANK, check_int
+
+MAX_BATCH = 1 << 20     # samples per client step
+MAX_REPEATS = 10_000    # timed rounds per variant
 
 
 def time_rounds(variants: dict, problem, repeats: int, bar) -> dict:
-    """Median seconds per round for each (algorithm, config) in ``variants``, interleaved."""
+    """Median seconds per round for each (algorithm, config) in ``variants``, interleaved.
+
+    Parameters
+    ----------
+    variants : dict
+        ``{name: (algorithm, FedConfig)}``.
+    problem : Problem
+        The problem every variant runs on.
+    repeats : int
+        Timed rounds per variant (after one discarded warm-up round).
+    bar : Progress
+        Advanced once per round.
+
+    Returns
+    -------
+    dict
+        ``{name: median seconds per round}``.
+    """
     times = {name: [] for name in variants}
     states = {name: algo.init(problem, cfg) for name, (algo, cfg) in variants.items()}
     for rep in range(repeats + 1):  # the first pass warms caches and is discarded
@@ -39,14 +59,22 @@ def time_rounds(variants: dict, problem, repeats: int, bar) -> dict:
 
 def check_setting(clients: int, dim: int, rank: int, k: int, local_steps: int, batch_size: int, repeats: int,
                   json_path: str | None) -> None:
-    """One-line errors naming the option, and the --json path checked, before any computation."""
+    """One-line errors naming the option, and the --json path checked, before any computation.
+
+    Parameters
+    ----------
+    clients, dim, rank, k, local_steps, batch_size, repeats : int
+        As :func:`run_bench`.
+    json_path : str or None
+        As :func:`run_bench`.
+    """
     check_int("--clients", clients, low=1, high=MAX_CLIENTS)
     check_int("--dim", dim, low=1, high=MAX_DIM)
     check_int("--rank", rank, low=1, high=MAX_RANK)
     check_int("--k", k, low=1, high=rank)
-    check_int("--local-steps", local_steps, low=1)
-    check_int("--batch-size", batch_size, low=1)
-    check_int("--repeats", repeats, low=1)
+    check_int("--local-steps", local_steps, low=1, high=MAX_LOCAL_STEPS)
+    check_int("--batch-size", batch_size, low=1, high=MAX_BATCH)
+    check_int("--repeats", repeats, low=1, high=MAX_REPEATS)
     if json_path is not None:
         check_output_file(json_path, "--json")
 

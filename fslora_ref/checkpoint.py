@@ -27,6 +27,7 @@ from .algorithms.protocol import ServerState
 from .checkpoint_format import read_archive, read_header, write_archive
 from .history import HISTORY_KEYS, History
 from .outputs import dumps_json
+from .state_schema import check_server_state
 
 FORMAT = "fslora-checkpoint"
 VERSION = 2
@@ -36,7 +37,20 @@ _MISSING = "<absent>"
 
 
 def checkpoint_path(out_dir, algorithm_name: str) -> str:
-    """Where a run of ``algorithm_name`` keeps its checkpoint in ``out_dir``."""
+    """Where a run of ``algorithm_name`` keeps its checkpoint in ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The run's output directory.
+    algorithm_name : str
+        The algorithm's name.
+
+    Returns
+    -------
+    str
+        ``<out_dir>/checkpoint-<algorithm_name><SUFFIX>``.
+    """
     return os.path.join(os.fspath(out_dir), f"checkpoint-{algorithm_name}{SUFFIX}")
 
 
@@ -44,6 +58,18 @@ def find_checkpoint(out_dir, algorithm_name: str) -> str | None:
     """The checkpoint of ``algorithm_name`` in ``out_dir``, or None if there is none.
 
     An old pickle checkpoint there (and no new one) is a ValueError: pickles are never loaded.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The run's output directory.
+    algorithm_name : str
+        The algorithm's name.
+
+    Returns
+    -------
+    str or None
+        The checkpoint's path.
     """
     path = checkpoint_path(out_dir, algorithm_name)
     if os.path.lexists(path):
@@ -57,8 +83,18 @@ def find_checkpoint(out_dir, algorithm_name: str) -> str | None:
 
 
 def problem_identity(problem) -> dict:
-    """What defines a ``fslora_ref`` problem: family, link, shapes, client sizes, batch size
-    and a SHA-256 of its base weights and client data."""
+    """What defines a ``fslora_ref`` problem.
+
+    Parameters
+    ----------
+    problem : Problem
+
+    Returns
+    -------
+    dict
+        Family, link, number of clients, layer shapes, client sizes, batch size and a SHA-256 of
+        its base weights and client data.
+    """
     digest = hashlib.sha256()
     for arr in list(problem.base_weights) + [x for c in problem.clients for x in (c.X, c.targets)]:
         arr = np.ascontiguousarray(arr)
@@ -70,9 +106,20 @@ def problem_identity(problem) -> dict:
 
 
 def algorithm_identity(algorithm) -> dict:
-    """What a checkpoint must match about the algorithm's variant: {"algorithm_options": {...}}
-    for an algorithm with options (HetLoRA's aggregate, FlexLoRA's weighting, ...), else {}. A run
-    resumed with another variant is refused, naming the differing option."""
+    """What a checkpoint must match about the algorithm's variant.
+
+    A run resumed with another variant is refused, naming the differing option.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+
+    Returns
+    -------
+    dict
+        ``{"algorithm_options": {...}}`` for an algorithm with options (HetLoRA's aggregate,
+        FlexLoRA's weighting, ...), else ``{}``.
+    """
     options = getattr(algorithm, "options", None) or {}
     return {"algorithm_options": dict(options)} if options else {}
 
@@ -80,7 +127,22 @@ def algorithm_identity(algorithm) -> dict:
 def save_checkpoint(path, algorithm_name, config, state, history, next_round, *, identity=None) -> None:
     """Write the run's state after ``next_round`` rounds (atomically; data only).
 
-    state: ServerState; history: :class:`History` or a JSON-able dict (the LLM bridge's).
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file (rewritten).
+    algorithm_name : str
+        The algorithm's name.
+    config : FedConfig
+        The run's configuration.
+    state : ServerState
+        The server state after ``next_round`` rounds.
+    history : History or dict
+        The run's history (a JSON-able dict for the LLM bridge).
+    next_round : int
+        The number of rounds done.
+    identity : dict, optional
+        What a resumed run must match besides the config.
     """
     header = {"format": FORMAT, "version": VERSION, "algorithm": algorithm_name, "config": config.to_json(),
               "identity": _normalised(identity or {}), "next_round": int(next_round),
@@ -92,11 +154,30 @@ def save_checkpoint(path, algorithm_name, config, state, history, next_round, *,
 
 
 def checkpoint_header(path, algorithm_name, config, *, identity=None) -> dict:
-    """Read and check a checkpoint's header only (cheap: arrays are not read); returns it.
+    """Read and check a checkpoint's header only (cheap: arrays are not read).
 
-    ValueError, naming ``path``, if the file is not a current fslora checkpoint, belongs to
-    another algorithm or run (every differing field is named), or already holds more rounds
-    than ``config.rounds``.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint.
+    algorithm_name : str
+        The algorithm it must belong to.
+    config : FedConfig
+        The run it must belong to (``rounds`` may have grown).
+    identity : dict, optional
+        What it must match besides the config.
+
+    Returns
+    -------
+    dict
+        The header.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path``, if the file is not a current fslora checkpoint, belongs to another
+        algorithm or run (every differing field is named), or already holds more rounds than
+        ``config.rounds``.
     """
     return _check_header(path, read_header(path), algorithm_name, config, identity)
 
@@ -104,14 +185,49 @@ def checkpoint_header(path, algorithm_name, config, *, identity=None) -> dict:
 def load_checkpoint(path, algorithm_name, config, *, identity=None, layer_shapes=None):
     """(ServerState, history, next_round) from a checkpoint of the same run (see
     :func:`checkpoint_header` for the checks). layer_shapes [(m_l, n_l)], if given, must match
-    the saved factors B: (m_l, r), A: (r, n_l)."""
+    the saved factors B: (m_l, r), A: (r, n_l). Every part of the server state is held against
+    the algorithm's schema (state_schema.py: optimiser moments, step counts, merged weights,
+    products) before anything runs.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint.
+    algorithm_name : str
+        The algorithm it must belong to.
+    config : FedConfig
+        The run it must belong to.
+    identity : dict, optional
+        What it must match besides the config.
+    layer_shapes : list of tuple of int, optional
+        ``[(m_l, n_l)]``; the saved factors must then be B_l of shape (m_l, r), A_l of shape
+        (r, n_l).
+
+    Returns
+    -------
+    state : ServerState
+    history : History or dict
+        As saved.
+    next_round : int
+        The first round still to run.
+
+    Raises
+    ------
+    ValueError
+        If the checkpoint is not of this run or is malformed.
+    """
     header, tree = read_archive(path)
     header = _check_header(path, header, algorithm_name, config, identity)
     next_round = header["next_round"]
     try:
         state = _state(tree["state"], config.rank, layer_shapes)
+        shapes = layer_shapes if layer_shapes is not None else [(B.shape[0], A.shape[1]) for B, A in state.layers]
+        sizes = (identity or {}).get("client_sizes")
+        check_server_state(algorithm_name, state, config, shapes, next_round,
+                           client_sizes=sizes if isinstance(sizes, list) else None,
+                           options=header["identity"].get("algorithm_options"))
         history = _history(tree["history"], header["history_kind"], next_round, config.n_clients)
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ValueError(f"checkpoint {path} is malformed: {exc}") from None
     return state, history, next_round
 
@@ -135,15 +251,41 @@ def _short(value) -> str:
 
 
 def differing_fields(saved: dict, current: dict) -> list:
-    """['name (saved in the checkpoint, current now)'] for every field whose values differ."""
+    """Every field whose values differ, for an error message.
+
+    Parameters
+    ----------
+    saved : dict
+        The checkpoint's fields.
+    current : dict
+        This run's.
+
+    Returns
+    -------
+    list of str
+        ``"name (saved in the checkpoint, current now)"`` each.
+    """
     names = list(current) + [k for k in saved if k not in current]
     return [f"{k} ({_short(saved.get(k, _MISSING))} in the checkpoint, {_short(current.get(k, _MISSING))} now)"
             for k in names if saved.get(k, _MISSING) != current.get(k, _MISSING)]
 
 
 def read_checkpoint_header(path, algorithm_name: str | None = None) -> dict:
-    """The header of a checkpoint, checked to be a current fslora checkpoint (of
-    ``algorithm_name``, if given). Cheap: the arrays are not read."""
+    """The header of a checkpoint, checked to be a current fslora checkpoint.
+
+    Cheap: the arrays are not read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint.
+    algorithm_name : str, optional
+        The algorithm it must belong to.
+
+    Returns
+    -------
+    dict
+    """
     return _check_format(path, read_header(path), algorithm_name)
 
 

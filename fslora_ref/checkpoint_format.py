@@ -11,7 +11,9 @@ The tree is plain JSON except for four tagged objects: ``{"__array__": id}`` (a 
 ``{"__tuple__": [...]}`` and ``{"__float__": "nan" | "inf" | "-inf"}``. Reading
 parses JSON as data and reads arrays with ``allow_pickle=False`` after checking that their
 dtype is numeric and that their declared size fits inside the file, so a hostile, foreign,
-truncated or old pickle file is a one-line ``ValueError`` naming the file.
+truncated or old pickle file is a one-line ``ValueError`` naming the file. Only a regular file
+is opened (a named pipe or device is refused without blocking), and the header is read with a
+size cap (:data:`MAX_HEADER_BYTES`) and bounded JSON (depth and container count: safe_json.py).
 
     write_archive(path, header, tree)           # atomic, permissions from the umask
     header, tree = read_archive(path)
@@ -20,7 +22,6 @@ truncated or old pickle file is a one-line ``ValueError`` naming the file.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import zipfile
@@ -28,17 +29,40 @@ import zipfile
 import numpy as np
 
 from .outputs import atomic_write_bytes, dumps_json
+from .safe_json import loads_bounded, open_regular
 
 HEADER_MEMBER = "header.json"
 ARRAY_DIR = "arrays/"
 TAGS = ("__array__", "__scalar__", "__tuple__", "__float__")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the same state always gives the same bytes
 _NUMERIC_KINDS = "biufc"
+MAX_HEADER_BYTES = 64 << 20           # a 10**5-round history is a few MB
+MAX_HEADER_CONTAINERS = 1_000_000     # JSON objects/arrays in the header
+MAX_HEADER_DEPTH = 32                 # ours nest < 10 deep
 
 
 # -- the JSON tree ---------------------------------------------------------------------------
 def encode(obj, arrays: dict):
-    """``obj`` as a JSON-able tree; every array goes into ``arrays`` (id -> ndarray)."""
+    """``obj`` as a JSON-able tree; every array goes into ``arrays``.
+
+    Parameters
+    ----------
+    obj : object
+        None, bools, strings, numbers, numeric NumPy arrays and scalars, and lists, tuples and
+        dicts (string keys not starting with ``__``) of these.
+    arrays : dict
+        Filled with ``{id: ndarray}``; the tree refers to each array by its id.
+
+    Returns
+    -------
+    object
+        JSON values; arrays, scalars, tuples and non-finite floats as one-key tagged dicts.
+
+    Raises
+    ------
+    TypeError
+        For anything else (it names the type).
+    """
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, (np.ndarray, np.generic)):
@@ -68,7 +92,26 @@ def encode(obj, arrays: dict):
 
 
 def decode(tree, arrays: dict, where: str = "state"):
-    """Inverse of :func:`encode`; ValueError naming the position of anything malformed."""
+    """Inverse of :func:`encode`.
+
+    Parameters
+    ----------
+    tree : object
+        A tree :func:`encode` wrote (as read back from JSON).
+    arrays : dict
+        ``{id: ndarray}`` the tree refers to.
+    where : str, default "state"
+        The tree's position, for messages.
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    ValueError
+        Naming the position of anything malformed.
+    """
     if tree is None or isinstance(tree, (bool, int, float, str)):
         return tree
     if isinstance(tree, list):
@@ -99,7 +142,17 @@ def decode(tree, arrays: dict, where: str = "state"):
 
 
 def array_refs(tree) -> set:
-    """Ids of every array the tree refers to."""
+    """Ids of every array the tree refers to.
+
+    Parameters
+    ----------
+    tree : object
+        An encoded tree.
+
+    Returns
+    -------
+    set of str
+    """
     if isinstance(tree, list):
         return set().union(*(array_refs(x) for x in tree)) if tree else set()
     if isinstance(tree, dict):
@@ -118,7 +171,17 @@ def _member(name: str) -> zipfile.ZipInfo:
 
 
 def write_archive(path, header: dict, tree) -> None:
-    """Write ``header`` (JSON-able) with ``tree`` (any encodable object) under key ``"tree"``."""
+    """Write ``header`` with ``tree`` under key ``"tree"`` (atomically).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    header : dict
+        JSON values.
+    tree : object
+        Anything :func:`encode` takes.
+    """
     arrays = {}
     body = dict(header, tree=encode(tree, arrays))
     buf = io.BytesIO()
@@ -131,16 +194,10 @@ def write_archive(path, header: dict, tree) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _reject_constant(name):
-    raise ValueError(f"non-finite number {name} in strict JSON")
-
-
-def _sniff(path: str) -> None:
+def _sniff(path: str, fh) -> None:
     try:
-        with open(path, "rb") as fh:
-            magic = fh.read(4)
-    except IsADirectoryError:
-        raise ValueError(f"checkpoint {path} is a directory, not a checkpoint file") from None
+        magic = fh.read(4)
+        fh.seek(0)
     except OSError as exc:
         raise ValueError(f"checkpoint {path} cannot be read: {exc.strerror}") from None
     if magic[:1] == b"\x80":
@@ -163,8 +220,13 @@ def _stored_member(zf: zipfile.ZipFile, name: str, file_size: int) -> zipfile.Zi
 
 def _read_header(zf: zipfile.ZipFile, file_size: int) -> dict:
     info = _stored_member(zf, HEADER_MEMBER, file_size)
-    text = zf.read(info).decode("utf-8")
-    header = json.loads(text, parse_constant=_reject_constant)
+    if info.file_size > MAX_HEADER_BYTES:
+        raise ValueError(f"header.json has {info.file_size:,} bytes, above the limit of {MAX_HEADER_BYTES:,}")
+    with zf.open(info) as fh:
+        data = fh.read(MAX_HEADER_BYTES + 1)
+    if len(data) > MAX_HEADER_BYTES:
+        raise ValueError(f"header.json is larger than {MAX_HEADER_BYTES:,} bytes")
+    header = loads_bounded(data, "header.json", max_depth=MAX_HEADER_DEPTH, max_containers=MAX_HEADER_CONTAINERS)
     if not isinstance(header, dict):
         raise ValueError("header.json is not a JSON object")
     return header
@@ -190,10 +252,14 @@ def _read_array(zf: zipfile.ZipFile, key: str, file_size: int) -> np.ndarray:
 
 def _open(path, read_arrays: bool):
     path = os.fspath(path)
-    _sniff(path)
+    with open_regular(path, "checkpoint") as fh:   # no FIFO, device or directory; one open file throughout
+        _sniff(path, fh)
+        return _parse(path, fh, os.fstat(fh.fileno()).st_size, read_arrays)
+
+
+def _parse(path: str, fh, file_size: int, read_arrays: bool):
     try:
-        file_size = os.path.getsize(path)
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(fh) as zf:
             header = _read_header(zf, file_size)
             if not read_arrays:
                 return header, None
@@ -206,10 +272,30 @@ def _open(path, read_arrays: bool):
 
 
 def read_header(path) -> dict:
-    """The header of a checkpoint (its ``tree`` not decoded); arrays are not read."""
+    """The header of a checkpoint (its ``tree`` not decoded); arrays are not read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+    """
     return _open(path, read_arrays=False)[0]
 
 
 def read_archive(path):
-    """(header, tree) of a checkpoint written by :func:`write_archive`."""
+    """Read a checkpoint written by :func:`write_archive`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    header : dict
+    tree : object
+        Decoded, arrays included.
+    """
     return _open(path, read_arrays=True)

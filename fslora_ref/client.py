@@ -20,12 +20,39 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
                 masks=None, round_index: int | None = None):
     """Run ``steps`` optimiser steps on client ``client`` starting from ``factors``.
 
-    factors: [LayerFactors] per layer; B: (m_l, q_l), A: (q_l, n_l), coeff (q_l,) fixed.
-    masks:   None trains every coordinate through the low-rank path (cost ~ q_l). Given as
-             [(col_mask_B: (q_l,), row_mask_A: (q_l,))], the client runs Algorithm 1 as written
-             (full-size masked form): it forms W = W0 + B S A densely, takes G = grad_W loss and
-             steps B <- B - lr G A^T S, A <- A - lr S B^T G, moving only masked coordinates.
-    Returns (trained factors as [(B_l, A_l)], [loss at each step before the update]).
+    Parameters
+    ----------
+    problem : Problem
+        The clients' data and model.
+    client : int
+        The client's index.
+    factors : list of LayerFactors
+        Per layer: B, shape (m_l, q_l); A, shape (q_l, n_l); coeff, shape (q_l,), held fixed.
+    steps : int
+        The number of local steps H.
+    optimizer : SGD or AdamW
+        The client optimiser (``config.make_client_optimizer()``); its state starts fresh.
+    rng : numpy.random.Generator
+        The client's batch stream.
+    masks : list of tuple of ndarray, optional
+        None trains every coordinate through the low-rank path (cost ~ q_l). Given as
+        ``[(col_mask_B, row_mask_A)]``, each of shape (q_l,), the client runs Algorithm 1 as
+        written (full-size masked form): it forms W = W0 + B S A densely, takes G = grad_W loss
+        and steps B <- B - lr G A^T S, A <- A - lr S B^T G, moving only masked coordinates.
+    round_index : int, optional
+        The round, named in a divergence message.
+
+    Returns
+    -------
+    trained : list of tuple of ndarray
+        ``[(B_l, A_l)]``, the trained factors, shapes as given.
+    losses : list of float, length steps
+        The minibatch loss at each step, before its update.
+
+    Raises
+    ------
+    DivergenceError
+        If a loss or parameter becomes non-finite.
     """
     params = [p for f in factors for p in (f.B, f.A)]
     full_masks = None
@@ -53,9 +80,27 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
 
 
 def dense_factor_grads(problem, client: int, factors, batch):
-    """Gradients w.r.t. (B, A) through the dense weight, as Algorithm 1 writes them:
+    """Gradients w.r.t. (B, A) through the dense weight, as Algorithm 1 writes them::
 
         W = W0 + delta + B diag(coeff) A,   G = grad_W loss(W),   dB = G A^T diag(coeff),  dA = diag(coeff) B^T G
+
+    Parameters
+    ----------
+    problem : Problem
+        The clients' data and model.
+    client : int
+        The client's index.
+    factors : list of LayerFactors
+        Per layer: B, shape (m_l, q_l); A, shape (q_l, n_l); coeff, shape (q_l,); delta (or None).
+    batch : object
+        A minibatch of the client (``problem.sample_batch``).
+
+    Returns
+    -------
+    loss : float
+        The batch loss at W.
+    grads : list of tuple of ndarray
+        ``[(dB_l, dA_l)]``, shapes (m_l, q_l) and (q_l, n_l).
     """
     weights = [W0 + (0.0 if f.delta is None else f.delta) + (f.B * f.coeff[None, :]) @ f.A
                for W0, f in zip(problem.base_weights, factors)]
@@ -66,7 +111,17 @@ def dense_factor_grads(problem, client: int, factors, batch):
 def trainable_state_floats(shapes, optimizer) -> int:
     """Client trainable-state memory in floats: parameters + gradients + optimiser state.
 
-    shapes: [(m_l, q_l, n_l)] of the factors the client actually allocates.
+    Parameters
+    ----------
+    shapes : list of tuple of int
+        ``[(m_l, q_l, n_l)]`` of the factors the client actually allocates.
+    optimizer : SGD or AdamW
+        The client optimiser (its ``state_floats_per_param``).
+
+    Returns
+    -------
+    int
+        sum_l q_l (m_l + n_l) * (2 + state floats per parameter).
     """
     n_params = sum(q * (m + n) for m, q, n in shapes)
     return n_params * (2 + optimizer.state_floats_per_param)

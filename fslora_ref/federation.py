@@ -26,7 +26,35 @@ from .recorder import HistoryRecorder, check_resumed_state, evaluate, factor_gra
 
 
 def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
-    """One round: configure, train every participant, aggregate. Returns (state, plans, uploads)."""
+    """One round: configure, train every participant, aggregate.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        The federated algorithm (``get_algorithm(name)``).
+    state : ServerState
+        The server state before the round.
+    problem : Problem
+        The clients' data and model.
+    config : FedConfig
+        The run's configuration.
+    round_index : int
+        The round (0-based); keys the round's random streams.
+
+    Returns
+    -------
+    state : ServerState
+        The aggregated server state after the round.
+    plans : list of ClientPlan
+        What each participating client was sent.
+    uploads : list of Upload
+        What each participant returned, in the order of ``plans``.
+
+    Raises
+    ------
+    DivergenceError
+        If the aggregated server factors are not all finite.
+    """
     plans = algorithm.configure_round(state, problem, config, round_index, config.participants(round_index))
     uploads = [algorithm.client_update(plan, problem, config, round_index) for plan in plans]
     new_state = algorithm.aggregate(state, plans, uploads, config)
@@ -35,8 +63,25 @@ def run_round(algorithm, state, problem, config: FedConfig, round_index: int):
 
 
 def check_finite_state(state, round_index: int, plans, config: FedConfig) -> None:
-    """DivergenceError naming the layer (and the step size to lower) if the aggregated server
-    factors are not all finite."""
+    """Raise DivergenceError naming the layer (and the step size to lower) if the aggregated
+    server factors are not all finite.
+
+    Parameters
+    ----------
+    state : ServerState
+        The aggregated server state.
+    round_index : int
+        The round it was aggregated in (for the message).
+    plans : list of ClientPlan
+        The round's plans (their clients are named in the message).
+    config : FedConfig
+        The run's configuration (for the step-size hint).
+
+    Raises
+    ------
+    DivergenceError
+        If any factor of any layer has a NaN or infinite entry.
+    """
     for l, pair in enumerate(state.layers):
         if not all(np.all(np.isfinite(x)) for x in pair):
             raise DivergenceError(f"round {round_index}: server factors of layer {l} became non-finite after "
@@ -48,19 +93,61 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
         divergence_factor: float | None = DIVERGENCE_FACTOR, round_fn=None, recorder=None):
     """Run ``config.rounds`` rounds of ``algorithm`` on ``problem``; returns the history.
 
-    checkpoint: path rewritten atomically after every round (see :func:`checkpoint_path`);
-    with ``resume=True`` an existing checkpoint is continued: its algorithm, config (except
-    ``rounds``, which may grow) and identity (the recorder's: by default :func:`problem_identity`,
-    then ``identity``, then the algorithm's variant options, :func:`algorithm_identity`) must match,
-    or a ValueError names every differing field. on_round(t, row) is called after each round (and
-    its checkpoint). stop_after: stop after that many rounds in total (simulates an interruption).
-    divergence_factor: raise DivergenceError once f(X^t) > factor * f(X^0) or a recorded value
-    is non-finite (None: only non-finite values). round_fn: how one round is executed, with
-    :func:`run_round`'s signature and result (default: in this process; the Flower app passes
-    one that trains the clients on remote nodes). recorder: what the run records (see
-    ``fslora_ref/recorder.py``); default a :class:`HistoryRecorder` of ``problem`` with
-    ``divergence_factor``, whose :class:`History` is returned (the LLM bridge passes its own,
-    with held-out evaluations in a dict).
+    Parameters
+    ----------
+    algorithm : Algorithm
+        The federated algorithm (``get_algorithm(name, **options)``).
+    problem : Problem
+        The clients' data and model; ``problem.n_clients`` must equal ``config.n_clients``.
+    config : FedConfig
+        Rank, budgets, rounds, step sizes, seed.
+    checkpoint : str or os.PathLike, optional
+        A path rewritten atomically after every round (see :func:`checkpoint_path`).
+    resume : bool, default False
+        Continue an existing ``checkpoint``: its algorithm, config (except ``rounds``, which may
+        grow) and identity (the recorder's: by default :func:`problem_identity`, then
+        ``identity``, then the algorithm's variant options, :func:`algorithm_identity`) must
+        match, or a ValueError names every differing field.
+    on_round : callable, optional
+        ``on_round(t, row)``, called after each round (and its checkpoint).
+    stop_after : int, optional
+        Stop after that many rounds in total (simulates an interruption).
+    identity : dict, optional
+        Extra fields a resumed checkpoint must match.
+    divergence_factor : float or None, default DIVERGENCE_FACTOR
+        Raise DivergenceError once f(X^t) > factor * f(X^0) or a recorded value is non-finite
+        (None: only non-finite values). Used by the default recorder.
+    round_fn : callable, optional
+        How one round is executed, with :func:`run_round`'s signature and result (default: in
+        this process; the Flower app passes one that trains the clients on remote nodes).
+    recorder : object, optional
+        What the run records (see ``fslora_ref/recorder.py``); default a :class:`HistoryRecorder`
+        of ``problem`` with ``divergence_factor`` (the LLM bridge passes its own, with held-out
+        evaluations in a dict).
+
+    Returns
+    -------
+    History
+        The recorder's history (by default a :class:`History`: row t is the server state after t
+        rounds, row 0 the initial state; ``history.final_state`` the last server state).
+
+    Raises
+    ------
+    ValueError
+        If the budgets do not match the problem's clients, or a checkpoint does not fit the run.
+    DivergenceError
+        If the run diverges (see ``divergence_factor``).
+
+    Examples
+    --------
+    >>> from fslora_ref import FedConfig, get_algorithm, make_problem, run
+    >>> problem = make_problem("least_squares", n_clients=2, m=6, n=5, seed=0)
+    >>> config = FedConfig(rank=4, budgets=(2, 4), local_steps=2, lr=0.05, rounds=3, seed=0)
+    >>> history = run(get_algorithm("fslora"), problem, config)
+    >>> len(history["loss"]), history.n_rounds
+    (4, 3)
+    >>> bool(history["loss"][-1] < history["loss"][0])
+    True
     """
     round_fn = round_fn or run_round
     recorder = recorder if recorder is not None else HistoryRecorder(problem, divergence_factor)

@@ -25,16 +25,43 @@ from typing import ClassVar
 from .algorithms import ALGORITHMS, get_algorithm
 from .config import BUDGET_DISTRIBUTIONS, budgets_from_ratios, draw_budgets
 from .problems import FAMILIES
-from .validation import MAX_CLIENTS, MAX_DIM, MAX_RANK, check_fraction, check_int, check_positive_float
+from .validation import (MAX_CLIENTS, MAX_DIM, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS, check_fraction, check_int,
+                         check_positive_float)
 
 
 def option_name(field_name: str) -> str:
-    """The command-line spelling of a job field (``local_steps`` -> ``--local-steps``); errors use it."""
+    """The command-line spelling of a job field; error messages use it.
+
+    Parameters
+    ----------
+    field_name : str
+        A job field, e.g. ``"local_steps"``.
+
+    Returns
+    -------
+    str
+        Its option, e.g. ``"--local-steps"``.
+    """
     return "--" + field_name.replace("_", "-")
 
 
 def check_choice(field_name: str, value, choices) -> None:
-    """One-line error unless ``value`` is one of ``choices``."""
+    """One-line error unless ``value`` is one of ``choices``.
+
+    Parameters
+    ----------
+    field_name : str
+        The job field (named as its option in the message).
+    value : object
+        The value given.
+    choices : iterable
+        The allowed values.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not in ``choices``.
+    """
     if value not in choices:
         raise ValueError(f"{option_name(field_name)} must be one of {list(choices)}, got {value!r}")
 
@@ -84,12 +111,31 @@ class Job:
 
     @classmethod
     def field_names(cls) -> tuple:
+        """The job's field names, in declaration order.
+
+        Returns
+        -------
+        tuple of str
+        """
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
     def from_dict(cls, data, *, where: str | None = None):
-        """The job with the fields in ``data`` (a mapping; keys may use ``-`` or ``_``), every
-        field left out at its default. Values are not range-checked here: call ``validate()``.
+        """The job with the fields in ``data``, every field left out at its default.
+
+        Values are not range-checked here: call ``validate()``.
+
+        Parameters
+        ----------
+        data : dict
+            Field values by name (keys may use ``-`` or ``_``; lists for the list fields).
+        where : str, optional
+            What ``data`` came from, for error messages (default: "<NAME> job").
+
+        Returns
+        -------
+        Job
+            An instance of the class it is called on.
 
         Raises
         ------
@@ -113,19 +159,48 @@ class Job:
 
     @classmethod
     def from_file(cls, path):
-        """The job in a TOML / JSON file (see :func:`read_job_file`), validated."""
+        """The job in a TOML / JSON file (see :func:`read_job_file`), validated.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A ``.toml`` or ``.json`` file holding a table of the job's fields.
+
+        Returns
+        -------
+        Job
+            An instance of the class it is called on.
+        """
         job = cls.from_dict(read_job_file(path), where=f"--config {os.fspath(path)!r}")
         job.validate()
         return job
 
     def to_dict(self) -> dict:
-        """Every field in declaration order, as plain JSON values (tuples become lists)."""
+        """Every field in declaration order, as plain JSON values (tuples become lists).
+
+        Returns
+        -------
+        dict
+            ``type(job).from_dict(job.to_dict()) == job``.
+        """
         return {f: (list(v) if isinstance(v, tuple) else v) for f, v in dataclasses.asdict(self).items()}
 
     def replace(self, **changes):
+        """A copy with some fields changed (not validated: call ``validate()``).
+
+        Parameters
+        ----------
+        **changes
+            New field values by name.
+
+        Returns
+        -------
+        Job
+        """
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:  # pragma: no cover - every job overrides it
+        """Check every field; one-line ValueError / TypeError naming the option (subclasses)."""
         raise NotImplementedError
 
 
@@ -144,13 +219,85 @@ def _csv(value) -> str | None:
     return value
 
 
+def parse_variants(value) -> dict:
+    """``variants`` as a table {algorithm: {option: value}}; a string (a flat Flower run-config value)
+    is read as ``ALGORITHM.OPTION=VALUE,...``, e.g. ``"hetlora.aggregate=matrix,flexlora.split=balanced"``."""
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, str):
+        return value
+    table = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, choice = item.partition("=")
+        algorithm, dot, option = key.strip().partition(".")
+        if not (sep and dot and algorithm and option and choice.strip()):
+            raise ValueError(f"variants must be ALGORITHM.OPTION=VALUE,... (e.g. hetlora.aggregate=matrix), got {value!r}")
+        table.setdefault(algorithm, {})[option.strip()] = choice.strip()
+    return table
+
+
 @dataclass(frozen=True)
 class SimulateJob(Job):
     """``fslora simulate``: FSLoRA and the baselines on one synthetic federated problem.
 
     The comma-separated lists (``ratios``, ``budgets``, ``algorithms``) are held as the command
-    line writes them ("0.125,0.25"); ``from_dict`` also takes lists. At most one of ``budgets``,
-    ``budget_distribution`` and a non-default ``ratios`` describes the client budgets k_i.
+    line writes them ("0.125,0.25"); ``from_dict`` also takes lists. The client budgets k_i come
+    from ``budgets`` if given, else ``budget_distribution`` if given, else ``ratios``
+    (:meth:`client_budgets`).
+
+    Parameters
+    ----------
+    family : str, default "least_squares"
+        The problem family (one of ``fslora_ref.problems.FAMILIES``).
+    clients : int, default 20
+        The number of clients N.
+    rank : int, default 16
+        The global rank r.
+    ratios : str or None, default "0.125,0.25,0.5,0.75"
+        Budget ratios k_i / r in (0, 1], cycled over the clients.
+    budgets : str or None
+        One budget k_i per client, e.g. "2,4,8".
+    budget_distribution : {"uniform", "normal", "heavy_tail_low"} or None
+        Draw the budgets (see :func:`fslora_ref.config.draw_budgets`).
+    r_min, r_max : int or None
+        The range of drawn budgets (default 1 and ``rank``); only with ``budget_distribution``.
+    local_steps : int, default 5
+        Local steps H per round.
+    lr : float, default 0.01
+        The client step size.
+    rounds : int, default 100
+        The number of rounds T.
+    batch_size : int, default 16
+        Minibatch size of the local steps (0: full batch).
+    m, n : int, default 48, 32
+        The weight's shape (m, n).
+    algorithms : str, default every algorithm
+        Comma-separated algorithm names to run.
+    client_optimizer : {"sgd", "adamw"}, default "sgd"
+        The client optimiser.
+    client_fraction : float, default 1.0
+        The fraction of clients taking part in each round.
+    server_optimizer : {"none", "sgd", "adam"}, default "none"
+        The server step on the averaged update.
+    server_lr : float or None
+        The server step size (default 1.0); only with a server optimiser.
+    seed : int, default 0
+        The run's seed.
+    variants : dict, optional
+        ``{algorithm: {option: value}}``: each baseline's variant (docs/spec.md section 5); an
+        algorithm or option left out takes its default, the FSLoRA paper's rule.
+
+    Examples
+    --------
+    >>> from fslora_ref.jobs import SimulateJob
+    >>> job = SimulateJob(clients=4, rank=8, rounds=2, algorithms="fslora,fedit")
+    >>> job.validate()
+    >>> job.algorithm_names(), job.client_budgets()
+    (['fslora', 'fedit'], [1, 2, 4, 6])
+    >>> SimulateJob.from_dict(job.to_dict()) == job
+    True
     """
 
     NAME: ClassVar[str] = "simulate"
@@ -181,9 +328,24 @@ class SimulateJob(Job):
 
     @classmethod
     def from_dict(cls, data, *, where: str | None = None) -> "SimulateJob":
+        """The job with the fields in ``data`` (see :meth:`Job.from_dict`); list fields given as
+        lists are joined into the comma-separated form.
+
+        Parameters
+        ----------
+        data : dict
+            Field values by name (keys may use ``-`` or ``_``).
+        where : str, optional
+            What ``data`` came from, for error messages.
+
+        Returns
+        -------
+        SimulateJob
+            Not validated: call ``validate()``.
+        """
         job = super().from_dict(data, where=where)
         lists = {f: _csv(getattr(job, f)) for f in ("ratios", "budgets", "algorithms")}
-        return dataclasses.replace(job, **lists)
+        return dataclasses.replace(job, **lists, variants=parse_variants(job.variants))
 
     def validate(self) -> None:
         """Every check of ``fslora simulate``, before anything is built (one line each)."""
@@ -193,8 +355,14 @@ class SimulateJob(Job):
         self.algorithm_options()
 
     def algorithm_options(self) -> dict:
-        """{algorithm: {option: value}} of every algorithm that has options: the ``variants`` given,
-        every other option at its default (one-line error for an unknown algorithm, option or value)."""
+        """The variant options of every algorithm that has options.
+
+        Returns
+        -------
+        dict
+            ``{algorithm: {option: value}}``: the ``variants`` given, every other option at its
+            default (one-line error for an unknown algorithm, option or value).
+        """
         variants = self.variants or {}
         if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
             raise TypeError(f"variants must be a table {{algorithm: {{option: value}}}}, got {variants!r}")
@@ -213,9 +381,9 @@ class SimulateJob(Job):
             check_choice("budget_distribution", self.budget_distribution, BUDGET_DISTRIBUTIONS)
         check_int("--clients", self.clients, low=1, high=MAX_CLIENTS)
         check_int("--rank", self.rank, low=1, high=MAX_RANK)
-        check_int("--local-steps", self.local_steps, low=1)
+        check_int("--local-steps", self.local_steps, low=1, high=MAX_LOCAL_STEPS)
         check_positive_float("--lr", self.lr)
-        check_int("--rounds", self.rounds, low=0)
+        check_int("--rounds", self.rounds, low=0, high=MAX_ROUNDS)
         check_int("--batch-size", self.batch_size, low=0)
         check_int("--m", self.m, low=1, high=MAX_DIM)
         check_int("--n", self.n, low=1, high=MAX_DIM)
@@ -228,8 +396,21 @@ class SimulateJob(Job):
         if self.budget_distribution is None and (self.r_min is not None or self.r_max is not None):
             raise ValueError("--r-min/--r-max only apply with --budget-distribution (uniform, normal, heavy_tail_low)")
 
+    def output_names(self) -> list:
+        """The files a run writes into its output directory (checked up front: a directory named
+        history.json would otherwise fail only after the whole run has computed)."""
+        from .checkpoint import checkpoint_path
+        return ["history.json", "simulate.png"] + [os.path.basename(checkpoint_path(".", a))
+                                                   for a in self.algorithm_names()]
+
     def algorithm_names(self) -> list:
-        """The algorithms to run: known names, each once, at least one."""
+        """The algorithms to run: known names, each once, at least one.
+
+        Returns
+        -------
+        list of str
+            The names of ``algorithms``, in the order given.
+        """
         text = self.algorithms
         if not isinstance(text, str):
             raise TypeError(f"--algorithms must be a comma-separated string or a list, got {text!r}")
@@ -245,7 +426,13 @@ class SimulateJob(Job):
         return names
 
     def client_budgets(self) -> list:
-        """k_i per client from ``budgets``, ``budget_distribution`` or ``ratios`` (in that order)."""
+        """k_i per client from ``budgets``, ``budget_distribution`` or ``ratios`` (in that order).
+
+        Returns
+        -------
+        list of int, length clients
+            The budgets, each in [1, rank].
+        """
         if self.budgets is not None:
             budgets = _numbers(self.budgets, int, "--budgets")
             if len(budgets) != self.clients:

@@ -21,7 +21,17 @@ from .sketch import Sketch
 
 
 class LayerFactors(NamedTuple):
-    """What a forward pass needs for one layer: W = W0 + delta + B diag(coeff) A."""
+    """What a forward pass needs for one layer: W = W0 + delta + B diag(coeff) A.
+
+    Parameters
+    ----------
+    B : ndarray, shape (m, q)
+    A : ndarray, shape (q, n)
+    coeff : ndarray, shape (q,)
+        The per-rank coefficient (LoRA scaling, times the sketch's diagonal for FSLoRA).
+    delta : ndarray, shape (m, n), optional
+        A dense offset merged into the base (FLoRA); None means 0.
+    """
 
     B: np.ndarray              # (m, q)
     A: np.ndarray              # (q, n)
@@ -30,18 +40,63 @@ class LayerFactors(NamedTuple):
 
 
 def init_lora(m: int, n: int, rank: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """PEFT-style init: B: (m, r) ~ U(-1/sqrt(m), 1/sqrt(m)), A: (r, n) = 0."""
+    """PEFT-style init: B uniform on (-1/sqrt(m), 1/sqrt(m)), A = 0.
+
+    Parameters
+    ----------
+    m, n : int
+        The weight's shape (m, n).
+    rank : int
+        The rank r.
+    rng : numpy.random.Generator
+        The stream B is drawn from.
+
+    Returns
+    -------
+    B : ndarray, shape (m, r)
+    A : ndarray, shape (r, n)
+        Zeros.
+    """
     bound = 1.0 / np.sqrt(m)
     return rng.uniform(-bound, bound, size=(m, rank)), np.zeros((rank, n))
 
 
 def gather(B: np.ndarray, A: np.ndarray, sketch: Sketch) -> tuple[np.ndarray, np.ndarray]:
-    """(B_I, A_I): the (m, k) column block and (k, n) row block a client trains (copies)."""
+    """The column block of B and row block of A a client trains (copies).
+
+    Parameters
+    ----------
+    B : ndarray, shape (m, r)
+    A : ndarray, shape (r, n)
+    sketch : Sketch
+        Its ``indices`` I (k of them).
+
+    Returns
+    -------
+    B_I : ndarray, shape (m, k)
+    A_I : ndarray, shape (k, n)
+    """
     return B[:, sketch.indices].copy(), A[sketch.indices, :].copy()
 
 
 def scatter(shape_B, shape_A, dB_I: np.ndarray, dA_I: np.ndarray, indices: np.ndarray):
-    """Zero-filled full-size (dB, dA) with the uploaded blocks put back at ``indices``."""
+    """Zero-filled full-size (dB, dA) with the uploaded blocks put back at ``indices``.
+
+    Parameters
+    ----------
+    shape_B : tuple of int
+        (m, r).
+    shape_A : tuple of int
+        (r, n).
+    dB_I : ndarray, shape (m, k)
+    dA_I : ndarray, shape (k, n)
+    indices : ndarray of int, shape (k,)
+
+    Returns
+    -------
+    dB : ndarray, shape (m, r)
+    dA : ndarray, shape (r, n)
+    """
     dB = np.zeros(shape_B)
     dA = np.zeros(shape_A)
     dB[:, indices] = dB_I
@@ -50,5 +105,16 @@ def scatter(shape_B, shape_A, dB_I: np.ndarray, dA_I: np.ndarray, indices: np.nd
 
 
 def dense_update(B: np.ndarray, A: np.ndarray, coeff: np.ndarray) -> np.ndarray:
-    """B diag(coeff) A: (m, n)."""
+    """B diag(coeff) A.
+
+    Parameters
+    ----------
+    B : ndarray, shape (m, q)
+    A : ndarray, shape (q, n)
+    coeff : ndarray, shape (q,)
+
+    Returns
+    -------
+    ndarray, shape (m, n)
+    """
     return (B * coeff[None, :]) @ A

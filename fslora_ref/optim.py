@@ -15,6 +15,14 @@ from .validation import check_positive_float
 
 @dataclass(frozen=True)
 class SGD:
+    """Plain gradient descent, p <- p - lr g (Algorithm 1's client step).
+
+    Parameters
+    ----------
+    lr : float
+        The step size (> 0).
+    """
+
     lr: float
 
     def __post_init__(self):
@@ -23,9 +31,41 @@ class SGD:
     state_floats_per_param = 0
 
     def init(self, params):
+        """The optimiser state of ``params``.
+
+        Parameters
+        ----------
+        params : list of ndarray
+            The parameters to optimise.
+
+        Returns
+        -------
+        tuple
+            Empty: SGD keeps no state.
+        """
         return ()
 
     def update(self, grads, state, params, mask=None):
+        """One step on every parameter.
+
+        Parameters
+        ----------
+        grads : list of ndarray
+            The gradients, shaped as ``params``.
+        state : tuple
+            The optimiser state.
+        params : list of ndarray
+            The parameters.
+        mask : list of ndarray of bool, optional
+            Per parameter, where it may move (elsewhere parameter unchanged).
+
+        Returns
+        -------
+        params : list of ndarray
+            The stepped parameters.
+        state : tuple
+            The new state.
+        """
         new = []
         for p, g, mk in zip(params, grads, _masks(mask, params)):
             step = self.lr * g
@@ -35,6 +75,20 @@ class SGD:
 
 @dataclass(frozen=True)
 class AdamW:
+    """AdamW with bias correction and decoupled weight decay.
+
+    Parameters
+    ----------
+    lr : float
+        The step size (> 0).
+    beta1, beta2 : float, default 0.9, 0.999
+        The moment decay rates, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment.
+    weight_decay : float, default 0.0
+        Decoupled weight decay (>= 0).
+    """
+
     lr: float
     beta1: float = 0.9
     beta2: float = 0.999
@@ -52,9 +106,41 @@ class AdamW:
     state_floats_per_param = 2
 
     def init(self, params):
+        """The optimiser state of ``params``.
+
+        Parameters
+        ----------
+        params : list of ndarray
+            The parameters to optimise.
+
+        Returns
+        -------
+        dict
+            ``{"t": 0, "m": zeros, "v": zeros}`` (first and second moments per parameter).
+        """
         return {"t": 0, "m": [np.zeros_like(p) for p in params], "v": [np.zeros_like(p) for p in params]}
 
     def update(self, grads, state, params, mask=None):
+        """One step on every parameter.
+
+        Parameters
+        ----------
+        grads : list of ndarray
+            The gradients, shaped as ``params``.
+        state : dict
+            The optimiser state.
+        params : list of ndarray
+            The parameters.
+        mask : list of ndarray of bool, optional
+            Per parameter, where it may move (elsewhere parameters and moments unchanged).
+
+        Returns
+        -------
+        params : list of ndarray
+            The stepped parameters.
+        state : dict
+            The new state.
+        """
         t = state["t"] + 1
         new_p, new_m, new_v = [], [], []
         c1, c2 = 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t
@@ -78,7 +164,25 @@ def _masks(mask, params):
 
 
 def make_client_optimizer(name: str, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
-    """'sgd' (Algorithm 1) or 'adamw' (the public implementation's client optimiser; betas, eps its)."""
+    """The client optimiser by name.
+
+    Parameters
+    ----------
+    name : {"sgd", "adamw"}
+        SGD (Algorithm 1) or AdamW (the public implementation's client optimiser).
+    lr : float
+        The step size.
+    weight_decay : float, default 0.0
+        AdamW's weight decay (must be 0 for SGD).
+    betas : tuple of float, default (0.9, 0.999)
+        AdamW's betas.
+    eps : float, default 1e-8
+        AdamW's epsilon.
+
+    Returns
+    -------
+    SGD or AdamW
+    """
     if name == "sgd":
         if weight_decay:
             raise ValueError("weight_decay must be 0 with client_optimizer='sgd' (use 'adamw')")
@@ -94,6 +198,17 @@ class ServerOptimizer:
 
     kind 'none' applies the average delta as is (Algorithm 1); 'sgd' takes X - lr * g;
     'adam' takes an Adam step with bias correction (state kept in the server state).
+
+    Parameters
+    ----------
+    kind : {"none", "sgd", "adam"}, default "none"
+        The server step.
+    lr : float, default 1.0
+        Its step size (> 0).
+    beta1, beta2 : float, default 0.9, 0.99
+        Adam's moment decay rates.
+    eps : float, default 1e-6
+        Adam's epsilon.
     """
 
     kind: str = "none"
@@ -108,11 +223,41 @@ class ServerOptimizer:
         check_positive_float("server_lr", self.lr)
 
     def init(self, params):
+        """The optimiser state of ``params``.
+
+        Parameters
+        ----------
+        params : list of ndarray
+            The parameters to optimise.
+
+        Returns
+        -------
+        tuple or dict
+            Empty unless ``kind`` is "adam" (then AdamW's state).
+        """
         if self.kind != "adam":
             return ()
         return AdamW(self.lr, self.beta1, self.beta2, self.eps).init(params)
 
     def apply(self, params, deltas, state):
+        """One server step from the averaged client deltas.
+
+        Parameters
+        ----------
+        params : list of ndarray
+            The server's parameters X.
+        deltas : list of ndarray
+            The average client delta per parameter (the pseudo-gradient is its negative).
+        state : tuple or dict
+            The optimiser state (:meth:`init`).
+
+        Returns
+        -------
+        params : list of ndarray
+            The new parameters.
+        state : tuple or dict
+            The new state.
+        """
         if self.kind == "none":
             return [p + d for p, d in zip(params, deltas)], state
         pseudo_grads = [-d for d in deltas]

@@ -6,8 +6,24 @@ import time
 
 
 class Progress:
-    """``Progress(total, label, done=d)``: ``d`` of ``total`` steps are already done (a resumed
-    run); the ETA is estimated from the steps done in this process only."""
+    """A progress bar: ``Progress(total, label, done=d)``.
+
+    The ETA is estimated from the steps done in this process only.
+
+    Parameters
+    ----------
+    total : int
+        The number of steps (at least 1 is used).
+    label : str
+        Printed before the bar.
+    stream : file-like, optional
+        Where to draw (default ``sys.stderr``); redrawn in place on a TTY, else a plain line
+        every tenth.
+    width : int, default 28
+        The bar's width in characters.
+    done : int, default 0
+        Steps already done (a resumed run).
+    """
 
     def __init__(self, total: int, label: str, stream=None, width: int = 28, done: int = 0):
         self.total, self.label, self.width = max(int(total), 1), label, width
@@ -18,6 +34,15 @@ class Progress:
         self._last_plain = -1
 
     def update(self, n: int = 1, info: str = ""):
+        """Advance by ``n`` steps and redraw.
+
+        Parameters
+        ----------
+        n : int, default 1
+            Steps done.
+        info : str, optional
+            Shown after the bar.
+        """
         self.count = min(self.total, self.count + n)
         frac = self.count / self.total
         elapsed = time.perf_counter() - self.start
@@ -33,6 +58,7 @@ class Progress:
         self.stream.flush()
 
     def close(self):
+        """End the bar's line (on a TTY)."""
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()

@@ -28,7 +28,22 @@ from .history import History
 
 
 def factor_grad_norm(problem, layers, s: float) -> float:
-    """||grad_{[B;A]} f|| at the server's factors (full data, unsketched objective)."""
+    """The norm of the factor gradient, ``||grad_{[B;A]} f||``, at the server's factors (full data,
+    unsketched objective).
+
+    Parameters
+    ----------
+    problem : Problem
+        The problem (f is the mean of the clients' losses).
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
+    s : float
+        The LoRA scaling.
+
+    Returns
+    -------
+    float
+    """
     from .lora import LayerFactors
     factors = [LayerFactors(B, A, s * np.ones(B.shape[1])) for B, A in layers]
     total = None
@@ -40,8 +55,25 @@ def factor_grad_norm(problem, layers, s: float) -> float:
 
 
 def evaluate(algorithm, state, problem, config) -> dict:
-    """The history entries of server ``state``: the global loss and weight-gradient norm, the
-    factor-gradient norm if the algorithm ``has_trainable_factors``, and its ``evaluate_extra``."""
+    """The history entries of server ``state``.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        The algorithm (its global model, factors and extra entries).
+    state : ServerState
+        The server state.
+    problem : Problem
+        The problem.
+    config : FedConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict
+        ``"loss"`` and ``"grad_norm_weights"``; ``"grad_norm_factors"`` if the algorithm
+        ``has_trainable_factors``; and its ``evaluate_extra``.
+    """
     weights = algorithm.global_weights(state, problem, config)
     loss = problem.global_loss(weights)
     row = {"loss": loss,
@@ -53,8 +85,28 @@ def evaluate(algorithm, state, problem, config) -> dict:
 
 
 def check_resumed_state(path, algorithm, state, history, problem, config) -> None:
-    """The loaded server state must reproduce the loss its history recorded last (to 1e-9):
-    a file whose state and history disagree, or whose state does not fit the problem, is refused."""
+    """The loaded server state must reproduce the loss its history recorded last (to 1e-9).
+
+    Parameters
+    ----------
+    path : str
+        The checkpoint (named in the message).
+    algorithm : Algorithm
+        The algorithm.
+    state : ServerState
+        The loaded server state.
+    history : History
+        The loaded history.
+    problem : Problem
+        The problem.
+    config : FedConfig
+        The run's configuration.
+
+    Raises
+    ------
+    ValueError
+        If the state and history disagree, or the state does not fit the problem.
+    """
     try:
         with np.errstate(all="ignore"):
             loss = evaluate(algorithm, state, problem, config)["loss"]
@@ -71,18 +123,56 @@ class HistoryRecorder:
     """A :class:`History` of a ``fslora_ref`` problem: row t holds the loss, gradient norms and
     cumulative communication after t rounds (row 0: the initial state).
 
-    divergence_factor: stop with DivergenceError once f(X^t) > factor * f(X^0) or a recorded value
-    is non-finite (None: only non-finite values).
+    Parameters
+    ----------
+    problem : Problem
+        The problem evaluated every round.
+    divergence_factor : float or None, default DIVERGENCE_FACTOR
+        Stop with DivergenceError once f(X^t) > factor * f(X^0) or a recorded value is
+        non-finite (None: only non-finite values).
     """
 
     def __init__(self, problem, divergence_factor: float | None = DIVERGENCE_FACTOR):
         self.problem, self.divergence_factor = problem, divergence_factor
 
     def identity(self, algorithm, given: dict) -> dict:
-        """The problem's identity, then ``given``, then the algorithm's variant options."""
+        """What a checkpoint must match besides the config.
+
+        Parameters
+        ----------
+        algorithm : Algorithm
+            The algorithm.
+        given : dict
+            The caller's identity (``run(identity=...)``).
+
+        Returns
+        -------
+        dict
+            The problem's identity, then ``given``, then the algorithm's variant options.
+        """
         return dict(problem_identity(self.problem), **given, **algorithm_identity(algorithm))
 
     def start(self, algorithm, state, config) -> History:
+        """A new history whose row 0 evaluates the initial state.
+
+        Parameters
+        ----------
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The initial server state.
+        config : FedConfig
+            The run's configuration.
+
+        Returns
+        -------
+        History
+
+        Raises
+        ------
+        DivergenceError
+            If the initial loss is not finite.
+        """
         history = History(algorithm.name, config.to_json(), peak_client_memory=[0] * config.n_clients)
         with np.errstate(over="ignore", invalid="ignore"):
             row = evaluate(algorithm, state, self.problem, config)
@@ -93,11 +183,62 @@ class HistoryRecorder:
         return history
 
     def resumed(self, path, algorithm, state, history, config, next_round) -> History:
+        """A history loaded from a checkpoint, checked against its state (:func:`check_resumed_state`).
+
+        Parameters
+        ----------
+        path : str
+            The checkpoint.
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The loaded server state.
+        history : History
+            The loaded history.
+        config : FedConfig
+            The run's configuration.
+        next_round : int
+            The first round still to run.
+
+        Returns
+        -------
+        History
+            ``history``, its config set to this run's.
+        """
         check_resumed_state(path, algorithm, state, history, self.problem, config)
         history.config = config.to_json()
         return history
 
     def record(self, history, algorithm, state, config, round_index, plans, uploads) -> dict:
+        """Evaluate the state after one round, stop a diverged run, append the row.
+
+        Parameters
+        ----------
+        history : History
+            The run's history.
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The server state after the round.
+        config : FedConfig
+            The run's configuration.
+        round_index : int
+            The round.
+        plans : list of ClientPlan
+            The round's plans (download and broadcast costs).
+        uploads : list of Upload
+            The round's uploads (upload costs, client memory).
+
+        Returns
+        -------
+        dict
+            The row appended: :func:`evaluate`'s entries and the cumulative communication.
+
+        Raises
+        ------
+        DivergenceError
+            If the row shows divergence (see ``divergence_factor``).
+        """
         with np.errstate(over="ignore", invalid="ignore"):
             row = evaluate(algorithm, state, self.problem, config)
         initial_loss = history["loss"][0]
@@ -117,5 +258,19 @@ class HistoryRecorder:
         return row
 
     def finish(self, history, state) -> History:
+        """After the last round: keep the final state.
+
+        Parameters
+        ----------
+        history : History
+            The run's history.
+        state : ServerState
+            The final server state.
+
+        Returns
+        -------
+        History
+            ``history`` with ``final_state`` set.
+        """
         history.final_state = state
         return history

@@ -18,7 +18,7 @@ from .config import FedConfig
 from .federation import algorithm_identity, checkpoint_path, find_checkpoint, load_checkpoint, problem_identity
 from .federation import run as run_federated
 from .jobs import SimulateJob
-from .outputs import prepare_output_dir, write_figure, write_json
+from .outputs import check_output_names, prepare_output_dir, write_figure, write_json
 from .problems import make_problem
 from .progress import Progress
 
@@ -33,7 +33,12 @@ def build(job: SimulateJob):
 
     Returns
     -------
-    (problem, FedConfig, list of algorithm names)
+    problem : Problem
+        The job's synthetic problem.
+    config : FedConfig
+        The run's configuration.
+    names : list of str
+        The algorithms to run.
     """
     job.check_options()
     names = job.algorithm_names()
@@ -41,19 +46,61 @@ def build(job: SimulateJob):
     dims = {"m": job.m, "n_classes": job.n} if job.family == "logistic" else {"m": job.m, "n": job.n}
     problem = make_problem(job.family, n_clients=job.clients, seed=job.seed,
                            batch_size=job.batch_size or None, **dims)
-    config = FedConfig(rank=job.rank, budgets=budgets, local_steps=job.local_steps, lr=job.lr, rounds=job.rounds,
-                       seed=job.seed, client_optimizer=job.client_optimizer, client_fraction=job.client_fraction,
-                       server_optimizer=job.server_optimizer,
-                       server_lr=1.0 if job.server_lr is None else job.server_lr)
-    return problem, config, names
+    return problem, fed_config(job, budgets), names
+
+
+def fed_config(job: SimulateJob, budgets=None) -> FedConfig:
+    """The FedConfig of ``job``.
+
+    Parameters
+    ----------
+    job : SimulateJob
+    budgets : sequence of int, optional
+        k_i per client; default the job's own (``job.client_budgets()``). A Flower server passes
+        the budgets its SuperNodes announced.
+
+    Returns
+    -------
+    FedConfig
+    """
+    return FedConfig(rank=job.rank, budgets=job.client_budgets() if budgets is None else budgets,
+                     local_steps=job.local_steps, lr=job.lr, rounds=job.rounds, seed=job.seed,
+                     client_optimizer=job.client_optimizer, client_fraction=job.client_fraction,
+                     server_optimizer=job.server_optimizer, server_lr=1.0 if job.server_lr is None else job.server_lr)
 
 
 def plan_resume(out, names, problem, config, identity, resume: bool, announce: bool = True,
                 options: dict | None = None) -> dict:
-    """{name: (checkpoint path, resume it?, rounds left)}; every checkpoint is read and checked
-    before any algorithm runs, and a missing one is announced (unless ``announce`` is False: a
-    check whose run, elsewhere, will announce it). options: {name: variant options} (default:
-    every algorithm's defaults, the FSLoRA paper's rules); a checkpoint of another variant is refused."""
+    """Where each algorithm's checkpoint is and whether to resume it.
+
+    Every checkpoint is read and checked before any algorithm runs.
+
+    Parameters
+    ----------
+    out : str
+        The output directory.
+    names : list of str
+        The algorithms to run.
+    problem : Problem
+        The run's problem (its layer shapes are checked against a checkpoint's state).
+    config : FedConfig
+        The run's configuration (a checkpoint must match it).
+    identity : dict
+        What a checkpoint must match besides the config (:func:`run_identity`).
+    resume : bool
+        Look for checkpoints to continue.
+    announce : bool, default True
+        Print a line for a missing checkpoint (False: a check whose run, elsewhere, will
+        announce it).
+    options : dict, optional
+        ``{name: variant options}`` (default: every algorithm's defaults, the FSLoRA paper's
+        rules); a checkpoint of another variant is refused.
+
+    Returns
+    -------
+    dict
+        ``{name: (checkpoint path, resume it?, rounds left)}``.
+    """
     plan = {}
     for name in names:
         algorithm = get_algorithm(name, **(options or {}).get(name, {}))
@@ -69,8 +116,21 @@ def plan_resume(out, names, problem, config, identity, resume: bool, announce: b
 
 
 def run_identity(job: SimulateJob, problem) -> dict:
-    """What a checkpoint of this run must match besides the config: the problem's own identity
-    (:func:`fslora_ref.federation.problem_identity`) and the job fields that define it."""
+    """What a checkpoint of this run must match besides the config.
+
+    Parameters
+    ----------
+    job : SimulateJob
+        The job.
+    problem : Problem
+        The problem it built.
+
+    Returns
+    -------
+    dict
+        The problem's own identity (:func:`fslora_ref.federation.problem_identity`) and the job
+        fields that define it (``m``, ``n``).
+    """
     return dict(problem_identity(problem), m=job.m, n=job.n)
 
 
@@ -93,9 +153,25 @@ def run_simulate(job: SimulateJob, out: str, *, resume: bool = False, progress: 
     -------
     dict
         {algorithm name: History}.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from fslora_ref.jobs import SimulateJob
+    >>> from fslora_ref.simulate import run_simulate
+    >>> job = SimulateJob(clients=2, rank=4, rounds=2, m=6, n=5, algorithms="fslora,fedit")
+    >>> out = os.path.join(tempfile.mkdtemp(), "run")
+    >>> histories = run_simulate(job, out, progress=False)  # doctest: +ELLIPSIS
+    algorithm ...
+    wrote ...
+    >>> sorted(histories), histories["fslora"].n_rounds
+    (['fedit', 'fslora'], 2)
+    >>> "history.json" in os.listdir(out)
+    True
     """
-    job.check_options()
+    job.validate()   # every option, before the output directory is touched
     prepare_output_dir(out, "--out")  # before any computation
+    check_output_names(out, job.output_names())
     problem, config, names = build(job)
     histories = run_all(job, problem, config, names, out, resume=resume, progress=progress)
     write_results(job, problem, config, histories, out)
@@ -104,9 +180,32 @@ def run_simulate(job: SimulateJob, out: str, *, resume: bool = False, progress: 
 
 def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool = False, round_fn=None,
             progress: bool = True) -> dict:
-    """{name: History} for each algorithm in ``names``, checkpointed in ``out`` (continued from
-    there with ``resume``, only for the very same run); round_fn as in
-    :func:`fslora_ref.federation.run` (the Flower app runs the same job through it)."""
+    """Run each algorithm of ``names``, checkpointed in ``out``.
+
+    Parameters
+    ----------
+    job : SimulateJob
+        The job (its identity and variant options).
+    problem : Problem
+        The problem :func:`build` made.
+    config : FedConfig
+        The configuration :func:`build` made.
+    names : list of str
+        The algorithms to run, in order.
+    out : str
+        The output directory (one checkpoint per algorithm).
+    resume : bool, default False
+        Continue from the checkpoints in ``out``, only for the very same run.
+    round_fn : callable, optional
+        As in :func:`fslora_ref.federation.run` (the Flower app runs the same job through it).
+    progress : bool, default True
+        Draw the progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        ``{name: History}``.
+    """
     identity = run_identity(job, problem)
     options = job.algorithm_options()
     plan = plan_resume(out, names, problem, config, identity, resume, options=options)
@@ -124,7 +223,21 @@ def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool 
 
 
 def write_results(job: SimulateJob, problem, config, histories, out: str) -> None:
-    """history.json, the summary table (printed) and simulate.png in ``out``."""
+    """Write history.json and simulate.png in ``out`` and print the summary table.
+
+    Parameters
+    ----------
+    job : SimulateJob
+        The job (recorded with the histories).
+    problem : Problem
+        Its problem (client sizes are recorded).
+    config : FedConfig
+        Its configuration.
+    histories : dict
+        ``{name: History}``.
+    out : str
+        The output directory.
+    """
     result = {"config": dict(config.to_json(), family=job.family, m=job.m, n=job.n,
                              batch_size=job.batch_size, client_sizes=problem.client_sizes),
               "algorithms": {name: h.to_json() for name, h in histories.items()},
@@ -139,6 +252,18 @@ def write_results(job: SimulateJob, problem, config, histories, out: str) -> Non
 
 
 def summary_table(histories) -> str:
+    """One line per algorithm: final and best loss, communication, peak client memory.
+
+    Parameters
+    ----------
+    histories : dict
+        ``{name: History}``.
+
+    Returns
+    -------
+    str
+        The table, with a header line.
+    """
     head = f"{'algorithm':<10} {'final loss':>11} {'best loss':>11} {'uploaded floats':>16} {'downloaded':>12} {'peak client mem (floats)':>26}"
     lines = [head, "-" * len(head)]
     for name, h in histories.items():
@@ -149,9 +274,25 @@ def summary_table(histories) -> str:
 
 
 def plot_histories(histories, path, title="") -> str | None:
-    """Loss vs round and vs uploaded floats, written atomically to ``path``. Returns None, or
-    why no plot was written (never raises for extreme values: a loss range beyond what a log
-    axis can draw is plotted as log10 on a linear axis)."""
+    """Loss vs round and vs uploaded floats, written atomically to ``path``.
+
+    Never raises for extreme values: a loss range beyond what a log axis can draw is plotted as
+    log10 on a linear axis.
+
+    Parameters
+    ----------
+    histories : dict
+        ``{name: History}``.
+    path : str
+        The PNG to write.
+    title : str, optional
+        The figure's title.
+
+    Returns
+    -------
+    str or None
+        None if the plot was written, else why not (e.g. matplotlib missing).
+    """
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -27,7 +27,25 @@ VARIANTS = ("submatrix", "masked")
 
 @dataclass(frozen=True)
 class BridgeBench(Job):
-    """What ``fslora bench --bridge`` measures: one client of budget k on the tiny Llama or SmolLM2."""
+    """What ``fslora bench --bridge`` measures: one client of budget k on the tiny Llama or SmolLM2.
+
+    Parameters
+    ----------
+    tiny : bool, default False
+        The tiny random Llama instead of SmolLM2.
+    rank : int, default 64
+        The global rank r (the paper's 64).
+    k : int or None
+        The client budget (None: r/8).
+    batch_size : int, default 8
+        Examples per local step.
+    steps : int, default 3
+        Local steps per timed client update.
+    repeats : int, default 7
+        Timed client updates per variant (the median is reported).
+    threads : int, default 1
+        torch CPU threads.
+    """
 
     NAME: ClassVar[str] = "bench --bridge"
 
@@ -41,20 +59,40 @@ class BridgeBench(Job):
 
     @property
     def budget(self) -> int:
+        """The client budget k (``k``, or r/8 when None)."""
         return self.k or max(1, self.rank // 8)
 
     def validate(self) -> None:
         """One-line errors naming the option, before the model loads."""
         from fslora_ref.validation import check_int
-        check_int("--rank", self.rank, low=1)
+
+        from .limits import check_counts
+        check_counts({name: getattr(self, name) for name in ("rank", "batch_size", "steps", "repeats", "threads")})
         if self.k is not None:
             check_int("--k", self.k, low=1, high=self.rank)
-        for name in ("batch_size", "steps", "repeats", "threads"):
-            check_int("--" + name.replace("_", "-"), getattr(self, name), low=1)
 
 
 def setup(setting: BridgeBench):
-    """(layers, task, {variant: (plan, config)}, element bytes) for one client of budget k."""
+    """One client of budget k on the model, with a plan per variant.
+
+    Parameters
+    ----------
+    setting : BridgeBench
+        What to measure.
+
+    Returns
+    -------
+    layers : LoraLayers
+        The model's LoRA layers.
+    task : InstructionTask
+        One client's synthetic data.
+    plans : dict
+        ``{variant: (ClientPlan, FedConfig)}`` for each of ``VARIANTS``.
+    element_bytes : int
+        Bytes per element of the LoRA weights.
+    k : int
+        The client budget.
+    """
     from fslora_ref.algorithms import get_algorithm
     from fslora_ref.config import FedConfig
 
@@ -84,7 +122,20 @@ def setup(setting: BridgeBench):
 
 
 def worker(setting: BridgeBench, variant: str) -> int:
-    """Fresh process: one variant only, then report its peak RSS."""
+    """Fresh process: one variant only, then print its peak RSS as a JSON line.
+
+    Parameters
+    ----------
+    setting : BridgeBench
+        What to measure.
+    variant : str
+        One of ``VARIANTS``.
+
+    Returns
+    -------
+    int
+        0 (the process's exit code).
+    """
     from .client import train_client
     layers, task, plans, _, _ = setup(setting)
     plan, cfg = plans[variant]
@@ -117,6 +168,13 @@ def _vm_hwm() -> int | None:
 def run_bridge_bench(setting: BridgeBench, json_path: str | None = None) -> dict:
     """Measure ``setting`` (memory, step time, each variant's peak RSS in a fresh process), print
     the figures and return them (also written to ``json_path`` if given).
+
+    Parameters
+    ----------
+    setting : BridgeBench
+        What to measure (validated first).
+    json_path : str or None
+        Where to write the figures as JSON.
 
     Returns
     -------

@@ -20,10 +20,11 @@ from typing import ClassVar
 from fslora_ref.algorithms import ALGORITHMS, get_algorithm
 from fslora_ref.federation import run_round
 from fslora_ref.jobs import Job
-from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.progress import Progress
-from fslora_ref.validation import check_int, check_positive_float
+from fslora_ref.validation import check_positive_float
 from theory.empirical import claims as claims_mod
+from theory.empirical import job as claims_job
 from theory.empirical import report
 from theory.empirical.runs import RunResult
 from theory.empirical.stats import NOT_SUPPORTED, Metric
@@ -42,7 +43,43 @@ METRICS = (
 
 @dataclass(frozen=True)
 class LLMClaimsJob(Job):
-    """Claim 1 on a real LM: its size (``fslora claims --llm --help`` describes each field)."""
+    """Claim 1 on a real LM: its size (``fslora claims --llm --help`` describes each field).
+
+    Parameters
+    ----------
+    model : str, default "smollm2"
+        "smollm2", "tiny" or a local model directory.
+    seeds : int, default 2
+        Seeds 0..N-1 (at least 2).
+    algorithms : str, default every algorithm
+        Comma-separated; must include fslora and a baseline.
+    rank : int, default 16
+        The global LoRA rank r.
+    lora_alpha : float, default 32.0
+        LoRA alpha (scaling s = alpha / r).
+    clients : int, default 4
+        N (budgets cycle over k_i / r = 1/8, 1/4, 1/2, 3/4).
+    rounds : int, default 16
+        Rounds per run.
+    local_steps : int, default 5
+        Local steps H.
+    lr : float, default 2e-3
+        The client step size.
+    batch_size : int, default 4
+        Examples per local step.
+    examples_per_client : int, default 200
+        Synthetic examples per client.
+    dirichlet_alpha : float, default 0.5
+        Non-IID level of the clients' family mix.
+    eval_per_family : int, default 50
+        Held-out examples per family.
+    eval_every : int, default 4
+        Held-out loss every this many rounds.
+    threads : int, default 1
+        torch CPU threads.
+    alpha : float, default 0.05
+        The one-sided test level per direction (Bonferroni over 3), in (0, 0.5).
+    """
 
     NAME: ClassVar[str] = "claims --llm"
 
@@ -64,10 +101,17 @@ class LLMClaimsJob(Job):
     alpha: float = 0.05                  # one-sided level per direction (Bonferroni over 3)
 
     def validate(self) -> list:
-        """One-line errors naming the option; returns the algorithm names."""
-        for name in ("seeds", "rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
-                     "eval_per_family", "eval_every", "threads"):
-            check_int("--" + name.replace("_", "-"), getattr(self, name), low=2 if name == "seeds" else 1)
+        """One-line errors naming the option; returns the algorithm names.
+
+        Returns
+        -------
+        list of str
+            The algorithm names.
+        """
+        from .limits import check_counts
+        check_counts({name: getattr(self, name) for name in ("seeds", "rank", "clients", "rounds", "local_steps",
+                                                             "batch_size", "examples_per_client", "eval_per_family",
+                                                             "eval_every", "threads")}, low={"seeds": 2})
         check_positive_float("--lr", self.lr)
         check_positive_float("--lora-alpha", self.lora_alpha)
         if not 0.0 < self.alpha < 0.5:
@@ -83,7 +127,19 @@ class LLMClaimsJob(Job):
 
 
 def llm_claim(rank: int, algorithms):
-    """Claim 1 with the bridge's rank, restricted to the algorithms run."""
+    """Claim 1 with the bridge's rank, restricted to the algorithms run.
+
+    Parameters
+    ----------
+    rank : int
+        The adapter's rank r.
+    algorithms : collection of str
+        The algorithms run.
+
+    Returns
+    -------
+    Claim
+    """
     claim = claims_mod.build_claims()[0]
     arms = tuple(dataclasses.replace(a, rank=rank) for a in claim.arms if a.algorithm in algorithms)
     labels = {a.label for a in arms}
@@ -93,7 +149,18 @@ def llm_claim(rank: int, algorithms):
 
 
 def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str) -> FinetuneJob:
-    """The ``fslora finetune`` job of one run (its data, budgets and config helpers are reused)."""
+    """The ``fslora finetune`` job of one run (its data, budgets and config helpers are reused).
+
+    Parameters
+    ----------
+    job : LLMClaimsJob
+    seed : int
+    algorithm : str
+
+    Returns
+    -------
+    FinetuneJob
+    """
     return FinetuneJob(model=job.model, rank=job.rank, alpha=job.lora_alpha, clients=job.clients,
                        ratios=tuple(claims_mod.PAPER_RATIOS), rounds=job.rounds, local_steps=job.local_steps,
                        lr=job.lr, batch_size=job.batch_size, examples_per_client=job.examples_per_client,
@@ -103,14 +170,35 @@ def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str) -> FinetuneJob:
 
 
 def recipe(job) -> dict:
-    """What a stored run must agree on to be reused (everything but the seed and algorithm)."""
+    """What a stored run must agree on to be reused (everything but the seed and algorithm).
+
+    Parameters
+    ----------
+    job : LLMClaimsJob
+
+    Returns
+    -------
+    dict
+    """
     keys = ("model", "rank", "lora_alpha", "clients", "rounds", "local_steps", "lr", "batch_size",
             "examples_per_client", "dirichlet_alpha", "eval_per_family", "eval_every", "threads")
     return {k: getattr(job, k) for k in keys}
 
 
 def heldout_loss(model, task, batch_size: int = 16) -> float:
-    """Token-weighted answer cross-entropy of ``model`` over task client 0 (the held-out set)."""
+    """Token-weighted answer cross-entropy of ``model`` over task client 0 (the held-out set).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    task : InstructionTask
+        Whose client 0 is the held-out set.
+    batch_size : int, default 16
+
+    Returns
+    -------
+    float
+    """
     import torch
     pairs = task.clients[0]
     total = tokens = 0.0
@@ -126,8 +214,28 @@ def heldout_loss(model, task, batch_size: int = 16) -> float:
 def run_one(layers, tok, job, seed, algorithm_name, arm, log, initial: dict) -> dict:
     """One federated run of ``algorithm_name`` on seed ``seed``; returns its RunResult as JSON.
 
-    initial: {seed: (held-out loss, accuracy)} of the untrained model. Every algorithm starts
-    from the same model (B random, A = 0, so W = W0), so it is measured once per seed.
+    Every algorithm starts from the same model (B random, A = 0, so W = W0), so the untrained
+    model is measured once per seed.
+
+    Parameters
+    ----------
+    layers : LoraLayers
+        The model's LoRA layers.
+    tok : tokenizer
+    job : LLMClaimsJob
+    seed : int
+    algorithm_name : str
+    arm : Arm
+        The claim's arm of this algorithm.
+    log : callable
+        Progress messages.
+    initial : dict
+        ``{seed: (held-out loss, accuracy)}`` of the untrained model (filled on first use).
+
+    Returns
+    -------
+    dict
+        The RunResult as JSON.
     """
     from .federated import ModelShapes, TorchClients, global_factors
     from .finetune import build_data, make_config
@@ -169,6 +277,15 @@ def run_one(layers, tok, job, seed, algorithm_name, arm, log, initial: dict) -> 
 def run_llm_claims(job: LLMClaimsJob, out: str, *, resume: bool = False) -> int:
     """Run claim 1 on the LM ``job`` names, print the table, write the report and runs.json into ``out``.
 
+    Parameters
+    ----------
+    job : LLMClaimsJob
+        Validated first.
+    out : str
+        The output directory.
+    resume : bool, default False
+        Reuse the runs stored in ``out/runs.json`` of the same recipe.
+
     Returns
     -------
     int
@@ -176,8 +293,9 @@ def run_llm_claims(job: LLMClaimsJob, out: str, *, resume: bool = False) -> int:
     """
     names = job.validate()
     prepare_output_dir(out)
-    store = RunStore(os.path.join(out, "runs.json"), resume=resume)
     claim = llm_claim(job.rank, names)
+    check_output_names(out, claims_job.output_names([claim]))
+    store = RunStore(os.path.join(out, "runs.json"), resume=resume)
     seeds = list(range(job.seeds))
     todo = [(s, a) for s in seeds for a in claim.arms
             if store.get(f"seed{s}/{a.algorithm}", dict(recipe(job), seed=s, algorithm=a.algorithm)) is None]

@@ -16,7 +16,19 @@ from fslora_ref.seeding import stream
 
 def make_torch_optimizer(params, config):
     """torch SGD or AdamW with the reference's hyper-parameters (the config's betas and eps,
-    decoupled weight decay), so float64 runs match ``fslora_ref.optim`` to rounding."""
+    decoupled weight decay), so float64 runs match ``fslora_ref.optim`` to rounding.
+
+    Parameters
+    ----------
+    params : list of torch.Tensor
+        The trainable LoRA parameters.
+    config : FedConfig
+        The client optimiser and its hyper-parameters.
+
+    Returns
+    -------
+    torch.optim.Optimizer
+    """
     import torch
     if config.client_optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr)
@@ -26,7 +38,19 @@ def make_torch_optimizer(params, config):
 def allocated_trainable_floats(params, optimizer) -> int:
     """Floats actually held for training: parameters + their gradients + optimiser state
     tensors of parameter shape (AdamW's exp_avg, exp_avg_sq; the scalar step count is not
-    counted). Measured on the tensors, to check :func:`trainable_state_floats`."""
+    counted). Measured on the tensors, to check :func:`fslora_ref.client.trainable_state_floats`.
+
+    Parameters
+    ----------
+    params : list of torch.Tensor
+        The trained parameters.
+    optimizer : torch.optim.Optimizer
+        Their optimiser (after at least one step for its state to exist).
+
+    Returns
+    -------
+    int
+    """
     total = 0
     for p in params:
         total += p.numel() + (0 if p.grad is None else p.grad.numel())
@@ -37,10 +61,32 @@ def allocated_trainable_floats(params, optimizer) -> int:
 
 
 def train_client(layers, task, plan, config, round_index: int, keep=None) -> Upload:
-    """H local steps of client ``plan.client`` in round ``round_index``; returns its Upload.
+    """H local steps of client ``plan.client`` in round ``round_index``.
 
-    layers: :class:`~llm_bridge.peft_layers.LoraLayers`; task: sample_batch/loss (see task.py).
-    keep: optional dict; receives the live params and optimiser (tests, accounting).
+    Parameters
+    ----------
+    layers : LoraLayers
+        The model's LoRA layers; the plan's factors are installed into them.
+    task : object
+        With ``sample_batch(client, rng)`` and ``loss(model, batch)`` (see task.py).
+    plan : ClientPlan
+        What the client received.
+    config : FedConfig
+        Local steps and the client optimiser.
+    round_index : int
+        The round (keys the client's batch stream).
+    keep : dict, optional
+        Receives the live params and optimiser (tests, accounting).
+
+    Returns
+    -------
+    Upload
+        As the reference's ``client_update`` returns it (factors as float64 arrays).
+
+    Raises
+    ------
+    DivergenceError
+        On a non-finite loss.
     """
     import torch
     params = layers.install(plan.factors, trainable=True)

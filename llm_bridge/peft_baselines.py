@@ -36,7 +36,22 @@ def _tensor(x, dtype) -> torch.Tensor:
 
 
 class PeftStateDictBaseline:
-    """Adapter: a baseline's ``aggregate(task)`` through a state-dict server rule."""
+    """Adapter: a baseline's ``aggregate(task)`` through a state-dict server rule.
+
+    Parameters
+    ----------
+    aggregate : callable
+        The server rule on PEFT state dicts: ``aggregate(server, clients, client_sizes, *, rank,
+        scaling, options, merged) -> state dict``.
+    algorithm : str
+        The baseline it implements.
+    options : dict, optional
+        The baseline's variant options.
+    name : str, optional
+        Its display name (default from ``algorithm`` and the rule's name).
+    dtype : torch.dtype, default torch.float64
+        The tensors' dtype.
+    """
 
     def __init__(self, aggregate, algorithm: str, options: dict | None = None, name: str | None = None,
                  dtype: torch.dtype = torch.float64):
@@ -53,6 +68,19 @@ class PeftStateDictBaseline:
         return out
 
     def aggregate(self, task):
+        """The rule's result for one aggregation task, as arrays.
+
+        Parameters
+        ----------
+        task : AggregationTask
+            The server factors, the clients' trained factors, sizes, rank, scaling and options.
+
+        Returns
+        -------
+        list
+            ``[(B_l, A_l)]`` for a factor algorithm, else the merged dense update per layer,
+            shape (m_l, n_l).
+        """
         merged = {f"{PREFIX.format(l=l)}.merged_delta": _tensor(np.asarray(M, float).T, self.torch_dtype)
                   for l, M in enumerate(task.merged)}
         result = self.rule(self._adapter(task.layers), [self._adapter(client) for client in task.trained],

@@ -55,7 +55,19 @@ REGISTRY = "_fslora_client_losses"   # base-model attribute: client token -> los
 class PeftClient:
     """One client of a round: identity (key its randomness on it), rank budget k_i, and its
     training loss twice: ``loss(model)`` -> scalar tensor, and ``dataloader``, an iterable of
-    ``local_steps`` batches with ``model(**batch).loss`` equal to that loss."""
+    ``local_steps`` batches with ``model(**batch).loss`` equal to that loss.
+
+    Parameters
+    ----------
+    id : int
+        The client's identity (key its randomness on it).
+    budget : int
+        Its rank budget k_i.
+    loss : callable
+        ``loss(model) -> scalar tensor``.
+    dataloader : iterable, optional
+        ``local_steps`` batches; ``model(**batch).loss`` is the same loss.
+    """
 
     id: int
     budget: int
@@ -65,7 +77,15 @@ class PeftClient:
 
 class ClientBatches:
     """A re-iterable "dataloader" of ``steps`` identical full batches for one client:
-    {"input_ids", "attention_mask", "labels"} of shape (1, 1), the token naming the client."""
+    {"input_ids", "attention_mask", "labels"} of shape (1, 1), the token naming the client.
+
+    Parameters
+    ----------
+    token : int
+        The token naming the client.
+    steps : int
+        The number of batches.
+    """
 
     def __init__(self, token: int, steps: int):
         self.token, self.steps = token, steps
@@ -156,15 +176,28 @@ def _base_model(kind: str, dtype, shapes=None):
 class PeftAdapter:
     """A black-box implementation (``black_box_round``) around a torch/PEFT ``train_round``.
 
-    model: 'tiny_llama' (default: LoRA on q_proj and v_proj of a one-layer random Llama, so code that
-    reads ``model.config`` works) or 'mlp' (LoRA on the Linear layers of a bare nn.Sequential; it has
-    no ``config``). The battery chooses the layer sizes and the rank of every round (``layer_layout``
-    tells it which sizes the model can take: 'llama' = q_proj and v_proj share their input size);
-    the model is rebuilt when they change.
-    sample_sketch: ``(rank, k, seed) -> diag(S)`` to also run the sampler checks (without it the
-    report lists them as not run).
-    optimizers: what ``train_round`` uses (``fslora_ref.conformance.optimizers.Optimizers`` or a dict
-    of its fields); default plain SGD with the battery's lr and a plain average.
+    The battery chooses the layer sizes and the rank of every round (``layer_layout`` tells it
+    which sizes the model can take: 'llama' = q_proj and v_proj share their input size); the
+    model is rebuilt when they change.
+
+    Parameters
+    ----------
+    train_round : callable
+        ``train_round(model, clients, *, lr, local_steps, round_index, seed) -> None`` (see the
+        module docstring).
+    model : {"tiny_llama", "mlp"}, default "tiny_llama"
+        LoRA on q_proj and v_proj of a one-layer random Llama (so code that reads
+        ``model.config`` works), or on the Linear layers of a bare nn.Sequential (no ``config``).
+    dtype : torch.dtype, default torch.float32
+        torch.float32 or torch.float64.
+    name : str, optional
+        The implementation's name in reports (default: train_round's module and name).
+    sample_sketch : callable, optional
+        ``(rank, k, seed) -> diag(S)`` to also run the sampler checks (without it the report
+        lists them as not run).
+    optimizers : Optimizers or dict, optional
+        What ``train_round`` uses (``fslora_ref.conformance.optimizers.Optimizers`` or a dict of
+        its fields); default plain SGD with the battery's lr and a plain average.
     """
 
     def __init__(self, train_round, model: str = "tiny_llama", dtype=torch.float32, name: str | None = None,
@@ -188,7 +221,22 @@ class PeftAdapter:
         self._tensors = {}   # id(oracle) -> (oracle, its torch tensors), for the current round only
 
     def model_for(self, rank: int, scaling: float, shapes=None):
-        """The PEFT model (built once per (rank, scaling, layer shapes)) and its LoraLayers."""
+        """The PEFT model (built once per (rank, scaling, layer shapes)) and its LoraLayers.
+
+        Parameters
+        ----------
+        rank : int
+            The LoRA rank r.
+        scaling : float
+            The LoRA scaling s (lora_alpha = s r).
+        shapes : list of tuple of int, optional
+            ``[(m_l, n_l)]`` (default: the current ones).
+
+        Returns
+        -------
+        model : peft.PeftModel
+        layers : LoraLayers
+        """
         shapes = [tuple(int(x) for x in sh) for sh in (shapes or self.layer_shapes)]
         if self._key != (rank, scaling, tuple(shapes)):
             self._base, self._targets = _base_model(self.kind, self.torch_dtype, shapes)
@@ -203,11 +251,24 @@ class PeftAdapter:
         return self._model, self._layers
 
     def param_names(self) -> list:
-        """[(lora_A name, lora_B name)] per layer: the PEFT parameter names read and written."""
+        """The PEFT parameter names read and written.
+
+        Returns
+        -------
+        list of tuple of str
+            ``(lora_A name, lora_B name)`` per layer.
+        """
         return [(f"{n}.lora_A.{ADAPTER}.weight", f"{n}.lora_B.{ADAPTER}.weight") for n in self._layers.names]
 
     def write(self, task):
-        """Global (B, A) -> lora_A = B^T, lora_B = A^T; W0 -> base weight (out, in)."""
+        """Write the task's global (B, A) as lora_A = B^T, lora_B = A^T, and W0 as the base weight
+        (out, in).
+
+        Parameters
+        ----------
+        task : RoundTask
+            The battery's round (its layers, base weights, rank and scaling).
+        """
         shapes = [(np.shape(B)[0], np.shape(A)[1]) for B, A in task.layers]
         model, layers = self.model_for(task.rank, task.lora_scaling, shapes)
         params = dict(model.named_parameters())
@@ -218,7 +279,13 @@ class PeftAdapter:
                 mod.base_layer.weight.copy_(torch.tensor(np.asarray(W0).T, dtype=self.torch_dtype))
 
     def read(self) -> list:
-        """[(B: (m, r), A: (r, n))] read back by PEFT parameter name."""
+        """The global factors, read back by PEFT parameter name.
+
+        Returns
+        -------
+        list of tuple of ndarray
+            ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l), float64.
+        """
         params = dict(self._model.named_parameters())
         return [(params[na].detach().cpu().double().numpy().T.copy(), params[nb].detach().cpu().double().numpy().T.copy())
                 for na, nb in self.param_names()]
@@ -233,8 +300,21 @@ class PeftAdapter:
         return hit[1:]
 
     def client_loss(self, oracle: QuadraticOracle, names=None):
-        """loss(root) with gradient over each LoRA layer's W equal to ``oracle``'s; the layers are
-        looked up in ``root`` by ``names`` (default: the PEFT model's names, so root is the PeftModel)."""
+        """``loss(root)`` with gradient over each LoRA layer's W equal to ``oracle``'s.
+
+        Parameters
+        ----------
+        oracle : QuadraticOracle
+            The client's objective.
+        names : list of str, optional
+            Where the layers are in ``root`` (default: the PEFT model's names, so root is the
+            PeftModel).
+
+        Returns
+        -------
+        callable
+            ``loss(root) -> scalar tensor``.
+        """
         names = list(self._layers.names if names is None else names)
         C, M, Z, eyes = self._oracle_tensors(oracle)
         mu = oracle.curvature
@@ -248,6 +328,25 @@ class PeftAdapter:
         return loss
 
     def black_box_round(self, task) -> RoundResult:
+        """Run one battery round through ``train_round``.
+
+        Parameters
+        ----------
+        task : RoundTask
+            The battery's round: global factors, clients' oracles and budgets, lr, steps, seed.
+
+        Returns
+        -------
+        RoundResult
+            The new global factors.
+
+        Raises
+        ------
+        TypeError
+            For an oracle other than a QuadraticOracle.
+        ValueError
+            If the task's weight decay is not the one the implementation declares.
+        """
         for i, o in enumerate(task.oracles):
             if not isinstance(o, QuadraticOracle):
                 raise TypeError(f"oracle {i} is a {type(o).__name__}; the PEFT adapter expresses QuadraticOracle only")

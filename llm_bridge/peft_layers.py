@@ -19,7 +19,25 @@ ADAPTER = "default"
 
 
 def add_lora(model, rank: int, alpha: float, target_modules, use_rslora: bool = False):
-    """Wrap ``model`` with a PEFT LoRA adapter of rank r on ``target_modules`` (no dropout)."""
+    """Wrap ``model`` with a PEFT LoRA adapter of rank r on ``target_modules`` (no dropout).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The base model.
+    rank : int
+        The LoRA rank r.
+    alpha : float
+        LoRA alpha (scaling alpha / r, or alpha / sqrt(r) with ``use_rslora``).
+    target_modules : iterable of str
+        The module names to adapt.
+    use_rslora : bool, default False
+        rsLoRA's scaling.
+
+    Returns
+    -------
+    peft.PeftModel
+    """
     import warnings
 
     from peft import LoraConfig, get_peft_model
@@ -34,6 +52,16 @@ class LoraLayers:
     """The LoRA-wrapped Linear layers of a PEFT model, in module order, with read/install.
 
     ``names[l]`` is the PEFT module name of layer l; shapes are (m_l, n_l) = (in, out).
+
+    Parameters
+    ----------
+    peft_model : peft.PeftModel
+        A model with one LoRA adapter; all its layers must share one rank and scaling.
+
+    Raises
+    ------
+    ValueError
+        If the model has no LoRA Linear layers, or their ranks or scalings differ.
     """
 
     def __init__(self, peft_model):
@@ -60,31 +88,57 @@ class LoraLayers:
 
     @property
     def layer_shapes(self) -> list:
+        """``[(m_l, n_l)]`` = (in, out) per layer."""
         return [(m.in_features, m.out_features) for m in self.modules]
 
     @property
     def dtype(self):
+        """The LoRA weights' torch dtype."""
         return self.modules[0].lora_A[ADAPTER].weight.dtype
 
     def base_weights(self) -> list:
-        """[W0_l: (m_l, n_l)] float64 (the frozen base in row convention)."""
+        """The frozen base weights in the row convention.
+
+        Returns
+        -------
+        list of ndarray
+            W0_l, shape (m_l, n_l), float64 copies.
+        """
         src = self._base or [m.base_layer.weight.detach() for m in self.modules]
         # nn.Linear stores (out, in); GPT-2 style Conv1D (PEFT's fan_in_fan_out) stores (in, out)
         return [w.cpu().double().numpy().copy() if m.fan_in_fan_out else w.cpu().double().numpy().T.copy()
                 for w, m in zip(src, self.modules)]
 
     def read(self) -> list:
-        """[(B_l: (m_l, q), A_l: (q, n_l))] float64 copies of what the layers currently hold."""
+        """What the layers currently hold.
+
+        Returns
+        -------
+        list of tuple of ndarray
+            ``[(B_l, A_l)]``, shapes (m_l, q) and (q, n_l), float64 copies.
+        """
         return [(m.lora_A[ADAPTER].weight.detach().cpu().double().numpy().T.copy(),
                  m.lora_B[ADAPTER].weight.detach().cpu().double().numpy().T.copy()) for m in self.modules]
 
     def install(self, factors, trainable: bool) -> list:
-        """Put ``factors`` ([LayerFactors] with B: (m, q), A: (q, n), coeff: (q,), delta) into the
-        layers as fresh parameters of rank q. Returns the parameter list [lora_A_0, lora_B_0, ...].
+        """Put ``factors`` into the layers as fresh parameters of rank q.
 
         A uniform coeff becomes PEFT's scalar scaling; a non-uniform one (the full-size masked
         form, coeff = s diag(S)) is applied by a hook on lora_A's output. A non-None delta
-        (m, n) is added to the frozen base weight (FLoRA's merged stack).
+        is added to the frozen base weight (FLoRA's merged stack).
+
+        Parameters
+        ----------
+        factors : list of LayerFactors
+            One per layer: B, shape (m, q); A, shape (q, n); coeff, shape (q,); delta, shape
+            (m, n), or None.
+        trainable : bool
+            Whether the new parameters require gradients.
+
+        Returns
+        -------
+        list of torch.nn.Parameter
+            ``[lora_A_0, lora_B_0, lora_A_1, ...]``.
         """
         import torch
         for h in self._hooks:

@@ -5,8 +5,20 @@ from fslora_ref.outputs import write_figure
 
 
 def history_figure(history: dict):
-    """Two panels: accuracy per family (and mean) vs round, with each commonsense family's
-    majority-class (dashed) and chance (dotted) rate in the family's colour; mean client loss vs round."""
+    """Two panels: accuracy per family (and mean) vs round, and mean client loss vs round.
+
+    Each commonsense family's majority-class (dashed) and chance (dotted) rate is drawn in the
+    family's colour.
+
+    Parameters
+    ----------
+    history : dict
+        A finetune run's history.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -43,7 +55,15 @@ def history_figure(history: dict):
 
 
 def plot_history(history: dict, path: str):
-    """Write ``history_figure(history)`` to ``path`` as PNG (atomically)."""
+    """Write ``history_figure(history)`` to ``path`` as PNG (atomically).
+
+    Parameters
+    ----------
+    history : dict
+        A finetune run's history.
+    path : str
+        The PNG to write.
+    """
     import matplotlib.pyplot as plt
     fig = history_figure(history)
     try:

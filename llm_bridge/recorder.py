@@ -29,9 +29,24 @@ from .task import evaluate
 class FinetuneRecorder:
     """The bridge's records of one run (see the module docstring).
 
-    layers: LoraLayers; tok: the tokenizer; held: held-out examples; shapes: ModelShapes;
-    fresh_history: the history dict of a run that starts now (its ``rounds`` and ``eval`` empty);
-    out: the output directory; elem_bytes: bytes per float of the model's dtype.
+    Parameters
+    ----------
+    layers : LoraLayers
+        The model's LoRA layers (the global model is installed there to evaluate it).
+    tok : tokenizer
+        The model's tokenizer.
+    held : list of Example
+        The held-out examples.
+    shapes : ModelShapes
+        Layer shapes and client sizes.
+    fresh_history : dict
+        The history of a run that starts now (its ``rounds`` and ``eval`` empty).
+    eval_every : int
+        Evaluate every this many rounds (and after the last).
+    elem_bytes : int
+        Bytes per float of the model's dtype.
+    out : str
+        The output directory (history.json and curves.png after every round).
     """
 
     def __init__(self, layers, tok, held, shapes, fresh_history: dict, *, eval_every: int, elem_bytes: int, out: str):
@@ -40,28 +55,117 @@ class FinetuneRecorder:
         self.history, self.final_state, self.bar, self.round_seconds = None, None, None, None
 
     def evaluate(self, algorithm, state, config) -> dict:
-        """The global model's held-out evaluation (``llm_bridge.task.evaluate``)."""
+        """The global model's held-out evaluation (``llm_bridge.task.evaluate``).
+
+        Parameters
+        ----------
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The server state.
+        config : FedConfig
+            The run's configuration.
+
+        Returns
+        -------
+        dict
+        """
         self.layers.install(global_factors(algorithm, state, config, self.shapes.layer_shapes), trainable=False)
         return evaluate(self.layers.model, self.tok, self.held)
 
     # -- the recorder protocol (fslora_ref/recorder.py) ------------------------------------------
     def identity(self, algorithm, given: dict) -> dict:
+        """What a checkpoint must match besides the config: ``given`` only.
+
+        Parameters
+        ----------
+        algorithm : Algorithm
+            The algorithm.
+        given : dict
+            The bridge's identity (:func:`llm_bridge.finetune.run_identity`).
+
+        Returns
+        -------
+        dict
+            A copy of ``given``.
+        """
         # finetune passes the bridge's identity (layers, shapes, data digest); the algorithm is always
         # its default variant (get_algorithm(job.algorithm)), which the recipe's "algorithm" names
         return dict(given)
 
     def start(self, algorithm, state, config) -> dict:
+        """The fresh history, with the evaluation of the initial model (round 0).
+
+        Parameters
+        ----------
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The initial server state.
+        config : FedConfig
+            The run's configuration.
+
+        Returns
+        -------
+        dict
+        """
         history = self.fresh_history
         history["eval"].append(dict(round=0, **self.evaluate(algorithm, state, config)))
         return self._follow(history, config, 0)
 
     def resumed(self, path, algorithm, state, history, config, next_round) -> dict:
+        """A history loaded from a checkpoint, checked to hold ``next_round`` rounds.
+
+        Parameters
+        ----------
+        path : str
+            The checkpoint (named in an error).
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The loaded server state.
+        history : dict
+            The loaded history.
+        config : FedConfig
+            The run's configuration.
+        next_round : int
+            The first round still to run.
+
+        Returns
+        -------
+        dict
+            ``history``, its config set to this run's.
+        """
         if len(history.get("rounds", [])) != next_round or not history.get("eval"):
             raise ValueError(f"checkpoint {path} is malformed: its history does not hold {next_round} rounds")
         history["config"] = config.to_json()
         return self._follow(history, config, next_round)
 
     def record(self, history, algorithm, state, config, round_index, plans, uploads) -> dict:
+        """Append one round's row; evaluate every ``eval_every`` rounds and after the last.
+
+        Parameters
+        ----------
+        history : dict
+            The run's history.
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The server state after the round.
+        config : FedConfig
+            The run's configuration.
+        round_index : int
+            The round.
+        plans : list of ClientPlan
+            The round's plans.
+        uploads : list of Upload
+            The round's uploads.
+
+        Returns
+        -------
+        dict
+            The row (:func:`round_row`).
+        """
         t = round_index
         row = round_row(t, plans, uploads, self.elem_bytes, self.round_seconds)
         history["rounds"].append(row)
@@ -70,13 +174,38 @@ class FinetuneRecorder:
         return row
 
     def finish(self, history, state) -> dict:
+        """After the last round: close the bar, keep the final state (``final_state``).
+
+        Parameters
+        ----------
+        history : dict
+            The run's history.
+        state : ServerState
+            The final server state.
+
+        Returns
+        -------
+        dict
+            ``history``.
+        """
         self.bar.close()
         self.final_state = state
         return history
 
     # -- around each round ---------------------------------------------------------------------
     def timed(self, round_fn):
-        """``round_fn`` with a progress bar of the round's clients, timed (the row's ``seconds``)."""
+        """``round_fn`` with a progress bar of the round's clients, timed (the row's ``seconds``).
+
+        Parameters
+        ----------
+        round_fn : callable
+            With :func:`fslora_ref.federation.run_round`'s signature.
+
+        Returns
+        -------
+        callable
+            The same signature and result.
+        """
         def one_round(algorithm, state, problem, config, round_index):
             bar = Progress(len(config.participants(round_index)), f"  round {round_index + 1} clients")
             algorithm.on_client = lambda up: bar.update(1, f"client {up.client}")
@@ -88,7 +217,15 @@ class FinetuneRecorder:
         return one_round
 
     def after_round(self, round_index: int, row: dict) -> None:
-        """After the round's checkpoint: rewrite history.json and curves.png, advance the bar."""
+        """After the round's checkpoint: rewrite history.json and curves.png, advance the bar.
+
+        Parameters
+        ----------
+        round_index : int
+            The round.
+        row : dict
+            Its row.
+        """
         write_outputs(self.out, self.history)
         last = self.history["eval"][-1]
         self.bar.update(1, f"loss {row['train_loss']:.3f} acc@{last['round']} {last['mean']:.2f}")
@@ -100,7 +237,25 @@ class FinetuneRecorder:
 
 
 def round_row(t, plans, uploads, elem_bytes, seconds) -> dict:
-    """Per-round record: losses, and per-client upload / download / trainable-state memory."""
+    """Per-round record: losses, and per-client upload / download / trainable-state memory.
+
+    Parameters
+    ----------
+    t : int
+        The round index (recorded as ``t + 1``).
+    plans : list of ClientPlan
+        The round's plans.
+    uploads : list of Upload
+        The round's uploads.
+    elem_bytes : int
+        Bytes per float.
+    seconds : float or None
+        The round's wall time.
+
+    Returns
+    -------
+    dict
+    """
     return {"round": t + 1, "seconds": seconds,
             "train_loss": float(np.mean([np.mean(u.losses) for u in uploads])),
             "clients": [{"client": u.client, "k": int(p.factors[0].B.shape[1]), "loss_first": u.losses[0],
@@ -111,7 +266,15 @@ def round_row(t, plans, uploads, elem_bytes, seconds) -> dict:
 
 
 def write_outputs(out, history):
-    """history.json (strict JSON: a non-finite number is an error, never ``NaN``) and curves.png."""
+    """history.json (strict JSON: a non-finite number is an error, never ``NaN``) and curves.png.
+
+    Parameters
+    ----------
+    out : str
+        The output directory.
+    history : dict
+        The run's history.
+    """
     write_json(os.path.join(out, "history.json"), _jsonable(history))
     from .plots import plot_history
     plot_history(history, os.path.join(out, "curves.png"))

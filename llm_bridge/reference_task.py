@@ -11,8 +11,24 @@ import numpy as np
 
 
 def torch_model_for(problem, rank: int, scaling: float, dtype=None):
-    """PEFT-wrapped torch copy of ``problem``'s network: LoRA rank r, lora_alpha = s r
-    (so PEFT's scaling equals the reference's s). Returns the PeftModel."""
+    """PEFT-wrapped torch copy of ``problem``'s network: LoRA rank r, lora_alpha = s r (so PEFT's
+    scaling equals the reference's s).
+
+    Parameters
+    ----------
+    problem : Problem
+        A squared-error reference problem.
+    rank : int
+        The LoRA rank r.
+    scaling : float
+        The reference's LoRA scaling s.
+    dtype : torch.dtype, optional
+        Default torch.float64.
+
+    Returns
+    -------
+    peft.PeftModel
+    """
     import torch
     from torch import nn
 
@@ -42,7 +58,15 @@ def torch_model_for(problem, rank: int, scaling: float, dtype=None):
 
 
 class ProblemTask:
-    """The bridge task of a reference problem: same batches, same squared-error loss."""
+    """The bridge task of a reference problem: same batches, same squared-error loss.
+
+    Parameters
+    ----------
+    problem : Problem
+        A squared-error reference problem.
+    dtype : torch.dtype, optional
+        Default torch.float64.
+    """
 
     def __init__(self, problem, dtype=None):
         import torch
@@ -53,12 +77,41 @@ class ProblemTask:
 
     @property
     def client_sizes(self) -> list:
+        """The clients' numbers of samples."""
         return self.problem.client_sizes
 
     def sample_batch(self, client: int, rng: np.random.Generator):
+        """One minibatch, drawn by the problem's own ``sample_batch``.
+
+        Parameters
+        ----------
+        client : int
+            The client.
+        rng : numpy.random.Generator
+            Its batch stream.
+
+        Returns
+        -------
+        tuple
+            ``(client, row indices or None)``.
+        """
         return client, self.problem.sample_batch(client, rng)
 
     def loss(self, model, batch):
+        """The reference's squared-error loss ``(1/2b) ||model(X) - Y||_F^2`` on one batch.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The PEFT-wrapped network (:func:`torch_model_for`).
+        batch : tuple
+            What :meth:`sample_batch` returned.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar.
+        """
         client, rows = batch
         X, Y = (self.X[client], self.Y[client]) if rows is None else (self.X[client][rows], self.Y[client][rows])
         out = model(X) - Y

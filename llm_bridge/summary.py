@@ -3,7 +3,20 @@ from __future__ import annotations
 
 
 def summary(history) -> str:
-    """The before/after table (with majority-class and chance rates for commonsense data)."""
+    """The before/after table (with majority-class and chance rates for commonsense data).
+
+    Parameters
+    ----------
+    history : dict
+        A finetune run's history (:func:`llm_bridge.finetune.finetune`), with at least one
+        evaluation.
+
+    Returns
+    -------
+    str
+        Accuracy per family before and after, per-client costs of the last round, the adapter
+        and the wall time, one line each.
+    """
     first, last = history["eval"][0], history["eval"][-1]
     rates = history["data"].get("reference_rates") or {}
     extra = f"{'majority':>10}{'chance':>8}" if rates else ""

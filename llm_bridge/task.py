@@ -24,7 +24,14 @@ PAD_MULTIPLE = 16
 class InstructionTask:
     """Supervised fine-tuning on prompt -> target with the loss on target tokens (+ EOS) only.
 
-    client_examples: [[Example]] per client; batch_size b (examples per local step).
+    Parameters
+    ----------
+    tokenizer : tokenizer
+        The model's tokenizer (examples are encoded once, here).
+    client_examples : list of list of Example
+        Each client's training examples (none may be empty).
+    batch_size : int
+        b, examples per local step.
     """
 
     def __init__(self, tokenizer, client_examples, batch_size: int):
@@ -38,14 +45,42 @@ class InstructionTask:
 
     @property
     def client_sizes(self) -> list:
+        """The clients' numbers of training examples."""
         return [len(c) for c in self.clients]
 
     def sample_batch(self, client: int, rng: np.random.Generator):
-        """(client, sorted row indices): b examples without replacement (fewer if the client is small)."""
+        """b examples of ``client`` without replacement (fewer if the client is small).
+
+        Parameters
+        ----------
+        client : int
+            The client.
+        rng : numpy.random.Generator
+            Its batch stream.
+
+        Returns
+        -------
+        tuple
+            ``(client, sorted row indices)``.
+        """
         n = len(self.clients[client])
         return client, np.sort(rng.choice(n, size=min(self.batch_size, n), replace=False))
 
     def loss(self, model, batch):
+        """Mean cross-entropy of the batch's target tokens (and EOS) given their prompts.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The causal LM.
+        batch : tuple
+            What :meth:`sample_batch` returned.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar.
+        """
         import torch
         client, rows = batch
         pairs = [self.clients[client][j] for j in rows]
@@ -74,17 +109,57 @@ class InstructionTask:
 
 
 def encode_pair(tok, prompt: str, target: str):
-    """(prompt ids, target ids + [eos]); the prompt is encoded exactly as in evaluation."""
+    """Token ids of a training pair; the prompt is encoded exactly as in evaluation.
+
+    Parameters
+    ----------
+    tok : tokenizer
+    prompt : str
+    target : str
+
+    Returns
+    -------
+    prompt_ids : list of int
+    target_ids : list of int
+        The target's ids followed by EOS.
+    """
     return encode_prompt(tok, prompt), list(tok(target, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id]
 
 
 def encode_prompt(tok, prompt: str) -> list:
+    """The prompt's token ids, without special tokens.
+
+    Parameters
+    ----------
+    tok : tokenizer
+    prompt : str
+
+    Returns
+    -------
+    list of int
+    """
     return list(tok(prompt, add_special_tokens=False)["input_ids"])
 
 
 def generate(model, tok, prompts, max_new_tokens: int, batch_size: int = 64) -> list:
-    """Greedy continuations of ``prompts`` (left-padded batches, KV cache); strings, special
-    tokens removed, cut at EOS."""
+    """Greedy continuations of ``prompts`` (left-padded batches, KV cache).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The causal LM.
+    tok : tokenizer
+    prompts : list of str
+    max_new_tokens : int
+        The longest continuation.
+    batch_size : int, default 64
+        Prompts per generation batch.
+
+    Returns
+    -------
+    list of str
+        One per prompt, special tokens removed, cut at EOS.
+    """
     import torch
     outs = []
     pad = tok.pad_token_id
@@ -111,7 +186,23 @@ def generate(model, tok, prompts, max_new_tokens: int, batch_size: int = 64) -> 
 def evaluate(model, tok, examples, max_new_tokens: int | None = None, batch_size: int = 64) -> dict:
     """Accuracy per family and overall ('mean' = unweighted mean over families).
 
-    max_new_tokens defaults to the longest target in tokens + 1.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The causal LM.
+    tok : tokenizer
+    examples : list of Example
+        The held-out examples.
+    max_new_tokens : int, optional
+        Default: the longest target in tokens + 1.
+    batch_size : int, default 64
+        Prompts per generation batch.
+
+    Returns
+    -------
+    dict
+        ``"accuracy"`` per family, ``"mean"``, ``"n"`` per family, ``"generated_sha1"`` (identifies
+        the generations exactly) and a few ``"samples"``.
     """
     if max_new_tokens is None:
         max_new_tokens = 1 + max(len(tok(e.target, add_special_tokens=False)["input_ids"]) for e in examples)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.progress import Progress
 
 from . import claims, report
@@ -50,8 +50,9 @@ def run_verify(out: str, *, quick: bool = False, impl: str | None = None, only: 
     int
         1 if any claim is violated, else 0.
     """
-    prepare_output_dir(out, "--out")  # before any computation
     only = claim_ids(",".join(only) if isinstance(only, (list, tuple)) else only)
+    prepare_output_dir(out, "--out")  # before any computation
+    check_output_names(out, report.FILES)
     runner = None
     if impl is not None:
         from .implementations import load_runner

@@ -123,7 +123,19 @@ def plain_text_verbatim(app, what, name, obj, options, lines: list) -> None:
         lines[:] = ["::", ""] + ["   " + line if line.strip() else "" for line in lines] + [""]
 
 
+# a numpy type such as ``ndarray, shape (m, r)`` becomes a ``:type:`` field, whose every word Sphinx
+# tries as a cross-reference: ``m`` or ``k`` would link to (or be ambiguous between) attributes of
+# that name; a shape is notation, so it is kept as a literal (a type with markup is not split)
+TYPE_SHAPE = re.compile(r"^(\s*:type [^:]+:.*?\bshape\s*)(\([^)]*\))")
+
+
+def shapes_as_literals(app, what, name, obj, options, lines: list) -> None:
+    """autodoc-process-docstring, after napoleon: ``shape (m, r)`` in a ``:type:`` field as a literal."""
+    lines[:] = [TYPE_SHAPE.sub(lambda m: f"{m.group(1)}``{m.group(2)}``", line) for line in lines]
+
+
 def setup(app):
     app.connect("builder-inited", lambda app: generate(app.srcdir))
     app.connect("autodoc-process-docstring", plain_text_verbatim, priority=100)   # before napoleon (500)
+    app.connect("autodoc-process-docstring", shapes_as_literals, priority=600)     # after napoleon
     return {"parallel_read_safe": True, "parallel_write_safe": True}

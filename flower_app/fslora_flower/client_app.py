@@ -44,10 +44,13 @@ def _job(settings):
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Report this node's partition-id and prepare the job (fails here, by name, if it cannot run)."""
-    partition(context.node_config)
+    pid, _ = partition(context.node_config)
     settings = Settings.from_run_config(context.run_config)
     t0 = time.perf_counter()
-    _job(settings).prepare(settings.args)
+    if settings.job == "simulate":
+        _job(settings).prepare(settings.args, context.node_config, pid)
+    else:
+        _job(settings).prepare(settings.args)
     return Message(node_reply(context.node_config, time.perf_counter() - t0), reply_to=msg)
 
 
@@ -62,7 +65,7 @@ def train(msg: Message, context: Context) -> Message:
         raise ValueError(f"this node is partition-id {pid} but was sent the plan of client {plan.client}")
     t0, timing = time.perf_counter(), {}
     if settings.job == "simulate":
-        upload, dtype = _job(settings).train(plan, meta, settings.args)
+        upload, dtype = _job(settings).train(plan, meta, settings.args, context.node_config)
     else:
         upload, dtype = _job(settings).train(plan, meta, settings.args, context.node_config, timing)
     content = upload_to_record(upload, meta, dtype)

@@ -28,7 +28,40 @@ def node_reply(node_config, prepare_seconds: float) -> RecordDict:
     """The ClientApp's answer to the discovery query."""
     pid, num = partition(node_config)
     return RecordDict({NODE: ConfigRecord({"partition-id": pid, "num-partitions": num,
-                                           "prepare-seconds": float(prepare_seconds), **versions()})})
+                                           "prepare-seconds": float(prepare_seconds), **announced(node_config),
+                                           **versions()})})
+
+
+ANNOUNCED = ("budget", "device", "dtype")   # what a SuperNode may announce in its --node-config
+
+
+def announced(node_config) -> dict:
+    """The node's announced rank budget k_i (``budget=<int>``) and, if given, device and dtype
+    (strings), from its --node-config; ValueError (one line) for a budget that is not an integer >= 1."""
+    out = {}
+    if "budget" in node_config:
+        k = node_config["budget"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"node config budget={k!r} must be an integer >= 1 (the node's rank budget k_i)")
+        out["budget"] = int(k)
+    out.update({key: str(node_config[key]) for key in ("device", "dtype") if key in node_config})
+    return out
+
+
+def announced_budgets(answers: dict, nodes: dict, rank: int) -> list | None:
+    """k_i per client from the nodes' announcements ({client: answer dict}), None if no node
+    announced one; ValueError naming the node if only some did or one exceeds the rank r."""
+    said = {c: a.get("budget") for c, a in answers.items()}
+    if all(k is None for k in said.values()):
+        return None
+    silent = sorted(c for c, k in said.items() if k is None)
+    if silent:
+        raise ValueError(f"partition-id {silent[0]} (node {nodes[silent[0]]}) announced no budget while others did: "
+                         f"start every SuperNode with budget=<k_i> in --node-config, or none")
+    for c, k in sorted(said.items()):
+        if k > rank:
+            raise ValueError(f"partition-id {c} (node {nodes[c]}) announced budget={k}, above the rank r = {rank}")
+    return [int(said[c]) for c in sorted(said)]
 
 
 def partition(node_config) -> tuple[int, int]:
@@ -43,8 +76,9 @@ def partition(node_config) -> tuple[int, int]:
     return pid, num
 
 
-def discover(grid, n_clients: int, timeout: float, poll: float = 0.5) -> dict:
-    """{client id: node id} for clients 0..n_clients-1.
+def discover(grid, n_clients: int, timeout: float, poll: float = 0.5, with_answers: bool = False):
+    """{client id: node id} for clients 0..n_clients-1 (with ``with_answers``, also {client id: the
+    node's answer}: partition, announced budget/device/dtype, versions).
 
     Every node that shows up is asked once; discovery ends as soon as each partition has
     answered, so a stale node (one that died but is still registered) does not hold it up. A
@@ -52,7 +86,7 @@ def discover(grid, n_clients: int, timeout: float, poll: float = 0.5) -> dict:
     mismatch end it at once; otherwise MissingClients at ``timeout``, naming what is missing.
     """
     deadline = time.monotonic() + timeout
-    mine, clients, pending, asked, unavailable = versions(), {}, {}, set(), {}
+    mine, clients, pending, asked, unavailable, answers = versions(), {}, {}, set(), {}, {}
     while True:
         fresh = [n for n in sorted(grid.get_node_ids()) if n not in asked]
         if fresh:
@@ -68,12 +102,14 @@ def discover(grid, n_clients: int, timeout: float, poll: float = 0.5) -> dict:
                     raise MissingClients(f"node {node} could not prepare the job: {reason}")
                 unavailable[node] = reason
                 continue
-            pid = _check_answer(node, dict(reply.content[NODE]), n_clients, mine)
+            info = dict(reply.content[NODE])
+            pid = _check_answer(node, info, n_clients, mine)
             if pid in clients:
                 raise ValueError(f"partition-id {pid} is claimed by two nodes ({clients[pid]} and {node})")
             clients[pid] = node
+            answers[pid] = info
         if len(clients) == n_clients:
-            return clients
+            return (clients, answers) if with_answers else clients
         if time.monotonic() >= deadline:
             absent = sorted(set(range(n_clients)) - set(clients))
             silent = sorted(set(pending.values()))

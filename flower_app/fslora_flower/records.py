@@ -42,6 +42,33 @@ class BadReply(ValueError):
     """A reply that does not match the plan it answers (the message names client and field)."""
 
 
+class BadUpdate(BadReply):
+    """A reply to the right plan whose values the server refuses to aggregate: wrong shape, not a
+    float array, a NaN or infinity, or a norm above the bound (the message names client and field)."""
+
+
+FLOAT_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_update(client: int, key: str, x: np.ndarray, shape: tuple) -> None:
+    """Refuse ``x`` (the uploaded array ``key`` of ``client``) unless it is a finite float32/float64
+    array of ``shape``; raises BadUpdate naming the client and the array."""
+    if x.dtype not in FLOAT_KINDS:
+        raise BadUpdate(f"client {client}: upload {key} has dtype {x.dtype}, expected float32 or float64")
+    if x.shape != shape:
+        raise BadUpdate(f"client {client}: upload {key} has shape {x.shape}, expected {shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        kind = "NaN" if np.isnan(x).any() else "infinite"
+        raise BadUpdate(f"client {client}: upload {key} has {int(bad.sum())} {kind} value(s)")
+
+
+def update_norm(pairs) -> float:
+    """Euclidean norm of all uploaded arrays together (float64; overflow gives inf)."""
+    with np.errstate(over="ignore"):
+        return float(np.sqrt(sum(float(np.sum(np.square(x))) for pair in pairs for x in pair)))
+
+
 def _array(x, dtype=None) -> Array:
     x = np.asarray(x)
     return Array(np.ascontiguousarray(x if dtype is None else x.astype(dtype, copy=False)))
@@ -108,8 +135,11 @@ def upload_to_record(upload: Upload, meta: dict, dtype=np.float64) -> RecordDict
     return RecordDict({UPLOAD: ArrayRecord(arrays), METRICS: metrics, REPLY: reply})
 
 
-def record_to_upload(content: RecordDict, plan: ClientPlan, round_index: int, algorithm: str) -> Upload:
-    """The server's Upload for ``plan`` from a reply; BadReply if it does not answer that plan."""
+def record_to_upload(content: RecordDict, plan: ClientPlan, round_index: int, algorithm: str,
+                     max_norm: float | None = None) -> Upload:
+    """The server's Upload for ``plan`` from a reply; BadReply if it does not answer that plan,
+    BadUpdate if its values are refused (see check_update; ``max_norm``: bound on the Euclidean
+    norm of everything uploaded, None for no bound)."""
     client = plan.client
     try:
         reply, arrays, metrics = dict(content[REPLY]), content[UPLOAD], dict(content[METRICS])
@@ -129,17 +159,26 @@ def record_to_upload(content: RecordDict, plan: ClientPlan, round_index: int, al
             key = f"{l}.{name}"
             if key not in arrays:
                 raise BadReply(f"client {client}: upload lacks {key}")
-            x = arrays[key].numpy().astype(np.float64)
-            if x.shape != shapes[name]:
-                raise BadReply(f"client {client}: upload {key} has shape {x.shape}, expected {shapes[name]}")
-            pair.append(x)
+            try:
+                raw = arrays[key].numpy()
+            except Exception as exc:   # a malformed array record: Flower's own decoding error
+                raise BadUpdate(f"client {client}: upload {key} cannot be decoded ({type(exc).__name__})") from None
+            check_update(client, key, raw, shapes[name])
+            pair.append(raw.astype(np.float64))
         pairs.append(tuple(pair))
+    if max_norm is not None:
+        norm = update_norm(pairs)
+        if not norm <= max_norm:
+            raise BadUpdate(f"client {client}: upload norm {norm:.6g} exceeds the bound {max_norm:g}")
     floats = sum(B.size + A.size for B, A in pairs)
     if int(metrics["upload-floats"]) != floats:
         raise BadReply(f"client {client}: reports {metrics['upload-floats']} uploaded floats but sent {floats}")
+    losses = [float(v) for v in metrics["losses"]]
+    if not np.all(np.isfinite(losses)):
+        raise BadUpdate(f"client {client}: reports non-finite local losses")
     return Upload(client, trained=pairs if field == "trained" else rebuilt_trained(plan, pairs),
                   deltas=pairs if field == "deltas" else None, upload_floats=floats,
-                  memory_floats=int(metrics["memory-floats"]), losses=[float(v) for v in metrics["losses"]])
+                  memory_floats=int(metrics["memory-floats"]), losses=losses)
 
 
 def rebuilt_trained(plan: ClientPlan, deltas) -> list:

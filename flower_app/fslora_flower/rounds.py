@@ -47,6 +47,38 @@ class Ledger:
         write_json(self.path, self.doc)
 
     @staticmethod
+    def count(out: str) -> int:
+        """How many run entries ``<out>/flower.json`` has (0 if none or unreadable)."""
+        try:
+            with open(os.path.join(out, "flower.json")) as fh:
+                return len(json.load(fh).get("runs", []))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return 0
+
+    @staticmethod
+    def mark_crashed(out: str, message: str, first: int = 0) -> bool:
+        """Record ``message`` as the error of the run entries from index ``first`` on (the ones this
+        deployment added) that did not complete: the SuperLink died under them, so the error their
+        ServerApp recorded, if any, is a consequence (kept as "serverapp-error"). True if one was."""
+        path = os.path.join(out, "flower.json")
+        try:
+            with open(path) as fh:
+                doc = json.load(fh)
+            runs = doc.get("runs", [])[first:]
+        except (OSError, ValueError, AttributeError):
+            return False
+        changed = False
+        for run in runs:
+            if isinstance(run, dict) and run.get("status") != "completed":
+                if run.get("error"):
+                    run["serverapp-error"] = run["error"]
+                run.update(status="failed", error=message, **{"exit-code": 1})
+                changed = True
+        if changed:
+            write_json(path, doc)
+        return changed
+
+    @staticmethod
     def exit_code(out: str, run_id) -> int:
         """The exit code recorded in ``<out>/flower.json`` for the failed Flower run ``run_id``; 1 when
         there is none (the ServerApp failed before writing its entry, or the file is not ours)."""
@@ -66,13 +98,16 @@ class FlowerRounds:
     replies with :class:`FSLoRAStrategy`. Raises the strategy's MissingClients (policy "stop")
     or the client's DivergenceError, after recording the round in the ledger."""
 
-    def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None):
+    def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None,
+                 on_bad_update="stop", max_update_norm=None):
         self.grid, self.nodes, self.timeout, self.on_missing = grid, dict(nodes), timeout, on_missing
+        self.on_bad_update, self.max_update_norm = on_bad_update, max_update_norm
         self.poll, self.dtype, self.ledger = poll, dtype, ledger
 
     def __call__(self, algorithm, state, problem, config, round_index):
         strategy = FSLoRAStrategy(algorithm, problem, config, self.nodes, state=state, on_missing=self.on_missing,
-                                  dtype=self.dtype, reply_timeout=self.timeout)
+                                  dtype=self.dtype, reply_timeout=self.timeout, on_bad_update=self.on_bad_update,
+                                  max_update_norm=self.max_update_norm)
         t0 = time.perf_counter()
         messages = strategy.configure_train(round_index + 1, ArrayRecord(), ConfigRecord(), self.grid)
         entry = {"algorithm": algorithm.name, "round": round_index + 1,

@@ -18,7 +18,7 @@ from flwr.serverapp import Grid, ServerApp
 from fslora_ref.errors import exit_code
 from fslora_ref.outputs import prepare_output_dir
 
-from .discovery import discover
+from .discovery import ANNOUNCED, announced_budgets, discover
 from .rounds import FlowerRounds, Ledger
 from .settings import Settings
 
@@ -35,11 +35,19 @@ def main(grid: Grid, context: Context) -> None:
     ledger = Ledger(out, resume=resume, run_id=context.run_id)
     try:
         t0 = time.perf_counter()
-        nodes = discover(grid, settings.n_clients, settings.discovery_timeout, settings.poll)
-        ledger.set(nodes={str(c): str(n) for c, n in sorted(nodes.items())}, discovery_seconds=time.perf_counter() - t0)
+        nodes, answers = discover(grid, settings.n_clients, settings.discovery_timeout, settings.poll,
+                                  with_answers=True)
+        ledger.set(nodes={str(c): str(n) for c, n in sorted(nodes.items())}, discovery_seconds=time.perf_counter() - t0,
+                   announced={str(c): {k: a[k] for k in ANNOUNCED if k in a} for c, a in sorted(answers.items())})
+        budgets = announced_budgets(answers, nodes, int(job.rank))
+        if budgets is not None and settings.job == "simulate":
+            # the rounds are planned from what the nodes announced, not from the job's own budgets
+            job = job.replace(budgets=",".join(map(str, budgets)), ratios=None, budget_distribution=None)
+            print(f"fslora flower: budgets announced by the SuperNodes: {budgets}")
         down, _ = settings.wire_dtypes()
         rounds = FlowerRounds(grid, nodes, timeout=settings.round_timeout, on_missing=settings.on_missing,
-                              poll=settings.poll, dtype=down, ledger=ledger)
+                              poll=settings.poll, dtype=down, ledger=ledger, on_bad_update=settings.on_bad_update,
+                              max_update_norm=settings.max_update_norm)
         if settings.job == "simulate":
             from fslora_ref.simulate import build, run_all, write_results
             problem, config, names = build(job)

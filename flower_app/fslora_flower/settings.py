@@ -10,8 +10,17 @@ ServerApp and every ClientApp unchanged:
     out                output directory on the ServerApp's host
     round-timeout      seconds the server waits for a round's replies
     on-missing         stop | continue (see strategy.py)
+    on-bad-update      stop | drop: an update with NaN/inf, a wrong shape or dtype, or a norm above the bound
+    max-update-norm    bound on the Euclidean norm of one client's upload; 0 = no bound
     discovery-timeout  seconds to wait for the SuperNodes and their answers before round 1
     poll-interval      seconds between the server's pulls for replies
+
+Typed keys a Flower user can set with ``flwr run ... --run-config 'num-server-rounds=20 fslora.rank=8'``
+override ``job-args`` (declared in pyproject.toml with "" = not set, the job-args value stands):
+
+    num-server-rounds  the job's rounds (0 = not set)
+    fslora.<field>     any field of the job, hyphenated: fslora.rank, fslora.budgets ("2,4,8"),
+                       fslora.clients, fslora.lr, fslora.local-steps, fslora.algorithms, fslora.seed, ...
 """
 from __future__ import annotations
 
@@ -20,10 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .strategy import ON_MISSING
+from .strategy import ON_BAD_UPDATE, ON_MISSING
 
 JOBS = ("simulate", "finetune")
-DEFAULTS = {"round-timeout": 600.0, "on-missing": "stop", "discovery-timeout": 300.0, "poll-interval": 0.5}
+DEFAULTS = {"round-timeout": 600.0, "on-missing": "stop", "discovery-timeout": 300.0, "poll-interval": 0.5,
+            "on-bad-update": "stop", "max-update-norm": 0.0}
 
 
 RUN_OPTIONS = {"simulate": ("out", "resume"), "finetune": ("out", "resume", "stop_after")}   # not job fields
@@ -51,6 +61,8 @@ class Settings:
     poll: float
     resume: bool = False
     stop_after: int | None = None
+    on_bad_update: str = "stop"
+    max_update_norm: float | None = None    # None: no bound
 
     @classmethod
     def from_run_config(cls, rc) -> "Settings":
@@ -64,12 +76,19 @@ class Settings:
         except ValueError as exc:
             raise ValueError(f"run config 'job-args' must be a JSON object of {job} options ({exc})") from None
         kind = job_class(job)
+        given.update(typed_overrides(rc, kind))
         unknown = sorted(set(given) - set(kind.field_names()) - set(RUN_OPTIONS[job]))
         if unknown:
             raise ValueError(f"run config 'job-args' has options `fslora {job}` does not know: {unknown}")
         spec = kind.from_dict({k: v for k, v in given.items() if k not in RUN_OPTIONS[job]})  # left out: the default
         if rc.get("on-missing") not in ON_MISSING:
             raise ValueError(f"run config 'on-missing' must be one of {ON_MISSING}, got {rc.get('on-missing')!r}")
+        on_bad = rc.get("on-bad-update", DEFAULTS["on-bad-update"])
+        if on_bad not in ON_BAD_UPDATE:
+            raise ValueError(f"run config 'on-bad-update' must be one of {ON_BAD_UPDATE}, got {on_bad!r}")
+        bound = rc.get("max-update-norm", DEFAULTS["max-update-norm"])
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 <= bound < float("inf"):
+            raise ValueError(f"run config 'max-update-norm' must be a finite number >= 0 (0: no bound), got {bound!r}")
         numbers = {}
         for key in ("round-timeout", "discovery-timeout", "poll-interval"):
             value = rc.get(key)
@@ -78,7 +97,8 @@ class Settings:
             numbers[key] = float(value)
         return cls(job, spec, str(rc.get("out") or ""), numbers["round-timeout"], rc["on-missing"],
                    numbers["discovery-timeout"], numbers["poll-interval"], resume=bool(given.get("resume", False)),
-                   stop_after=given.get("stop_after"))
+                   stop_after=given.get("stop_after"), on_bad_update=on_bad,
+                   max_update_norm=float(bound) if bound > 0 else None)
 
     @property
     def n_clients(self) -> int:
@@ -91,6 +111,41 @@ class Settings:
         if self.job == "simulate" or self.args.dtype == "float64":
             return np.float64, np.float64
         return (np.float32 if self.args.dtype == "float32" else np.float64), np.float32
+
+
+PREFIX = "fslora."
+
+
+def typed_overrides(rc, kind) -> dict:
+    """{job field: value} from the typed run-config keys that are set (see the module docstring);
+    ValueError naming a ``fslora.*`` key that is set but is no field of the job."""
+    out = {}
+    rounds = rc.get("num-server-rounds", 0)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"run config 'num-server-rounds' must be an integer >= 0 (0: the job's), got {rounds!r}")
+    if rounds:
+        out["rounds"] = rounds
+    fields = set(kind.field_names())
+    for key, value in rc.items():
+        if not key.startswith(PREFIX) or value == "":
+            continue
+        name = key[len(PREFIX):].replace("-", "_")
+        if name not in fields:
+            raise ValueError(f"run config {key!r} is not an option of `fslora {kind.NAME}`")
+        out[name] = value
+    return out
+
+
+def typed_keys() -> dict:
+    """Every typed key with its "not set" value, as pyproject.toml declares them."""
+    from fslora_ref.jobs import SimulateJob
+    names = list(SimulateJob.field_names())
+    try:
+        from llm_bridge.job import FinetuneJob
+        names += [n for n in FinetuneJob.field_names() if n not in names]
+    except ImportError:   # the bridge's dependencies are not installed: simulate keys only
+        pass
+    return {"num-server-rounds": 0, **{PREFIX + n.replace("_", "-"): "" for n in names}}
 
 
 def run_config(job: str, spec, out: str, *, resume: bool = False, stop_after: int | None = None, **settings) -> dict:

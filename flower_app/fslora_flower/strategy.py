@@ -28,13 +28,19 @@ from flwr.serverapp.strategy import Strategy
 
 from fslora_ref.client import DivergenceError
 
-from .records import BadReply, plan_to_record, record_to_upload
+from .records import BadReply, BadUpdate, plan_to_record, record_to_upload
 
 ON_MISSING = ("stop", "continue")
+ON_BAD_UPDATE = ("stop", "drop")
 
 
 class MissingClients(RuntimeError):
     """Participants of a round gave no usable reply (the message names them, one line)."""
+
+
+class RefusedUpdate(RuntimeError):
+    """A participant's update was refused (NaN/inf, wrong shape or dtype, norm above the bound) and
+    the policy is "stop" (the message names the client and what was wrong, one line)."""
 
 
 def client_error(reason: str | None) -> tuple[str, str]:
@@ -57,9 +63,12 @@ class FSLoRAStrategy(Strategy):
     """
 
     def __init__(self, algorithm, problem, config, nodes, *, state=None, on_missing="stop", dtype=np.float64,
-                 reply_timeout=None):
+                 reply_timeout=None, on_bad_update="stop", max_update_norm=None):
         if on_missing not in ON_MISSING:
             raise ValueError(f"on_missing must be one of {ON_MISSING}, got {on_missing!r}")
+        if on_bad_update not in ON_BAD_UPDATE:
+            raise ValueError(f"on_bad_update must be one of {ON_BAD_UPDATE}, got {on_bad_update!r}")
+        self.on_bad_update, self.max_update_norm = on_bad_update, max_update_norm
         self.algorithm, self.problem, self.config = algorithm, problem, config
         self.nodes = {int(c): int(n) for c, n in nodes.items()}
         self.clients_of = {n: c for c, n in self.nodes.items()}
@@ -93,7 +102,7 @@ class FSLoRAStrategy(Strategy):
         t = server_round - 1
         if t != self.round_index:
             raise ValueError(f"aggregate_train: round {server_round} was not configured by configure_train")
-        uploads, missing = {}, {}
+        uploads, missing, refused = {}, {}, {}
         # the Grid gives each pushed message its id; an error reply the SuperLink writes for a node
         # that went away comes from the SuperLink, so replies are matched by the message they answer
         answers = {m.metadata.message_id: c for c, m in self.sent if m.metadata.message_id}
@@ -108,16 +117,27 @@ class FSLoRAStrategy(Strategy):
                 missing[client] = f"failed ({kind + ': ' if kind else ''}{text})"
                 continue
             try:
-                uploads[client] = record_to_upload(reply.content, self.plans[client], t, self.algorithm.name)
+                uploads[client] = record_to_upload(reply.content, self.plans[client], t, self.algorithm.name,
+                                                   self.max_update_norm)
+            except BadUpdate as exc:
+                refused[client] = str(exc)
             except BadReply as exc:
                 missing[client] = str(exc)
+        if refused and self.on_bad_update == "stop":
+            who = "; ".join(f"{why} (node {self.nodes[c]})" for c, why in sorted(refused.items()))
+            raise RefusedUpdate(f"round {server_round}/{self.config.rounds}: update refused: {who}; stopped before "
+                                f"aggregating (--on-bad-update drop leaves such a client out of the round)")
         for client in self.plans:
-            if client not in uploads and client not in missing:
+            if client not in uploads and client not in missing and client not in refused:
                 wait = "" if self.reply_timeout is None else f" within {self.reply_timeout:g} s"
                 gone = self.nodes[client] in self.refused
                 missing[client] = "node gone (the SuperLink no longer lists it)" if gone else f"no reply{wait}"
         if missing and (self.on_missing == "stop" or not uploads):
             raise MissingClients(self._missing_message(server_round, missing, bool(uploads)))
+        if not uploads:
+            raise RefusedUpdate(f"round {server_round}/{self.config.rounds}: every update was refused: "
+                                + "; ".join(refused[c] for c in sorted(refused)))
+        missing.update({c: f"dropped: {why}" for c, why in refused.items()})
         order = sorted(uploads)
         plans, ups = [self.plans[c] for c in order], [uploads[c] for c in order]
         self.state = self.algorithm.aggregate(self.state, plans, ups, self.config)

@@ -18,6 +18,14 @@ from .protocol import (Algorithm, ClientPlan, apply_server_step, client_weights,
 
 
 class FedIT(Algorithm):
+    """FedIT: every client trains the full rank-r pair; the server averages B and A separately.
+
+    Parameters
+    ----------
+    weighting : {"uniform", "data_size"}, default "uniform"
+        The participants' aggregation weights: ``1/|P|`` or ``n_i / sum_P n_j``.
+    """
+
     name = "fedit"
     OPTIONS = {"weighting": ("uniform", "data_size")}
 

@@ -37,12 +37,27 @@ SPLITS = ("on_B", "balanced")
 
 
 def truncated_factors(delta_W: np.ndarray, k: int, s: float, svd=None, split: str = "balanced"):
-    """(B: (m, k), A: (k, n)) with s B A the best rank-k approximation of delta_W.
+    """The rank-k factors (B, A) with s B A the best rank-k approximation of delta_W.
 
-    split: "balanced" puts sqrt(Sigma_k / s) on each factor; "on_B" puts Sigma_k / s on B and
-    leaves A = V_k^T (orthonormal rows). When k > min(m, n) the components beyond min(m, n) are
-    zero (the shapes stay k). svd: ``np.linalg.svd(delta_W, full_matrices=False)`` if already
-    computed (one SVD serves every client's k).
+    Parameters
+    ----------
+    delta_W : ndarray, shape (m, n)
+        The dense update to factor.
+    k : int
+        The rank; when k > min(m, n) the components beyond min(m, n) are zero (the shapes stay k).
+    s : float
+        The coefficient the factors will be used with.
+    svd : tuple of ndarray, optional
+        ``np.linalg.svd(delta_W, full_matrices=False)`` if already computed (one SVD serves every
+        client's k).
+    split : {"balanced", "on_B"}, default "balanced"
+        "balanced" puts sqrt(Sigma_k / s) on each factor; "on_B" puts Sigma_k / s on B and leaves
+        A = V_k^T (orthonormal rows).
+
+    Returns
+    -------
+    B : ndarray, shape (m, k)
+    A : ndarray, shape (k, n)
     """
     check_choice("split", split, SPLITS)
     U, sigma, Vt = np.linalg.svd(delta_W, full_matrices=False) if svd is None else svd
@@ -58,6 +73,19 @@ def truncated_factors(delta_W: np.ndarray, k: int, s: float, svd=None, split: st
 
 
 class FlexLoRA(Algorithm):
+    """FlexLoRA: the server averages the clients' products B_i A_i; each client restarts from the
+    rank-k_i truncated SVD of the average.
+
+    Parameters
+    ----------
+    weighting : {"uniform", "data_size"}, default "uniform"
+        The participants' aggregation weights: ``1/|P|`` or ``n_i / sum_P n_j``.
+    split : {"on_B", "balanced"}, default "on_B"
+        Where the singular values go in the truncation (see :func:`truncated_factors`).
+    scaling : {"rslora", "constant"}, default "rslora"
+        A rank-k_i adapter's coefficient: s sqrt(r / k_i) or s (see ``SCALINGS``).
+    """
+
     name = "flexlora"
     has_trainable_factors = False   # the model is the averaged product; B, A are only its truncation
     OPTIONS = {"weighting": ("uniform", "data_size"), "split": SPLITS, "scaling": SCALINGS}

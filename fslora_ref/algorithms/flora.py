@@ -34,21 +34,64 @@ from .protocol import (SCALINGS, Algorithm, ClientPlan, ServerState, client_weig
 
 
 def fresh_pair(config, round_index: int, client: int, layer: int, m: int, n: int, k: int):
-    """(B: (m, k), A: (k, n)): the fresh LoRA pair client ``client`` starts ``round_index`` from,
-    drawn from its (round, client, layer) init stream."""
+    """The fresh LoRA pair client ``client`` starts ``round_index`` from, drawn from its
+    (round, client, layer) init stream.
+
+    Parameters
+    ----------
+    config : FedConfig
+        The run's configuration (its seed).
+    round_index : int
+        The round.
+    client : int
+        The client.
+    layer : int
+        The layer.
+    m, n : int
+        The layer's weight shape (m, n).
+    k : int
+        The client's rank.
+
+    Returns
+    -------
+    B : ndarray, shape (m, k)
+    A : ndarray, shape (k, n)
+    """
     return init_lora(m, n, k, stream(config.seed, round=round_index, client=client, layer=layer, purpose="init"))
 
 
 def stacked_merge(trained, weights, coeff: float) -> np.ndarray:
-    """coeff * [B_1 ... B_P] [w_1 A_1; ...; w_P A_P]: (m, n), the stacked adapter's dense update.
+    """The stacked adapter's dense update, coeff * [B_1 ... B_P] [w_1 A_1; ...; w_P A_P].
 
-    trained: [(B_i: (m, k_i), A_i: (k_i, n))] over participants; weights: (P,)."""
+    Parameters
+    ----------
+    trained : list of tuple of ndarray
+        ``[(B_i, A_i)]`` over the participants, shapes (m, k_i) and (k_i, n).
+    weights : array_like, shape (P,)
+        The participants' weights w_i.
+    coeff : float
+        The stacked adapter's coefficient.
+
+    Returns
+    -------
+    ndarray, shape (m, n)
+    """
     B_stack = np.concatenate([B for B, _ in trained], axis=1)
     A_stack = np.concatenate([w * A for (_, A), w in zip(trained, weights)], axis=0)
     return coeff * (B_stack @ A_stack)
 
 
 class FLoRA(Algorithm):
+    """FLoRA: fresh rank-k_i pairs every round, stacked and merged into the base weight.
+
+    Parameters
+    ----------
+    weighting : {"uniform", "data_size"}, default "uniform"
+        The participants' aggregation weights: ``1/|P|`` or ``n_i / sum_P n_j``.
+    scaling : {"rslora", "constant"}, default "rslora"
+        A rank-k_i adapter's coefficient: s sqrt(r / k_i) or s (see ``SCALINGS``).
+    """
+
     name = "flora"
     has_trainable_factors = False   # the model is W0 + the merged stacks; the server keeps no factors
     OPTIONS = {"weighting": ("uniform", "data_size"), "scaling": SCALINGS}

@@ -23,19 +23,51 @@ from .protocol import Algorithm, ClientPlan, apply_server_step, lora_floats, sca
 
 def draw_round_sketches(config, round_index: int, client: int, n_layers: int) -> list:
     """The sketches of client ``client`` in ``round_index``: one per layer, from the
-    (round, client, layer) sketch stream."""
+    (round, client, layer) sketch stream.
+
+    Parameters
+    ----------
+    config : FedConfig
+        The run's configuration (rank, the client's budget, seed).
+    round_index : int
+        The round.
+    client : int
+        The client.
+    n_layers : int
+        The number of layers.
+
+    Returns
+    -------
+    list of Sketch
+        One per layer, each with k = ``config.budgets[client]``.
+    """
     return [sample_sketch(config.rank, config.budgets[client],
                           stream(config.seed, round=round_index, client=client, layer=l, purpose="sketch"))
             for l in range(n_layers)]
 
 
 def sketched_factors(layers, sketches, lora_scaling: float, form: str) -> tuple:
-    """What a client trains from the server's ``layers`` = [(B_l: (m_l, r), A_l: (r, n_l))]
-    under one sketch S_l per layer: (factors [LayerFactors], masks).
+    """What a client trains from the server's factors under one sketch S_l per layer.
 
-    form 'submatrix': the blocks (B_I: (m_l, k), A_I: (k, n_l)) with coefficient s r/k, masks None;
-    'masked': full-size copies with coefficient s diag(S_l) and masks [(I as a column mask, I as a
-    row mask)] that confine the updates to I.
+    Parameters
+    ----------
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
+    sketches : list of Sketch
+        One per layer.
+    lora_scaling : float
+        s.
+    form : {"submatrix", "masked"}
+        "submatrix": the blocks B_I, shape (m_l, k), and A_I, shape (k, n_l), with coefficient
+        s r/k; "masked": full-size copies with coefficient s diag(S_l).
+
+    Returns
+    -------
+    factors : list of LayerFactors
+        One per layer.
+    masks : list of tuple of ndarray or None
+        None for "submatrix"; for "masked", ``[(I as a column mask, I as a row mask)]``, each of
+        shape (r,), that confine the updates to I.
     """
     if form == "submatrix":
         return [LayerFactors(*gather(B, A, S), lora_scaling * S.scale * np.ones(S.k))
@@ -45,6 +77,15 @@ def sketched_factors(layers, sketches, lora_scaling: float, form: str) -> tuple:
 
 
 class FSLoRA(Algorithm):
+    """FSLoRA (Algorithm 1): each client trains the sketched rank-k_i block of the server's
+    rank-r factors; the server averages the scattered block changes.
+
+    Parameters
+    ----------
+    **options
+        None accepted: FSLoRA has no variant options (``get_algorithm("fslora")``).
+    """
+
     name = "fslora"
 
     def configure_round(self, state, problem, config, round_index, participants):
@@ -62,5 +103,20 @@ class FSLoRA(Algorithm):
         return apply_server_step(state, scatter_mean(state, plans, uploads, config), config)
 
     def evaluate_extra(self, state, problem, config) -> dict:
-        """The sketched objective f^S at the server's factors (None when it has no exact value)."""
+        """The sketched objective f^S at the server's factors.
+
+        Parameters
+        ----------
+        state : ServerState
+            The server state.
+        problem : Problem
+            The problem.
+        config : FedConfig
+            The run's configuration.
+
+        Returns
+        -------
+        dict
+            ``{"sketched_loss": value}``, the value None when it has no exact value.
+        """
         return {"sketched_loss": global_sketched_loss(problem, state.layers, config)}

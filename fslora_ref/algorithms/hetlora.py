@@ -35,6 +35,17 @@ from .protocol import (SCALINGS, Algorithm, ClientPlan, ServerState, apply_serve
 
 
 class HetLoRA(Algorithm):
+    """HetLoRA: client i trains the first k_i columns of B and rows of A; the server averages the
+    zero-padded changes.
+
+    Parameters
+    ----------
+    aggregate : {"delta", "matrix"}, default "delta"
+        Average the zero-padded changes through the server step, or the zero-padded matrices.
+    scaling : {"rslora", "constant"}, default "rslora"
+        A rank-k_i adapter's coefficient: s sqrt(r / k_i) or s (see ``SCALINGS``).
+    """
+
     name = "hetlora"
     OPTIONS = {"aggregate": ("delta", "matrix"), "scaling": SCALINGS}
 
@@ -60,8 +71,20 @@ class HetLoRA(Algorithm):
 
 
 def average_padded_matrices(state, uploads) -> list:
-    """[(B: (m, r), A: (r, n))]: the mean over participants of the zero-padded trained factors
-    (the "matrix" rule)."""
+    """The mean over participants of the zero-padded trained factors (the "matrix" rule).
+
+    Parameters
+    ----------
+    state : ServerState
+        The server state (its factors' shapes).
+    uploads : list of Upload
+        The participants' uploads (their ``trained`` factors).
+
+    Returns
+    -------
+    list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
+    """
     new_layers = []
     for l, (B, A) in enumerate(state.layers):
         B_sum, A_sum = np.zeros_like(B), np.zeros_like(A)

@@ -34,7 +34,15 @@ SCALINGS = ("rslora", "constant")
 
 @dataclass
 class ServerState:
-    """What the server holds between rounds."""
+    """What the server holds between rounds.
+
+    Parameters
+    ----------
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]`` per layer: B_l of shape (m_l, r), A_l of shape (r, n_l).
+    extra : dict, optional
+        Algorithm-specific state (merged weights, optimiser state).
+    """
 
     layers: list                                # [(B_l: (m_l, r), A_l: (r, n_l))]
     extra: dict = field(default_factory=dict)   # algorithm-specific (merged weights, optimiser state)
@@ -42,7 +50,24 @@ class ServerState:
 
 @dataclass
 class ClientPlan:
-    """What client ``client`` receives for one round and how the server will read its upload."""
+    """What client ``client`` receives for one round and how the server will read its upload.
+
+    Parameters
+    ----------
+    client : int
+        The client's index.
+    factors : list of LayerFactors
+        The factors the client starts from, per layer.
+    indices : list
+        Per layer, the index array into the server's rank-r factors the client's block maps to
+        (None: the whole rank).
+    masks : list of tuple of ndarray, optional
+        Full-size masked form: ``[(col_mask, row_mask)]`` per layer, each of shape (r,).
+    download_floats : int, default 0
+        What this client must receive.
+    broadcast_floats : int, default 0
+        The paper's full broadcast of the server state.
+    """
 
     client: int
     factors: list                       # [LayerFactors] the client starts from
@@ -54,7 +79,23 @@ class ClientPlan:
 
 @dataclass
 class Upload:
-    """A client's result: trained factors, their change, and what it costs to send."""
+    """A client's result: trained factors, their change, and what it costs to send.
+
+    Parameters
+    ----------
+    client : int
+        The client's index.
+    trained : list of tuple of ndarray
+        ``[(B, A)]`` per layer, as the client trained them.
+    deltas : list of tuple of ndarray
+        ``[(dB, dA)]`` per layer: the blocks the client uploads.
+    upload_floats : int
+        The floats uploaded.
+    memory_floats : int
+        Trainable parameters + gradients + optimiser state, in floats.
+    losses : list of float
+        The local loss before each step.
+    """
 
     client: int
     trained: list          # [(B, A)] as the client trained them
@@ -70,6 +111,16 @@ class Algorithm:
     A subclass lists its variants in ``OPTIONS`` ({option: allowed values, the first the
     default}); ``Algorithm(**options)`` validates them and ``self.options`` holds every option's
     value (part of the run's identity in checkpoints, see ``federation.run``).
+
+    Parameters
+    ----------
+    **options
+        The variant options (keys of ``OPTIONS``); each left out takes its default.
+
+    Raises
+    ------
+    ValueError
+        For an unknown option or a value not among its allowed ones.
     """
 
     name = "base"
@@ -90,14 +141,65 @@ class Algorithm:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
 
     def init(self, problem, config: FedConfig) -> ServerState:
+        """The initial server state: rank-r LoRA factors per layer (from the ``"init"`` streams).
+
+        Parameters
+        ----------
+        problem : Problem
+            The problem (its ``layer_shapes``).
+        config : FedConfig
+            The run's configuration (rank, seed).
+
+        Returns
+        -------
+        ServerState
+        """
         layers = [init_lora(m, n, config.rank, stream(config.seed, round=-1, client=SERVER, layer=l, purpose="init"))
                   for l, (m, n) in enumerate(problem.layer_shapes)]
         return ServerState(layers)
 
     def configure_round(self, state, problem, config, round_index, participants) -> list:
+        """What each participant receives and trains in round ``round_index``.
+
+        Parameters
+        ----------
+        state : ServerState
+            The server state before the round.
+        problem : Problem
+            The problem.
+        config : FedConfig
+            The run's configuration.
+        round_index : int
+            The round (keys its random streams).
+        participants : list of int
+            The clients taking part (``config.participants(round_index)``).
+
+        Returns
+        -------
+        list of ClientPlan
+            One per participant, in order.
+        """
         raise NotImplementedError
 
     def client_update(self, plan: ClientPlan, problem, config: FedConfig, round_index: int) -> Upload:
+        """Local training of one client on its plan (:func:`fslora_ref.client.local_train`).
+
+        Parameters
+        ----------
+        plan : ClientPlan
+            What the client received.
+        problem : Problem
+            The problem.
+        config : FedConfig
+            The run's configuration (local steps, client optimiser).
+        round_index : int
+            The round (keys the client's batch stream).
+
+        Returns
+        -------
+        Upload
+            The trained factors, the uploaded blocks and their costs.
+        """
         rng = stream(config.seed, round=round_index, client=plan.client, purpose="batch")
         optimizer = config.make_client_optimizer()
         trained, losses = local_train(problem, plan.client, plan.factors, steps=config.local_steps,
@@ -111,10 +213,42 @@ class Algorithm:
                       memory_floats=trainable_state_floats(shapes, optimizer), losses=losses)
 
     def aggregate(self, state, plans, uploads, config) -> ServerState:
+        """The server rule: the new state from the round's uploads.
+
+        Parameters
+        ----------
+        state : ServerState
+            The server state before the round.
+        plans : list of ClientPlan
+            The round's plans.
+        uploads : list of Upload
+            The participants' uploads, in the order of ``plans``.
+        config : FedConfig
+            The run's configuration.
+
+        Returns
+        -------
+        ServerState
+        """
         raise NotImplementedError
 
     def global_weights(self, state, problem, config) -> list:
-        """The server's model per layer: W0 + s B A, or W0 + Delta W (see :meth:`dense_update`)."""
+        """The server's model per layer: W0 + s B A, or W0 + Delta W (see :meth:`dense_update`).
+
+        Parameters
+        ----------
+        state : ServerState
+            The server state.
+        problem : Problem
+            The problem (its ``base_weights`` W0).
+        config : FedConfig
+            The run's configuration (``lora_scaling`` s).
+
+        Returns
+        -------
+        list of ndarray
+            Per layer, shape (m_l, n_l).
+        """
         dense = self.dense_update(state)
         if dense is not None:
             return [W0 + dW for W0, dW in zip(problem.base_weights, dense)]
@@ -122,43 +256,133 @@ class Algorithm:
         return [W0 + s * (B @ A) for W0, (B, A) in zip(problem.base_weights, state.layers)]
 
     def global_factors(self, state) -> list | None:
-        """The server's rank-r (B, A) per layer, or None if the algorithm keeps none."""
+        """The server's rank-r factors, if the algorithm keeps them.
+
+        Parameters
+        ----------
+        state : ServerState
+            The server state.
+
+        Returns
+        -------
+        list of tuple of ndarray or None
+            ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l); None if the algorithm keeps none.
+        """
         return state.layers
 
     def dense_update(self, state) -> list | None:
-        """The server's update Delta W_l: (m_l, n_l) per layer when its model is W0 + Delta W
-        rather than W0 + s B A (FlexLoRA's averaged products, FLoRA's merged stacks); None when
-        the model is W0 + s B A."""
+        """The server's dense update, when its model is W0 + Delta W rather than W0 + s B A.
+
+        Parameters
+        ----------
+        state : ServerState
+            The server state.
+
+        Returns
+        -------
+        list of ndarray or None
+            Delta W_l of shape (m_l, n_l) per layer (FlexLoRA's averaged products, FLoRA's
+            merged stacks); None when the model is W0 + s B A.
+        """
         return None
 
     def evaluate_extra(self, state, problem, config) -> dict:
-        """The algorithm's own history entries for the server ``state`` (keys of
-        ``fslora_ref.history.HISTORY_KEYS``); none by default."""
+        """The algorithm's own history entries for the server ``state``.
+
+        Parameters
+        ----------
+        state : ServerState
+            The server state.
+        problem : Problem
+            The problem.
+        config : FedConfig
+            The run's configuration.
+
+        Returns
+        -------
+        dict
+            Values by key of ``fslora_ref.history.HISTORY_KEYS``; empty by default.
+        """
         return {}
 
 
 def rank_coefficient(config, q: int, scaling: str) -> float:
-    """The coefficient of a rank-q adapter: s ("constant") or s sqrt(r / q) ("rslora")."""
+    """The coefficient of a rank-q adapter.
+
+    Parameters
+    ----------
+    config : FedConfig
+        The run's configuration (rank r, ``lora_scaling`` s).
+    q : int
+        The adapter's rank.
+    scaling : {"rslora", "constant"}
+        See ``SCALINGS``.
+
+    Returns
+    -------
+    float
+        s ("constant") or s sqrt(r / q) ("rslora").
+    """
     check_choice("scaling", scaling, SCALINGS)
     return config.lora_scaling * (np.sqrt(config.rank / q) if scaling == "rslora" else 1.0)
 
 
 def client_weights(sizes, weighting: str) -> np.ndarray:
-    """Aggregation weights of the participants: 1/|P| ("uniform") or n_i / sum_P n_j ("data_size").
+    """Aggregation weights of the participants.
 
-    sizes: (|P|,) data sizes of the participants, in upload order."""
+    Parameters
+    ----------
+    sizes : array_like, shape (P,)
+        Data sizes of the participants, in upload order.
+    weighting : {"uniform", "data_size"}
+        ``1/P`` each, or ``n_i / sum_j n_j`` over the P participants.
+
+    Returns
+    -------
+    ndarray, shape (P,)
+        Weights summing to 1.
+    """
     check_choice("weighting", weighting, ("uniform", "data_size"))
     sizes = np.asarray(sizes, dtype=float)
     return np.full(sizes.size, 1.0 / sizes.size) if weighting == "uniform" else sizes / sizes.sum()
 
 
 def lora_floats(layers, ranks) -> int:
-    """Floats of rank-q_l factors over layers: sum_l q_l (m_l + n_l)."""
+    """Floats of rank-q_l factors over layers: sum_l q_l (m_l + n_l).
+
+    Parameters
+    ----------
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]``; only their shapes (m_l, .) and (., n_l) are read.
+    ranks : list of int
+        q_l per layer.
+
+    Returns
+    -------
+    int
+    """
     return int(sum(q * (B.shape[0] + A.shape[1]) for (B, A), q in zip(layers, ranks)))
 
 
 def scatter_mean(state: ServerState, plans, uploads, config) -> list:
-    """(1/|P|) sum_i scatter(delta_i) per layer: the average full-size delta over participants."""
+    """``(1/|P|) sum_i scatter(delta_i)`` per layer: the average full-size delta over participants.
+
+    Parameters
+    ----------
+    state : ServerState
+        The server state (its factors' shapes).
+    plans : list of ClientPlan
+        The round's plans (their ``indices`` place each block).
+    uploads : list of Upload
+        The uploads, in the order of ``plans``.
+    config : FedConfig
+        The run's configuration (unused by the average; kept for the common signature).
+
+    Returns
+    -------
+    list of tuple of ndarray
+        ``[(mean dB_l, mean dA_l)]``, shapes (m_l, r) and (r, n_l).
+    """
     total = [(np.zeros_like(B), np.zeros_like(A)) for B, A in state.layers]
     for plan, up in zip(plans, uploads):
         for l, ((dB, dA), I) in enumerate(zip(up.deltas, plan.indices)):
@@ -169,7 +393,22 @@ def scatter_mean(state: ServerState, plans, uploads, config) -> list:
 
 
 def apply_server_step(state: ServerState, mean_deltas, config) -> ServerState:
-    """X + mean delta (Algorithm 1), or a server optimiser step on the pseudo-gradient."""
+    """X + mean delta (Algorithm 1), or a server optimiser step on the pseudo-gradient.
+
+    Parameters
+    ----------
+    state : ServerState
+        The server state before the round (its ``extra["server_opt"]`` optimiser state).
+    mean_deltas : list of tuple of ndarray
+        ``[(dB_l, dA_l)]``, e.g. from :func:`scatter_mean`.
+    config : FedConfig
+        The run's configuration (the server optimiser).
+
+    Returns
+    -------
+    ServerState
+        The stepped factors, with the optimiser state in ``extra["server_opt"]``.
+    """
     server_opt = config.make_server_optimizer()
     params = [p for pair in state.layers for p in pair]
     deltas = [d for pair in mean_deltas for d in pair]
@@ -182,6 +421,18 @@ def apply_server_step(state: ServerState, mean_deltas, config) -> ServerState:
 
 
 def full_rank_factors(state: ServerState, config) -> list:
-    """Unsketched LayerFactors of the whole server state (copies)."""
+    """Unsketched LayerFactors of the whole server state (copies).
+
+    Parameters
+    ----------
+    state : ServerState
+        The server state.
+    config : FedConfig
+        The run's configuration (coeff = ``lora_scaling`` on every rank).
+
+    Returns
+    -------
+    list of LayerFactors
+    """
     coeff = config.lora_scaling * np.ones(config.rank)
     return [LayerFactors(B.copy(), A.copy(), coeff) for B, A in state.layers]

@@ -19,8 +19,28 @@ EXIT_CODES = {"conforms": 0, "fails": 1, "inconclusive": 3}
 
 @dataclass
 class CheckResult:
-    """One check's result. outcome: 'pass' | 'fail' | 'inconclusive' (nothing to test, or the
-    check could not judge: never a pass, and no ``expected_failed`` entry excuses it)."""
+    """One check's result.
+
+    Parameters
+    ----------
+    check : str
+        The check's name.
+    mode : str
+        "white", "black" or "sampler".
+    outcome : {"pass", "fail", "inconclusive"}
+        "inconclusive": nothing to test, or the check could not judge (never a pass, and no
+        ``expected_failed`` entry excuses it).
+    expected_failure : str or None
+        The reason given in ``expected_failed``, or None.
+    diagnosis : str
+        What the check found.
+    seconds : float, default 0.0
+        Its run time.
+    traceback : str or None
+        The last frames of an exception the implementation raised.
+    power : dict or None
+        What a statistical check can detect (None for exact checks).
+    """
 
     check: str
     mode: str
@@ -82,11 +102,21 @@ class ResultTable(list):
         return EXIT_CODES[self.verdict]
 
     def failed(self) -> list:
-        """Names of the checks that failed (expected or not); inconclusive ones are not failures."""
+        """Names of the checks that failed (expected or not); inconclusive ones are not failures.
+
+        Returns
+        -------
+        list of str
+        """
         return [r.check for r in self if r.outcome == "fail"]
 
     def inconclusive(self) -> list:
-        """Names of the checks that had nothing to test or could not judge."""
+        """Names of the checks that had nothing to test or could not judge.
+
+        Returns
+        -------
+        list of str
+        """
         return [r.check for r in self if r.outcome == "inconclusive"]
 
     def __getitem__(self, key):
@@ -98,8 +128,14 @@ class ResultTable(list):
         return super().__getitem__(key)
 
     def to_json(self) -> dict:
-        """{verdict, exit_code, implementation, version, options, seed, optimizers, scenarios, coverage,
-        power, seconds, results: [per check]}."""
+        """The report as JSON values.
+
+        Returns
+        -------
+        dict
+            verdict, exit_code, implementation, version, options, seed, optimizers, scenarios,
+            coverage, power, seconds, results (one entry per check).
+        """
         from .. import __version__
         options = asdict(self.options) if self.options is not None else {}
         return {"verdict": self.verdict, "exit_code": self.exit_code, "implementation": self.implementation,
@@ -115,12 +151,27 @@ class ResultTable(list):
 
     @staticmethod
     def modes_excluded(mode) -> set:
-        """The modes a ``mode`` argument left out on purpose (not 'not run' for lack of a method)."""
+        """The modes a ``mode`` argument left out on purpose (not 'not run' for lack of a method).
+
+        Parameters
+        ----------
+        mode : str or list of str
+            As :func:`check_implementation` takes it.
+
+        Returns
+        -------
+        set of str
+        """
         modes = [mode] if isinstance(mode, str) else list(mode)
         return set() if "all" in modes else set(MODES) - set(modes)
 
     def coverage(self) -> str:
-        """One line: what a pass covers (scenarios, ranks, client counts)."""
+        """One line: what a pass covers (scenarios, ranks, client counts).
+
+        Returns
+        -------
+        str
+        """
         if not self.scenarios:
             return "no round was handed to the implementation"
         import re
@@ -131,9 +182,26 @@ class ResultTable(list):
                 f"N in {ns}, r in {rs}; another --seed draws other scenarios")
 
     def dumps(self) -> str:
+        """:meth:`to_json` as strict, indented JSON text.
+
+        Returns
+        -------
+        str
+        """
         return dumps_json(self.to_json(), indent=2) + "\n"
 
     def format(self, width: int = 100) -> str:
+        """The printable table: one row per check, the verdict, coverage and time.
+
+        Parameters
+        ----------
+        width : int, default 100
+            The line width the diagnoses are wrapped to.
+
+        Returns
+        -------
+        str
+        """
         name_w = max([len("check")] + [len(r.check) for r in self])
         stat_w = max([len("result")] + [len(r.status) for r in self])
         lines = [f"crosscheck: {self.implementation}"]
@@ -170,7 +238,20 @@ def supported_modes(impl) -> list:
 
 
 def select_checks(impl, mode="all") -> list:
-    """The registered checks for ``mode`` ('all' = every mode ``impl`` supports, or a list of modes)."""
+    """The registered checks for ``mode``.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation (which modes it supports).
+    mode : str or list of str, default "all"
+        "all" (every mode the implementation supports), "white", "black", "sampler", or a list of them.
+
+    Returns
+    -------
+    list of Check
+        In mode order (white, black, sampler), registration order within a mode.
+    """
     modes = [mode] if isinstance(mode, str) else list(mode)
     for m in modes:
         if m not in MODE_CHOICES:
@@ -191,14 +272,28 @@ def check_implementation(impl, mode="all", expected_failed=None, options: Option
                          optimizers=None) -> ResultTable:
     """Run the conformance battery on ``impl``.
 
-    mode: 'all' (every mode impl supports), 'white', 'black', 'sampler', or a list of them.
-    expected_failed: {check name: reason}; such checks are run and reported but do not make
-    ``table.ok`` false. An implementation may declare its own as ``impl.expected_failed`` (the
-    argument's entries take precedence).
-    optimizers: the client optimiser and server rule the implementation uses (an Optimizers or a
-    dict of its fields; default ``impl.optimizers``, else SGD + plain average, Algorithm 1).
-    Everything is validated before any check runs. Returns a ResultTable (``.ok``, ``.verdict``,
-    ``.format()``, ``.to_json()``).
+    Everything is validated before any check runs.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation: ``white_box_round``, ``black_box_round`` and / or ``sample_sketch``.
+    mode : str or list of str, default "all"
+        "all" (every mode the implementation supports), "white", "black", "sampler", or a list of them.
+    expected_failed : dict, optional
+        ``{check name: reason}``; such checks are run and reported but do not make
+        ``table.ok`` false. An implementation may declare its own as ``impl.expected_failed`` (the
+        argument's entries take precedence).
+    options : Options, optional
+        The battery's options (budget, seed, ...; default ``Options()``).
+    optimizers : Optimizers or dict, optional
+        The client optimiser and server rule the implementation uses (default
+        ``impl.optimizers``, else SGD + plain average, Algorithm 1).
+
+    Returns
+    -------
+    ResultTable
+        ``.ok``, ``.verdict``, ``.format()``, ``.to_json()``.
     """
     expected_failed = {**dict(safe_getattr(impl, "expected_failed") or {}), **dict(expected_failed or {})}
     unknown = sorted(set(expected_failed) - set(CHECKS))
@@ -231,7 +326,12 @@ def check_implementation(impl, mode="all", expected_failed=None, options: Option
 
 
 def list_checks() -> str:
-    """The registered checks, one line each: name, mode, what it verifies (``crosscheck --list``)."""
+    """The registered checks, one line each: name, mode, what it verifies (``crosscheck --list``).
+
+    Returns
+    -------
+    str
+    """
     return "\n".join(f"{c.name:<30} {c.mode:<8} {c.description}" for c in CHECKS.values())
 
 
@@ -248,6 +348,26 @@ def parametrize_with_checks(implementations, mode="all", expected_failed=None, o
     CheckInconclusive (also an AssertionError: a test that had nothing to test does not pass) when
     inconclusive. Checks named in expected_failed are marked xfail (strict, raises=CheckFailed)
     with the given reason. Sessions are shared per implementation, so the black-box rounds run once.
+
+    Parameters
+    ----------
+    implementations : list or tuple
+        The implementations to test.
+    mode : str or list of str, default "all"
+        "all" (every mode the implementation supports), "white", "black", "sampler", or a list of them.
+    expected_failed : dict, optional
+        ``{check name: reason}``; such checks are run and reported but do not make
+        ``table.ok`` false.
+    options : Options, optional
+        The battery's options (budget, seed, ...; default ``Options()``).
+    optimizers : Optimizers or dict, optional
+        The client optimiser and server rule the implementation uses (default
+        ``impl.optimizers``, else SGD + plain average, Algorithm 1).
+
+    Returns
+    -------
+    pytest.MarkDecorator
+        ``pytest.mark.parametrize("impl, check", ...)``.
     """
     import pytest
 

@@ -40,6 +40,24 @@ ROUND_OFFSET = 1_000_000   # scenario e runs round_index e * ROUND_OFFSET + t: d
 
 @dataclass
 class RoundRecord:
+    """One black-box round of a scenario, as read back.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The joint task of this round.
+    singles : list of RoundResult
+        Per client, the round of the client alone ([] after the scenario's alone_rounds).
+    moves : list of list
+        ``[client][layer]`` Moves of the client alone.
+    joint : RoundResult
+        The round of all clients together.
+    joint_moves : list of list
+        ``[client][layer]`` Moves read on client i's block of the joint round.
+    compare : bool
+        Whether this round is compared with the reference.
+    """
+
     task: object      # the joint task of this round
     singles: list     # [client] RoundResult of the client alone ([] after the scenario's alone_rounds)
     moves: list       # [client][layer] Moves of the client alone
@@ -58,11 +76,32 @@ class RoundRecord:
         return deltas(self.task, self.joint)
 
     def valid_sets(self, i) -> list | None:
-        """Client i's index set per layer read alone, if it moved exactly k_i indices, the same for B and A."""
+        """Client i's index set per layer read alone, if it moved exactly k_i indices, the same for B and A.
+
+        Parameters
+        ----------
+        i : int
+            The client's position.
+
+        Returns
+        -------
+        list of ndarray or None
+        """
         return _valid(self.moves[i], self.task.budgets[i])
 
     def joint_sets(self, i) -> list | None:
-        """Client i's index set per layer read on its block of the joint round (None if not valid)."""
+        """Client i's index set per layer read on its block of the joint round.
+
+        Parameters
+        ----------
+        i : int
+            The client's position.
+
+        Returns
+        -------
+        list of ndarray or None
+            None if not valid.
+        """
         return _valid(self.joint_moves[i], self.task.budgets[i])
 
 
@@ -73,6 +112,18 @@ def _valid(moves, k) -> list | None:
 
 @dataclass
 class ScenarioRun:
+    """The rounds of one black-box scenario.
+
+    Parameters
+    ----------
+    spec : BlackBoxSpec
+        The scenario.
+    records : list of RoundRecord
+        Its rounds.
+    joint_readable : bool, default True
+        False: sets were read alone (weight decay with a server Adam step).
+    """
+
     spec: BlackBoxSpec
     records: list
     joint_readable: bool = True   # False: sets were read alone (weight decay with a server Adam step)
@@ -92,7 +143,17 @@ def _readable(task) -> None:
 
 def layout_of(s: Session) -> str:
     """The layer layout the implementation's model can take ('free', or 'llama' for the PEFT adapter's
-    one-layer Llama: q_proj and v_proj share their input size); the battery chooses the sizes."""
+    one-layer Llama: q_proj and v_proj share their input size); the battery chooses the sizes.
+
+    Parameters
+    ----------
+    s : Session
+        The implementation's session.
+
+    Returns
+    -------
+    str
+    """
     layout = safe_getattr(s.impl, "layer_layout") or "free"
     if layout not in LAYOUTS:
         raise TypeError(f"impl.layer_layout must be one of {list(LAYOUTS)}, got {layout!r}")
@@ -100,18 +161,54 @@ def layout_of(s: Session) -> str:
 
 
 def frequency_test_counts(spec: BlackBoxSpec) -> int:
-    """How many pooled inclusion tests a scenario contributes: r per distinct budget 0 < k < r."""
+    """How many pooled inclusion tests a scenario contributes: r per distinct budget 0 < k < r.
+
+    Parameters
+    ----------
+    spec : BlackBoxSpec
+        The scenario.
+
+    Returns
+    -------
+    int
+    """
     return spec.rank * len({k for k in spec.budgets if 0 < k < spec.rank})
 
 
 def mid_budgets(spec: BlackBoxSpec) -> list:
-    """The budgets the power target is stated for: k/r in [1/4, 3/4]."""
+    """The budgets the power target is stated for: k/r in [1/4, 3/4].
+
+    Parameters
+    ----------
+    spec : BlackBoxSpec
+        The scenario.
+
+    Returns
+    -------
+    list of int
+    """
     return sorted({k for k in spec.budgets if spec.rank <= 4 * k <= 3 * spec.rank})
 
 
 def statistical_rounds(spec: BlackBoxSpec, threshold: float, target: float, cap: int) -> int:
     """Joint rounds so that the pooled inclusion test of every budget in ``mid_budgets`` detects a relative
-    inclusion bias ``target`` with probability >= POWER at ``threshold`` (exact, confirmed), within [20, cap]."""
+    inclusion bias ``target`` with probability >= POWER at ``threshold`` (exact, confirmed), within [20, cap].
+
+    Parameters
+    ----------
+    spec : BlackBoxSpec
+        The scenario.
+    threshold : float
+        The per-test level.
+    target : float
+        The relative inclusion bias to detect.
+    cap : int
+        The most rounds.
+
+    Returns
+    -------
+    int
+    """
     L, r = len(spec.shapes), spec.rank
     need = {k: spec.budgets.count(k) * L for k in mid_budgets(spec)}
     R = max([20] + [ceil(trials_for_bias(k / r, threshold, target, POWER) / n) for k, n in need.items()])
@@ -121,7 +218,19 @@ def statistical_rounds(spec: BlackBoxSpec, threshold: float, target: float, cap:
 
 
 def black_box_plan(s: Session) -> tuple:
-    """(specs, pooled-inclusion threshold): the scenarios of this run, rounds decided."""
+    """The scenarios of this run, rounds decided (cached per session).
+
+    Parameters
+    ----------
+    s : Session
+        The implementation's session.
+
+    Returns
+    -------
+    specs : list of BlackBoxSpec
+    threshold : float
+        The pooled-inclusion tests' level.
+    """
     def compute():
         budget = BUDGETS[s.options.budget]
         layout = layout_of(s)
@@ -141,7 +250,22 @@ def read_blocks(s: Session, task, result) -> list:
 
     A block has few rows, so telling a gradient step from a multiple of the start (``_split``) would
     misfire by chance; a client's set is what moved on its block, unless the declared optimiser decays
-    the unselected coordinates (scope 'full' with weight decay): then only its gradient-like moves."""
+    the unselected coordinates (scope 'full' with weight decay): then only its gradient-like moves.
+
+    Parameters
+    ----------
+    s : Session
+        The implementation's session.
+    task : RoundTask
+        The joint round.
+    result : RoundResult
+        Its result.
+
+    Returns
+    -------
+    list of list
+        ``[client][layer]`` Moves.
+    """
     N = task.n_clients
     # weight decay moves whole columns of B / rows of A (every block) by a multiple of their start: only a
     # gradient-like change is the client's own then (a server Adam step hides that: see joint_readable)
@@ -162,12 +286,31 @@ def read_blocks(s: Session, task, result) -> list:
 
 def joint_readable(task) -> bool:
     """Whether a client's set can be read on its block of the joint round: not when weight decay (which
-    reaches every block) meets a server Adam step (which turns any change into a step of about +-server_lr)."""
+    reaches every block) meets a server Adam step (which turns any change into a step of about +-server_lr).
+
+    Parameters
+    ----------
+    task : RoundTask
+
+    Returns
+    -------
+    bool
+    """
     return not (task.weight_decay > 0 and task.server_optimizer == "adam")
 
 
 def black_box_run(s: Session) -> list:
-    """[ScenarioRun] of the implementation's black-box rounds (cached per session, failures too)."""
+    """The implementation's black-box rounds (cached per session, failures too).
+
+    Parameters
+    ----------
+    s : Session
+        The implementation's session.
+
+    Returns
+    -------
+    list of ScenarioRun
+    """
     def compute():
         specs, _ = black_box_plan(s)
         compared = BUDGETS[s.options.budget].compared_rounds
@@ -226,7 +369,25 @@ def _hint(m, k, r, result=None) -> str:
 
 @check("black")
 def check_index_sets_coincide(impl, session=None) -> str:
-    """In every round the B columns and A rows a client moved (alone) in a layer are the same index set."""
+    """In every round the B columns and A rows a client moved (alone) in a layer are the same index set.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     records = _alone_records(black_box_run(s))
     triples = [(rec.task, i, l, m.grad_B, m.grad_A) for rec in records for i, per in enumerate(rec.moves)
@@ -246,7 +407,25 @@ def check_index_sets_coincide(impl, session=None) -> str:
 @check("black")
 def check_index_set_size(impl, session=None) -> str:
     """Each client (alone) moves exactly k_i columns of B and k_i rows of A per layer with its gradient,
-    and nothing else (unless the declared scope='full' decays the others)."""
+    and nothing else (unless the declared scope='full' decays the others).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     records = _alone_records(black_box_run(s))
     for rec in records:
@@ -298,7 +477,25 @@ def _region(task, sets):
 @check("black")
 def check_update_matches_reference(impl, session=None) -> str:
     """Each client's change (alone) on its index set equals the reference update for that set, and
-    the round with all clients equals the reference round for the sets read on the clients' blocks."""
+    the round with all clients equals the reference round for the sets read on the clients' blocks.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     runs = black_box_run(s)
     alone = joint = skipped = joint_skipped = 0
@@ -499,6 +696,23 @@ def check_selection_frequency(impl, session=None) -> str:
     under a correct sampler), Bonferroni: alpha/2 over the pooled inclusion tests (the clients
     sharing a budget and the layers pooled: their power is stated), alpha/2 over the rest.
     Only meaningful when every index set read back is valid: otherwise inconclusive.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
     """
     s = _session(impl, session)
     runs = black_box_run(s)

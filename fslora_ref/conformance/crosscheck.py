@@ -8,6 +8,7 @@ was inconclusive (not shown to conform). A usage error, including a target that 
 from __future__ import annotations
 
 from ..outputs import atomic_write_bytes, check_output_file
+from ..validation import check_time_limit
 from .battery import check_implementation, list_checks
 from .optimizers import parse_optimizers
 from .session import Options
@@ -15,12 +16,28 @@ from .targets import load_target
 
 
 def check_list() -> str:
-    """One line per check: name, mode, what it detects (``crosscheck --list``; no target needed)."""
+    """One line per check: name, mode, what it detects (``crosscheck --list``; no target needed).
+
+    Returns
+    -------
+    str
+    """
     return list_checks()
 
 
 def parse_xfail(items) -> dict:
-    """{check: reason} from ``CHECK=REASON`` strings."""
+    """Expected failures from ``CHECK=REASON`` strings (the --xfail option).
+
+    Parameters
+    ----------
+    items : iterable of str
+        ``CHECK=REASON`` each.
+
+    Returns
+    -------
+    dict
+        ``{check: reason}``.
+    """
     out = {}
     for item in items:
         name, sep, reason = item.partition("=")
@@ -63,9 +80,9 @@ def crosscheck(target: str | None, *, mode: str = "all", xfail=(), optimizers: s
         raise ValueError("crosscheck needs a target MODULE:ATTR (e.g. fslora_ref.conformance.reference:impl), or --list")
     if json_path is not None:
         check_output_file(json_path, "--json")
-    if time_limit is not None and time_limit < 0:
-        raise ValueError(f"--time-limit must be >= 0 seconds (0: no limit), got {time_limit:g}")
-    options = Options(rounds=rounds, alpha=alpha, seed=seed, budget=budget, time_limit=time_limit if time_limit else None)
+    if time_limit is not None:   # nan, inf and < 0 refused (nan used to mean no limit); 0: no limit
+        time_limit = check_time_limit("--time-limit (seconds, 0: no limit)", time_limit)
+    options = Options(rounds=rounds, alpha=alpha, seed=seed, budget=budget, time_limit=time_limit)
     parsed_optimizers = parse_optimizers(optimizers) if optimizers else None
     expected_failed = parse_xfail(xfail)
     impl = load_target(target)

@@ -15,8 +15,23 @@ ADAM_DEFAULTS = {"server_optimizer": "adam", "server_betas": (0.9, 0.999), "serv
 
 
 def relative_error(task, expected, got, region=None) -> float:
-    """max |got - expected| / max |expected - start| over the factors (restricted to region:
-    per layer (B columns, A rows), if given)."""
+    """``max |got - expected| / max |expected - start|`` over the factors.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round (its starting factors).
+    expected : list of tuple of ndarray
+        The reference's ``[(B_l, A_l)]``.
+    got : list of tuple of ndarray
+        The implementation's.
+    region : list, optional
+        Per layer, the (B columns, A rows) to compare (default: all).
+
+    Returns
+    -------
+    float
+    """
     worst = 0.0
     for l, ((eB, eA), (gB, gA), (B0, A0)) in enumerate(zip(expected, got, task.layers)):
         pairs = ((eB, gB, np.asarray(B0, float)), (eA, gA, np.asarray(A0, float)))
@@ -34,7 +49,17 @@ OPTIMIZERS_KEYS = {"client_optimizer": "client", "server_optimizer": "server"}
 
 
 def as_declaration(fields: dict) -> dict:
-    """RoundTask fields -> the ``optimizers`` dict an implementation would declare them with."""
+    """The ``optimizers`` dict an implementation would declare RoundTask fields with.
+
+    Parameters
+    ----------
+    fields : dict
+        RoundTask optimiser fields.
+
+    Returns
+    -------
+    dict
+    """
     out = {}
     for key, value in fields.items():
         if isinstance(value, float):
@@ -51,7 +76,24 @@ def _changes(task, got):
 def optimizer_hint(task, got, tol: float, region=None) -> str:
     """'' or '; it matches the reference run with client='adamw', ...: declare it' when another
     client optimiser / server rule reproduces ``got`` (the implementation's [(B, A)] for ``task``,
-    whose index_sets are given); else a signature-based hint (sign-like or lr-bounded steps)."""
+    whose index_sets are given); else a signature-based hint (sign-like or lr-bounded steps).
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round (its starting factors).
+    got : list of tuple of ndarray
+        The implementation's new factors.
+    tol : float
+        The relative tolerance of a match.
+    region : list, optional
+        Per layer, the (B columns, A rows) to compare (default: all).
+
+    Returns
+    -------
+    str
+        The hint, or "".
+    """
     change = np.concatenate(_changes(task, got))
     moved = np.abs(change[np.abs(change) > 1e-12 * max(np.max(np.abs(change)), 1e-300)])
     if moved.size == 0:
@@ -96,7 +138,19 @@ def optimizer_hint(task, got, tol: float, region=None) -> str:
 
 
 def decay_hint(task, factor: float) -> str:
-    """Why coordinates outside the index set moved by ``factor`` x their own value."""
+    """Why coordinates outside the index set moved by ``factor`` x their own value.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round (its starting factors).
+    factor : float
+        The measured relative move.
+
+    Returns
+    -------
+    str
+    """
     if factor >= 0:
         return (f"; they moved by +{factor:.4g} x their own value: the factors were rescaled, not trained (weight "
                 f"decay would shrink them)")
@@ -125,7 +179,17 @@ def _representable(x: np.ndarray, half: str) -> bool:
 def precision_hint(layers) -> str:
     """'' or a hint that every returned factor entry is exactly a float16 / bfloat16 number: the
     implementation computed (or stored) in half precision, whose rounding moves every coordinate
-    by up to 2^-11 (float16) / 2^-8 (bfloat16) of its value -- not a mask that leaks."""
+    by up to 2^-11 (float16) / 2^-8 (bfloat16) of its value -- not a mask that leaks.
+
+    Parameters
+    ----------
+    layers : list of tuple of ndarray
+        The returned ``[(B_l, A_l)]``.
+
+    Returns
+    -------
+    str
+    """
     values = [np.asarray(X, float) for pair in layers for X in pair]
     if sum(v.size for v in values) < 8:
         return ""
@@ -139,7 +203,21 @@ def precision_hint(layers) -> str:
 
 def aggregation_weights_hint(task, weights, uploads=None) -> str:
     """Why a round is not the average: ``weights[i]`` is the fraction of client i's own change that made it
-    into the round (1/N each for FSLoRA), measured on the client's own block of the round."""
+    into the round (1/N each for FSLoRA), measured on the client's own block of the round.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round (its starting factors).
+    weights : array_like, shape (N,)
+        The measured fractions.
+    uploads : list, optional
+        The clients' uploads, if the implementation returned them.
+
+    Returns
+    -------
+    str
+    """
     N = task.n_clients
     w = np.asarray(weights, float)
     shown = "[" + ", ".join(f"{x:.4g}" for x in w) + "]"

@@ -29,7 +29,25 @@ def _report(s: Session, mode: str) -> str:
 
 @check("white")
 def check_inputs_unchanged_white(impl, session=None) -> str:
-    """white_box_round leaves every input unchanged (factors, base weights, index sets, oracle data)."""
+    """white_box_round leaves every input unchanged (factors, base weights, index sets, oracle data).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = session if session is not None else Session(impl)
     if s.calls["white"] == 0:
         for task in white_box_rounds(s):
@@ -42,7 +60,25 @@ def check_inputs_unchanged_white(impl, session=None) -> str:
 
 @check("black")
 def check_inputs_unchanged_black(impl, session=None) -> str:
-    """black_box_round leaves every input unchanged (factors, base weights, oracle data)."""
+    """black_box_round leaves every input unchanged (factors, base weights, oracle data).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = session if session is not None else Session(impl)
     if s.calls["black"] == 0:
         try:

@@ -25,16 +25,31 @@ SCOPES = ("selected", "full")
 class Optimizers:
     """A declared client optimiser and server rule.
 
-    client:       'sgd' (Algorithm 1) or 'adamw' (decoupled weight decay, bias-corrected moments)
-    lr:           the client step size the code uses; None = it uses ``task.lr`` (the battery's)
-    betas, eps:   AdamW's (torch.optim.AdamW defaults)
-    weight_decay: None = the code uses ``task.weight_decay``; a number = it is fixed in the code
-    scope:        'selected': the optimiser (state and weight decay) acts on the selected
-                  coordinates only (the rank-k submatrix client); 'full': on the full-size factors
-                  (a masked client whose weight decay also shrinks unselected coordinates)
-    server:       'average' (X + mean delta, Algorithm 1), 'sgd' (X + server_lr * mean delta) or
-                  'adam' (an Adam step on the pseudo-gradient -mean delta, fresh state every round)
-    server_lr, server_betas, server_eps: the server optimiser's (torch.optim.Adam defaults)
+    Parameters
+    ----------
+    client : {"sgd", "adamw"}, default "sgd"
+        SGD (Algorithm 1) or AdamW (decoupled weight decay, bias-corrected moments).
+    lr : float or None
+        The client step size the code uses; None: it uses ``task.lr`` (the battery's).
+    betas : tuple of float, default (0.9, 0.999)
+        AdamW's (torch.optim.AdamW defaults).
+    eps : float, default 1e-8
+        AdamW's.
+    weight_decay : float or None
+        None: the code uses ``task.weight_decay``; a number: it is fixed in the code.
+    scope : {"selected", "full"}, default "selected"
+        "selected": the optimiser (state and weight decay) acts on the selected coordinates only
+        (the rank-k submatrix client); "full": on the full-size factors (a masked client whose
+        weight decay also shrinks unselected coordinates).
+    server : {"average", "sgd", "adam"}, default "average"
+        X + mean delta (Algorithm 1), X + server_lr * mean delta, or an Adam step on the
+        pseudo-gradient -mean delta (fresh state every round).
+    server_lr : float, default 1.0
+        The server optimiser's step size.
+    server_betas : tuple of float, default (0.9, 0.999)
+        The Adam server's (torch.optim.Adam defaults).
+    server_eps : float, default 1e-8
+        The Adam server's.
     """
 
     client: str = "sgd"
@@ -64,7 +79,12 @@ class Optimizers:
         object.__setattr__(self, "server_lr", check_positive_float("optimizers.server_lr", self.server_lr))
 
     def task_fields(self) -> dict:
-        """The RoundTask fields that carry this declaration (lr / weight_decay only if fixed)."""
+        """The RoundTask fields that carry this declaration (lr / weight_decay only if fixed).
+
+        Returns
+        -------
+        dict
+        """
         out = {"client_optimizer": self.client, "betas": self.betas, "eps": self.eps, "optimizer_scope": self.scope,
                "server_optimizer": self.server, "server_lr": self.server_lr, "server_betas": self.server_betas,
                "server_eps": self.server_eps}
@@ -75,7 +95,12 @@ class Optimizers:
         return out
 
     def describe(self) -> str:
-        """One line for the result table, e.g. 'client AdamW(...), server Adam(lr=0.01, ...)'."""
+        """One line for the result table, e.g. 'client AdamW(...), server Adam(lr=0.01, ...)'.
+
+        Returns
+        -------
+        str
+        """
         lr = "lr from the battery" if self.lr is None else f"lr={self.lr:g}"
         wd = "weight decay from the battery" if self.weight_decay is None else f"weight_decay={self.weight_decay:g}"
         where = "on the selected coordinates" if self.scope == "selected" else "on the full-size factors"
@@ -90,6 +115,12 @@ class Optimizers:
         return f"client {client}; server {server}"
 
     def to_json(self) -> dict:
+        """Every field as JSON values (pairs as lists).
+
+        Returns
+        -------
+        dict
+        """
         d = asdict(self)
         d["betas"], d["server_betas"] = list(self.betas), list(self.server_betas)
         return d
@@ -100,7 +131,18 @@ FIELDS = tuple(f.name for f in fields(Optimizers))
 
 
 def as_optimizers(value, where: str = "optimizers") -> Optimizers:
-    """An Optimizers from None (SGD + average), a dict of its fields, or an Optimizers."""
+    """An Optimizers from None (SGD + average), a dict of its fields, or an Optimizers.
+
+    Parameters
+    ----------
+    value : None, dict or Optimizers
+    where : str, default "optimizers"
+        Names the value in an error.
+
+    Returns
+    -------
+    Optimizers
+    """
     if value is None:
         return DEFAULT
     if isinstance(value, Optimizers):
@@ -114,7 +156,24 @@ def as_optimizers(value, where: str = "optimizers") -> Optimizers:
 
 
 def parse_optimizers(spec: str) -> Optimizers:
-    """``KEY=VALUE,KEY=VALUE`` (the --optimizers option); pairs such as betas as ``0.9/0.999``."""
+    """Parse the --optimizers option.
+
+    Parameters
+    ----------
+    spec : str
+        ``KEY=VALUE,KEY=VALUE``; pairs such as betas as ``0.9/0.999``.
+
+    Returns
+    -------
+    Optimizers
+
+    Examples
+    --------
+    >>> from fslora_ref.conformance.optimizers import parse_optimizers
+    >>> opt = parse_optimizers("client=adamw,betas=0.9/0.99,server=adam,server_lr=0.01")
+    >>> opt.client, opt.betas, opt.server, opt.server_lr
+    ('adamw', (0.9, 0.99), 'adam', 0.01)
+    """
     out = {}
     for item in filter(None, (p.strip() for p in spec.split(","))):
         key, sep, value = item.partition("=")

@@ -57,7 +57,18 @@ DECAY_RESIDUAL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 2e-2}
 
 
 def dtype_of(impl) -> np.dtype:
-    """The dtype an implementation computes in (``impl.dtype``, default float64); validated."""
+    """The dtype an implementation computes in (``impl.dtype``, default float64); validated.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+
+    Returns
+    -------
+    numpy.dtype
+        float32 or float64.
+    """
     try:
         dt = np.dtype(getattr(impl, "dtype", np.float64))
     except KeyboardInterrupt:
@@ -73,8 +84,19 @@ class QuadraticOracle:
     """Client objective f(W) = sum_l <C_l, W_l> + (mu/2) ||M_l * (W_l - center_l)||_F^2.
 
     grad_l = C_l + mu M_l * (W_l - center_l). With mu = 0 the gradient is the constant C_l.
-    C_l, M_l, center_l: (m_l, n_l). Simple enough to be written as a torch loss (see
-    llm_bridge/peft_conformance.py), which is why black-box mode uses it.
+    Simple enough to be written as a torch loss (see llm_bridge/peft_conformance.py), which is
+    why black-box mode uses it. Calling the oracle with ``[W_l]`` returns ``[grad_l]``.
+
+    Parameters
+    ----------
+    linear : list of array_like
+        C_l, shape (m_l, n_l).
+    mask : list of array_like, optional
+        M_l, shape (m_l, n_l) (default ones).
+    curvature : float, default 0.0
+        mu.
+    center : list of array_like, optional
+        center_l, shape (m_l, n_l) (default zeros).
     """
 
     def __init__(self, linear, mask=None, curvature: float = 0.0, center=None):
@@ -84,6 +106,17 @@ class QuadraticOracle:
         self.center = [np.zeros_like(c) for c in self.linear] if center is None else [np.asarray(c, float) for c in center]
 
     def loss(self, weights) -> float:
+        """f(W).
+
+        Parameters
+        ----------
+        weights : list of ndarray
+            W_l, shape (m_l, n_l).
+
+        Returns
+        -------
+        float
+        """
         return float(sum(np.vdot(C, W) + 0.5 * self.curvature * np.sum((M * (W - Z)) ** 2)
                          for C, M, Z, W in zip(self.linear, self.mask, self.center, weights)))
 
@@ -93,33 +126,108 @@ class QuadraticOracle:
 
 
 class ProblemOracle:
-    """Full-batch (deterministic) gradient over W of one client of a reference Problem."""
+    """Full-batch (deterministic) gradient over W of one client of a reference Problem.
+
+    Calling the oracle with ``[W_l]`` returns ``[dL/dW_l]``.
+
+    Parameters
+    ----------
+    problem : Problem
+        A reference problem.
+    client : int
+        The client.
+    """
 
     def __init__(self, problem, client: int):
         self.problem, self.client = problem, client
 
     def loss(self, weights) -> float:
+        """The client's full-data loss f_i(W).
+
+        Parameters
+        ----------
+        weights : list of ndarray
+            W_l, shape (m_l, n_l).
+
+        Returns
+        -------
+        float
+        """
         return self.problem.loss(self.client, [np.asarray(W, float) for W in weights])
 
     def __call__(self, weights) -> list:
         return self.problem.loss_and_weight_grads(self.client, [np.asarray(W, float) for W in weights])[1]
 
 
+class TaskSizes:
+    """``n_clients`` / ``n_layers`` of a task that holds ``budgets`` (one per client) and ``layers``."""
+
+    @property
+    def n_clients(self) -> int:
+        """N, the number of clients."""
+        return len(self.budgets)
+
+    @property
+    def n_layers(self) -> int:
+        """The number of adapted layers."""
+        return len(self.layers)
+
+
 @dataclass(frozen=True)
-class RoundTask:
+class RoundTask(TaskSizes):
     """One round handed to an implementation. Arrays are in the implementation's dtype.
 
-    layers:       [(B_l: (m_l, r), A_l: (r, n_l))] the global factors at the start of the round
-    base_weights: [W0_l: (m_l, n_l)]
-    oracles:      per client, oracle([W_l]) -> [dL/dW_l: (m_l, n_l)] (deterministic)
-    budgets:      k_i per client;  rank: r;  lr: gamma;  local_steps: H;  lora_scaling: s
-    weight_decay: wd on the selected coordinates (0 in black-box mode)
-    index_sets:   white-box: [client][layer] sorted index arrays (k_i of them); black-box: None
-    client_ids:   identity of each client (key per-client randomness on it, not on the position)
-    seed, round_index: for the implementation's own sketch draws in black-box mode
-    client_optimizer: 'sgd' | 'adamw' (betas, eps);  optimizer_scope: 'selected' | 'full'
-    server_optimizer: 'average' | 'sgd' | 'adam' (server_lr, server_betas, server_eps)
     The defaults are Algorithm 1: an SGD client and a plain average.
+
+    Parameters
+    ----------
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l): the global factors at the start of the round.
+    base_weights : list of ndarray
+        W0_l, shape (m_l, n_l).
+    oracles : list of callable
+        Per client, ``oracle([W_l]) -> [dL/dW_l]`` (deterministic).
+    budgets : tuple of int
+        k_i per client.
+    rank : int
+        r.
+    lr : float
+        gamma.
+    local_steps : int
+        H.
+    lora_scaling : float, default 1.0
+        s.
+    weight_decay : float, default 0.0
+        Weight decay on the selected coordinates (0 in black-box mode).
+    index_sets : list of list of ndarray or None
+        White-box: ``[client][layer]`` sorted index arrays (k_i of them); black-box: None.
+    client_ids : tuple of int, optional
+        Each client's identity (key per-client randomness on it, not on the position); default
+        0..N-1.
+    seed : int, default 0
+        For the implementation's own sketch draws in black-box mode.
+    round_index : int, default 0
+        Likewise.
+    label : str, optional
+        Names the round in diagnoses.
+    extra : dict, optional
+        Further scenario data.
+    client_optimizer : {"sgd", "adamw"}, default "sgd"
+        The client optimiser.
+    betas : tuple of float, default (0.9, 0.999)
+        AdamW's betas.
+    eps : float, default 1e-8
+        AdamW's epsilon.
+    optimizer_scope : {"selected", "full"}, default "selected"
+        Which coordinates the client optimiser steps.
+    server_optimizer : {"average", "sgd", "adam"}, default "average"
+        The server rule.
+    server_lr : float, default 1.0
+        The server step size.
+    server_betas : tuple of float, default (0.9, 0.999)
+        The Adam server's betas.
+    server_eps : float, default 1e-8
+        The Adam server's epsilon.
     """
 
     layers: list
@@ -153,16 +261,20 @@ class RoundTask:
         check_choice("optimizer_scope", self.optimizer_scope, SCOPES)
         check_choice("server_optimizer", self.server_optimizer, SERVER_RULES)
 
-    @property
-    def n_clients(self) -> int:
-        return len(self.budgets)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.layers)
-
     def only_client(self, i: int, **changes) -> "RoundTask":
-        """The same round with client ``i`` alone (N = 1), keeping its identity."""
+        """The same round with client ``i`` alone (N = 1), keeping its identity.
+
+        Parameters
+        ----------
+        i : int
+            The client's position.
+        **changes
+            Further fields to change.
+
+        Returns
+        -------
+        RoundTask
+        """
         sets = None if self.index_sets is None else [self.index_sets[i]]
         return replace(self, oracles=[self.oracles[i]], budgets=(self.budgets[i],), index_sets=sets,
                        client_ids=(self.client_ids[i],), **changes)
@@ -174,7 +286,15 @@ class RoundResult:
     [client][layer] = (dB_I: (m_l, k_i), dA_I: (k_i, n_l)) in the order of ``index_sets``.
 
     An implementation may also return a plain [(B, A)] list, or a dict {"layers": ..., "uploads": ...}
-    (so that code written without fslora imports can expose its uploads)."""
+    (so that code written without fslora imports can expose its uploads).
+
+    Parameters
+    ----------
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]``, the new global factors.
+    uploads : list of list of tuple of ndarray, optional
+        ``[client][layer] = (dB_I, dA_I)``, shapes (m_l, k_i) and (k_i, n_l).
+    """
 
     layers: list
     uploads: list | None = None
@@ -185,6 +305,13 @@ class OracleProblem:
 
     Every step is full batch; gradients w.r.t. the factors go through the dense W, exactly as
     Algorithm 1 writes them (``client.dense_factor_grads``).
+
+    Parameters
+    ----------
+    base_weights : list of array_like
+        W0_l, shape (m_l, n_l).
+    oracles : list of callable
+        One gradient oracle per client (with a ``loss`` method).
     """
 
     def __init__(self, base_weights, oracles):
@@ -204,11 +331,51 @@ class OracleProblem:
         return [W.shape for W in self.base_weights]
 
     def sample_batch(self, client: int, rng) -> None:
+        """Always the full batch (None).
+
+        Parameters
+        ----------
+        client : int
+        rng : numpy.random.Generator
+            Unused.
+        """
         return None
 
     def loss_and_weight_grads(self, client: int, weights, batch=None):
+        """The client's loss and its oracle's gradients at dense weights.
+
+        Parameters
+        ----------
+        client : int
+        weights : list of ndarray
+            W_l, shape (m_l, n_l).
+        batch : None
+            Unused (full batch).
+
+        Returns
+        -------
+        loss : float
+        grads : list of ndarray
+            dL/dW_l, shape (m_l, n_l).
+        """
         oracle = self.oracles[client]
         return oracle.loss(weights), oracle(weights)
 
     def loss_and_factor_grads(self, client: int, factors, batch=None):
+        """The client's loss and its gradients w.r.t. each layer's (B, A), through the dense W.
+
+        Parameters
+        ----------
+        client : int
+        factors : list of tuple
+            LayerFactors fields per layer.
+        batch : None
+            Unused (full batch).
+
+        Returns
+        -------
+        loss : float
+        grads : list of tuple of ndarray
+            ``[(dB_l, dA_l)]``.
+        """
         return dense_factor_grads(self, client, [LayerFactors(*f) for f in factors], batch)

@@ -29,6 +29,13 @@ class SGDW:
     """SGD with weight decay on the trainable coordinates: p <- p - lr (g + wd p) where mask.
 
     Same (init, update) interface as ``fslora_ref.optim``; with wd = 0 it is ``optim.SGD``.
+
+    Parameters
+    ----------
+    lr : float
+        The step size (> 0).
+    weight_decay : float, default 0.0
+        wd (>= 0).
     """
 
     lr: float
@@ -41,9 +48,34 @@ class SGDW:
     state_floats_per_param = 0
 
     def init(self, params):
+        """No state.
+
+        Parameters
+        ----------
+        params : list of ndarray
+
+        Returns
+        -------
+        tuple
+            Empty.
+        """
         return ()
 
     def update(self, grads, state, params, mask=None):
+        """One step on every parameter (only where ``mask``).
+
+        Parameters
+        ----------
+        grads : list of ndarray
+        state : tuple
+        params : list of ndarray
+        mask : list of ndarray of bool, optional
+
+        Returns
+        -------
+        params : list of ndarray
+        state : tuple
+        """
         out = []
         for l, (p, g) in enumerate(zip(params, grads)):
             step = self.lr * (g + self.weight_decay * p)
@@ -59,18 +91,43 @@ class TaskConfig(FedConfig):
     It exists for one choice only: an SGD client *with* weight decay on the selected coordinates
     (:class:`SGDW`), which the battery declares (``RoundTask.weight_decay`` with
     ``client_optimizer='sgd'``) but a run may not choose (FedConfig refuses SGD with weight decay:
-    Algorithm 1 and the LLM bridge's SGD have none, so a run would silently ignore it)."""
+    Algorithm 1 and the LLM bridge's SGD have none, so a run would silently ignore it).
+
+    Parameters
+    ----------
+    rank, budgets, local_steps, lr, rounds, seed
+        As :class:`fslora_ref.config.FedConfig`.
+    lora_scaling, client_optimizer, weight_decay, client_fraction
+        As FedConfig (an SGD client may have weight decay here).
+    server_optimizer, server_lr, form, extra, betas, eps, server_betas, server_eps
+        As FedConfig.
+    """
 
     __hash__ = FedConfig.__hash__
 
     def make_client_optimizer(self):
+        """SGDW for an SGD client (weight decay allowed), else FedConfig's.
+
+        Returns
+        -------
+        SGDW or AdamW
+        """
         if self.client_optimizer == "sgd":
             return SGDW(self.lr, self.weight_decay)
         return super().make_client_optimizer()
 
 
 def task_config(task: RoundTask) -> TaskConfig:
-    """The config that describes ``task`` (and its declared optimisers) to the reference's algorithm code."""
+    """The config that describes ``task`` (and its declared optimisers) to the reference's algorithm code.
+
+    Parameters
+    ----------
+    task : RoundTask
+
+    Returns
+    -------
+    TaskConfig
+    """
     return _config(task.rank, tuple(int(k) for k in task.budgets), task.local_steps, task.lr, task.seed,
                    task.lora_scaling, task.client_optimizer, task.weight_decay, task.server_lr,
                    "none" if task.server_optimizer == "average" else task.server_optimizer, tuple(task.betas),
@@ -97,6 +154,26 @@ def sketched_client_update(task: RoundTask, i: int, index_sets, *, scale=None, s
 
     scale (default r/k_i), steps (default H) and layers (default the task's global factors) exist
     so that tests/mutants can build their defects from this one routine.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round.
+    i : int
+        The client's position.
+    index_sets : list of ndarray
+        I_l per layer.
+    scale : float, optional
+        Replaces r/k_i.
+    steps : int, optional
+        Replaces H.
+    layers : list of tuple of ndarray, optional
+        Replaces the task's global factors.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        The client's changes per layer (blocks or full-size, see above).
     """
     problem = OracleProblem(task.base_weights, task.oracles)
     config = task_config(task)
@@ -116,7 +193,22 @@ def sketched_client_update(task: RoundTask, i: int, index_sets, *, scale=None, s
 def average_over_clients(task: RoundTask, index_sets, uploads) -> list:
     """The reference server step (``FSLoRA.aggregate``): X + (1/N) sum_i scatter(upload_i), or the
     declared server optimiser on the pseudo-gradient -(1/N) sum_i scatter(upload_i), fresh state.
-    An upload is a block at its index set, or full-size (r columns of B)."""
+    An upload is a block at its index set, or full-size (r columns of B).
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round.
+    index_sets : list of list of ndarray
+        ``[client][layer]`` index sets.
+    uploads : list of list of tuple of ndarray
+        ``[client][layer] = (dB, dA)``.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        The new global ``[(B_l, A_l)]``.
+    """
     state = ServerState([(np.asarray(B, float), np.asarray(A, float)) for B, A in task.layers])
     plans = []
     for i, (sets, up) in enumerate(zip(index_sets, uploads)):
@@ -128,8 +220,20 @@ def average_over_clients(task: RoundTask, index_sets, uploads) -> list:
 
 
 def reference_round(task: RoundTask, uploads=None) -> list:
-    """The reference's new global [(B, A)] for a task with ``index_sets`` given (``uploads``: the
-    clients' reference updates, if already computed)."""
+    """The reference's new global factors for a task with ``index_sets`` given.
+
+    Parameters
+    ----------
+    task : RoundTask
+        A white-box round.
+    uploads : list, optional
+        The clients' reference updates, if already computed.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        ``[(B_l, A_l)]``.
+    """
     if uploads is None:
         uploads = [sketched_client_update(task, i, task.index_sets[i]) for i in range(task.n_clients)]
     return average_over_clients(task, task.index_sets, uploads)
@@ -142,13 +246,54 @@ class ReferenceImplementation:
     dtype = np.float64
 
     def client_update(self, task: RoundTask, i: int, index_sets) -> list:
+        """Client i's changes (hook; :func:`sketched_client_update`).
+
+        Parameters
+        ----------
+        task : RoundTask
+            The round.
+        i : int
+            The client's position.
+        index_sets : list of ndarray
+            I_l per layer.
+
+        Returns
+        -------
+        list of tuple of ndarray
+        """
         return sketched_client_update(task, i, index_sets)
 
     def aggregate(self, task: RoundTask, index_sets, uploads) -> list:
+        """The server step (hook; :func:`average_over_clients`).
+
+        Parameters
+        ----------
+        task : RoundTask
+            The round.
+        index_sets : list of list of ndarray
+            ``[client][layer]``.
+        uploads : list of list of tuple of ndarray
+            ``[client][layer]``.
+
+        Returns
+        -------
+        list of tuple of ndarray
+        """
         return average_over_clients(task, index_sets, uploads)
 
     def draw_index_sets(self, task: RoundTask) -> list:
-        """[client][layer] index sets from the (round, client, layer) sketch streams."""
+        """Index sets from the (round, client, layer) sketch streams.
+
+        Parameters
+        ----------
+        task : RoundTask
+            The round.
+
+        Returns
+        -------
+        list of list of ndarray
+            ``[client][layer]``.
+        """
         # the streams of draw_round_sketches, keyed by the client's identity (not its position)
         return [[sample_sketch(task.rank, k, stream(task.seed, round=task.round_index, client=cid, layer=l,
                                                     purpose="sketch")).indices for l in range(task.n_layers)]
@@ -159,12 +304,46 @@ class ReferenceImplementation:
         return RoundResult(self.aggregate(task, index_sets, uploads), uploads)
 
     def white_box_round(self, task: RoundTask) -> RoundResult:
+        """A round with the task's index sets.
+
+        Parameters
+        ----------
+        task : RoundTask
+            The round.
+
+        Returns
+        -------
+        RoundResult
+        """
         return self._round(task, task.index_sets)
 
     def black_box_round(self, task: RoundTask) -> RoundResult:
+        """A round with index sets it draws itself (:meth:`draw_index_sets`).
+
+        Parameters
+        ----------
+        task : RoundTask
+            The round.
+
+        Returns
+        -------
+        RoundResult
+        """
         return self._round(task, self.draw_index_sets(task))
 
     def sample_sketch(self, rank: int, k: int, seed: int) -> np.ndarray:
+        """diag(S) of one random-k draw keyed by ``seed``.
+
+        Parameters
+        ----------
+        rank : int
+        k : int
+        seed : int
+
+        Returns
+        -------
+        ndarray, shape (rank,)
+        """
         return sample_sketch(rank, k, stream(seed, round=0, client=0, purpose="sketch")).diagonal()
 
 

@@ -6,6 +6,20 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Check:
+    """One registered check.
+
+    Parameters
+    ----------
+    name : str
+        The check's name (its function's name without ``check_``).
+    mode : {"white", "black", "sampler"}
+        The implementation method it exercises.
+    func : callable
+        ``func(impl, session=None) -> str`` (what was verified); raises CheckFailed.
+    description : str
+        One line: the first paragraph of the function's docstring.
+    """
+
     name: str
     mode: str          # "white" | "black" | "sampler"
     func: object       # func(impl, session=None) -> str (what was verified); raises CheckFailed
@@ -16,7 +30,17 @@ CHECKS: dict = {}
 
 
 def check(mode: str):
-    """Register ``check_<name>(impl, session=None)`` under ``<name>`` for ``mode``."""
+    """Register ``check_<name>(impl, session=None)`` under ``<name>`` for ``mode`` (a decorator).
+
+    Parameters
+    ----------
+    mode : {"white", "black", "sampler"}
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the function unchanged.
+    """
     def register(func):
         name = func.__name__.removeprefix("check_")
         first_paragraph = (func.__doc__ or "").strip().split("\n\n")[0]

@@ -33,6 +33,19 @@ GRACE_SECONDS = 1.0   # how long a stopped worker gets to unwind
 
 @dataclass
 class Outcome:
+    """What running one check gave.
+
+    Parameters
+    ----------
+    outcome : {"pass", "fail", "inconclusive"}
+    diagnosis : str
+        What the check found (or why it could not judge).
+    seconds : float
+        Its run time.
+    traceback : str or None
+        The last frames of an exception the implementation raised.
+    """
+
     outcome: str                 # "pass" | "fail" | "inconclusive"
     diagnosis: str
     seconds: float
@@ -80,7 +93,19 @@ def _run(fn, limit: float | None, session: Session) -> tuple:
 
 
 def run_check(check, session: Session) -> Outcome:
-    """Run ``check`` on the session's implementation; never raises except KeyboardInterrupt."""
+    """Run ``check`` on the session's implementation; never raises except KeyboardInterrupt.
+
+    Parameters
+    ----------
+    check : Check
+        The registered check.
+    session : Session
+        The implementation and its shared rounds, with the per-call time limit.
+
+    Returns
+    -------
+    Outcome
+    """
     session.current_check = check.name
     start = time.perf_counter()
     box, timed_out, stopped, running = _run(lambda: check.func(session.impl, session), session.options.time_limit,

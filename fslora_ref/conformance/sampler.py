@@ -25,8 +25,26 @@ def _session(impl, session):
 
 
 def draws(s: Session, rank: int, k: int, n: int, offset: int) -> np.ndarray:
-    """(n, rank) diagonals from seeds offset .. offset+n-1 (cached, failures too), each validated:
-    a real (rank,) vector of finite numbers, else CheckFailed naming the draw."""
+    """Diagonals of the implementation's sketches from seeds offset .. offset+n-1 (cached, failures
+    too), each validated: a real (rank,) vector of finite numbers, else CheckFailed naming the draw.
+
+    Parameters
+    ----------
+    s : Session
+        The session (its implementation and cache).
+    rank : int
+        r.
+    k : int
+        The sketch size.
+    n : int
+        The number of draws.
+    offset : int
+        The first seed.
+
+    Returns
+    -------
+    ndarray, shape (n, rank)
+    """
     def compute():
         out = np.empty((n, rank))
         for t in range(n):
@@ -43,7 +61,21 @@ def draws(s: Session, rank: int, k: int, n: int, offset: int) -> np.ndarray:
 
 
 def exact_k_of_r_over_k(D: np.ndarray, k: int, tol: float) -> bool:
-    """Every row has exactly k entries equal to r/k and the rest exactly 0 (a random-k draw)."""
+    """Every row has exactly k entries equal to r/k and the rest exactly 0 (a random-k draw).
+
+    Parameters
+    ----------
+    D : ndarray, shape (n, r)
+        Diagonals of sketches.
+    k : int
+        The sketch size.
+    tol : float
+        Relative tolerance on r/k.
+
+    Returns
+    -------
+    bool
+    """
     r = D.shape[1]
     nz = D != 0
     return bool(np.all(nz.sum(axis=1) == k) and np.all(np.abs(D[nz] / (r / k) - 1) <= tol))
@@ -51,7 +83,25 @@ def exact_k_of_r_over_k(D: np.ndarray, k: int, tol: float) -> bool:
 
 @check("sampler")
 def check_sampler_support_and_value(impl, session=None) -> str:
-    """Every draw has exactly k nonzero diagonal entries, each equal to r/k, the rest exactly 0."""
+    """Every draw has exactly k nonzero diagonal entries, each equal to r/k, the rest exactly 0.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     for c, (r, k) in enumerate(SUPPORT_CASES):
         D = draws(s, r, k, 200, 10_000 * c)
@@ -71,6 +121,23 @@ def check_sampler_unbiased(impl, session=None) -> str:
     with probability k/r: exact binomial tests (Bonferroni over the r entries, false-alarm rate <=
     alpha). Otherwise: z-tests of the means (CLT approximation, stated in the diagnosis); a
     deterministic diag(S) fails unless it is exactly 1. Non-finite or malformed draws fail first.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
     """
     s = _session(impl, session)
     r, k = UNBIASED_CASE
@@ -114,7 +181,25 @@ def check_sampler_uniform_subsets(impl, session=None) -> str:
     """The index set is uniform over all C(r, k) subsets: exact binomial tests of every subset's count,
     and a chi-square test with a sequential Monte Carlo p-value whose smallest reachable value lies far
     below its threshold (no p-value floor above alpha; skipped, and said so, when that would take more
-    than a million null draws)."""
+    than a million null draws).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     n = s.options.sampler_draws
     per_case = bonferroni_threshold(s.options.alpha, len(SUBSET_CASES))

@@ -28,19 +28,70 @@ def _rng(tag: int, seed: int = BATTERY_SEED) -> np.random.Generator:
 
 
 def random_factors(shapes, rank: int, rng, dtype) -> list:
-    """[(B: (m, r), A: (r, n))] with B ~ U(-1, 1)/sqrt(m), A ~ N(0, 1/r), in ``dtype``."""
+    """Random global factors: B ~ U(-1, 1)/sqrt(m), A ~ N(0, 1/r), in ``dtype``.
+
+    Parameters
+    ----------
+    shapes : list of tuple of int
+        ``[(m_l, n_l)]``.
+    rank : int
+        r.
+    rng : numpy.random.Generator
+    dtype : numpy dtype
+        The implementation's dtype.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
+    """
     return [((rng.uniform(-1, 1, (m, rank)) / np.sqrt(m)).astype(dtype),
              (rng.standard_normal((rank, n)) / np.sqrt(rank)).astype(dtype)) for m, n in shapes]
 
 
 def random_index_sets(rank: int, budgets, n_layers: int, rng) -> list:
-    """[client][layer] sorted k_i-subsets of {0..r-1}."""
+    """Random index sets: sorted k_i-subsets of {0..r-1}.
+
+    Parameters
+    ----------
+    rank : int
+        r.
+    budgets : iterable of int
+        k_i per client.
+    n_layers : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    list of list of ndarray
+        ``[client][layer]``.
+    """
     return [[np.sort(rng.choice(rank, size=k, replace=False)) for _ in range(n_layers)] for k in budgets]
 
 
 def stable_lr(layers, budgets, rank: int, scaling: float, curvature: float, cap: float) -> float:
     """A step size at which H local steps stay stable for every client: the curvature of the loss in one
-    factor is about s^2 (r/k)^2 mu ||other factor||_2^2, largest for the smallest k."""
+    factor is about ``s^2 (r/k)^2 mu ||other factor||_2^2``, largest for the smallest k.
+
+    Parameters
+    ----------
+    layers : list of tuple of ndarray
+        The global ``[(B_l, A_l)]``.
+    budgets : iterable of int
+        k_i per client.
+    rank : int
+        r.
+    scaling : float
+        s.
+    curvature : float
+        mu.
+    cap : float
+        The largest step size returned.
+
+    Returns
+    -------
+    float
+    """
     norms = max(max(np.linalg.norm(np.asarray(B, float), 2) ** 2, np.linalg.norm(np.asarray(A, float), 2) ** 2)
                 for B, A in layers)
     curv = scaling ** 2 * (rank / min(budgets)) ** 2 * max(curvature, 0.1) * norms
@@ -54,7 +105,17 @@ def _task(label, problem_weights, oracles, layers, budgets, rank, rng, dtype, **
 
 
 def two_layer_round(dtype) -> RoundTask:
-    """Four clients of the two-layer family (tanh between layers), r = 6, budgets 1, 2, 4, 6, H = 3."""
+    """Four clients of the two-layer family (tanh between layers), r = 6, budgets 1, 2, 4, 6, H = 3.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The implementation's dtype.
+
+    Returns
+    -------
+    RoundTask
+    """
     problem = two_layer(n_clients=4, m=6, hidden=10, n=5, mean_size=12, seed=3)
     rng = _rng(1)
     rank = 6
@@ -64,7 +125,17 @@ def two_layer_round(dtype) -> RoundTask:
 
 
 def weight_decay_round(dtype) -> RoundTask:
-    """Three least-squares clients, r = 8, budgets 2, 4, 5, H = 2, weight decay 0.2."""
+    """Three least-squares clients, r = 8, budgets 2, 4, 5, H = 2, weight decay 0.2.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The implementation's dtype.
+
+    Returns
+    -------
+    RoundTask
+    """
     problem = least_squares(n_clients=3, m=8, n=6, mean_size=12, seed=4)
     rng = _rng(2)
     rank = 8
@@ -75,7 +146,17 @@ def weight_decay_round(dtype) -> RoundTask:
 
 def constant_gradient_round(dtype) -> RoundTask:
     """Constant gradients G_il (linear losses), two layers, r = 8, budgets 1, 3, 4, 8, H = 1:
-    one step moves B_I by exactly -lr s (r/k) G A_I^T, the probe for the r/k scale."""
+    one step moves B_I by exactly -lr s (r/k) G A_I^T, the probe for the r/k scale.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The implementation's dtype.
+
+    Returns
+    -------
+    RoundTask
+    """
     rng = _rng(3)
     shapes, rank, budgets = [(7, 5), (5, 4)], 8, (1, 3, 4, 8)
     oracles = [QuadraticOracle([rng.standard_normal(sh) for sh in shapes]) for _ in budgets]
@@ -85,7 +166,17 @@ def constant_gradient_round(dtype) -> RoundTask:
 
 
 def full_rank_round(dtype) -> RoundTask:
-    """``two_layer_round`` with every k_i = r (FSLoRA must then be FedAvg of full LoRA), H = 2."""
+    """``two_layer_round`` with every k_i = r (FSLoRA must then be FedAvg of full LoRA), H = 2.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The implementation's dtype.
+
+    Returns
+    -------
+    RoundTask
+    """
     base = two_layer_round(dtype)
     r = base.rank
     return RoundTask(**{**base.__dict__, "budgets": (r,) * base.n_clients, "local_steps": 2, "label": "full_rank",
@@ -100,14 +191,24 @@ WHITE_BOX_ROUNDS = (two_layer_round, weight_decay_round)
 class Budget:
     """What one run of the battery covers.
 
-    white_scenarios: randomised white-box rounds (round_matches_reference) besides the probes
-    black_scenarios: randomised black-box scenarios besides the statistical one
-    target_bias:     the statistical scenario runs enough joint rounds that its pooled inclusion test
-                     detects a relative inclusion bias this large (probability >= 0.9) for every budget
-                     with k/r in [1/4, 3/4]
-    max_rounds:      cap on those rounds;  extra_rounds: joint rounds of each other black-box scenario
-    alone_rounds:    rounds in which every client also runs alone (N = 1)
-    compared_rounds: joint rounds per scenario compared with the reference round
+    Parameters
+    ----------
+    white_scenarios : int
+        Randomised white-box rounds (round_matches_reference) besides the probes.
+    black_scenarios : int
+        Randomised black-box scenarios besides the statistical one.
+    target_bias : float
+        The statistical scenario runs enough joint rounds that its pooled inclusion test detects a
+        relative inclusion bias this large (probability >= 0.9) for every budget with k/r in
+        [1/4, 3/4].
+    max_rounds : int
+        The cap on those rounds.
+    extra_rounds : int
+        Joint rounds of each other black-box scenario.
+    alone_rounds : int
+        Rounds in which every client also runs alone (N = 1).
+    compared_rounds : int
+        Joint rounds per scenario compared with the reference round.
     """
 
     white_scenarios: int
@@ -144,9 +245,21 @@ def _free_shapes(rng, n_layers: int, low: int) -> tuple:
 
 
 def llama_shapes(rng, low: int) -> tuple:
-    """((h, 2 a), (h, 2 kv)): the (in, out) of q_proj and v_proj of a one-layer Llama with head size 2,
-    kv key-value heads, a = g kv attention heads (g in {1, 2}) and hidden size h a multiple of a
-    (what transformers' LlamaConfig accepts), every size >= ``low``."""
+    """The (in, out) of q_proj and v_proj of a one-layer Llama with head size 2, kv key-value heads,
+    a = g kv attention heads (g in {1, 2}) and hidden size h a multiple of a (what transformers'
+    LlamaConfig accepts), every size >= ``low``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    low : int
+        The smallest size.
+
+    Returns
+    -------
+    tuple
+        ``((h, 2 a), (h, 2 kv))``.
+    """
     kv = -(-low // 2) + int(rng.integers(0, 3))
     a = kv * int(rng.integers(1, 3))
     h = a * max(1, -(-low // a)) * int(rng.integers(1, 3))
@@ -157,7 +270,21 @@ def random_white_box_round(dtype, seed: int, index: int) -> RoundTask:
     """White-box scenario ``index`` of run ``seed``: QuadraticOracle clients (random linear term and
     curvature on a random mask, so gradients change along the round). Anchors keep every run's
     coverage: scenario 0 has 5 <= N <= 7 and r = 16, scenario 1 r = 12, scenario 2 r = 32 and
-    N >= 8, scenario 3 N = 1; the rest are drawn freely."""
+    N >= 8, scenario 3 N = 1; the rest are drawn freely.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The implementation's dtype.
+    seed : int
+        The battery's seed.
+    index : int
+        The scenario.
+
+    Returns
+    -------
+    RoundTask
+    """
     rng = _scenario_rng(seed, 1, index)
     rank = {0: 16, 1: 12, 2: 32}.get(index, int(rng.choice(RANKS)))
     n_clients = {0: int(rng.integers(5, 8)), 2: int(rng.integers(8, MAX_CLIENTS + 1)), 3: 1}.get(
@@ -181,7 +308,27 @@ def random_white_box_round(dtype, seed: int, index: int) -> RoundTask:
 @dataclass(frozen=True)
 class BlackBoxSpec:
     """One black-box scenario: the same round (start, oracles) run ``rounds`` times with round_index
-    0, 1, ... jointly (all N clients), and each client also alone in the first ``alone_rounds``."""
+    0, 1, ... jointly (all N clients), and each client also alone in the first ``alone_rounds``.
+
+    Parameters
+    ----------
+    label : str
+        Names the scenario.
+    rank : int
+        r.
+    budgets : tuple of int
+        k_i per client.
+    shapes : tuple of tuple of int
+        ``(m_l, n_l)`` per layer.
+    local_steps : int
+        H.
+    rounds : int
+        Joint rounds.
+    alone_rounds : int
+        The first rounds in which each client also runs alone.
+    statistical : bool, default False
+        Whether it is the scenario the frequency test's power is stated for.
+    """
 
     label: str
     rank: int
@@ -194,9 +341,16 @@ class BlackBoxSpec:
 
     @property
     def n_clients(self) -> int:
+        """N, the number of clients."""
         return len(self.budgets)
 
     def describe(self) -> str:
+        """One line: label, N, r, budgets, H, layer shapes, rounds.
+
+        Returns
+        -------
+        str
+        """
         shapes = " ".join(f"({m}, {n})" for m, n in self.shapes)
         return (f"{self.label}: N={self.n_clients}, r={self.rank}, k={self.budgets}, H={self.local_steps}, layers "
                 f"{shapes}, {self.rounds} joint rounds ({self.alone_rounds} with every client also alone)")
@@ -210,7 +364,19 @@ def _shapes(rng, layout: str, n_clients: int) -> tuple:
 def statistical_black_box_spec(seed: int, layout: str = "free") -> BlackBoxSpec:
     """The scenario the frequency test's power is stated for: r in {12, 16}, 2 or 3 layers, 6 to 8 clients: one with
     k = 1, one with k = r, and 4 to 6 sharing two budgets in [r/4, 3r/4] (at least two clients each, so
-    the pooled inclusion counts grow fast). Its rounds are set by ``black_box.statistical_rounds``."""
+    the pooled inclusion counts grow fast). Its rounds are set by ``black_box.statistical_rounds``.
+
+    Parameters
+    ----------
+    seed : int
+        The battery's seed.
+    layout : {"free", "llama"}, default "free"
+        The layer layout the implementation's model can take.
+
+    Returns
+    -------
+    BlackBoxSpec
+    """
     rng = _scenario_rng(seed, 2, 0)
     rank = int(rng.choice([12, 16]))
     mids = rng.choice(np.arange(-(-rank // 4), 3 * rank // 4 + 1), size=2, replace=False)
@@ -225,7 +391,24 @@ def statistical_black_box_spec(seed: int, layout: str = "free") -> BlackBoxSpec:
 
 def extra_black_box_spec(seed: int, index: int, rounds: int, alone_rounds: int, layout: str = "free") -> BlackBoxSpec:
     """Black-box scenario ``index`` (>= 1): anchors r = 32 with N >= 8 (1), N = 1 at whichever of r = 12, 16
-    the statistical scenario does not have (2), a non-power-of-two rank (3); the rest drawn freely."""
+    the statistical scenario does not have (2), a non-power-of-two rank (3); the rest drawn freely.
+
+    Parameters
+    ----------
+    seed : int
+        The battery's seed.
+    index : int
+        The scenario (>= 1).
+    rounds : int
+        Its joint rounds.
+    alone_rounds : int
+        Its rounds with every client also alone.
+    layout : {"free", "llama"}, default "free"
+
+    Returns
+    -------
+    BlackBoxSpec
+    """
     rng = _scenario_rng(seed, 2, index)
     other = 28 - statistical_black_box_spec(seed).rank   # 12 and 16 both appear in every run
     rank = {1: 32, 2: other, 3: int(rng.choice([5, 7, 10, 20, 24]))}.get(index, int(rng.choice(RANKS)))
@@ -236,7 +419,17 @@ def extra_black_box_spec(seed: int, index: int, rounds: int, alone_rounds: int, 
 
 
 def blocks(size: int, n_clients: int) -> list:
-    """Disjoint contiguous blocks of range(size), one per client."""
+    """Disjoint contiguous blocks of range(size), one per client.
+
+    Parameters
+    ----------
+    size : int
+    n_clients : int
+
+    Returns
+    -------
+    list of ndarray
+    """
     return np.array_split(np.arange(size), n_clients)
 
 
@@ -250,10 +443,33 @@ def black_box_round(dtype, shapes=DEFAULT_BLACK_BOX_SHAPES, rank: int = BLACK_BO
                     problem_seed: int = BATTERY_SEED) -> RoundTask:
     """The black-box round: client i's gradient lives on the block (rows R_i, columns C_i).
 
-    Oracle i of layer l: f = <C, W> + (mu/2) ||M * (W - W0)||^2 with C and M supported on
+    Oracle i of layer l: ``f = <C, W> + (mu/2) ||M * (W - W0)||^2`` with C and M supported on
     (R_i, C_i). Client i's local B then changes only on rows R_i and its A only on columns C_i,
     so the global change on those blocks is exactly client i's change / N: each client's index
     set and update can be read off the global result. Needs m_l, n_l >= N.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The implementation's dtype.
+    shapes : tuple of tuple of int
+        ``(m_l, n_l)`` per layer.
+    rank : int
+        r.
+    budgets : tuple of int
+        k_i per client.
+    seed : int, default 0
+        The task's seed (the implementation's own draws).
+    local_steps : int, default 2
+        H.
+    label : str, default "black_box"
+        Names the round.
+    problem_seed : int, default BATTERY_SEED
+        Keys the problem.
+
+    Returns
+    -------
+    RoundTask
     """
     n_clients = len(budgets)
     for l, (m, n) in enumerate(shapes):
@@ -277,7 +493,20 @@ def black_box_round(dtype, shapes=DEFAULT_BLACK_BOX_SHAPES, rank: int = BLACK_BO
 
 
 def black_box_task(dtype, spec: BlackBoxSpec, seed: int) -> RoundTask:
-    """The round of ``spec`` (its problem keyed on the battery seed and the scenario)."""
+    """The round of ``spec`` (its problem keyed on the battery seed and the scenario).
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The implementation's dtype.
+    spec : BlackBoxSpec
+    seed : int
+        The battery's seed.
+
+    Returns
+    -------
+    RoundTask
+    """
     return black_box_round(dtype, shapes=spec.shapes, rank=spec.rank, budgets=spec.budgets, seed=seed,
                            local_steps=spec.local_steps, label=spec.label,
                            problem_seed=(BATTERY_SEED + 7919 * seed + int(spec.label.rsplit("_", 1)[-1])) % 2**31)

@@ -36,7 +36,13 @@ class Deadline(BaseException):
 
 
 class ImplementationError(Exception):
-    """The implementation raised ``original`` (any BaseException but KeyboardInterrupt)."""
+    """The implementation raised ``original`` (any BaseException but KeyboardInterrupt).
+
+    Parameters
+    ----------
+    original : BaseException
+        What the implementation raised.
+    """
 
     def __init__(self, original: BaseException):
         self.original = original
@@ -48,7 +54,16 @@ class ImplementationError(Exception):
 
 
 def describe_exception(exc: BaseException) -> str:
-    """'RuntimeError: boom', 'SystemExit(0) (sys.exit was called)': one line."""
+    """One line naming an exception, e.g. 'RuntimeError: boom' or 'SystemExit(0) (sys.exit was called)'.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+    """
     if isinstance(exc, SystemExit):
         return f"SystemExit({exc.code!r}) (sys.exit was called)"
     text = " ".join(str(exc).split())
@@ -68,12 +83,22 @@ class Options:
     """Battery settings, validated on construction (the battery's errors are never blamed on the
     implementation).
 
-    budget: 'quick' | 'default' | 'thorough' (``scenarios.BUDGETS``): how many randomised scenarios
-    and how much power the black-box frequency test gets; rounds: the statistical black-box
-    scenario's joint rounds (None: as many as the budget's power target needs); alpha: family-wise
-    false-alarm rate of each statistical check; sampler_draws: draws per (r, k) in the sampler
-    checks; seed: the battery's seed (every randomised scenario, sampler seed and ``task.seed``
-    derive from it); time_limit: seconds per call of the implementation (None: no limit).
+    Parameters
+    ----------
+    rounds : int or None
+        The statistical black-box scenario's joint rounds (None: as many as the budget's power
+        target needs; else at least 20).
+    alpha : float, default 1e-3
+        The family-wise false-alarm rate of each statistical check, in (0, 0.5).
+    sampler_draws : int, default 3000
+        Draws per (r, k) in the sampler checks (at least 500).
+    seed : int, default 0
+        The battery's seed (every randomised scenario, sampler seed and ``task.seed`` derive from it).
+    time_limit : float or None, default DEFAULT_TIME_LIMIT
+        Seconds per call of the implementation (None: no limit).
+    budget : {"quick", "default", "thorough"}, default "default"
+        How many randomised scenarios and how much power the black-box frequency test gets
+        (``scenarios.BUDGETS``).
     """
 
     rounds: int | None = None
@@ -117,6 +142,21 @@ _MISSING = object()
 
 @dataclass
 class Session:
+    """What the checks of one battery run share: the implementation, its declared optimisers, the
+    rounds it returned (cached), its time in calls, and what it wrote into its inputs.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    options : Options, optional
+        The battery's settings.
+    cache : dict, optional
+        Computed results by key (failures too).
+    optimizers : Optimizers or dict, optional
+        The declaration (None: ``impl.optimizers``, else SGD + average).
+    """
+
     impl: object
     options: Options = field(default_factory=Options)
     cache: dict = field(default_factory=dict)
@@ -142,14 +182,45 @@ class Session:
         self.power = {}              # check name -> what it can detect (filled by the statistical checks)
 
     def task(self, task: RoundTask) -> RoundTask:
-        """``task`` with the declared optimisers written in (what the implementation and the reference run)."""
+        """``task`` with the declared optimisers written in (what the implementation and the reference run).
+
+        Parameters
+        ----------
+        task : RoundTask
+
+        Returns
+        -------
+        RoundTask
+        """
         return replace(task, **self.optimizers.task_fields())
 
     def require(self, mode: str):
+        """The implementation's method for ``mode`` (:func:`require`).
+
+        Parameters
+        ----------
+        mode : {"white", "black", "sampler"}
+
+        Returns
+        -------
+        callable
+        """
         return require(self.impl, mode)
 
     def call(self, mode: str, *args):
-        """The implementation's ``mode`` method on ``args``; whatever it raises becomes ImplementationError."""
+        """The implementation's ``mode`` method on ``args``; whatever it raises becomes ImplementationError.
+
+        Parameters
+        ----------
+        mode : {"white", "black", "sampler"}
+        *args
+            The method's arguments.
+
+        Returns
+        -------
+        object
+            What the method returned.
+        """
         if self.refused:
             raise CheckInconclusive(f"not run: {self.refused}")
         method = self.require(mode)
@@ -167,7 +238,19 @@ class Session:
             self.impl_seconds += time.perf_counter() - start
 
     def memo(self, key, compute):
-        """compute() cached under ``key``; a failure is cached too and re-raised, not recomputed."""
+        """``compute()`` cached under ``key``; a failure is cached too and re-raised, not recomputed.
+
+        Parameters
+        ----------
+        key : hashable
+        compute : callable
+            Without arguments.
+
+        Returns
+        -------
+        object
+            ``compute()``'s value.
+        """
         hit = self.cache.get(key, _MISSING)
         if isinstance(hit, _Failure):
             raise hit.again(self.current_check)
@@ -182,7 +265,20 @@ class Session:
         return value
 
     def run_round(self, mode: str, task: RoundTask, key=None) -> RoundResult:
-        """The implementation's result for ``task`` (cached under ``key``), validated."""
+        """The implementation's result for ``task`` (cached under ``key``), validated.
+
+        Parameters
+        ----------
+        mode : {"white", "black"}
+        task : RoundTask
+        key : hashable, optional
+            The cache key (None: not cached).
+
+        Returns
+        -------
+        RoundResult
+            Normalised (float64 arrays).
+        """
         def compute():
             # the implementation gets its own copy of every input, so nothing it writes can move the
             # start point or the index sets the battery computes its expected values from; writing
@@ -201,7 +297,16 @@ class Session:
 
 
 def copy_task(task: RoundTask) -> RoundTask:
-    """``task`` with every array (factors, base weights, index sets, the oracles' data) copied."""
+    """``task`` with every array (factors, base weights, index sets, the oracles' data) copied.
+
+    Parameters
+    ----------
+    task : RoundTask
+
+    Returns
+    -------
+    RoundTask
+    """
     sets = None if task.index_sets is None else [[np.array(I) for I in per] for per in task.index_sets]
     return replace(task, layers=[(np.array(B), np.array(A)) for B, A in task.layers],
                    base_weights=[np.array(W) for W in task.base_weights], index_sets=sets,
@@ -230,7 +335,20 @@ def _same(a, b, depth: int = 0) -> bool:
 
 
 def changed_inputs(task: RoundTask, handed: RoundTask) -> list:
-    """What the implementation wrote into the copy it was handed: ['task.layers[0] B', ...]."""
+    """What the implementation wrote into the copy it was handed.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The battery's own task.
+    handed : RoundTask
+        The copy the implementation was given.
+
+    Returns
+    -------
+    list of str
+        E.g. ``['task.layers[0] B', ...]``.
+    """
     out = []
     for l, ((B, A), (hB, hA)) in enumerate(zip(task.layers, handed.layers)):
         out += [f"task.layers[{l}] {name}" for name, x, h in (("B", B, hB), ("A", A, hA)) if not _same(np.asarray(x), h)]
@@ -249,14 +367,34 @@ def changed_inputs(task: RoundTask, handed: RoundTask) -> list:
 
 
 def describe_task(task: RoundTask) -> str:
-    """'N=6, r=16, k=(1, 4, ...), H=3, layers (12, 7) (9, 20)': one scenario, for the report."""
+    """One scenario, for the report, e.g. 'N=6, r=16, k=(1, 4, ...), H=3, layers (12, 7) (9, 20)'.
+
+    Parameters
+    ----------
+    task : RoundTask
+
+    Returns
+    -------
+    str
+    """
     shapes = " ".join(f"({np.shape(B)[0]}, {np.shape(A)[1]})" for B, A in task.layers)
     return (f"N={task.n_clients}, r={task.rank}, k={tuple(int(k) for k in task.budgets)}, H={task.local_steps}, "
             f"layers {shapes}" + (f", wd={task.weight_decay:g}" if task.weight_decay else ""))
 
 
 def safe_getattr(obj, name: str, default=None):
-    """getattr that turns anything an attribute lookup raises into a TypeError naming it."""
+    """getattr that turns anything an attribute lookup raises into a TypeError naming it.
+
+    Parameters
+    ----------
+    obj : object
+    name : str
+    default : object, optional
+
+    Returns
+    -------
+    object
+    """
     try:
         return getattr(obj, name, default)
     except KeyboardInterrupt:
@@ -266,7 +404,17 @@ def safe_getattr(obj, name: str, default=None):
 
 
 def require(impl, mode: str):
-    """impl's method for ``mode``; TypeError naming it if missing."""
+    """impl's method for ``mode``; TypeError naming it if missing.
+
+    Parameters
+    ----------
+    impl : object
+    mode : {"white", "black", "sampler"}
+
+    Returns
+    -------
+    callable
+    """
     method = MODES[mode]
     found = safe_getattr(impl, method)
     if not callable(found):
@@ -276,12 +424,33 @@ def require(impl, mode: str):
 
 
 def describe(impl) -> str:
+    """The implementation's name (``impl.name``, else its type's name).
+
+    Parameters
+    ----------
+    impl : object
+
+    Returns
+    -------
+    str
+    """
     name = safe_getattr(impl, "name")
     return str(name) if isinstance(name, str) and name else type(impl).__name__
 
 
 def real_array(value, what: str) -> np.ndarray:
-    """``value`` as a float64 array; CheckFailed naming ``what`` if it is not real numbers."""
+    """``value`` as a float64 array; CheckFailed naming ``what`` if it is not real numbers.
+
+    Parameters
+    ----------
+    value : object
+    what : str
+        Names the value in the diagnosis.
+
+    Returns
+    -------
+    ndarray of float64
+    """
     if value is None:
         raise CheckFailed(f"{what} is None; expected an array of real numbers")
     try:
@@ -297,7 +466,19 @@ def real_array(value, what: str) -> np.ndarray:
 
 def normalise_result(result, task: RoundTask) -> RoundResult:
     """RoundResult with float64 arrays; raises CheckFailed naming what is malformed (including
-    anything that reading the returned object raises: it is the implementation's object)."""
+    anything that reading the returned object raises: it is the implementation's object).
+
+    Parameters
+    ----------
+    result : RoundResult, list or dict
+        What the implementation returned.
+    task : RoundTask
+        The round it was handed.
+
+    Returns
+    -------
+    RoundResult
+    """
     try:
         return _normalise(result, task)
     except (KeyboardInterrupt, Deadline, CheckFailed):
@@ -340,7 +521,19 @@ def _normalise(result, task: RoundTask) -> RoundResult:
 
 def read_uploads(result: RoundResult, task: RoundTask) -> list | None:
     """The result's uploads as [client][layer] = (dB, dA) float64 arrays (None if it exposes none);
-    CheckFailed if they are malformed or reading them raises."""
+    CheckFailed if they are malformed or reading them raises.
+
+    Parameters
+    ----------
+    result : RoundResult
+        The implementation's (normalised) result.
+    task : RoundTask
+        The round handed out.
+
+    Returns
+    -------
+    list or None
+    """
     if result.uploads is None:
         return None
     where = f"round {task.label!r}: uploads"
@@ -367,13 +560,45 @@ def read_uploads(result: RoundResult, task: RoundTask) -> list | None:
 
 
 def deltas(task: RoundTask, result: RoundResult) -> list:
-    """[(B_new - B, A_new - A)] per layer, float64."""
+    """The round's changes per layer, float64.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round handed out.
+    result : RoundResult
+        The implementation's (normalised) result.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        ``[(B_new - B, A_new - A)]``.
+    """
     return [(B - np.asarray(B0, float), A - np.asarray(A0, float)) for (B, A), (B0, A0) in zip(result.layers, task.layers)]
 
 
 def moved_sets(session: Session, task: RoundTask, result: RoundResult, rows=None, cols=None) -> list:
     """[(moved B columns, moved A rows)] per layer; B read on ``rows`` and A on ``cols`` if given
-    ([per layer index arrays])."""
+    ([per layer index arrays]).
+
+    Parameters
+    ----------
+    session : Session
+        The implementation's session (its tolerances).
+    task : RoundTask
+        The round handed out.
+    result : RoundResult
+        The implementation's (normalised) result.
+    rows : list of ndarray, optional
+        Per layer, the B rows to read.
+    cols : list of ndarray, optional
+        Per layer, the A columns to read.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        ``[(moved B columns, moved A rows)]``.
+    """
     out = []
     for l, ((dB, dA), (B0, A0)) in enumerate(zip(deltas(task, result), task.layers)):
         if rows is not None:
@@ -393,9 +618,16 @@ class Moves:
     "gradient-like" (its change is not a multiple of its own start value: what a sketched
     gradient step does) or "decay-like" (a multiple c of its own value: weight decay, a rescaling).
 
-    grad_B, grad_A:   moved B columns / A rows of the first kind
-    decay_B, decay_A: those of the second kind;  factor_B, factor_A: their multiples c
-    size_B, size_A:   (r,) largest |change| of each column / row, relative to max |B| / max |A|
+    Parameters
+    ----------
+    grad_B, grad_A : ndarray of int
+        Moved B columns / A rows of the first kind.
+    decay_B, decay_A : ndarray of int
+        Those of the second kind.
+    factor_B, factor_A : ndarray
+        Their multiples c.
+    size_B, size_A : ndarray, shape (r,)
+        The largest change of each column / row, relative to the largest entry of B / A.
     """
 
     grad_B: np.ndarray
@@ -426,7 +658,21 @@ def _split(session, D, X, axis) -> tuple:
 
 
 def classify_moves(session: Session, task: RoundTask, result: RoundResult) -> list:
-    """[Moves] per layer of ``result`` against the task's start."""
+    """How each layer of ``result`` moved against the task's start.
+
+    Parameters
+    ----------
+    session : Session
+        The implementation's session (its tolerances).
+    task : RoundTask
+        The round handed out.
+    result : RoundResult
+        The implementation's (normalised) result.
+
+    Returns
+    -------
+    list of Moves
+    """
     out = []
     for (dB, dA), (B0, A0) in zip(deltas(task, result), task.layers):
         gB, dBj, fB, sB = _split(session, dB, np.asarray(B0, float), 1)
@@ -436,4 +682,14 @@ def classify_moves(session: Session, task: RoundTask, result: RoundResult) -> li
 
 
 def fmt_set(indices) -> str:
+    """An index set as ``[i j k]``.
+
+    Parameters
+    ----------
+    indices : iterable of int
+
+    Returns
+    -------
+    str
+    """
     return "[" + " ".join(str(int(i)) for i in indices) + "]"

@@ -30,7 +30,25 @@ def _log_factorials(n: int) -> np.ndarray:
 
 
 def binomial_pmf(n: int, p: float) -> np.ndarray:
-    """P(X = x) for x = 0..n, X ~ Binomial(n, p), exact up to float rounding."""
+    """P(X = x) for x = 0..n, X ~ Binomial(n, p), exact up to float rounding.
+
+    Parameters
+    ----------
+    n : int
+        The number of trials.
+    p : float
+        The success probability.
+
+    Returns
+    -------
+    ndarray, shape (n + 1,)
+
+    Examples
+    --------
+    >>> from fslora_ref.conformance.stats import binomial_pmf
+    >>> binomial_pmf(2, 0.5).tolist()
+    [0.25, 0.5, 0.25]
+    """
     return _pmf(int(n), float(p)).copy()
 
 
@@ -46,7 +64,21 @@ def _pmf(n: int, p: float) -> np.ndarray:
 
 
 def binomial_pvalue(count: int, n: int, p: float) -> float:
-    """Exact two-sided p-value of ``count`` successes in ``n`` trials against probability ``p``."""
+    """Exact two-sided p-value of ``count`` successes in ``n`` trials against probability ``p``.
+
+    Parameters
+    ----------
+    count : int
+        The successes observed.
+    n : int
+        The number of trials.
+    p : float
+        The success probability.
+
+    Returns
+    -------
+    float
+    """
     pmf = _pmf(int(n), float(p))
     # 1 + 1e-7 relative slack: ties in probability must count as "as extreme" despite rounding
     return float(min(1.0, pmf[pmf <= pmf[count] * (1 + 1e-7)].sum()))
@@ -54,7 +86,20 @@ def binomial_pvalue(count: int, n: int, p: float) -> float:
 
 @lru_cache(maxsize=2048)
 def binomial_pvalues(n: int, p: float) -> np.ndarray:
-    """(n + 1,): the exact two-sided p-value of every count 0..n (as ``binomial_pvalue``); read-only."""
+    """The exact two-sided p-value of every count 0..n (as ``binomial_pvalue``).
+
+    Parameters
+    ----------
+    n : int
+        The number of trials.
+    p : float
+        The success probability.
+
+    Returns
+    -------
+    ndarray, shape (n + 1,)
+        Read-only (cached).
+    """
     pmf = _pmf(int(n), float(p))
     order = np.argsort(pmf, kind="stable")
     sorted_pmf = pmf[order]
@@ -68,18 +113,65 @@ def binomial_pvalues(n: int, p: float) -> np.ndarray:
 
 @lru_cache(maxsize=512)
 def rejection_region(n: int, p: float, threshold: float) -> np.ndarray:
-    """(n + 1,) bool: the counts whose exact two-sided p-value is below ``threshold``."""
+    """The counts whose exact two-sided p-value is below ``threshold``.
+
+    Parameters
+    ----------
+    n : int
+        The number of trials.
+    p : float
+        The success probability.
+    threshold : float
+        The test's level.
+
+    Returns
+    -------
+    ndarray of bool, shape (n + 1,)
+    """
     return binomial_pvalues(int(n), float(p)) < threshold
 
 
 def rejection_probability(n: int, p0: float, threshold: float, p1: float) -> float:
-    """P(the exact test of Binomial(n, p0) at ``threshold`` rejects) when the true probability is p1."""
+    """P(the exact test of Binomial(n, p0) at ``threshold`` rejects) when the true probability is p1.
+
+    Parameters
+    ----------
+    n : int
+        The number of trials.
+    p0 : float
+        The null probability.
+    threshold : float
+        The test's level.
+    p1 : float
+        The true probability.
+
+    Returns
+    -------
+    float
+    """
     return float(_pmf(int(n), float(p1))[rejection_region(int(n), float(p0), float(threshold))].sum())
 
 
 def detectable_bias(trials: int, p: float, threshold: float, power: float = 0.5) -> float:
     """The smallest relative bias delta such that both p(1 + delta) and p(1 - delta) are rejected with
-    probability >= ``power`` by the exact test at ``threshold`` over ``trials`` draws (inf if none <= 1)."""
+    probability >= ``power`` by the exact test at ``threshold`` over ``trials`` draws.
+
+    Parameters
+    ----------
+    trials : int
+        The number of draws.
+    p : float
+        The success probability.
+    threshold : float
+        The test's level.
+    power : float, default 0.5
+        The detection probability asked for.
+
+    Returns
+    -------
+    float
+        delta, or inf if none <= 1 qualifies.
+    """
     if not (0.0 < p < 1.0) or trials < 1:
         return float("inf")
     worst = 0.0
@@ -102,7 +194,17 @@ def detectable_bias(trials: int, p: float, threshold: float, power: float = 0.5)
 
 
 def normal_quantile(tail: float) -> float:
-    """z with P(Z > z) = tail (bisection on erfc; tail in (0, 1/2])."""
+    """z with P(Z > z) = tail (bisection on erfc).
+
+    Parameters
+    ----------
+    tail : float
+        In (0, 1/2].
+
+    Returns
+    -------
+    float
+    """
     lo, hi = 0.0, 40.0
     for _ in range(100):
         mid = 0.5 * (lo + hi)
@@ -115,12 +217,40 @@ def normal_quantile(tail: float) -> float:
 
 def trials_for_bias(p: float, threshold: float, bias: float, power: float = 0.5) -> int:
     """About how many draws the exact test at ``threshold`` needs to detect the relative ``bias``
-    with probability ``power`` (normal approximation; the caller confirms with ``detectable_bias``)."""
+    with probability ``power`` (normal approximation; the caller confirms with ``detectable_bias``).
+
+    Parameters
+    ----------
+    p : float
+        The success probability.
+    threshold : float
+        The test's level.
+    bias : float
+        The relative bias to detect.
+    power : float, default 0.5
+        The detection probability asked for.
+
+    Returns
+    -------
+    int
+    """
     z = normal_quantile(threshold / 2) + (normal_quantile(1 - power) if power > 0.5 else 0.0)
     return max(1, ceil((z / bias) ** 2 * (1 - p) / p))
 
 
 def chi_square(counts, expected) -> float:
+    """Pearson's statistic sum (counts - expected)^2 / expected.
+
+    Parameters
+    ----------
+    counts : array_like
+    expected : array_like
+        Same shape, positive.
+
+    Returns
+    -------
+    float
+    """
     counts = np.asarray(counts, float)
     expected = np.asarray(expected, float)
     return float(np.sum((counts - expected) ** 2 / expected))
@@ -128,9 +258,29 @@ def chi_square(counts, expected) -> float:
 
 def sequential_uniform_pvalue(counts, rng: np.random.Generator, threshold: float, hits: int = 20,
                               chunk: int = 20_000) -> tuple:
-    """(p, null draws used): sequential Monte Carlo p-value of the chi-square statistic of ``counts``
-    against the uniform multinomial over len(counts) cells; exact level for every u, and the
-    smallest reachable p-value 1 / (1 + max_draws) is at most threshold / hits."""
+    """Sequential Monte Carlo p-value of the chi-square statistic of ``counts`` against the uniform
+    multinomial over len(counts) cells; exact level for every u, and the smallest reachable
+    p-value 1 / (1 + max_draws) is at most threshold / hits.
+
+    Parameters
+    ----------
+    counts : array_like of int
+        Observed counts per cell.
+    rng : numpy.random.Generator
+        Draws the null samples.
+    threshold : float
+        The test's level.
+    hits : int, default 20
+        Stop after this many null statistics at least as large as the observed one.
+    chunk : int, default 20000
+        Null samples drawn at a time.
+
+    Returns
+    -------
+    p : float
+    used : int
+        The null draws used.
+    """
     counts = np.asarray(counts)
     n, cells = int(counts.sum()), counts.size
     expected = np.full(cells, n / cells)
@@ -152,7 +302,21 @@ def sequential_uniform_pvalue(counts, rng: np.random.Generator, threshold: float
 def chi_square_detectable_deviation(draws: int, cells: int, threshold: float) -> float:
     """About the smallest relative deviation of one cell's probability (the others sharing the
     difference) that the chi-square test at ``threshold`` detects with probability 1/2
-    (Wilson-Hilferty critical value; median of the noncentral chi-square ~ df + noncentrality)."""
+    (Wilson-Hilferty critical value; median of the noncentral chi-square ~ df + noncentrality).
+
+    Parameters
+    ----------
+    draws : int
+        The number of draws.
+    cells : int
+        The number of cells (at least 2).
+    threshold : float
+        The test's level.
+
+    Returns
+    -------
+    float
+    """
     df = cells - 1
     z = normal_quantile(threshold)
     crit = df * (1 - 2 / (9 * df) + z * sqrt(2 / (9 * df))) ** 3
@@ -162,6 +326,19 @@ def chi_square_detectable_deviation(draws: int, cells: int, threshold: float) ->
 
 
 def bonferroni_threshold(alpha: float, n_tests: int) -> float:
+    """The per-test level alpha / n_tests (n_tests at least 1).
+
+    Parameters
+    ----------
+    alpha : float
+        The family-wise level.
+    n_tests : int
+        The number of tests.
+
+    Returns
+    -------
+    float
+    """
     return alpha / max(1, n_tests)
 
 

@@ -52,8 +52,8 @@ def _import(module_name: str, is_file: bool):
     try:
         if is_file:
             return _import_file(module_name)
-        if os.getcwd() not in sys.path:  # the console script's sys.path lacks the working directory
-            sys.path.insert(0, os.getcwd())
+        if os.getcwd() not in sys.path:  # the console script's sys.path lacks the working directory;
+            sys.path.append(os.getcwd())  # last, so a stray module there never shadows an installed one
         return importlib.import_module(module_name)
     except KeyboardInterrupt:
         raise
@@ -72,8 +72,21 @@ def _import(module_name: str, is_file: bool):
 
 
 def load_target(target: str):
-    """The object named by MODULE:ATTR (instantiated if it is a class or a factory). Any failure to
-    import or build it (including SystemExit) is a one-line ValueError / FileNotFoundError."""
+    """The object named by MODULE:ATTR (instantiated if it is a class or a factory).
+
+    Any failure to import or build it (including SystemExit) is a one-line ValueError /
+    FileNotFoundError.
+
+    Parameters
+    ----------
+    target : str
+        ``MODULE:ATTR`` or ``path/to/file.py:ATTR``.
+
+    Returns
+    -------
+    object
+        The implementation.
+    """
     if not isinstance(target, str):
         raise TypeError(f"target must be a string MODULE:ATTR, got {type(target).__name__}")
     module_name, sep, attr = target.rpartition(":")

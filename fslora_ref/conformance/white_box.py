@@ -31,8 +31,27 @@ def _session(impl, session):
 
 
 def compare_layers(task, expected, got, tol, what="reference round") -> str | None:
-    """None if ``got`` equals ``expected`` within ``tol`` relative to the largest expected change
-    of each factor; otherwise a diagnosis at the worst coordinate."""
+    """Compare two rounds' new factors, relative to the largest expected change of each factor.
+
+    Parameters
+    ----------
+    task : RoundTask
+        The round (its starting factors).
+    expected : list of tuple of ndarray
+        The reference's ``[(B_l, A_l)]``.
+    got : list of tuple of ndarray
+        The implementation's.
+    tol : float
+        The relative tolerance.
+    what : str, default "reference round"
+        Names the expectation in the diagnosis.
+
+    Returns
+    -------
+    str or None
+        None if ``got`` equals ``expected`` within ``tol``; otherwise a diagnosis at the worst
+        coordinate.
+    """
     worst = None
     for l, ((eB, eA), (gB, gA), (B0, A0)) in enumerate(zip(expected, got, task.layers)):
         for name, e, g, x0, axis in (("B", eB, gB, B0, 1), ("A", eA, gA, A0, 0)):
@@ -100,7 +119,25 @@ def round_hint(task, got, tol) -> str:
 @check("white")
 def check_round_matches_reference(impl, session=None) -> str:
     """The new global (B, A) equals the reference round: two probe rounds (two-layer, weight decay) and
-    the budget's randomised scenarios (N up to 12, r up to 32, up to 3 non-square layers, H up to 8)."""
+    the budget's randomised scenarios (N up to 12, r up to 32, up to 3 non-square layers, H up to 8).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     tasks = white_box_rounds(s)
     for task in tasks:
@@ -130,7 +167,25 @@ def _multiple_of_itself(dX, X0) -> float | None:
 @check("white")
 def check_untouched_outside_index_set(impl, session=None) -> str:
     """Columns of B and rows of A outside a client's index set do not move (one client, one step;
-    with scope='full', they move exactly by the declared weight decay)."""
+    with scope='full', they move exactly by the declared weight decay).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     n = 0
     for make in WHITE_BOX_ROUNDS:
@@ -167,7 +222,25 @@ def check_untouched_outside_index_set(impl, session=None) -> str:
 
 @check("white")
 def check_sketch_fixed_within_round(impl, session=None) -> str:
-    """The index set stays the same across a round's local steps (moved set after H=4 == after H=1)."""
+    """The index set stays the same across a round's local steps (moved set after H=4 == after H=1).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     task, one = _single_client_runs(s, two_layer_round, 1)
     _, four = _single_client_runs(s, two_layer_round, 4)
@@ -251,7 +324,25 @@ def _fitted_scale(t, got, unit, X_I, adam: bool) -> tuple:
 @check("white")
 def check_scale_applied_once(impl, session=None) -> str:
     """One step with a constant gradient G moves B_I by -lr s (r/k) G A_I^T and A_I by -lr s (r/k) B_I^T G
-    (for an AdamW client: the first Adam step of that gradient, probed where it depends on its scale)."""
+    (for an AdamW client: the first Adam step of that gradient, probed where it depends on its scale).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     task = s.task(constant_gradient_round(s.dtype))
     adam = task.client_optimizer == "adamw"
@@ -311,7 +402,25 @@ def _attributable(task, moves, l, j) -> tuple:
 @check("white")
 def check_aggregation_divides_by_n(impl, session=None) -> str:
     """The round's change is (1/N) x the sum of the clients' changes (each client run alone), per index
-    (with a server Adam step: the declared step on (1/N) x the sum of the clients' uploads)."""
+    (with a server Adam step: the declared step on (1/N) x the sum of the clients' uploads).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     task, runs = _single_client_runs(s, two_layer_round, 1)
     joint_task = replace(task, local_steps=1)
@@ -379,7 +488,25 @@ def _aggregation_from_uploads(s, task, result) -> str:
 
 @check("white")
 def check_full_rank_is_fedavg(impl, session=None) -> str:
-    """With every k_i = r the round equals FedAvg of full-rank LoRA (the reference FedIT round)."""
+    """With every k_i = r the round equals FedAvg of full-rank LoRA (the reference FedIT round).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     task = s.task(full_rank_round(s.dtype))
     problem = OracleProblem(task.base_weights, task.oracles)
@@ -398,7 +525,25 @@ def check_full_rank_is_fedavg(impl, session=None) -> str:
 
 @check("white")
 def check_upload_size(impl, session=None) -> str:
-    """Each client uploads k_i (m + n) floats per layer (its uploads, or the coordinates it moved)."""
+    """Each client uploads k_i (m + n) floats per layer (its uploads, or the coordinates it moved).
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test.
+    session : Session, optional
+        The rounds shared by the checks, with the per-call time limit (default: a new one).
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis.
+    """
     s = _session(impl, session)
     task = s.task(two_layer_round(s.dtype))
     result = s.run_round("white", task, key=(task.label, "all"))

@@ -24,17 +24,58 @@ LINKS = ("squared", "softmax")
 
 @dataclass
 class ClientData:
+    """One client's private data set.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_i, m_1)
+        Inputs, one sample per row.
+    targets : ndarray, shape (n_i, n_L) or (n_i,)
+        Real targets (squared link), or integer class labels (softmax link).
+    """
+
     X: np.ndarray        # (n_i, m_1) inputs
     targets: np.ndarray  # (n_i, n_L) real targets, or (n_i,) int class labels for softmax
 
     @property
     def size(self) -> int:
+        """The number of samples n_i."""
         return int(self.X.shape[0])
 
 
 @dataclass
 class Problem:
-    """N clients' objectives over L LoRA-adapted weights W_l: (m_l, n_l)."""
+    """N clients' objectives over L LoRA-adapted weights W_l of shape (m_l, n_l).
+
+    Parameters
+    ----------
+    name : str
+        The problem's family name (recorded in checkpoints).
+    base_weights : list of ndarray
+        The frozen W0_l, shape (m_l, n_l); consecutive layers must chain (n_l = m_{l+1}).
+    clients : list of ClientData
+        One per client (at least one).
+    link : {"squared", "softmax"}, default "squared"
+        The final link: squared error or softmax cross-entropy.
+    batch_size : int or None, default None
+        Minibatch size of the local steps (None: full-batch, deterministic local gradients).
+    held_out : Problem or None, optional
+        The same clients' held-out samples, if any.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fslora_ref.problems.base import ClientData, Problem
+    >>> rng = np.random.default_rng(0)
+    >>> W0 = np.zeros((3, 2))
+    >>> data = [ClientData(rng.standard_normal((5, 3)), rng.standard_normal((5, 2))) for _ in range(2)]
+    >>> problem = Problem("mine", [W0], data)
+    >>> problem.n_clients, problem.layer_shapes, problem.client_sizes
+    (2, [(3, 2)], [5, 5])
+    >>> expected = np.mean([0.5 * np.sum(c.targets ** 2) / 5 for c in data])
+    >>> bool(np.isclose(problem.global_loss([W0]), expected))
+    True
+    """
 
     name: str
     base_weights: list            # [W0_l: (m_l, n_l)]
@@ -59,6 +100,8 @@ class Problem:
         m, n_out = self.base_weights[0].shape[0], self.base_weights[-1].shape[1]
         for i, c in enumerate(self.clients):
             check_matrix(f"clients[{i}].X", c.X, (None, m))
+            if c.X.shape[0] == 0:
+                raise ValueError(f"clients[{i}] is empty (X has 0 rows): every client needs at least one sample")
             if self.link == "squared":
                 check_matrix(f"clients[{i}].targets", c.targets, (c.X.shape[0], n_out))
             else:
@@ -94,8 +137,22 @@ class Problem:
 
     # -- sampling ---------------------------------------------------------------------------
     def sample_batch(self, client: int, rng: np.random.Generator) -> np.ndarray | None:
-        """Row indices of one minibatch of client ``client`` (uniform, without replacement
-        within the batch, independent across steps); None means the full data set."""
+        """Row indices of one minibatch of client ``client``.
+
+        Uniform, without replacement within the batch, independent across steps.
+
+        Parameters
+        ----------
+        client : int
+            The client.
+        rng : numpy.random.Generator
+            The client's batch stream.
+
+        Returns
+        -------
+        ndarray of int, shape (batch_size,), or None
+            Sorted row indices; None (full data set) when ``batch_size`` is None.
+        """
         if self.batch_size is None:
             return None
         return np.sort(rng.choice(self.clients[client].size, size=self.batch_size, replace=False))
@@ -104,29 +161,92 @@ class Problem:
     def loss_and_factor_grads(self, client: int, factors, batch=None):
         """Loss of ``client`` on ``batch`` and its gradients w.r.t. each layer's (B, A).
 
-        factors: [LayerFactors] with B: (m_l, q_l), A: (q_l, n_l), coeff: (q_l,).
-        Returns (loss, [(dB: (m_l, q_l), dA: (q_l, n_l))]).
+        Parameters
+        ----------
+        client : int
+            The client.
+        factors : list of LayerFactors
+            Per layer: B, shape (m_l, q_l); A, shape (q_l, n_l); coeff, shape (q_l,).
+        batch : ndarray of int, optional
+            Row indices (None: the full data).
+
+        Returns
+        -------
+        loss : float
+        grads : list of tuple of ndarray
+            ``[(dB_l, dA_l)]``, shapes (m_l, q_l) and (q_l, n_l).
         """
         loss, grads, _ = self._forward_backward(client, factors, batch, want_weight_grads=False)
         return loss, grads
 
     def loss_and_weight_grads(self, client: int, weights, batch=None):
-        """Loss of ``client`` at dense weights [W_l] and its gradients [dL/dW_l: (m_l, n_l)]."""
+        """Loss of ``client`` at dense weights and its gradients w.r.t. them.
+
+        Parameters
+        ----------
+        client : int
+            The client.
+        weights : list of ndarray
+            W_l, shape (m_l, n_l).
+        batch : ndarray of int, optional
+            Row indices (None: the full data).
+
+        Returns
+        -------
+        loss : float
+        grads : list of ndarray
+            dL/dW_l, shape (m_l, n_l).
+        """
         factors = [self._dense_as_factors(l, W) for l, W in enumerate(weights)]
         loss, _, wgrads = self._forward_backward(client, factors, batch, want_weight_grads=True)
         return loss, wgrads
 
     def loss(self, client: int, weights, batch=None) -> float:
-        """f_i at dense weights [W_l] on the full data (or ``batch``)."""
+        """f_i at dense weights on the full data (or ``batch``).
+
+        Parameters
+        ----------
+        client : int
+            The client i.
+        weights : list of ndarray
+            W_l, shape (m_l, n_l).
+        batch : ndarray of int, optional
+            Row indices (None: the full data).
+
+        Returns
+        -------
+        float
+        """
         factors = [self._dense_as_factors(l, W) for l, W in enumerate(weights)]
         return self._forward(client, factors, batch)[0]
 
     def global_loss(self, weights) -> float:
-        """f = (1/N) sum_i f_i at dense weights, on the full data."""
+        """f = (1/N) sum_i f_i at dense weights, on the full data.
+
+        Parameters
+        ----------
+        weights : list of ndarray
+            W_l, shape (m_l, n_l) (e.g. ``algorithm.global_weights(state, problem, config)``).
+
+        Returns
+        -------
+        float
+        """
         return float(np.mean([self.loss(i, weights) for i in range(self.n_clients)]))
 
     def global_weight_grads(self, weights):
-        """grad f = (1/N) sum_i grad f_i w.r.t. dense weights, full data."""
+        """grad f = (1/N) sum_i grad f_i w.r.t. dense weights, full data.
+
+        Parameters
+        ----------
+        weights : list of ndarray
+            W_l, shape (m_l, n_l).
+
+        Returns
+        -------
+        list of ndarray
+            Per layer, shape (m_l, n_l).
+        """
         total = None
         for i in range(self.n_clients):
             _, g = self.loss_and_weight_grads(i, weights)

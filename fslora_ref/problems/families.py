@@ -52,33 +52,72 @@ def _with_held_out(problem: Problem, held: list) -> Problem:
 
 
 def _check_common(n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size=0):
-    """Range checks, and the weights' and expected data size within MAX_FLOATS, before any allocation."""
-    check_int("n_clients", n_clients, low=1, high=MAX_CLIENTS)
-    check_int("eval_size", eval_size, low=0, high=MAX_MEAN_SIZE)
-    for name, d in dims.items():
-        check_int(name, d, low=1, high=MAX_DIM)
-    check_int("target_rank", target_rank, low=1, high=MAX_DIM)
-    check_int("mean_size", mean_size, low=4, high=MAX_MEAN_SIZE)
-    check_real("noise", noise, low=0.0, high=MAX_NOISE)
-    check_real("heterogeneity", heterogeneity, low=0.0, high=MAX_NOISE)
-    check_real("size_spread", size_spread, low=0.0, high=MAX_SIZE_SPREAD)
+    """Range checks, and the weights' and expected data size within MAX_FLOATS, before any allocation.
+    Returns the arguments as plain Python numbers (NumPy scalars are accepted and converted,
+    so that no size below is computed in a NumPy integer type that could wrap around):
+    (n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)."""
+    n_clients = check_int("n_clients", n_clients, low=1, high=MAX_CLIENTS)
+    eval_size = check_int("eval_size", eval_size, low=0, high=MAX_MEAN_SIZE)
+    dims = {name: check_int(name, d, low=1, high=MAX_DIM) for name, d in dims.items()}
+    target_rank = check_int("target_rank", target_rank, low=1, high=MAX_DIM)
+    mean_size = check_int("mean_size", mean_size, low=4, high=MAX_MEAN_SIZE)
+    noise = check_real("noise", noise, low=0.0, high=MAX_NOISE)
+    heterogeneity = check_real("heterogeneity", heterogeneity, low=0.0, high=MAX_NOISE)
+    size_spread = check_real("size_spread", size_spread, low=0.0, high=MAX_SIZE_SPREAD)
     sizes = list(dims.values())
     check_allocation("the base weights", sum(a * b for a, b in zip(sizes, sizes[1:])), "the dimensions")
     check_allocation("the low-rank targets", target_rank * sum(sizes) * 2, "target_rank or the dimensions")
     check_allocation("the clients' data", n_clients * mean_size * sum(sizes), "n_clients, mean_size or the dimensions")
     check_allocation("the held-out data", n_clients * eval_size * sum(sizes), "n_clients, eval_size or the dimensions")
+    return n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size
 
 
 def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: int = 4,
                   mean_size: int = 64, size_spread: float = 0.3, noise: float = 0.1,
                   heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
                   eval_size: int = 0) -> Problem:
-    """Federated least squares f_i(W) = (1/2 n_i) ||X_i W - Y_i||_F^2, W: (m, n).
+    """Federated least squares ``f_i(W) = (1/2 n_i) ||X_i W - Y_i||_F^2``, W of shape (m, n).
 
-    Y_i = X_i (W0 + D + heterogeneity * D_i) + noise * E_i, with rank-``target_rank`` D, D_i.
-    eval_size: held-out samples per client (``problem.held_out``; 0: none).
+    ``Y_i = X_i (W0 + D + heterogeneity * D_i) + noise * E_i``, with rank-``target_rank`` D, D_i.
+
+    Parameters
+    ----------
+    n_clients : int
+        N.
+    m, n : int
+        The weight's shape.
+    target_rank : int
+        The rank of the shared and per-client target perturbations.
+    mean_size : int
+        The clients' mean number of samples (sizes mean_size * exp(size_spread * N(0, 1)), at
+        least 4).
+    size_spread : float
+        The spread of client sizes, in [0, 3].
+    noise : float
+        The standard deviation of the target noise E_i.
+    heterogeneity : float
+        The scale of each client's own perturbation of the target (0: identical clients).
+    batch_size : int or None
+        Minibatch size of the local steps (None: full batch).
+    seed : int
+        The data come from this seed's ``"problem"`` stream.
+    eval_size : int
+        Held-out samples per client (``problem.held_out``; 0: none).
+
+    Returns
+    -------
+    Problem
+
+    Examples
+    --------
+    >>> from fslora_ref import least_squares
+    >>> problem = least_squares(n_clients=3, m=6, n=4, seed=1)
+    >>> problem.n_clients, problem.layer_shapes, problem.link
+    (3, [(6, 4)], 'squared')
     """
-    _check_common(n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)
+    n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
+        n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)
+    m, n = dims["m"], dims["n"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W0 = rng.standard_normal((m, n)) / np.sqrt(m)
     shared = _low_rank(m, n, target_rank, 1.0, rng)
@@ -99,14 +138,45 @@ def logistic(n_clients: int = 8, m: int = 24, n_classes: int = 6, *, target_rank
              mean_size: int = 96, size_spread: float = 0.3, noise: float = 0.5,
              heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
              eval_size: int = 0) -> Problem:
-    """Multinomial logistic regression on a LoRA-adapted weight W: (m, n_classes).
+    """Multinomial logistic regression on a LoRA-adapted weight W of shape (m, n_classes).
 
     Labels are drawn from softmax(x W_i / temperature) with temperature = max(noise, 1e-3);
     W_i = W0 + D + heterogeneity * D_i, so clients' label maps differ.
-    eval_size: held-out samples per client (``problem.held_out``; 0: none).
+
+    Parameters
+    ----------
+    n_clients : int
+        N.
+    m : int
+        The input dimension.
+    n_classes : int
+        The number of classes.
+    target_rank : int
+        The rank of the shared and per-client target perturbations.
+    mean_size : int
+        The clients' mean number of samples (sizes mean_size * exp(size_spread * N(0, 1)), at
+        least 4).
+    size_spread : float
+        The spread of client sizes, in [0, 3].
+    noise : float
+        The softmax temperature of the labels (at least 1e-3).
+    heterogeneity : float
+        The scale of each client's own perturbation of the target (0: identical clients).
+    batch_size : int or None
+        Minibatch size of the local steps (None: full batch).
+    seed : int
+        The data come from this seed's ``"problem"`` stream.
+    eval_size : int
+        Held-out samples per client (``problem.held_out``; 0: none).
+
+    Returns
+    -------
+    Problem
     """
-    _check_common(n_clients, {"m": m, "n_classes": n_classes}, target_rank, mean_size, noise, heterogeneity,
-                  size_spread, eval_size)
+    n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
+        n_clients, {"m": m, "n_classes": n_classes}, target_rank, mean_size, noise, heterogeneity, size_spread,
+        eval_size)
+    m, n_classes = dims["m"], dims["n_classes"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W0 = rng.standard_normal((m, n_classes)) / np.sqrt(m)
     shared = _low_rank(m, n_classes, target_rank, 3.0, rng)
@@ -131,14 +201,43 @@ def two_layer(n_clients: int = 8, m: int = 16, hidden: int = 24, n: int = 8, *, 
               mean_size: int = 64, size_spread: float = 0.3, noise: float = 0.05,
               heterogeneity: float = 0.5, batch_size: int | None = None, seed: int = 0,
               eval_size: int = 0) -> Problem:
-    """Two LoRA-adapted layers: f_i = (1/2 n_i) ||tanh(X_i W_1) W_2 - Y_i||^2.
+    """Two LoRA-adapted layers: ``f_i = (1/2 n_i) ||tanh(X_i W_1) W_2 - Y_i||^2``.
 
-    W_1: (m, hidden), W_2: (hidden, n); each layer gets its own sketch. Targets come from a
-    teacher network whose layers are perturbed per client.
-    eval_size: held-out samples per client (``problem.held_out``; 0: none).
+    W_1 of shape (m, hidden), W_2 of shape (hidden, n); each layer gets its own sketch. Targets
+    come from a teacher network whose layers are perturbed per client.
+
+    Parameters
+    ----------
+    n_clients : int
+        N.
+    m, hidden, n : int
+        The layer widths.
+    target_rank : int
+        The rank of the shared and per-client target perturbations.
+    mean_size : int
+        The clients' mean number of samples (sizes mean_size * exp(size_spread * N(0, 1)), at
+        least 4).
+    size_spread : float
+        The spread of client sizes, in [0, 3].
+    noise : float
+        The standard deviation of the target noise.
+    heterogeneity : float
+        The scale of each client's own perturbation of the target (0: identical clients).
+    batch_size : int or None
+        Minibatch size of the local steps (None: full batch).
+    seed : int
+        The data come from this seed's ``"problem"`` stream.
+    eval_size : int
+        Held-out samples per client (``problem.held_out``; 0: none).
+
+    Returns
+    -------
+    Problem
     """
-    _check_common(n_clients, {"m": m, "hidden": hidden, "n": n}, target_rank, mean_size, noise, heterogeneity,
-                  size_spread, eval_size)
+    n_clients, dims, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size = _check_common(
+        n_clients, {"m": m, "hidden": hidden, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread,
+        eval_size)
+    m, hidden, n = dims["m"], dims["hidden"], dims["n"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
     W01 = rng.standard_normal((m, hidden)) / np.sqrt(m)
     W02 = rng.standard_normal((hidden, n)) / np.sqrt(hidden)
@@ -161,7 +260,25 @@ FAMILIES = {"least_squares": least_squares, "logistic": logistic, "two_layer": t
 
 
 def make_problem(family: str, **kwargs) -> Problem:
-    """Build a problem of ``family`` (one of FAMILIES) from keyword arguments."""
+    """Build a problem of ``family`` from keyword arguments.
+
+    Parameters
+    ----------
+    family : {"least_squares", "logistic", "two_layer"}
+        One of ``FAMILIES``.
+    **kwargs
+        The family function's arguments.
+
+    Returns
+    -------
+    Problem
+
+    Examples
+    --------
+    >>> from fslora_ref import make_problem
+    >>> make_problem("two_layer", n_clients=2, m=4, hidden=5, n=3).layer_shapes
+    [(4, 5), (5, 3)]
+    """
     if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     return FAMILIES[family](**kwargs)

@@ -17,11 +17,25 @@ MAX_ENUMERATION = 20_000  # joint index-set combinations per client
 
 
 def least_squares_regulariser(X: np.ndarray, B: np.ndarray, A: np.ndarray, s: float, k: int) -> float:
-    """The implicit rank-dropout penalty f_i^S - f_i for f_i = (1/2 n_i)||X_i W - Y_i||^2:
+    """The implicit rank-dropout penalty f_i^S - f_i for ``f_i = (1/2 n_i)||X_i W - Y_i||^2``::
 
         (s^2 / 2 n_i) c_k ( r sum_j ||X b_j||^2 ||a_j||^2 - ||X B A||_F^2 ),  c_k = (r-k)/(k(r-1))
 
-    X: (n_i, m), B: (m, r), A: (r, n). Non-negative by Cauchy-Schwarz.
+    Non-negative by Cauchy-Schwarz.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_i, m)
+    B : ndarray, shape (m, r)
+    A : ndarray, shape (r, n)
+    s : float
+        The LoRA scaling.
+    k : int
+        The sketch size.
+
+    Returns
+    -------
+    float
     """
     r = B.shape[1]
     c_k = sketch_moments(r, k)["c_k"]
@@ -34,10 +48,30 @@ def least_squares_regulariser(X: np.ndarray, B: np.ndarray, A: np.ndarray, s: fl
 
 
 def sketched_loss(problem, client: int, layers, s: float, ks) -> float:
-    """f_i^S at global factors ``layers`` = [(B_l, A_l)] with budgets ``ks`` = [k_l] (exact).
+    """f_i^S at global factors, exactly.
 
-    Uses the closed form for single-layer least squares, enumeration otherwise; raises
-    ValueError when enumeration would exceed MAX_ENUMERATION combinations.
+    Uses the closed form for single-layer least squares, enumeration otherwise.
+
+    Parameters
+    ----------
+    problem : Problem
+    client : int
+        The client i.
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
+    s : float
+        The LoRA scaling.
+    ks : list of int
+        The sketch size k_l per layer.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        When enumeration would exceed MAX_ENUMERATION combinations.
     """
     weights = [W0 + s * B @ A for W0, (B, A) in zip(problem.base_weights, layers)]
     if problem.link == "squared" and problem.n_layers == 1:
@@ -47,7 +81,30 @@ def sketched_loss(problem, client: int, layers, s: float, ks) -> float:
 
 
 def enumerate_sketched(loss_of_weights, base_weights, layers, s: float, ks) -> float:
-    """E_S loss(W0 + s B S A) by enumerating every joint choice of per-layer index sets."""
+    """E_S loss(W0 + s B S A) by enumerating every joint choice of per-layer index sets.
+
+    Parameters
+    ----------
+    loss_of_weights : callable
+        ``loss_of_weights([W_l]) -> float``.
+    base_weights : list of ndarray
+        W0_l, shape (m_l, n_l).
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r_l) and (r_l, n_l).
+    s : float
+        The LoRA scaling.
+    ks : list of int
+        The sketch size per layer.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        When the combinations exceed MAX_ENUMERATION.
+    """
     ranks = [B.shape[1] for B, _ in layers]
     total_combos = int(np.prod([comb(r, k) for r, k in zip(ranks, ks)]))
     if total_combos > MAX_ENUMERATION:
@@ -62,9 +119,21 @@ def enumerate_sketched(loss_of_weights, base_weights, layers, s: float, ks) -> f
 
 
 def global_sketched_loss(problem, layers, config) -> float | None:
-    """f^S = (1/N) sum_i f_i^S at the server's factors ``layers`` = [(B_l, A_l)] with each
-    client's budget ``config.budgets[i]`` on every layer, when it can be computed exactly
-    (None when enumeration would be too large for this family)."""
+    """f^S = (1/N) sum_i f_i^S at the server's factors, when it can be computed exactly.
+
+    Parameters
+    ----------
+    problem : Problem
+    layers : list of tuple of ndarray
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
+    config : FedConfig
+        Client i's budget ``config.budgets[i]`` is used on every layer.
+
+    Returns
+    -------
+    float or None
+        None when enumeration would be too large for this family.
+    """
     try:
         return float(np.mean([sketched_loss(problem, i, layers, config.lora_scaling,
                                             [config.budgets[i]] * problem.n_layers)

@@ -4,10 +4,12 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from fslora_ref import FedConfig, get_algorithm, least_squares, run
 from fslora_ref.federation import checkpoint_path
+from fslora_ref.output_lock import release_all
 from fslora_ref.outputs import TMP_PREFIX
 from fslora_cli import finetune as cli
 
@@ -76,8 +78,15 @@ def test_resume_other_algorithm_or_nothing(tmp_path, capsys, no_model):
     (["--train-json", "EVAL", "--eval-json", "EVAL", "--families", "addition"], "--families only apply"),
     (["--train-json", "EVAL", "--eval-json", "EVAL", "--examples-per-client", "5"], "--examples-per-client only apply"),
     (["--server-lr", "0.1"], "--server-lr only applies with --server-optimizer"),
-    (["--rank", "0"], "--rank must be an integer in [1, inf], got 0"),
+    (["--rank", "0"], "--rank must be an integer in [1, 1024], got 0"),
     (["--targets", ""], "--targets must name at least one module"),
+    (["--threads", "100000"], "--threads must be an integer in [1, "),            # used to crash torch
+    (["--rank", "1000000000"], "--rank must be an integer in [1, 1024]"),          # used to be a traceback
+    (["--clients", "1000000000"], "--clients must be an integer in [1, 10000]"),   # used to run away
+    (["--examples-per-client", "1000000000"], "--examples-per-client must be an integer in [1, 1000000]"),
+    (["--clients", "10000", "--examples-per-client", "10000"], "--clients x --examples-per-client must be at most"),
+    (["--rounds", str(10**29)], "--rounds must be an integer in [1, 1000000]"),
+    (["--local-steps", str(10**29)], "--local-steps must be an integer in [1, 100000]"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_finetune_options_fail_before_the_model_loads(tmp_path, capsys, no_model, extra, words):
     data = tmp_path / "eval.json"
@@ -107,9 +116,30 @@ def test_outputs_follow_the_umask_and_orphans_are_removed(tmp_path):
         finetune(finetune_args("--out", str(out), "--rounds", "1", "--no-verify-adapter"))
     finally:
         os.umask(old)
+    assert [p for p in os.listdir(out) if p.startswith(".")] == [".fslora-lock"]  # held until the command ends
+    release_all()
     assert not [p for p in os.listdir(out) if p.startswith(".")]
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(out / "adapter") == 0o755
     for path in [out / "history.json", out / "curves.png", out / "checkpoint-fslora.npz", *(out / "adapter").iterdir()]:
         assert mode(path) == 0o644, path
     json.loads((out / "history.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in history.json"))
+
+
+def test_lying_server_state_in_a_finetune_checkpoint_is_one_line(tmp_path, capsys):
+    """Adam moments replaced by scalars (or a step count of 10**400) used to resume silently with
+    different results; the schema check refuses it in one line naming the part."""
+    from fslora_cli.finetune import finetune
+    from tests.core.hostile import _edited, _set
+    out = tmp_path / "run"
+    adam = ["--server-optimizer", "adam", "--server-lr", "0.01", "--no-verify-adapter"]
+    finetune(finetune_args("--out", str(out), "--rounds", "1", *adam))
+    release_all()
+    ckpt = out / "checkpoint-fslora.npz"
+    valid = ckpt.read_bytes()
+    cases = {"scalars": _set(("server_opt", "m"), lambda m: [np.float64(0.0) for _ in m]),
+             "step 10**400": _set(("server_opt", "t"), 10**400)}
+    for name, edit in cases.items():
+        ckpt.write_bytes(_edited(valid, edit, tmp_path))
+        err = one_line_error(capsys, ["finetune", *TINY, *adam, "--out", str(out), "--resume"])
+        assert str(ckpt) in err and "state.extra.server_opt" in err, (name, err)

@@ -146,7 +146,7 @@ def test_history_is_refused_when_state_and_history_disagree(tmp_path):
     run(get_algorithm("fslora"), problem, config, checkpoint=ckpt, stop_after=1)
     identity = federation.problem_identity(problem)
     state, history, t = load_checkpoint(ckpt, "fslora", config, identity=identity)
-    federation.save_checkpoint(ckpt, "fslora", config, type(state)([(B * 2, A + 1) for B, A in state.layers]),
+    federation.save_checkpoint(ckpt, "fslora", config, type(state)([(B * 2, A + 1) for B, A in state.layers], state.extra),
                                history, t, identity=identity)
     with pytest.raises(ValueError, match="history records .* inconsistent"):
         run(get_algorithm("fslora"), problem, config, checkpoint=ckpt, resume=True)

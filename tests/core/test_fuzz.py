@@ -26,8 +26,28 @@ junk = st.one_of(st.none(), st.booleans(), st.text(max_size=3), st.floats(allow_
                  st.lists(st.integers(0, 3), max_size=2), st.just(object()))
 huge = st.sampled_from([2**31, 10**12, 2**63, 2**80, 10**400])
 small = st.integers(-3, 10)
-an_int = st.one_of(small, small, small, huge, st.floats(-3, 10), junk)   # mostly plausible, some absurd
-a_real = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 10), huge, junk)
+NUMPY_INTS = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+NUMPY_FLOATS = [np.float16, np.float32, np.float64]
+
+
+def as_numpy(values, types=NUMPY_INTS):
+    """The same values as NumPy scalars of every type that holds them (the API must check them like
+    Python numbers: np.uint16(65535) * np.uint16(65535) wraps around)."""
+    def cast(pair):
+        kind, v = pair
+        info = np.iinfo(kind) if kind in NUMPY_INTS else None
+        if info is not None and not info.min <= v <= info.max:
+            return np.int64(v) if -2**63 <= v < 2**63 else v
+        return kind(v)
+    return st.tuples(st.sampled_from(types), values).map(cast)
+
+
+numpy_huge = st.sampled_from([np.uint16(65535), np.int32(2**31 - 1), np.int64(2**62), np.uint64(2**64 - 1)])
+numpy_reals = as_numpy(st.floats(allow_nan=True, allow_infinity=True, width=16), NUMPY_FLOATS)
+an_int = st.one_of(small, small, small, huge, st.floats(-3, 10), junk,   # mostly plausible, some absurd
+                   as_numpy(small), numpy_huge, numpy_reals, st.just(np.bool_(True)))
+a_real = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 10), huge, junk, numpy_reals,
+                   as_numpy(st.integers(-3, 10)), numpy_huge)
 
 
 def mostly(valid, invalid=None):
@@ -162,8 +182,10 @@ def test_fuzz_config(**kwargs):
 
 
 PROBLEM_ARGS = dict(family=mostly(st.sampled_from(["least_squares", "logistic", "two_layer"]), junk),
-                    n_clients=mostly(st.integers(1, 3)), m=mostly(st.integers(1, 6)),
-                    target_rank=mostly(st.integers(1, 3)), mean_size=mostly(st.integers(4, 12)),
+                    n_clients=mostly(st.one_of(st.integers(1, 3), as_numpy(st.integers(1, 3)))),
+                    m=mostly(st.one_of(st.integers(1, 6), as_numpy(st.integers(1, 6)))),
+                    target_rank=mostly(st.integers(1, 3)), mean_size=mostly(st.one_of(st.integers(4, 12),
+                                                                                     as_numpy(st.integers(4, 12)))),
                     size_spread=mostly(st.floats(0, 3), a_real), noise=mostly(st.floats(0, 1e3), a_real),
                     heterogeneity=mostly(st.floats(0, 1e3), a_real),
                     batch_size=mostly(st.one_of(st.none(), st.just(4))), seed=mostly(st.integers(0, 9)))
@@ -217,3 +239,34 @@ def test_fuzz_conformance_options(rounds, alpha, sampler_draws, seed):
     if err is None:
         assert is_int(options.rounds) and options.rounds >= 20 and 0 < options.alpha < 0.5
         assert is_int(options.sampler_draws) and is_int(options.seed) and options.seed >= 0
+
+
+@given(family=st.sampled_from(["least_squares", "logistic", "two_layer"]), dims=st.lists(
+    st.one_of(numpy_huge, as_numpy(st.integers(1, 6)), as_numpy(st.sampled_from([255, 4096, 65535]))),
+    min_size=3, max_size=3), n_clients=st.one_of(as_numpy(st.integers(1, 3)), numpy_huge))
+def test_fuzz_numpy_sizes_respect_the_limits(family, dims, n_clients):
+    """NumPy integer sizes pass the same limits as Python ones: either an allowed error or a problem
+    within MAX_FLOATS (np.uint16(65535) twice used to try a 32 GiB allocation)."""
+    from fslora_ref.validation import MAX_FLOATS
+    names = {"least_squares": ("m", "n"), "logistic": ("m", "n_classes"), "two_layer": ("m", "hidden", "n")}[family]
+    kwargs = dict(zip(names, dims), n_clients=n_clients, mean_size=4)
+    problem, err = attempt(make_problem, family, **kwargs)
+    if err is None:
+        floats = sum(W.size for W in problem.base_weights) + sum(c.X.size for c in problem.clients)
+        assert floats <= MAX_FLOATS and all(isinstance(v, int) for s in problem.layer_shapes for v in s)
+
+
+def test_numpy_sizes_and_empty_clients_are_refused_clearly():
+    with pytest.raises(ValueError, match="the base weights would hold 4,294,836,225 floats"):
+        least_squares(m=np.uint16(65535), n=np.uint16(65535))
+    with pytest.raises(TypeError, match="must be an integer"):
+        least_squares(m=np.float64(4.0))
+    with pytest.raises(ValueError, match="clients\\[1\\] is empty"):
+        from fslora_ref.problems.base import ClientData, Problem
+        Problem("p", [np.zeros((2, 2))], [ClientData(np.ones((3, 2)), np.ones((3, 2))),
+                                          ClientData(np.zeros((0, 2)), np.zeros((0, 2)))])
+    config = FedConfig(rank=np.uint8(4), budgets=[np.int16(2)], rounds=np.int64(3), lr=np.float32(0.5),
+                       local_steps=np.uint32(2))
+    assert dumps_json(config.to_json()) and type(config.rounds) is int and type(config.lr) is float
+    with pytest.raises(ValueError, match="rounds must be an integer in \\[0, 1000000\\]"):
+        FedConfig(rank=4, budgets=[2], rounds=np.uint64(2**64 - 1))

@@ -87,3 +87,12 @@ def test_variants_from_a_config_table_under_explicit_flags(tmp_path, capsys):
         SimulateJob(variants={"hetlora": {"aggregate": "mean"}}).validate()
     assert SimulateJob.from_dict(SimulateJob(variants={"flora": {"scaling": "constant"}}).to_dict()).algorithm_options()[
         "flora"]["scaling"] == "constant"
+
+
+def test_variants_as_a_flat_string_for_flower_run_configs():
+    """A Flower run config holds scalars only: `fslora.variants = "hetlora.aggregate=matrix,..."`."""
+    job = SimulateJob.from_dict({"variants": "hetlora.aggregate=matrix, flexlora.split=balanced"})
+    assert job.variants == {"hetlora": {"aggregate": "matrix"}, "flexlora": {"split": "balanced"}}
+    assert SimulateJob.from_dict({"variants": ""}).variants == {}
+    with pytest.raises(ValueError, match="ALGORITHM.OPTION=VALUE"):
+        SimulateJob.from_dict({"variants": "hetlora=matrix"})

@@ -2,6 +2,7 @@
 import os, stat
 from fslora_ref.outputs import prepare_output_dir, check_output_file, atomic_write_bytes, write_json, TMP_PREFIX
 import pytest
+from fslora_ref.output_lock import release_all
 def test_output_paths_atomic_writes_and_strict_json(tmp_path):
     f = tmp_path/"file"; f.write_text("x")
     with pytest.raises(ValueError, match="--out must be a directory"): prepare_output_dir(f)
@@ -9,7 +10,8 @@ def test_output_paths_atomic_writes_and_strict_json(tmp_path):
     with pytest.raises(ValueError, match="is a directory"): check_output_file(tmp_path)
     d = prepare_output_dir(tmp_path/"a"/"b")
     (tmp_path/"a"/"b"/(TMP_PREFIX+"x")).write_text("y")
-    prepare_output_dir(d); assert os.listdir(d) == []
+    prepare_output_dir(d); assert os.listdir(d) == [".fslora-lock"]
+    release_all(); assert os.listdir(d) == []
     old = os.umask(0o022)
     try:
         atomic_write_bytes(tmp_path/"p.bin", b"1")

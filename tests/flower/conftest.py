@@ -31,3 +31,9 @@ def deployments(monkeypatch):
         return original(self)
     monkeypatch.setattr(deploy.LocalDeployment, "start", start)
     return started
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _node_data_cache(tmp_path_factory):
+    """Partitions the ClientApps make from a recipe go to a temporary cache, not the user's."""
+    os.environ["FSLORA_NODE_DATA_CACHE"] = str(tmp_path_factory.mktemp("node-data"))

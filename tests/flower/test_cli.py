@@ -120,3 +120,15 @@ def test_resume_of_another_run_is_refused_as_in_process(tmp_path, capsys, monkey
     err = one_line_error(capsys, ["flower", "simulate", *other])
     assert error_text(err) == error_text(expected)
     assert "belongs to a different run" in err and "batch_size" in err and "family" in err
+
+
+def test_flwr_build_accepts_the_app_and_the_fab_ships_only_the_app(tmp_path, capsys):
+    import zipfile
+    assert main(["flower", "fab", "--out", str(tmp_path)]) == 0
+    fabs = list(tmp_path.glob("*.fab"))
+    assert len(fabs) == 1 and f"wrote {fabs[0]}" in capsys.readouterr().out
+    names = zipfile.ZipFile(fabs[0]).namelist()
+    assert "pyproject.toml" in names and "fslora_flower/server_app.py" in names
+    assert all(n.endswith((".py", ".toml", ".md")) or n.startswith(".") or n.endswith((".sig", ".json"))
+               or "/.info/" in n or n.startswith(".info") for n in names), names
+    assert not any("fslora_cli" in n or "fslora_ref" in n or "__pycache__" in n for n in names)

@@ -1,7 +1,6 @@
 """The ServerApp's pieces in process: partition-id discovery, and the reference's run loop with
 FlowerRounds as its round function (history and ledger) — no Flower processes."""
 import json
-import time
 
 import numpy as np
 import pytest
@@ -84,16 +83,18 @@ def test_a_missing_client_is_in_the_ledger_before_the_error(tmp_path):
     assert np.isfinite(row["seconds"])
 
 
+@pytest.mark.timeout(600)
 def test_a_node_the_superlink_no_longer_lists_is_named_without_waiting(tmp_path):
     args = simulate_args()
     problem, config, names = build(args)
     nodes = {0: 1000, 1: 1001, 2: 4242, 3: 1003}            # node 4242 is gone: the push is refused
-    rounds = FlowerRounds(grid_for(args), nodes, timeout=60, poll=0.01, on_missing="continue",
+    # a reply timeout of a day: waiting for the gone node instead of naming it would trip the
+    # hang guard (pytest-timeout), not a timed assertion
+    rounds = FlowerRounds(grid_for(args), nodes, timeout=86_400, poll=0.01, on_missing="continue",
                           ledger=Ledger(str(tmp_path)))
-    t0 = time.monotonic()
     state, plans, uploads = rounds(get_algorithm("fslora"), get_algorithm("fslora").init(problem, config), problem,
                                    config, 0)
-    assert time.monotonic() - t0 < 30 and [u.client for u in uploads] == [0, 1, 3]
+    assert [u.client for u in uploads] == [0, 1, 3]
     row = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"][0]
     assert row["missing"] == {"2": "node gone (the SuperLink no longer lists it)"}
 

@@ -194,15 +194,15 @@ def test_client_divergence_is_the_reference_error():
     assert str(err.value) == str(ref_err.value)
 
 
-def test_a_tampered_reply_is_a_missing_client():
+def test_a_tampered_reply_is_a_refused_update_when_dropping():
     problem, config, grid, nodes, algo = setup("fslora")
-    strat = FSLoRAStrategy(algo, problem, config, nodes, on_missing="continue")
+    strat = FSLoRAStrategy(algo, problem, config, nodes, on_bad_update="drop")
     replies = grid.send_and_receive(strat.configure_train(1, ArrayRecord(), ConfigRecord(), grid))
     victim = next(r for r in replies if r.metadata.src_node_id == 1003)
     arrays = victim.content[records.UPLOAD]
     arrays["0.B"] = type(arrays["0.B"])(np.zeros((3, 3)))
     strat.aggregate_train(1, replies)
-    assert "client 3: upload 0.B has shape (3, 3)" in strat.last[2][3]
+    assert strat.last[2][3].startswith("dropped: client 3: upload 0.B has shape (3, 3)")
 
 
 def test_a_client_that_raises_is_named():

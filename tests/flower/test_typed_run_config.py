@@ -1,6 +1,9 @@
 """The run config carries a typed job: the ServerApp and ClientApps rebuild it with
 SimulateJob.from_dict / FinetuneJob.from_dict; run configs written before the jobs were typed
 still load; a --config file's data paths reach the nodes as absolute paths."""
+import os
+import pytest
+from fslora_cli.flower_deploy import APP_DIR
 import json
 import tomllib
 
@@ -51,3 +54,26 @@ def test_config_file_paths_reach_the_nodes_absolute(tmp_path, monkeypatch):
     settings = Settings.from_run_config(tomllib.loads(path.read_text()))
     assert settings.args.train_json == (f"arc={tmp_path}/data/ARC/train.json",)
     assert settings.args.eval_json == (f"{tmp_path}/boolq/test.json",) and settings.args.budgets == (2, 4)
+
+
+def test_typed_keys_override_the_job_and_are_declared_in_the_app():
+    import tomllib
+    from flwr.common.config import flatten_dict
+    from fslora_flower.settings import Settings, run_config, typed_keys
+    from fslora_ref.jobs import SimulateJob
+    rc = run_config("simulate", SimulateJob.from_dict({"clients": 4, "rank": 8, "rounds": 5}), "/tmp/x")
+    rc.update(typed_keys())                                   # what Flower merges in from pyproject.toml
+    assert Settings.from_run_config(rc).args.rounds == 5     # "" / 0: not set, job-args stands
+    rc.update({"num-server-rounds": 12, "fslora.rank": 16, "fslora.budgets": "1,2,4,8", "fslora.local-steps": 2})
+    job = Settings.from_run_config(rc).args
+    assert (job.rounds, job.rank, job.budgets, job.local_steps) == (12, 16, "1,2,4,8", 2)
+    rc["fslora.no-such-option"] = 3
+    with pytest.raises(ValueError, match="'fslora.no-such-option' is not an option of `fslora simulate`"):
+        Settings.from_run_config(rc)
+    del rc["fslora.no-such-option"]
+    rc["num-server-rounds"] = -1
+    with pytest.raises(ValueError, match="'num-server-rounds' must be an integer >= 0"):
+        Settings.from_run_config(rc)
+    with open(os.path.join(APP_DIR, "pyproject.toml"), "rb") as fh:
+        declared = flatten_dict(tomllib.load(fh)["tool"]["flwr"]["app"]["config"])
+    assert {k: v for k, v in declared.items() if k in typed_keys()} == typed_keys()   # flwr accepts only declared keys

@@ -30,11 +30,11 @@ def test_the_setup_pins_jupyterlab_and_make_lab_opens_the_notebooks():
 
 def _get(url, method="GET"):
     req = urllib.request.Request(url, method=method, headers={"Authorization": f"token {TOKEN}"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with urllib.request.urlopen(req, timeout=120) as resp:
         return resp.status, resp.read().decode()
 
 
-def _kernel_pythons(server_pid, wait=30.0) -> list:
+def _kernel_pythons(server_pid, wait=300.0) -> list:
     """The interpreters of the ipykernel processes the server started (Linux /proc)."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -55,7 +55,7 @@ def _kernel_pythons(server_pid, wait=30.0) -> list:
     return []
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(900)   # hang guard for a loaded machine
 def test_jupyterlab_serves_the_notebooks_offline_with_this_python(tmp_path):
     if not os.path.exists(JUPYTER):
         pytest.fail(f"{JUPYTER} is missing: the setup (pip install -e .[all]) must install JupyterLab")

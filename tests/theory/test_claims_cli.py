@@ -1,8 +1,7 @@
-"""`fslora claims` at a small size: report shape, equal-cost axes, resume, and a broken FSLoRA
-that must lose claim 1."""
+"""`fslora claims` at a small size: report shape, equal-cost axes, resume, the step tuning in the report,
+and ``--impl`` of a broken FSLoRA that changes claim 1's status."""
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
@@ -52,31 +51,39 @@ def test_quick_run_writes_a_report_in_verifys_shape(quick_run):
                                                                           "(0.125, 0.25, 0.5, 0.75)"}
 
 
-# The baselines' rules before issue 20 (docs/spec.md §5 options), against which the reference FSLoRA wins
-# claim 1 at this small size. Under the FSLoRA paper's rules (the defaults since issue 20) FlexLoRA wins on
-# least squares (`fslora claims --quick`), so they cannot show that claim 1 can *drop*: this test is about
-# the claims engine's teeth, not about which baseline rule is right.
-def _pinned(cls, **pinned):
-    """``cls`` whose default options are ``pinned`` (the claims engine builds each algorithm as cls())."""
-    return type(f"{cls.__name__}Pre20", (cls,), {"__init__": lambda self, **o: cls.__init__(self, **{**pinned, **o})})
+def test_claims_impl_of_an_fslora_without_the_r_over_k_scale_changes_claim1(tmp_path):
+    """The check can fail and says what ran: ``--impl`` of FSLoRA's client forgetting the r/k scale gives a
+    different claim-1 status than the reference at the same size (each tuned on its own), recorded in the report.
+    At T = 60 the reference is still falling (inconclusive by the horizon check) while the mutant, which tolerates
+    an 8x larger step, has trained and loses to HetLoRA significantly (not supported)."""
+    size = [*SMALL[:3], "--rounds", "60", *SMALL[5:], "--only", "1"]
+    main(["claims", *size, "--out", str(tmp_path / "ref")])
+    main(["claims", *size, "--impl", "tests.mutants.core_mutants:SubmatrixWithoutScale", "--out", str(tmp_path / "mut")])
+    ref, mut = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("ref", "mut"))
+    assert [e["id"] for e in mut["claims"]] == ["claim1.least_squares"]
+    assert ref["claims"][0]["status"] != mut["claims"][0]["status"]
+    assert ref["claims"][0]["status"] == INCONCLUSIVE and mut["claims"][0]["status"] == NOT_SUPPORTED
+    assert ref["meta"]["implementation"]["target"] is None
+    assert mut["meta"]["implementation"]["target"] == "tests.mutants.core_mutants:SubmatrixWithoutScale"
+    assert "SubmatrixWithoutScale" in mut["meta"]["implementation"]["fslora"]
+    assert "tests.mutants.core_mutants:SubmatrixWithoutScale" in (tmp_path / "mut" / "report.md").read_text()
+    # each arm was tuned on its own: the mutant's step differs from the reference's
+    assert mut["meta"]["tuned_steps"]["least_squares"]["fslora"] != ref["meta"]["tuned_steps"]["least_squares"]["fslora"]
 
 
-PRE_ISSUE_20 = dict(ALGORITHMS,
-                    hetlora=_pinned(HetLoRA, aggregate="matrix", scaling="constant"),
-                    flexlora=_pinned(FlexLoRA, weighting="data_size", split="balanced", scaling="constant"),
-                    flora=_pinned(FLoRA, scaling="constant"))
-
-
-def test_reference_supports_claim1_and_a_dropped_r_over_k_scale_does_not(tmp_path):
-    """The check can fail: the same small run with FSLoRA's client forgetting the r/k scale."""
-    args = _parse(*SMALL, "--only", "1", "--out", str(tmp_path / "ref"))
-    cli.run(args, algorithms=PRE_ISSUE_20)
-    assert json.loads((tmp_path / "ref" / "report.json").read_text())["claims"][0]["status"] == SUPPORTED
-    args = _parse(*SMALL, "--only", "1", "--out", str(tmp_path))
-    cli.run(args, algorithms=dict(PRE_ISSUE_20, fslora=SubmatrixWithoutScale))
-    broken = json.loads((tmp_path / "report.json").read_text())["claims"]
-    assert [e["id"] for e in broken] == ["claim1.least_squares"]
-    assert broken[0]["status"] in (NOT_SUPPORTED, INCONCLUSIVE)
+def test_report_states_scope_step_rule_and_tuning(quick_run):
+    _, out, report = quick_run
+    md = (out / "report.md").read_text()
+    assert "not reproduced" in md and "not evidence against" in md and "Step rule: half the largest stable step" in md
+    assert "## Tuned steps" in md and "## Horizon check" in md and "## Diverged runs" in md
+    meta = report["meta"]
+    assert meta["tuning_seeds"] == [1000, 1001] and "half the largest stable step" in meta["step_rule"]
+    for e in report["claims"]:
+        for label, arm in e["evidence"]["arms"].items():
+            t = arm["tuning"]
+            assert arm["lr"] == t["chosen"] and t["chosen"] in meta["tuned_steps"]["least_squares"].values()
+            assert t["seeds"] == [1000, 1001] and t["tried"][-1]["stable"] and t["chosen"] == t["largest_stable"] / 2
+            assert arm["horizon"]["checked"]
 
 
 def test_equal_cost_axes(quick_run):
@@ -108,10 +115,13 @@ def test_same_seed_gives_bit_identical_runs():
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["--seeds", "1"], "--seeds must be an integer in [2, inf]"),
+    (["--seeds", "1"], "--seeds must be an integer in [2, 1000]"),
     (["--only", "7"], "unknown claim id '7'"),
     (["--margin", "0"], "--margin must be in (0, 1)"),
-    (["--rounds", "0"], "--rounds must be an integer in [1, inf]"),
+    (["--rounds", "0"], "--rounds must be an integer in [1, 1000000]"),
+    (["--impl", "no_such_module_xyz:impl"], "cannot import module 'no_such_module_xyz'"),
+    (["--impl", "fslora_ref.conformance.reference:impl"], "--impl fslora_ref.conformance.reference:impl: fslora claims "
+                                                          "runs an fslora_ref.algorithms.Algorithm"),
 ])
 def test_bad_arguments_are_one_line_errors(argv, words, tmp_path, capsys):
     assert main(["claims", *argv, "--out", str(tmp_path)]) == 2
@@ -124,8 +134,3 @@ def test_out_must_be_a_directory(tmp_path, capsys):
     assert main(["claims", "--only", "1", "--out", str(tmp_path / "f")]) == 2
     assert "existing file" in capsys.readouterr().err
 
-
-def _parse(*argv):
-    p = argparse.ArgumentParser()
-    cli.configure_parser(p)
-    return p.parse_args(list(argv))

@@ -1,6 +1,9 @@
-"""Run the arms the selected claims need, once per (family, seed), then evaluate every claim.
+"""Tune each arm's step, run the arms the selected claims need once per (family, seed), then
+evaluate every claim.
 
-Arms shared by several claims (same algorithm, rank and budget rule) run once. Units of work
+First every arm's client step is tuned on the tuning seeds (tuning.py), one unit of work per
+(family, arm); then the evaluation runs use those steps. Arms shared by several claims (same
+algorithm, rank and budget rule) are tuned and run once. Evaluation units of work
 are (family, seed) pairs: each builds its problem once and runs every needed arm on it, so
 results do not depend on the order or the process units run in (``jobs`` > 1 uses worker
 processes). Every finished run is stored in ``runs.json`` as its unit completes (see store.py).
@@ -11,11 +14,15 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from fslora_ref.algorithms import ALGORITHMS
+from fslora_ref.validation import check_workers
 
 from . import claims as claims_mod
+from . import tuning
 from .runs import RunResult, run_unit
 from .settings import settings_for
 from .stats import ALPHA
+
+TUNING_VERSION = 1     # part of a tuning record's fingerprint: a changed rule is re-tuned, never reused
 
 
 def needed_arms(claims) -> list:
@@ -27,59 +34,124 @@ def needed_arms(claims) -> list:
     return list(seen.values())
 
 
+def algorithm_name(obj) -> str:
+    """What ran for an algorithm entry: 'module.Class' of a class, or the factory's own ``name``."""
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    return getattr(obj, "name", None) or f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
 def _fingerprint(settings, arm, algorithms) -> dict:
-    cls = algorithms[arm.algorithm]
-    return {"settings": settings.to_json(), "arm": arm.key, "algorithm": f"{cls.__module__}.{cls.__qualname__}"}
+    return {"settings": settings.to_json(), "arm": arm.key, "algorithm": algorithm_name(algorithms[arm.algorithm])}
+
+
+def _tuning_fingerprint(settings, arm, algorithms, seeds) -> dict:
+    return dict(_fingerprint(settings, arm, algorithms), tuning_seeds=list(seeds), grid=tuning.grid(settings.lr),
+                version=TUNING_VERSION)
+
+
+def _pool(jobs):
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+
+
+def _run_all(tasks, jobs, call, finished):
+    """Run ``call(*task)`` for every task, in process when jobs <= 1; ``finished(task, result)`` as each ends."""
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            finished(task, call(*task))
+        return
+    with _pool(check_workers("jobs", jobs, len(tasks))) as pool:  # never more workers than units of work
+        futures = {pool.submit(call, *task): task for task in tasks}
+        try:
+            for fut in as_completed(futures):
+                finished(futures[fut], fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def tune_arms(arms, families, settings, tuning_seeds, *, store, jobs, algorithms, progress=None) -> dict:
+    """{family: {arm.key: tuning record}} (tuning.tune_arm), from ``store`` where already done."""
+    tuned, todo = {f: {} for f in families}, []
+    for f in families:
+        for a in arms:
+            stored = store.get(f"tune/{f}/{a.key}", _tuning_fingerprint(settings[f], a, algorithms, tuning_seeds))
+            if stored is None:
+                todo.append((settings[f], a, tuple(tuning_seeds), algorithms))
+            else:
+                tuned[f][a.key] = stored
+                if progress is not None:
+                    progress.update(1, f"tuned {f} {a.label} (stored)")
+
+    def finished(task, record):
+        s, a = task[0], task[1]
+        tuned[s.family][a.key] = record
+        store.put([(f"tune/{s.family}/{a.key}", _tuning_fingerprint(s, a, algorithms, tuning_seeds), record)])
+        if progress is not None:
+            progress.update(1, f"tuned {s.family} {a.label}: lr {record['chosen']}")
+
+    _run_all(todo, jobs, tuning.tune_arm, finished)
+    return tuned
+
+
+def _not_run(arm, settings, seed, record) -> dict:
+    """The record of an arm with no stable step: diverged before round 0, never data."""
+    budgets = arm.budgets(settings.clients, seed)
+    return RunResult(arm.key, seed, budgets).diverge(0, "not run: " + tuning.describe(record)).to_json()
 
 
 def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, algorithms=None, progress=None,
-               rounds: int | None = None, clients: int | None = None, alpha: float = ALPHA) -> tuple:
-    """Run and evaluate. Returns (report entries, {family: {arm key: [RunResult per seed]}},
-    {family: Settings}). ``store`` (a RunStore) supplies runs finished earlier and keeps new ones."""
+               rounds: int | None = None, clients: int | None = None, alpha: float = ALPHA,
+               tuning_seeds=None, tuning_progress=None) -> tuple:
+    """Tune, run and evaluate. Returns (report entries, {family: {arm key: [RunResult per seed]}},
+    {family: Settings}, {family: {arm key: tuning record}}). ``store`` (a RunStore) supplies tuning
+    records and runs finished earlier and keeps new ones."""
     algorithms = dict(algorithms or ALGORITHMS)
     arms = needed_arms(claims)
     settings = {f: settings_for(f, quick, rounds=rounds, clients=clients) for f in families}
+    tuning_seeds = tuple(tuning_seeds if tuning_seeds is not None else tuning.TUNING_SEEDS["quick" if quick else "full"])
+    overlap = set(tuning_seeds) & set(seeds)
+    if overlap:
+        raise ValueError(f"--seeds: the evaluation seeds must not include the tuning seeds {sorted(overlap)}")
+    tuned = tune_arms(arms, families, settings, tuning_seeds, store=store, jobs=jobs, algorithms=algorithms,
+                      progress=tuning_progress)
+    if tuning_progress is not None:
+        tuning_progress.close()
+    lrs = {f: {a.key: tuned[f][a.key]["chosen"] for a in arms} for f in families}
     done, todo = {}, []
     for f in families:
         for s in seeds:
             missing = []
             for a in arms:
-                stored = store.get(f"{f}/seed{s}/{a.key}", _fingerprint(settings[f], a, algorithms))
+                lr = lrs[f][a.key]
+                if lr is None:
+                    done[(f, s, a.key)] = _not_run(a, settings[f], s, tuned[f][a.key])
+                    continue
+                stored = store.get(f"{f}/seed{s}/{a.key}", _fingerprint(settings[f].with_lr(lr), a, algorithms))
                 if stored is None:
                     missing.append(a)
                 else:
                     done[(f, s, a.key)] = stored
             if progress is not None and len(missing) < len(arms):
-                progress.update(len(arms) - len(missing), f"{f} seed {s} (stored)")
+                progress.update(len(arms) - len(missing), f"{f} seed {s} (stored or not run)")
             if missing:
-                todo.append((f, s, missing))
+                todo.append((settings[f], s, missing, algorithms, None, lrs[f]))
 
-    def finished(f, s, unit_runs):
-        new = [a for a in arms if a.key in unit_runs]
-        for a in new:
+    def finished(task, unit_runs):
+        st, s, missing = task[0], task[1], task[2]
+        f = st.family
+        for a in missing:
             done[(f, s, a.key)] = unit_runs[a.key]
-        store.put([(f"{f}/seed{s}/{a.key}", _fingerprint(settings[f], a, algorithms), unit_runs[a.key]) for a in new])
+        store.put([(f"{f}/seed{s}/{a.key}", _fingerprint(st.with_lr(lrs[f][a.key]), a, algorithms), unit_runs[a.key])
+                   for a in missing])
+        if progress is not None:
+            progress.update(len(missing), f"{f} seed {s}")
 
-    if jobs <= 1 or len(todo) <= 1:
-        for f, s, missing in todo:
-            tick = (lambda arm, f=f, s=s: progress.update(1, f"{f} seed {s} {arm.label}")) if progress else None
-            finished(f, s, run_unit(settings[f], s, missing, algorithms, on_arm=tick))
-    else:
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(run_unit, settings[f], s, missing, algorithms): (f, s, missing)
-                       for f, s, missing in todo}
-            try:
-                for fut in as_completed(futures):
-                    f, s, missing = futures[fut]
-                    finished(f, s, fut.result())
-                    if progress is not None:
-                        progress.update(len(missing), f"{f} seed {s}")
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+    _run_all(todo, jobs, run_unit, finished)
     runs = {f: {a.key: [RunResult(**done[(f, s, a.key)]) for s in seeds] for a in arms} for f in families}
-    entries = [claims_mod.evaluate(c, f, runs[f], seeds, settings[f].to_json(), alpha=alpha)
+    entries = [claims_mod.evaluate(c, f, runs[f], seeds, settings[f].to_json(), alpha=alpha,
+                                   tuned={a.label: tuned[f][a.key] for a in c.arms})
                for c in claims for f in families]
-    return entries, runs, settings
+    return entries, runs, settings, tuned

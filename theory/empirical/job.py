@@ -1,7 +1,7 @@
 """``ClaimsJob``: the paper's empirical claims (spec section 6) on the NumPy families, as a typed
-value, and :func:`run_claims`, which runs it: each claim as paired comparisons over seeds with an
-effect size, simultaneous confidence intervals and a status. Returns 1 if any (claim, family) is
-``not supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
+value, and :func:`run_claims`, which runs it: each arm's client step tuned on held-out tuning seeds
+(tuning.py), then each claim as paired comparisons over seeds with an effect size, simultaneous
+confidence intervals and a status. Returns 1 if any (claim, family) is ``not supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
 
 Many small dense products: multithreaded BLAS only slows them on a shared machine, so the
 `fslora claims` command sets one BLAS thread before numpy loads.
@@ -13,16 +13,21 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fslora_ref.algorithms import ALGORITHMS
 from fslora_ref.jobs import Job, check_choice
-from fslora_ref.outputs import prepare_output_dir
+from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.progress import Progress
-from fslora_ref.validation import check_int
+from fslora_ref.validation import MAX_CLIENTS, MAX_ROUNDS, check_int, check_threads
 
 from . import claims as claims_mod
-from . import engine, report
+from . import engine, report, tuning
+from .implementation import load_implementation
+from .runs import DIVERGENCE_MULTIPLE
 from .settings import FAMILIES, SEEDS
 from .stats import NOT_SUPPORTED
 from .store import RunStore
+
+MAX_SEEDS = 1_000
 
 
 @dataclass(frozen=True)
@@ -40,18 +45,19 @@ class ClaimsJob(Job):
     margin: float = claims_mod.DEFAULT_MARGIN
     alpha: float = 0.05
     jobs: int = min(2, os.cpu_count() or 1)
+    impl: str | None = None              # MODULE:ATTR of the FSLoRA implementation (None: the reference's)
 
     def validate(self) -> list:
         """One-line errors naming the option; returns the seeds."""
         if self.family is not None:
             check_choice("family", self.family, FAMILIES)
         seeds = self.seeds if self.seeds is not None else SEEDS["quick" if self.quick else "full"]
-        check_int("--seeds", seeds, low=2)
-        check_int("--jobs", self.jobs, low=1)
+        check_int("--seeds", seeds, low=2, high=MAX_SEEDS)
+        check_threads("--jobs", self.jobs)   # and never more workers than units of work (engine.run_claims)
         if self.rounds is not None:
-            check_int("--rounds", self.rounds, low=1)
+            check_int("--rounds", self.rounds, low=1, high=MAX_ROUNDS)
         if self.clients is not None:
-            check_int("--clients", self.clients, low=2)
+            check_int("--clients", self.clients, low=2, high=MAX_CLIENTS)
         if not 0.0 < self.margin < 1.0:
             raise ValueError(f"--margin must be in (0, 1), got {self.margin}")
         if not 0.0 < self.alpha < 0.5:
@@ -59,18 +65,43 @@ class ClaimsJob(Job):
         return list(range(seeds))
 
 
+class _Deferred:
+    """A progress bar built at its first update (after the tuning bar has finished its line)."""
+
+    def __init__(self, make):
+        self.make, self.bar = make, None
+
+    def update(self, n: int = 1, info: str = ""):
+        if self.bar is None:
+            self.bar = self.make()
+        self.bar.update(n, info)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def select_claims(only, margin: float) -> list:
     """The claims named by --only ('claim1' or '1'), in registry order."""
     claims = claims_mod.build_claims(margin)
-    if not only:
+    if only is None:
         return claims
+    tokens = [t.strip() for t in only.split(",") if t.strip()]
+    if not tokens:  # an empty --only is a mistake, not "every claim"
+        raise ValueError(f"--only must name at least one claim id, got {only!r}; known: {[c.id for c in claims]}")
     wanted = []
-    for token in (t.strip() for t in only.split(",") if t.strip()):
+    for token in tokens:
         cid = token if token.startswith("claim") else f"claim{token}"
         if cid not in {c.id for c in claims}:
             raise ValueError(f"--only: unknown claim id {token!r}; known: {[c.id for c in claims]}")
         wanted.append(cid)
     return [c for c in claims if c.id in wanted]
+
+
+def output_names(claims) -> list:
+    """The files a claims run writes into its output directory (checked before any run: a
+    directory named report.json would otherwise fail only after every run has computed)."""
+    return ["report.json", "report.md", "runs.json"] + [f"{c.id}.png" for c in claims]
 
 
 def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=None) -> int:
@@ -84,7 +115,8 @@ def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=Non
     resume : bool
         Reuse the finished runs in ``<out>/runs.json``.
     algorithms : dict or None
-        Optional name -> Algorithm class (tests swap in a broken FSLoRA).
+        Optional name -> Algorithm class (tests swap in a broken FSLoRA); ``job.impl`` (MODULE:ATTR)
+        replaces the FSLoRA entry and is recorded in the report's ``meta.implementation``.
 
     Returns
     -------
@@ -94,19 +126,33 @@ def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=Non
     seeds = job.validate()
     claims = select_claims(job.only, job.margin)
     families = [job.family] if job.family else list(FAMILIES)
+    algorithms = dict(algorithms or ALGORITHMS)
+    if job.impl is not None:
+        algorithms["fslora"] = load_implementation(job.impl)
     prepare_output_dir(out)
+    check_output_names(out, output_names(claims))
     store = RunStore(os.path.join(out, "runs.json"), resume=resume)
     arms = engine.needed_arms(claims)
+    tuning_seeds = tuning.TUNING_SEEDS["quick" if job.quick else "full"]
     start = time.perf_counter()
-    progress = Progress(len(families) * len(seeds) * len(arms), "claims")
-    entries, runs, settings = engine.run_claims(claims, families, seeds, quick=job.quick, store=store, jobs=job.jobs,
-                                                algorithms=algorithms, progress=progress, rounds=job.rounds,
-                                                clients=job.clients, alpha=job.alpha)
+    tune_progress = Progress(len(families) * len(arms), "tuning steps")
+    progress = _Deferred(lambda: Progress(len(families) * len(seeds) * len(arms), "claims"))
+    entries, runs, settings, tuned = engine.run_claims(
+        claims, families, seeds, quick=job.quick, store=store, jobs=job.jobs, algorithms=algorithms,
+        progress=progress, rounds=job.rounds, clients=job.clients, alpha=job.alpha, tuning_seeds=tuning_seeds,
+        tuning_progress=tune_progress)
     progress.close()
     meta = {"mode": "quick" if job.quick else "full", "seeds": seeds, "families": families, "alpha": job.alpha,
             "margin": job.margin, "jobs": job.jobs, "seconds": time.perf_counter() - start,
+            "implementation": {"fslora": engine.algorithm_name(algorithms["fslora"]),
+                               "target": job.impl, "baselines": {n: engine.algorithm_name(algorithms[n])
+                                                                for n in sorted(algorithms) if n != "fslora"}},
+            "step_rule": tuning.RULE.format(multiple=DIVERGENCE_MULTIPLE, seeds=list(tuning_seeds)),
+            "tuning_seeds": list(tuning_seeds), "divergence_multiple": DIVERGENCE_MULTIPLE,
+            "tuned_steps": {f: {a.label: tuned[f][a.key]["chosen"] for a in arms} for f in families},
             "settings": {f: s.to_json() for f, s in settings.items()}}
     print(report.table(entries))
+    print(report.steps_table(meta, claims))
     paths = report.write_all(out, entries, meta, claims, runs)
     print(f"\n{meta['seconds']:.1f} s; wrote " + ", ".join(paths + [store.path]))
     bad = [e["id"] for e in entries if e["status"] == NOT_SUPPORTED]

@@ -28,6 +28,89 @@ STATISTICS_TEXT = (
     "`inconclusive`. A comparison with a diverged run has no interval and is undecided.")
 
 
+SCOPE_TEXT = (
+    "**What this tests, and what it does not.** Every claim here is run on small *synthetic* federated problems "
+    "(least squares, multinomial logistic regression, a two-layer tanh network; NumPy, exact gradients, N = 20 "
+    "clients, T = 100 rounds), with the reference's FSLoRA and baselines (the FSLoRA paper's rules). The paper's "
+    "own tables (GLUE with RoBERTa, commonsense reasoning with LLaMA-3.2-3B) are **not reproduced** here. A "
+    "`supported` says the paper's statement holds on these problems at these settings, with the stated confidence; "
+    "a `not supported` says its opposite holds significantly *here* - it is a finding about these problems, these "
+    "sizes and this protocol, **not evidence against the paper's LLM results**; `inconclusive` says the seeds do "
+    "not decide it (or an arm diverged, or did not train to a plateau by T). Each arm's client step was tuned on "
+    "its own (rule below) on tuning seeds the comparisons never use; the optimiser is plain client SGD with server "
+    "averaging (the paper's runs use client momentum/AdamW and a server AdamW step: not tested here).")
+
+LLM_SCOPE_TEXT = (
+    "**What this tests, and what it does not.** Claim 1 on one small instruction-tuning task with SmolLM2 through "
+    "the LLM bridge, at the sizes below; not the paper's GLUE/RoBERTa or commonsense/LLaMA-3.2-3B tables. A "
+    "`not supported` or `inconclusive` here is a statement about this run only.")
+
+
+def steps_table(meta: dict, claims) -> str:
+    """Console / markdown table: each arm's tuned client step per family."""
+    tuned = meta.get("tuned_steps") or {}
+    if not tuned:
+        return ""
+    families = list(tuned)
+    labels = list(dict.fromkeys(lbl for f in families for lbl in tuned[f]))
+    rows = [("arm (tuned client step)",) + tuple(families)]
+    rows += [(lbl,) + tuple("not run" if tuned[f].get(lbl) is None else f"{tuned[f][lbl]:.4g}" for f in families)
+             for lbl in labels]
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(f"{c:<{w[i]}}" for i, c in enumerate(r)) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n" + "\n".join(lines)
+
+
+def tuning_markdown(entries) -> str:
+    """Per family and arm: the grid, the chosen step and the tuning runs that chose it."""
+    out, seen = [], set()
+    for e in entries:
+        for label, arm in e["evidence"]["arms"].items():
+            t = arm.get("tuning")
+            key = (e["family"], t["arm"] if t else label)
+            if t is None or key in seen:
+                continue
+            seen.add(key)
+            tried = "; ".join(
+                f"{x['lr']:.3g}: " + ("stable, mean held-out " + f"{x['heldout_final_mean']:.4g}" if x["stable"] else
+                                      "unstable (" + ", ".join(f"seed {r['seed']}: {r['reason'][:110]}" for r in x["runs"]
+                                                               if not r["stable"]) + ")")
+                for x in t["tried"])
+            chosen = "not run (no stable step)" if t["chosen"] is None else f"**{t['chosen']:.4g}**"
+            out.append(f"| {e['family']} | `{label}` | {t['grid'][0]:.3g} .. {t['grid'][-1]:.3g} | {chosen} | "
+                       f"{_cell(tried)} |")
+    if not out:
+        return ""
+    return ("| family | arm | grid (x2 steps) | chosen step | tried, top down: step: outcome on the tuning seeds |\n"
+            "|---|---|---|---|---|\n" + "\n".join(out) + "\n")
+
+
+def divergence_markdown(entries) -> str:
+    """Every evaluation run that diverged (never counted as data), with its round and reason."""
+    out, seen = [], set()
+    for e in entries:
+        seeds = e["evidence"]["seeds"]
+        for label, arm in e["evidence"]["arms"].items():
+            for seed, at, why in zip(seeds, arm["diverged_at"], arm.get("diverged_reason") or [None] * len(seeds)):
+                if at is not None and (e["family"], label, seed) not in seen:
+                    seen.add((e["family"], label, seed))
+                    out.append(f"- {e['family']}, `{label}`, seed {seed}: round {at}: {why}")
+    return "\n".join(out) + "\n" if out else "No evaluation run diverged.\n"
+
+
+def horizon_markdown(entries) -> str:
+    """Arms that had not trained to a plateau by T (their comparisons stay undecided)."""
+    out, seen = [], set()
+    for e in entries:
+        for label, arm in e["evidence"]["arms"].items():
+            h = arm.get("horizon")
+            if h and h.get("checked") and not h["ok"] and (e["family"], label) not in seen:
+                seen.add((e["family"], label))
+                out.append(f"- {e['family']}, `{label}`: {h['reason']}")
+    return "\n".join(out) + "\n" if out else "Every arm trained to a plateau by round T.\n"
+
+
 def _pct(x):
     return f"{100 * x:+.1f}%"
 
@@ -86,6 +169,17 @@ def report_markdown(entries, meta: dict, claims) -> str:
     out = io.StringIO()
     counts = {s: sum(e["status"] == s for e in entries) for s in STATUSES}
     out.write(f"# fslora claims{' --llm' if meta.get('llm') else ''}\n\n")
+    out.write((LLM_SCOPE_TEXT if meta.get("llm") else SCOPE_TEXT) + "\n\n")
+    impl = meta.get("implementation")
+    if impl:
+        out.write(f"Implementation under test (every FSLoRA arm): `{impl['fslora']}`"
+                  + ("" if impl.get("target") else " (the reference)") + "; baselines: "
+                  + ", ".join(f"`{v}`" for v in impl.get("baselines", {}).values()) + ".\n\n")
+    if meta.get("step_rule"):
+        out.write(f"Step rule: {meta['step_rule']}. Divergence: a non-finite loss, a training or held-out loss above "
+                  f"{meta.get('divergence_multiple', 10):g}x its round-0 value at an evaluation, or a numerical failure "
+                  "(e.g. an SVD that does not converge) ends that run only; a diverged run never counts as data "
+                  "(its comparisons have no interval).\n\n")
     out.write(f"Mode: {meta.get('mode', 'full')}; {len(meta.get('seeds', []))} seeds per arm; families: "
               f"{', '.join(meta.get('families', []))}; " + ", ".join(f"{v} {k}" for k, v in counts.items())
               + f"; {meta.get('seconds', 0):.1f} s"
@@ -126,6 +220,13 @@ def report_markdown(entries, meta: dict, claims) -> str:
         out.write("\n" + "".join(f"- {e['family']}: **{e['status']}** on {e['metric']}; "
                                  + "; ".join(f"{m}: {r['status']}" for m, r in e["evidence"]["by_metric"].items()
                                              if m != e["metric"]) + "\n" for e in mine) + "\n")
+    tuning_md = tuning_markdown(entries)
+    if tuning_md:
+        out.write("## Tuned steps\n\n" + (meta.get("step_rule", "") + ".\n\n" if meta.get("step_rule") else "")
+                  + tuning_md + "\n")
+    if not meta.get("llm"):
+        out.write("## Horizon check\n\n" + horizon_markdown(entries) + "\n")
+    out.write("## Diverged runs\n\n" + divergence_markdown(entries) + "\n")
     settings = {e["family"]: e["evidence"]["settings"] for e in entries}
     out.write("## Run settings\n\n" + "".join(f"- {f}: " + ", ".join(f"{k} = {v}" for k, v in s.items()) + "\n"
                                               for f, s in settings.items()))

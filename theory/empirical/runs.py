@@ -9,7 +9,7 @@ same initialisation, minibatch and sketch streams: that is what makes the compar
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -21,6 +21,16 @@ from fslora_ref.problems import make_problem
 
 # What the (treatment, reference) comparisons are decided on; the first is the primary metric.
 METRIC_NAMES = ("heldout", "train")
+
+# A run has diverged when a recorded loss is non-finite or exceeds this multiple of its round-0 value
+# (checked at every evaluation): a model 10x worse than where it started is no data point, and a
+# finite 1e117 must never enter a mean (fslora_ref.divergence's 1e4 is a guard for long runs, not a
+# verdict on a comparison).
+DIVERGENCE_MULTIPLE = 10.0
+# Numerical failures that end one run, never the command: a non-finite local step
+# (DivergenceError), an SVD or solve that did not converge (FlexLoRA's re-split) and floating-point
+# errors raised under np.errstate(raise=...) by an implementation under test.
+NUMERICAL_FAILURES = (DivergenceError, np.linalg.LinAlgError, FloatingPointError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,10 @@ class Settings:
         return make_problem(self.family, n_clients=self.clients, seed=seed, batch_size=self.batch_size,
                             eval_size=self.eval_size, **dict(self.dims))
 
+    def with_lr(self, lr: float) -> "Settings":
+        """The same settings at client step size ``lr`` (each arm runs at its own tuned step)."""
+        return replace(self, lr=float(lr))
+
     def config(self, arm: Arm, seed: int) -> FedConfig:
         return FedConfig(rank=arm.rank, budgets=arm.budgets(self.clients, seed), local_steps=self.local_steps,
                          lr=self.lr, rounds=self.rounds, seed=seed)
@@ -97,7 +111,8 @@ class Settings:
 @dataclass
 class RunResult:
     """Curves of one run: ``metrics[name][j]`` after ``rounds[j]`` rounds (None where a metric was
-    not evaluated); ``diverged_at`` is the round that produced non-finite numbers (or None)."""
+    not evaluated); ``diverged_at`` is the round in which the run diverged or failed numerically
+    (or None) and ``diverged_reason`` says how; ``lr`` is the client step the run used."""
 
     arm: str               # Arm.key
     seed: int
@@ -106,6 +121,12 @@ class RunResult:
     upload_floats: list = field(default_factory=list)
     metrics: dict = field(default_factory=lambda: {name: [] for name in METRIC_NAMES})
     diverged_at: int | None = None
+    diverged_reason: str | None = None
+    lr: float | None = None
+
+    def diverge(self, round_index: int, reason: str) -> "RunResult":
+        self.diverged_at, self.diverged_reason = int(round_index), reason
+        return self
 
     def record(self, round_index: int, upload_floats: int, **values):
         self.rounds.append(int(round_index))
@@ -136,38 +157,60 @@ def _evaluate(algorithm, state, problem, config):
 
 
 def run_arm(arm: Arm, settings: Settings, seed: int, problem=None, algorithms=None) -> RunResult:
-    """T rounds of ``arm`` on the seed's problem. algorithms: name -> Algorithm class (default:
-    the reference's ALGORITHMS; tests pass a broken FSLoRA here)."""
+    """T rounds of ``arm`` on the seed's problem at ``settings.lr``. algorithms: name -> Algorithm
+    class or factory (default: the reference's ALGORITHMS; tests pass a broken FSLoRA here).
+
+    Never raises on a numerical failure: divergence (a non-finite loss, or a training or held-out
+    loss above DIVERGENCE_MULTIPLE x its round-0 value at an evaluation) and the failures in
+    NUMERICAL_FAILURES end the run with ``diverged_at`` (the round) and ``diverged_reason``.
+    """
     problem = problem if problem is not None else settings.problem(seed)
     algorithm = (algorithms or ALGORITHMS)[arm.algorithm]()
     config = settings.config(arm, seed)
-    result = RunResult(arm.key, seed, list(config.budgets))
+    result = RunResult(arm.key, seed, list(config.budgets), lr=float(settings.lr))
     checkpoints = set(settings.eval_rounds())
-    state, uploaded = algorithm.init(problem, config), 0
+    state, uploaded, initial = algorithm.init(problem, config), 0, None
     for t in range(config.rounds + 1):
         if t > 0:
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
                     state, _, uploads = run_round(algorithm, state, problem, config, t - 1)
-            except DivergenceError:
-                result.diverged_at = t - 1
-                return result
+            except NUMERICAL_FAILURES as exc:
+                return result.diverge(t - 1, f"{type(exc).__name__} in round {t - 1}: {str(exc)[:300]}")
             uploaded += sum(up.upload_floats for up in uploads)
         if t in checkpoints:
-            train, heldout = _evaluate(algorithm, state, problem, config)
-            if not (np.isfinite(train) and np.isfinite(heldout)):
-                result.diverged_at = t - 1
-                return result
+            try:
+                train, heldout = _evaluate(algorithm, state, problem, config)
+            except NUMERICAL_FAILURES as exc:
+                return result.diverge(t - 1, f"{type(exc).__name__} evaluating after round {t}: {str(exc)[:300]}")
+            reason = _divergence(train, heldout, initial)
+            if reason is not None:
+                return result.diverge(max(t - 1, 0), f"after round {t}: {reason}")
+            initial = initial or (train, heldout)
             result.record(t, uploaded, heldout=heldout, train=train)
     return result
 
 
-def run_unit(settings: Settings, seed: int, arms, algorithms=None, on_arm=None) -> dict:
-    """Every arm of one (family, seed) on one shared problem instance: {arm.key: RunResult as JSON}."""
+def _divergence(train: float, heldout: float, initial) -> str | None:
+    """Why these losses mean the run diverged (None: they do not)."""
+    if not (np.isfinite(train) and np.isfinite(heldout)):
+        return f"non-finite loss (train {train}, held-out {heldout})"
+    if initial is None:
+        return None
+    for name, value, start in (("training", train, initial[0]), ("held-out", heldout, initial[1])):
+        if start > 0 and value > DIVERGENCE_MULTIPLE * start:
+            return (f"{name} loss {value:.4g} exceeds {DIVERGENCE_MULTIPLE:g}x its round-0 value {start:.4g}")
+    return None
+
+
+def run_unit(settings: Settings, seed: int, arms, algorithms=None, on_arm=None, lrs=None) -> dict:
+    """Every arm of one (family, seed) on one shared problem instance: {arm.key: RunResult as JSON}.
+    lrs: {arm.key: client step} (each arm's tuned step; default ``settings.lr``)."""
     problem = settings.problem(seed)
     out = {}
     for arm in arms:
-        out[arm.key] = run_arm(arm, settings, seed, problem, algorithms).to_json()
+        lr = (lrs or {}).get(arm.key, settings.lr)
+        out[arm.key] = run_arm(arm, settings.with_lr(lr), seed, problem, algorithms).to_json()
         if on_arm is not None:
             on_arm(arm)
     return out

@@ -11,8 +11,11 @@ import json
 import os
 
 from fslora_ref.outputs import write_json
+from fslora_ref.safe_json import read_json_file
 
 STORE_VERSION = 1
+MAX_STORE_BYTES = 1 << 30
+MAX_STORE_DEPTH = 32
 
 
 def canonical(obj):
@@ -28,10 +31,11 @@ class RunStore:
             self.units = self._load()
 
     def _load(self) -> dict:
-        try:
-            with open(self.path) as fh:
-                data = json.load(fh)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        try:  # a regular file, bounded in size and JSON nesting (runs.json is a few MB, 6 levels deep)
+            data = read_json_file(self.path, "runs file", max_bytes=MAX_STORE_BYTES, max_depth=MAX_STORE_DEPTH)
+        except OSError as exc:
+            raise ValueError(f"--resume: cannot read {self.path} ({exc.strerror}); delete it to start afresh") from None
+        except ValueError as exc:
             raise ValueError(f"--resume: cannot read {self.path} ({exc}); delete it to start afresh") from None
         if not isinstance(data, dict) or data.get("version") != STORE_VERSION or not isinstance(data.get("units"), dict):
             raise ValueError(f"--resume: {self.path} is not a runs file of version {STORE_VERSION}; delete it to start afresh")

@@ -26,8 +26,27 @@ MODES = {"rounds_match_reference": "round"}   # the other checks hand the server
 
 
 def declared_options(impl, algorithm: str, options=None) -> dict:
-    """The complete variant: the reference defaults, then ``impl.options``, then ``options``;
-    ValueError naming a bad algorithm or option."""
+    """The complete variant: the reference defaults, then ``impl.options``, then ``options``.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation (its ``algorithm`` and ``options``, if declared).
+    algorithm : str
+        A baseline: one of ``BASELINES``.
+    options : dict, optional
+        Overrides.
+
+    Returns
+    -------
+    dict
+        ``{option: value}``.
+
+    Raises
+    ------
+    ValueError
+        Naming a bad algorithm or option.
+    """
     if algorithm not in BASELINES:
         raise ValueError(f"--algorithm must be one of {['fslora', *BASELINES]}, got {algorithm!r}")
     own = getattr(impl, "algorithm", None)
@@ -42,8 +61,22 @@ def declared_options(impl, algorithm: str, options=None) -> dict:
 def check_baseline(impl, algorithm: str, options=None, expected_failed=None) -> ResultTable:
     """Run the baseline battery on ``impl`` (see protocol.py) as ``algorithm`` with its declared variant.
 
-    options: overrides ``impl.options``; expected_failed: {check: reason}, run and reported but not
-    counted. Returns a ResultTable (``.ok``, ``.verdict``, ``.exit_code``, ``.format()``)."""
+    Parameters
+    ----------
+    impl : object
+        The implementation (``aggregate(task)`` and / or ``run_rounds(task)``).
+    algorithm : str
+        A baseline: one of ``BASELINES``.
+    options : dict, optional
+        Overrides ``impl.options``.
+    expected_failed : dict, optional
+        ``{check: reason}``, run and reported but not counted.
+
+    Returns
+    -------
+    ResultTable
+        ``.ok``, ``.verdict``, ``.exit_code``, ``.format()``.
+    """
     options = declared_options(impl, algorithm, options)
     expected_failed = {**dict(getattr(impl, "expected_failed", None) or {}), **dict(expected_failed or {})}
     unknown = sorted(set(expected_failed) - set(BASELINE_CHECKS))
@@ -72,7 +105,18 @@ def check_baseline(impl, algorithm: str, options=None, expected_failed=None) -> 
 
 
 def list_checks(algorithm: str) -> list:
-    """[(name, description)] of the checks that apply to ``algorithm``."""
+    """The checks that apply to ``algorithm``.
+
+    Parameters
+    ----------
+    algorithm : str
+        A baseline: one of ``BASELINES``.
+
+    Returns
+    -------
+    list of tuple of str
+        ``[(name, description)]``.
+    """
     return [(c.name, c.description) for c in BASELINE_CHECKS.values() if algorithm in c.algorithms]
 
 

@@ -7,7 +7,18 @@ from . import check_baseline, declared_options, list_checks
 
 
 def parse_variant(text: str | None) -> dict:
-    """'aggregate=delta,scaling=rslora' -> {'aggregate': 'delta', 'scaling': 'rslora'}."""
+    """Parse a variant option.
+
+    Parameters
+    ----------
+    text : str or None
+        E.g. ``'aggregate=delta,scaling=rslora'``.
+
+    Returns
+    -------
+    dict
+        E.g. ``{'aggregate': 'delta', 'scaling': 'rslora'}``.
+    """
     out = {}
     for item in (text or "").split(","):
         if not item.strip():
@@ -20,7 +31,17 @@ def parse_variant(text: str | None) -> dict:
 
 
 def list_baseline_checks(algorithm: str) -> str:
-    """The baseline battery's checks for ``algorithm``, one line each (``crosscheck --list``)."""
+    """The baseline battery's checks for ``algorithm``, one line each (``crosscheck --list``).
+
+    Parameters
+    ----------
+    algorithm : str
+        A baseline: one of ``BASELINES``.
+
+    Returns
+    -------
+    str
+    """
     return "\n".join(f"{name:<30} {description}" for name, description in list_checks(algorithm))
 
 

@@ -40,12 +40,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..protocol import TaskSizes
+
 BASELINES = ("fedit", "hetlora", "flexlora", "flora")
 FACTOR_ALGORITHMS = ("fedit", "hetlora")     # aggregate returns rank-r factors
 
 
 @dataclass(frozen=True)
-class AggregationTask:
+class AggregationTask(TaskSizes):
     """One server aggregation: the same uploads in, the server state out.
 
     algorithm, options: the baseline and its declared variant (every option filled in)
@@ -68,17 +70,9 @@ class AggregationTask:
     trained: list
     label: str = ""
 
-    @property
-    def n_clients(self) -> int:
-        return len(self.budgets)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.layers)
-
 
 @dataclass(frozen=True)
-class RoundsTask:
+class RoundsTask(TaskSizes):
     """Whole rounds (see the module docstring for what a client does).
 
     layers: [(B_l, A_l)] the initial server factors (A_l = 0); base_weights: [W0_l]
@@ -101,14 +95,6 @@ class RoundsTask:
     rounds: int
     fresh_pairs: list = field(default_factory=list)
     label: str = ""
-
-    @property
-    def n_clients(self) -> int:
-        return len(self.budgets)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.layers)
 
 
 def coefficient(task, q: int) -> float:

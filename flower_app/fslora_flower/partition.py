@@ -1,0 +1,101 @@
+"""A node's own data: one client's partition of a NumPy reference problem, in a file of its own.
+
+A SuperNode gets its data from its ``--node-config``: ``data="/path/partition-3.npz"`` names a file
+holding only that client's samples (and the frozen base weights, which every client shares);
+``fslora flower partition`` writes such files from a benchmark recipe. Without ``data`` the node
+makes the file itself, once, from the recipe (``prepare``, during the discovery query) in its
+node-local cache. Either way a training message reads one small file: its cost does not depend
+on the number of clients N. Files are plain ``.npz`` (no pickle) and carry the sha256 of the job's
+recipe, so a file made for another job is refused by name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from fslora_ref.problems.base import ClientData, Problem
+
+FORMAT = "fslora-partition-1"
+RECIPE_FIELDS = ("family", "clients", "m", "n", "seed", "batch_size")   # what the generated data depends on
+
+
+def recipe_digest(job) -> str:
+    """sha256 of the fields of ``job`` (SimulateJob) that determine the clients' data."""
+    recipe = {k: getattr(job, k) for k in RECIPE_FIELDS}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def save_partition(path: str, problem: Problem, client: int, digest: str) -> None:
+    """Write client ``client``'s data of ``problem`` (and the shared base weights) to ``path``."""
+    data = problem.clients[client]
+    arrays = {"X": data.X, "targets": data.targets, "meta": np.array(json.dumps(
+        {"format": FORMAT, "client": int(client), "n-clients": problem.n_clients, "name": problem.name,
+         "link": problem.link, "batch-size": problem.batch_size, "layers": problem.n_layers, "recipe": digest}))}
+    arrays.update({f"W0_{l}": W for l, W in enumerate(problem.base_weights)})
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def write_partitions(job, directory: str, problem: Problem | None = None) -> list:
+    """One file per client of ``job`` in ``directory`` (partition-<i>.npz); returns their paths."""
+    if problem is None:
+        from fslora_ref.simulate import build
+        problem = build(job)[0]
+    os.makedirs(directory, exist_ok=True)
+    digest = recipe_digest(job)
+    paths = []
+    for i in range(problem.n_clients):
+        paths.append(os.path.join(directory, f"partition-{i}.npz"))
+        save_partition(paths[-1], problem, i, digest)
+    return paths
+
+
+class LocalPartition:
+    """What ``client_update`` reads of a Problem, for one client only: the client id the plans use
+    maps to the single client held. Asking for another client is an error."""
+
+    def __init__(self, problem: Problem, client: int):
+        self._problem, self.client = problem, int(client)
+        self.base_weights = problem.base_weights
+        self.layer_shapes = problem.layer_shapes
+        self.n_layers = problem.n_layers
+
+    def _own(self, client: int) -> int:
+        if int(client) != self.client:
+            raise ValueError(f"this node holds the data of client {self.client}, not of client {client}")
+        return 0
+
+    def sample_batch(self, client, rng):
+        return self._problem.sample_batch(self._own(client), rng)
+
+    def loss_and_factor_grads(self, client, factors, batch=None):
+        return self._problem.loss_and_factor_grads(self._own(client), factors, batch)
+
+    def loss_and_weight_grads(self, client, weights, batch=None):
+        return self._problem.loss_and_weight_grads(self._own(client), weights, batch)
+
+
+def load_partition(path: str, client: int, digest: str) -> LocalPartition:
+    """The partition in ``path``, checked to be client ``client``'s of the recipe ``digest``.
+
+    Raises ValueError (one line, naming the file) if it is not."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            weights = [np.array(z[f"W0_{l}"]) for l in range(int(meta["layers"]))]
+            data = ClientData(np.array(z["X"]), np.array(z["targets"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"node data {path}: not an fslora partition file ({' '.join(str(exc).split())})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"node data {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta["client"] != client:
+        raise ValueError(f"node data {path} holds client {meta['client']}, but this node is partition-id {client}")
+    if meta["recipe"] != digest:
+        raise ValueError(f"node data {path} was made for another job (family, clients, m, n, seed or batch size differ)")
+    problem = Problem(meta["name"], weights, [data], link=meta["link"], batch_size=meta["batch-size"])
+    return LocalPartition(problem, client)
