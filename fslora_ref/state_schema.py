@@ -119,17 +119,25 @@ def check_server_state(algorithm_name: str, state, config, layer_shapes, next_ro
 
     Parameters
     ----------
-    algorithm_name : the checkpoint's algorithm.
-    state : ServerState with ``layers`` [(B: (m_l, q), A: (q, n_l))] and ``extra`` dict.
-    config : the run's FedConfig (rank, budgets, server_optimizer).
-    layer_shapes : [(m_l, n_l)] per layer.
-    next_round : rounds the checkpoint holds (T).
-    client_sizes : the run's client sizes, if known (a saved ``client_sizes`` must equal them).
-    options : the algorithm's variant options as saved (None: the defaults, the FSLoRA paper's rules).
+    algorithm_name : str
+        The checkpoint's algorithm.
+    state : ServerState
+        With ``layers`` [(B: (m_l, q), A: (q, n_l))] and an ``extra`` dict.
+    config : FedConfig
+        The run's config (its rank, budgets and server optimiser are used).
+    layer_shapes : list of tuple of int
+        ``[(m_l, n_l)]`` per layer.
+    next_round : int
+        The rounds the checkpoint holds.
+    client_sizes : sequence of int, optional
+        The run's client sizes, if known (a saved ``client_sizes`` must equal them).
+    options : dict, optional
+        The algorithm's variant options as saved (None: the defaults, the FSLoRA paper's rules).
 
     Raises
     ------
-    ValueError naming the first part that does not fit.
+    ValueError
+        Naming the first part that does not fit.
     """
     extra = state.extra
     if algorithm_name not in KNOWN_ALGORITHMS:

@@ -18,7 +18,7 @@ from fslora_ref.algorithms.protocol import Algorithm
 class Implementation:
     """A picklable zero-argument factory: each run gets its own copy of the loaded algorithm.
 
-    Attributes
+    Parameters
     ----------
     target : str
         The MODULE:ATTR it was loaded from (recorded in the report and in every run's fingerprint).

@@ -50,7 +50,7 @@ def tune_arm(settings: Settings, arm: Arm, seeds, algorithms=None, on_run=None) 
 
     Parameters
     ----------
-    settings : Settings
+    settings : theory.empirical.runs.Settings
         The family's run settings; ``settings.lr`` is the grid's base.
     arm : Arm
     seeds : sequence of int
