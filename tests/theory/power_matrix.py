@@ -49,6 +49,7 @@ ROWS = [
     ("mutants/adamw_decay_unselected", "tests.mutants.adamw_decay_unselected:impl", "unbiased"),
     ("mutants/server_lr_ignored", "tests.mutants.server_lr_ignored:impl", "unbiased"),
     ("mutants/leaky_mask", "tests.mutants.leaky_mask:impl", "below_power"),
+    ("mutants/writes_inputs", "tests.mutants.writes_inputs:impl", "unbiased"),
     ("core/SubmatrixWithoutScale", "tests.mutants.core_mutants:SubmatrixWithoutScale", "biased"),
     ("core/SharedSketchAcrossLayers", "tests.mutants.core_mutants:SharedSketchAcrossLayers", "unbiased"),
     ("core/LeakyUnselected", "tests.mutants.core_mutants:LeakyUnselected", "biased"),
