@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def configure_parser(p):
     p.add_argument("--quick", action="store_true", help="one Theorem 4.4 setting, shorter sweeps, fewer rounds "
-                                                        "(about 11 s of CPU instead of about 45 s)")
+                                                        "(about 40 s of CPU instead of about 125 s)")
     p.add_argument("--impl", metavar="MODULE:ATTR", default=None,
                    help="run the algorithm-level claims through this implementation (the `fslora crosscheck` target "
                         "syntax: a conformance-protocol object, or an fslora_ref Algorithm); default: the reference")

@@ -65,6 +65,7 @@ class ProtocolRunner:
 
     is_reference = False
     has_forms = False
+    runs_minibatches = False    # its clients are full-batch ProblemOracles
 
     def __init__(self, impl, name: str | None = None):
         self.impl = impl

@@ -9,6 +9,7 @@ import numpy as np
 
 from fslora_ref.outputs import atomic_write_bytes
 
+from . import power_catalogue
 from .figures import save_figure
 from .ours import report as ours_report
 from .result import VIOLATED
@@ -32,12 +33,21 @@ def _jsonable(x):
     return x
 
 
+def catches(claim) -> str:
+    """Short: defective implementations of the power matrix the claim violates ("7/26"); "-" for the
+    implementation-independent mathematics (their mutants are in tests/theory)."""
+    if not claim.through_impl:
+        return "-"
+    got = power_catalogue.shown_to_catch(claim.id)
+    return f"{len(got['caught'])}/{got['defective_rows']}" if got["defective_rows"] else "?"
+
+
 def table(results) -> str:
-    """Fixed-width table: claim, runs the implementation?, method, status, key number."""
-    rows = [("claim", "impl", "method", "status", "key number")]
-    rows += [(c.id, "yes" if c.through_impl else "-", c.method[:46], r.status, r.key) for c, r, _ in results]
-    w = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d:<{w[3]}}  {e}" for a, b, c, d, e in rows]
+    """Fixed-width table: claim, runs the implementation?, defects shown caught, method, status, key number."""
+    rows = [("claim", "impl", "catches", "method", "status", "key number")]
+    rows += [(c.id, "yes" if c.through_impl else "-", catches(c), c.method[:46], r.status, r.key) for c, r, _ in results]
+    w = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {x:<{w[2]}}  {c:<{w[3]}}  {d:<{w[4]}}  {e}" for a, b, x, c, d, e in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -45,6 +55,7 @@ def table(results) -> str:
 def report_json(results, meta: dict) -> dict:
     return _jsonable({"claims": [{"id": c.id, "statement": c.statement, "method": c.method, "status": r.status,
                                   "key": r.key, "through_implementation": c.through_impl, "seconds": round(sec, 3),
+                                  "shown_to_catch": power_catalogue.shown_to_catch(c.id) if c.through_impl else None,
                                   "evidence": r.evidence} for c, r, sec in results], "meta": meta})
 
 
@@ -55,11 +66,13 @@ def closing_note(results) -> str:
     if thm is not None and thm.evidence.get("settings"):
         rows = [s for s in thm.evidence["settings"] if s["within_condition"]]
         parts.append("Theorem 4.4: " + "; ".join(
-            f"{s['setting']} (T={s['T']}, LHS fell {s['reference_lhs_fall_factor']:.0f}x): "
-            + (f"LHS/RHS {s['lhs_over_rhs']:.2g}" if "lhs_over_rhs" in s else "diverged")
-            + f", detects a plateau ||grad f^S||^2 >= {s['detectable_plateau']:.3g} "
-              f"({s['detectable_plateau_over_initial']:.1f}x ||grad f^S(X^0)||^2; a tenth of ||grad f^S(X^0)||^2 "
-              f"would need T = {s['T_to_detect_a_tenth_of_initial']:.1e})" for s in rows) + ".")
+            f"{s['setting']} (T={s['T']}, "
+            + ("not run: " + s["not_run"] if "not_run" in s else
+               "diverged" if s.get("diverged") else
+               f"its LHS fell {s['lhs_fall_factor']:.2g}x, LHS/RHS {s['lhs_over_rhs']:.2g}")
+            + f"): informative {s['informative']:.2f} (detects a plateau ||grad f^S||^2 >= {s['detectable_plateau']:.3g}"
+            + ("" if s["is_informative"] else "; vacuous: cannot verify the claim on its own") + ")"
+            for s in rows) + ".")
     cor = by_id.get("cor4.5.rate")
     if cor is not None and "T_exponent" in cor.evidence:
         lo, hi = cor.evidence["T_exponent_ci95"]
@@ -83,19 +96,22 @@ def _cell(text) -> str:
 def _theorem_markdown(out, thm):
     out.write("\n## Theorem 4.4 per setting\n\nThe implementation's LHS against the RHS built from the reference's "
               "constants (measured on the reference's runs at the same gamma and T). *fall* is ||grad f^S(X^0)||^2 "
-              "over the reference's LHS; *detects* is the plateau of ||grad f^S||^2 above which an implementation "
-              "is caught (the RHS), absolute and relative to ||grad f^S(X^0)||^2; *T for 0.1* is the T at which "
-              "the bound (at its best gamma) would catch a plateau of 0.1 ||grad f^S(X^0)||^2.\n\n"
+              "over the implementation's LHS (the reference's in brackets); *informative* is the plateau of "
+              "||grad f^S||^2 above which an implementation is caught (the RHS) relative to ||grad f^S(X^0)||^2: a "
+              "setting at >= 1 is vacuous (a run that never moves passes it) and cannot make the claim verified on "
+              "its own; *T for 0.1* is the T at which the bound (at its best gamma) would catch a plateau of "
+              "0.1 ||grad f^S(X^0)||^2.\n\n"
               "| setting | T | gamma | gamma_max | c_h | fall | LHS UCB95 | RHS | optimisation / noise / drift | "
-              "LHS/RHS | detects | T for 0.1 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+              "LHS/RHS | informative | T for 0.1 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for s in thm.evidence["settings"]:
         t = s["rhs_terms"]
-        lhs = f"{s['lhs_ucb95']:.3g}" if "lhs_ucb95" in s else "diverged"
+        lhs = f"{s['lhs_ucb95']:.3g}" if "lhs_ucb95" in s else "not run" if "not_run" in s else "diverged"
         ratio = f"{s['lhs_over_rhs']:.2g}" if "lhs_over_rhs" in s else "-"
+        fall = f"{s['lhs_fall_factor']:.2g}x" if "lhs_fall_factor" in s else "-"
         out.write(f"| {s['setting']} ({_cell(s['describe'])}) | {s['T']} | {s['gamma']:.3g} | {s['gamma_max']:.3g} | "
-                  f"{s['c_h']:g} | {s['reference_lhs_fall_factor']:.1f}x | {lhs} | {s['rhs']:.3g} | "
+                  f"{s['c_h']:g} | {fall} ({s['reference_lhs_fall_factor']:.2g}x) | {lhs} | {s['rhs']:.3g} | "
                   f"{t['optimisation']:.3g} / {t['noise']:.3g} / {t['drift']:.3g} | {ratio} | "
-                  f"{s['detectable_plateau']:.3g} ({s['detectable_plateau_over_initial']:.1f}x) | "
+                  f"{s['informative']:.2f}{'' if s['is_informative'] else ' (vacuous)'} | "
                   f"{s['T_to_detect_a_tenth_of_initial']:.1e} |\n")
     first = thm.evidence["settings"][0]
     out.write(f"\nThe reference's constants for `{first['setting']}` (how each was obtained):\n\n"
@@ -144,10 +160,21 @@ def report_markdown(results, meta: dict) -> str:
               "the largest ||B||^2 + ||A||^2, every client, the local points of those rounds, and for L every "
               "sketched point [B S; A]), computed exactly there (exact Hessians, every sketch enumerated). f* is the "
               "exact unconstrained least-squares minimum (a lower bound of f^S) or 0 for cross-entropy.\n\n")
-    out.write("| claim | impl | statement | method | status | key number |\n|---|---|---|---|---|---|\n")
+    out.write("Statuses: *verified* (every cell that ran holds, and the claim could have failed), *violated*, "
+              "*inconclusive* (nothing shown violated, not everything shown to hold), *identity* (holds by "
+              "construction of the check: only a coding error of the toolkit fails it), *measurement* (numbers "
+              "without a pass/fail rule), *outside_conditions*, *skipped*. *Shown to catch*: the defective "
+              "implementations of the power matrix (`tests/theory/power_matrix.py`, quick profile) the claim "
+              "violates on its own.\n\n")
+    out.write("| claim | impl | statement | method | status | key number | shown to catch |\n"
+              "|---|---|---|---|---|---|---|\n")
     for c, r, _ in results:
+        shown = "-"
+        if c.through_impl:
+            got = power_catalogue.shown_to_catch(c.id)
+            shown = got["summary"] + (": " + ", ".join(got["caught"]) if got["caught"] else "")
         out.write(f"| `{c.id}` | {'yes' if c.through_impl else ''} | {_cell(c.statement)} | {_cell(c.method)} | "
-                  f"**{r.status}** | {_cell(r.key)} |\n")
+                  f"**{r.status}** | {_cell(r.key)} | {_cell(shown)} |\n")
     by_id = {c.id: r for c, r, _ in results}
     if by_id.get("thm4.4.bound") is not None and by_id["thm4.4.bound"].evidence.get("settings"):
         _theorem_markdown(out, by_id["thm4.4.bound"])
@@ -178,7 +205,9 @@ def plot_lhs_rhs(path, outcome):
     lhs = outcome.candidate.lhs_curve()
     T = np.arange(1, len(lhs) + 1)
     consts = outcome.constants
-    terms = [consts.rhs(outcome.setting, outcome.lr, int(t), outcome.c_h) for t in T]
+    at_T = consts.rhs(outcome.setting, outcome.lr, int(T[-1]), outcome.c_h)   # only the optimisation term moves, as 1/T
+    terms = [dict(at_T, optimisation=at_T["optimisation"] * T[-1] / t,
+                  rhs=at_T["optimisation"] * T[-1] / t + at_T["noise"] + at_T["drift"]) for t in T]
     fig, ax = plt.subplots(figsize=(7, 4.4))
     ax.loglog(T, lhs, "-", color="C3", lw=2, label=f"LHS ({outcome.candidate.runner}), mean over {outcome.candidate.seeds} seeds")
     if outcome.candidate.runner != outcome.reference.runner:
@@ -223,8 +252,9 @@ def write_all(out_dir, results, ctx, meta: dict):
     atomic_write_bytes(paths["report.json"], json.dumps(report_json(results, meta), indent=1).encode())
     atomic_write_bytes(paths["report.md"], report_markdown(results, meta).encode())
     written = [paths["report.json"], paths["report.md"]]
-    if ctx._theorem and not ctx._theorem[0].candidate.diverged:
-        plot_lhs_rhs(paths["lhs_vs_rhs.png"], ctx._theorem[0])
+    ran = [o for o in (ctx._theorem or []) if o.candidate is not None and not o.candidate.diverged]
+    if ran:   # the most informative setting the implementation ran
+        plot_lhs_rhs(paths["lhs_vs_rhs.png"], min(ran, key=lambda o: o.informative))
         written.append(paths["lhs_vs_rhs.png"])
     if ctx._corollary and len(ctx._corollary[1].get("T", [])) >= 2:
         plot_rate(paths["rate_vs_T.png"], ctx._corollary[1])

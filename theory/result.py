@@ -4,7 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 VERIFIED, VIOLATED, OUTSIDE, SKIPPED = "verified", "violated", "outside_conditions", "skipped"
-STATUSES = (VERIFIED, VIOLATED, OUTSIDE, SKIPPED)
+# A claim that no implementation can fail says so instead of "verified": IDENTITY when it holds by
+# construction of the check (only a coding error of the toolkit fails it), MEASUREMENT when it reports
+# numbers without a pass/fail rule. INCONCLUSIVE: nothing is shown violated, but not every cell that
+# ran is shown to hold either (so the claim is not "verified").
+IDENTITY, MEASUREMENT, INCONCLUSIVE = "identity", "measurement", "inconclusive"
+STATUSES = (VERIFIED, VIOLATED, OUTSIDE, SKIPPED, IDENTITY, MEASUREMENT, INCONCLUSIVE)
 
 # Identities that hold exactly are compared at this relative tolerance (float64 rounding over
 # sums of at most MAX_SUBSETS terms).
@@ -31,3 +36,12 @@ def exact(errors: dict, scale: float = 1.0, what: str = "max abs error") -> Resu
     status = VERIFIED if worst <= tol else VIOLATED
     return Result(status, f"{what} {worst:.2e}", {"errors": {k: float(v) for k, v in errors.items()},
                                                    "worst": worst_name, "max_error": worst, "tolerance": tol})
+
+
+def as_identity(result: Result, why: str) -> Result:
+    """``result`` of a check that no implementation can fail: VERIFIED becomes IDENTITY (with ``why``
+    in the evidence); VIOLATED (a coding error of the toolkit) stays VIOLATED."""
+    if result.status == VERIFIED:
+        result.status = IDENTITY
+    result.evidence = dict(result.evidence, cannot_fail_because=why)
+    return result

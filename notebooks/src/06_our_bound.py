@@ -25,7 +25,16 @@
 # $L_S$ is the largest Hessian eigenvalue of $f^S$ over the segments the run visits — *not* the paper's $L$, $\bar L$ or
 # $\tilde L$, which bound the Hessians of the individual sketched instances.
 #
-# This bound is **the toolkit's own result, not the paper's**. Everything here comes from `theory` (`ours_bound`,
+# **Credit: what is textbook and what is ours.** The inequality is the standard non-convex SGD bound from the descent
+# lemma (Ghadimi & Lan, SIAM J. Optim. 2013; Bottou, Curtis & Nocedal, SIAM Review 2018, Theorem 4.8), applied to
+# the sketched objective $f^S$. What is this toolkit's (not the paper's, not the textbook's): applying it to $f^S$, the
+# *exact* round variance $V$ (every index set enumerated) instead of a variance bound, a *local* curvature constant
+# $L_S$ of $f^S$ on the visited segments instead of a global smoothness constant, and the checks. The fair tightness
+# figure is the **a-priori** one; the a-posteriori form at small $\gamma L_S$ is the energy identity (tight by
+# construction). Of the larger steps it covers, a factor 12–27 over Theorem 4.4's $\gamma_{\max}$ already follows
+# from the textbook analysis with the paper's own $\bar L$ ($\gamma<2/\bar L$); the rest, to 165–277×, from $L_S$.
+#
+# This bound is **the toolkit's application, not the paper's**. Everything here comes from `theory` (`ours_bound`,
 # `ours_steps`, `ours_experiment`, `ours_checks`, `ours_drift`); every run goes through the reference's real FSLoRA
 # (`fslora_ref.algorithms` via `run_round`) as a round runner of `theory.implementations`, the same one through which
 # `fslora verify --impl` runs any implementation (section 7). `FSLORA_NOTEBOOK_SIZE=small` runs short grids.
@@ -280,11 +289,12 @@ plt.show()
 # %% [markdown]
 # ## 7. In `fslora verify`: the `ours.*` claims
 #
-# The registry (`theory.claims`) holds seven claims whose ids begin with `ours.`. Three run **the implementation under
+# The registry (`theory.claims`) holds eight claims whose ids begin with `ours.`. Three run **the implementation under
 # test** (`fslora verify --impl MODULE:ATTR`): both forms of the bound and steps 1 and 3 along its runs, with $L_S$,
 # $f^\star$, the a-priori noise and Theorem 4.4's constants always from the reference's runs, so a biased implementation
-# cannot excuse itself (the power matrix in the README shows which shipped mutants they catch). The other four are about
-# the derivation and the reference: the exact step checks, the curvature, the step-size story and the drift study. Here
+# cannot excuse itself (the power matrix in the README shows which shipped mutants they catch). The other five are about
+# the derivation and the reference: the exact step checks, the curvature, the step-size story, the a-priori
+# general-H bound and the drift study. Here
 # the `--quick` profile's grids, on the reference and on the independent NumPy example `examples/numpy_fslora.py`.
 
 # %%
@@ -297,5 +307,7 @@ for impl in (None, "../examples/numpy_fslora.py:impl"):   # the kernel runs in n
     print(f"implementation under test: {ctx.runner.describe()}")
     for c, r, sec in out:
         print(f"   {c.id:<22} {'impl' if c.through_impl else 'ref':<5} {r.status:<9} {sec:5.1f} s  {r.key}")
-    assert all(r.status == VERIFIED for _, r, _ in out), [(c.id, r.key) for c, r, _ in out]
+    # identity: the curvature and the drift inequality hold by construction of their checks (issue 18)
+    assert all(r.status == ("identity" if c.id in ("ours.h1.curvature", "ours.general_h.drift") else VERIFIED)
+               for c, r, _ in out), [(c.id, r.status, r.key) for c, r, _ in out]
 print(f"notebook ran in {elapsed():.1f} s")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fslora_ref.algorithms import FSLoRA
-from fslora_ref.algorithms.protocol import apply_server_step, scatter_mean
+from fslora_ref.algorithms import FSLoRA, sketched_factors
+from fslora_ref.algorithms.protocol import ClientPlan, apply_server_step, lora_floats, scatter_mean
+from fslora_ref.seeding import stream
 from fslora_ref.sketch import Sketch, sample_sketch, sketch_moments
 from theory.exact.constants import _link_output_grads
 from theory.exact.moments import reference_law
@@ -167,3 +168,46 @@ class ScaleDroppedBothForms(SubmatrixWithoutScale):
             for p in plans:
                 p.factors = [f._replace(coeff=config.lora_scaling * (f.coeff > 0)) for f in p.factors]
         return plans
+
+
+# -- issue 18: defects the theorem, the round's variance and unequal budgets must see ------------------
+class NoOpFSLoRA(FSLoRA):
+    """The server never moves: X^{t+1} = X^t (LHS = ||grad f^S(X^0)||^2 for ever)."""
+
+    name = "fslora"
+
+    def aggregate(self, state, plans, uploads, config):
+        return state
+
+
+class SharedAcrossClientsFSLoRA(FSLoRA):
+    """Sketches correlated across clients: one uniform permutation per (round, layer), client i keeps its
+    first k_i entries. Each client's index set is still a uniform k_i-subset (the round's mean is right);
+    their independence, hence the round's variance, is not."""
+
+    name = "fslora"
+
+    def configure_round(self, state, problem, config, round_index, participants):
+        perms = [stream(config.seed, round=round_index, client=0, layer=l, purpose="sketch").permutation(config.rank)
+                 for l in range(len(state.layers))]
+        plans = []
+        for i in participants:
+            sketches = [Sketch(config.rank, np.sort(p[:config.budgets[i]])) for p in perms]
+            factors, masks = sketched_factors(state.layers, sketches, config.lora_scaling, config.form)
+            plans.append(ClientPlan(i, factors, [S.indices for S in sketches], masks,
+                                    download_floats=lora_floats(state.layers, [S.k for S in sketches]),
+                                    broadcast_floats=lora_floats(state.layers, [config.rank] * len(sketches))))
+        return plans
+
+
+class BudgetWeightedFSLoRA(FSLoRA):
+    """The server weights client i's delta by k_i / mean(k) (FSLoRA exactly when all budgets are equal)."""
+
+    name = "fslora"
+
+    def aggregate(self, state, plans, uploads, config):
+        mean_k = float(np.mean([config.budgets[p.client] for p in plans]))
+        for p, up in zip(plans, uploads):
+            w = config.budgets[p.client] / mean_k
+            up.deltas = [(dB * w, dA * w) for dB, dA in up.deltas]
+        return apply_server_step(state, scatter_mean(state, plans, uploads, config), config)

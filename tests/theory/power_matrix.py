@@ -3,13 +3,16 @@ examples/numpy_fslora.py) against every claim that runs the implementation, quic
 as `fslora verify --quick --impl TARGET` runs them.
 
     python -m tests.theory.power_matrix          # prints the markdown table shown in docs/guides/verify.md
+    python -m tests.theory.power_matrix --write  # ... and rewrites theory/power_catalogue.json, from which
+                                                 # report.md and the table say what each claim has caught
 
 ROWS pins what each one is: ``correct``; ``biased`` (its expected update or its fixed point differs
 from FSLoRA's: some convergence or unbiasedness claim must flag it); ``unbiased`` (a defect that keeps
 the expected update, or one that single-layer, weight-decay-free, SGD-client, plain-average runs never
 exercise: only `fslora crosscheck` or the core property tests can see it); ``below_power`` (biased, but
 by far less than the convergence and unbiasedness claims resolve: a mask leaking 1e-4 of the gradient;
-`alg1.sketch_fixed` and `fslora crosscheck` see it).
+`alg1.sketch_fixed` and `fslora crosscheck` see it); ``wrong_variance`` (the expected round is right, its
+spread is not: sketches correlated across clients; `alg1.round_variance` must see it).
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from theory.result import VIOLATED
 
 ALGORITHM_CLAIMS = [c.id for c in claims.CLAIMS if c.through_impl]
 OURS_CLAIMS = tuple(c for c in ALGORITHM_CLAIMS if c.startswith("ours."))   # the toolkit's own H = 1 bound
-CONVERGENCE_CLAIMS = ("alg1.round_unbiased", "alg1.stationary_point", "thm4.4.bound", "cor4.5.rate") + OURS_CLAIMS
+CONVERGENCE_CLAIMS = ("alg1.round_unbiased", "alg1.round_variance", "alg1.stationary_point", "thm4.4.bound", "cor4.5.rate",
+                      "cor4.5.speedup") + OURS_CLAIMS
 
 ROWS = [
     ("reference (fslora_ref FSLoRA)", None, "correct"),
@@ -45,6 +49,7 @@ ROWS = [
     ("mutants/adamw_decay_unselected", "tests.mutants.adamw_decay_unselected:impl", "unbiased"),
     ("mutants/server_lr_ignored", "tests.mutants.server_lr_ignored:impl", "unbiased"),
     ("mutants/leaky_mask", "tests.mutants.leaky_mask:impl", "below_power"),
+    ("mutants/writes_inputs", "tests.mutants.writes_inputs:impl", "unbiased"),
     ("core/SubmatrixWithoutScale", "tests.mutants.core_mutants:SubmatrixWithoutScale", "biased"),
     ("core/SharedSketchAcrossLayers", "tests.mutants.core_mutants:SharedSketchAcrossLayers", "unbiased"),
     ("core/LeakyUnselected", "tests.mutants.core_mutants:LeakyUnselected", "biased"),
@@ -57,20 +62,10 @@ ROWS = [
     ("theory/UnscaledSubmatrixFSLoRA", "tests.mutants.theory_mutants:UnscaledSubmatrixFSLoRA", "biased"),
     ("theory/DoubleScaledSubmatrixFSLoRA", "tests.mutants.theory_mutants:DoubleScaledSubmatrixFSLoRA", "biased"),
     ("theory/ExplodingFSLoRA", "tests.mutants.theory_mutants:ExplodingFSLoRA", "biased"),
+    ("theory/NoOpFSLoRA", "tests.mutants.theory_mutants:NoOpFSLoRA", "biased"),
+    ("theory/SharedAcrossClientsFSLoRA", "tests.mutants.theory_mutants:SharedAcrossClientsFSLoRA", "wrong_variance"),
+    ("theory/BudgetWeightedFSLoRA", "tests.mutants.theory_mutants:BudgetWeightedFSLoRA", "biased"),
 ]
-
-
-# the rows some ours.* claim violates on its own (quick profile); the biased rows it misses keep the
-# expected H = 1 round close enough to FSLoRA's on its two small problems (independent index sets for B
-# and A, a sliding window of k contiguous indices, a 1e-3 leak into unselected coordinates): the
-# unbiasedness, stationarity or Theorem 4.4 claims catch those
-OURS_CATCHES = {
-    "mutants/no_sketch", "mutants/missing_scale", "mutants/double_scale", "mutants/per_coordinate_mean",
-    "mutants/first_k", "mutants/with_replacement", "mutants/full_rank_skipped", "mutants/adamw_missing_scale",
-    "core/SubmatrixWithoutScale", "core/DividesBySelectors", "table/ServerDividesByNMinus1",
-    "table/ScaleDroppedBothForms", "theory/SummingFSLoRA", "theory/UnscaledSubmatrixFSLoRA",
-    "theory/DoubleScaledSubmatrixFSLoRA", "theory/ExplodingFSLoRA",
-}
 
 
 def runner(target):
@@ -92,24 +87,32 @@ def row(target, ids=ALGORITHM_CLAIMS, stop_at_violation: bool = False) -> dict:
     return out
 
 
-SHORT = {"alg1.round_unbiased": "unbiased", "alg1.sketch_fixed": "sketch fixed", "alg1.forms_agree": "forms",
+SHORT = {"alg1.round_unbiased": "unbiased", "alg1.round_variance": "variance", "cor4.5.speedup": "speed-up", "alg1.sketch_fixed": "sketch fixed", "alg1.forms_agree": "forms",
          "alg1.stationary_point": "stationary", "thm4.4.bound": "Thm 4.4", "thm4.4.above_limit": "above limit",
          "cor4.5.rate": "Cor 4.5", "cor4.5.fedavg": "FedAvg", "ours.h1.a_posteriori": "ours a-post.",
          "ours.h1.a_priori": "ours a-priori", "ours.h1.steps_on_runs": "ours steps"}
-MARK = {"verified": "ok", "violated": "**VIOLATED**", "outside_conditions": "outside", "skipped": "skip"}
+MARK = {"verified": "ok", "violated": "**VIOLATED**", "outside_conditions": "outside", "skipped": "skip",
+        "measurement": "meas.", "identity": "id.", "inconclusive": "inconcl."}
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     header = "| implementation | kind | " + " | ".join(SHORT[c] for c in ALGORITHM_CLAIMS) + " |"
     lines = [header, "|" + "---|" * (len(ALGORITHM_CLAIMS) + 2)]
     start = time.perf_counter()
+    table = []
     for label, target, kind in ROWS:
         tic = time.perf_counter()
         statuses = row(target)
+        table.append({"label": label, "target": target, "kind": kind, "statuses": statuses})
         lines.append(f"| {label} | {kind} | " + " | ".join(MARK[statuses[c]] for c in ALGORITHM_CLAIMS) + " |")
         print(f"{lines[-1]}  ({time.perf_counter() - tic:.1f} s)", file=sys.stderr)
     print("\n".join(lines))
     print(f"\n({len(ROWS)} implementations, `fslora verify --quick` profile, {time.perf_counter() - start:.0f} s)")
+    if "--write" in argv:
+        from theory import power_catalogue
+        power_catalogue.write(table)
+        print(f"wrote {power_catalogue.PATH}")
     return 0
 
 

@@ -54,14 +54,18 @@ def test_quick_run_covers_every_claim_and_writes_plots(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert [c["id"] for c in report["claims"]] == [c.id for c in claims.CLAIMS]
     statuses = {c["id"]: c["status"] for c in report["claims"]}
-    assert statuses.pop("thm4.4.above_limit") == "outside_conditions"
+    assert statuses.pop("thm4.4.above_limit") == "measurement"
+    identities = ("propD4.instance", "propD4.client", "propD4.global", "ours.h1.curvature", "ours.general_h.drift")
+    assert {statuses.pop(i) for i in identities} == {"identity"}     # cannot fail: never reported as verified
     assert set(statuses.values()) == {"verified"}, statuses
     for png in ("lhs_vs_rhs.png", "rate_vs_T.png", "ours_bound.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "report.md").read_text()
     assert "## Theorem 4.4 per setting" in md and "## Corollary 4.5" in md and "reference (fslora_ref" in md
     assert "## Our H = 1 bound (the toolkit's own result, not the paper's)" in md
-    assert "Our H = 1 bound (the toolkit's own): LHS/RHS a posteriori" in md.split("## Closing note")[1]
+    assert "Our H = 1 bound (the textbook descent-lemma bound applied to f^S with exact V and local L_S): LHS/RHS a priori" \
+        in md.split("## Closing note")[1]
+    assert "Ghadimi & Lan 2013" in md and "shown to catch" in md
 
 
 def test_out_must_be_a_directory(tmp_path, capsys):
@@ -77,7 +81,7 @@ def test_impl_independent_numpy_example_exits_0(tmp_path, capsys):
     assert "implementation under test: examples/numpy_fslora" in out and "VIOLATED" not in out
     report = json.loads((tmp_path / "report.json").read_text())
     impl_claims = [c for c in report["claims"] if c["through_implementation"]]
-    assert len(impl_claims) == 11 and {c["status"] for c in impl_claims} <= {"verified", "skipped", "outside_conditions"}
+    assert len(impl_claims) == 13 and {c["status"] for c in impl_claims} <= {"verified", "skipped", "measurement"}
     assert report["meta"]["implementation"].startswith("examples/numpy_fslora")
 
 
@@ -88,7 +92,7 @@ def test_impl_biased_mutant_exits_1(tmp_path, capsys):
     assert "VIOLATED: " in out and "alg1.round_unbiased" in out.split("VIOLATED: ")[1]
     md = (tmp_path / "report.md").read_text()
     assert "### `alg1.round_unbiased`" in md and "### `ours.h1.a_posteriori`" in md
-    assert "Our H = 1 bound (the toolkit's own): a posteriori violated, a priori violated." in md
+    assert "Our H = 1 bound (the textbook descent-lemma bound applied to f^S): a priori violated, a posteriori violated." in md
 
 
 def test_bad_impl_is_a_one_line_user_error(tmp_path, capsys):

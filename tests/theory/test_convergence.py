@@ -13,7 +13,8 @@ from theory.profiles import QUICK
 
 from tests.mutants import theory_mutants as M
 
-SETTING = QUICK.theorem[0]
+SETTING = QUICK.host          # stationarity, above the limit, the corollary (N = 2: cheap)
+THEOREM = QUICK.theorem[0]    # Theorem 4.4's informative quick setting
 
 
 @pytest.fixture(scope="module")
@@ -43,27 +44,43 @@ def test_prop_d4_global_fails_with_inverted_l_bar():
 
 
 def test_theorem_is_checked_where_it_can_fail(reference):
-    out = thm.theorem_setting(reference, SETTING, QUICK.seeds)
+    out = thm.theorem_setting(reference, THEOREM, QUICK.seeds)
     row = out.to_json()
     assert out.within and row["gamma"] <= row["gamma_max"]
     assert row["reference_lhs_fall_factor"] >= 10            # the LHS really decays over the run
-    assert thm.theorem_status([out]).status == "verified"
+    assert row["informative"] <= 0.5 and row["is_informative"]   # a run that never moves fails it (issue 18)
+    res = thm.theorem_status([out])
+    assert res.status == "verified" and "its LHS fell" in res.key
     assert 0 < row["lhs_over_rhs"] < 1
     # L covers the sketched points [B S; A] (Proposition D.4), which sit farther out than X
     assert "sketched point" in out.constants.values["L"].note
 
 
 def test_theorem_is_violated_by_a_biased_implementation_with_the_reference_constants(reference, missing_scale):
-    ok = thm.theorem_setting(reference, SETTING, QUICK.seeds)
-    bad = thm.theorem_setting(missing_scale, SETTING, QUICK.seeds)
+    ok = thm.theorem_setting(reference, THEOREM, QUICK.seeds)
+    bad = thm.theorem_setting(missing_scale, THEOREM, QUICK.seeds)
     assert bad.rhs == ok.rhs and bad.lr == ok.lr                  # the candidate cannot inflate its own RHS
     res = thm.theorem_status([bad])
     assert res.status == "violated" and res.evidence["counterexample"]["lhs_ucb95"] > bad.rhs["rhs"]
 
 
-def test_above_limit_is_outside_conditions(reference):
+def test_a_round_that_never_moves_violates_the_theorem():
+    bad = thm.theorem_setting(runner_for(M.NoOpFSLoRA()), THEOREM, QUICK.seeds)
+    res = thm.theorem_status([bad])
+    assert res.status == "violated", res.key
+    assert res.evidence["counterexample"]["lhs_fall_factor"] == pytest.approx(1.0)   # its own LHS, not the reference's
+
+
+def test_a_vacuous_setting_alone_cannot_verify_the_theorem(reference):
+    out = thm.theorem_setting(reference, SETTING, QUICK.seeds)      # N = 2, k/r = 1/2: RHS ~ 12 ||grad f^S(X^0)||^2
+    assert out.informative > 1
+    res = thm.theorem_status([out])
+    assert res.status == "inconclusive" and "vacuous" in res.key
+
+
+def test_above_limit_is_a_measurement(reference):
     res = thm.above_limit(reference, SETTING, 2, 60, factors=(4.0, 256.0))
-    assert res.status == "outside_conditions"
+    assert res.status == "measurement"
     runs = res.evidence["runs"]
     assert runs[0]["gamma"] == pytest.approx(4 * res.evidence["gamma_max"]) and runs[1]["diverged"]
 

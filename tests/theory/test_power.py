@@ -2,10 +2,11 @@
 
 Every biased mutant shipped in tests/ must be violated by at least one convergence or unbiasedness
 claim; the mutants whose defect keeps the expected update are not (only `fslora crosscheck` or the
-core property tests see them). The toolkit's own H = 1 bound (the ours.* claims that run the
-implementation) is pinned separately: exactly the rows of OURS_CATCHES. The reference and
-examples/numpy_fslora.py violating nothing is tested end to end in test_cli.py (the whole quick run,
-and --impl with exit code 0).
+core property tests see them). Issue 18: a round that never moves violates Theorem 4.4; sketches
+correlated across clients (the round's mean right, its spread wrong) are violated by at least one claim
+(alg1.round_variance); the reference and examples/numpy_fslora.py violate nothing. The catalogue the
+report reads (theory/power_catalogue.json: what each claim has been shown to catch) must match live
+runs, row by row and claim by claim.
 """
 import inspect
 
@@ -13,22 +14,38 @@ import pytest
 
 from fslora_ref.algorithms.protocol import Algorithm
 from tests.mutants import MUTANTS, core_mutants, theory_mutants
+from theory import power_catalogue
 from theory.result import VERIFIED, VIOLATED
 
-from .power_matrix import CONVERGENCE_CLAIMS, OURS_CATCHES, OURS_CLAIMS, ROWS, row
+from .power_matrix import ALGORITHM_CLAIMS, CONVERGENCE_CLAIMS, ROWS, row
 
 BIASED = [(label, target) for label, target, kind in ROWS if kind == "biased"]
 UNBIASED = [(label, target) for label, target, kind in ROWS if kind in ("unbiased", "below_power")]
+CATALOGUE = {r["label"]: r for r in power_catalogue.load()["rows"]}
 
 
-def test_every_shipped_algorithm_mutant_is_in_the_matrix():
+def test_every_shipped_algorithm_mutant_is_in_the_matrix_and_the_catalogue():
     targets = {t for _, t, _ in ROWS}
     shipped = {f"tests.mutants.{m}:impl" for m in MUTANTS}
     for module in (core_mutants, theory_mutants):
         shipped |= {f"{module.__name__}:{name}" for name, cls in inspect.getmembers(module, inspect.isclass)
                     if issubclass(cls, Algorithm) and cls.__module__ == module.__name__}
     assert shipped <= targets, shipped - targets
-    assert len(BIASED) >= 17 and {k for _, _, k in ROWS} == {"correct", "biased", "unbiased", "below_power"}
+    assert len(BIASED) >= 19
+    assert {k for _, _, k in ROWS} == {"correct", "biased", "unbiased", "below_power", "wrong_variance"}
+    assert [r[0] for r in ROWS] == list(CATALOGUE), "regenerate: python -m tests.theory.power_matrix --write"
+    for label, _, kind in ROWS:
+        assert CATALOGUE[label]["kind"] == kind and set(CATALOGUE[label]["statuses"]) == set(ALGORITHM_CLAIMS)
+
+
+def test_the_catalogue_pins_what_issue_18_asks():
+    violated = {label: {c for c, s in r["statuses"].items() if s == VIOLATED} for label, r in CATALOGUE.items()}
+    assert "thm4.4.bound" in violated["theory/NoOpFSLoRA"]
+    assert violated["theory/SharedAcrossClientsFSLoRA"]            # at least one claim sees correlated sketches
+    assert not violated["reference (fslora_ref FSLoRA)"] and not violated["examples/numpy_fslora.py"]
+    for label, _, kind in ROWS:
+        if kind == "biased":
+            assert violated[label] & set(CONVERGENCE_CLAIMS), label
 
 
 @pytest.mark.parametrize("label, target", BIASED, ids=[b[0] for b in BIASED])
@@ -42,12 +59,17 @@ def test_unbiased_defects_keep_the_expected_round(label, target):
     assert row(target, ("alg1.round_unbiased",)) == {"alg1.round_unbiased": VERIFIED}
 
 
+def test_a_round_that_never_moves_violates_theorem_4_4():
+    assert row("tests.mutants.theory_mutants:NoOpFSLoRA", ("thm4.4.bound",)) == {"thm4.4.bound": VIOLATED}
+
+
+def test_sketches_correlated_across_clients_keep_the_mean_and_break_the_variance():
+    statuses = row("tests.mutants.theory_mutants:SharedAcrossClientsFSLoRA", ("alg1.round_unbiased", "alg1.round_variance"))
+    assert statuses == {"alg1.round_unbiased": VERIFIED, "alg1.round_variance": VIOLATED}
+
+
 @pytest.mark.parametrize("label, target, kind", ROWS, ids=[r[0] for r in ROWS])
-def test_our_bound_alone_catches_exactly_the_pinned_mutants(label, target, kind):
-    """The ours.* claims that run the implementation (both forms of the H = 1 bound and its steps on the
-    runs) violate the biased rows of OURS_CATCHES and nothing else: no correct implementation, no
-    unbiased defect (the bound only needs E[g] = grad f^S and the round's variance)."""
-    assert set(OURS_CLAIMS) == {"ours.h1.a_posteriori", "ours.h1.a_priori", "ours.h1.steps_on_runs"}
-    assert OURS_CATCHES <= {lab for lab, _, k in ROWS if k == "biased"}
-    statuses = row(target, OURS_CLAIMS)
-    assert (VIOLATED in statuses.values()) == (label in OURS_CATCHES), (label, statuses)
+def test_the_catalogue_matches_live_runs(label, target, kind):
+    """Every status of the catalogue (what report.md says each claim has been shown to catch) is what the
+    quick profile gives now: a changed claim or profile must regenerate it."""
+    assert row(target) == CATALOGUE[label]["statuses"], label

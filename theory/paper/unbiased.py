@@ -26,6 +26,7 @@ from fslora_ref.problems import least_squares, logistic
 from ..exact.sketched_objective import all_sketch_choices, instance_grad, sketched_grad
 from ..result import VERIFIED, VIOLATED, Result
 from .objective import SCALING, random_points
+from .round_samples import round_changes
 
 ALPHA = 1e-3
 RANK = 4
@@ -77,11 +78,7 @@ def check_point(runner, problem, layers, rounds: int, *, budgets=BUDGETS, lr: fl
     u = mu / np.linalg.norm(mu)
     var_u = sum(np.mean((c @ u) ** 2) for c in centred) / len(budgets) ** 2
     rng_u = sum(np.max(np.abs(c @ u)) for c in centred) / len(budgets)
-    start = _flat(layers)
-    total = np.zeros_like(mu)
-    for t in range(rounds):
-        total += _flat(runner.run(problem, config, layers, t)) - start
-    mean = total / rounds
+    mean = round_changes(runner, problem, layers, config, rounds).mean(axis=0)
     D = mu.size
     level = alpha / (D + 1)
     scale = float(np.max(np.abs(mu)))
