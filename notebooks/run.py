@@ -53,6 +53,9 @@ def notebooks(selection=()) -> list:
     return paths
 
 
+FIRST_CELL_GUARD = 180   # seconds (see execute)
+
+
 def execute(path: str, *, size: str = "full", figures_dir: str | None = None, out_dir: str | None = None,
             timeout: int = 600, extra_env: dict | None = None):
     """Run one notebook in a fresh ``python3`` kernel (cwd = the notebook's folder).
@@ -73,12 +76,33 @@ def execute(path: str, *, size: str = "full", figures_dir: str | None = None, ou
            # copy of a notebook is executed elsewhere
            "PYTHONPATH": os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)}
     env.update(extra_env or {})
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
+    from nbclient.exceptions import CellTimeoutError
+
+    first_code = next((c for c in nb.cells if c.cell_type == "code"), None)
+
+    def cell_timeout(cell):
+        # the first cell only imports: a kernel that has not answered it in FIRST_CELL_GUARD seconds is
+        # stuck (seen once under load: a fresh kernel idle in epoll, the client waiting for its reply)
+        return min(timeout, FIRST_CELL_GUARD) if cell is first_code else timeout
+
     start = time.perf_counter()
     try:
-        with environment(**env):
-            client.execute()
+        for attempt in (1, 2):
+            client = NotebookClient(nb, timeout=timeout, timeout_func=cell_timeout, kernel_name="python3",
+                                    resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
+            try:
+                with environment(**env):
+                    client.execute()
+                break
+            except CellTimeoutError:
+                # retry once, with a fresh kernel, only when not even the first cell ran; a notebook
+                # whose own cells are slow or hang still fails
+                if attempt == 2 or first_code is None or first_code.get("execution_count"):
+                    raise
+                print(f"{os.path.basename(path)}: the kernel did not run the first cell; one more try with a "
+                      f"fresh kernel", file=sys.stderr)
+                nb = nbformat.read(path, as_version=4)
+                first_code = next((c for c in nb.cells if c.cell_type == "code"), None)
     finally:
         seconds = time.perf_counter() - start
         if out_dir:
