@@ -172,8 +172,8 @@ def test_a_killed_superlink_is_recorded_as_failed(tmp_path):
 
 SIM_LAUNCHER = """
 import sys, os
-from fslora_cli.flower_deploy import SimulationDeployment, APP_DIR
-from fslora_flower.settings import run_config
+from fslora_cli.flower_deploy import SimulationDeployment, APP_DIR, app_module
+run_config = app_module("settings").run_config   # the app folder is not an installed package
 from fslora_ref.jobs import SimulateJob
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
