@@ -9,6 +9,7 @@ report reads (theory/power_catalogue.json: what each claim has been shown to cat
 runs, row by row and claim by claim.
 """
 import inspect
+import os
 
 import pytest
 
@@ -68,7 +69,14 @@ def test_sketches_correlated_across_clients_keep_the_mean_and_break_the_variance
     assert statuses == {"alg1.round_unbiased": VERIFIED, "alg1.round_variance": VIOLATED}
 
 
-@pytest.mark.parametrize("label, target, kind", ROWS, ids=[r[0] for r in ROWS])
+# Every row live costs minutes each on 2 cores; the suite checks the correct implementations and the
+# rows issue 18 added, and FSLORA_POWER_FULL=1 (or `python -m tests.theory.power_matrix --write`,
+# which regenerates the catalogue) checks all of them.
+LIVE_ROWS = ROWS if os.environ.get("FSLORA_POWER_FULL") == "1" else [
+    r for r in ROWS if r[2] in ("correct", "wrong_variance") or r[0] in ("theory/NoOpFSLoRA", "theory/BudgetWeightedFSLoRA")]
+
+
+@pytest.mark.parametrize("label, target, kind", LIVE_ROWS, ids=[r[0] for r in LIVE_ROWS])
 def test_the_catalogue_matches_live_runs(label, target, kind):
     """Every status of the catalogue (what report.md says each claim has been shown to catch) is what the
     quick profile gives now: a changed claim or profile must regenerate it."""
