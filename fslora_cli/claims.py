@@ -21,7 +21,7 @@ from theory.empirical.job import ClaimsJob  # noqa: E402
 from theory.empirical.settings import FAMILIES, SEEDS  # noqa: E402
 
 NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs", "impl")
-LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lr", "tuning_seeds", "batch_size",
+LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lr", "tuning_seeds", "tuning_rounds", "batch_size",
             "examples_per_client", "dirichlet_alpha", "eval_per_family", "threads", "pilot_seeds", "seed_step",
             "max_seeds", "looks")
 OUT = {False: "runs/claims", True: "runs/claims-llm"}
@@ -38,7 +38,7 @@ def configure_parser(p):
     p.add_argument("--seeds", type=int, default=None,
                    help=f"seeds 0..N-1 (default {SEEDS['full']}, --quick {SEEDS['quick']}; not with --llm: its plan "
                         "decides)")
-    p.add_argument("--rounds", type=int, default=None, help="override T (rounds; --llm default 6)")
+    p.add_argument("--rounds", type=int, default=None, help="override T (rounds; --llm default 4)")
     p.add_argument("--clients", type=int, default=None,
                    help="override N (clients; --llm default 4, budgets cycle over k_i/r = 1/8, 1/4, 1/2, 3/4)")
     p.add_argument("--margin", type=float, default=None,
@@ -60,7 +60,9 @@ def configure_parser(p):
     g.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (scaling s = alpha/r; default 32)")
     g.add_argument("--local-steps", type=int, default=None, help="H (default 2)")
     g.add_argument("--lr", default=None, help="client learning-rate grid, comma-separated, tuned per algorithm on "
-                                              "the tuning seeds (default 1e-3,4e-3,1.6e-2)")
+                                              "the tuning seeds (default 4e-3,1.6e-2)")
+    g.add_argument("--tuning-rounds", type=int, default=None,
+                   help="rounds of each tuning run (default 2; shorter than --rounds is cheaper)")
     g.add_argument("--tuning-seeds", default=None, help="comma-separated, each >= 1000 (default 1000)")
     g.add_argument("--batch-size", type=int, default=None, help="default 4")
     g.add_argument("--examples-per-client", type=int, default=None, help="default 200")

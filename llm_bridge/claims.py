@@ -34,6 +34,7 @@ from fslora_ref.federation import run_round
 from fslora_ref.jobs import Job
 from fslora_ref.outputs import check_output_names, prepare_output_dir, write_json
 from fslora_ref.safe_json import read_json_file
+from fslora_ref.validation import MAX_ROUNDS, check_int
 from theory.empirical.claims import PAPER_RATIOS
 
 from . import claim_records as records
@@ -44,7 +45,7 @@ from .sequential import NOT_SUPPORTED, SequentialPlan, look_status
 
 BASELINES = ("hetlora", "flexlora", "flora")     # claim 1's comparisons (FedIT, if run, is context)
 DIVERGENCE_MULTIPLE = 10.0                       # held-out loss above this multiple of the initial one: diverged
-TUNING_RULE = ("per algorithm, the grid value with the lowest mean held-out loss after the last round over the "
+TUNING_RULE = ("per algorithm, the grid value with the lowest mean held-out loss after the last tuning round over the "
                "tuning seeds (runs that diverged excluded; ties to the smaller step); tuning seeds are disjoint "
                "from the evaluation seeds 0, 1, ...")
 OUTPUTS = ["plan.json", "report.json", "report.md"]
@@ -66,11 +67,14 @@ class LLMClaimsJob(Job):
         LoRA alpha (scaling s = alpha / r).
     clients : int, default 4
         N (budgets cycle over k_i / r = 1/8, 1/4, 1/2, 3/4).
-    rounds : int, default 6
-        Rounds per run (tuning and evaluation).
+    rounds : int, default 4
+        Rounds per evaluation run.
+    tuning_rounds : int or None, default 2
+        Rounds per tuning run (None: ``rounds``); shorter is cheaper, at the price of choosing the
+        step that is best early (stated in the report).
     local_steps : int, default 2
         Local steps H.
-    lr : str, default "1e-3,4e-3,1.6e-2"
+    lr : str, default "4e-3,1.6e-2"
         The client learning-rate grid (comma-separated; one value: no tuning).
     tuning_seeds : str, default "1000"
         Comma-separated tuning seeds (at least 1000: disjoint from the evaluation seeds).
@@ -89,7 +93,8 @@ class LLMClaimsJob(Job):
     pilot_seeds, seed_step, max_seeds : int, default 3, 2, 9
         The sequential plan (:class:`llm_bridge.sequential.SequentialPlan`).
     looks : int, default 1
-        How many of the plan's looks this invocation may advance (not part of the record's config).
+        How many of the plan's looks this invocation may advance (not part of the record's config); 0 runs
+        nothing: the report of the records at hand (an unfinished tuning leaves the status inconclusive).
     """
 
     NAME: ClassVar[str] = "claims --llm"
@@ -99,9 +104,10 @@ class LLMClaimsJob(Job):
     rank: int = 16
     lora_alpha: float = 32.0
     clients: int = 4
-    rounds: int = 6
+    rounds: int = 4
+    tuning_rounds: int | None = 2
     local_steps: int = 2
-    lr: str = "1e-3,4e-3,1.6e-2"
+    lr: str = "4e-3,1.6e-2"
     tuning_seeds: str = "1000"
     batch_size: int = 4
     examples_per_client: int = 200
@@ -128,11 +134,13 @@ class LLMClaimsJob(Job):
                                                              "threads")})
         lr_grid(self)
         tuning_seeds(self)
+        if self.tuning_rounds is not None:
+            check_int("--tuning-rounds", self.tuning_rounds, low=1, high=MAX_ROUNDS)
         if not (isinstance(self.lora_alpha, (int, float)) and math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
             raise ValueError(f"--lora-alpha must be a positive number, got {self.lora_alpha!r}")
         self.plan()
-        if not (isinstance(self.looks, int) and 1 <= self.looks <= 1000):
-            raise ValueError(f"--looks must be an integer in [1, 1000], got {self.looks!r}")
+        if not (isinstance(self.looks, int) and 0 <= self.looks <= 1000):
+            raise ValueError(f"--looks must be an integer in [0, 1000], got {self.looks!r}")
         names = [a.strip() for a in self.algorithms.split(",") if a.strip()]
         for a in names:
             get_algorithm(a)
@@ -207,15 +215,15 @@ def base_config(job: LLMClaimsJob, names) -> dict:
     -------
     dict
     """
-    keys = ("model", "rank", "lora_alpha", "clients", "rounds", "local_steps", "batch_size", "examples_per_client",
-            "dirichlet_alpha", "eval_per_family", "threads")
+    keys = ("model", "rank", "lora_alpha", "clients", "rounds", "tuning_rounds", "local_steps", "batch_size",
+            "examples_per_client", "dirichlet_alpha", "eval_per_family", "threads")
     return dict({k: getattr(job, k) for k in keys}, algorithms=list(names), lr_grid=lr_grid(job),
                 tuning_seeds=tuning_seeds(job), tuning_rule=TUNING_RULE, plan=job.plan().to_json(),
                 ratios=list(PAPER_RATIOS), targets=list(DEFAULT_TARGETS), families=list(FAMILIES),
                 client_optimizer="adamw", divergence_multiple=DIVERGENCE_MULTIPLE)
 
 
-def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str, lr: float) -> FinetuneJob:
+def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str, lr: float, rounds: int) -> FinetuneJob:
     """The ``fslora finetune`` job of one run (its data, budgets and config helpers are reused).
 
     Parameters
@@ -224,16 +232,17 @@ def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str, lr: float) -> Fin
     seed : int
     algorithm : str
     lr : float
+    rounds : int
 
     Returns
     -------
     FinetuneJob
     """
     return FinetuneJob(model=job.model, rank=job.rank, alpha=job.lora_alpha, clients=job.clients,
-                       ratios=tuple(PAPER_RATIOS), rounds=job.rounds, local_steps=job.local_steps,
+                       ratios=tuple(PAPER_RATIOS), rounds=rounds, local_steps=job.local_steps,
                        lr=lr, batch_size=job.batch_size, examples_per_client=job.examples_per_client,
                        dirichlet_alpha=job.dirichlet_alpha, eval_per_family=job.eval_per_family,
-                       eval_every=job.rounds, threads=job.threads, seed=seed, algorithm=algorithm,
+                       eval_every=rounds, threads=job.threads, seed=seed, algorithm=algorithm,
                        families=tuple(FAMILIES))
 
 
@@ -264,7 +273,7 @@ def heldout_loss(model, task, batch_size: int = 16) -> float:
 
 
 def run_one(layers, tok, job, seed: int, algorithm_name: str, lr: float, *, with_accuracy: bool,
-            initial: dict, log=print) -> dict:
+            initial: dict, rounds: int | None = None, log=print) -> dict:
     """One federated run; returns its record (``claim_records.check_run``'s fields).
 
     Every algorithm starts from the same model (B random, A = 0, so W = W0), so the untrained model's
@@ -284,6 +293,8 @@ def run_one(layers, tok, job, seed: int, algorithm_name: str, lr: float, *, with
         The client learning rate.
     with_accuracy : bool
         Also greedy exact-match accuracy per family after the last round.
+    rounds : int or None
+        Rounds of this run (None: ``job.rounds``).
     initial : dict
         ``{seed: held-out loss}`` of the untrained model (filled on first use).
     log : callable, default print
@@ -298,7 +309,7 @@ def run_one(layers, tok, job, seed: int, algorithm_name: str, lr: float, *, with
     from .federated import ModelShapes, TorchClients, global_factors
     from .finetune import build_data, make_config
     from .task import InstructionTask, evaluate
-    run_job = finetune_job(job, seed, algorithm_name, lr)
+    run_job = finetune_job(job, seed, algorithm_name, lr, job.rounds if rounds is None else rounds)
     task, held, _ = build_data(run_job, tok)
     held_task = InstructionTask(tok, [held], job.batch_size)
     config = make_config(run_job, layers)
@@ -345,7 +356,7 @@ class _Model:
     def __init__(self, job):
         self.job, self.layers, self.tok, self.initial = job, None, None, {}
 
-    def run(self, seed, algorithm, lr, with_accuracy):
+    def run(self, seed, algorithm, lr, with_accuracy, rounds=None):
         if self.layers is None:
             import torch
 
@@ -356,7 +367,7 @@ class _Model:
             model, self.tok = load_model(self.job.model, dtype=torch.float32, seed=0)
             self.layers = LoraLayers(add_lora(model, self.job.rank, self.job.lora_alpha, list(DEFAULT_TARGETS)))
         return run_one(self.layers, self.tok, self.job, seed, algorithm, lr, with_accuracy=with_accuracy,
-                       initial=self.initial, log=lambda m: print(m, flush=True))
+                       initial=self.initial, rounds=rounds, log=lambda m: print(m, flush=True))
 
 
 def choose_steps(tuning: dict, names, grid, seeds) -> dict:
@@ -478,12 +489,19 @@ def run_llm_claims(job: LLMClaimsJob, out: str, *, resume: bool = False) -> int:
     tuning_config = dict(config, kind="tuning")
     keys = [f"{a}@{lr!r}" for a in names for lr in grid]
     tuning = records.load_records(out, "tuning", tuning_config, keys) if resume else {}
-    todo = [(s, k) for s in tseeds for k in keys if k not in tuning.get(s, {})]
-    print(f"claims --llm: tuning {len(tseeds) * len(keys) - len(todo)} runs reused, {len(todo)} to run", flush=True)
+    todo = [(s, k) for s in tseeds for k in keys if k not in tuning.get(s, {})] if job.looks else []
+    print(f"claims --llm: tuning {sum(len(r) for r in tuning.values())} runs reused, {len(todo)} to run", flush=True)
     for s, k in todo:
         a, lr = k.split("@")
-        tuning.setdefault(s, {})[k] = model.run(s, a, float(lr), with_accuracy=False)
+        tuning.setdefault(s, {})[k] = model.run(s, a, float(lr), with_accuracy=False,
+                                                rounds=job.tuning_rounds or job.rounds)
         records.write_record(out, "tuning", tuning_config, s, tuning[s])
+    if any(k not in tuning.get(s, {}) for s in tseeds for k in keys):   # --looks 0 on an unfinished tuning
+        state = {"status": "inconclusive", "stopped": False, "n_seeds": 0, "look": 0, "next_seeds": None,
+                 "reason": "the step tuning has not finished: no evaluation seed can run"}
+        paths = write_report(out, config, None, tuning, {}, state, names, seconds=time.perf_counter() - start)
+        print(f"\nstatus: {state['status']} ({state['reason']}); wrote " + ", ".join(paths))
+        return 0
     steps = choose_steps(tuning, names, grid, tseeds)
 
     eval_config = dict(config, kind="evaluation", lrs={a: steps[a]["chosen"] for a in names})
@@ -500,6 +518,9 @@ def run_llm_claims(job: LLMClaimsJob, out: str, *, resume: bool = False) -> int:
         complete = {s: r for s, r in seed_runs.items() if set(r) == set(names)}
         state, looks_done = status(plan, complete, names), looks_done + 1
         print(f"claims --llm: {state['reason']}", flush=True)
+    partial = sorted(s for s in seed_runs if s not in complete)
+    if partial:
+        state = dict(state, reason=state["reason"] + f"; seeds {partial} unfinished (not used)")
     paths = write_report(out, config, steps, tuning, complete, state, names,
                          seconds=time.perf_counter() - start)
     print(f"\nstatus: {state['status']} ({state['reason']}); wrote " + ", ".join(paths))

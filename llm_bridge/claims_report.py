@@ -2,6 +2,7 @@
 plan, the tuning that chose each step, every seed's numbers, the look's tests and the status."""
 from __future__ import annotations
 
+import math
 import os
 import statistics
 
@@ -41,7 +42,35 @@ def summary(seed_runs: dict, names) -> dict:
     return out
 
 
-def write_report(out: str, config: dict, steps: dict, tuning: dict, seed_runs: dict, state: dict, names, *,
+def paired_differences(seed_runs: dict, names) -> dict:
+    """Per baseline, fslora's paired differences over the seeds where neither run diverged.
+
+    Parameters
+    ----------
+    seed_runs : dict
+        ``{seed: {algorithm: run}}``.
+    names : list of str
+
+    Returns
+    -------
+    dict
+        ``{baseline: {"loss_ratio", "d_min", "d_max", "accuracy", "acc_min", "acc_max"}}``: the
+        geometric-mean loss ratio - 1, the range of d = log(L_fslora / L_baseline), the mean accuracy
+        difference (mean over families) and its range.
+    """
+    out = {}
+    for b in (n for n in names if n != "fslora"):
+        pairs = [(r["fslora"], r[b]) for r in seed_runs.values() if not (r["fslora"]["diverged"] or r[b]["diverged"])]
+        if not pairs:
+            continue
+        d = [math.log(f["heldout"][-1] / x["heldout"][-1]) for f, x in pairs]
+        acc = [statistics.fmean(f["accuracy"].values()) - statistics.fmean(x["accuracy"].values()) for f, x in pairs]
+        out[b] = {"loss_ratio": math.exp(statistics.fmean(d)) - 1, "d_min": min(d), "d_max": max(d),
+                  "accuracy": statistics.fmean(acc), "acc_min": min(acc), "acc_max": max(acc)}
+    return out
+
+
+def write_report(out: str, config: dict, steps, tuning: dict, seed_runs: dict, state: dict, names, *,
                  seconds: float) -> list:
     """Write report.json and report.md into ``out``.
 
@@ -50,8 +79,8 @@ def write_report(out: str, config: dict, steps: dict, tuning: dict, seed_runs: d
     out : str
     config : dict
         The declared config (recipe, plan, grid).
-    steps : dict
-        :func:`llm_bridge.claims.choose_steps`'s result.
+    steps : dict or None
+        :func:`llm_bridge.claims.choose_steps`'s result (None while the tuning is unfinished).
     tuning : dict
         ``{seed: {"algorithm@lr": run}}``.
     seed_runs : dict
@@ -70,15 +99,16 @@ def write_report(out: str, config: dict, steps: dict, tuning: dict, seed_runs: d
     per_seed_cost = {s: sum(r["seconds"] for r in runs.values()) for s, runs in seed_runs.items()}
     data = {"scope": SCOPE, "status": state["status"], "reason": state["reason"], "plan_state": state,
             "config": config, "tuning": steps, "seeds": sorted(seed_runs), "summary": summary(seed_runs, names),
+            "paired_differences": paired_differences(seed_runs, names),
             "seed_seconds": {str(s): v for s, v in per_seed_cost.items()},
             "tuning_seconds": sum(r["seconds"] for runs in tuning.values() for r in runs.values()),
             "invocation_seconds": seconds}
     write_json(os.path.join(out, "report.json"), data)
-    atomic_write_bytes(os.path.join(out, "report.md"), markdown(data, seed_runs, names).encode())
+    atomic_write_bytes(os.path.join(out, "report.md"), markdown(data, seed_runs, tuning, names).encode())
     return [os.path.join(out, "report.json"), os.path.join(out, "report.md")]
 
 
-def markdown(data: dict, seed_runs: dict, names) -> str:
+def markdown(data: dict, seed_runs: dict, tuning: dict, names) -> str:
     """The report as Markdown.
 
     Parameters
@@ -87,6 +117,8 @@ def markdown(data: dict, seed_runs: dict, names) -> str:
         report.json's content.
     seed_runs : dict
         ``{seed: {algorithm: run}}``.
+    tuning : dict
+        ``{seed: {"algorithm@lr": run}}``.
     names : list of str
 
     Returns
@@ -115,13 +147,18 @@ def markdown(data: dict, seed_runs: dict, names) -> str:
              f"of {', '.join(c['families'])}, Dirichlet({c['dirichlet_alpha']}); {c['eval_per_family']} held-out "
              "prompts per family.", "",
              "## Step tuning", "",
-             f"Rule: {c['tuning_rule']}. Grid {c['lr_grid']}, tuning seeds {c['tuning_seeds']}.", "",
+             f"Rule: {c['tuning_rule']}. Grid {c['lr_grid']}, tuning seeds {c['tuning_seeds']}, tuning runs of "
+             f"{c['tuning_rounds'] or c['rounds']} rounds (evaluation runs: {c['rounds']}).", "",
              "| algorithm | " + " | ".join(f"lr {v:g}" for v in c["lr_grid"]) + " | chosen |",
              "|---|" + "---|" * (len(c["lr_grid"]) + 1)]
     for a in names:
-        row = [("diverged" if steps_loss is None else f"{steps_loss:.4f}")
-               for steps_loss in data["tuning"][a]["losses"].values()]
-        lines.append(f"| {a} | " + " | ".join(row) + f" | {data['tuning'][a]['chosen']:g} |")
+        row = []
+        for lr in c["lr_grid"]:
+            runs = [r[f"{a}@{lr!r}"] for r in tuning.values() if f"{a}@{lr!r}" in r]
+            row.append("not run" if len(runs) < len(c["tuning_seeds"]) else "diverged" if any(r["diverged"] for r in runs)
+                       else f"{statistics.fmean(r['heldout'][-1] for r in runs):.4f}")
+        chosen = f"{data['tuning'][a]['chosen']:g}" if data["tuning"] else "(unfinished)"
+        lines.append(f"| {a} | " + " | ".join(row) + f" | {chosen} |")
     lines += ["", "## Per seed (final held-out loss; exact-match accuracy, mean over families)", "",
               "| seed | " + " | ".join(names) + " | seconds |", "|---|" + "---|" * (len(names) + 1)]
     for s in sorted(seed_runs):
@@ -143,6 +180,12 @@ def markdown(data: dict, seed_runs: dict, names) -> str:
                 continue
             lines.append(f"| {a} | {m['heldout']:.4f} | {m['accuracy_mean']:.1%} | "
                          + " | ".join(f"{m['accuracy'][f]:.1%}" for f in fams) + " |")
+        lines += ["", "Paired differences fslora - baseline over the seeds (mean, and the range over seeds): "
+                  "held-out loss ratio exp(mean log ratio) - 1; accuracy in points.", "",
+                  "| baseline | held-out loss | accuracy (mean over families) |", "|---|---|---|"]
+        for b, diff in paired_differences(seed_runs, names).items():
+            lines.append(f"| {b} | {diff['loss_ratio']:+.1%} (d from {diff['d_min']:+.3f} to {diff['d_max']:+.3f}) | "
+                         f"{100 * diff['accuracy']:+.1f} points ({100 * diff['acc_min']:+.1f} to {100 * diff['acc_max']:+.1f}) |")
     if st.get("iut"):
         lines += ["", f"## Look {st['look']} ({plan['looks'][st['look'] - 1]} seeds, level {st['level']:.4g})", "",
                   "| baseline | p (fslora better) | p (baseline better) |", "|---|---|---|"]

@@ -46,6 +46,7 @@ def test_one_run_declares_tunes_and_decides(in_one_go):
     assert sorted(os.listdir(os.path.join(out, "tuning"))) == ["seed1000.json"]
     assert all(int(f[4:8]) < 1000 for f in os.listdir(os.path.join(out, "seeds")))
     tuning = _read(os.path.join(out, "tuning", "seed1000.json"))["runs"]
+    assert all(r["rounds"] == [0, 2] for r in tuning.values())   # --tuning-rounds (default 2)
     for a, t in report["tuning"].items():
         losses = {lr: tuning[f"{a}@{lr}"]["heldout"][-1] for lr in ("0.01", "0.05")}
         assert t["chosen"] == float(min(losses, key=losses.get))
@@ -124,7 +125,22 @@ def test_llm_refuses_the_numpy_only_options(tmp_path, capsys):
     assert "--llm runs claim 1 only" in capsys.readouterr().err
     assert main([*TINY, "--seeds", "4", "--out", str(tmp_path)]) == 2
     assert "--seeds only applies without --llm" in capsys.readouterr().err
-    for opt, value in (("--lr", "0,1"), ("--tuning-seeds", "5"), ("--max-seeds", "1"), ("--looks", "0")):
+    for opt, value in (("--lr", "0,1"), ("--tuning-seeds", "5"), ("--max-seeds", "1"), ("--looks", "-1")):
         assert main([*TINY, opt, value, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err
         assert opt in err and len(err.strip().splitlines()) == 1
+
+
+def test_looks_zero_reports_without_running(in_one_go, tmp_path, capsys):
+    one, _ = in_one_go
+    import shutil
+    out = str(tmp_path / "run")
+    shutil.copytree(one, out)
+    capsys.readouterr()
+    assert main([*TINY, "--out", out, "--resume", "--looks", "0"]) in (0, 1)
+    assert "0 to run" in capsys.readouterr().out
+    assert _read(os.path.join(out, "report.json"))["plan_state"] == _read(os.path.join(one, "report.json"))["plan_state"]
+    os.remove(os.path.join(out, "tuning", "seed1000.json"))   # an unfinished tuning: nothing can be evaluated
+    assert main([*TINY, "--out", out, "--resume", "--looks", "0"]) == 0
+    report = _read(os.path.join(out, "report.json"))
+    assert report["status"] == "inconclusive" and "tuning has not finished" in report["reason"] and report["seeds"] == []
