@@ -144,3 +144,30 @@ def test_looks_zero_reports_without_running(in_one_go, tmp_path, capsys):
     assert main([*TINY, "--out", out, "--resume", "--looks", "0"]) == 0
     report = _read(os.path.join(out, "report.json"))
     assert report["status"] == "inconclusive" and "tuning has not finished" in report["reason"] and report["seeds"] == []
+
+
+def test_a_diverged_run_is_recorded_and_stalls_the_plan_with_its_reason(tmp_path, monkeypatch):
+    """FlexLoRA's held-out loss explodes (finite, 1e9): its run is marked diverged with round and reason,
+    the command finishes, and the look says why it cannot decide."""
+    import llm_bridge.claims as claims_mod
+    real = claims_mod.heldout_loss
+    calls = {"n": 0}
+
+    def exploding(model, task, batch_size=16):
+        calls["n"] += 1
+        return 1e9 if calls.get("flexlora") else real(model, task, batch_size)
+
+    real_run = claims_mod.run_one
+
+    def run_one(layers, tok, job, seed, algorithm_name, lr, **kw):
+        calls["flexlora"] = algorithm_name == "flexlora" and seed == 1
+        return real_run(layers, tok, job, seed, algorithm_name, lr, **kw)
+
+    monkeypatch.setattr(claims_mod, "heldout_loss", exploding)
+    monkeypatch.setattr(claims_mod, "run_one", run_one)
+    out = str(tmp_path)
+    assert main([*TINY, "--lr", "0.01", "--out", out]) == 0
+    bad = _read(os.path.join(out, "seeds", "seed0001.json"))["runs"]["flexlora"]
+    assert bad["diverged"]["round"] == 2 and "10 x initial" in bad["diverged"]["reason"] and bad["accuracy"] is None
+    report = _read(os.path.join(out, "report.json"))
+    assert report["status"] == "inconclusive" and "diverged runs at seeds [1]" in report["reason"]
