@@ -14,7 +14,7 @@ from importlib.metadata import version
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.constant import ErrorCode
 
-from .strategy import MissingClients
+from .strategy import MissingClients, client_error
 
 QUERY, NODE = "fslora.query", "fslora.node"
 
@@ -24,12 +24,13 @@ def versions() -> dict:
     return {"fslora": version("fslora"), "flwr": version("flwr")}
 
 
-def node_reply(node_config, prepare_seconds: float) -> RecordDict:
-    """The ClientApp's answer to the discovery query."""
+def node_reply(node_config, prepare_seconds: float, data: dict | None = None) -> RecordDict:
+    """The ClientApp's answer to the discovery query (``data``: what a node with its own
+    finetune partition announces of it, see llm_bridge.node_data.announcement)."""
     pid, num = partition(node_config)
     return RecordDict({NODE: ConfigRecord({"partition-id": pid, "num-partitions": num,
                                            "prepare-seconds": float(prepare_seconds), **announced(node_config),
-                                           **versions()})})
+                                           **(data or {}), **versions()})})
 
 
 ANNOUNCED = ("budget", "device", "dtype")   # what a SuperNode may announce in its --node-config
@@ -99,7 +100,10 @@ def discover(grid, n_clients: int, timeout: float, poll: float = 0.5, with_answe
             if reply.has_error():
                 reason = " ".join((reply.error.reason or "").split())
                 if reply.error.code in FATAL:
-                    raise MissingClients(f"node {node} could not prepare the job: {reason}")
+                    kind, text = client_error(reply.error.reason)
+                    # the node refused the job or its data (a bad partition file...): the user's error, exit 2
+                    refusal = ValueError if is_user_error(kind) else MissingClients
+                    raise refusal(f"node {node} could not prepare the job: {text if kind else reason}")
                 unavailable[node] = reason
                 continue
             info = dict(reply.content[NODE])
@@ -118,6 +122,16 @@ def discover(grid, n_clients: int, timeout: float, poll: float = 0.5, with_answe
                                  f"{'; unavailable: ' + str(sorted(unavailable)) if unavailable else ''}); start one "
                                  f"per client with --node-config 'partition-id=<i> num-partitions={n_clients}'")
         time.sleep(poll)
+
+
+def is_user_error(kind: str) -> bool:
+    """Whether the exception class named ``kind`` (a ClientApp's, by name) is a user error
+    (fslora_ref.errors.USER_ERRORS: bad options, a bad data file, a file that is not there)."""
+    import builtins
+
+    from fslora_ref.errors import USER_ERRORS
+    cls = getattr(builtins, kind, None)
+    return kind == "UserError" or (isinstance(cls, type) and issubclass(cls, USER_ERRORS))
 
 
 # the node's ClientApp cannot run the job; other errors (node unavailable, ...) may be a stale node
