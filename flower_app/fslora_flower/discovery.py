@@ -25,8 +25,23 @@ def versions() -> dict:
 
 
 def node_reply(node_config, prepare_seconds: float, data: dict | None = None) -> RecordDict:
-    """The ClientApp's answer to the discovery query (``data``: what a node with its own
-    finetune partition announces of it, see llm_bridge.node_data.announcement)."""
+    """The ClientApp's answer to the discovery query.
+
+    Parameters
+    ----------
+    node_config : dict
+        The SuperNode's --node-config (partition, announced budget/device/dtype).
+    prepare_seconds : float
+        How long preparing the job took.
+    data : dict or None
+        What a node with its own finetune partition announces of it
+        (llm_bridge.node_data.announcement).
+
+    Returns
+    -------
+    RecordDict
+        One ConfigRecord ``fslora.node``.
+    """
     pid, num = partition(node_config)
     return RecordDict({NODE: ConfigRecord({"partition-id": pid, "num-partitions": num,
                                            "prepare-seconds": float(prepare_seconds), **announced(node_config),
@@ -125,8 +140,18 @@ def discover(grid, n_clients: int, timeout: float, poll: float = 0.5, with_answe
 
 
 def is_user_error(kind: str) -> bool:
-    """Whether the exception class named ``kind`` (a ClientApp's, by name) is a user error
-    (fslora_ref.errors.USER_ERRORS: bad options, a bad data file, a file that is not there)."""
+    """Whether the exception class named ``kind`` (a ClientApp's, by name) is a user error.
+
+    Parameters
+    ----------
+    kind : str
+        An exception class name, e.g. "ValueError".
+
+    Returns
+    -------
+    bool
+        True for fslora_ref.errors.USER_ERRORS (bad options, a bad data file, a missing file).
+    """
     import builtins
 
     from fslora_ref.errors import USER_ERRORS

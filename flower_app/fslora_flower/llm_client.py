@@ -22,8 +22,27 @@ import numpy as np
 
 
 def node_settings(job, node_config) -> tuple:
-    """(device spec, dtype name) this node trains with: its node config's, else the job's; ValueError
-    (one line) for a dtype the bridge does not know or a malformed device."""
+    """The device and dtype this node trains with: its node config's, else the job's.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The run's job (the defaults).
+    node_config : dict or None
+        The SuperNode's --node-config (``device``, ``dtype`` optional).
+
+    Returns
+    -------
+    device : str
+        A device spec ("auto", "cpu", "cuda", "cuda:<i>").
+    dtype : str
+        One of ``llm_bridge.device.DTYPES``.
+
+    Raises
+    ------
+    ValueError
+        One line, for a dtype the bridge does not know or a malformed device.
+    """
     from llm_bridge.device import DTYPES, check_device_spec
     node_config = node_config or {}
     dtype = str(node_config.get("dtype", job.dtype))
@@ -35,7 +54,28 @@ def node_settings(job, node_config) -> tuple:
 
 
 def own_examples(job, node_config, client: int):
-    """This node's training examples from the partition file its node config names (None without ``data``)."""
+    """This node's training examples, from the partition file its node config names.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The run's job (its recipe and number of clients).
+    node_config : dict or None
+        The SuperNode's --node-config (``data``, ``num-partitions``).
+    client : int
+        This node's partition-id.
+
+    Returns
+    -------
+    list of Example or None
+        None when the node config names no ``data`` file.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        One line naming the file, for a file that is not this client's of this job (see
+        :func:`llm_bridge.node_data.load_partition_file`).
+    """
     path = (node_config or {}).get("data")
     if not path:
         return None
@@ -49,9 +89,25 @@ def own_examples(job, node_config, client: int):
 
 
 def prepare(job, node_config=None, client: int | None = None) -> dict:
-    """Check the FinetuneJob can run on this node (its fields, model and, unless the node has its
-    own partition file, the data files; the output directory is the server's), fill the
-    converted-model cache, and return what the node announces about its own data ({} without)."""
+    """Check the FinetuneJob can run on this node and say what the node announces of its data.
+
+    Checks the job's fields, the model and, unless the node has its own partition file, the data
+    files (the output directory is the server's), and fills the converted-model cache.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The run's job.
+    node_config : dict or None
+        The SuperNode's --node-config.
+    client : int or None
+        This node's partition-id.
+
+    Returns
+    -------
+    dict
+        :func:`llm_bridge.node_data.announcement` of the node's own partition; {} without one.
+    """
     job.validate()
     node_settings(job, node_config)
     examples = own_examples(job, node_config, client) if client is not None else None
@@ -66,7 +122,28 @@ def prepare(job, node_config=None, client: int | None = None) -> dict:
 
 
 def train(plan, meta, job, node_config, timing: dict):
-    """(Upload of ``plan``, float type to send it in); ``timing`` receives setup-seconds."""
+    """Train ``plan`` on this node's data.
+
+    Parameters
+    ----------
+    plan : ClientPlan
+        What the server sent this client.
+    meta : dict
+        The plan's metadata (its ``round``).
+    job : FinetuneJob
+        The run's job.
+    node_config : dict or None
+        The SuperNode's --node-config (``data``, ``device``, ``dtype``).
+    timing : dict
+        Receives ``setup-seconds`` (model load and data).
+
+    Returns
+    -------
+    upload : Upload
+        The client's upload.
+    dtype : type
+        The float type to send it in (float64 for a float64 model, else float32: exact).
+    """
     t0 = time.perf_counter()
     from llm_bridge.client import train_client
     from llm_bridge.device import resolve_device, torch_dtype
