@@ -300,3 +300,14 @@ def test_loopback_deployment_with_node_local_data_equals_in_process(tmp_path, ca
     assert_same_run(ref, fl)
     ledger = json.load(open(os.path.join(fl, "flower.json")))["runs"][-1]
     assert [ledger["announced"][str(i)]["budget"] for i in range(3)] == BUDGETS
+
+
+def test_a_node_announces_its_own_device_and_dtype_and_a_bad_one_is_named():
+    from fslora_flower.llm_client import node_settings
+    job = job_of(TINY)
+    assert node_settings(job, {}) == ("cpu", "float32")
+    assert node_settings(job, {"dtype": "float64", "device": "cuda:1"}) == ("cuda:1", "float64")
+    with pytest.raises(ValueError, match=r"node config dtype='float16' must be one of \['float32', 'bfloat16', 'float64'\]"):
+        node_settings(job, {"dtype": "float16"})
+    with pytest.raises(ValueError, match="gpu"):
+        node_settings(job, {"device": "gpu"})
