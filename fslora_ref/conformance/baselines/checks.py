@@ -280,7 +280,7 @@ def _names(task, state: dict) -> list:
 def mismatch(expected: list, got: list, names: list, tol: float) -> str | None:
     """The first array that differs from its expected value beyond a relative tolerance.
 
-    An array agrees when max |got - expected| <= tol x max |expected|.
+    An array agrees when ``max |got - expected| <= tol * max |expected|``.
 
     Parameters
     ----------
