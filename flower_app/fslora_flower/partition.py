@@ -119,7 +119,7 @@ class LocalPartition:
     layer_shapes : list of tuple of int
         ``[(m_l, n_l)]``.
     n_layers : int
-        L.
+        The number of layers L.
     """
 
     def __init__(self, problem: Problem, client: int):

@@ -105,7 +105,7 @@ class RoundsTask(TaskSizes):
     rank : int
         The global rank r.
     lora_scaling : float
-        s.
+        The LoRA scaling s.
     budgets : tuple of int
         k_i per client.
     client_sizes : tuple of int

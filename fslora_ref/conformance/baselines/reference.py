@@ -45,11 +45,11 @@ def task_config(task, rounds: int = 1, lr: float = 1.0, local_steps: int = 1, se
     task : AggregationTask or RoundsTask
         Its ``rank``, ``budgets`` and ``lora_scaling`` are used.
     rounds : int, default 1
-        T.
+        The number of rounds T.
     lr : float, default 1.0
         The clients' step size (unused by an aggregation alone).
     local_steps : int, default 1
-        H.
+        The local steps per round H.
     seed : int, default 0
         The run's seed.
 
