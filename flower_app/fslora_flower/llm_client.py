@@ -14,8 +14,20 @@ import numpy as np
 
 
 def prepare(job) -> None:
-    """Check the FinetuneJob can run on this node (its fields, model and data files; the output
-    directory is the server's) and fill the converted-model cache."""
+    """Check the FinetuneJob can run on this node and fill the converted-model cache (the discovery query).
+
+    Its fields, model and data files are checked; the output directory is the server's.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The run's job.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        One line, for a bad field, model directory or data file.
+    """
     job.validate()
     job.check_inputs()
     if job.model == "smollm2":
@@ -24,7 +36,28 @@ def prepare(job) -> None:
 
 
 def train(plan, meta, job, node_config, timing: dict):
-    """(Upload of ``plan``, float type to send it in); ``timing`` receives setup-seconds."""
+    """Load the model, add the LoRA adapter, derive this client's data and train its plan.
+
+    Parameters
+    ----------
+    plan : ClientPlan
+        The client's plan (:func:`fslora_flower.records.record_to_plan`).
+    meta : dict
+        The plan's ConfigRecord (its ``round`` is read).
+    job : FinetuneJob
+        The run's job.
+    node_config : Mapping
+        The SuperNode's node config (an optional ``device`` overrides the job's).
+    timing : dict
+        Receives ``"setup-seconds"``: loading the model and the data.
+
+    Returns
+    -------
+    upload : Upload
+        The client's result of local training.
+    dtype : type
+        The float type to send it in: ``numpy.float64`` for a float64 model, else ``numpy.float32``.
+    """
     t0 = time.perf_counter()
     from llm_bridge.client import train_client
     from llm_bridge.device import resolve_device, torch_dtype
