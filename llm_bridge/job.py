@@ -224,8 +224,21 @@ class FinetuneJob(Job):
 
 
 def output_names(job: FinetuneJob) -> list:
-    """The files a run writes into its output directory (besides the ``adapter`` directory): checked
-    before the model loads, since a directory named history.json would fail only after training."""
+    """The files a finetune run writes into its output directory, besides the ``adapter`` directory.
+
+    They are checked before the model loads, since a directory named history.json would fail only
+    after training.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The run (its ``algorithm`` names the checkpoint file).
+
+    Returns
+    -------
+    list of str
+        ``["history.json", "curves.png", "checkpoint-<algorithm>.npz"]``.
+    """
     from fslora_ref.federation import checkpoint_path
     return ["history.json", "curves.png", os.path.basename(checkpoint_path(".", job.algorithm))]
 

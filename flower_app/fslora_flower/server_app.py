@@ -28,6 +28,27 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    """Run the job of the run config with its clients on SuperNodes (the ServerApp's entry point).
+
+    Prepares and locks the output directory, discovers which node is which client (budgets the
+    nodes announce replace the job's), then runs the in-process command's own loop with each round
+    through :class:`~fslora_flower.rounds.FlowerRounds`. ``<out>/flower.json`` records the run; a
+    failure is recorded there with its exit code before it is raised.
+
+    Parameters
+    ----------
+    grid : flwr.server.Grid
+        The grid to the SuperNodes.
+    context : flwr.app.Context
+        The run config (:class:`~fslora_flower.settings.Settings`) and Flower's run id.
+
+    Raises
+    ------
+    ValueError
+        If the run config is invalid or names no output directory, or the job or a node refuses it.
+    MissingClients
+        If the nodes are not all found, or (``on-missing stop``) a participant gives no usable reply.
+    """
     settings = Settings.from_run_config(context.run_config)
     if not settings.out:
         raise ValueError("run config 'out' must name the output directory on the ServerApp's host")
