@@ -79,11 +79,8 @@ def query(msg: Message, context: Context) -> Message:
     pid, _ = partition(context.node_config)
     settings = Settings.from_run_config(context.run_config)
     t0 = time.perf_counter()
-    if settings.job == "simulate":
-        _job(settings).prepare(settings.args, context.node_config, pid)
-    else:
-        _job(settings).prepare(settings.args)
-    return Message(node_reply(context.node_config, time.perf_counter() - t0), reply_to=msg)
+    data = _job(settings).prepare(settings.args, context.node_config, pid)   # finetune: what its own data are
+    return Message(node_reply(context.node_config, time.perf_counter() - t0, data or {}), reply_to=msg)
 
 
 @app.train()

@@ -14,7 +14,7 @@ from importlib.metadata import version
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.constant import ErrorCode
 
-from .strategy import MissingClients
+from .strategy import MissingClients, client_error
 
 QUERY, NODE = "fslora.query", "fslora.node"
 
@@ -30,7 +30,7 @@ def versions() -> dict:
     return {"fslora": version("fslora"), "flwr": version("flwr")}
 
 
-def node_reply(node_config, prepare_seconds: float) -> RecordDict:
+def node_reply(node_config, prepare_seconds: float, data: dict | None = None) -> RecordDict:
     """The ClientApp's answer to the discovery query.
 
     Parameters
@@ -40,12 +40,15 @@ def node_reply(node_config, prepare_seconds: float) -> RecordDict:
         dtype).
     prepare_seconds : float
         How long preparing the job took on this node.
+    data : dict or None
+        What a node with its own finetune partition announces of it
+        (:func:`llm_bridge.node_data.announcement`).
 
     Returns
     -------
     flwr.app.RecordDict
         A ConfigRecord ``"fslora.node"``: partition-id, num-partitions, prepare-seconds, what the node
-        announces (:func:`announced`) and :func:`versions`.
+        announces (:func:`announced`, and ``data``) and :func:`versions`.
 
     Raises
     ------
@@ -55,7 +58,7 @@ def node_reply(node_config, prepare_seconds: float) -> RecordDict:
     pid, num = partition(node_config)
     return RecordDict({NODE: ConfigRecord({"partition-id": pid, "num-partitions": num,
                                            "prepare-seconds": float(prepare_seconds), **announced(node_config),
-                                           **versions()})})
+                                           **(data or {}), **versions()})})
 
 
 ANNOUNCED = ("budget", "device", "dtype")   # what a SuperNode may announce in its --node-config
@@ -195,15 +198,17 @@ def discover(grid, n_clients: int, timeout: float, poll: float = 0.5, with_answe
         ``{client id: node id}``.
     answers : dict
         Only with ``with_answers``: ``{client id: the node's answer}`` (partition, prepare-seconds,
-        announced budget / device / dtype, versions).
+        announced budget / device / dtype, a finetune node's data announcement, versions).
 
     Raises
     ------
     MissingClients
-        If a node's ClientApp cannot prepare the job, or not every partition answered in time.
+        If a node's ClientApp cannot prepare the job for a reason other than a user error, or not
+        every partition answered in time.
     ValueError
-        If two nodes claim one partition, a node's num-partitions is not N, or its versions differ
-        from the server's.
+        If a node refused the job or its data with a user error (a bad option, a bad or foreign
+        partition file: :func:`is_user_error`), two nodes claim one partition, a node's
+        num-partitions is not N, or its versions differ from the server's.
     """
     deadline = time.monotonic() + timeout
     mine, clients, pending, asked, unavailable, answers = versions(), {}, {}, set(), {}, {}
@@ -219,7 +224,10 @@ def discover(grid, n_clients: int, timeout: float, poll: float = 0.5, with_answe
             if reply.has_error():
                 reason = " ".join((reply.error.reason or "").split())
                 if reply.error.code in FATAL:
-                    raise MissingClients(f"node {node} could not prepare the job: {reason}")
+                    kind, text = client_error(reply.error.reason)
+                    # the node refused the job or its data (a bad partition file...): the user's error, exit 2
+                    refusal = ValueError if is_user_error(kind) else MissingClients
+                    raise refusal(f"node {node} could not prepare the job: {text if kind else reason}")
                 unavailable[node] = reason
                 continue
             info = dict(reply.content[NODE])
@@ -238,6 +246,26 @@ def discover(grid, n_clients: int, timeout: float, poll: float = 0.5, with_answe
                                  f"{'; unavailable: ' + str(sorted(unavailable)) if unavailable else ''}); start one "
                                  f"per client with --node-config 'partition-id=<i> num-partitions={n_clients}'")
         time.sleep(poll)
+
+
+def is_user_error(kind: str) -> bool:
+    """Whether the exception class named ``kind`` (a ClientApp's, by name) is a user error.
+
+    Parameters
+    ----------
+    kind : str
+        An exception class name, e.g. "ValueError".
+
+    Returns
+    -------
+    bool
+        True for fslora_ref.errors.USER_ERRORS (bad options, a bad data file, a missing file).
+    """
+    import builtins
+
+    from fslora_ref.errors import USER_ERRORS
+    cls = getattr(builtins, kind, None)
+    return kind == "UserError" or (isinstance(cls, type) and issubclass(cls, USER_ERRORS))
 
 
 # the node's ClientApp cannot run the job; other errors (node unavailable, ...) may be a stale node
