@@ -34,7 +34,8 @@ def configure_parser(p):
                        help=f"input dimension of the adapted weight (default {NUMPY['m']})")
     g.add_argument("--n", type=integer_in(1, MAX_DIM), default=None,
                    help=f"output dimension of the adapted weight (default {NUMPY['n']})")
-    add_deprecated_alias(g, "--dim", m, store=_square, replacement="--m and --n", metavar="D")
+    add_deprecated_alias(g, "--dim", m, store=_square, replacement="--m and --n", metavar="D",
+                         exclusive=False)
     g.add_argument("--local-steps", type=integer_in(1, MAX_LOCAL_STEPS), default=None,
                    help=f"H (default {NUMPY['local_steps']})")
     g = p.add_argument_group("LLM bridge (with --bridge)")

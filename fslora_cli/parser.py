@@ -135,7 +135,7 @@ class DeprecatedAlias(argparse.Action):
 
 
 def add_deprecated_alias(container, old: str, new_action: argparse.Action, *, store=None, replacement=None,
-                         metavar=None) -> argparse.Action:
+                         metavar=None, exclusive: bool = True) -> argparse.Action:
     """Accept ``old`` as a deprecated spelling of ``new_action``'s option, for one release.
 
     Parameters
@@ -152,6 +152,8 @@ def add_deprecated_alias(container, old: str, new_action: argparse.Action, *, st
         What to use instead, as the warning and the help say it (default: ``new_action``'s first option).
     metavar : str, optional
         The value's name in the help (default: ``new_action``'s).
+    exclusive : bool, default True
+        Refuse ``old`` and the new option given together (one line: ``not allowed with argument``).
 
     Returns
     -------
@@ -159,6 +161,9 @@ def add_deprecated_alias(container, old: str, new_action: argparse.Action, *, st
         The alias's action.
     """
     new = replacement or new_action.option_strings[0]
+    if exclusive:   # the new option joins a group with its old spelling (argparse keeps its place in the help)
+        container = container.add_mutually_exclusive_group()
+        container._group_actions.append(new_action)
     return container.add_argument(old, dest=new_action.dest, action=DeprecatedAlias, replacement=new, store=store,
                                   type=new_action.type, choices=new_action.choices,
                                   metavar=metavar or new_action.metavar,
