@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import decimal
+import re
 import sys
 from pathlib import Path
 
@@ -102,17 +103,18 @@ def _shown(value) -> str:
 
 class DefaultsFormatter(argparse.HelpFormatter):
     """Help that shows every option's default: `` (default: X)`` is appended to an option's help
-    unless the help already says it (``%(default)s`` or the value itself). No default (None), a
-    flag's False and a suppressed default show nothing."""
+    unless the help already says it (``%(default)s``, or ``default X`` / ``default: X`` with the
+    value). No default (None), a flag (an option without a value) and a suppressed default show
+    nothing."""
 
     def _get_help_string(self, action) -> str:
         help_text = action.help or ""
         default = action.default
-        if (not action.option_strings or default is None or default is False or default is argparse.SUPPRESS
+        if (not action.option_strings or action.nargs == 0 or default is None or default is argparse.SUPPRESS
                 or "%(default)" in help_text or help_text == argparse.SUPPRESS):
             return help_text
         shown = _shown(default)
-        if shown in help_text or (shown == "" and "default" in help_text):
+        if re.search(r"default:? " + re.escape(shown) + r"(?![\w.])", help_text):
             return help_text
         return f"{help_text} (default: {shown.replace('%', '%%')})"
 
@@ -194,6 +196,19 @@ def package_version() -> str:
         return "unknown (not installed)"
 
 
+def _suggestion(parser: argparse.ArgumentParser, extras: list) -> str:
+    """`` (did you mean --algorithm?)`` for an unknown option close to one ``parser`` has
+    (``finetune --algorithms``: the singular takes one value), else ``""``."""
+    import difflib
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    for word in extras:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.8)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
+
+
 class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (``<prog>: error: <message>``, exit 2) and
     whose ``type=int`` options accept exact float forms (:func:`integer`). Subparsers made with
@@ -209,7 +224,8 @@ class CommandParser(argparse.ArgumentParser):
         parsed (``fslora simulate: error: unrecognized arguments: ...``), not by ``fslora``."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
-            self._chosen(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+            chosen = self._chosen(parsed)
+            chosen.error(f"unrecognized arguments: {' '.join(extras)}{_suggestion(chosen, extras)}")
         return parsed
 
     def _chosen(self, parsed) -> argparse.ArgumentParser:

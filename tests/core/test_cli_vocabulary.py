@@ -278,6 +278,25 @@ def test_the_shared_options_are_defined_once_in_the_cli_guide():
     assert "--alpha" not in shared and "--dim" not in shared
 
 
+@pytest.mark.parametrize("argv,hint", [
+    (["finetune", "--algorithms", "fedit"], "(did you mean --algorithm?)"),
+    (["crosscheck", "--false-alarm", "0.1"], None),                 # an abbreviation argparse accepts
+    (["bench", "--jsn", "x.json"], "(did you mean --json?)"),
+    (["simulate", "--no-such-option"], ""),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_an_unknown_option_close_to_a_known_one_is_named(argv, hint, capsys, monkeypatch):
+    import fslora_cli.crosscheck
+    monkeypatch.setattr(fslora_cli.crosscheck.library, "crosscheck", lambda target, **kw: 0)
+    if hint is None:
+        assert _parse(argv).false_alarm_rate == 0.1
+        return
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert err.startswith(f"fslora {argv[0]}: error: unrecognized arguments: {' '.join(argv[1:])}") and err.endswith(
+        f"{' ' + hint if hint else ''}\n"), err
+
+
 def test_crosscheck_list_needs_no_target(capsys):
     assert main(["crosscheck", "--list"]) == 0
     assert "round_matches_reference" in capsys.readouterr().out
