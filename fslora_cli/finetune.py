@@ -89,7 +89,7 @@ def configure_parser(p):
                    help="auto (CUDA if available, else CPU), cpu, cuda or cuda:<index>; only the CPU path is tested")
     p.add_argument("--resume", action="store_true",
                    help="continue from <out>/checkpoint-<algorithm>.npz if present (data only, never executed)")
-    p.add_argument("--stop-after", type=integer_in(1, MAX_ROUNDS), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--stop-after", type=integer_in(1), default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-verify-adapter", dest="verify_adapter", action="store_false",
                    help="skip reloading the saved adapter with PEFT and re-evaluating it")
     add_config_option(p, "finetune")

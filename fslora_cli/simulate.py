@@ -31,7 +31,7 @@ def configure_parser(p):
     p.add_argument("--rank", type=integer_in(1, MAX_RANK), default=d.rank, help="global LoRA rank r")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ratios", default=d.ratios,
-                   help="comma-separated k_i/r ratios cycled over clients (the paper's by default)")
+                   help="comma-separated k_i/r ratios cycled over clients (the paper's)")
     g.add_argument("--budgets", help="comma-separated k_i, one per client")
     g.add_argument("--budget-distribution", choices=BUDGET_DISTRIBUTIONS,
                    help="draw k_i from this distribution over [--r-min, --r-max]")
