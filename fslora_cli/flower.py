@@ -16,7 +16,7 @@ from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.validation import check_positive_float
 
 from .flower_deploy import APP_DIR, app_module
-from .parser import CommandParser
+from .parser import CommandParser, integer_in
 
 JOBS = ("simulate", "finetune")
 FLOWER_LOG = re.compile(r"^(\x1b\[\d+m)?(DEBUG|INFO|WARNING|ERROR)\s*(\x1b\[0m)?\s*:|^\s*$")
@@ -54,13 +54,14 @@ def add_flower_options(p):
                    help="seconds to wait for the SuperNodes' answers before round 1 (first use converts SmolLM2)")
     g.add_argument("--start-timeout", type=float, default=60.0,
                    help="seconds for the local SuperLink and SuperNodes to come up")
-    g.add_argument("--run-timeout", type=float, default=None, help="stop the run after this many seconds")
+    g.add_argument("--run-timeout", type=float, default=None,
+                   help="stop the run after this many seconds (default: no limit)")
     g.add_argument("--engine", choices=("deployment", "simulation"), default="deployment",
                    help="deployment: a SuperLink and one SuperNode process per client (TLS, node auth); simulation: "
                         "Flower's simulation engine (Ray), --clients virtual SuperNodes in one process tree "
                         "(needs the `flower` extra's Ray; many clients on one machine)")
-    g.add_argument("--client-cpus", type=int, default=1,
-                   help="simulation engine: CPUs reserved per ClientApp (how many run at once; default 1)")
+    g.add_argument("--client-cpus", type=integer_in(1), default=1,
+                   help="simulation engine: CPUs reserved per ClientApp (how many run at once)")
     g.add_argument("--node-local", action="store_true",
                    help="deployment engine: write each client's partition to <out>/node-data (finetune: one private "
                         "directory per node) and start each SuperNode with its own file and its budget k_i in "
@@ -94,7 +95,7 @@ def configure_parser(p):
                            parents=[job_parser("finetune")], add_help=False)
     fpart.set_defaults(partition=True)
     fab = sub.add_parser("fab", help="build the Flower App Bundle of flower_app/ with flwr build")
-    fab.add_argument("--out", default=".", help="directory to write the .fab into (default: the current one)")
+    fab.add_argument("--out", default=".", help="directory to write the .fab into (.: the current one)")
 
 
 def job_args(job, args) -> argparse.Namespace:

@@ -151,7 +151,7 @@ class FinetuneJob(Job):
                                                              "threads")})
         check_int("--seed", self.seed, low=0)
         check_positive_float("--lr", self.lr)
-        check_positive_float("--alpha", self.alpha)
+        check_positive_float("--lora-alpha", self.alpha)
         check_positive_float("--weight-decay", self.weight_decay, allow_zero=True)
         check_positive_float("--dirichlet-alpha", self.dirichlet_alpha)
         check_fraction("--client-fraction", self.client_fraction)
