@@ -257,7 +257,7 @@ def _doc_table(section: str) -> list:
 
 
 def _command_label(path: str) -> str:
-    """flower simulate / finetune / partition take their job's parser: only their own options count as flower's."""
+    """flower simulate / finetune / partition / finetune-partition take their job's parser: only their own options count as flower's."""
     return path if path.startswith("flower ") and path.split()[1] in ("bench", "fab") else path.split()[0]
 
 
@@ -266,8 +266,9 @@ def test_the_shared_options_are_defined_once_in_the_cli_guide():
                   if o.startswith("--")} for path, p in command_parsers()}
     users = collections.defaultdict(set)
     for path, options in own.items():
-        if path.split()[0] == "flower" and path.split()[1:] and path.split()[1] in ("simulate", "finetune", "partition"):
-            job = "finetune" if path.split()[1] == "finetune" else "simulate"
+        if path.split()[0] == "flower" and path.split()[1:] and path.split()[1] in ("simulate", "finetune", "partition",
+                                                                                 "finetune-partition"):
+            job = "finetune" if path.split()[1].startswith("finetune") else "simulate"
             options = options - own[job]
         for option in options:
             users[option].add(_command_label(path))
