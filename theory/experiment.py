@@ -424,7 +424,7 @@ def local_points(problem, config: FedConfig, layers, round_index: int) -> list:
 
 
 def subsample(Bs, As, grid: int = SUBSAMPLE_GRID, top: int = SUBSAMPLE_TOP) -> np.ndarray:
-    """The iterates where constants are measured: a uniform grid over [0, T] plus the ``top`` largest ``||B||^2 + ||A||^2``.
+    """The iterates where constants are measured: a uniform grid plus the ``top`` largest ``||B||^2 + ||A||^2``.
 
     Parameters
     ----------

@@ -196,7 +196,7 @@ def _corollary_markdown(out, cor):
 
 
 def report_markdown(results, meta: dict) -> str:
-    """The content of report.md: a summary, the claims table, and the sections of the theorem, the corollary and our bound.
+    """The content of report.md: a summary, the claims table, the theorem's, the corollary's and our bound's sections.
 
     Parameters
     ----------
@@ -261,7 +261,7 @@ def report_markdown(results, meta: dict) -> str:
 
 
 def plot_lhs_rhs(path, outcome):
-    """Plot the implementation's LHS against T with Theorem 4.4's RHS and its three terms (reference constants), log-log.
+    """Plot the implementation's LHS against T with Theorem 4.4's RHS and its terms, log-log.
 
     Parameters
     ----------

@@ -45,7 +45,7 @@ class Result:
 
 
 def exact(errors: dict, scale: float = 1.0, what: str = "max abs error") -> Result:
-    """The Result of an exact identity: VERIFIED when every error is within ``EXACT_RTOL * max(scale, 1)``, else VIOLATED.
+    """The Result of an exact identity: VERIFIED if every error is within ``EXACT_RTOL * max(scale, 1)``.
 
     Parameters
     ----------

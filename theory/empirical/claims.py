@@ -48,7 +48,7 @@ PLATEAU_SHARE = 0.1
 
 @dataclass(frozen=True)
 class EmpiricalClaim:
-    """One of the paper's empirical claims: its arms, the (treatment, reference) pairs it compares, the axis and the hypothesis.
+    """One of the paper's empirical claims: its arms, the pairs it compares, the axis and the hypothesis.
 
     Parameters
     ----------

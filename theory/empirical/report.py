@@ -258,7 +258,7 @@ def summary_table(entries) -> str:
 
 
 def report_markdown(entries, meta: dict, claims) -> str:
-    """The content of report.md: scope, summary, statistics, a section per claim, tuned steps, horizons, divergences, settings.
+    """The content of report.md: scope, summary, statistics, one section per claim, steps, horizons, divergences.
 
     Parameters
     ----------

@@ -96,7 +96,9 @@ def second_moment_matrix(r: int, k: int) -> np.ndarray:
 
 
 def product_variance_closed_form(B: np.ndarray, A: np.ndarray, k: int) -> float:
-    """The sketch variance of a LoRA product: ``E||B S A - B A||_F^2 = c_k (r sum_j ||b_j||^2 ||a_j||^2 - ||B A||_F^2)``.
+    """The sketch variance of a LoRA product, ``E||B S A - B A||_F^2``, in closed form.
+
+    ``E||B S A - B A||_F^2 = c_k (r sum_j ||b_j||^2 ||a_j||^2 - ||B A||_F^2)``.
 
     Parameters
     ----------

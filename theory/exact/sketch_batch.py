@@ -365,7 +365,7 @@ class PointStats:
 
 
 def point_stats(problem, B: np.ndarray, A: np.ndarray, s: float, budgets) -> PointStats:
-    """The :class:`PointStats` at P points: :func:`evaluate` under the reference law (f^S) and under :func:`unsketched_law` (f).
+    """The :class:`PointStats` at P points: :func:`evaluate` under the sketch law (f^S) and S = I (f).
 
     Parameters
     ----------

@@ -174,7 +174,7 @@ def check_drift(ctx) -> Result:
 
 
 def check_bound(form: str):
-    """The check of ``ours.h1.a_posteriori`` or ``ours.h1.a_priori``: :func:`theory.ours.checks.bound_status` on the implementation's grids.
+    """The check of ``ours.h1.a_posteriori`` or ``ours.h1.a_priori`` on the implementation's grids.
 
     Parameters
     ----------

@@ -120,7 +120,7 @@ def best_prior(consts, setting, gamma: float, T: int, bound_fn=general_h_prior) 
 
 
 def sweep(base, heterogeneities, seeds: int, bound_fn=general_h_prior) -> list:
-    """Per heterogeneity: the reference's runs at Theorem 4.4's step size, its constants, our bound and Theorem 4.4's RHS.
+    """Per heterogeneity: the reference's runs at Theorem 4.4's step size, our bound and Theorem 4.4's RHS.
 
     Parameters
     ----------

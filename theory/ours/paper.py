@@ -21,7 +21,7 @@ from ..experiment import C_H_GRID
 
 
 def paper_constants(problem, s: float, budgets, B, A, batch, *, points: int = 30) -> dict:
-    """Theorem 4.4's constants measured on H = 1 full-batch runs, with the batched exact routines (see the module docstring).
+    """Theorem 4.4's constants measured on H = 1 full-batch runs (see the module docstring).
 
     Parameters
     ----------

@@ -37,7 +37,7 @@ FD_TOL = 1e-6      # central differences of the exact gradient: O(eps^2) truncat
 
 
 def enumerate_round(problem, config, layers, impl=reference_impl):
-    """One round from ``layers`` for every joint choice of the clients' index sets, through white-box rounds of ``impl``.
+    """One round from ``layers`` for every joint choice of the clients' index sets (white-box rounds).
 
     Parameters
     ----------

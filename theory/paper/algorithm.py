@@ -74,7 +74,7 @@ def check_sketch_fixed(runner, steps: int = 4, trials: int = 3) -> Result:
 
 
 def check_forms_agree(runner, rounds: int = 3) -> Result:
-    """Check that the submatrix and the full-size masked client give identical iterates and upload exactly k_i (m + n) floats.
+    """Check that the submatrix and masked clients agree and upload exactly k_i (m + n) floats.
 
     Only for runners with both forms (an ``Algorithm`` runner of FSLoRA); both runs go through
     ``fslora_ref.federation.run``, so the uploads are the ones its history counts.

@@ -169,7 +169,7 @@ def corollary(runner, setting: Setting, seeds: int, factors=(1.0, 2.0, 4.0), rat
 
 
 def ratio_dependence(runner, setting, seeds, T, L, ratios) -> dict:
-    """Descriptive: the mean LHS at gamma = sqrt(N / (T H L-tilde)) for each sketching ratio, and its exponent in sqrt(L-tilde).
+    """Descriptive: the mean LHS at gamma(T) per sketching ratio, and its exponent in sqrt(L-tilde).
 
     The corollary's O(.) bound grows like sqrt(L-tilde); an upper bound, not a prediction, so nothing
     is judged.

@@ -225,7 +225,7 @@ def theorem_status(outcomes) -> Result:
 
 
 def above_limit(runner, setting: Setting, seeds: int, rounds: int, factors=OUTSIDE_FACTORS) -> Result:
-    """Runs at multiples of the reference's step-size limit: what the implementation does where the theorem says nothing.
+    """Runs at multiples of the reference's step-size limit, where the theorem says nothing.
 
     A measurement without a pass/fail rule.
 
