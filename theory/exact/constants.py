@@ -197,7 +197,7 @@ def power_iteration(op, shape_U, shape_V, iters: int, seed: int) -> float:
     Returns
     -------
     float
-        The norm of the last product, an estimate from below of the largest |eigenvalue|.
+        The norm of the last product, an estimate from below of the largest absolute eigenvalue.
     """
     rng = stream(seed, round=-1, client=SERVER, purpose="eval")
     U, V = rng.standard_normal(shape_U), rng.standard_normal(shape_V)

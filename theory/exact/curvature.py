@@ -53,9 +53,14 @@ def segment_margin(problem, s: float, budgets, B0, A0, B1, A1, *, law=reference_
 
         |q''| <= 3 ||K_i|| c^2 ||Delta_I||^2
 
-    Softmax, with w_s = max over both end points of ||x_s dW_Delta||_inf, v_s = ||x_s 2 dB_I c dA_I||_inf,
-    K_w = (1/n) sum_s w_s^2 x_s^T x_s, K_v = (1/n) sum_s v_s x_s^T x_s and rho^2 = max over the end
-    points of ||A_I||_2^2 + ||B_I||_2^2 (from the softmax cumulant bounds)::
+    Softmax (from the softmax cumulant bounds), with per sample s::
+
+        w_s   = max over both end points of ||x_s dW_Delta||_inf   (its logit change rate along the segment)
+        v_s   = ||x_s 2 dB_I c dA_I||_inf
+        K_w   = (1/n) sum_s w_s^2 x_s^T x_s,   K_v = (1/n) sum_s v_s x_s^T x_s
+        rho^2 = max over the end points of ||A_I||_2^2 + ||B_I||_2^2
+
+    the bound is::
 
         |q''| <= c^2 [(3.5 ||K_w|| + ||K_v||) rho^2 + 4 rho ||Delta_I|| sqrt(||K_w|| ||K_i||) + 1.5 ||K_i|| ||Delta_I||^2]
                  + 2.83 sqrt(mean_s w_s^4) sqrt(||K_i||) c
