@@ -37,7 +37,18 @@ def write(table: list, path: str = PATH):
 
 @functools.lru_cache(maxsize=1)
 def load(path: str = PATH) -> dict:
-    """The catalogue ({"rows": [...]}); an empty one if the file is missing."""
+    """The power catalogue (cached).
+
+    Parameters
+    ----------
+    path : str, optional
+        The file (default: ``power_catalogue.json`` next to this module).
+
+    Returns
+    -------
+    dict
+        ``{"rows": [...], ...}``; ``{"rows": []}`` if the file is missing.
+    """
     if not os.path.exists(path):
         return {"rows": []}
     with open(path) as fh:
