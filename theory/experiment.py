@@ -55,15 +55,15 @@ class Setting:
     family : {"least_squares", "logistic"}, optional
         The problem family.
     n_clients : int, optional
-        N.
+        The number of clients N.
     rank : int, optional
-        r.
+        The global rank r.
     ratios : tuple of float, optional
         The sketching ratios k_i / r (spread over the clients, ``budgets_from_ratios``).
     local_steps : int, optional
-        H.
+        The number of local steps H.
     rounds : int, optional
-        T.
+        The number of rounds T.
     heterogeneity : float, optional
         The problem's heterogeneity across clients.
     batch_size : int or None, optional
@@ -160,7 +160,7 @@ class Runs:
     lr : float
         The step size.
     rounds : int
-        T.
+        The number of rounds T.
     runner : str
         The implementation's name.
     points : list, optional
@@ -333,7 +333,7 @@ def reference_runs(setting: Setting, lr: float, seeds: int, rounds: int) -> Runs
     seeds : int
         The number of seeds.
     rounds : int
-        T.
+        The number of rounds T.
 
     Returns
     -------
@@ -400,7 +400,7 @@ def local_points(problem, config: FedConfig, layers, round_index: int) -> list:
     layers : list of (ndarray, ndarray)
         X^t, ``[(B: (m, r), A: (r, n))]``.
     round_index : int
-        t.
+        The round t.
 
     Returns
     -------
@@ -571,7 +571,7 @@ def reference_constants(setting: Setting, lr: float, seeds: int, rounds: int) ->
     seeds : int
         The number of seeds.
     rounds : int
-        T.
+        The number of rounds T.
 
     Returns
     -------
@@ -628,7 +628,7 @@ def reference_step(setting: Setting, seeds: int, rounds: int, safety: float = 0.
     seeds : int
         The number of seeds.
     rounds : int
-        T.
+        The number of rounds T.
     safety : float, optional
         The fraction of the limit used.
     attempts : int, optional

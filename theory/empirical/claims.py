@@ -240,7 +240,7 @@ def horizon(results, metric: str, rounds: int) -> dict:
     metric : str
         The loss.
     rounds : int
-        T.
+        The number of rounds T.
 
     Returns
     -------

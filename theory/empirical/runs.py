@@ -67,7 +67,7 @@ class Arm:
         Parameters
         ----------
         n_clients : int
-            N.
+            The number of clients N.
         seed : int
             The run seed (a drawn distribution depends on it).
 
@@ -124,11 +124,11 @@ class Settings:
     family : str
         The problem family.
     clients : int
-        N.
+        The number of clients N.
     rounds : int
-        T.
+        The number of rounds T.
     local_steps : int
-        H.
+        The number of local steps H.
     batch_size : int
         The clients' minibatch size.
     lr : float
