@@ -51,7 +51,7 @@ class ClaimsJob(Job):
     margin : float, default 0.10
         The relative margin of the non-inferiority and equivalence claims, in (0, 1).
     alpha : float, default 0.05
-        The one-sided level per direction of each claim, in (0, 0.5).
+        The false-alarm rate (one-sided level per direction) of each claim, in (0, 0.5): ``--false-alarm-rate``.
     jobs : int, default min(2, CPUs)
         Worker processes.
     impl : str or None
