@@ -296,6 +296,24 @@ class Session:
         return compute() if key is None else self.memo(key, compute)
 
 
+def session_for(impl, session=None) -> "Session":
+    """The session a check runs in: the one given, else a new one for ``impl``.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test (protocol object or ``Algorithm`` subclass).
+    session : Session, optional
+        A session shared by several checks, so their runs are computed once.
+
+    Returns
+    -------
+    Session
+        ``session`` if given, else ``Session(impl)``.
+    """
+    return session if session is not None else Session(impl)
+
+
 def copy_task(task: RoundTask) -> RoundTask:
     """``task`` with every array (factors, base weights, index sets, the oracles' data) copied.
 
