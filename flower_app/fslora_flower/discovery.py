@@ -24,12 +24,13 @@ def versions() -> dict:
     return {"fslora": version("fslora"), "flwr": version("flwr")}
 
 
-def node_reply(node_config, prepare_seconds: float) -> RecordDict:
-    """The ClientApp's answer to the discovery query."""
+def node_reply(node_config, prepare_seconds: float, data: dict | None = None) -> RecordDict:
+    """The ClientApp's answer to the discovery query (``data``: what the node announces of its
+    own data, numpy_client.prepare's ``client-size`` and ``data-sha256``)."""
     pid, num = partition(node_config)
     return RecordDict({NODE: ConfigRecord({"partition-id": pid, "num-partitions": num,
                                            "prepare-seconds": float(prepare_seconds), **announced(node_config),
-                                           **versions()})})
+                                           **(data or {}), **versions()})})
 
 
 ANNOUNCED = ("budget", "device", "dtype")   # what a SuperNode may announce in its --node-config

@@ -61,6 +61,7 @@ class LocalPartition:
 
     def __init__(self, problem: Problem, client: int):
         self._problem, self.client = problem, int(client)
+        self.own = problem        # the one-client Problem: client ``client`` is its client 0
         self.base_weights = problem.base_weights
         self.layer_shapes = problem.layer_shapes
         self.n_layers = problem.n_layers
@@ -69,6 +70,22 @@ class LocalPartition:
         if int(client) != self.client:
             raise ValueError(f"this node holds the data of client {self.client}, not of client {client}")
         return 0
+
+    @property
+    def size(self) -> int:
+        """The number of samples n_i this node holds."""
+        return self._problem.clients[0].size
+
+    def digest(self) -> str:
+        """SHA-256 of this node's samples.
+
+        Returns
+        -------
+        str
+            :func:`fslora_ref.checkpoint.client_data_digest` of the client's data.
+        """
+        from fslora_ref.checkpoint import client_data_digest
+        return client_data_digest(self._problem.clients[0])
 
     def sample_batch(self, client, rng):
         return self._problem.sample_batch(self._own(client), rng)
