@@ -59,8 +59,12 @@ def main(grid: Grid, context: Context) -> None:
             job.check_options()
             problem = server_problem(job, answers, nodes)       # the model and what the nodes announced: no data
             config, names = fed_config(job), job.algorithm_names()
+            held_out = None
+            if settings.server_eval_data:    # a server-side held-out set: Strategy.start's evaluate_fn
+                from .partition import load_held_out
+                held_out = load_held_out(settings.server_eval_data, job, problem.base_weights)
             run_fn = FlowerSimulation(grid, nodes, timeout=settings.round_timeout, poll=settings.poll, ledger=ledger,
-                                      **options)
+                                      held_out=held_out, **options)
             histories = run_all(job, problem, config, names, out, resume=resume, run_fn=run_fn)
             write_results(job, problem, config, histories, out)
         else:

@@ -25,7 +25,7 @@ import os
 import sys
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, MetricRecord
 
 from fslora_ref.client import DivergenceError
 from fslora_ref.federation import load_checkpoint, save_checkpoint
@@ -249,13 +249,47 @@ class FlowerSimulation:
         Seconds between pulls.
     ledger : Ledger, optional
         Each round's entry is appended.
+    held_out : Problem, optional
+        A server-side held-out set (one client): ``Strategy.start``'s ``evaluate_fn`` evaluates the
+        global model on it before the first round and after each, into the ledger's ``server-eval``
+        ({algorithm: {rounds done: loss}}); not part of history.json.
     **strategy_options
         on_missing, on_bad_update, max_update_norm, dtype (FSLoRAStrategy's).
     """
 
-    def __init__(self, grid, nodes, *, timeout, poll=0.5, ledger=None, **strategy_options):
+    def __init__(self, grid, nodes, *, timeout, poll=0.5, ledger=None, held_out=None, **strategy_options):
         self.grid, self.nodes, self.timeout, self.ledger = PollingGrid(grid, poll), dict(nodes), timeout, ledger
-        self.options = strategy_options
+        self.held_out, self.options = held_out, strategy_options
+
+    def evaluate_fn(self, strategy, problem):
+        """``Strategy.start``'s evaluate_fn on the server's held-out set (None without one).
+
+        Parameters
+        ----------
+        strategy : FSLoRAStrategy
+            Its state is evaluated (the ArrayRecord ``start`` passes holds only the factors).
+        problem : ServerProblem
+            The server's model.
+
+        Returns
+        -------
+        callable or None
+            ``evaluate_fn(server_round, arrays) -> MetricRecord``.
+        """
+        if self.held_out is None:
+            return None
+
+        def evaluate_fn(server_round, arrays):
+            algorithm, config = strategy.algorithm, strategy.config
+            with np.errstate(all="ignore"):
+                loss = float(self.held_out.loss(0, algorithm.global_weights(strategy.state, problem, config)))
+            loss = loss if np.isfinite(loss) else None
+            if self.ledger is not None:
+                done = strategy.first_round + int(server_round)
+                self.ledger.run.setdefault("server-eval", {}).setdefault(algorithm.name, {})[str(done)] = loss
+                self.ledger.save()
+            return MetricRecord({"held-out-loss": loss}) if loss is not None else None
+        return evaluate_fn
 
     def remote_loss(self, problem):
         """``ServerProblem.remote_loss``: client i's full-data loss at LayerFactors, asked of its
@@ -321,7 +355,8 @@ class FlowerSimulation:
                                   first_round=start, ledger=self.ledger, evaluation=evaluation, **self.options)
         self.grid.strategy = strategy
         try:
-            strategy.start(self.grid, factors_record(state), num_rounds=config.rounds - start, timeout=self.timeout)
+            strategy.start(self.grid, factors_record(state), num_rounds=config.rounds - start, timeout=self.timeout,
+                           evaluate_fn=self.evaluate_fn(strategy, problem))
         except DivergenceError as exc:
             if strategy.phase == "train":      # as the reference's run loop words a round's divergence
                 raise DivergenceError(f"{algorithm.name}: {exc}") from None

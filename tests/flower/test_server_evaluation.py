@@ -160,3 +160,51 @@ def test_reduction_sums_in_client_order_whatever_order_replies_came():
     assert row["loss"] == float(np.mean([parts[c][0] for c in range(4)]))
     expected = (((parts[0][1][0] + parts[1][1][0]) + parts[2][1][0]) + parts[3][1][0]) / 4
     assert row["grad_norm_weights"] == float(np.sqrt(np.sum(expected * expected)))
+
+
+def test_a_server_side_held_out_set_is_evaluated_by_strategy_starts_evaluate_fn(tmp_path, capsys):
+    """`--server-eval-data`: Strategy.start's evaluate_fn evaluates the global model on the server's
+    own held-out file before round 1 and after each round (flower.json), equal to the same loss of
+    the in-process run's states; history.json stays the in-process one. Another job's file is refused."""
+    import numpy as np
+    from fslora_flower.partition import load_held_out, write_held_out
+    from fslora_ref.federation import algorithm_identity, load_checkpoint
+    from fslora_ref.simulate import build, run_identity
+    ref, got = str(tmp_path / "ref"), str(tmp_path / "flower")
+    argv = [*JOB, "--algorithms", "fslora,flora", "--rounds", "2"]
+    assert main(["simulate", *argv, "--out", ref]) == 0
+    job = SimulateJob.from_dict(dict(clients=3, rank=8, budgets="2,4,8", m=12, n=10, seed=5, batch_size=4,
+                                     local_steps=3, rounds=2, algorithms="fslora,flora"))
+    held_path = write_held_out(job, str(tmp_path / "held-out.npz"), 7)
+    serve([*argv, "--out", got], 3, server_eval_data=held_path)
+    same_outputs(ref, got, ["fslora", "flora"])
+    problem, config, _ = build(job)
+    held = load_held_out(held_path, job, problem.base_weights)
+    assert held.client_sizes == [21]
+    evals = json.loads(read(os.path.join(got, "flower.json")))["runs"][-1]["server-eval"]
+    for name in ("fslora", "flora"):
+        algo = get_algorithm(name)
+        assert sorted(evals[name]) == ["0", "1", "2"]
+        initial = held.loss(0, algo.global_weights(algo.init(problem, config), problem, config))
+        state, _, _ = load_checkpoint(os.path.join(ref, f"checkpoint-{name}.npz"), name, config,
+                                      identity=dict(run_identity(job, problem), **algorithm_identity(algo)))
+        final = held.loss(0, algo.global_weights(state, problem, config))
+        assert evals[name]["0"] == initial and evals[name]["2"] == final and final != initial
+    other = write_held_out(SimulateJob.from_dict(dict(job.to_dict(), seed=6)), str(tmp_path / "other.npz"), 7)
+    with pytest.raises(ValueError, match="other.npz was made for another job"):
+        serve([*argv, "--out", str(tmp_path / "o2")], 3, server_eval_data=other)
+
+
+def test_the_partition_command_writes_the_held_out_file(tmp_path, capsys):
+    from fslora_flower.partition import load_held_out
+    from fslora_ref.problems.families import base_model
+    out = tmp_path / "parts"
+    cli = ["flower", "partition", "--clients", "3", "--budgets", "2,4,8", "--rank", "8", "--m", "12", "--n", "10",
+           "--seed", "5"]
+    assert main([*cli, "--held-out", "-1", "--out", str(out)]) == 2
+    assert "--held-out must be an integer >= 0, got -1" in capsys.readouterr().err and not out.exists()
+    assert main([*cli, "--held-out", "4", "--out", str(out)]) == 0
+    assert f"--server-eval-data {out / 'held-out.npz'}" in capsys.readouterr().out
+    job = SimulateJob.from_dict(dict(clients=3, budgets="2,4,8", rank=8, m=12, n=10, seed=5))
+    held = load_held_out(str(out / "held-out.npz"), job, base_model("least_squares", seed=5, m=12, n=10)[1])
+    assert held.client_sizes == [12]
