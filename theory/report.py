@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from fslora_ref.outputs import atomic_write_bytes
+from fslora_ref.text_table import format_table
 
 from . import power_catalogue
 from .figures import save_figure
@@ -42,14 +43,15 @@ def catches(claim) -> str:
     return f"{len(got['caught'])}/{got['defective_rows']}" if got["defective_rows"] else "?"
 
 
+TABLE_WIDTHS = (None, None, None, 30, None, 34)   # method and key number wrap at words (never cut)
+
+
 def table(results) -> str:
-    """Fixed-width table: claim, runs the implementation?, defects shown caught, method, status, key number."""
+    """Fixed-width table: claim, runs the implementation?, defects shown caught, method, status, key number;
+    the method and the key number wrap at word boundaries."""
     rows = [("claim", "impl", "catches", "method", "status", "key number")]
-    rows += [(c.id, "yes" if c.through_impl else "-", catches(c), c.method[:46], r.status, r.key) for c, r, _ in results]
-    w = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {x:<{w[2]}}  {c:<{w[3]}}  {d:<{w[4]}}  {e}" for a, b, x, c, d, e in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    rows += [(c.id, "yes" if c.through_impl else "-", catches(c), c.method, r.status, r.key) for c, r, _ in results]
+    return format_table(rows, TABLE_WIDTHS)
 
 
 def report_json(results, meta: dict) -> dict:

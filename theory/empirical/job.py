@@ -61,7 +61,7 @@ class ClaimsJob(Job):
         if not 0.0 < self.margin < 1.0:
             raise ValueError(f"--margin must be in (0, 1), got {self.margin}")
         if not 0.0 < self.alpha < 0.5:
-            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
+            raise ValueError(f"--false-alarm-rate must be in (0, 0.5), got {self.alpha}")
         return list(range(seeds))
 
 
