@@ -50,6 +50,9 @@ def add_flower_options(p):
                         "stop with an error naming the client, or drop it from the round (default %(default)s)")
     g.add_argument("--max-update-norm", type=float, default=None, metavar="BOUND",
                    help="refuse a client's upload whose Euclidean norm (all its arrays) exceeds BOUND (default: no bound)")
+    g.add_argument("--server-eval-data", metavar="FILE", default="",
+                   help="simulate: a held-out file on the server's host (`fslora flower partition --held-out K`); "
+                        "Strategy.start's evaluate_fn evaluates the global model on it each round, into flower.json")
     g.add_argument("--discovery-timeout", type=float, default=defaults["discovery-timeout"],
                    help="seconds to wait for the SuperNodes' answers before round 1 (first use converts SmolLM2)")
     g.add_argument("--start-timeout", type=float, default=60.0,
@@ -89,6 +92,9 @@ def configure_parser(p):
                                             "--node-config 'data=\"DIR/partition-<i>.npz\"')",
                           parents=[job_parser("simulate")], add_help=False)
     part.set_defaults(partition=True)
+    part.add_argument("--held-out", type=integer_in(0), default=0, metavar="K",
+                      help="also write <out>/held-out.npz: K fresh samples of each client's distribution, pooled, for "
+                           "the server's own evaluation (--server-eval-data); 0: none")
     fpart = sub.add_parser("finetune-partition",
                            help="write one training-data file per client of a finetune job (the split `fslora finetune` "
                                 "makes; for node-local data: --node-config 'data=\"DIR/partition-<i>.json\"')",
@@ -173,11 +179,18 @@ def run(args) -> int:
         from . import flower_bench
         return flower_bench.run(args)
     if job == "partition":
+        if args.held_out < 0:
+            print(f"fslora flower partition: error: --held-out must be an integer >= 0, got {args.held_out}",
+                  file=sys.stderr)
+            return 2
         ns = job_args("simulate", args)
         spec, _ = typed_job("simulate", ns)
         validate("simulate", spec, ns.out, False, local=False)
         write_partitions = app_module("partition").write_partitions
         paths = write_partitions(spec, ns.out)
+        if args.held_out:
+            held = app_module("partition").write_held_out(spec, os.path.join(ns.out, "held-out.npz"), args.held_out)
+            print(f"wrote {held}: give it to the server with --server-eval-data {held}")
         budgets = spec.client_budgets()
         print(f"wrote {len(paths)} partition files in {ns.out}; start SuperNode i with")
         print(f"  --node-config 'partition-id=<i> num-partitions={len(paths)} data=\"{os.path.join(ns.out, 'partition-<i>.npz')}\" "
@@ -215,7 +228,9 @@ def run(args) -> int:
     rc = app_module("settings").run_config(job, spec, ns.out, **run_options, round_timeout=args.round_timeout,
                                            on_missing=args.on_missing, discovery_timeout=args.discovery_timeout,
                                            on_bad_update=args.on_bad_update,
-                                           max_update_norm=args.max_update_norm or 0.0)
+                                           max_update_norm=args.max_update_norm or 0.0,
+                                           server_eval_data=os.path.abspath(args.server_eval_data)
+                                           if args.server_eval_data else "")
     if exporting:
         import tomli_w
         from fslora_ref.outputs import atomic_write_bytes, check_output_file

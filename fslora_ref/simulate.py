@@ -179,7 +179,7 @@ def run_simulate(job: SimulateJob, out: str, *, resume: bool = False, progress: 
 
 
 def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool = False, round_fn=None,
-            progress: bool = True) -> dict:
+            progress: bool = True, run_fn=None) -> dict:
     """Run each algorithm of ``names``, checkpointed in ``out``.
 
     Parameters
@@ -200,12 +200,16 @@ def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool 
         As in :func:`fslora_ref.federation.run` (the Flower app runs the same job through it).
     progress : bool, default True
         Draw the progress bar on stderr.
+    run_fn : callable, optional
+        Runs one algorithm, with :func:`fslora_ref.federation.run`'s signature and result (the
+        default); the Flower ServerApp passes one whose rounds Flower's ``Strategy.start`` drives.
 
     Returns
     -------
     dict
         ``{name: History}``.
     """
+    run_fn = run_fn or run_federated
     identity = run_identity(job, problem)
     options = job.algorithm_options()
     plan = plan_resume(out, names, problem, config, identity, resume, options=options)
@@ -216,7 +220,7 @@ def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool 
     for name, (ckpt, resumed, _) in plan.items():
         def tick(t, row, name=name):
             bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
-        histories[name] = run_federated(get_algorithm(name, **options.get(name, {})), problem, config, checkpoint=ckpt, resume=resumed,
+        histories[name] = run_fn(get_algorithm(name, **options.get(name, {})), problem, config, checkpoint=ckpt, resume=resumed,
                                         on_round=tick, identity=identity, round_fn=round_fn)
     bar.close()
     return histories

@@ -1,4 +1,5 @@
-"""The ClientApp: answers the discovery query and trains the plans it is sent.
+"""The ClientApp: answers the discovery query, trains the plans it is sent and evaluates the
+global model on its own data.
 
 One component serves both jobs of the run config: the NumPy reference problems
 (numpy_client.py, no torch import) and the LLM bridge (llm_client.py). Each reply carries only
@@ -124,3 +125,26 @@ def train(msg: Message, context: Context) -> Message:
                                     "handler-seconds": time.perf_counter() - t0,
                                     **timing})
     return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Evaluate the global model in ``msg`` on this node's own data (simulate jobs; evaluation.py).
+
+    Parameters
+    ----------
+    msg : Message
+        An EVALUATE message of the ServerApp (the global weights and factors, or a probe).
+    context : Context
+        The node's context (its partition-id and data in ``node_config``).
+
+    Returns
+    -------
+    Message
+        The reply: this client's loss and gradients at the global model.
+    """
+    pid, _ = partition(context.node_config)
+    settings = Settings.from_run_config(context.run_config)
+    if settings.job != "simulate":
+        raise ValueError("only `fslora flower simulate` evaluates on the clients (finetune evaluates on the server)")
+    return Message(_job(settings).evaluate(msg.content, settings.args, context.node_config, pid), reply_to=msg)

@@ -41,8 +41,9 @@ def node_reply(node_config, prepare_seconds: float, data: dict | None = None) ->
     prepare_seconds : float
         How long preparing the job took on this node.
     data : dict or None
-        What a node with its own finetune partition announces of it
-        (:func:`llm_bridge.node_data.announcement`).
+        What the node announces of its own data: for a simulate job its number of samples and their
+        SHA-256 (``client-size``, ``data-sha256``: :func:`fslora_flower.numpy_client.prepare`); for a
+        finetune partition :func:`llm_bridge.node_data.announcement`.
 
     Returns
     -------

@@ -33,7 +33,7 @@ def partition_path(job, node_config, client: int) -> str:
     return os.path.join(cache_dir(), recipe_digest(job), f"partition-{client}.npz")
 
 
-def prepare(job, node_config=None, client: int | None = None) -> None:
+def prepare(job, node_config=None, client: int | None = None) -> dict:
     """Check the SimulateJob can run here and that this node has its partition (the discovery query).
 
     The job gets the same one-line errors as `fslora simulate`. A ``data`` file named in the node
@@ -49,6 +49,12 @@ def prepare(job, node_config=None, client: int | None = None) -> None:
     client : int, optional
         This node's partition-id (None: only check that the recipe builds).
 
+    Returns
+    -------
+    dict
+        What the node announces of its data: ``client-size`` (its number of samples n_i) and
+        ``data-sha256`` (the digest of its samples); empty when ``client`` is None.
+
     Raises
     ------
     ValueError
@@ -58,13 +64,32 @@ def prepare(job, node_config=None, client: int | None = None) -> None:
     job.check_options()
     if client is None:
         build(job)
-        return
+        return {}
+    local = local_partition(job, node_config, client)
+    return {"client-size": local.size, "data-sha256": local.digest()}
+
+
+def local_partition(job, node_config, client: int):
+    """This node's data: its ``data`` file, else its cache file (made from the recipe if missing,
+    e.g. on a node restarted after the discovery query).
+
+    Parameters
+    ----------
+    job : SimulateJob
+        The run's job.
+    node_config : dict or None
+        The SuperNode's --node-config.
+    client : int
+        This node's partition-id.
+
+    Returns
+    -------
+    LocalPartition
+    """
     path = partition_path(job, node_config, client)
-    if node_config is not None and node_config.get("data"):
-        load_partition(path, client, recipe_digest(job))
-        return
-    if not os.path.exists(path):
+    if not (node_config is not None and node_config.get("data")) and not os.path.exists(path):
         _make_cache(job, os.path.dirname(path), path)
+    return load_partition(path, client, recipe_digest(job))
 
 
 def _make_cache(job, directory: str, path: str) -> None:
@@ -112,13 +137,33 @@ def train(plan, meta, job, node_config=None):
     names = job.algorithm_names()
     if meta["algorithm"] not in names:
         raise ValueError(f"plan for algorithm {meta['algorithm']!r}, not one of this job's {names}")
-    if node_config is not None and not node_config.get("data") and not os.path.exists(
-            partition_path(job, node_config, plan.client)):
-        prepare(job, node_config, plan.client)      # a node that missed the query (restarted)
-    problem = load_partition(partition_path(job, node_config, plan.client), plan.client, recipe_digest(job))
+    problem = local_partition(job, node_config, plan.client)
     config = fed_config(job)    # client_update reads H, lr, seed, optimiser and scaling; the budget is the plan's
     upload = get_algorithm(meta["algorithm"]).client_update(plan, problem, config, int(meta["round"]))
     return upload, np.float64
 
 
-__all__ = ["prepare", "train", "write_partitions"]
+def evaluate(content, job, node_config, client: int):
+    """The reply content to an EVALUATE message (evaluation.py), computed on this node's partition only.
+
+    Parameters
+    ----------
+    content : RecordDict
+        The message content.
+    job : SimulateJob
+        The run's job (its recipe identifies the partition).
+    node_config : dict
+        The SuperNode's --node-config.
+    client : int
+        This node's partition-id.
+
+    Returns
+    -------
+    RecordDict
+        The reply content (evaluation.evaluate_here).
+    """
+    from .evaluation import evaluate_here
+    return evaluate_here(content, local_partition(job, node_config, client))
+
+
+__all__ = ["evaluate", "prepare", "train", "write_partitions"]

@@ -124,6 +124,7 @@ class LocalPartition:
 
     def __init__(self, problem: Problem, client: int):
         self._problem, self.client = problem, int(client)
+        self.own = problem        # the one-client Problem: client ``client`` is its client 0
         self.base_weights = problem.base_weights
         self.layer_shapes = problem.layer_shapes
         self.n_layers = problem.n_layers
@@ -132,6 +133,22 @@ class LocalPartition:
         if int(client) != self.client:
             raise ValueError(f"this node holds the data of client {self.client}, not of client {client}")
         return 0
+
+    @property
+    def size(self) -> int:
+        """The number of samples n_i this node holds."""
+        return self._problem.clients[0].size
+
+    def digest(self) -> str:
+        """SHA-256 of this node's samples.
+
+        Returns
+        -------
+        str
+            :func:`fslora_ref.checkpoint.client_data_digest` of the client's data.
+        """
+        from fslora_ref.checkpoint import client_data_digest
+        return client_data_digest(self._problem.clients[0])
 
     def sample_batch(self, client, rng):
         """Row indices of one minibatch of the client held.
@@ -246,3 +263,81 @@ def load_partition(path: str, client: int, digest: str) -> LocalPartition:
         raise ValueError(f"node data {path} was made for another job (family, clients, m, n, seed or batch size differ)")
     problem = Problem(meta["name"], weights, [data], link=meta["link"], batch_size=meta["batch-size"])
     return LocalPartition(problem, client)
+
+
+HELD_OUT_FORMAT = "fslora-held-out-1"
+
+
+def write_held_out(job, path: str, size: int) -> str:
+    """A server-side held-out set for ``job``: ``size`` fresh samples of each client's distribution
+    (the families' ``eval`` streams, disjoint from the training data), pooled in one file.
+
+    Parameters
+    ----------
+    job : SimulateJob
+        The job (its recipe: family, clients, dimensions, seed).
+    path : str
+        The ``.npz`` to write (plain arrays: X, targets, the base weights, a JSON header).
+    size : int
+        Samples per client (>= 1).
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    from fslora_ref.problems import make_problem
+    dims = {"m": job.m, "n_classes": job.n} if job.family == "logistic" else {"m": job.m, "n": job.n}
+    held = make_problem(job.family, n_clients=job.clients, seed=job.seed, eval_size=int(size), **dims).held_out
+    X = np.concatenate([c.X for c in held.clients])
+    targets = np.concatenate([c.targets for c in held.clients])
+    arrays = {"X": X, "targets": targets, "meta": np.array(json.dumps(
+        {"format": HELD_OUT_FORMAT, "name": held.name, "link": held.link, "layers": held.n_layers,
+         "recipe": recipe_digest(job), "per-client": int(size)}))}
+    arrays.update({f"W0_{l}": W for l, W in enumerate(held.base_weights)})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_held_out(path: str, job, base_weights) -> Problem:
+    """The server's held-out set in ``path`` as a one-client Problem over ``base_weights``.
+
+    Parameters
+    ----------
+    path : str
+        A file of :func:`write_held_out` (or any file of that format: X (s, m_1), targets (s, n_L)
+        or (s,) integer labels, the base weights W0_l (m_l, n_l)).
+    job : SimulateJob
+        The run's job (the file must be made for its recipe).
+    base_weights : list of ndarray
+        The server's model W0_l, shape (m_l, n_l): the file's must be equal.
+
+    Returns
+    -------
+    Problem
+        One client, its data the held-out samples.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: not such a file, another job's, or another model's.
+    """
+    what = f"run config 'server-eval-data' {path}"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            weights = [np.array(z[f"W0_{l}"]) for l in range(int(meta["layers"]))]
+            data = ClientData(np.array(z["X"]), np.array(z["targets"]))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{what}: not an fslora held-out file ({' '.join(str(exc).split())})") from None
+    if meta.get("format") != HELD_OUT_FORMAT:
+        raise ValueError(f"{what}: format {meta.get('format')!r}, expected {HELD_OUT_FORMAT!r}")
+    if meta.get("recipe") != recipe_digest(job):
+        raise ValueError(f"{what} was made for another job (family, clients, m, n, seed or batch size differ)")
+    if len(weights) != len(base_weights) or not all(np.array_equal(a, b) for a, b in zip(weights, base_weights)):
+        raise ValueError(f"{what}: its base weights are not the server's model")
+    return Problem(meta["name"], list(base_weights), [data], link=meta["link"])

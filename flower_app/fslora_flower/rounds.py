@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
 
-from fslora_ref.federation import check_finite_state
 from fslora_ref.outputs import write_json
 
-from .exchange import exchange, payload_bytes
-from .records import TIMING
+from .exchange import exchange
 from .strategy import FSLoRAStrategy
 
 
@@ -168,7 +165,9 @@ class FlowerRounds:
     it returns ``(state, plans, uploads)`` as ``fslora_ref.federation.run_round`` does, and records
     the round (bytes and floats each way, timings, missing clients) in the ledger. The strategy's
     MissingClients / RefusedUpdate (policy "stop") or the client's DivergenceError is raised after
-    the round is recorded.
+    the round is recorded. One FSLoRAStrategy per algorithm, made at its first round and kept.
+    The run loop that calls it evaluates the global model itself (the bridge's finetune); `fslora
+    flower simulate` lets Flower's ``Strategy.start`` drive its rounds instead (simulate_run.py).
 
     Parameters
     ----------
@@ -197,42 +196,39 @@ class FlowerRounds:
         self.grid, self.nodes, self.timeout, self.on_missing = grid, dict(nodes), timeout, on_missing
         self.on_bad_update, self.max_update_norm = on_bad_update, max_update_norm
         self.poll, self.dtype, self.ledger = poll, dtype, ledger
+        self.strategies = {}                 # algorithm name -> its FSLoRAStrategy
+
+    def strategy(self, algorithm, problem, config, state) -> FSLoRAStrategy:
+        """The algorithm's strategy, made once; its state is set to the run loop's ``state``.
+
+        Parameters
+        ----------
+        algorithm : Algorithm
+            The algorithm.
+        problem : Problem
+            What its rules read.
+        config : FedConfig
+            The run's configuration.
+        state : ServerState
+            The server state before the round.
+
+        Returns
+        -------
+        FSLoRAStrategy
+        """
+        strategy = self.strategies.get(algorithm.name)
+        if strategy is None or strategy.algorithm is not algorithm or strategy.config is not config:
+            strategy = self.strategies[algorithm.name] = FSLoRAStrategy(
+                algorithm, problem, config, self.nodes, state=state, on_missing=self.on_missing, dtype=self.dtype,
+                reply_timeout=self.timeout, on_bad_update=self.on_bad_update, max_update_norm=self.max_update_norm,
+                ledger=self.ledger)
+        strategy.state = state
+        return strategy
 
     def __call__(self, algorithm, state, problem, config, round_index):
-        strategy = FSLoRAStrategy(algorithm, problem, config, self.nodes, state=state, on_missing=self.on_missing,
-                                  dtype=self.dtype, reply_timeout=self.timeout, on_bad_update=self.on_bad_update,
-                                  max_update_norm=self.max_update_norm)
-        t0 = time.perf_counter()
+        strategy = self.strategy(algorithm, problem, config, state)
         messages = strategy.configure_train(round_index + 1, ArrayRecord(), ConfigRecord(), self.grid)
-        entry = {"algorithm": algorithm.name, "round": round_index + 1,
-                 "clients": {str(p.client): {"node": str(self.nodes[p.client]), "down-bytes": payload_bytes(m),
-                                             "down-floats": p.download_floats}
-                             for p, m in zip(strategy.plans.values(), messages)}}
         replies, strategy.refused = exchange(self.grid, messages, self.timeout, self.poll)
-        entry["seconds-exchange"] = time.perf_counter() - t0
-        for reply in replies:
-            client = strategy.clients_of.get(int(reply.metadata.src_node_id))
-            if reply.has_content() and str(client) in entry["clients"]:
-                row = entry["clients"][str(client)]
-                row["up-bytes"] = payload_bytes(reply)
-                if TIMING in reply.content:
-                    row.update(dict(reply.content[TIMING]))
-        try:
-            strategy.aggregate_train(round_index + 1, replies)
-        except Exception as exc:
-            entry["error"] = " ".join(str(exc).split())
-            self._record(entry, t0)
-            raise
-        plans, uploads, missing = strategy.last
-        for up in uploads:
-            entry["clients"][str(up.client)]["up-floats"] = up.upload_floats
-        entry["missing"] = {str(c): why for c, why in sorted(missing.items())}
-        check_finite_state(strategy.state, round_index, plans, config)
-        self._record(entry, t0)
+        strategy.aggregate_train(round_index + 1, replies)
+        plans, uploads, _ = strategy.last
         return strategy.state, plans, uploads
-
-    def _record(self, entry, t0):
-        entry["seconds"] = time.perf_counter() - t0
-        if self.ledger is not None:
-            self.ledger.run["rounds"].append(entry)
-            self.ledger.save()

@@ -14,6 +14,9 @@ ServerApp and every ClientApp unchanged:
     max-update-norm    bound on the Euclidean norm of one client's upload; 0 = no bound
     discovery-timeout  seconds to wait for the SuperNodes and their answers before round 1
     poll-interval      seconds between the server's pulls for replies
+    server-eval-data   a held-out file on the ServerApp's host (``fslora flower partition --held-out K``):
+                       Strategy.start's evaluate_fn evaluates the global model on it, into flower.json
+                       ("" = none; simulate jobs)
 
 Typed keys a Flower user can set with ``flwr run ... --run-config 'num-server-rounds=20 fslora.rank=8'``
 override ``job-args`` (declared in pyproject.toml with "" = not set, the job-args value stands):
@@ -33,7 +36,7 @@ from .strategy import ON_BAD_UPDATE, ON_MISSING
 
 JOBS = ("simulate", "finetune")
 DEFAULTS = {"round-timeout": 600.0, "on-missing": "stop", "discovery-timeout": 300.0, "poll-interval": 0.5,
-            "on-bad-update": "stop", "max-update-norm": 0.0}
+            "on-bad-update": "stop", "max-update-norm": 0.0, "server-eval-data": ""}
 
 
 RUN_OPTIONS = {"simulate": ("out", "resume"), "finetune": ("out", "resume", "stop_after")}   # not job fields
@@ -90,6 +93,9 @@ class Settings:
         What a refused update does to the round.
     max_update_norm : float, optional
         A bound on the Euclidean norm of a client's upload (None: no bound).
+    server_eval_data : str, default ""
+        A held-out file on the ServerApp's host for ``Strategy.start``'s evaluate_fn ("": none;
+        simulate jobs).
     """
 
     job: str
@@ -103,6 +109,7 @@ class Settings:
     stop_after: int | None = None
     on_bad_update: str = "stop"
     max_update_norm: float | None = None    # None: no bound
+    server_eval_data: str = ""              # held-out file for Strategy.start's evaluate_fn ("": none)
 
     @classmethod
     def from_run_config(cls, rc) -> "Settings":
@@ -150,6 +157,10 @@ class Settings:
         bound = rc.get("max-update-norm", DEFAULTS["max-update-norm"])
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 <= bound < float("inf"):
             raise ValueError(f"run config 'max-update-norm' must be a finite number >= 0 (0: no bound), got {bound!r}")
+        held = rc.get("server-eval-data", DEFAULTS["server-eval-data"])
+        if not isinstance(held, str) or (held and job != "simulate"):
+            raise ValueError(f"run config 'server-eval-data' must be the path of a held-out file (simulate jobs), "
+                             f"got {held!r}")
         numbers = {}
         for key in ("round-timeout", "discovery-timeout", "poll-interval"):
             value = rc.get(key)
@@ -159,7 +170,7 @@ class Settings:
         return cls(job, spec, str(rc.get("out") or ""), numbers["round-timeout"], rc["on-missing"],
                    numbers["discovery-timeout"], numbers["poll-interval"], resume=bool(given.get("resume", False)),
                    stop_after=given.get("stop_after"), on_bad_update=on_bad,
-                   max_update_norm=float(bound) if bound > 0 else None)
+                   max_update_norm=float(bound) if bound > 0 else None, server_eval_data=held)
 
     @property
     def n_clients(self) -> int:
