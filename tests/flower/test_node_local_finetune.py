@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(1800)   # hang guard for a loaded machine, not 
 
 BUDGETS = [2, 4, 8]
 # the job the run config carries: its own budgets are 1,1,1 (ratios 0.125 of r = 8); the nodes announce 2,4,8
-TINY = ["--model", "tiny", "--rank", "8", "--alpha", "16", "--clients", "3", "--rounds", "1", "--local-steps", "2",
+TINY = ["--model", "tiny", "--rank", "8", "--lora-alpha", "16", "--clients", "3", "--rounds", "1", "--local-steps", "2",
         "--batch-size", "2", "--lr", "0.02", "--eval-per-family", "3", "--eval-every", "1", "--threads", "1",
         "--dirichlet-alpha", "50", "--no-verify-adapter", "--device", "cpu", "--seed", "3"]
 
