@@ -75,8 +75,14 @@ def tightness_grid(rows):
     ax2.set_xlabel("squared gradient norm of f^S")
     ax2.set_title("What a plateau must exceed to be caught")
     ps.legend(ax2, outside=True, ncol=2)
+    from matplotlib.ticker import NullFormatter
+    ratios = [r["lhs_over_rhs"] for r in rows]
+    ax1.set_xlim(min(ratios) / 5, max(2.0, 2 * max(ratios)))          # bars start inside the axis, 1 in view
+    norms = [r[key] for r in rows for key in ("detectable_plateau", "initial_grad_sq", "late_grad_sq")]
+    ax2.set_xlim(min(norms) / 5, 2 * max(norms))
     for ax in (ax1, ax2):
-        ax.grid(True, axis="x", which="both", alpha=0.2)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, axis="x", which="major", alpha=0.3)
         ax.grid(False, axis="y")
     return fig
 

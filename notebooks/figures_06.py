@@ -76,7 +76,8 @@ def tightness(cells):
 
 
 def lhs_vs_bounds(panels):
-    """One panel per step size (two per row): the LHS with both forms of our bound and Theorem 4.4's RHS.
+    """One panel per step size (two per row, three from five panels on): the LHS with both forms of our bound
+    and Theorem 4.4's RHS.
 
     Parameters
     ----------
@@ -87,7 +88,7 @@ def lhs_vs_bounds(panels):
     -------
     matplotlib.figure.Figure
     """
-    ncols = min(2, len(panels))
+    ncols = min(2 if len(panels) <= 4 else 3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = ps.figure(ncols, nrows, size=(ps.MAX_WIDTH, 3.0 * nrows + 0.6), sharey=True, squeeze=False)
     for ax, (title, cur) in zip(axes.ravel(), panels):

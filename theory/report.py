@@ -198,8 +198,7 @@ def report_markdown(results, meta: dict) -> str:
 
 def plot_lhs_rhs(path, outcome):
     """The implementation's LHS (mean over seeds of (1/T) sum_t ||grad f^S||^2) against T, with the
-    RHS and its three terms (reference constants), log-log, in the project's figure style
-    (``fslora_ref.plotting_style``: LHS in FSLoRA's colour, the bound black, its terms grey)."""
+    RHS and its three terms (reference constants), log-log."""
     import matplotlib
     matplotlib.use("Agg")
     from fslora_ref import plotting_style as ps
@@ -225,8 +224,7 @@ def plot_lhs_rhs(path, outcome):
 
 
 def plot_rate(path, data):
-    """Corollary 4.5: LHS and RHS at gamma = sqrt(N/(THL-tilde)) against T (log-log), fitted slope, in the
-    project's figure style (``fslora_ref.plotting_style``)."""
+    """Corollary 4.5: LHS and RHS at gamma = sqrt(N/(THL-tilde)) against T (log-log), fitted slope."""
     import matplotlib
     matplotlib.use("Agg")
     from fslora_ref import plotting_style as ps

@@ -238,8 +238,7 @@ def report_markdown(entries, meta: dict, claims) -> str:
 def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = None) -> None:
     """One PNG: a row per family; left, each arm's primary metric (mean over seeds with a 95%
     pointwise t band) against rounds or uploaded floats; right, every comparison's effect with
-    its simultaneous interval, the claimed region shaded. Each arm is drawn in its algorithm's style
-    (``fslora_ref.plotting_style``), as in every figure of the project."""
+    its simultaneous interval, the claimed region shaded."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
