@@ -50,7 +50,7 @@ def training(mix, families, budgets, rank, client_loss, held, title):
     ax1.set_ylabel("local loss (nats / answer token)")
     ax1.set_title("Each client's local loss", fontsize=10)
     ps.legend(ax1, outside=True, ncol=2, fontsize=8)
-    ax2.plot(np.arange(rounds + 1), held, "s-", ms=4, **{k: v for k, v in ps.algo("fslora").items() if k != "marker"})
+    ax2.plot(np.arange(rounds + 1), held, ms=4, **{**ps.algo("fslora"), "marker": "s"})
     ax2.set_xlabel(ps.ROUND_LABEL)
     ax2.set_ylabel("held-out cross-entropy (nats / token)")
     ax2.set_title("Global model (FSLoRA)", fontsize=10)

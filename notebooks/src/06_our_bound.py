@@ -178,7 +178,7 @@ budgets = LS.setting.config(0.1).budgets
 panels, closest = [], 0.0
 for st in r_ls.steps:
     cur = bound_curves(st, r_ls.f_star, LS.setting.rank, budgets)
-    panels.append((f"{st['label']}: γ = {st['gamma']:.3g}, γ L_S = {st['gamma'] * st['ref'].curvature.L_S():.2f}", cur))
+    panels.append((f"{st['label']}\nγ = {st['gamma']:.3g}, γ L_S = {st['gamma'] * st['ref'].curvature.L_S():.2f}", cur))
     closest = max(closest, np.nanmax(cur["lhs"] / cur["a_posteriori"]))
 fig = figures.lhs_vs_bounds(panels)
 save(fig, "06_lhs_vs_bounds")
