@@ -272,25 +272,25 @@ def plot_lhs_rhs(path, outcome):
     """
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fslora_ref import plotting_style as ps
     lhs = outcome.candidate.lhs_curve()
     T = np.arange(1, len(lhs) + 1)
     consts = outcome.constants
     at_T = consts.rhs(outcome.setting, outcome.lr, int(T[-1]), outcome.c_h)   # only the optimisation term moves, as 1/T
     terms = [dict(at_T, optimisation=at_T["optimisation"] * T[-1] / t,
                   rhs=at_T["optimisation"] * T[-1] / t + at_T["noise"] + at_T["drift"]) for t in T]
-    fig, ax = plt.subplots(figsize=(7, 4.4))
-    ax.loglog(T, lhs, "-", color="C3", lw=2, label=f"LHS ({outcome.candidate.runner}), mean over {outcome.candidate.seeds} seeds")
+    fig, ax = ps.figure(size=(7, 4.4))
+    ax.loglog(T, lhs, "-", color=ps.MEASURED, lw=2, label=f"LHS ({outcome.candidate.runner}), mean over {outcome.candidate.seeds} seeds")
     if outcome.candidate.runner != outcome.reference.runner:
-        ax.loglog(T, outcome.reference.lhs_curve(), "-", color="C0", lw=1, label="LHS (reference)")
-    ax.loglog(T, [t["rhs"] for t in terms], "k-", lw=2, label="RHS of Theorem 4.4 (reference constants)")
+        ax.loglog(T, outcome.reference.lhs_curve(), "-", color=ps.series_color(4), lw=1, label="LHS (reference)")
+    ax.loglog(T, [t["rhs"] for t in terms], "-", color=ps.BOUND, lw=2, label="RHS of Theorem 4.4 (reference constants)")
     for key, style in (("optimisation", "--"), ("noise", ":"), ("drift", "-.")):
-        ax.loglog(T, [t[key] for t in terms], style, color="grey", label=f"RHS term: {key}")
+        ax.loglog(T, [t[key] for t in terms], style, color=ps.TERM, label=f"RHS term: {key}")
     ax.set_xlabel("rounds T")
-    ax.set_ylabel("average squared gradient norm of f^S")
+    ax.set_ylabel("average ||grad f^S||^2")
     ax.set_title(f"Theorem 4.4 on {outcome.setting.name} (gamma={outcome.lr:.3g} <= {outcome.gamma_max:.3g})", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    ps.legend(ax, fontsize=7)
+    ax.grid(True, which="both", alpha=0.2)
     save_figure(fig, path)
 
 
@@ -307,22 +307,22 @@ def plot_rate(path, data):
     """
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fslora_ref import plotting_style as ps
     T, lhs, rhs = (np.array(data[k], dtype=float) for k in ("T", "lhs", "rhs"))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.loglog(T, lhs, "o-", color="C3", label="LHS (mean over seeds)")
-    ax.loglog(T, rhs, "s-", color="k", label="RHS of Theorem 4.4 at the corollary's gamma")
+    fig, ax = ps.figure(size=(6.4, 4))
+    ax.loglog(T, lhs, "o-", color=ps.MEASURED, label="LHS (mean over seeds)")
+    ax.loglog(T, rhs, "s-", color=ps.BOUND, label="RHS of Theorem 4.4 at the corollary's gamma")
     if "slope" in data:
         grid = np.geomspace(T.min(), T.max(), 20)
         c = np.mean(np.log(lhs) - data["slope"] * np.log(T))
-        ax.loglog(grid, np.exp(c + data["slope"] * np.log(grid)), "--", color="C3", alpha=0.6,
+        ax.loglog(grid, np.exp(c + data["slope"] * np.log(grid)), "--", color=ps.MEASURED, alpha=0.6,
                   label=f"fitted slope {data['slope']:.2f}")
-        ax.loglog(grid, lhs[0] * (grid / T[0]) ** -0.5, ":", color="grey", label="slope -1/2 (the bound's rate)")
+        ax.loglog(grid, lhs[0] * (grid / T[0]) ** -0.5, ":", color=ps.TERM, label="slope -1/2 (the bound's rate)")
     ax.set_xlabel("rounds T")
     ax.set_ylabel("(1/T) sum_t ||grad f^S(X^t)||^2")
     ax.set_title("Corollary 4.5: gamma = sqrt(N/(T H L-tilde))", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    ps.legend(ax, fontsize=7)
+    ax.grid(True, which="both", alpha=0.2)
     save_figure(fig, path)
 
 

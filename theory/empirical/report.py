@@ -365,8 +365,10 @@ def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = No
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(entries), 2, figsize=(12, 3.6 * len(entries)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.25, 1]})
+
+    from fslora_ref import plotting_style as ps
+    fig, axes = ps.figure(2, len(entries), size=(10, 3.6 * len(entries)), squeeze=False, layout=None,
+                          gridspec_kw={"width_ratios": [1.25, 1]})
     for row, e in zip(axes, entries):
         _plot_curves(row[0], claim, e, runs_by_family[e["family"]], axis_label)
         _plot_forest(row[1], claim, e)
@@ -376,8 +378,27 @@ def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = No
     plt.close(fig)
 
 
+def arm_label(arm) -> str:
+    """An arm's label with its algorithm spelled as the paper writes it (``fslora r=16`` -> ``FSLoRA r=16``).
+
+    Parameters
+    ----------
+    arm : Arm
+
+    Returns
+    -------
+    str
+    """
+    from fslora_ref import plotting_style as ps
+    if arm.label.lower().startswith(arm.algorithm.lower()):
+        return ps.label(arm.algorithm) + arm.label[len(arm.algorithm):]
+    return arm.label
+
+
 def _plot_curves(ax, claim, entry, runs, axis_label):
+    from fslora_ref import plotting_style as ps
     metric = entry["metric"]
+    styles = ps.series_styles([arm.algorithm for arm in claim.arms])
     curves = []
     for i, arm in enumerate(claim.arms):
         results = [r for r in runs[arm.key]]
@@ -393,10 +414,12 @@ def _plot_curves(ax, claim, entry, runs, axis_label):
     log = bool(np.nanmin(means) > 0 and np.nanmax(means) / np.nanmin(means) > 4)
     floor = 0.5 * np.nanmin(means) if log else -np.inf
     for i, arm, x, mean, lo, hi, diverged in curves:
-        style = "--" if arm.label in claim.context else "-"
-        ax.plot(x, mean, style, color=f"C{i}", marker="o" if x.size <= 3 else None, ms=4,
-                label=arm.label + (f" ({diverged} diverged)" if diverged else ""))
-        ax.fill_between(x, np.maximum(lo, floor), hi, color=f"C{i}", alpha=0.18, lw=0)
+        style = dict(styles[i])
+        if arm.label in claim.context:   # shown, not compared
+            style["linestyle"] = "--"
+        style["marker"] = "o" if x.size <= 3 else None
+        ax.plot(x, mean, ms=4, label=arm_label(arm) + (f" ({diverged} diverged)" if diverged else ""), **style)
+        ax.fill_between(x, np.maximum(lo, floor), hi, color=style["color"], alpha=0.15, lw=0)
     if log:
         from matplotlib.ticker import FormatStrFormatter
         ax.set_yscale("log")
@@ -411,6 +434,7 @@ def _plot_curves(ax, claim, entry, runs, axis_label):
 
 
 def _plot_forest(ax, claim, entry):
+    from fslora_ref import plotting_style as ps
     by_metric = entry["evidence"]["by_metric"]
     primary = by_metric[entry["metric"]]["comparisons"][0]["better"]
     # metrics improving in the other direction (an accuracy next to a loss) would need a flipped
@@ -425,8 +449,9 @@ def _plot_forest(ax, claim, entry):
             y = i + (j - (len(names) - 1) / 2) * 0.22
             scale = 100.0 if c["better"] == "lower" else 1.0
             lo, hi = c["effect_ci"]
+            color = ps.series_color(j)
             ax.errorbar(c["effect"] * scale, y, xerr=[[(c["effect"] - lo) * scale], [(hi - c["effect"]) * scale]],
-                        fmt="o" if j == 0 else "s", mfc=f"C{j}" if j == 0 else "white", color=f"C{j}", capsize=3,
+                        fmt="o" if j == 0 else "s", mfc=color if j == 0 else "white", color=color, capsize=3,
                         label=name if i == 0 else None)
     first = by_metric[names[0]]["comparisons"][0]
     low, high = claimed_region(Metric(first["metric"], "", first["better"]), Hypothesis(first["hypothesis"], first["margin"]))

@@ -145,31 +145,32 @@ def plot(path, results, references) -> bool:
         return False
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fslora_ref import plotting_style as ps
     r, budgets = res.grid.setting.rank, res.grid.setting.budgets
     curves = [(st, bound_curves(st, res.f_star, r, budgets)) for st in steps]
     inside = [(st, c) for st, c in curves if np.isfinite(c["a_posteriori"][-1])]
     st, cur = max(inside or curves, key=lambda sc: sc[0]["gamma"])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax.loglog(cur["T"], cur["lhs"], color="C3", lw=2, label="LHS (mean over seeds)")
-    ax.loglog(cur["T"], cur["a_posteriori"], color="C0", label="ours, a posteriori")
-    ax.loglog(cur["T"], cur["a_priori"], "--", color="C0", label="ours, a priori (certified f*)")
+    fig, (ax, bx) = ps.figure(2, size=(10, 4.2))
+    ax.loglog(cur["T"], cur["lhs"], color=ps.MEASURED, lw=2, label="LHS (mean over seeds)")
+    ax.loglog(cur["T"], cur["a_posteriori"], color=ps.OURS, label="ours, a posteriori")
+    ax.loglog(cur["T"], cur["a_priori"], "--", color=ps.OURS_PRIOR, label="ours, a priori (certified f*)")
     within = next((c.paper.get("within") for c in res.cells if c.label == st["label"]), None)
-    ax.loglog(cur["paper_T"], cur["paper"], color="k",
+    ax.loglog(cur["paper_T"], cur["paper"], ":", color=ps.PAPER, lw=2,
               label="Theorem 4.4 RHS" + ("" if within else " (gamma outside its condition)"))
     ax.set_title(f"{res.grid.setting.name}, {st['label']} (gamma = {st['gamma']:.3g})", fontsize=9)
     ax.set_xlabel("rounds T")
     ax.set_ylabel("(1/T) sum_t ||grad f^S(X^t)||^2")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    ps.legend(ax, fontsize=7)
+    ax.grid(True, which="both", alpha=0.2)
     ref = references[0]
     for rst in ref.steps:
         if rst["label"] == PAPER or rst["label"] == st["label"]:
             g = rst["ref"].grad_sq.mean(axis=0)
-            bx.semilogy(np.arange(g.size), g, label=f"{rst['label']} (gamma = {rst['gamma']:.3g})")
+            bx.semilogy(np.arange(g.size), g, color=ps.PAPER if rst["label"] == PAPER else ps.MEASURED,
+                        label=f"{rst['label']} (gamma = {rst['gamma']:.3g})")
     bx.set_title("reference: ||grad f^S(X^t)||^2, mean over seeds", fontsize=9)
-    bx.set_xlabel("round t")
-    bx.legend(fontsize=7)
-    bx.grid(alpha=0.3, which="both")
+    bx.set_xlabel(ps.ROUND_LABEL)
+    ps.legend(bx, fontsize=7)
+    bx.grid(True, which="both", alpha=0.2)
     save_figure(fig, path)
     return True
