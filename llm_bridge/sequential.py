@@ -77,7 +77,7 @@ class SequentialPlan:
             raise ValueError(f"--max-seeds must be an integer in [--pilot-seeds = {self.pilot}, 1000], "
                              f"got {self.max_seeds!r}")
         if not 0.0 < self.alpha < 0.5:
-            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
+            raise ValueError(f"--false-alarm-rate must be in (0, 0.5), got {self.alpha}")
         return self
 
     def looks(self) -> list:

@@ -45,7 +45,7 @@ def test_plan_looks_and_pocock_spending_by_hand():
     assert sum(plan.levels()) == pytest.approx(0.05, rel=1e-12) and spending(0.0, 0.05) == 0.0
     assert SequentialPlan(2, 3, 7).looks() == [2, 5, 7]   # the last group may be smaller
     for bad, match in ((SequentialPlan(pilot=1), "--pilot-seeds"), (SequentialPlan(step=0), "--seed-step"),
-                       (SequentialPlan(max_seeds=2), "--max-seeds"), (SequentialPlan(alpha=0.5), "--alpha")):
+                       (SequentialPlan(max_seeds=2), "--max-seeds"), (SequentialPlan(alpha=0.5), "--false-alarm-rate")):
         with pytest.raises(ValueError, match=match):
             bad.validate()
 
