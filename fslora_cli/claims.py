@@ -26,7 +26,7 @@ from llm_bridge import limits  # noqa: E402
 from .parser import add_deprecated_alias, integer_in  # noqa: E402
 
 NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs", "impl")
-LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lr", "tuning_seeds", "tuning_rounds",
+LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lrs", "tuning_seeds", "tuning_rounds",
             "batch_size", "examples_per_client", "dirichlet_alpha", "eval_per_family", "threads", "pilot_seeds",
             "seed_step", "max_seeds", "looks")
 OUT = {False: "runs/claims", True: "runs/claims-llm"}
@@ -67,8 +67,8 @@ def configure_parser(p):
     g.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (scaling s = alpha/r; default 32)")
     g.add_argument("--local-steps", type=integer_in(1, limits.MAX_LOCAL_STEPS), default=None,
                    help="local steps H (default 2)")
-    g.add_argument("--lr", default=None, help="client learning-rate grid, comma-separated, tuned per algorithm on "
-                                              "the tuning seeds (default 4e-3,1.6e-2)")
+    g.add_argument("--lrs", default=None, help="client learning-rate grid, comma-separated, tuned per algorithm on "
+                                               "the tuning seeds (default 4e-3,1.6e-2)")
     g.add_argument("--tuning-rounds", type=integer_in(1, MAX_ROUNDS), default=None,
                    help="rounds of each tuning run (default 2; shorter than --rounds is cheaper)")
     g.add_argument("--tuning-seeds", default=None, help="comma-separated, each >= 1000 (default 1000)")

@@ -74,7 +74,7 @@ class LLMClaimsJob(Job):
         step that is best early (stated in the report).
     local_steps : int, default 2
         Local steps H.
-    lr : str, default "4e-3,1.6e-2"
+    lrs : str, default "4e-3,1.6e-2"
         The client learning-rate grid (comma-separated; one value: no tuning).
     tuning_seeds : str, default "1000"
         Comma-separated tuning seeds (at least 1000: disjoint from the evaluation seeds).
@@ -107,7 +107,7 @@ class LLMClaimsJob(Job):
     rounds: int = 4
     tuning_rounds: int | None = 2
     local_steps: int = 2
-    lr: str = "4e-3,1.6e-2"
+    lrs: str = "4e-3,1.6e-2"
     tuning_seeds: str = "1000"
     batch_size: int = 4
     examples_per_client: int = 200
@@ -162,7 +162,7 @@ class LLMClaimsJob(Job):
 
 
 def lr_grid(job: LLMClaimsJob) -> list:
-    """The learning-rate grid ``--lr`` names, sorted.
+    """The learning-rate grid ``--lrs`` names, sorted.
 
     Parameters
     ----------
@@ -173,11 +173,11 @@ def lr_grid(job: LLMClaimsJob) -> list:
     list of float
     """
     try:
-        grid = sorted({float(v) for v in str(job.lr).split(",") if v.strip()})
+        grid = sorted({float(v) for v in str(job.lrs).split(",") if v.strip()})
     except ValueError:
         grid = []
     if not grid or not all(math.isfinite(v) and 0 < v <= 1 for v in grid) or len(grid) > 10:
-        raise ValueError(f"--lr must be 1 to 10 comma-separated numbers in (0, 1], got {job.lr!r}")
+        raise ValueError(f"--lrs must be 1 to 10 comma-separated numbers in (0, 1], got {job.lrs!r}")
     return grid
 
 

@@ -10,7 +10,7 @@ from fslora_cli.main import main
 from llm_bridge.claims import choose_steps
 
 TINY = ["claims", "--llm", "--model", "tiny", "--rank", "8", "--clients", "2", "--rounds", "2", "--local-steps", "2",
-        "--batch-size", "2", "--examples-per-client", "12", "--eval-per-family", "3", "--lr", "0.01,0.05",
+        "--batch-size", "2", "--examples-per-client", "12", "--eval-per-family", "3", "--lrs", "0.01,0.05",
         "--pilot-seeds", "2", "--seed-step", "1", "--max-seeds", "3"]
 
 
@@ -125,7 +125,7 @@ def test_llm_refuses_the_numpy_only_options(tmp_path, capsys):
     assert "--llm runs claim 1 only" in capsys.readouterr().err
     assert main([*TINY, "--seeds", "4", "--out", str(tmp_path)]) == 2
     assert "--seeds only applies without --llm" in capsys.readouterr().err
-    for opt, value in (("--lr", "0,1"), ("--tuning-seeds", "5"), ("--max-seeds", "1"), ("--looks", "-1")):
+    for opt, value in (("--lrs", "0,1"), ("--tuning-seeds", "5"), ("--max-seeds", "1"), ("--looks", "-1")):
         assert main([*TINY, opt, value, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err
         assert opt in err and len(err.strip().splitlines()) == 1
@@ -166,7 +166,7 @@ def test_a_diverged_run_is_recorded_and_stalls_the_plan_with_its_reason(tmp_path
     monkeypatch.setattr(claims_mod, "heldout_loss", exploding)
     monkeypatch.setattr(claims_mod, "run_one", run_one)
     out = str(tmp_path)
-    assert main([*TINY, "--lr", "0.01", "--out", out]) == 0
+    assert main([*TINY, "--lrs", "0.01", "--out", out]) == 0
     bad = _read(os.path.join(out, "seeds", "seed0001.json"))["runs"]["flexlora"]
     assert bad["diverged"]["round"] == 2 and "10 x initial" in bad["diverged"]["reason"] and bad["accuracy"] is None
     report = _read(os.path.join(out, "report.json"))
