@@ -1,6 +1,7 @@
-"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--impl MODULE:ATTR] [--out DIR]``: the paper's
-empirical claims (spec section 6) on the NumPy families, each as paired comparisons over seeds
-with an effect size, simultaneous confidence intervals and a status
+"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--protocol sgd|paper|both] [--impl MODULE:ATTR]
+[--out DIR]``: the paper's empirical claims (spec section 6) on the NumPy families, each as paired comparisons
+over seeds with an effect size, simultaneous confidence intervals and a status, under plain SGD and the
+paper's optimisers side by side
 (:func:`theory.empirical.job.run_claims`). ``--llm`` runs claim 1 on SmolLM2 instead
 (:func:`llm_bridge.claims.run_llm_claims`): one parser, dispatched on the parsed ``--llm``; an
 option of one side given with the other is refused by name.
@@ -16,10 +17,11 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from theory.empirical.job import ClaimsJob  # noqa: E402
+from theory.empirical.job import DEFAULT_PROTOCOL, ClaimsJob  # noqa: E402
+from theory.empirical.protocols import CHOICES as PROTOCOLS  # noqa: E402
 from theory.empirical.settings import FAMILIES, SEEDS  # noqa: E402
 
-NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs", "impl")
+NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs", "impl", "protocol")
 LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lr", "batch_size", "examples_per_client",
             "dirichlet_alpha", "eval_per_family", "eval_every", "threads")
 OUT = {False: "runs/claims", True: "runs/claims-llm"}
@@ -33,6 +35,11 @@ def configure_parser(p):
                         "seeds, steps tuned on 3: a smoke test, not a verdict")
     p.add_argument("--only", default=None, help="comma-separated claim ids, e.g. claim1,claim4 or 1,4 (default: all five)")
     p.add_argument("--family", choices=FAMILIES, default=None, help="one problem family (default: all three)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="optimiser protocol: sgd (client SGD, server average: Algorithm 1; each arm's step tuned), paper "
+                        "(client AdamW, server Adam for FSLoRA/FedIT/HetLoRA as in the paper's code; one step per "
+                        f"algorithm tuned) or both, side by side (default {DEFAULT_PROTOCOL['full']}; --quick "
+                        f"{DEFAULT_PROTOCOL['quick']})")
     p.add_argument("--seeds", type=int, default=None,
                    help=f"seeds 0..N-1 (default {SEEDS['full']}, --quick {SEEDS['quick']}; --llm 2)")
     p.add_argument("--rounds", type=int, default=None, help="override T (rounds; --llm default 16)")
@@ -81,7 +88,7 @@ def run(args, algorithms=None) -> int:
         return run_llm_claims(job, out, resume=args.resume)
     _refuse(args, LLM_ONLY, "with --llm")
     from theory.empirical.job import run_claims
-    job = ClaimsJob(alpha=args.alpha, quick=bool(args.quick), **sizes, **_given(args, ("only", "family", "margin", "jobs", "impl")))
+    job = ClaimsJob(alpha=args.alpha, quick=bool(args.quick), **sizes, **_given(args, ("only", "family", "margin", "jobs", "impl", "protocol")))
     return run_claims(job, out, resume=args.resume, algorithms=algorithms)
 
 

@@ -228,8 +228,10 @@ def weakest(comparisons) -> dict | None:
 
 
 def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_json: dict,
-             alpha: float = ALPHA, metrics=tuple(METRICS.values()), tuned: dict | None = None) -> dict:
-    """The report entry of ``claim`` on ``family``.
+             alpha: float = ALPHA, metrics=tuple(METRICS.values()), tuned: dict | None = None,
+             protocol: str | None = None) -> dict:
+    """The report entry of ``claim`` on ``family`` (under ``protocol``, when given: id
+    ``claim.family.protocol`` and a ``protocol`` field).
 
     runs: {arm.key: [RunResult per seed, in ``seeds`` order]}; metrics: [Metric], the first is
     primary (the held-out loss): the status is decided on it, the others are reported with
@@ -269,7 +271,8 @@ def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_jso
                            "horizon": horizons.get(metrics[0].name, {}).get(arm.label),
                            **({"tuning": tuned[arm.label]} if tuned and arm.label in tuned else {}),
                            **{f"{m.name}_final": [r.final(m.name) for r in results] for m in metrics}}
-    entry = {"id": f"{claim.id}.{family}", "claim": claim.id, "family": family, "title": claim.title,
+    entry = {"id": f"{claim.id}.{family}" + (f".{protocol}" if protocol else ""), "claim": claim.id,
+             "family": family, **({"protocol": protocol} if protocol else {}), "title": claim.title,
              "statement": claim.statement, "status": per_metric[primary]["status"], "metric": primary,
              "method": method_text(claim, K, alpha)}
     entry["key"] = key_text(per_metric[primary])

@@ -19,6 +19,8 @@ from fslora_ref.config import FedConfig, budgets_from_ratios, draw_budgets
 from fslora_ref.federation import run_round
 from fslora_ref.problems import make_problem
 
+from .protocols import protocol as protocol_named
+
 # What the (treatment, reference) comparisons are decided on; the first is the primary metric.
 METRIC_NAMES = ("heldout", "train")
 
@@ -74,7 +76,8 @@ class Arm:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything about a family's runs except the arm: problem size, N, T, H, batch, step size."""
+    """Everything about a family's runs except the arm: problem size, N, T, H, batch, step size and
+    the optimiser protocol (protocols.py: "sgd" or "paper")."""
 
     family: str
     clients: int
@@ -85,6 +88,7 @@ class Settings:
     dims: tuple            # ((name, value), ...) passed to the family
     eval_size: int         # held-out samples per client
     eval_every: int
+    protocol: str = "sgd"
 
     def problem(self, seed: int):
         return make_problem(self.family, n_clients=self.clients, seed=seed, batch_size=self.batch_size,
@@ -96,7 +100,8 @@ class Settings:
 
     def config(self, arm: Arm, seed: int) -> FedConfig:
         return FedConfig(rank=arm.rank, budgets=arm.budgets(self.clients, seed), local_steps=self.local_steps,
-                         lr=self.lr, rounds=self.rounds, seed=seed)
+                         lr=self.lr, rounds=self.rounds, seed=seed,
+                         **protocol_named(self.protocol).optimizer_fields(arm.algorithm, self.lr))
 
     def eval_rounds(self) -> list:
         """Rounds after which the model is evaluated (0 = before training; always the last)."""
