@@ -31,8 +31,8 @@ def configure_parser(p):
     d = ClaimsJob()
     p.add_argument("--llm", action="store_true", help="run claim 1 on SmolLM2 through the LLM bridge (a long run)")
     p.add_argument("--quick", action="store_true", default=None,
-                   help=f"N=10, T=30, {SEEDS['quick']} seeds, steps tuned on 2 seeds instead of N=20, T=100, {SEEDS['full']} "
-                        "seeds, steps tuned on 3: a smoke test, not a verdict")
+                   help=f"N=10, T=30, {SEEDS['quick']} seeds, steps tuned on 2 seeds instead of N=20, T=100 (two-layer 150), "
+                        f"{SEEDS['full']} seeds, steps tuned on 3: a smoke test, not a verdict")
     p.add_argument("--only", default=None, help="comma-separated claim ids, e.g. claim1,claim4 or 1,4 (default: all five)")
     p.add_argument("--family", choices=FAMILIES, default=None, help="one problem family (default: all three)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
@@ -82,7 +82,7 @@ def run(args, algorithms=None) -> int:
     if args.llm:
         if args.only not in (None, "1", "claim1") or args.family or args.quick:
             raise ValueError("--llm runs claim 1 only, at its own size: --only, --family and --quick do not apply")
-        _refuse(args, ("margin", "jobs", "impl"), "without --llm")
+        _refuse(args, ("margin", "jobs", "impl", "protocol"), "without --llm")
         from llm_bridge.claims import LLMClaimsJob, run_llm_claims
         job = LLMClaimsJob(alpha=args.alpha, **sizes, **_given(args, LLM_ONLY))
         return run_llm_claims(job, out, resume=args.resume)
