@@ -31,7 +31,7 @@ def configure_parser(p):
     d = ClaimsJob()
     p.add_argument("--llm", action="store_true", help="run claim 1 on SmolLM2 through the LLM bridge (a long run)")
     p.add_argument("--quick", action="store_true", default=None,
-                   help=f"N=10, T=30, {SEEDS['quick']} seeds, steps tuned on 2 seeds instead of N=20, T=100 (two-layer 150), "
+                   help=f"N=10, T=30, {SEEDS['quick']} seeds, steps tuned on 2 seeds instead of N=20, T=100 (two-layer 250), "
                         f"{SEEDS['full']} seeds, steps tuned on 3: a smoke test, not a verdict")
     p.add_argument("--only", default=None, help="comma-separated claim ids, e.g. claim1,claim4 or 1,4 (default: all five)")
     p.add_argument("--family", choices=FAMILIES, default=None, help="one problem family (default: all three)")

@@ -109,6 +109,6 @@ def test_an_algorithm_with_no_usable_paper_step_is_not_run(tmp_path):
 
 
 def test_the_two_layer_family_has_the_longer_full_horizon():
-    assert settings_for("two_layer", quick=False).rounds == 150
+    assert settings_for("two_layer", quick=False).rounds == 250
     assert settings_for("least_squares", quick=False).rounds == settings_for("logistic", quick=False).rounds == 100
     assert settings_for("two_layer", quick=True).rounds == 30 and settings_for("two_layer", False, rounds=7).rounds == 7
