@@ -115,7 +115,7 @@ class LLMClaimsJob(Job):
         check_positive_float("--lr", self.lr)
         check_positive_float("--lora-alpha", self.lora_alpha)
         if not 0.0 < self.alpha < 0.5:
-            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
+            raise ValueError(f"--false-alarm-rate must be in (0, 0.5), got {self.alpha}")
         names = [a.strip() for a in self.algorithms.split(",") if a.strip()]
         for a in names:
             get_algorithm(a)

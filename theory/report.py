@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from fslora_ref.outputs import atomic_write_bytes
+from fslora_ref.text_table import format_table
 
 from . import power_catalogue
 from .figures import save_figure
@@ -34,25 +35,63 @@ def _jsonable(x):
 
 
 def catches(claim) -> str:
-    """Short: defective implementations of the power matrix the claim violates ("7/26"); "-" for the
-    implementation-independent mathematics (their mutants are in tests/theory)."""
+    """How many defective implementations of the power matrix the claim violates, in short ("7/26").
+
+    Parameters
+    ----------
+    claim : theory.claims.Claim
+        The claim.
+
+    Returns
+    -------
+    str
+        "-" for the implementation-independent mathematics (their mutants are in tests/theory), "?" for
+        a claim absent from the power matrix.
+    """
     if not claim.through_impl:
         return "-"
     got = power_catalogue.shown_to_catch(claim.id)
     return f"{len(got['caught'])}/{got['defective_rows']}" if got["defective_rows"] else "?"
 
 
+TABLE_WIDTHS = (None, None, None, 30, None, 34)   # method and key number wrap at words (never cut)
+
+
 def table(results) -> str:
-    """Fixed-width table: claim, runs the implementation?, defects shown caught, method, status, key number."""
+    """The verify console table: claim, runs the implementation?, defects shown caught, method, status, key number.
+
+    The method and the key number wrap at word boundaries (``TABLE_WIDTHS``), never cut.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+
+    Returns
+    -------
+    str
+        A header, a rule of dashes and the rows (:func:`fslora_ref.text_table.format_table`).
+    """
     rows = [("claim", "impl", "catches", "method", "status", "key number")]
-    rows += [(c.id, "yes" if c.through_impl else "-", catches(c), c.method[:46], r.status, r.key) for c, r, _ in results]
-    w = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {x:<{w[2]}}  {c:<{w[3]}}  {d:<{w[4]}}  {e}" for a, b, x, c, d, e in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    rows += [(c.id, "yes" if c.through_impl else "-", catches(c), c.method, r.status, r.key) for c, r, _ in results]
+    return format_table(rows, TABLE_WIDTHS)
 
 
 def report_json(results, meta: dict) -> dict:
+    """The content of report.json: every claim with its statement, method, status, key, evidence and power.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+    meta : dict
+        The run's metadata (quick, seconds, implementation).
+
+    Returns
+    -------
+    dict
+        JSON-ready (non-finite floats become None).
+    """
     return _jsonable({"claims": [{"id": c.id, "statement": c.statement, "method": c.method, "status": r.status,
                                   "key": r.key, "through_implementation": c.through_impl, "seconds": round(sec, 3),
                                   "shown_to_catch": power_catalogue.shown_to_catch(c.id) if c.through_impl else None,
@@ -60,6 +99,18 @@ def report_json(results, meta: dict) -> dict:
 
 
 def closing_note(results) -> str:
+    """The note printed under the table: what Theorem 4.4, Corollary 4.5 and our bound showed, in a few sentences.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+
+    Returns
+    -------
+    str
+        Empty when none of those claims ran.
+    """
     by_id = {c.id: r for c, r, _ in results}
     parts = []
     thm = by_id.get("thm4.4.bound")
@@ -145,6 +196,19 @@ def _corollary_markdown(out, cor):
 
 
 def report_markdown(results, meta: dict) -> str:
+    """The content of report.md: a summary, the claims table, the theorem's, the corollary's and our bound's sections.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+    meta : dict
+        The run's metadata (quick, seconds, implementation).
+
+    Returns
+    -------
+    str
+    """
     out = io.StringIO()
     counts = {}
     for _, r, _ in results:
@@ -197,8 +261,15 @@ def report_markdown(results, meta: dict) -> str:
 
 
 def plot_lhs_rhs(path, outcome):
-    """The implementation's LHS (mean over seeds of (1/T) sum_t ||grad f^S||^2) against T, with the
-    RHS and its three terms (reference constants), log-log."""
+    """Plot the implementation's LHS against T with Theorem 4.4's RHS and its terms, log-log.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG written.
+    outcome : theory.paper.theorem.Outcome
+        A setting the implementation ran without diverging.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -224,7 +295,16 @@ def plot_lhs_rhs(path, outcome):
 
 
 def plot_rate(path, data):
-    """Corollary 4.5: LHS and RHS at gamma = sqrt(N/(THL-tilde)) against T (log-log), fitted slope."""
+    """Plot Corollary 4.5: LHS and RHS at gamma = sqrt(N / (T H L-tilde)) against T (log-log), with the fitted slope.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG written.
+    data : dict
+        The plot data of :func:`theory.paper.corollary.corollary` (``T``, ``lhs``, ``rhs``, optional
+        ``slope``).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -247,7 +327,24 @@ def plot_rate(path, data):
 
 
 def write_all(out_dir, results, ctx, meta: dict):
-    """report.json, report.md and the plots into out_dir; returns the written paths."""
+    """Write report.json, report.md and the plots into ``out_dir`` (atomically), removing plots of an earlier run.
+
+    Parameters
+    ----------
+    out_dir : str
+        The output directory (already prepared).
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+    ctx : theory.claims.Context
+        The claims' context (its runs feed the plots).
+    meta : dict
+        The run's metadata.
+
+    Returns
+    -------
+    list of str
+        The paths written.
+    """
     paths = {name: os.path.join(out_dir, name) for name in FILES}
     atomic_write_bytes(paths["report.json"], json.dumps(report_json(results, meta), indent=1).encode())
     atomic_write_bytes(paths["report.md"], report_markdown(results, meta).encode())

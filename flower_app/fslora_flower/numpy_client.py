@@ -34,9 +34,26 @@ def partition_path(job, node_config, client: int) -> str:
 
 
 def prepare(job, node_config=None, client: int | None = None) -> None:
-    """Check the SimulateJob can run here (the same one-line errors as `fslora simulate`) and that
-    this node has its partition: a given ``data`` file is checked; otherwise the node builds the
-    recipe once and keeps only its own partition in its cache."""
+    """Check the SimulateJob can run here and that this node has its partition (the discovery query).
+
+    The job gets the same one-line errors as `fslora simulate`. A ``data`` file named in the node
+    config is checked to be this client's of this recipe; otherwise the node's cache gets the
+    recipe's partition files, built once per machine.
+
+    Parameters
+    ----------
+    job : SimulateJob
+        The run's job.
+    node_config : Mapping, optional
+        The SuperNode's node config (its optional ``data`` path is read).
+    client : int, optional
+        This node's partition-id (None: only check that the recipe builds).
+
+    Raises
+    ------
+    ValueError
+        One line, for a bad job option or a partition file that is not this client's of this recipe.
+    """
     from fslora_ref.simulate import build
     job.check_options()
     if client is None:
@@ -63,7 +80,34 @@ def _make_cache(job, directory: str, path: str) -> None:
 
 
 def train(plan, meta, job, node_config=None):
-    """(Upload of ``plan``, float type to send it in), trained on this node's partition only."""
+    """Run the algorithm's own ``client_update`` on this node's partition only.
+
+    A node without a ``data`` file whose cache lacks its partition (it missed the query, e.g. it was
+    restarted) prepares it first.
+
+    Parameters
+    ----------
+    plan : ClientPlan
+        The client's plan (:func:`fslora_flower.records.record_to_plan`).
+    meta : dict
+        The plan's ConfigRecord (its ``algorithm`` and ``round`` are read).
+    job : SimulateJob
+        The run's job (H, lr, seed, optimiser, scaling; the budget is the plan's).
+    node_config : Mapping, optional
+        The SuperNode's node config (its optional ``data`` path).
+
+    Returns
+    -------
+    upload : Upload
+        The client's result of local training.
+    dtype : type
+        ``numpy.float64``, the float type to send it in.
+
+    Raises
+    ------
+    ValueError
+        If the plan's algorithm is not one of the job's, or the partition file is not this client's.
+    """
     from fslora_ref.simulate import fed_config
     names = job.algorithm_names()
     if meta["algorithm"] not in names:

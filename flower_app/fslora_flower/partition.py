@@ -23,13 +23,40 @@ RECIPE_FIELDS = ("family", "clients", "m", "n", "seed", "batch_size")   # what t
 
 
 def recipe_digest(job) -> str:
-    """sha256 of the fields of ``job`` (SimulateJob) that determine the clients' data."""
+    """A fingerprint of the fields of a job that determine the clients' data.
+
+    Parameters
+    ----------
+    job : SimulateJob
+        Its RECIPE_FIELDS (family, clients, m, n, seed, batch_size) are read.
+
+    Returns
+    -------
+    str
+        The sha256 (hex) of those fields as sorted JSON; a partition file carries it.
+    """
     recipe = {k: getattr(job, k) for k in RECIPE_FIELDS}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
 def save_partition(path: str, problem: Problem, client: int, digest: str) -> None:
-    """Write client ``client``'s data of ``problem`` (and the shared base weights) to ``path``."""
+    """Write one client's data of ``problem``, and the shared base weights, to a partition file.
+
+    The ``.npz`` holds ``X``, ``targets``, ``W0_<l>`` per layer and a JSON ``meta`` (format, client,
+    number of clients, problem name, link, batch size, layers, recipe digest); it is written to a
+    temporary name and renamed into place.
+
+    Parameters
+    ----------
+    path : str
+        The file to write.
+    problem : Problem
+        The whole problem (built from the job's recipe).
+    client : int
+        Which client's data, in [0, problem.n_clients).
+    digest : str
+        The recipe's :func:`recipe_digest`.
+    """
     data = problem.clients[client]
     arrays = {"X": data.X, "targets": data.targets, "meta": np.array(json.dumps(
         {"format": FORMAT, "client": int(client), "n-clients": problem.n_clients, "name": problem.name,
@@ -42,7 +69,22 @@ def save_partition(path: str, problem: Problem, client: int, digest: str) -> Non
 
 
 def write_partitions(job, directory: str, problem: Problem | None = None) -> list:
-    """One file per client of ``job`` in ``directory`` (partition-<i>.npz); returns their paths."""
+    """Write one partition file per client of ``job`` into ``directory`` (``fslora flower partition``).
+
+    Parameters
+    ----------
+    job : SimulateJob
+        The recipe.
+    directory : str
+        Where to write (created if missing).
+    problem : Problem, optional
+        The problem the recipe builds, if already built (default: built here).
+
+    Returns
+    -------
+    list of str
+        ``<directory>/partition-<i>.npz`` for i = 0 .. N-1.
+    """
     if problem is None:
         from fslora_ref.simulate import build
         problem = build(job)[0]
@@ -56,8 +98,29 @@ def write_partitions(job, directory: str, problem: Problem | None = None) -> lis
 
 
 class LocalPartition:
-    """What ``client_update`` reads of a Problem, for one client only: the client id the plans use
-    maps to the single client held. Asking for another client is an error."""
+    """What ``client_update`` reads of a Problem, for one client only.
+
+    The client id the plans use maps to the single client held; asking for another client is an
+    error. The methods are the :class:`fslora_ref.problems.base.Problem` methods of the same name.
+
+    Parameters
+    ----------
+    problem : Problem
+        A problem holding only this client's data (one ClientData) and the base weights.
+    client : int
+        The client id the plans use for it.
+
+    Attributes
+    ----------
+    client : int
+        The client held.
+    base_weights : list of ndarray
+        W0_l, shape (m_l, n_l).
+    layer_shapes : list of tuple of int
+        ``[(m_l, n_l)]``.
+    n_layers : int
+        The number of layers L.
+    """
 
     def __init__(self, problem: Problem, client: int):
         self._problem, self.client = problem, int(client)
@@ -71,19 +134,103 @@ class LocalPartition:
         return 0
 
     def sample_batch(self, client, rng):
+        """Row indices of one minibatch of the client held.
+
+        Parameters
+        ----------
+        client : int
+            Must be the client held.
+        rng : numpy.random.Generator
+            The client's batch stream.
+
+        Returns
+        -------
+        ndarray of int, shape (batch_size,), or None
+            As :meth:`fslora_ref.problems.base.Problem.sample_batch`.
+
+        Raises
+        ------
+        ValueError
+            If ``client`` is another client.
+        """
         return self._problem.sample_batch(self._own(client), rng)
 
     def loss_and_factor_grads(self, client, factors, batch=None):
+        """Loss of the client held on ``batch`` and its gradients w.r.t. each layer's (B, A).
+
+        Parameters
+        ----------
+        client : int
+            Must be the client held.
+        factors : list of LayerFactors
+            Per layer: B, shape (m_l, q_l); A, shape (q_l, n_l); coeff, shape (q_l,).
+        batch : ndarray of int, optional
+            Row indices (None: the full data).
+
+        Returns
+        -------
+        loss : float
+        grads : list of tuple of ndarray
+            ``[(dB_l, dA_l)]``, shapes (m_l, q_l) and (q_l, n_l).
+
+        Raises
+        ------
+        ValueError
+            If ``client`` is another client.
+        """
         return self._problem.loss_and_factor_grads(self._own(client), factors, batch)
 
     def loss_and_weight_grads(self, client, weights, batch=None):
+        """Loss of the client held at dense weights and its gradients w.r.t. them.
+
+        Parameters
+        ----------
+        client : int
+            Must be the client held.
+        weights : list of ndarray
+            W_l, shape (m_l, n_l).
+        batch : ndarray of int, optional
+            Row indices (None: the full data).
+
+        Returns
+        -------
+        loss : float
+        grads : list of ndarray
+            dL/dW_l, shape (m_l, n_l).
+
+        Raises
+        ------
+        ValueError
+            If ``client`` is another client.
+        """
         return self._problem.loss_and_weight_grads(self._own(client), weights, batch)
 
 
 def load_partition(path: str, client: int, digest: str) -> LocalPartition:
-    """The partition in ``path``, checked to be client ``client``'s of the recipe ``digest``.
+    """Read a partition file, checked to be client ``client``'s of the recipe ``digest``.
 
-    Raises ValueError (one line, naming the file) if it is not."""
+    Read with ``allow_pickle=False``.
+
+    Parameters
+    ----------
+    path : str
+        The file (:func:`save_partition`'s format).
+    client : int
+        This node's partition id.
+    digest : str
+        The job's :func:`recipe_digest`.
+
+    Returns
+    -------
+    LocalPartition
+        The client's data and the base weights.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, if it cannot be read as a partition file, has another format,
+        holds another client or was made for another recipe.
+    """
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))

@@ -25,7 +25,25 @@ from .strategy import FSLoRAStrategy
 
 class Ledger:
     """``<out>/flower.json``: one entry per ServerApp run (a resumed job appends one), keyed by
-    Flower's run id; a failed run's entry has the error and the exit code `fslora <job>` gives for it."""
+    Flower's run id; a failed run's entry has the error and the exit code `fslora <job>` gives for it.
+
+    Creating a Ledger appends this run's entry (status ``"running"``) to the document in memory;
+    :meth:`set` and :meth:`save` write the file (atomically, strict JSON).
+
+    Parameters
+    ----------
+    out : str
+        The run's output directory (it holds ``flower.json``).
+    resume : bool, default False
+        Keep the entries an earlier run left in ``flower.json`` (else the file starts afresh).
+    run_id : int or str, optional
+        Flower's run id, stored as text (None: unknown).
+
+    Raises
+    ------
+    ValueError
+        With ``resume``, if the existing ``flower.json`` is not valid JSON.
+    """
 
     def __init__(self, out: str, resume: bool = False, run_id=None):
         self.path = os.path.join(out, "flower.json")
@@ -40,15 +58,34 @@ class Ledger:
         self.doc["runs"].append(self.run)
 
     def set(self, **fields):
+        """Update this run's entry and write the ledger.
+
+        Parameters
+        ----------
+        **fields
+            Entry keys and JSON values (e.g. ``status="completed"``, ``nodes={...}``).
+        """
         self.run.update(fields)
         self.save()
 
     def save(self):
+        """Write the ledger to ``<out>/flower.json`` (atomically, strict JSON)."""
         write_json(self.path, self.doc)
 
     @staticmethod
     def count(out: str) -> int:
-        """How many run entries ``<out>/flower.json`` has (0 if none or unreadable)."""
+        """How many run entries ``<out>/flower.json`` has.
+
+        Parameters
+        ----------
+        out : str
+            The run's output directory.
+
+        Returns
+        -------
+        int
+            The number of entries; 0 if there is no file or it cannot be read.
+        """
         try:
             with open(os.path.join(out, "flower.json")) as fh:
                 return len(json.load(fh).get("runs", []))
@@ -57,9 +94,27 @@ class Ledger:
 
     @staticmethod
     def mark_crashed(out: str, message: str, first: int = 0) -> bool:
-        """Record ``message`` as the error of the run entries from index ``first`` on (the ones this
-        deployment added) that did not complete: the SuperLink died under them, so the error their
-        ServerApp recorded, if any, is a consequence (kept as "serverapp-error"). True if one was."""
+        """Record a SuperLink's death as the error of the runs it took down.
+
+        Every entry from index ``first`` on (the ones this deployment added) that did not complete
+        gets status ``"failed"``, ``message`` as its error and exit code 1; the error its ServerApp
+        recorded, if any, is a consequence and is kept as ``"serverapp-error"``.
+
+        Parameters
+        ----------
+        out : str
+            The run's output directory.
+        message : str
+            How the SuperLink died (one line).
+        first : int, default 0
+            The index of the first entry this deployment added (:meth:`count` before it started).
+
+        Returns
+        -------
+        bool
+            True if an entry was marked (and the file rewritten); False if none was, or the file
+            cannot be read.
+        """
         path = os.path.join(out, "flower.json")
         try:
             with open(path) as fh:
@@ -80,8 +135,21 @@ class Ledger:
 
     @staticmethod
     def exit_code(out: str, run_id) -> int:
-        """The exit code recorded in ``<out>/flower.json`` for the failed Flower run ``run_id``; 1 when
-        there is none (the ServerApp failed before writing its entry, or the file is not ours)."""
+        """The exit code recorded for a failed Flower run, for `fslora <job>` to exit with.
+
+        Parameters
+        ----------
+        out : str
+            The run's output directory.
+        run_id : int or str
+            Flower's run id (its last entry counts).
+
+        Returns
+        -------
+        int
+            The recorded ``exit-code`` if it is an int above 1; else 1 (the ServerApp failed before
+            writing its entry, or the file is not ours).
+        """
         try:
             with open(os.path.join(out, "flower.json")) as fh:
                 runs = json.load(fh).get("runs", [])
@@ -93,10 +161,36 @@ class Ledger:
 
 
 class FlowerRounds:
-    """round_fn(algorithm, state, problem, config, round_index) -> (state, plans, uploads) that
-    sends the plans to the SuperNodes in ``nodes`` ({client id: node id}) and aggregates the
-    replies with :class:`FSLoRAStrategy`. Raises the strategy's MissingClients (policy "stop")
-    or the client's DivergenceError, after recording the round in the ledger."""
+    """A ``round_fn`` that runs each round over Flower, for the reference's and the bridge's run loops.
+
+    Calling it as ``rounds(algorithm, state, problem, config, round_index)`` sends the round's
+    plans to the SuperNodes in ``nodes`` and aggregates the replies with :class:`FSLoRAStrategy`;
+    it returns ``(state, plans, uploads)`` as ``fslora_ref.federation.run_round`` does, and records
+    the round (bytes and floats each way, timings, missing clients) in the ledger. The strategy's
+    MissingClients / RefusedUpdate (policy "stop") or the client's DivergenceError is raised after
+    the round is recorded.
+
+    Parameters
+    ----------
+    grid : flwr.server.Grid
+        The ServerApp's grid.
+    nodes : dict
+        ``{client id: Flower node id}`` (from discovery).
+    timeout : float
+        Seconds to wait for a round's replies.
+    on_missing : {"stop", "continue"}, default "stop"
+        What a participant without a usable reply does to the round (see FSLoRAStrategy).
+    poll : float, default 0.5
+        Seconds between pulls for replies.
+    dtype : numpy dtype, default float64
+        The float type of the factors sent to clients.
+    ledger : Ledger, optional
+        Where each round is recorded (None: not recorded).
+    on_bad_update : {"stop", "drop"}, default "stop"
+        What a refused update does to the round (see FSLoRAStrategy).
+    max_update_norm : float, optional
+        A bound on the Euclidean norm of a client's upload (None: no bound).
+    """
 
     def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None,
                  on_bad_update="stop", max_update_norm=None):

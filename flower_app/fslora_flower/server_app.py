@@ -19,6 +19,7 @@ from fslora_ref.errors import exit_code
 from fslora_ref.outputs import prepare_output_dir
 
 from .discovery import ANNOUNCED, announced_budgets, discover
+from .finetune_data import DATA_KEYS
 from .rounds import FlowerRounds, Ledger
 from .settings import Settings
 
@@ -27,6 +28,27 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    """Run the job of the run config with its clients on SuperNodes (the ServerApp's entry point).
+
+    Prepares and locks the output directory, discovers which node is which client (budgets the
+    nodes announce replace the job's), then runs the in-process command's own loop with each round
+    through :class:`~fslora_flower.rounds.FlowerRounds`. ``<out>/flower.json`` records the run; a
+    failure is recorded there with its exit code before it is raised.
+
+    Parameters
+    ----------
+    grid : flwr.server.Grid
+        The grid to the SuperNodes.
+    context : flwr.app.Context
+        The run config (:class:`~fslora_flower.settings.Settings`) and Flower's run id.
+
+    Raises
+    ------
+    ValueError
+        If the run config is invalid or names no output directory, or the job or a node refuses it.
+    MissingClients
+        If the nodes are not all found, or (``on-missing stop``) a participant gives no usable reply.
+    """
     settings = Settings.from_run_config(context.run_config)
     if not settings.out:
         raise ValueError("run config 'out' must name the output directory on the ServerApp's host")
@@ -38,11 +60,15 @@ def main(grid: Grid, context: Context) -> None:
         nodes, answers = discover(grid, settings.n_clients, settings.discovery_timeout, settings.poll,
                                   with_answers=True)
         ledger.set(nodes={str(c): str(n) for c, n in sorted(nodes.items())}, discovery_seconds=time.perf_counter() - t0,
-                   announced={str(c): {k: a[k] for k in ANNOUNCED if k in a} for c, a in sorted(answers.items())})
+                   announced={str(c): {k: a[k] for k in (*ANNOUNCED, *DATA_KEYS) if k in a}
+                              for c, a in sorted(answers.items())})
         budgets = announced_budgets(answers, nodes, int(job.rank))
-        if budgets is not None and settings.job == "simulate":
+        if budgets is not None:
             # the rounds are planned from what the nodes announced, not from the job's own budgets
-            job = job.replace(budgets=",".join(map(str, budgets)), ratios=None, budget_distribution=None)
+            if settings.job == "simulate":
+                job = job.replace(budgets=",".join(map(str, budgets)), ratios=None, budget_distribution=None)
+            else:
+                job = job.replace(budgets=tuple(budgets))
             print(f"fslora flower: budgets announced by the SuperNodes: {budgets}")
         down, _ = settings.wire_dtypes()
         rounds = FlowerRounds(grid, nodes, timeout=settings.round_timeout, on_missing=settings.on_missing,
@@ -57,8 +83,12 @@ def main(grid: Grid, context: Context) -> None:
             from llm_bridge.finetune import finetune
             from llm_bridge.job import check_run
             from llm_bridge.summary import summary
-            check_run(job, out, resume=resume)
-            print(summary(finetune(job, out, resume=resume, stop_after=settings.stop_after, round_fn=rounds)))
+
+            from .finetune_data import gathered
+            node_data = gathered(answers, nodes, job)   # None: the server derives the clients' data itself
+            check_run(job, out, resume=resume, node_local=node_data is not None)
+            print(summary(finetune(job, out, resume=resume, stop_after=settings.stop_after, round_fn=rounds,
+                                   node_data=node_data)))
     except BaseException as exc:
         ledger.set(status="failed", error=" ".join(str(exc).split()) or type(exc).__name__,
                    **{"exit-code": exit_code(exc)})

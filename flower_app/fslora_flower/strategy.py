@@ -44,8 +44,31 @@ class RefusedUpdate(RuntimeError):
 
 
 def client_error(reason: str | None) -> tuple[str, str]:
-    """(exception class name or "", one-line message) of an error reply; Flower words a
-    ClientApp exception as "<class 'pkg.Name'>:<'message'>"."""
+    """Split the reason of an error reply into the exception's class name and its message.
+
+    Flower words a ClientApp exception as ``"<class 'pkg.Name'>:<'message'>"``.
+
+    Parameters
+    ----------
+    reason : str or None
+        ``reply.error.reason``.
+
+    Returns
+    -------
+    kind : str
+        The exception class's name without its module (``"DivergenceError"``), or ``""`` if the
+        reason is not in Flower's exception wording.
+    message : str
+        The message (or the whole reason) on one line.
+
+    Examples
+    --------
+    >>> from fslora_flower.strategy import client_error
+    >>> client_error("<class 'fslora_ref.client.DivergenceError'>:<'client 3: loss is nan'>")
+    ('DivergenceError', 'client 3: loss is nan')
+    >>> client_error(None)
+    ('', 'error without a reason')
+    """
     found = re.match(r"<class '([\w.]+)'>:<'(.*)'>$", reason or "", re.S)
     if not found:
         return "", " ".join((reason or "error without a reason").split())
@@ -55,11 +78,38 @@ def client_error(reason: str | None) -> tuple[str, str]:
 class FSLoRAStrategy(Strategy):
     """One fslora_ref algorithm driven by Flower messages.
 
-    algorithm: an fslora_ref Algorithm (or the bridge's TorchClients wrapper); problem: what its
-    configure_round/aggregate read (layer shapes, client sizes); config: FedConfig; nodes:
-    {client id: node id}; state: ServerState (default: algorithm.init); dtype: float type of the
-    factors sent to clients; reply_timeout: seconds, only used to word the missing-reply error
-    (the transport may also set ``refused``: nodes whose messages the SuperLink refused).
+    The transport may also set ``refused``: nodes whose messages the SuperLink refused.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        An fslora_ref algorithm (or the bridge's TorchClients wrapper): its ``configure_round`` and
+        ``aggregate`` are the server's rules.
+    problem : Problem
+        What those read (layer shapes, client sizes).
+    config : FedConfig
+        The run's configuration (rank, budgets, participants per round, rounds).
+    nodes : dict
+        ``{client id: Flower node id}``.
+    state : ServerState, optional
+        The server state to start from (default: ``algorithm.init(problem, config)``).
+    on_missing : {"stop", "continue"}, default "stop"
+        A participant without a usable reply: ``"stop"`` raises MissingClients before anything is
+        aggregated; ``"continue"`` averages over the participants that replied.
+    dtype : numpy dtype, default float64
+        The float type of the factors sent to clients.
+    reply_timeout : float, optional
+        Seconds; only used to word the missing-reply error.
+    on_bad_update : {"stop", "drop"}, default "stop"
+        A refused update (NaN/inf, wrong shape or dtype, norm above the bound): ``"stop"`` raises
+        RefusedUpdate; ``"drop"`` leaves that client out of the round.
+    max_update_norm : float, optional
+        A bound on the Euclidean norm of a client's upload (None: no bound).
+
+    Raises
+    ------
+    ValueError
+        If ``on_missing`` or ``on_bad_update`` is not one of its choices.
     """
 
     def __init__(self, algorithm, problem, config, nodes, *, state=None, on_missing="stop", dtype=np.float64,
@@ -82,7 +132,31 @@ class FSLoRAStrategy(Strategy):
 
     # -- training -----------------------------------------------------------------------------
     def configure_train(self, server_round, arrays, config, grid):
-        """One TRAIN message per participant of round ``server_round`` (Flower counts from 1)."""
+        """One TRAIN message per participant of a round, each holding only that client's plan.
+
+        The plans come from the algorithm's own ``configure_round`` (FSLoRA draws its sketches there).
+
+        Parameters
+        ----------
+        server_round : int
+            The round, counted from 1 as Flower does (the reference's round index is one less).
+        arrays : flwr.app.ArrayRecord
+            Not read (the server state is ``self.state``).
+        config : flwr.app.ConfigRecord
+            Not read.
+        grid : flwr.server.Grid
+            Not read (the messages are addressed by node id).
+
+        Returns
+        -------
+        list of flwr.app.Message
+            One per participant, in the order of ``configure_round``'s plans.
+
+        Raises
+        ------
+        MissingClients
+            If a participant has no SuperNode.
+        """
         t = server_round - 1
         participants = self.config.participants(t)
         absent = [c for c in participants if c not in self.nodes]
@@ -97,8 +171,37 @@ class FSLoRAStrategy(Strategy):
         return [m for _, m in self.sent]
 
     def aggregate_train(self, server_round, replies):
-        """The reference's aggregate over the replies, in client-id order; returns the rank-r
-        factors and the round's mean local loss."""
+        """The reference's aggregate over the replies, in client-id order (independent of arrival order).
+
+        Replies are matched to the messages they answer; error replies, malformed replies and
+        refused updates are handled per ``on_missing`` / ``on_bad_update``. The new server state is
+        ``self.state``; ``self.last`` holds ``(plans, uploads, {client: why missing})``.
+
+        Parameters
+        ----------
+        server_round : int
+            The round, counted from 1; it must be the one :meth:`configure_train` configured.
+        replies : iterable of flwr.app.Message
+            The replies that arrived (a late reply to an earlier round is ignored).
+
+        Returns
+        -------
+        factors : flwr.app.ArrayRecord
+            The rank-r server factors, ``"<l>.B": (m_l, r)`` and ``"<l>.A": (r, n_l)``.
+        metrics : flwr.app.MetricRecord
+            ``train-loss`` (the mean over clients of each one's mean local loss) and ``clients``.
+
+        Raises
+        ------
+        ValueError
+            If ``server_round`` was not configured.
+        DivergenceError
+            If a client's local training diverged (whatever the policy).
+        RefusedUpdate
+            If an update was refused and ``on_bad_update`` is ``"stop"``, or every update was refused.
+        MissingClients
+            If a participant gave no usable reply and ``on_missing`` is ``"stop"``, or none replied.
+        """
         t = server_round - 1
         if t != self.round_index:
             raise ValueError(f"aggregate_train: round {server_round} was not configured by configure_train")

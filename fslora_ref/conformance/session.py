@@ -118,7 +118,7 @@ class Options:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.budget not in BUDGETS:
             raise ValueError(f"budget must be one of {list(BUDGETS)}, got {self.budget!r}")
-        self.alpha = _real("alpha", self.alpha, 0.0, 0.5)
+        self.alpha = _real("alpha, the false-alarm rate (--false-alarm-rate),", self.alpha, 0.0, 0.5)
         self.seed = check_int("seed", self.seed, low=0, high=2**31 - 1)
         if self.time_limit is not None:
             self.time_limit = _real("time_limit (seconds)", self.time_limit, 0.0, math.inf)

@@ -29,7 +29,17 @@ TUNING_VERSION = 2     # part of a tuning record's fingerprint: a changed rule i
 
 
 def needed_arms(claims) -> list:
-    """Every arm of ``claims``, each run key once, in first-seen order."""
+    """Every arm of ``claims``, each run key once, in first-seen order.
+
+    Parameters
+    ----------
+    claims : iterable of theory.empirical.claims.EmpiricalClaim
+        The claims.
+
+    Returns
+    -------
+    list of theory.empirical.runs.Arm
+    """
     seen = {}
     for c in claims:
         for arm in c.arms:
@@ -38,7 +48,17 @@ def needed_arms(claims) -> list:
 
 
 def algorithm_name(obj) -> str:
-    """What ran for an algorithm entry: 'module.Class' of a class, or the factory's own ``name``."""
+    """What ran for an algorithm entry: "module.Class" of a class, or the factory's own ``name``.
+
+    Parameters
+    ----------
+    obj : type or callable
+        An entry of the algorithms mapping.
+
+    Returns
+    -------
+    str
+    """
     if isinstance(obj, type):
         return f"{obj.__module__}.{obj.__qualname__}"
     return getattr(obj, "name", None) or f"{type(obj).__module__}.{type(obj).__qualname__}"
@@ -138,8 +158,30 @@ def _run_all(tasks, jobs, call, finished):
 
 
 def tune_all(arms, plans, tuning_seeds, *, store, jobs, algorithms, progress=None) -> dict:
-    """{(protocol, family): {unit arm key: tuning record}} for every (protocol, family) in ``plans``
-    ({(protocol, family): Settings}), from ``store`` where already done."""
+    """Tune the steps of every (protocol, family) (:func:`tune_unit`), from ``store`` where already done.
+
+    Parameters
+    ----------
+    arms : list of theory.empirical.runs.Arm
+        The arms the claims run (under the paper protocol each algorithm is tuned once, :func:`tuning_units`).
+    plans : dict
+        ``{(protocol, family): Settings}``.
+    tuning_seeds : sequence of int
+        The tuning seeds.
+    store : theory.empirical.store.RunStore
+        Supplies earlier tuning records and keeps new ones.
+    jobs : int
+        Worker processes (1: in process).
+    algorithms : dict
+        ``{name: Algorithm class or factory}``.
+    progress : object, optional
+        Told ``update(1, text)`` per tuned unit.
+
+    Returns
+    -------
+    dict
+        ``{(protocol, family): {tuned arm key: tuning record}}``.
+    """
     tuned, todo = {k: {} for k in plans}, []
     for (p, f), st in plans.items():
         for a in tuning_units(p, arms):
@@ -179,32 +221,47 @@ def run_protocols(claims, families, seeds, protocols, *, quick: bool, store, job
 
     Parameters
     ----------
-    claims : list of EmpiricalClaim
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The claims.
     families : list of str
+        The families.
     seeds : list of int
-        Evaluation seeds (disjoint from ``tuning_seeds``).
+        The evaluation seeds (disjoint from the tuning seeds).
     protocols : list of str
         Protocol names (protocols.py), in report order.
     quick : bool
-        Quick sizes.
-    store : RunStore
+        The quick size.
+    store : theory.empirical.store.RunStore
         Supplies tuning records and runs finished earlier and keeps new ones.
-    jobs : int
+    jobs : int, optional
         Worker processes.
-    algorithms : dict or None
-        name -> Algorithm class or factory (default: the reference's).
-    progress, tuning_progress : Progress or None
-    rounds, clients : int or None
-        Override T, N.
-    alpha : float
-    tuning_seeds : sequence of int or None
-        Default: tuning.TUNING_SEEDS of the mode.
+    algorithms : dict or None, optional
+        ``{name: Algorithm class or factory}`` (default: the reference's ``ALGORITHMS``; tests pass a
+        broken FSLoRA here).
+    progress : object, optional
+        Told ``update(n, text)`` as runs finish.
+    rounds : int or None, optional
+        T, overriding the size's.
+    clients : int or None, optional
+        N, overriding the size's.
+    alpha : float, optional
+        The one-sided level per claim.
+    tuning_seeds : sequence of int, optional
+        The tuning seeds (default by size).
+    tuning_progress : object, optional
+        Progress of the tuning (closed when it ends).
 
     Returns
     -------
     dict
-        {protocol: (report entries, {family: {arm key: [RunResult per seed]}}, {family: Settings},
-        {family: {arm key: tuning record}})}.
+        ``{protocol: (entries, runs, settings, tuned)}``: the report entries, one per (claim, family)
+        (:func:`theory.empirical.claims.evaluate`); ``{family: {arm key: [RunResult per seed]}}``;
+        ``{family: Settings}``; ``{family: {arm key: tuning record}}``.
+
+    Raises
+    ------
+    ValueError
+        If the evaluation seeds include a tuning seed.
     """
     algorithms = dict(algorithms or ALGORITHMS)
     arms = needed_arms(claims)
@@ -263,8 +320,26 @@ def run_protocols(claims, families, seeds, protocols, *, quick: bool, store, job
 def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, algorithms=None, progress=None,
                rounds: int | None = None, clients: int | None = None, alpha: float = ALPHA,
                tuning_seeds=None, tuning_progress=None, protocol: str = "sgd") -> tuple:
-    """One protocol of :func:`run_protocols`: (report entries, {family: {arm key: [RunResult per seed]}},
-    {family: Settings}, {family: {arm key: tuning record}})."""
+    """Tune, run and evaluate the claims under one protocol (:func:`run_protocols` with ``[protocol]``).
+
+    Parameters
+    ----------
+    claims, families, seeds, quick, store, jobs, algorithms, progress, rounds, clients, alpha, tuning_seeds, tuning_progress
+        As for :func:`run_protocols`.
+    protocol : {"sgd", "paper"}, default "sgd"
+        The optimiser protocol.
+
+    Returns
+    -------
+    entries : list of dict
+        One report entry per (claim, family).
+    runs : dict
+        ``{family: {arm key: [RunResult per seed]}}``.
+    settings : dict
+        ``{family: Settings}``.
+    tuned : dict
+        ``{family: {arm key: tuning record}}``.
+    """
     return run_protocols(claims, families, seeds, [protocol], quick=quick, store=store, jobs=jobs,
                          algorithms=algorithms, progress=progress, rounds=rounds, clients=clients, alpha=alpha,
                          tuning_seeds=tuning_seeds, tuning_progress=tuning_progress)[protocol]

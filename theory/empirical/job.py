@@ -3,7 +3,8 @@ value, and :func:`run_claims`, which runs it under one or both optimiser protoco
 ``sgd``, Algorithm 1; ``paper``, client AdamW and a server Adam step): the steps tuned on held-out
 tuning seeds (tuning.py per arm under SGD, tuning_paper.py per algorithm under the paper protocol),
 then each claim as paired comparisons over seeds with an effect size, simultaneous confidence
-intervals and a status, the protocols side by side. Returns 1 if any (claim, family) is ``not supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
+intervals and a status, the protocols side by side. Returns 1 if any (claim, family) is ``not
+supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
 
 Many small dense products: multithreaded BLAS only slows them on a shared machine, so the
 `fslora claims` command sets one BLAS thread before numpy loads.
@@ -39,7 +40,33 @@ DEFAULT_PROTOCOL = {"full": "both", "quick": "both"}
 
 @dataclass(frozen=True)
 class ClaimsJob(Job):
-    """Which claims, on which families, over how many seeds (see ``fslora claims --help``)."""
+    """``fslora claims``: which claims, on which families, over how many seeds (see ``fslora claims --help``).
+
+    Parameters
+    ----------
+    quick : bool, default False
+        The quick size (N = 10, T = 30, fewer seeds).
+    only : str or None
+        Comma-separated claim ids ("claim1" or "1"); None: all five.
+    family : str or None
+        One problem family (of ``theory.empirical.settings.FAMILIES``); None: all three.
+    seeds : int or None
+        Evaluation seeds 0..n-1 (None: by ``quick``).
+    rounds : int or None
+        T, overriding the size's.
+    clients : int or None
+        N, overriding the size's.
+    margin : float, default 0.10
+        The relative margin of the non-inferiority and equivalence claims, in (0, 1).
+    alpha : float, default 0.05
+        The false-alarm rate (one-sided level per direction) of each claim, in (0, 0.5): ``--false-alarm-rate``.
+    jobs : int, default min(2, CPUs)
+        Worker processes.
+    impl : str or None
+        ``MODULE:ATTR`` of the FSLoRA implementation the FSLoRA arms run (None: the reference's).
+    protocol : {"sgd", "paper", "both"} or None
+        The optimiser protocol(s), side by side (theory.empirical.protocols); None: ``DEFAULT_PROTOCOL`` of the size.
+    """
 
     NAME: ClassVar[str] = "claims"
 
@@ -57,11 +84,27 @@ class ClaimsJob(Job):
 
     @property
     def protocols(self) -> list:
-        """The protocol names to run, in report order (``sgd`` first)."""
+        """The protocol names to run, in report order (``sgd`` first).
+
+        Returns
+        -------
+        list of str
+        """
         return selected(self.protocol or DEFAULT_PROTOCOL["quick" if self.quick else "full"])
 
     def validate(self) -> list:
-        """One-line errors naming the option; returns the seeds."""
+        """Check every option (one-line errors naming it).
+
+        Returns
+        -------
+        list of int
+            The evaluation seeds.
+
+        Raises
+        ------
+        ValueError
+            If an option is out of range.
+        """
         if self.family is not None:
             check_choice("family", self.family, FAMILIES)
         if self.protocol is not None:
@@ -76,7 +119,7 @@ class ClaimsJob(Job):
         if not 0.0 < self.margin < 1.0:
             raise ValueError(f"--margin must be in (0, 1), got {self.margin}")
         if not 0.0 < self.alpha < 0.5:
-            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
+            raise ValueError(f"--false-alarm-rate must be in (0, 0.5), got {self.alpha}")
         return list(range(seeds))
 
 
@@ -103,7 +146,24 @@ def _cpu_seconds() -> float:
 
 
 def select_claims(only, margin: float) -> list:
-    """The claims named by --only ('claim1' or '1'), in registry order."""
+    """The claims named by ``--only``, in registry order.
+
+    Parameters
+    ----------
+    only : str or None
+        Comma-separated ids ("claim1" or "1"); None: every claim.
+    margin : float
+        The margin of the margin claims.
+
+    Returns
+    -------
+    list of theory.empirical.claims.EmpiricalClaim
+
+    Raises
+    ------
+    ValueError
+        If ``only`` is empty or names an unknown id.
+    """
     claims = claims_mod.build_claims(margin)
     if only is None:
         return claims
@@ -120,8 +180,20 @@ def select_claims(only, margin: float) -> list:
 
 
 def output_names(claims) -> list:
-    """The files a claims run writes into its output directory (checked before any run: a
-    directory named report.json would otherwise fail only after every run has computed)."""
+    """The files a claims run writes into its output directory.
+
+    Checked before any run: a directory named report.json would otherwise fail only after every run
+    has computed.
+
+    Parameters
+    ----------
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The selected claims (one figure each).
+
+    Returns
+    -------
+    list of str
+    """
     return ["report.json", "report.md", "runs.json"] + [f"{c.id}.png" for c in claims]
 
 
@@ -185,7 +257,8 @@ def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=Non
     print(report.table(entries))
     print(report.steps_table(meta, claims))
     paths = report.write_all(out, entries, meta, claims, runs)
-    print(f"\n{meta['seconds']:.1f} s ({meta['cpu_seconds']:.1f} s CPU, this process and its workers); wrote " + ", ".join(paths + [store.path]))
+    print(f"\n{meta['seconds']:.1f} s ({meta['cpu_seconds']:.1f} s CPU, this process and its workers); wrote "
+          + ", ".join(paths + [store.path]))
     bad = [e["id"] for e in entries if e["status"] == NOT_SUPPORTED]
     if bad:
         print(f"not supported: {', '.join(bad)} (details in {os.path.join(out, 'report.md')})")

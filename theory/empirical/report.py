@@ -31,7 +31,8 @@ STATISTICS_TEXT = (
 SCOPE_TEXT = (
     "**What this tests, and what it does not.** Every claim here is run on small *synthetic* federated problems "
     "(least squares, multinomial logistic regression, a two-layer tanh network; NumPy, exact gradients, N = 20 "
-    "clients, T = 100 rounds, 250 for the two-layer family; `--quick`: N = 10, T = 30), with the reference's FSLoRA and baselines (the FSLoRA paper's rules). The paper's "
+    "clients, T = 100 rounds, 250 for the two-layer family; `--quick`: N = 10, T = 30), with the reference's "
+    "FSLoRA and baselines (the FSLoRA paper's rules). The paper's "
     "own tables (GLUE with RoBERTa, commonsense reasoning with LLaMA-3.2-3B) are **not reproduced** here. A "
     "`supported` says the paper's statement holds on these problems at these settings, with the stated confidence; "
     "a `not supported` says its opposite holds significantly *here* - it is a finding about these problems, these "
@@ -50,7 +51,20 @@ LLM_SCOPE_TEXT = (
 
 
 def steps_table(meta: dict, claims) -> str:
-    """Console / markdown table: each arm's tuned step per family and protocol."""
+    """The console / markdown table of each arm's tuned step per family and protocol.
+
+    Parameters
+    ----------
+    meta : dict
+        The run's metadata (its ``tuned_steps``: ``{protocol: {family: {arm label: step}}}``).
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The claims run (their arms, in order).
+
+    Returns
+    -------
+    str
+        Empty if nothing was tuned.
+    """
     tuned = meta.get("tuned_steps") or {}
     if not tuned:
         return ""
@@ -66,7 +80,18 @@ def steps_table(meta: dict, claims) -> str:
 
 
 def tuning_markdown(entries) -> str:
-    """Per family and arm: the grid, the chosen step and the tuning runs that chose it."""
+    """Per family and arm: the grid, the chosen step and the tuning runs that chose it.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
     out, seen = [], set()
     for e in entries:
         for label, arm in e["evidence"]["arms"].items():
@@ -94,7 +119,18 @@ def tuning_markdown(entries) -> str:
 
 
 def divergence_markdown(entries) -> str:
-    """Every evaluation run that diverged (never counted as data), with its round and reason."""
+    """Every evaluation run that diverged (never counted as data), with its round and reason.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+
+    Returns
+    -------
+    str
+        Markdown (empty if none diverged).
+    """
     out, seen = [], set()
     for e in entries:
         seeds = e["evidence"]["seeds"]
@@ -107,7 +143,18 @@ def divergence_markdown(entries) -> str:
 
 
 def horizon_markdown(entries) -> str:
-    """Arms that had not trained to a plateau by T (their comparisons stay undecided)."""
+    """The arms that had not trained to a plateau by T (their comparisons stay undecided).
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+
+    Returns
+    -------
+    str
+        Markdown (empty if every arm did).
+    """
     out, seen = [], set()
     for e in entries:
         for label, arm in e["evidence"]["arms"].items():
@@ -127,7 +174,19 @@ def _pct(x):
 
 
 def effect_text(c: dict) -> str:
-    """'-21.1% [-29.4%, -11.7%]' (losses) or '+0.120 [+0.05, +0.19]' (accuracies)."""
+    """A comparison's effect and interval in short.
+
+    Parameters
+    ----------
+    c : dict
+        A :func:`theory.empirical.stats.compare` result.
+
+    Returns
+    -------
+    str
+        "-21.1% [-29.4%, -11.7%]" (losses), "+0.120 [+0.050, +0.190]" (accuracies), or the reason it
+        has no interval.
+    """
     if "effect" not in c:
         return c.get("reason", "undecided")
     fmt = _pct if c["better"] == "lower" else (lambda x: f"{x:+.3f}")
@@ -136,7 +195,17 @@ def effect_text(c: dict) -> str:
 
 
 def table(entries) -> str:
-    """Fixed-width console table: claim, family (and protocol), status, the weakest comparison."""
+    """The fixed-width console table: claim, family (and protocol), status, the weakest comparison.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family[, protocol]).
+
+    Returns
+    -------
+    str
+    """
     rows = [("claim", "family", "status", "weakest comparison: effect [simultaneous CI] (primary metric)")]
     rows += [(e["claim"], _where(e), e["status"], e["key"]) for e in entries]
     w = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -146,7 +215,21 @@ def table(entries) -> str:
 
 
 def report_json(entries, meta: dict) -> dict:
-    """``{"claims": [{id, statement, status, evidence, ...}], "meta": {...}}`` (verify's shape)."""
+    """The content of report.json, in verify's shape.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family[, protocol]).
+    meta : dict
+        The run's metadata.
+
+    Returns
+    -------
+    dict
+        ``{"claims": [{id, claim, family, protocol (when run under one), title, statement, method, status, metric,
+        key, evidence}], "meta": meta}``.
+    """
     keep = ("id", "claim", "family", "protocol", "title", "statement", "method", "status", "metric", "key", "evidence")
     return {"claims": [{k: e[k] for k in keep if k in e} for e in entries], "meta": meta}
 
@@ -161,12 +244,12 @@ def _verdict_cell(c: dict) -> str:
 
 
 def summary_table(entries) -> str:
-    """Markdown: claim x family (x protocol, side by side) -> status and the weakest comparison's effect [CI].
+    """The markdown summary: claim x family (x protocol) -> status and the weakest comparison's effect [CI].
 
     Parameters
     ----------
     entries : list of dict
-        Report entries.
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family[, protocol]).
 
     Returns
     -------
@@ -191,6 +274,21 @@ def summary_table(entries) -> str:
 
 
 def report_markdown(entries, meta: dict, claims) -> str:
+    """The content of report.md: scope, summary, statistics, one section per claim, steps, horizons, divergences.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+    meta : dict
+        The run's metadata.
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The claims run.
+
+    Returns
+    -------
+    str
+    """
     out = io.StringIO()
     counts = {s: sum(e["status"] == s for e in entries) for s in STATUSES}
     out.write(f"# fslora claims{' --llm' if meta.get('llm') else ''}\n\n")
@@ -285,9 +383,25 @@ def runs_key(entry: dict):
 
 
 def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = None) -> None:
-    """One PNG: a row per family; left, each arm's primary metric (mean over seeds with a 95%
-    pointwise t band) against rounds or uploaded floats; right, every comparison's effect with
-    its simultaneous interval, the claimed region shaded."""
+    """Write one PNG for a claim: a row per family.
+
+    Left, each arm's primary metric (mean over seeds with a 95 % pointwise t band) against rounds or
+    uploaded floats; right, every comparison's effect with its simultaneous interval, the claimed
+    region shaded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG written.
+    claim : theory.empirical.claims.EmpiricalClaim
+        The claim.
+    entries : list of dict
+        Its report entries, one per family.
+    runs_by_family : dict
+        ``{family: {arm key: [RunResult per seed]}}``.
+    axis_label : str or None, optional
+        The x-axis label of the curves (default: by the claim's axis).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -375,7 +489,28 @@ def _plot_forest(ax, claim, entry):
 
 
 def write_all(out_dir, entries, meta, claims, runs_by_family, axis_label=None) -> list:
-    """report.json, report.md and <claim>.png into ``out_dir``; returns the paths written."""
+    """Write report.json, report.md and one ``<claim>.png`` per claim with entries into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str
+        The output directory (already prepared).
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+    meta : dict
+        The run's metadata.
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The claims run.
+    runs_by_family : dict
+        ``{family: {arm key: [RunResult per seed]}}``.
+    axis_label : str or None, optional
+        The x-axis label of the curves (default: by the claim's axis).
+
+    Returns
+    -------
+    list of str
+        The paths written.
+    """
     paths = []
     write_json(os.path.join(out_dir, "report.json"), report_json(entries, meta))
     atomic_write_bytes(os.path.join(out_dir, "report.md"), report_markdown(entries, meta, claims).encode())

@@ -34,23 +34,30 @@ SEEDS = {"full": 10, "quick": 5}
 
 def settings_for(family: str, quick: bool, *, rounds: int | None = None, clients: int | None = None,
                  protocol: str = "sgd") -> Settings:
-    """The Settings of ``family`` at full or quick size under ``protocol``, optionally with T or N overridden.
+    """The run settings of ``family`` at full or quick size under ``protocol``, optionally with T or N overridden.
 
     Parameters
     ----------
     family : str
-        One of FAMILIES.
+        One of ``FAMILIES``.
     quick : bool
-        QUICK sizes instead of FULL (and the family's own full T, ``full_rounds``).
-    rounds, clients : int or None
-        Override T, N.
-    protocol : {"sgd", "paper"}
+        The quick size (QUICK instead of FULL and the family's own full T, ``full_rounds``).
+    rounds : int or None, optional
+        T, overriding the size's.
+    clients : int or None, optional
+        N, overriding the size's.
+    protocol : {"sgd", "paper"}, default "sgd"
         The optimiser protocol (protocols.py).
 
     Returns
     -------
-    Settings
+    theory.empirical.runs.Settings
         ``lr`` is the base of the SGD tuning grid (the paper protocol's grid is its own).
+
+    Raises
+    ------
+    ValueError
+        If ``family`` is unknown.
     """
     if family not in FAMILY_SETUP:
         raise ValueError(f"--family must be one of {list(FAMILY_SETUP)}, got {family!r}")

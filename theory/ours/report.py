@@ -20,7 +20,18 @@ def _fmt(x, spec=".3g") -> str:
 
 
 def markdown(by_id: dict) -> str:
-    """The report.md section (empty if neither bound claim ran or both had no cells)."""
+    """The report.md section of our H = 1 bound.
+
+    Parameters
+    ----------
+    by_id : dict
+        ``{claim id: theory.result.Result}`` of the claims that ran.
+
+    Returns
+    -------
+    str
+        Markdown; empty if neither bound claim ran or both had no cells.
+    """
     post, prior = (by_id.get(cid) for cid in IDS)
     cells = {}
     for form, res in (("post", post), ("prior", prior)):
@@ -68,6 +79,18 @@ def markdown(by_id: dict) -> str:
 
 
 def closing_note(by_id: dict) -> str:
+    """The sentence of the report's closing note about our H = 1 bound (the a-priori tightness first).
+
+    Parameters
+    ----------
+    by_id : dict
+        ``{claim id: theory.result.Result}`` of the claims that ran.
+
+    Returns
+    -------
+    str
+        Empty if neither bound claim ran.
+    """
     parts, verified = [], False
     for cid, name in zip(IDS[::-1], ("a priori", "a posteriori")):   # the a-priori tightness first: the fair figure
         res = by_id.get(cid)
@@ -96,9 +119,26 @@ def _span(lo_hi) -> str:
 
 
 def plot(path, results, references) -> bool:
-    """Two panels, least-squares grid. Left: the implementation's LHS against T at the largest step inside
-    gamma L_S < 2, with both forms of our bound and Theorem 4.4's RHS. Right: ||grad f^S(X^t)||^2 on the
-    reference at the paper's gamma_max and at that step. False (nothing written) if there is nothing to show."""
+    """The figure of our bound: two panels on the least-squares grid.
+
+    Left: the implementation's LHS against T at the largest step inside gamma L_S < 2, with both forms
+    of our bound and Theorem 4.4's RHS. Right: ``||grad f^S(X^t)||^2`` on the reference at the paper's
+    gamma_max and at that step.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG written.
+    results : list of theory.ours.experiment.GridResult
+        The implementation's grids.
+    references : list of theory.ours.experiment.GridResult
+        The reference's grids.
+
+    Returns
+    -------
+    bool
+        False (nothing written) if there is nothing to show.
+    """
     res = results[0]
     steps = [st for st in res.steps if st["label"] != PAPER and st["impl"].rounds == res.grid.rounds]
     if not steps:
