@@ -1,6 +1,7 @@
-"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--impl MODULE:ATTR] [--out DIR]``: the paper's
-empirical claims (spec section 6) on the NumPy families, each as paired comparisons over seeds
-with an effect size, simultaneous confidence intervals and a status
+"""``fslora claims [--quick] [--only ID,...] [--family F] [--seeds N] [--protocol sgd|paper|both] [--impl MODULE:ATTR]
+[--out DIR]``: the paper's empirical claims (spec section 6) on the NumPy families, each as paired comparisons
+over seeds with an effect size, simultaneous confidence intervals and a status, under plain SGD and the
+paper's optimisers side by side
 (:func:`theory.empirical.job.run_claims`). ``--llm`` runs claim 1 on SmolLM2 instead
 (:func:`llm_bridge.claims.run_llm_claims`: tuned steps, a declared sequential plan whose seeds
 accumulate with ``--resume``, an intersection-union test): one parser, dispatched on the parsed ``--llm``; an
@@ -18,14 +19,15 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from theory.empirical.job import ClaimsJob  # noqa: E402
+from theory.empirical.job import DEFAULT_PROTOCOL, ClaimsJob  # noqa: E402
+from theory.empirical.protocols import CHOICES as PROTOCOLS  # noqa: E402
 from theory.empirical.settings import FAMILIES, SEEDS  # noqa: E402
 from fslora_ref.validation import MAX_CLIENTS, MAX_ROUNDS  # noqa: E402
 from llm_bridge import limits  # noqa: E402
 
 from .parser import add_deprecated_alias, integer_in  # noqa: E402
 
-NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs", "impl")
+NUMPY_ONLY = ("quick", "only", "family", "margin", "jobs", "impl", "protocol")
 LLM_ONLY = ("model", "algorithms", "rank", "lora_alpha", "local_steps", "lrs", "tuning_seeds", "tuning_rounds",
             "batch_size", "examples_per_client", "dirichlet_alpha", "eval_per_family", "threads", "pilot_seeds",
             "seed_step", "max_seeds", "looks")
@@ -36,10 +38,15 @@ def configure_parser(p):
     d = ClaimsJob()
     p.add_argument("--llm", action="store_true", help="run claim 1 on SmolLM2 through the LLM bridge (a long run)")
     p.add_argument("--quick", action="store_true", default=None,
-                   help=f"N=10, T=30, {SEEDS['quick']} seeds, steps tuned on 2 seeds instead of N=20, T=100, {SEEDS['full']} "
-                        "seeds, steps tuned on 3: a smoke test, not a verdict")
+                   help=f"N=10, T=30, {SEEDS['quick']} seeds, steps tuned on 2 seeds instead of N=20, T=100 (two-layer 250), "
+                        f"{SEEDS['full']} seeds, steps tuned on 3: a smoke test, not a verdict")
     p.add_argument("--only", default=None, help="comma-separated claim ids, e.g. claim1,claim4 or 1,4 (default: all five)")
     p.add_argument("--family", choices=FAMILIES, default=None, help="one problem family (default: all three)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="optimiser protocol: sgd (client SGD, server average: Algorithm 1; each arm's step tuned), paper "
+                        "(client AdamW, server Adam for FSLoRA/FedIT/HetLoRA as in the paper's code; one step per "
+                        f"algorithm tuned) or both, side by side (default {DEFAULT_PROTOCOL['full']}; --quick "
+                        f"{DEFAULT_PROTOCOL['quick']})")
     p.add_argument("--seeds", type=integer_in(2, limits.MAX_SEEDS), default=None,
                    help=f"seeds 0..N-1 (default {SEEDS['full']}, --quick {SEEDS['quick']}; not with --llm: its plan "
                         "decides)")
@@ -103,14 +110,15 @@ def run(args, algorithms=None) -> int:
         sizes = _given(args, ("rounds", "clients"))
         if args.only not in (None, "1", "claim1") or args.family or args.quick:
             raise ValueError("--llm runs claim 1 only, at its own size: --only, --family and --quick do not apply")
-        _refuse(args, ("margin", "jobs", "impl", "seeds"), "without --llm")
+        _refuse(args, ("margin", "jobs", "impl", "seeds", "protocol"), "without --llm")
         from llm_bridge.claims import LLMClaimsJob, run_llm_claims
         job = LLMClaimsJob(alpha=args.false_alarm_rate, **sizes, **_given(args, LLM_ONLY))
         return run_llm_claims(job, out, resume=args.resume)
     sizes = _given(args, ("seeds", "rounds", "clients"))
     _refuse(args, LLM_ONLY, "with --llm")
     from theory.empirical.job import run_claims
-    job = ClaimsJob(alpha=args.false_alarm_rate, quick=bool(args.quick), **sizes, **_given(args, ("only", "family", "margin", "jobs", "impl")))
+    job = ClaimsJob(alpha=args.false_alarm_rate, quick=bool(args.quick), **sizes,
+                    **_given(args, ("only", "family", "margin", "jobs", "impl", "protocol")))
     return run_claims(job, out, resume=args.resume, algorithms=algorithms)
 
 

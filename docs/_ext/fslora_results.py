@@ -24,8 +24,9 @@ COLUMNS = {
     "verify": [("claim", 28, lambda c: c["id"]), ("status", 16, lambda c: c["status"]),
                ("impl", 8, lambda c: "yes" if c.get("through_implementation") else "-"),
                ("key number", 48, lambda c: c.get("key", ""))],
-    "claims": [("claim", 12, lambda c: c.get("claim", c["id"])), ("family", 16, lambda c: c.get("family", "")),
-               ("status", 16, lambda c: c["status"]), ("weakest comparison: effect [CI]", 56, lambda c: c.get("key", ""))],
+    "claims": [("claim", 12, lambda c: c.get("claim", c["id"])), ("family", 14, lambda c: c.get("family", "")),
+               ("protocol", 8, lambda c: c.get("protocol", "")),
+               ("status", 16, lambda c: c["status"]), ("weakest comparison: effect [CI]", 50, lambda c: c.get("key", ""))],
 }
 
 

@@ -317,8 +317,9 @@ def weakest(comparisons) -> dict | None:
 
 
 def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_json: dict,
-             alpha: float = ALPHA, metrics=tuple(METRICS.values()), tuned: dict | None = None) -> dict:
-    """The report entry of ``claim`` on ``family``.
+             alpha: float = ALPHA, metrics=tuple(METRICS.values()), tuned: dict | None = None,
+             protocol: str | None = None) -> dict:
+    """The report entry of ``claim`` on ``family`` (under ``protocol``, when given).
 
     Every comparison passes the horizon check (:func:`horizon`) on its metric; margin claims also need
     the reference to have trained by more than twice the margin.
@@ -341,7 +342,11 @@ def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_jso
         The first is primary (the held-out loss): the status is decided on it; the others are
         reported with their own status.
     tuned : dict, optional
-        ``{arm label: tuning record}`` (:func:`theory.empirical.tuning.tune_arm`), reported per arm.
+        ``{arm label: tuning record}`` (:func:`theory.empirical.tuning.tune_arm` or
+        :func:`theory.empirical.tuning_paper.tune_algorithm`), reported per arm.
+    protocol : str or None, optional
+        The optimiser protocol the runs used: the entry's id is then ``claim.family.protocol`` and it
+        has a ``protocol`` field.
 
     Returns
     -------
@@ -382,7 +387,8 @@ def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_jso
                            "horizon": horizons.get(metrics[0].name, {}).get(arm.label),
                            **({"tuning": tuned[arm.label]} if tuned and arm.label in tuned else {}),
                            **{f"{m.name}_final": [r.final(m.name) for r in results] for m in metrics}}
-    entry = {"id": f"{claim.id}.{family}", "claim": claim.id, "family": family, "title": claim.title,
+    entry = {"id": f"{claim.id}.{family}" + (f".{protocol}" if protocol else ""), "claim": claim.id,
+             "family": family, **({"protocol": protocol} if protocol else {}), "title": claim.title,
              "statement": claim.statement, "status": per_metric[primary]["status"], "metric": primary,
              "method": method_text(claim, K, alpha)}
     entry["key"] = key_text(per_metric[primary])

@@ -1,12 +1,14 @@
-"""Tune each arm's step, run the arms the selected claims need once per (family, seed), then
-evaluate every claim.
+"""Tune the steps, run the arms the selected claims need once per (protocol, family, seed), then
+evaluate every claim under every protocol.
 
-First every arm's client step is tuned on the tuning seeds (tuning.py), one unit of work per
-(family, arm); then the evaluation runs use those steps. Arms shared by several claims (same
-algorithm, rank and budget rule) are tuned and run once. Evaluation units of work
-are (family, seed) pairs: each builds its problem once and runs every needed arm on it, so
-results do not depend on the order or the process units run in (``jobs`` > 1 uses worker
-processes). Every finished run is stored in ``runs.json`` as its unit completes (see store.py).
+First the steps are tuned on the tuning seeds, one unit of work per (protocol, family, tuned unit):
+under the SGD protocol every arm is tuned on its own (tuning.py), under the paper protocol every
+algorithm once, on its claim-1 arm (tuning_paper.py). Then the evaluation runs use those steps.
+Arms shared by several claims (same algorithm, rank and budget rule) are tuned and run once per
+protocol. Evaluation units of work are (protocol, family, seed) triples: each builds its problem
+once and runs every needed arm on it, so results do not depend on the order or the process units
+run in (``jobs`` > 1 uses worker processes; the longest units are submitted first). Every finished
+tuning and run is stored in ``runs.json`` as its unit completes (see store.py).
 """
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ from fslora_ref.algorithms import ALGORITHMS
 from fslora_ref.validation import check_workers
 
 from . import claims as claims_mod
-from . import tuning
+from . import tuning, tuning_paper
+from .protocols import protocol as protocol_named
 from .runs import RunResult, run_unit
 from .settings import settings_for
 from .stats import ALPHA
 
-TUNING_VERSION = 1     # part of a tuning record's fingerprint: a changed rule is re-tuned, never reused
+TUNING_VERSION = 2     # part of a tuning record's fingerprint: a changed rule is re-tuned, never reused
 
 
 def needed_arms(claims) -> list:
@@ -65,9 +68,71 @@ def _fingerprint(settings, arm, algorithms) -> dict:
     return {"settings": settings.to_json(), "arm": arm.key, "algorithm": algorithm_name(algorithms[arm.algorithm])}
 
 
+def _per_algorithm(protocol_name: str) -> bool:
+    return protocol_named(protocol_name).tuned_per == "algorithm"
+
+
 def _tuning_fingerprint(settings, arm, algorithms, seeds) -> dict:
-    return dict(_fingerprint(settings, arm, algorithms), tuning_seeds=list(seeds), grid=tuning.grid(settings.lr),
-                version=TUNING_VERSION)
+    paper = _per_algorithm(settings.protocol)
+    return dict(_fingerprint(settings, arm, algorithms), tuning_seeds=list(seeds),
+                grid=tuning_paper.grid() if paper else tuning.grid(settings.lr),
+                rule="lowest_heldout" if paper else "half_largest_stable", version=TUNING_VERSION)
+
+
+def tune_unit(settings, arm, seeds, algorithms=None) -> dict:
+    """The tuning record of one unit: ``arm``'s step under ``settings.protocol`` (tuning.tune_arm for
+    SGD, tuning_paper.tune_algorithm for the paper protocol's per-algorithm step).
+
+    Parameters
+    ----------
+    settings : theory.empirical.runs.Settings
+    arm : Arm
+        The arm tuned (under the paper protocol: the algorithm's tuning arm).
+    seeds : sequence of int
+        Tuning seeds.
+    algorithms : dict or None
+        name -> Algorithm class or factory.
+
+    Returns
+    -------
+    dict
+        The tuning record.
+    """
+    if _per_algorithm(settings.protocol):
+        return tuning_paper.tune_algorithm(settings, arm, seeds, algorithms)
+    return tuning.tune_arm(settings, arm, seeds, algorithms)
+
+
+def tuned_by(protocol_name: str, arm):
+    """The arm whose tuning sets ``arm``'s step under ``protocol_name`` (itself, or its algorithm's tuning arm).
+
+    Parameters
+    ----------
+    protocol_name : str
+    arm : Arm
+
+    Returns
+    -------
+    Arm
+    """
+    if _per_algorithm(protocol_name):
+        return tuning_paper.tuning_arm(arm.algorithm, claims_mod.GLOBAL_RANK, claims_mod.PAPER_RATIOS)
+    return arm
+
+
+def tuning_units(protocol_name: str, arms) -> list:
+    """The distinct arms tuned for ``arms`` under ``protocol_name``, in first-seen order.
+
+    Parameters
+    ----------
+    protocol_name : str
+    arms : list of Arm
+
+    Returns
+    -------
+    list of Arm
+    """
+    return list({tuned_by(protocol_name, a).key: tuned_by(protocol_name, a) for a in arms}.values())
 
 
 def _pool(jobs):
@@ -92,17 +157,15 @@ def _run_all(tasks, jobs, call, finished):
             raise
 
 
-def tune_arms(arms, families, settings, tuning_seeds, *, store, jobs, algorithms, progress=None) -> dict:
-    """Tune every arm's step per family (:func:`theory.empirical.tuning.tune_arm`), from ``store`` where already done.
+def tune_all(arms, plans, tuning_seeds, *, store, jobs, algorithms, progress=None) -> dict:
+    """Tune the steps of every (protocol, family) (:func:`tune_unit`), from ``store`` where already done.
 
     Parameters
     ----------
     arms : list of theory.empirical.runs.Arm
-        The arms.
-    families : iterable of str
-        The families.
-    settings : dict
-        ``{family: Settings}``.
+        The arms the claims run (under the paper protocol each algorithm is tuned once, :func:`tuning_units`).
+    plans : dict
+        ``{(protocol, family): Settings}``.
     tuning_seeds : sequence of int
         The tuning seeds.
     store : theory.empirical.store.RunStore
@@ -112,45 +175,49 @@ def tune_arms(arms, families, settings, tuning_seeds, *, store, jobs, algorithms
     algorithms : dict
         ``{name: Algorithm class or factory}``.
     progress : object, optional
-        Told ``update(1, text)`` per tuned arm.
+        Told ``update(1, text)`` per tuned unit.
 
     Returns
     -------
     dict
-        ``{family: {arm key: tuning record}}``.
+        ``{(protocol, family): {tuned arm key: tuning record}}``.
     """
-    tuned, todo = {f: {} for f in families}, []
-    for f in families:
-        for a in arms:
-            stored = store.get(f"tune/{f}/{a.key}", _tuning_fingerprint(settings[f], a, algorithms, tuning_seeds))
+    tuned, todo = {k: {} for k in plans}, []
+    for (p, f), st in plans.items():
+        for a in tuning_units(p, arms):
+            stored = store.get(f"{p}/tune/{f}/{a.key}", _tuning_fingerprint(st, a, algorithms, tuning_seeds))
             if stored is None:
-                todo.append((settings[f], a, tuple(tuning_seeds), algorithms))
+                todo.append((st, a, tuple(tuning_seeds), algorithms))
             else:
-                tuned[f][a.key] = stored
+                tuned[(p, f)][a.key] = stored
                 if progress is not None:
-                    progress.update(1, f"tuned {f} {a.label} (stored)")
+                    progress.update(1, f"tuned {p} {f} {a.label} (stored)")
 
     def finished(task, record):
-        s, a = task[0], task[1]
-        tuned[s.family][a.key] = record
-        store.put([(f"tune/{s.family}/{a.key}", _tuning_fingerprint(s, a, algorithms, tuning_seeds), record)])
+        st, a = task[0], task[1]
+        tuned[(st.protocol, st.family)][a.key] = record
+        store.put([(f"{st.protocol}/tune/{st.family}/{a.key}", _tuning_fingerprint(st, a, algorithms, tuning_seeds),
+                    record)])
         if progress is not None:
-            progress.update(1, f"tuned {s.family} {a.label}: lr {record['chosen']}")
+            progress.update(1, f"tuned {st.protocol} {st.family} {a.label}: lr {record['chosen']}")
 
-    _run_all(todo, jobs, tuning.tune_arm, finished)
+    # the longest units first (less idle time at the end): per-algorithm tunings score several steps fully
+    todo.sort(key=lambda task: (-task[0].rounds, not _per_algorithm(task[0].protocol)))
+    _run_all(todo, jobs, tune_unit, finished)
     return tuned
 
 
 def _not_run(arm, settings, seed, record) -> dict:
     """The record of an arm with no stable step: diverged before round 0, never data."""
     budgets = arm.budgets(settings.clients, seed)
-    return RunResult(arm.key, seed, budgets).diverge(0, "not run: " + tuning.describe(record)).to_json()
+    describe = tuning_paper.describe if record.get("rule") == "lowest_heldout" else tuning.describe
+    return RunResult(arm.key, seed, budgets).diverge(0, "not run: " + describe(record)).to_json()
 
 
-def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, algorithms=None, progress=None,
-               rounds: int | None = None, clients: int | None = None, alpha: float = ALPHA,
-               tuning_seeds=None, tuning_progress=None) -> tuple:
-    """Tune, run and evaluate the claims.
+def run_protocols(claims, families, seeds, protocols, *, quick: bool, store, jobs: int = 1, algorithms=None,
+                  progress=None, rounds: int | None = None, clients: int | None = None, alpha: float = ALPHA,
+                  tuning_seeds=None, tuning_progress=None) -> dict:
+    """Tune, run and evaluate every claim on every family under every protocol.
 
     Parameters
     ----------
@@ -160,6 +227,8 @@ def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, al
         The families.
     seeds : list of int
         The evaluation seeds (disjoint from the tuning seeds).
+    protocols : list of str
+        Protocol names (protocols.py), in report order.
     quick : bool
         The quick size.
     store : theory.empirical.store.RunStore
@@ -184,14 +253,10 @@ def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, al
 
     Returns
     -------
-    entries : list of dict
-        One report entry per (claim, family) (:func:`theory.empirical.claims.evaluate`).
-    runs : dict
-        ``{family: {arm key: [RunResult per seed]}}``.
-    settings : dict
-        ``{family: Settings}``.
-    tuned : dict
-        ``{family: {arm key: tuning record}}``.
+    dict
+        ``{protocol: (entries, runs, settings, tuned)}``: the report entries, one per (claim, family)
+        (:func:`theory.empirical.claims.evaluate`); ``{family: {arm key: [RunResult per seed]}}``;
+        ``{family: Settings}``; ``{family: {arm key: tuning record}}``.
 
     Raises
     ------
@@ -200,48 +265,81 @@ def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, al
     """
     algorithms = dict(algorithms or ALGORITHMS)
     arms = needed_arms(claims)
-    settings = {f: settings_for(f, quick, rounds=rounds, clients=clients) for f in families}
+    plans = {(p, f): settings_for(f, quick, rounds=rounds, clients=clients, protocol=p) for p in protocols for f in families}
     tuning_seeds = tuple(tuning_seeds if tuning_seeds is not None else tuning.TUNING_SEEDS["quick" if quick else "full"])
     overlap = set(tuning_seeds) & set(seeds)
     if overlap:
         raise ValueError(f"--seeds: the evaluation seeds must not include the tuning seeds {sorted(overlap)}")
-    tuned = tune_arms(arms, families, settings, tuning_seeds, store=store, jobs=jobs, algorithms=algorithms,
-                      progress=tuning_progress)
+    by_unit = tune_all(arms, plans, tuning_seeds, store=store, jobs=jobs, algorithms=algorithms, progress=tuning_progress)
     if tuning_progress is not None:
         tuning_progress.close()
-    lrs = {f: {a.key: tuned[f][a.key]["chosen"] for a in arms} for f in families}
+    tuned = {k: {a.key: by_unit[k][tuned_by(k[0], a).key] for a in arms} for k in plans}
+    lrs = {k: {a.key: tuned[k][a.key]["chosen"] for a in arms} for k in plans}
     done, todo = {}, []
-    for f in families:
+    for (p, f), st in plans.items():
         for s in seeds:
             missing = []
             for a in arms:
-                lr = lrs[f][a.key]
+                lr = lrs[(p, f)][a.key]
                 if lr is None:
-                    done[(f, s, a.key)] = _not_run(a, settings[f], s, tuned[f][a.key])
+                    done[(p, f, s, a.key)] = _not_run(a, st, s, tuned[(p, f)][a.key])
                     continue
-                stored = store.get(f"{f}/seed{s}/{a.key}", _fingerprint(settings[f].with_lr(lr), a, algorithms))
+                stored = store.get(f"{p}/{f}/seed{s}/{a.key}", _fingerprint(st.with_lr(lr), a, algorithms))
                 if stored is None:
                     missing.append(a)
                 else:
-                    done[(f, s, a.key)] = stored
+                    done[(p, f, s, a.key)] = stored
             if progress is not None and len(missing) < len(arms):
-                progress.update(len(arms) - len(missing), f"{f} seed {s} (stored or not run)")
+                progress.update(len(arms) - len(missing), f"{p} {f} seed {s} (stored or not run)")
             if missing:
-                todo.append((settings[f], s, missing, algorithms, None, lrs[f]))
+                todo.append((st, s, missing, algorithms, None, lrs[(p, f)]))
 
     def finished(task, unit_runs):
         st, s, missing = task[0], task[1], task[2]
-        f = st.family
+        p, f = st.protocol, st.family
         for a in missing:
-            done[(f, s, a.key)] = unit_runs[a.key]
-        store.put([(f"{f}/seed{s}/{a.key}", _fingerprint(st.with_lr(lrs[f][a.key]), a, algorithms), unit_runs[a.key])
-                   for a in missing])
+            done[(p, f, s, a.key)] = unit_runs[a.key]
+        store.put([(f"{p}/{f}/seed{s}/{a.key}", _fingerprint(st.with_lr(lrs[(p, f)][a.key]), a, algorithms),
+                    unit_runs[a.key]) for a in missing])
         if progress is not None:
-            progress.update(len(missing), f"{f} seed {s}")
+            progress.update(len(missing), f"{p} {f} seed {s}")
 
+    todo.sort(key=lambda task: -task[0].rounds * len(task[2]))   # the longest units first
     _run_all(todo, jobs, run_unit, finished)
-    runs = {f: {a.key: [RunResult(**done[(f, s, a.key)]) for s in seeds] for a in arms} for f in families}
-    entries = [claims_mod.evaluate(c, f, runs[f], seeds, settings[f].to_json(), alpha=alpha,
-                                   tuned={a.label: tuned[f][a.key] for a in c.arms})
-               for c in claims for f in families]
-    return entries, runs, settings, tuned
+    out = {}
+    for p in protocols:
+        runs = {f: {a.key: [RunResult(**done[(p, f, s, a.key)]) for s in seeds] for a in arms} for f in families}
+        entries = [claims_mod.evaluate(c, f, runs[f], seeds, plans[(p, f)].to_json(), alpha=alpha, protocol=p,
+                                       tuned={a.label: tuned[(p, f)][a.key] for a in c.arms})
+                   for c in claims for f in families]
+        out[p] = (entries, runs, {f: plans[(p, f)] for f in families},
+                  {f: tuned[(p, f)] for f in families})
+    return out
+
+
+def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, algorithms=None, progress=None,
+               rounds: int | None = None, clients: int | None = None, alpha: float = ALPHA,
+               tuning_seeds=None, tuning_progress=None, protocol: str = "sgd") -> tuple:
+    """Tune, run and evaluate the claims under one protocol (:func:`run_protocols` with ``[protocol]``).
+
+    Parameters
+    ----------
+    claims, families, seeds, quick, store, jobs, algorithms, progress, rounds, clients, alpha, tuning_seeds, tuning_progress
+        As for :func:`run_protocols`.
+    protocol : {"sgd", "paper"}, default "sgd"
+        The optimiser protocol.
+
+    Returns
+    -------
+    entries : list of dict
+        One report entry per (claim, family).
+    runs : dict
+        ``{family: {arm key: [RunResult per seed]}}``.
+    settings : dict
+        ``{family: Settings}``.
+    tuned : dict
+        ``{family: {arm key: tuning record}}``.
+    """
+    return run_protocols(claims, families, seeds, [protocol], quick=quick, store=store, jobs=jobs,
+                         algorithms=algorithms, progress=progress, rounds=rounds, clients=clients, alpha=alpha,
+                         tuning_seeds=tuning_seeds, tuning_progress=tuning_progress)[protocol]

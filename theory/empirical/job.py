@@ -1,7 +1,10 @@
 """``ClaimsJob``: the paper's empirical claims (spec section 6) on the NumPy families, as a typed
-value, and :func:`run_claims`, which runs it: each arm's client step tuned on held-out tuning seeds
-(tuning.py), then each claim as paired comparisons over seeds with an effect size, simultaneous
-confidence intervals and a status. Returns 1 if any (claim, family) is ``not supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
+value, and :func:`run_claims`, which runs it under one or both optimiser protocols (protocols.py:
+``sgd``, Algorithm 1; ``paper``, client AdamW and a server Adam step): the steps tuned on held-out
+tuning seeds (tuning.py per arm under SGD, tuning_paper.py per algorithm under the paper protocol),
+then each claim as paired comparisons over seeds with an effect size, simultaneous confidence
+intervals and a status, the protocols side by side. Returns 1 if any (claim, family) is ``not
+supported``. (``fslora claims --llm`` runs claim 1 on SmolLM2: ``llm_bridge.claims``.)
 
 Many small dense products: multithreaded BLAS only slows them on a shared machine, so the
 `fslora claims` command sets one BLAS thread before numpy loads.
@@ -20,14 +23,19 @@ from fslora_ref.progress import Progress
 from fslora_ref.validation import MAX_CLIENTS, MAX_ROUNDS, check_int, check_threads
 
 from . import claims as claims_mod
-from . import engine, report, tuning
+from . import engine, report, tuning, tuning_paper
 from .implementation import load_implementation
+from .protocols import CHOICES as PROTOCOL_CHOICES
+from .protocols import PROTOCOLS, selected
 from .runs import DIVERGENCE_MULTIPLE
 from .settings import FAMILIES, SEEDS
 from .stats import NOT_SUPPORTED
 from .store import RunStore
 
 MAX_SEEDS = 1_000
+# --protocol when not given: both side by side at full size; --quick runs both too (it fits its budget:
+# see docs/guides/claims.md for the measured times)
+DEFAULT_PROTOCOL = {"full": "both", "quick": "both"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class ClaimsJob(Job):
         Worker processes.
     impl : str or None
         ``MODULE:ATTR`` of the FSLoRA implementation the FSLoRA arms run (None: the reference's).
+    protocol : {"sgd", "paper", "both"} or None
+        The optimiser protocol(s), side by side (theory.empirical.protocols); None: ``DEFAULT_PROTOCOL`` of the size.
     """
 
     NAME: ClassVar[str] = "claims"
@@ -70,6 +80,17 @@ class ClaimsJob(Job):
     alpha: float = 0.05
     jobs: int = min(2, os.cpu_count() or 1)
     impl: str | None = None              # MODULE:ATTR of the FSLoRA implementation (None: the reference's)
+    protocol: str | None = None          # "sgd", "paper" or "both" (None: DEFAULT_PROTOCOL of the mode)
+
+    @property
+    def protocols(self) -> list:
+        """The protocol names to run, in report order (``sgd`` first).
+
+        Returns
+        -------
+        list of str
+        """
+        return selected(self.protocol or DEFAULT_PROTOCOL["quick" if self.quick else "full"])
 
     def validate(self) -> list:
         """Check every option (one-line errors naming it).
@@ -86,6 +107,8 @@ class ClaimsJob(Job):
         """
         if self.family is not None:
             check_choice("family", self.family, FAMILIES)
+        if self.protocol is not None:
+            check_choice("protocol", self.protocol, PROTOCOL_CHOICES)
         seeds = self.seeds if self.seeds is not None else SEEDS["quick" if self.quick else "full"]
         check_int("--seeds", seeds, low=2, high=MAX_SEEDS)
         check_threads("--jobs", self.jobs)   # and never more workers than units of work (engine.run_claims)
@@ -114,6 +137,12 @@ class _Deferred:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished worker processes (user + system), in seconds."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def select_claims(only, margin: float) -> list:
@@ -197,28 +226,39 @@ def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=Non
     check_output_names(out, output_names(claims))
     store = RunStore(os.path.join(out, "runs.json"), resume=resume)
     arms = engine.needed_arms(claims)
+    protocols = job.protocols
     tuning_seeds = tuning.TUNING_SEEDS["quick" if job.quick else "full"]
-    start = time.perf_counter()
-    tune_progress = Progress(len(families) * len(arms), "tuning steps")
-    progress = _Deferred(lambda: Progress(len(families) * len(seeds) * len(arms), "claims"))
-    entries, runs, settings, tuned = engine.run_claims(
-        claims, families, seeds, quick=job.quick, store=store, jobs=job.jobs, algorithms=algorithms,
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
+    tune_progress = Progress(len(families) * sum(len(engine.tuning_units(p, arms)) for p in protocols), "tuning steps")
+    progress = _Deferred(lambda: Progress(len(protocols) * len(families) * len(seeds) * len(arms), "claims"))
+    results = engine.run_protocols(
+        claims, families, seeds, protocols, quick=job.quick, store=store, jobs=job.jobs, algorithms=algorithms,
         progress=progress, rounds=job.rounds, clients=job.clients, alpha=job.alpha, tuning_seeds=tuning_seeds,
         tuning_progress=tune_progress)
     progress.close()
+    # claims in registry order, each family's protocols side by side
+    entries = [e for c in claims for f in families for p in protocols
+               for e in results[p][0] if e["claim"] == c.id and e["family"] == f]
+    runs = {(f, p): results[p][1][f] for p in protocols for f in families}
+    rules = {"sgd": tuning.RULE.format(multiple=DIVERGENCE_MULTIPLE, seeds=list(tuning_seeds)),
+             "paper": tuning_paper.RULE.format(multiple=DIVERGENCE_MULTIPLE, seeds=list(tuning_seeds))}
     meta = {"mode": "quick" if job.quick else "full", "seeds": seeds, "families": families, "alpha": job.alpha,
             "margin": job.margin, "jobs": job.jobs, "seconds": time.perf_counter() - start,
+            "cpu_seconds": _cpu_seconds() - cpu_start,
+            "protocols": {p: PROTOCOLS[p].description for p in protocols},
             "implementation": {"fslora": engine.algorithm_name(algorithms["fslora"]),
                                "target": job.impl, "baselines": {n: engine.algorithm_name(algorithms[n])
                                                                 for n in sorted(algorithms) if n != "fslora"}},
-            "step_rule": tuning.RULE.format(multiple=DIVERGENCE_MULTIPLE, seeds=list(tuning_seeds)),
+            "step_rule": {p: rules[p] for p in protocols},
             "tuning_seeds": list(tuning_seeds), "divergence_multiple": DIVERGENCE_MULTIPLE,
-            "tuned_steps": {f: {a.label: tuned[f][a.key]["chosen"] for a in arms} for f in families},
-            "settings": {f: s.to_json() for f, s in settings.items()}}
+            "tuned_steps": {p: {f: {a.label: results[p][3][f][a.key]["chosen"] for a in arms} for f in families}
+                            for p in protocols},
+            "settings": {p: {f: s.to_json() for f, s in results[p][2].items()} for p in protocols}}
     print(report.table(entries))
     print(report.steps_table(meta, claims))
     paths = report.write_all(out, entries, meta, claims, runs)
-    print(f"\n{meta['seconds']:.1f} s; wrote " + ", ".join(paths + [store.path]))
+    print(f"\n{meta['seconds']:.1f} s ({meta['cpu_seconds']:.1f} s CPU, this process and its workers); wrote "
+          + ", ".join(paths + [store.path]))
     bad = [e["id"] for e in entries if e["status"] == NOT_SUPPORTED]
     if bad:
         print(f"not supported: {', '.join(bad)} (details in {os.path.join(out, 'report.md')})")

@@ -31,14 +31,18 @@ STATISTICS_TEXT = (
 SCOPE_TEXT = (
     "**What this tests, and what it does not.** Every claim here is run on small *synthetic* federated problems "
     "(least squares, multinomial logistic regression, a two-layer tanh network; NumPy, exact gradients, N = 20 "
-    "clients, T = 100 rounds), with the reference's FSLoRA and baselines (the FSLoRA paper's rules). The paper's "
+    "clients, T = 100 rounds, 250 for the two-layer family; `--quick`: N = 10, T = 30), with the reference's "
+    "FSLoRA and baselines (the FSLoRA paper's rules). The paper's "
     "own tables (GLUE with RoBERTa, commonsense reasoning with LLaMA-3.2-3B) are **not reproduced** here. A "
     "`supported` says the paper's statement holds on these problems at these settings, with the stated confidence; "
     "a `not supported` says its opposite holds significantly *here* - it is a finding about these problems, these "
     "sizes and this protocol, **not evidence against the paper's LLM results**; `inconclusive` says the seeds do "
-    "not decide it (or an arm diverged, or did not train to a plateau by T). Each arm's client step was tuned on "
-    "its own (rule below) on tuning seeds the comparisons never use; the optimiser is plain client SGD with server "
-    "averaging (the paper's runs use client momentum/AdamW and a server AdamW step: not tested here).")
+    "not decide it (or an arm diverged, or did not train to a plateau by T). Every claim is evaluated under two "
+    "optimiser protocols, side by side: `sgd` (Algorithm 1: client SGD, the server averages the changes; each arm's "
+    "client step tuned on its own) and `paper` (the paper's runs: client AdamW and a server Adam step for FSLoRA, "
+    "FedIT and HetLoRA, whose papers' code has one; FlexLoRA and FLoRA keep their servers' rules; one step per "
+    "algorithm); every step was tuned by a scripted rule (below) on tuning seeds the comparisons never use. A claim "
+    "that holds under one protocol and not the other depends on the optimiser, which is itself a finding.")
 
 LLM_SCOPE_TEXT = (
     "**What this tests, and what it does not.** Claim 1 on one small instruction-tuning task with SmolLM2 through "
@@ -47,12 +51,12 @@ LLM_SCOPE_TEXT = (
 
 
 def steps_table(meta: dict, claims) -> str:
-    """The console / markdown table of each arm's tuned client step per family.
+    """The console / markdown table of each arm's tuned step per family and protocol.
 
     Parameters
     ----------
     meta : dict
-        The run's metadata (its ``tuned_steps``).
+        The run's metadata (its ``tuned_steps``: ``{protocol: {family: {arm label: step}}}``).
     claims : list of theory.empirical.claims.EmpiricalClaim
         The claims run (their arms, in order).
 
@@ -64,11 +68,11 @@ def steps_table(meta: dict, claims) -> str:
     tuned = meta.get("tuned_steps") or {}
     if not tuned:
         return ""
-    families = list(tuned)
-    labels = list(dict.fromkeys(lbl for f in families for lbl in tuned[f]))
-    rows = [("arm (tuned client step)",) + tuple(families)]
-    rows += [(lbl,) + tuple("not run" if tuned[f].get(lbl) is None else f"{tuned[f][lbl]:.4g}" for f in families)
-             for lbl in labels]
+    columns = [(p, f) for p in tuned for f in tuned[p]]
+    labels = list(dict.fromkeys(lbl for p, f in columns for lbl in tuned[p][f]))
+    rows = [("arm (tuned step)",) + tuple(f"{f} {p}" for p, f in columns)]
+    rows += [(lbl,) + tuple("not run" if tuned[p][f].get(lbl) is None else f"{tuned[p][f][lbl]:.4g}"
+                            for p, f in columns) for lbl in labels]
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(f"{c:<{w[i]}}" for i, c in enumerate(r)) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
@@ -92,22 +96,26 @@ def tuning_markdown(entries) -> str:
     for e in entries:
         for label, arm in e["evidence"]["arms"].items():
             t = arm.get("tuning")
-            key = (e["family"], t["arm"] if t else label)
+            key = (e.get("protocol"), e["family"], t["arm"] if t else label)
             if t is None or key in seen:
                 continue
             seen.add(key)
-            tried = "; ".join(
+            order = "scored in order" if t.get("rule") == "lowest_heldout" else "top down"
+            tried = f"{order}: " + "; ".join(
                 f"{x['lr']:.3g}: " + ("stable, mean held-out " + f"{x['heldout_final_mean']:.4g}" if x["stable"] else
                                       "unstable (" + ", ".join(f"seed {r['seed']}: {r['reason'][:110]}" for r in x["runs"]
                                                                if not r["stable"]) + ")")
                 for x in t["tried"])
-            chosen = "not run (no stable step)" if t["chosen"] is None else f"**{t['chosen']:.4g}**"
-            out.append(f"| {e['family']} | `{label}` | {t['grid'][0]:.3g} .. {t['grid'][-1]:.3g} | {chosen} | "
-                       f"{_cell(tried)} |")
+            chosen = "not run (no usable step)" if t["chosen"] is None else f"**{t['chosen']:.4g}**"
+            shared = t.get("rule") == "lowest_heldout"
+            tuned_on = f"`{t['arm'].split('|')[0]}` (every arm of the algorithm; tuned on `{t['arm']}`)" if shared \
+                else f"`{label}`"
+            out.append(f"| {e.get('protocol', '')} | {e['family']} | {tuned_on} | {t['grid'][0]:.3g} .. "
+                       f"{t['grid'][-1]:.3g} | {chosen} | {_cell(tried)} |")
     if not out:
         return ""
-    return ("| family | arm | grid (x2 steps) | chosen step | tried, top down: step: outcome on the tuning seeds |\n"
-            "|---|---|---|---|---|\n" + "\n".join(out) + "\n")
+    return ("| protocol | family | arm | grid (x2 steps) | chosen step | tried: step: outcome on the tuning seeds |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(out) + "\n")
 
 
 def divergence_markdown(entries) -> str:
@@ -128,9 +136,9 @@ def divergence_markdown(entries) -> str:
         seeds = e["evidence"]["seeds"]
         for label, arm in e["evidence"]["arms"].items():
             for seed, at, why in zip(seeds, arm["diverged_at"], arm.get("diverged_reason") or [None] * len(seeds)):
-                if at is not None and (e["family"], label, seed) not in seen:
-                    seen.add((e["family"], label, seed))
-                    out.append(f"- {e['family']}, `{label}`, seed {seed}: round {at}: {why}")
+                if at is not None and (e.get("protocol"), e["family"], label, seed) not in seen:
+                    seen.add((e.get("protocol"), e["family"], label, seed))
+                    out.append(f"- {_where(e)}, `{label}`, seed {seed}: round {at}: {why}")
     return "\n".join(out) + "\n" if out else "No evaluation run diverged.\n"
 
 
@@ -151,10 +159,14 @@ def horizon_markdown(entries) -> str:
     for e in entries:
         for label, arm in e["evidence"]["arms"].items():
             h = arm.get("horizon")
-            if h and h.get("checked") and not h["ok"] and (e["family"], label) not in seen:
-                seen.add((e["family"], label))
-                out.append(f"- {e['family']}, `{label}`: {h['reason']}")
+            if h and h.get("checked") and not h["ok"] and (e.get("protocol"), e["family"], label) not in seen:
+                seen.add((e.get("protocol"), e["family"], label))
+                out.append(f"- {_where(e)}, `{label}`: {h['reason']}")
     return "\n".join(out) + "\n" if out else "Every arm trained to a plateau by round T.\n"
+
+
+def _where(e: dict) -> str:
+    return e["family"] + (f" ({e['protocol']})" if e.get("protocol") else "")
 
 
 def _pct(x):
@@ -183,19 +195,19 @@ def effect_text(c: dict) -> str:
 
 
 def table(entries) -> str:
-    """The fixed-width console table: claim, family, status, the weakest comparison.
+    """The fixed-width console table: claim, family (and protocol), status, the weakest comparison.
 
     Parameters
     ----------
     entries : list of dict
-        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family[, protocol]).
 
     Returns
     -------
     str
     """
     rows = [("claim", "family", "status", "weakest comparison: effect [simultaneous CI] (primary metric)")]
-    rows += [(e["claim"], e["family"], e["status"], e["key"]) for e in entries]
+    rows += [(e["claim"], _where(e), e["status"], e["key"]) for e in entries]
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d}" for a, b, c, d in rows]
     lines.insert(1, "-" * len(lines[0]))
@@ -208,18 +220,18 @@ def report_json(entries, meta: dict) -> dict:
     Parameters
     ----------
     entries : list of dict
-        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family[, protocol]).
     meta : dict
         The run's metadata.
 
     Returns
     -------
     dict
-        ``{"claims": [{id, claim, family, title, statement, method, status, metric, key, evidence}],
-        "meta": meta}``.
+        ``{"claims": [{id, claim, family, protocol (when run under one), title, statement, method, status, metric,
+        key, evidence}], "meta": meta}``.
     """
-    keep = ("id", "claim", "family", "title", "statement", "method", "status", "metric", "key", "evidence")
-    return {"claims": [{k: e[k] for k in keep} for e in entries], "meta": meta}
+    keep = ("id", "claim", "family", "protocol", "title", "statement", "method", "status", "metric", "key", "evidence")
+    return {"claims": [{k: e[k] for k in keep if k in e} for e in entries], "meta": meta}
 
 
 def _cell(text) -> str:
@@ -232,26 +244,30 @@ def _verdict_cell(c: dict) -> str:
 
 
 def summary_table(entries) -> str:
-    """The markdown summary: claim x family -> status and the weakest comparison's effect [CI].
+    """The markdown summary: claim x family (x protocol) -> status and the weakest comparison's effect [CI].
 
     Parameters
     ----------
     entries : list of dict
-        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family[, protocol]).
 
     Returns
     -------
     str
+        A markdown table; one column per family, or per (family, protocol) when the entries have protocols.
     """
-    families = list(dict.fromkeys(e["family"] for e in entries))
+    columns = list(dict.fromkeys((e["family"], e.get("protocol")) for e in entries))
+    families = list(dict.fromkeys(f for f, _ in columns))
+    columns.sort(key=lambda fp: families.index(fp[0]))    # families in order, their protocols side by side
     claims = list(dict.fromkeys(e["claim"] for e in entries))
-    by = {(e["claim"], e["family"]): e for e in entries}
-    out = "| claim | " + " | ".join(families) + " |\n|---|" + "---|" * len(families) + "\n"
+    by = {(e["claim"], e["family"], e.get("protocol")): e for e in entries}
+    heads = [f if p is None else f"{f} ({p})" for f, p in columns]
+    out = "| claim | " + " | ".join(heads) + " |\n|---|" + "---|" * len(columns) + "\n"
     for c in claims:
         title = next(e["title"] for e in entries if e["claim"] == c)
         cells = []
-        for f in families:
-            e = by.get((c, f))
+        for f, p in columns:
+            e = by.get((c, f, p))
             cells.append("" if e is None else f"**{e['status']}**<br>{_cell(e['key'])}")
         out += f"| {c}: {title} | " + " | ".join(cells) + " |\n"
     return out
@@ -282,8 +298,13 @@ def report_markdown(entries, meta: dict, claims) -> str:
         out.write(f"Implementation under test (every FSLoRA arm): `{impl['fslora']}`"
                   + ("" if impl.get("target") else " (the reference)") + "; baselines: "
                   + ", ".join(f"`{v}`" for v in impl.get("baselines", {}).values()) + ".\n\n")
-    if meta.get("step_rule"):
-        out.write(f"Step rule: {meta['step_rule']}. Divergence: a non-finite loss, a training or held-out loss above "
+    rules = meta.get("step_rule")
+    if rules:
+        rules = rules if isinstance(rules, dict) else {"": rules}
+        if meta.get("protocols"):
+            out.write("Protocols: " + "; ".join(f"`{p}`: {d}" for p, d in meta["protocols"].items()) + ".\n\n")
+        out.write("".join(f"Step rule{f' ({p})' if p else ''}: {r}.\n\n" for p, r in rules.items()))
+        out.write(f"Divergence: a non-finite loss, a training or held-out loss above "
                   f"{meta.get('divergence_multiple', 10):g}x its round-0 value at an evaluation, or a numerical failure "
                   "(e.g. an SVD that does not converge) ends that run only; a diverged run never counts as data "
                   "(its comparisons have no interval).\n\n")
@@ -314,6 +335,8 @@ def report_markdown(entries, meta: dict, claims) -> str:
         out.write(f"- Figure: `{claim.id}.png`.\n\n")
         out.write("| family | metric | comparison | treatment mean | reference mean | effect [CI] | d_z | treatment "
                   "better | p of the claim (Bonferroni) | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n")
+        order = [x["family"] for x in mine]
+        mine = sorted(mine, key=lambda e: (e.get("protocol") or "", order.index(e["family"])))
         for e in mine:
             for metric, res in e["evidence"]["by_metric"].items():
                 for c in res["comparisons"]:
@@ -322,19 +345,21 @@ def report_markdown(entries, meta: dict, claims) -> str:
                     tm = "" if "treatment_mean" not in c else f"{c['treatment_mean']:.4g}"
                     rm = "" if "reference_mean" not in c else f"{c['reference_mean']:.4g}"
                     wins = "" if "treatment_better_seeds" not in c else f"{c['treatment_better_seeds']}/{c['n_seeds']}"
-                    out.write(f"| {e['family']} | {metric} | {c['treatment']} vs {c['reference']} | {tm} | {rm} | "
+                    out.write(f"| {_where(e)} | {metric} | {c['treatment']} vs {c['reference']} | {tm} | {rm} | "
                               f"{_cell(effect_text(c))} | {dz} | {wins} | {p} | {_verdict_cell(c)} |\n")
-        out.write("\n" + "".join(f"- {e['family']}: **{e['status']}** on {e['metric']}; "
+        out.write("\n" + "".join(f"- {_where(e)}: **{e['status']}** on {e['metric']}; "
                                  + "; ".join(f"{m}: {r['status']}" for m, r in e["evidence"]["by_metric"].items()
                                              if m != e["metric"]) + "\n" for e in mine) + "\n")
     tuning_md = tuning_markdown(entries)
     if tuning_md:
-        out.write("## Tuned steps\n\n" + (meta.get("step_rule", "") + ".\n\n" if meta.get("step_rule") else "")
+        rules = meta.get("step_rule") or {}
+        rules = rules if isinstance(rules, dict) else {"": rules}
+        out.write("## Tuned steps\n\n" + "".join(f"{p + ': ' if p else ''}{r}.\n\n" for p, r in rules.items())
                   + tuning_md + "\n")
     if not meta.get("llm"):
         out.write("## Horizon check\n\n" + horizon_markdown(entries) + "\n")
     out.write("## Diverged runs\n\n" + divergence_markdown(entries) + "\n")
-    settings = {e["family"]: e["evidence"]["settings"] for e in entries}
+    settings = {_where(e): e["evidence"]["settings"] for e in entries}
     out.write("## Run settings\n\n" + "".join(f"- {f}: " + ", ".join(f"{k} = {v}" for k, v in s.items()) + "\n"
                                               for f, s in settings.items()))
     out.write("\nEvery number is in `report.json`; every run's curves are in `runs.json`.\n")
@@ -342,6 +367,21 @@ def report_markdown(entries, meta: dict, claims) -> str:
 
 
 # ---- figures ----------------------------------------------------------------------------------
+def runs_key(entry: dict):
+    """The key of an entry's runs in ``write_all``'s ``runs_by_family``: its family, or (family, protocol).
+
+    Parameters
+    ----------
+    entry : dict
+        A report entry.
+
+    Returns
+    -------
+    str or tuple of str
+    """
+    return (entry["family"], entry["protocol"]) if entry.get("protocol") else entry["family"]
+
+
 def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = None) -> None:
     """Write one PNG for a claim: a row per family.
 
@@ -370,10 +410,10 @@ def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = No
     fig, axes = ps.figure(2, len(entries), size=(10, 3.6 * len(entries)), squeeze=False, layout=None,
                           gridspec_kw={"width_ratios": [1.25, 1]})
     for row, e in zip(axes, entries):
-        _plot_curves(row[0], claim, e, runs_by_family[e["family"]], axis_label)
+        _plot_curves(row[0], claim, e, runs_by_family[runs_key(e)], axis_label)
         _plot_forest(row[1], claim, e)
     fig.suptitle(f"{claim.id}: {claim.title}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # keep the title clear of the first row
     write_figure(path, fig, dpi=85)
     plt.close(fig)
 
@@ -428,7 +468,7 @@ def _plot_curves(ax, claim, entry, runs, axis_label):
         ax.tick_params(axis="y", which="minor", labelsize=7)
     xlabel = axis_label or ("cumulative uploaded floats (all clients)" if claim.axis == "upload" else "round t")
     ax.set(xlabel=xlabel, ylabel=f"{metric} loss (mean, 95% band{', log scale' if log else ''})",
-           title=f"{entry['family']}: {len(entry['evidence']['seeds'])} seeds (bands: across seeds, unpaired)")
+           title=f"{_where(entry)}: {len(entry['evidence']['seeds'])} seeds (bands: across seeds, unpaired)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
 
@@ -468,7 +508,7 @@ def _plot_forest(ax, claim, entry):
     ax.invert_yaxis()
     level = confidence_level(entry["evidence"]["n_comparisons"], entry["evidence"]["alpha"])
     unit = "relative loss difference (%)" if log_scale else "difference"
-    ax.set(xlabel=f"{unit}, simultaneous {level:.1%} CI", title=f"{entry['family']}: {entry['status']}")
+    ax.set(xlabel=f"{unit}, simultaneous {level:.1%} CI", title=f"{_where(entry)}: {entry['status']}")
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=7, loc="best")
 

@@ -19,6 +19,8 @@ from fslora_ref.config import FedConfig, budgets_from_ratios, draw_budgets
 from fslora_ref.federation import run_round
 from fslora_ref.problems import make_problem
 
+from .protocols import protocol as protocol_named
+
 # What the (treatment, reference) comparisons are decided on; the first is the primary metric.
 METRIC_NAMES = ("heldout", "train")
 
@@ -117,7 +119,8 @@ class Arm:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything about a family's runs except the arm: problem size, N, T, H, batch, step size.
+    """Everything about a family's runs except the arm: problem size, N, T, H, batch, step size and
+    the optimiser protocol.
 
     Parameters
     ----------
@@ -132,13 +135,15 @@ class Settings:
     batch_size : int
         The clients' minibatch size.
     lr : float
-        The client step size.
+        The step size (the client's; under the paper protocol also the server's, see protocols.py).
     dims : tuple
         ``((name, value), ...)`` passed to the family.
     eval_size : int
         Held-out samples per client.
     eval_every : int
         Rounds between evaluations.
+    protocol : {"sgd", "paper"}, default "sgd"
+        The optimiser protocol (protocols.py).
     """
 
     family: str
@@ -150,6 +155,7 @@ class Settings:
     dims: tuple            # ((name, value), ...) passed to the family
     eval_size: int         # held-out samples per client
     eval_every: int
+    protocol: str = "sgd"
 
     def problem(self, seed: int):
         """The seed's problem instance (every arm of a seed shares it).
@@ -195,7 +201,8 @@ class Settings:
         fslora_ref.config.FedConfig
         """
         return FedConfig(rank=arm.rank, budgets=arm.budgets(self.clients, seed), local_steps=self.local_steps,
-                         lr=self.lr, rounds=self.rounds, seed=seed)
+                         lr=self.lr, rounds=self.rounds, seed=seed,
+                         **protocol_named(self.protocol).optimizer_fields(arm.algorithm, self.lr))
 
     def eval_rounds(self) -> list:
         """The rounds after which the model is evaluated (0 = before training; always the last).
