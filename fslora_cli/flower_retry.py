@@ -1,18 +1,21 @@
 """A simulation-engine run whose engine did not start is run again, and the failed attempt is kept.
 
-On a loaded machine Ray's node can miss the start-up window Ray hard-codes (the raylet must
-register with its GCS within 30 s of being started, ``ray/_private/node.py``; no ``ray.init``
-argument, environment variable or Flower setting reaches it, and the raylet waits for two Python
-agents whose imports take most of that window at a load average above ~10 on 2 cores). Flower's
-simulation runtime then fails before any ClientApp ran, so nothing was trained: ``fslora flower
-<job> --engine simulation`` runs the job again in a fresh deployment (the leftover Ray processes
-of the failed one are stopped first), at most :data:`ENGINE_START_ATTEMPTS` times, saying so on
-stderr. The retry has the same options as the failed attempt (a fresh job starts afresh; a
-``--resume`` resumes from the same checkpoints, which the failed attempt did not touch).
+On a loaded machine Ray's node can fail to start in time: its raylet waits a fixed 15 s for the port
+files of its two Python agents (dashboard agent, runtime-env agent) and aborts if their imports take
+longer ("Timed out waiting for file .../metrics_agent_port_..." in raylet.out), and ``ray.init`` gives
+the raylet a fixed 30 s to register (``ray/_private/node.py``). In Ray 2.55 neither wait is reached by
+any ``ray.init`` argument, Flower setting or environment variable (``RAY_agent_register_timeout_ms``
+does not change the 15 s; ``num_cpus`` only changes workers started after registration). Flower's
+simulation runtime then fails before any ClientApp ran, so nothing was trained: ``fslora flower <job>
+--engine simulation`` runs the job again in a fresh deployment (the leftover Ray processes of the
+failed one are stopped first), at most :data:`ENGINE_START_ATTEMPTS` times, saying so on stderr. This
+rides out a transient overload, not a sustained one. The retry has the same options as the failed
+attempt (a fresh job starts afresh; a ``--resume`` resumes from the same checkpoints, which the failed
+attempt did not touch).
 
 The failed attempt stays in ``<out>/flower.json``: its entry is marked ``"failed"`` with the cause
-(an entry is added if its ServerApp had not written one), and put back in front of the retry's
-entry if the retry's ServerApp, starting a fresh ledger, dropped it.
+(an entry is added if its ServerApp had not written one: it usually has not), and put back in front of
+the retry's entry if the retry's ServerApp, starting a fresh ledger, dropped it.
 """
 from __future__ import annotations
 
@@ -42,8 +45,8 @@ def engine_start_failure(output: str) -> str | None:
     """
     if RAY_NODE_START_TIMEOUT not in output:
         return None
-    return ("the simulation engine did not start: Ray's node did not register within the 30 s Ray allows "
-            "(ray/_private/node.py; the machine is overloaded)")
+    return ("the simulation engine did not start: Ray's node did not register in time (Ray waits a fixed 15 s "
+            "for its raylet's agents and 30 s for the raylet; the machine is overloaded)")
 
 
 def _read(path: str) -> dict | None:
