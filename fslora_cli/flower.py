@@ -239,43 +239,17 @@ def run(args) -> int:
         print(f"wrote {args.export_run_config}; run it with: flwr run {APP_DIR} <superlink> "
               f"--run-config {args.export_run_config} --stream")
         return 0
-    from .flower_deploy import DeploymentError, LocalDeployment
-    n = spec.clients
     if args.insecure and args.engine == "deployment":
         print(f"fslora flower {job}: warning: --insecure: no TLS and no SuperNode authentication; any process on "
               "this machine can join as a client, read the traffic and use the SuperLink's Control API",
               file=sys.stderr)
-    runs_before = app_module("rounds").Ledger.count(ns.out)
-    try:
-        if args.engine == "simulation":
-            from .flower_deploy import SimulationDeployment
-            deployment = SimulationDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
-                                              client_cpus=args.client_cpus)
-        else:
-            node_configs = None
-            if args.node_local and job == "simulate":
-                paths = app_module("partition").write_partitions(spec, os.path.join(ns.out, "node-data"))
-                node_configs = [f'data="{p}" budget={k}' for p, k in zip(paths, spec.client_budgets())]
-            elif args.node_local:
-                from llm_bridge.node_data import write_partition_files
-                paths = write_partition_files(spec, os.path.join(ns.out, "node-data"), private=True)
-                node_configs = [f'data="{p}" budget={k}' for p, k in zip(paths, finetune_budgets(spec))]
-            deployment = LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
-                                         insecure=args.insecure, node_configs=node_configs)
-        with deployment as dep:
-            if args.engine == "simulation":
-                print(f"flower: simulation engine SuperLink on 127.0.0.1:{dep.port}, {n} virtual SuperNodes")
-            else:
-                mode = "without TLS (--insecure)" if args.insecure else "TLS, SuperNode authentication"
-                print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {n} SuperNodes up in {dep.start_seconds:.1f} s "
-                      f"({mode})")
-            result = dep.run(APP_DIR, rc, timeout=args.run_timeout, on_line=_echo)
-    except DeploymentError as exc:
-        app_module("rounds").Ledger.mark_crashed(ns.out, str(exc), first=runs_before)   # the ServerApp could not say it
-        print(f"fslora flower {job}: error: {exc}", file=sys.stderr)
-        return 1
+    result = _run_with_retries(job, args, spec, ns, rc)
+    if isinstance(result, int):
+        return result
     if not result.ok:
-        details = result.details.replace("ServerApp failed with exception: ", "")
+        from .flower_retry import engine_start_failure
+        details = engine_start_failure(result.output) if args.engine == "simulation" else None
+        details = details or result.details.replace("ServerApp failed with exception: ", "")
         print(f"fslora flower {job}: error: {' '.join(details.split()) or result.status} "
               f"(run {result.run_id}, {result.status}; logs in {os.path.join(ns.out, 'flower-logs')})", file=sys.stderr)
         # what `fslora <job>` exits with for the same error
@@ -285,6 +259,75 @@ def run(args) -> int:
           f"{traffic.get('outbound-bytes', 0):,} B to nodes, {traffic.get('inbound-bytes', 0):,} B from nodes; "
           f"per-round costs in {os.path.join(ns.out, 'flower.json')}")
     return 0
+
+
+def _deployment(job, args, spec, ns):
+    """The (not yet started) local deployment the options ask for."""
+    from .flower_deploy import LocalDeployment, SimulationDeployment
+    log_dir = os.path.join(ns.out, "flower-logs")
+    if args.engine == "simulation":
+        return SimulationDeployment(spec.clients, log_dir, start_timeout=args.start_timeout,
+                                    client_cpus=args.client_cpus)
+    node_configs = None
+    if args.node_local and job == "simulate":
+        paths = app_module("partition").write_partitions(spec, os.path.join(ns.out, "node-data"))
+        node_configs = [f'data="{p}" budget={k}' for p, k in zip(paths, spec.client_budgets())]
+    elif args.node_local:
+        from llm_bridge.node_data import write_partition_files
+        paths = write_partition_files(spec, os.path.join(ns.out, "node-data"), private=True)
+        node_configs = [f'data="{p}" budget={k}' for p, k in zip(paths, finetune_budgets(spec))]
+    return LocalDeployment(spec.clients, log_dir, start_timeout=args.start_timeout, insecure=args.insecure,
+                           node_configs=node_configs)
+
+
+def _run_with_retries(job, args, spec, ns, rc):
+    """Run the job on a fresh local deployment; on the simulation engine, run it again (at most
+    ENGINE_START_ATTEMPTS times in all) while the engine fails to start before anything was trained
+    (see fslora_cli.flower_retry). Returns the last attempt's RunResult, or the exit code of a
+    deployment that failed (the error already said)."""
+    import time
+    from . import flower_retry as retry
+    from .flower_deploy import DeploymentError
+    Ledger = app_module("rounds").Ledger
+    attempts = retry.ENGINE_START_ATTEMPTS if args.engine == "simulation" else 1
+    deadline = None if args.run_timeout is None else time.monotonic() + args.run_timeout
+    failed = []   # the ledger entries of the attempts whose engine did not start
+    for attempt in range(1, attempts + 1):
+        runs_before = Ledger.count(ns.out)
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        try:
+            with _deployment(job, args, spec, ns) as dep:
+                if args.engine == "simulation":
+                    print(f"flower: simulation engine SuperLink on 127.0.0.1:{dep.port}, {spec.clients} virtual SuperNodes")
+                else:
+                    mode = "without TLS (--insecure)" if args.insecure else "TLS, SuperNode authentication"
+                    print(f"flower: SuperLink on 127.0.0.1:{dep.port} and {spec.clients} SuperNodes up in "
+                          f"{dep.start_seconds:.1f} s ({mode})")
+                result = dep.run(APP_DIR, rc, timeout=timeout, on_line=_echo)
+        except DeploymentError as exc:
+            Ledger.mark_crashed(ns.out, str(exc), first=runs_before)   # the ServerApp could not say it
+            retry.keep_failed_attempts(ns.out, failed, None)
+            print(f"fslora flower {job}: error: {exc}", file=sys.stderr)
+            return 1
+        cause = None if result.ok or args.engine != "simulation" else retry.engine_start_failure(result.output)
+        if cause is None:
+            break
+        again = attempt < attempts and retry.trained_nothing(retry.attempt_entries(ns.out, result.run_id))
+        failed += retry.record_failed_attempt(ns.out, result.run_id, cause + ("; run again" if again else ""))
+        if not again:
+            break
+        print(f"fslora flower {job}: {cause}; nothing was trained: running the job again in a fresh deployment "
+              f"(attempt {attempt + 1} of {attempts})", file=sys.stderr, flush=True)
+        _keep_attempt_log(os.path.join(ns.out, "flower-logs"), attempt)
+    retry.keep_failed_attempts(ns.out, failed, result.run_id)
+    return result
+
+
+def _keep_attempt_log(log_dir: str, attempt: int) -> None:
+    """Keep a failed attempt's superlink.log (the next deployment writes a new one); run.log is appended to."""
+    log = os.path.join(log_dir, "superlink.log")
+    if os.path.exists(log):
+        os.replace(log, os.path.join(log_dir, f"superlink-attempt-{attempt}.log"))
 
 
 def finetune_budgets(spec) -> list:

@@ -41,6 +41,7 @@ def app_module(name: str):
 ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
 MARK = "FSLORA_FLOWER_DEPLOYMENT"
+OUTPUT_TAIL = 200   # lines of a run's streamed output kept in its RunResult
 CONNECTION = "fslora-local"
 
 
@@ -67,6 +68,7 @@ class RunResult:
     details: str         # Flower's status details (the ServerApp's exception when it failed)
     seconds: float       # wall time of `flwr run --stream`
     traffic: dict        # the SuperLink's per-run counters: inbound-bytes, outbound-bytes, total-bytes
+    output: str = ""     # the last OUTPUT_TAIL lines `flwr run --stream` showed (the engine's errors among them)
 
     @property
     def ok(self) -> bool:
@@ -282,7 +284,7 @@ class LocalDeployment:
             raise DeploymentError(f"flwr run did not start a run (exit {proc.returncode}): {tail}")
         info = self.run_info(run_id)
         return RunResult(run_id, info.get("status", "unknown"), info.get("status-details", ""), seconds,
-                         info.get("network-traffic", {}))
+                         info.get("network-traffic", {}), "".join(lines[-OUTPUT_TAIL:]))
 
     def check_superlink(self) -> None:
         """DeploymentError if the SuperLink process has exited (crashed or killed), saying how."""

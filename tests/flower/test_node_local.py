@@ -89,16 +89,18 @@ def test_loopback_with_node_local_data_and_announced_budgets_equals_in_process(t
         assert a.read() == b.read()
 
 
+@pytest.mark.timeout(900)   # hang guard: on a loaded machine the command may start Ray more than once
 def test_simulation_engine_run_equals_in_process(tmp_path, capsys):
     """`fslora flower simulate --engine simulation`: Flower's simulation engine (Ray), 4 virtual
-    SuperNodes, each training on its own partition; history.json byte-identical to the in-process run."""
+    SuperNodes, each training on its own partition; history.json byte-identical to the in-process run.
+    (If Ray's node misses its start-up window on a loaded machine, the command runs the job again.)"""
     pytest.importorskip("ray")
     ref, fl = str(tmp_path / "in_process"), str(tmp_path / "flower")
     cli = ["--clients", "4", "--budgets", "1,2,4,8", "--rank", "8", "--m", "12", "--n", "10", "--local-steps", "3",
            "--rounds", "2", "--seed", "5", "--algorithms", "fslora"]
     assert main(["simulate", *cli, "--out", ref]) == 0
-    code = main(["flower", "simulate", *cli, "--engine", "simulation", "--out", fl, "--start-timeout", "90",
-                 "--run-timeout", "300"])
+    code = main(["flower", "simulate", *cli, "--engine", "simulation", "--out", fl, "--start-timeout", "300",
+                 "--run-timeout", "800"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "4 virtual SuperNodes" in out
