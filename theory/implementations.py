@@ -196,7 +196,7 @@ def iterates(runner, problem, config: FedConfig, init_layers, rounds: int):
     for t in range(rounds):
         with np.errstate(over="ignore", invalid="ignore"):
             layers = runner.run(problem, config, layers, t)
-        if not all(np.all(np.isfinite(B)) and np.all(np.isfinite(A)) for B, A in layers):
+        if not all(np.isfinite(B).all() and np.isfinite(A).all() for B, A in layers):
             raise DivergenceError(f"round {t}: non-finite global factors; lower the step size")
         yield t, layers
 
