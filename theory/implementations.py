@@ -94,7 +94,8 @@ class ProtocolRunner:
         dt = self.dtype
         index_sets = None
         if self.mode == "white":
-            index_sets = [[S.indices for S in draw_round_sketches(config, round_index, i, problem.n_layers)]
+            # copies: the implementation owns its task (the reference's draws may be shared, read-only)
+            index_sets = [[S.indices.copy() for S in draw_round_sketches(config, round_index, i, problem.n_layers)]
                           for i in range(problem.n_clients)]
         return RoundTask(layers=[(np.array(B, dtype=dt), np.array(A, dtype=dt)) for B, A in layers],
                          base_weights=[np.array(W, dtype=dt) for W in problem.base_weights],
