@@ -16,7 +16,7 @@ from fslora_ref.outputs import check_output_names, prepare_output_dir
 from fslora_ref.validation import check_positive_float
 
 from .flower_deploy import APP_DIR, app_module
-from .parser import CommandParser
+from .parser import CommandParser, integer_in
 
 JOBS = ("simulate", "finetune")
 FLOWER_LOG = re.compile(r"^(\x1b\[\d+m)?(DEBUG|INFO|WARNING|ERROR)\s*(\x1b\[0m)?\s*:|^\s*$")
@@ -50,21 +50,26 @@ def add_flower_options(p):
                         "stop with an error naming the client, or drop it from the round (default %(default)s)")
     g.add_argument("--max-update-norm", type=float, default=None, metavar="BOUND",
                    help="refuse a client's upload whose Euclidean norm (all its arrays) exceeds BOUND (default: no bound)")
+    g.add_argument("--server-eval-data", metavar="FILE", default="",
+                   help="simulate: a held-out file on the server's host (`fslora flower partition --held-out K`); "
+                        "Strategy.start's evaluate_fn evaluates the global model on it each round, into flower.json")
     g.add_argument("--discovery-timeout", type=float, default=defaults["discovery-timeout"],
                    help="seconds to wait for the SuperNodes' answers before round 1 (first use converts SmolLM2)")
     g.add_argument("--start-timeout", type=float, default=60.0,
                    help="seconds for the local SuperLink and SuperNodes to come up")
-    g.add_argument("--run-timeout", type=float, default=None, help="stop the run after this many seconds")
+    g.add_argument("--run-timeout", type=float, default=None,
+                   help="stop the run after this many seconds (default: no limit)")
     g.add_argument("--engine", choices=("deployment", "simulation"), default="deployment",
                    help="deployment: a SuperLink and one SuperNode process per client (TLS, node auth); simulation: "
                         "Flower's simulation engine (Ray), --clients virtual SuperNodes in one process tree "
                         "(needs the `flower` extra's Ray; many clients on one machine)")
-    g.add_argument("--client-cpus", type=int, default=1,
-                   help="simulation engine: CPUs reserved per ClientApp (how many run at once; default 1)")
+    g.add_argument("--client-cpus", type=integer_in(1), default=1,
+                   help="simulation engine: CPUs reserved per ClientApp (how many run at once)")
     g.add_argument("--node-local", action="store_true",
-                   help="simulate, deployment engine: write each client's partition to <out>/node-data and start "
-                        "each SuperNode with its own file and its budget k_i in --node-config (data=..., budget=...); "
-                        "the server then plans from the budgets the nodes announce")
+                   help="deployment engine: write each client's partition to <out>/node-data (finetune: one private "
+                        "directory per node) and start each SuperNode with its own file and its budget k_i in "
+                        "--node-config (data=..., budget=...); the server then plans from what the nodes announce "
+                        "(finetune: it never reads --train-json)")
     g.add_argument("--insecure", action="store_true",
                    help="start the local SuperLink and SuperNodes without TLS and without SuperNode authentication "
                         "(by default: a throw-away CA, TLS, and only this deployment's node keys admitted)")
@@ -87,8 +92,16 @@ def configure_parser(p):
                                             "--node-config 'data=\"DIR/partition-<i>.npz\"')",
                           parents=[job_parser("simulate")], add_help=False)
     part.set_defaults(partition=True)
+    part.add_argument("--held-out", type=integer_in(0), default=0, metavar="K",
+                      help="also write <out>/held-out.npz: K fresh samples of each client's distribution, pooled, for "
+                           "the server's own evaluation (--server-eval-data); 0: none")
+    fpart = sub.add_parser("finetune-partition",
+                           help="write one training-data file per client of a finetune job (the split `fslora finetune` "
+                                "makes; for node-local data: --node-config 'data=\"DIR/partition-<i>.json\"')",
+                           parents=[job_parser("finetune")], add_help=False)
+    fpart.set_defaults(partition=True)
     fab = sub.add_parser("fab", help="build the Flower App Bundle of flower_app/ with flwr build")
-    fab.add_argument("--out", default=".", help="directory to write the .fab into (default: the current one)")
+    fab.add_argument("--out", default=".", help="directory to write the .fab into (.: the current one)")
 
 
 def job_args(job, args) -> argparse.Namespace:
@@ -166,16 +179,25 @@ def run(args) -> int:
         from . import flower_bench
         return flower_bench.run(args)
     if job == "partition":
+        if args.held_out < 0:
+            print(f"fslora flower partition: error: --held-out must be an integer >= 0, got {args.held_out}",
+                  file=sys.stderr)
+            return 2
         ns = job_args("simulate", args)
         spec, _ = typed_job("simulate", ns)
         validate("simulate", spec, ns.out, False, local=False)
         write_partitions = app_module("partition").write_partitions
         paths = write_partitions(spec, ns.out)
+        if args.held_out:
+            held = app_module("partition").write_held_out(spec, os.path.join(ns.out, "held-out.npz"), args.held_out)
+            print(f"wrote {held}: give it to the server with --server-eval-data {held}")
         budgets = spec.client_budgets()
         print(f"wrote {len(paths)} partition files in {ns.out}; start SuperNode i with")
         print(f"  --node-config 'partition-id=<i> num-partitions={len(paths)} data=\"{os.path.join(ns.out, 'partition-<i>.npz')}\" "
               f"budget=<k_i>'   (this job's k_i: {','.join(map(str, budgets))})")
         return 0
+    if job == "finetune-partition":
+        return finetune_partition(args)
     if job == "fab":
         from .flower_deploy import DeploymentError
         from .flower_fab import build_fab
@@ -189,8 +211,8 @@ def run(args) -> int:
         check_positive_float("--" + name.replace("_", "-"), getattr(args, name))
     if args.run_timeout is not None:
         check_positive_float("--run-timeout", args.run_timeout)
-    if args.node_local and (job != "simulate" or args.engine != "deployment"):
-        print(f"fslora flower {job}: error: --node-local is for `fslora flower simulate` on the deployment engine",
+    if args.node_local and args.engine != "deployment":
+        print(f"fslora flower {job}: error: --node-local is for the deployment engine (--engine deployment)",
               file=sys.stderr)
         return 2
     if args.client_cpus < 1:
@@ -206,7 +228,9 @@ def run(args) -> int:
     rc = app_module("settings").run_config(job, spec, ns.out, **run_options, round_timeout=args.round_timeout,
                                            on_missing=args.on_missing, discovery_timeout=args.discovery_timeout,
                                            on_bad_update=args.on_bad_update,
-                                           max_update_norm=args.max_update_norm or 0.0)
+                                           max_update_norm=args.max_update_norm or 0.0,
+                                           server_eval_data=os.path.abspath(args.server_eval_data)
+                                           if args.server_eval_data else "")
     if exporting:
         import tomli_w
         from fslora_ref.outputs import atomic_write_bytes, check_output_file
@@ -232,6 +256,10 @@ def run(args) -> int:
             if args.node_local and job == "simulate":
                 paths = app_module("partition").write_partitions(spec, os.path.join(ns.out, "node-data"))
                 node_configs = [f'data="{p}" budget={k}' for p, k in zip(paths, spec.client_budgets())]
+            elif args.node_local:
+                from llm_bridge.node_data import write_partition_files
+                paths = write_partition_files(spec, os.path.join(ns.out, "node-data"), private=True)
+                node_configs = [f'data="{p}" budget={k}' for p, k in zip(paths, finetune_budgets(spec))]
             deployment = LocalDeployment(n, os.path.join(ns.out, "flower-logs"), start_timeout=args.start_timeout,
                                          insecure=args.insecure, node_configs=node_configs)
         with deployment as dep:
@@ -256,6 +284,26 @@ def run(args) -> int:
     print(f"flower: run {result.run_id} completed in {result.seconds:.1f} s; SuperLink traffic "
           f"{traffic.get('outbound-bytes', 0):,} B to nodes, {traffic.get('inbound-bytes', 0):,} B from nodes; "
           f"per-round costs in {os.path.join(ns.out, 'flower.json')}")
+    return 0
+
+
+def finetune_budgets(spec) -> list:
+    """k_i of every client of the FinetuneJob ``spec``: its ``budgets``, else its ratios of the rank."""
+    from fslora_ref.config import budgets_from_ratios
+    return list(spec.budgets) if spec.budgets is not None else budgets_from_ratios(spec.rank, spec.ratios, spec.clients)
+
+
+def finetune_partition(args) -> int:
+    """``fslora flower finetune-partition``: one JSON file of training examples per client in --out."""
+    ns = job_args("finetune", args)
+    spec, _ = typed_job("finetune", ns)
+    spec.validate()
+    spec.check_inputs(held_out=False)
+    from llm_bridge.node_data import write_partition_files
+    paths = write_partition_files(spec, ns.out)
+    print(f"wrote {len(paths)} partition files in {ns.out}; start SuperNode i with")
+    print(f"  --node-config 'partition-id=<i> num-partitions={len(paths)} data=\"{os.path.join(ns.out, 'partition-<i>.json')}\" "
+          f"budget=<k_i>'   (this job's k_i: {','.join(map(str, finetune_budgets(spec)))})")
     return 0
 
 

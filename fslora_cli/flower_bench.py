@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from .flower_deploy import APP_DIR, app_module
+from .parser import integer_in
 
 SIMULATE = dict(family="least_squares", m=48, n=32, local_steps=5, algorithms="fslora", seed=1, batch_size=16, lr=0.002)
 FINETUNE = dict(model="tiny", rank=8, alpha=16.0, clients=2, ratios=(0.25, 0.5), rounds=2, local_steps=2, batch_size=2,
@@ -29,13 +30,14 @@ FINETUNE = dict(model="tiny", rank=8, alpha=16.0, clients=2, ratios=(0.25, 0.5),
 
 
 def configure_parser(p):
-    p.add_argument("--clients", type=int, default=4, help="SuperNodes (default 4, budgets 2,4,8,16)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clients", type=integer_in(1, 16), default=4,
+                   help="SuperNodes, client i with budget 2^i (default 4: budgets 2,4,8,16)")
+    p.add_argument("--rounds", type=integer_in(1, 1000), default=3, help="rounds T of each measured run")
     p.add_argument("--ranks", default="16,64", help="global ranks r to compare at the same budgets")
     p.add_argument("--parts", default="numpy,bridge",
                    help="comma-separated subset of numpy (equality, bytes, overhead), bridge (tiny Llama, float32), "
                         "smollm2 (ClientApp start-up: converted cache vs gguf)")
-    p.add_argument("--json", help="write every figure to this file")
+    p.add_argument("--json", metavar="FILE", help="write every figure to this file")
 
 
 def _quiet(fn, *a, **k):

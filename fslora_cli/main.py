@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from .parser import CommandParser
+from .parser import CommandParser, package_version
 
 COMMANDS = {
     "simulate": "run FSLoRA and the baselines on a synthetic federated problem",
@@ -33,7 +33,10 @@ def command_module(name: str):
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     # every parser of every command is a CommandParser (subparsers take their parent's class):
     # one-line errors, exit 2
-    parser = CommandParser(prog="fslora", description="Federated Sketching LoRA reference toolkit")
+    parser = CommandParser(prog="fslora", description="Federated Sketching LoRA reference toolkit; the options' "
+                                                      "shared vocabulary: docs/guides/cli.md")
+    parser.add_argument("--version", action="version", version=f"fslora {package_version()}",
+                        help="print fslora's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, help_text in COMMANDS.items():
@@ -46,6 +49,9 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if a in COMMANDS), None)
+    if selected is None and "--version" in argv:   # answered before any command module is imported
+        print(f"fslora {package_version()}")
+        return 0
     try:
         parser = build_parser(selected)
     except ImportError as exc:

@@ -41,14 +41,23 @@ def given(args) -> set:
     return set(getattr(args, "given", set()))
 
 
-def job_values(args, job_class) -> tuple[dict, set]:
+def job_values(args, job_class, renamed: dict | None = None) -> tuple[dict, set]:
     """(the job's field values, the fields set explicitly) from parsed options: the options, with
-    the ``--config`` file's values for every field not given on the command line."""
+    the ``--config`` file's values for every field not given on the command line. ``renamed``:
+    {option name: field name} for an option named otherwise than its field (``lora_alpha`` ->
+    ``alpha``), so that a ``--config`` file may use either name."""
     values = {name: getattr(args, name) for name in job_class.field_names()}
     explicit = given(args) & set(values)
     if getattr(args, "config", None):
         from fslora_ref.jobs import read_job_file
         data = read_job_file(args.config)
+        for option, field in (renamed or {}).items():
+            for key in (option, option.replace("_", "-")):
+                if key in data:
+                    if field in data:
+                        raise ValueError(f"--config {args.config!r}: {key!r} and {field!r} name the same field; "
+                                         f"give one")
+                    data[field] = data.pop(key)
         from_file = job_class.from_dict(data, where=f"--config {args.config!r}").to_dict()
         keys = {str(k).replace("-", "_") for k in data}
         values.update({k: from_file[k] for k in keys if k not in explicit})

@@ -13,8 +13,10 @@ from fslora_ref.algorithms import ALGORITHMS
 from fslora_ref.config import BUDGET_DISTRIBUTIONS
 from fslora_ref.jobs import SimulateJob
 from fslora_ref.problems import FAMILIES
+from fslora_ref.validation import MAX_CLIENTS, MAX_DIM, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS
 
 from .options import add_config_option, job_values, record_given
+from .parser import integer_in
 
 HELP = "run FSLoRA and the baselines on a synthetic federated problem"
 DEFAULTS = {k: v for k, v in SimulateJob().to_dict().items()
@@ -25,29 +27,32 @@ DEFAULTS = {k: v for k, v in SimulateJob().to_dict().items()
 def configure_parser(p):
     d = SimulateJob()
     p.add_argument("--family", choices=sorted(FAMILIES), default=d.family, help="client problem family")
-    p.add_argument("--clients", type=int, default=d.clients, help="number of clients N")
-    p.add_argument("--rank", type=int, default=d.rank, help="global LoRA rank r")
+    p.add_argument("--clients", type=integer_in(1, MAX_CLIENTS), default=d.clients, help="number of clients N")
+    p.add_argument("--rank", type=integer_in(1, MAX_RANK), default=d.rank, help="global LoRA rank r")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ratios", default=d.ratios,
-                   help="comma-separated k_i/r ratios cycled over clients (default: the paper's)")
+                   help="comma-separated k_i/r ratios cycled over clients (the paper's)")
     g.add_argument("--budgets", help="comma-separated k_i, one per client")
     g.add_argument("--budget-distribution", choices=BUDGET_DISTRIBUTIONS,
                    help="draw k_i from this distribution over [--r-min, --r-max]")
-    p.add_argument("--r-min", type=int, default=None, help="smallest k_i for --budget-distribution (default 1)")
-    p.add_argument("--r-max", type=int, default=None, help="largest k_i for --budget-distribution (default --rank)")
-    p.add_argument("--local-steps", "-H", type=int, default=d.local_steps, help="local steps H")
+    p.add_argument("--r-min", type=integer_in(1, "--rank"), default=None, help="smallest k_i for --budget-distribution (default 1)")
+    p.add_argument("--r-max", type=integer_in("--r-min", "--rank"), default=None, help="largest k_i for --budget-distribution (default --rank)")
+    p.add_argument("--local-steps", "-H", type=integer_in(1, MAX_LOCAL_STEPS), default=d.local_steps, help="local steps H")
     p.add_argument("--lr", type=float, default=d.lr, help="client step size gamma")
-    p.add_argument("--rounds", "-T", type=int, default=d.rounds, help="rounds T")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="client minibatch size (0: full batch)")
-    p.add_argument("--m", type=int, default=d.m, help="input dimension of the adapted weight")
-    p.add_argument("--n", type=int, default=d.n, help="output dimension (classes for logistic)")
+    p.add_argument("--rounds", "-T", type=integer_in(0, MAX_ROUNDS), default=d.rounds, help="rounds T")
+    p.add_argument("--batch-size", type=integer_in(0), default=d.batch_size, help="client minibatch size (0: full batch)")
+    p.add_argument("--m", type=integer_in(1, MAX_DIM), default=d.m, help="input dimension of the adapted weight")
+    p.add_argument("--n", type=integer_in(1, MAX_DIM), default=d.n, help="output dimension (classes for logistic)")
     p.add_argument("--algorithms", default=d.algorithms, help="comma-separated subset of " + ",".join(ALGORITHMS))
-    p.add_argument("--client-optimizer", choices=("sgd", "adamw"), default=d.client_optimizer)
+    p.add_argument("--client-optimizer", choices=("sgd", "adamw"), default=d.client_optimizer,
+                   help="the clients' optimiser (sgd is Algorithm 1's)")
     p.add_argument("--client-fraction", type=float, default=d.client_fraction,
                    help="fraction of clients sampled per round")
-    p.add_argument("--server-optimizer", choices=("none", "sgd", "adam"), default=d.server_optimizer)
+    p.add_argument("--server-optimizer", choices=("none", "sgd", "adam"), default=d.server_optimizer,
+                   help="the server's step on the averaged update (none: apply it as is, Algorithm 1)")
     p.add_argument("--server-lr", type=float, default=None, help="server step size for --server-optimizer (default 1)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=integer_in(0), default=d.seed,
+                   help="the run's seed (data, client sampling, sketches: same seed, bit-identical results)")
     for name, cls in ALGORITHMS.items():  # each baseline's variants (docs/spec.md section 5)
         for option, values in cls.OPTIONS.items():
             p.add_argument(f"--{name}-{option.replace('_', '-')}", dest=f"{name}_{option}", choices=values,

@@ -57,19 +57,20 @@ def time_rounds(variants: dict, problem, repeats: int, bar) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def check_setting(clients: int, dim: int, rank: int, k: int, local_steps: int, batch_size: int, repeats: int,
+def check_setting(clients: int, m: int, n: int, rank: int, k: int, local_steps: int, batch_size: int, repeats: int,
                   json_path: str | None) -> None:
     """One-line errors naming the option, and the --json path checked, before any computation.
 
     Parameters
     ----------
-    clients, dim, rank, k, local_steps, batch_size, repeats : int
+    clients, m, n, rank, k, local_steps, batch_size, repeats : int
         As :func:`run_bench`.
     json_path : str or None
         As :func:`run_bench`.
     """
     check_int("--clients", clients, low=1, high=MAX_CLIENTS)
-    check_int("--dim", dim, low=1, high=MAX_DIM)
+    check_int("--m", m, low=1, high=MAX_DIM)
+    check_int("--n", n, low=1, high=MAX_DIM)
     check_int("--rank", rank, low=1, high=MAX_RANK)
     check_int("--k", k, low=1, high=rank)
     check_int("--local-steps", local_steps, low=1, high=MAX_LOCAL_STEPS)
@@ -79,15 +80,15 @@ def check_setting(clients: int, dim: int, rank: int, k: int, local_steps: int, b
         check_output_file(json_path, "--json")
 
 
-def run_bench(*, clients: int = 20, dim: int = 512, rank: int = 64, k: int = 8, local_steps: int = 10,
+def run_bench(*, clients: int = 20, m: int = 512, n: int = 512, rank: int = 64, k: int = 8, local_steps: int = 10,
               batch_size: int = 32, repeats: int = 5, json_path: str | None = None) -> dict:
     """Time (a) submatrix vs masked form at budget k and (b) budget k vs k = r, print the figures
     and return them (also written to ``json_path`` if given).
 
     Parameters
     ----------
-    clients, dim, rank, k, local_steps, batch_size : int
-        N, m = n, r, the client budget, H and the minibatch size.
+    clients, m, n, rank, k, local_steps, batch_size : int
+        N, the adapted weight's input and output dimensions, r, the client budget, H and the minibatch size.
     repeats : int
         Timed rounds per variant (the median is reported).
     json_path : str or None
@@ -98,8 +99,8 @@ def run_bench(*, clients: int = 20, dim: int = 512, rank: int = 64, k: int = 8, 
     dict
         ``submatrix_vs_masked_speedup``, ``k<k>_over_k<r>_time_ratio``, ``seconds_per_round``, ``setting``.
     """
-    check_setting(clients, dim, rank, k, local_steps, batch_size, repeats, json_path)
-    problem = least_squares(n_clients=clients, m=dim, n=dim, target_rank=8,
+    check_setting(clients, m, n, rank, k, local_steps, batch_size, repeats, json_path)
+    problem = least_squares(n_clients=clients, m=m, n=n, target_rank=8,
                             mean_size=max(256, batch_size), size_spread=0.0, batch_size=batch_size, seed=0)
     fslora = get_algorithm("fslora")
     base = dict(rank=rank, local_steps=local_steps, lr=1e-4, rounds=1, seed=0)
@@ -114,11 +115,11 @@ def run_bench(*, clients: int = 20, dim: int = 512, rank: int = 64, k: int = 8, 
         "submatrix_vs_masked_speedup": t["masked_k"] / t["submatrix_k"],
         f"k{k}_over_k{rank}_time_ratio": t["submatrix_k"] / t["submatrix_r"],  # k8_over_k64_... by default
         "seconds_per_round": t,
-        "setting": {"clients": clients, "m": dim, "n": dim, "rank": rank, "k": k,
+        "setting": {"clients": clients, "m": m, "n": n, "rank": rank, "k": k,
                     "local_steps": local_steps, "batch_size": batch_size, "repeats": repeats,
                     "numpy": np.__version__, "machine": platform.machine(), "cpus": os.cpu_count()},
     }
-    print(f"setting: N={clients}, m=n={dim}, r={rank}, k={k}, H={local_steps}, "
+    print(f"setting: N={clients}, m={m}, n={n}, r={rank}, k={k}, H={local_steps}, "
           f"batch={batch_size}, median of {repeats} rounds")
     print(f"(a) round time  submatrix k={k}: {t['submatrix_k'] * 1e3:8.1f} ms   masked k={k}: "
           f"{t['masked_k'] * 1e3:8.1f} ms   speedup {result['submatrix_vs_masked_speedup']:.2f}x (target >= 4)")

@@ -82,27 +82,77 @@ def find_checkpoint(out_dir, algorithm_name: str) -> str | None:
     return None
 
 
+def _array_digest(digest, arrays) -> None:
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+
+
+def client_data_digest(data) -> str:
+    """SHA-256 of one client's data set (its inputs and targets, with their dtypes and shapes).
+
+    A federated client computes it on its own node and announces it, so the server can name the
+    run's data (:func:`data_digest`) without holding any of it.
+
+    Parameters
+    ----------
+    data : ClientData
+        X: (n_i, m_1); targets: (n_i, n_L) or (n_i,).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    digest = hashlib.sha256()
+    _array_digest(digest, (data.X, data.targets))
+    return digest.hexdigest()
+
+
+def data_digest(base_weights, client_digests) -> str:
+    """SHA-256 of a problem's base weights and its clients' data, from the per-client digests.
+
+    Parameters
+    ----------
+    base_weights : list of ndarray
+        W0_l, shape (m_l, n_l).
+    client_digests : list of str
+        :func:`client_data_digest` of each client, in client order.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    digest = hashlib.sha256()
+    _array_digest(digest, base_weights)
+    for d in client_digests:
+        digest.update(str(d).encode())
+    return digest.hexdigest()
+
+
 def problem_identity(problem) -> dict:
     """What defines a ``fslora_ref`` problem.
 
     Parameters
     ----------
     problem : Problem
+        Or an object with the same shape attributes whose ``client_digests`` lists each client's
+        :func:`client_data_digest` (a federated server's view: the clients' data stay on their nodes).
 
     Returns
     -------
     dict
         Family, link, number of clients, layer shapes, client sizes, batch size and a SHA-256 of
-        its base weights and client data.
+        its base weights and client data (:func:`data_digest`).
     """
-    digest = hashlib.sha256()
-    for arr in list(problem.base_weights) + [x for c in problem.clients for x in (c.X, c.targets)]:
-        arr = np.ascontiguousarray(arr)
-        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
-        digest.update(arr.tobytes())
+    clients = getattr(problem, "client_digests", None)
+    if clients is None:
+        clients = [client_data_digest(c) for c in problem.clients]
     return {"family": problem.name, "link": problem.link, "n_clients": problem.n_clients,
             "layer_shapes": [list(s) for s in problem.layer_shapes], "client_sizes": list(problem.client_sizes),
-            "batch_size": problem.batch_size, "data_sha256": digest.hexdigest()}
+            "batch_size": problem.batch_size, "data_sha256": data_digest(problem.base_weights, clients)}
 
 
 def algorithm_identity(algorithm) -> dict:

@@ -220,8 +220,36 @@ def _csv(value) -> str | None:
 
 
 def parse_variants(value) -> dict:
-    """``variants`` as a table {algorithm: {option: value}}; a string (a flat Flower run-config value)
-    is read as ``ALGORITHM.OPTION=VALUE,...``, e.g. ``"hetlora.aggregate=matrix,flexlora.split=balanced"``."""
+    """The baselines' variant options as a table ``{algorithm: {option: value}}``.
+
+    A Flower run config holds only flat values, so there the table travels as a string
+    ``ALGORITHM.OPTION=VALUE,...``; this reads it back. Names and values are not checked here
+    (the algorithm registry does that).
+
+    Parameters
+    ----------
+    value : str, dict or None
+        ``"hetlora.aggregate=matrix,flexlora.split=balanced"``-style text; a dict (returned as is);
+        None or ``""`` (no variants).
+
+    Returns
+    -------
+    dict
+        ``{algorithm: {option: value}}``, values as strings when read from text.
+
+    Raises
+    ------
+    ValueError
+        If an item of the text is not ``ALGORITHM.OPTION=VALUE``.
+
+    Examples
+    --------
+    >>> from fslora_ref.jobs import parse_variants
+    >>> parse_variants("hetlora.aggregate=matrix, flexlora.split=balanced")
+    {'hetlora': {'aggregate': 'matrix'}, 'flexlora': {'split': 'balanced'}}
+    >>> parse_variants(None)
+    {}
+    """
     if value is None or value == "":
         return {}
     if not isinstance(value, str):
@@ -397,8 +425,17 @@ class SimulateJob(Job):
             raise ValueError("--r-min/--r-max only apply with --budget-distribution (uniform, normal, heavy_tail_low)")
 
     def output_names(self) -> list:
-        """The files a run writes into its output directory (checked up front: a directory named
-        history.json would otherwise fail only after the whole run has computed)."""
+        """The files a run writes into its output directory.
+
+        They are checked before the run (:func:`fslora_ref.outputs.check_output_names`): a directory
+        named history.json would otherwise fail only after the whole run has computed.
+
+        Returns
+        -------
+        list of str
+            ``history.json``, ``simulate.png`` and ``checkpoint-<algorithm>.npz`` per algorithm of
+            :meth:`algorithm_names`.
+        """
         from .checkpoint import checkpoint_path
         return ["history.json", "simulate.png"] + [os.path.basename(checkpoint_path(".", a))
                                                    for a in self.algorithm_names()]

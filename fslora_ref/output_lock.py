@@ -43,8 +43,19 @@ class OutputLocked(ValueError):
 
 # -- processes -------------------------------------------------------------------------------
 def process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot, field 22 of /proc/<pid>/stat),
-    or None if it does not exist or /proc is unavailable."""
+    """The start time of process ``pid``, which tells it apart from a later process with the same PID.
+
+    Parameters
+    ----------
+    pid : int
+        A process id.
+
+    Returns
+    -------
+    str or None
+        Field 22 of ``/proc/<pid>/stat`` (clock ticks since boot), as text; None if the process does
+        not exist, is a zombie, or ``/proc`` is unavailable.
+    """
     try:
         with open(f"/proc/{int(pid)}/stat", "rb") as fh:
             text = fh.read().decode("ascii", "replace")
@@ -57,7 +68,21 @@ def process_start(pid: int) -> str | None:
 
 
 def process_alive(pid, start) -> bool:
-    """Is ``pid`` the very process that started at ``start`` (a reused PID is not)?"""
+    """Is ``pid`` the very process that started at ``start`` (a reused PID is not)?
+
+    Parameters
+    ----------
+    pid : int
+        The process id from a lock record (anything but a positive int is not alive).
+    start : str or None
+        Its start time as :func:`process_start` gives it; None: any process with that PID matches.
+
+    Returns
+    -------
+    bool
+        True if the process runs and its start time matches. Without ``/proc`` only existence is
+        checked (``os.kill(pid, 0)``; a process we may not signal counts as alive).
+    """
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     if os.path.isdir("/proc/self"):
@@ -73,18 +98,48 @@ def process_alive(pid, start) -> bool:
 
 
 def my_identity() -> tuple:
-    """(pid, start time) of this process."""
+    """This process's identity, as a lock record holds it.
+
+    Returns
+    -------
+    tuple of (int, str or None)
+        ``(os.getpid(), process_start(os.getpid()))``.
+    """
     return os.getpid(), process_start(os.getpid())
 
 
 def identity_tag() -> str:
-    """``<pid>-<start>``: names this process in temp-file names and the holder variable."""
+    """This process's identity as text, for temp-file names and the ``FSLORA_OUTPUT_LOCK_HOLDER`` variable.
+
+    Returns
+    -------
+    str
+        ``"<pid>-<start>"`` (``<start>`` is 0 when the start time is unknown); :func:`parse_tag`
+        reads it back.
+    """
     pid, start = my_identity()
     return f"{pid}-{start or 0}"
 
 
 def parse_tag(text: str):
-    """(pid, start) from :func:`identity_tag`'s text, or None."""
+    """Read back the text of :func:`identity_tag`.
+
+    Parameters
+    ----------
+    text : str
+        ``"<pid>-<start>"``.
+
+    Returns
+    -------
+    tuple of (int, str or None) or None
+        ``(pid, start)``, start None for ``0``; None if ``text`` is not of that form.
+
+    Examples
+    --------
+    >>> from fslora_ref.output_lock import parse_tag
+    >>> parse_tag("4242-987654"), parse_tag("4242-0"), parse_tag("not-a-tag")
+    ((4242, '987654'), (4242, None), None)
+    """
     pid, _, start = text.partition("-")
     if not (pid.isdigit() and start.isdigit()):
         return None
@@ -105,7 +160,21 @@ def _my_record() -> dict:
 
 
 def read_record(path) -> dict | None:
-    """The holder's record in lock file ``path``; None if there is none; {} if it is unreadable."""
+    """The holder's record in a lock file.
+
+    The file is opened without following a symlink and without blocking; at most 8192 bytes are read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The lock file.
+
+    Returns
+    -------
+    dict or None
+        The record (``pid``, ``start``, ``host``, ``command``, ``since``); None if there is no such
+        file; ``{}`` if it cannot be read, is not a regular file or does not hold a JSON object.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
@@ -194,10 +263,34 @@ def _place(lock_path: str, record: dict) -> bool:
 
 
 def acquire(directory, option: str = "--out", name: str | None = None, what: str | None = None) -> str:
-    """Take the lock on ``directory`` (or on the file ``name`` in it); returns the lock path.
+    """Take the lock on ``directory`` (or on the file ``name`` in it) before writing there.
 
-    Raises OutputLocked (one line: holder's PID, command, since when) if a live process holds it.
-    ``directory`` must exist.
+    The lock is placed atomically; a lock already held by this process, or by the process this one
+    works for (``FSLORA_OUTPUT_LOCK_HOLDER``), is accepted; a stale lock on this host (its holder is
+    gone) is taken over; a lock held by a live process, or written on another host, is refused.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The output directory (it must exist); the lock file is created in it.
+    option : str, default "--out"
+        The command-line option that named the output, the start of the refusal message.
+    name : str, optional
+        Lock a single output file of that name in ``directory`` (``.fslora-lock-<name>``) instead of
+        the whole directory (``.fslora-lock``); a name longer than 100 characters is shortened with a hash.
+    what : str, optional
+        How the message names the output (default: the directory's absolute path).
+
+    Returns
+    -------
+    str
+        The lock file's path; :func:`release_all` removes it.
+
+    Raises
+    ------
+    OutputLocked
+        One line naming the holder's PID, host, command and since when, if a live process holds the
+        lock, or if the lock kept changing hands over five attempts.
     """
     directory = os.path.abspath(os.fspath(directory))
     if name is not None and len(name) > 100:  # keep the lock's name within NAME_MAX
@@ -226,7 +319,22 @@ def acquire(directory, option: str = "--out", name: str | None = None, what: str
 
 
 def check_unlocked(directory, option: str, what: str) -> None:
-    """Raise OutputLocked if another live process holds ``directory``'s own lock (no lock is taken)."""
+    """Refuse an output directory that another live process has locked, without taking the lock.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The directory whose own lock (``.fslora-lock``) is checked.
+    option : str
+        The command-line option that named it, the start of the message.
+    what : str
+        How the message names the output.
+
+    Raises
+    ------
+    OutputLocked
+        If a live process other than this one (or the one it works for) holds the lock.
+    """
     holder = read_record(os.path.join(os.path.abspath(os.fspath(directory)), LOCK_NAME))
     if holder and not (_is_mine(holder) or _is_delegate_of(holder)) and _holder_alive(holder):
         raise _refusal(what, option, os.path.join(directory, LOCK_NAME), holder)
@@ -249,5 +357,11 @@ def release_all() -> None:
 
 
 def held_locks() -> list:
-    """Paths of the locks this process holds."""
+    """The locks this process holds.
+
+    Returns
+    -------
+    list of str
+        Their paths, in the order they were taken.
+    """
     return list(_HELD)

@@ -33,7 +33,16 @@ _TMP_OWNER = re.compile(re.escape(TMP_PREFIX) + r"(\d+-\d+)-")
 
 
 def private_temp_prefix() -> str:
-    """``.tmp-fslora-<pid>-<start time>-``: a temp file name that says which process writes it."""
+    """The prefix of this process's temp files, which says which process writes them.
+
+    :func:`remove_stale_temp_files` reads the PID and start time back and removes a temp file
+    only when that process is gone.
+
+    Returns
+    -------
+    str
+        ``".tmp-fslora-<pid>-<start time>-"``.
+    """
     return f"{TMP_PREFIX}{output_lock.identity_tag()}-"
 
 
@@ -150,9 +159,27 @@ def _writer_alive(name: str) -> bool:
 
 
 def check_output_names(directory, files=(), directories=(), option: str = "--out") -> None:
-    """Before any computation: each of ``files`` in ``directory`` must be absent or a regular file
-    (a directory, named pipe or device named ``history.json`` would only fail when the run has
-    computed everything), and each of ``directories`` absent or a directory."""
+    """Check, before any computation, that the names a run will write in ``directory`` are free for it.
+
+    Without this check a directory, named pipe or device named e.g. ``history.json`` would only fail
+    the run once it has computed everything.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The output directory.
+    files : iterable of str, default ()
+        Names of the files the run writes: each must be absent or a regular file.
+    directories : iterable of str, default ()
+        Names of the directories the run writes: each must be absent or a directory.
+    option : str, default "--out"
+        The command-line option that named ``directory``, the start of the message.
+
+    Raises
+    ------
+    ValueError
+        One line naming the first path of the wrong kind.
+    """
     for name in files:
         path = os.path.join(os.fspath(directory), name)
         if os.path.lexists(path) and not os.path.isfile(path):

@@ -84,7 +84,7 @@ def evaluate(algorithm, state, problem, config) -> dict:
     return row
 
 
-def check_resumed_state(path, algorithm, state, history, problem, config) -> None:
+def check_resumed_state(path, algorithm, state, history, problem, config, evaluate_fn=None) -> None:
     """The loaded server state must reproduce the loss its history recorded last (to 1e-9).
 
     Parameters
@@ -101,15 +101,21 @@ def check_resumed_state(path, algorithm, state, history, problem, config) -> Non
         The problem.
     config : FedConfig
         The run's configuration.
+    evaluate_fn : callable, optional
+        ``evaluate_fn(algorithm, state, config) -> row`` (default :func:`evaluate` on ``problem``;
+        a federated server evaluates on the clients' nodes).
 
     Raises
     ------
     ValueError
         If the state and history disagree, or the state does not fit the problem.
     """
+    if evaluate_fn is None:
+        def evaluate_fn(algorithm, state, config):
+            return evaluate(algorithm, state, problem, config)
     try:
         with np.errstate(all="ignore"):
-            loss = evaluate(algorithm, state, problem, config)["loss"]
+            loss = evaluate_fn(algorithm, state, config)["loss"]
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise ValueError(f"checkpoint {path}: its server state does not fit this problem "
                          f"({type(exc).__name__}: {exc})") from None
@@ -134,6 +140,25 @@ class HistoryRecorder:
 
     def __init__(self, problem, divergence_factor: float | None = DIVERGENCE_FACTOR):
         self.problem, self.divergence_factor = problem, divergence_factor
+
+    def evaluate(self, algorithm, state, config) -> dict:
+        """The history entries of server ``state`` (:func:`evaluate` on this recorder's problem).
+
+        Parameters
+        ----------
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The server state.
+        config : FedConfig
+            The run's configuration.
+
+        Returns
+        -------
+        dict
+            See :func:`evaluate`.
+        """
+        return evaluate(algorithm, state, self.problem, config)
 
     def identity(self, algorithm, given: dict) -> dict:
         """What a checkpoint must match besides the config.
@@ -175,7 +200,7 @@ class HistoryRecorder:
         """
         history = History(algorithm.name, config.to_json(), peak_client_memory=[0] * config.n_clients)
         with np.errstate(over="ignore", invalid="ignore"):
-            row = evaluate(algorithm, state, self.problem, config)
+            row = self.evaluate(algorithm, state, config)
         if diverged(row, 1.0, None):  # only non-finite values count here
             raise DivergenceError(f"{algorithm.name}: the loss at the initial model is not finite ({row}); "
                                   f"the problem's data or weights overflow")
@@ -205,7 +230,7 @@ class HistoryRecorder:
         History
             ``history``, its config set to this run's.
         """
-        check_resumed_state(path, algorithm, state, history, self.problem, config)
+        check_resumed_state(path, algorithm, state, history, self.problem, config, self.evaluate)
         history.config = config.to_json()
         return history
 
@@ -240,7 +265,7 @@ class HistoryRecorder:
             If the row shows divergence (see ``divergence_factor``).
         """
         with np.errstate(over="ignore", invalid="ignore"):
-            row = evaluate(algorithm, state, self.problem, config)
+            row = self.evaluate(algorithm, state, config)
         initial_loss = history["loss"][0]
         if diverged(row, initial_loss, self.divergence_factor):
             raise_divergence(algorithm, self.problem, config, round_index, row, initial_loss, plans, uploads,

@@ -30,8 +30,30 @@ def _kind(mode: int) -> str:
 
 
 def open_regular(path, what: str):
-    """A binary file object for ``path``, which must be a regular file (symlinks to one are
-    fine); ValueError naming ``what`` otherwise. Never blocks on a FIFO."""
+    """Open ``path`` for binary reading if it is a regular file (a symlink to one is fine).
+
+    The file is opened non-blocking, checked with ``fstat`` and only then switched back to
+    blocking reads, so a named pipe is refused instead of hanging the reader.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to open.
+    what : str
+        What the file is (e.g. ``"--config"``), the start of every error message.
+
+    Returns
+    -------
+    file object
+        Open in ``"rb"`` mode; the caller closes it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is a directory, a pipe, a device or a socket, or cannot be read.
+    """
     path = os.fspath(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -54,7 +76,22 @@ def open_regular(path, what: str):
 
 
 def check_regular(path, what: str) -> None:
-    """ValueError unless ``path`` is a regular file (checked without opening it)."""
+    """Check that ``path`` is a regular file, without opening it (``os.stat``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to check (a symlink to a regular file passes).
+    what : str
+        What the file is, the start of every error message.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a regular file or cannot be read.
+    """
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -66,7 +103,27 @@ def check_regular(path, what: str) -> None:
 
 
 def nesting_depth(data: bytes) -> int:
-    """Upper bound on the JSON nesting depth of ``data`` (brackets inside strings count too)."""
+    """An upper bound on the JSON nesting depth of ``data``.
+
+    The running count of opening minus closing brackets, computed with numpy; brackets inside
+    JSON strings count too, so the bound may exceed the true depth but never falls below it.
+
+    Parameters
+    ----------
+    data : bytes
+        The JSON text, encoded.
+
+    Returns
+    -------
+    int
+        The largest number of ``[`` / ``{`` open at once (0 for no container).
+
+    Examples
+    --------
+    >>> from fslora_ref.safe_json import nesting_depth
+    >>> nesting_depth(b'[[1], {"a": [2]}]'), nesting_depth(b'"[["')
+    (3, 2)
+    """
     codes = np.frombuffer(data, dtype=np.uint8)
     steps = np.zeros(codes.shape, dtype=np.int32)
     steps[(codes == ord("[")) | (codes == ord("{"))] = 1
@@ -75,8 +132,27 @@ def nesting_depth(data: bytes) -> int:
 
 
 def check_json_shape(data: bytes, what: str, *, max_depth: int = MAX_DEPTH, max_containers: int = MAX_CONTAINERS):
-    """ValueError if ``data`` holds more than ``max_containers`` objects/arrays or nests them
-    deeper than ``max_depth`` (both counted conservatively, before parsing)."""
+    """Refuse JSON text with too many objects/arrays or too deep a nesting, before parsing it.
+
+    Both counts are conservative (brackets inside strings count too): a document over a limit is
+    always refused; one whose strings hold many brackets may be refused below it.
+
+    Parameters
+    ----------
+    data : bytes
+        The JSON text, encoded.
+    what : str
+        What the text is, the start of every error message.
+    max_depth : int, default MAX_DEPTH
+        The deepest nesting allowed.
+    max_containers : int, default MAX_CONTAINERS
+        The most ``[`` plus ``{`` allowed.
+
+    Raises
+    ------
+    ValueError
+        If either limit is exceeded.
+    """
     containers = data.count(b"[") + data.count(b"{")
     if containers > max_containers:
         raise ValueError(f"{what} holds {containers:,} JSON objects/arrays, above the limit of {max_containers:,}")
@@ -92,8 +168,42 @@ def _reject_constant(name):
 
 def loads_bounded(data, what: str, *, max_depth: int = MAX_DEPTH, max_containers: int = MAX_CONTAINERS,
                   strict: bool = True):
-    """Parse JSON ``data`` (bytes or str) within the limits; ``strict``: NaN/Infinity refused.
-    ValueError naming ``what`` for anything wrong."""
+    """Parse JSON text after checking its size and nesting (:func:`check_json_shape`).
+
+    Parameters
+    ----------
+    data : bytes or str
+        The JSON text (bytes are decoded as UTF-8).
+    what : str
+        What the text is, the start of every error message.
+    max_depth : int, default MAX_DEPTH
+        The deepest nesting allowed.
+    max_containers : int, default MAX_CONTAINERS
+        The most objects plus arrays allowed.
+    strict : bool, default True
+        Refuse ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's json accepts).
+
+    Returns
+    -------
+    object
+        The parsed document (dict, list, str, int, float, bool or None).
+
+    Raises
+    ------
+    ValueError
+        If a limit is exceeded, the text is not UTF-8 or not valid JSON, or (``strict``) it holds a
+        non-finite number.
+
+    Examples
+    --------
+    >>> from fslora_ref.safe_json import loads_bounded
+    >>> loads_bounded(b'{"rounds": [1, 2]}', "report")
+    {'rounds': [1, 2]}
+    >>> loads_bounded("[[[0]]]", "report", max_depth=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: report nests JSON 3 levels deep, above the limit of 2
+    """
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     check_json_shape(raw, what, max_depth=max_depth, max_containers=max_containers)
     try:
@@ -106,7 +216,33 @@ def loads_bounded(data, what: str, *, max_depth: int = MAX_DEPTH, max_containers
 
 
 def read_json_file(path, what: str, *, max_bytes: int = MAX_JSON_BYTES, strict: bool = True, **limits):
-    """JSON from the regular file ``path``, at most ``max_bytes`` long, within the limits."""
+    """Read and parse a JSON file that is data: a regular file, bounded in size and nesting.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (:func:`open_regular` refuses anything but a regular file).
+    what : str
+        What the file is, the start of every error message (followed by the path).
+    max_bytes : int, default MAX_JSON_BYTES
+        The largest file size read.
+    strict : bool, default True
+        Refuse non-finite numbers, as :func:`loads_bounded`.
+    **limits
+        ``max_depth`` and ``max_containers``, passed to :func:`loads_bounded`.
+
+    Returns
+    -------
+    object
+        The parsed document.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a regular file, is larger than ``max_bytes`` or is not acceptable JSON.
+    """
     with open_regular(path, what) as fh:
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:

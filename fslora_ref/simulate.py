@@ -179,7 +179,7 @@ def run_simulate(job: SimulateJob, out: str, *, resume: bool = False, progress: 
 
 
 def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool = False, round_fn=None,
-            progress: bool = True) -> dict:
+            progress: bool = True, run_fn=None) -> dict:
     """Run each algorithm of ``names``, checkpointed in ``out``.
 
     Parameters
@@ -200,12 +200,16 @@ def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool 
         As in :func:`fslora_ref.federation.run` (the Flower app runs the same job through it).
     progress : bool, default True
         Draw the progress bar on stderr.
+    run_fn : callable, optional
+        Runs one algorithm, with :func:`fslora_ref.federation.run`'s signature and result (the
+        default); the Flower ServerApp passes one whose rounds Flower's ``Strategy.start`` drives.
 
     Returns
     -------
     dict
         ``{name: History}``.
     """
+    run_fn = run_fn or run_federated
     identity = run_identity(job, problem)
     options = job.algorithm_options()
     plan = plan_resume(out, names, problem, config, identity, resume, options=options)
@@ -216,7 +220,7 @@ def run_all(job: SimulateJob, problem, config, names, out: str, *, resume: bool 
     for name, (ckpt, resumed, _) in plan.items():
         def tick(t, row, name=name):
             bar.update(1, f"{name} round {t + 1} loss {row['loss']:.4g}")
-        histories[name] = run_federated(get_algorithm(name, **options.get(name, {})), problem, config, checkpoint=ckpt, resume=resumed,
+        histories[name] = run_fn(get_algorithm(name, **options.get(name, {})), problem, config, checkpoint=ckpt, resume=resumed,
                                         on_round=tick, identity=identity, round_fn=round_fn)
     bar.close()
     return histories
@@ -297,31 +301,30 @@ def plot_histories(histories, path, title="") -> str | None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from . import plotting_style as ps
     except ImportError:
         return "matplotlib missing: no PNG; pip install 'fslora[plot]'"
     losses = {name: np.asarray(h["loss"], dtype=float) for name, h in histories.items()}
     every = np.concatenate(list(losses.values()))
     positive = every[np.isfinite(every) & (every > 0)]
     as_log10 = positive.size > 0 and (positive.max() > 1e100 or positive.min() < 1e-100)
-    label = "log10 of global loss f(X^t)" if as_log10 else "global loss f(X^t)"
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    label = f"log10 of {ps.LOSS_LABEL}" if as_log10 else ps.LOSS_LABEL
+    fig, (ax1, ax2) = ps.figure(2)
     try:
         for name, h in histories.items():
             y = losses[name]
             if as_log10:
                 with np.errstate(all="ignore"):
                     y = np.log10(np.where(y > 0, y, np.nan))
-            ax1.plot(range(len(y)), y, label=name)
-            ax2.plot(h["upload_floats"], y, label=name)
-        scale = "linear" if as_log10 else "log"
-        ax1.set(xlabel="round t", ylabel=label, title="loss vs round", yscale=scale)
-        ax2.set(xlabel="cumulative uploaded floats (all clients)", ylabel=label, title="loss vs communication",
-                yscale=scale)
-        for ax in (ax1, ax2):
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.suptitle(title)
-        fig.tight_layout()
+            style = ps.algo(name) if ps.algorithm_key(name) else {"label": name}
+            ax1.plot(range(len(y)), y, **style)
+            ax2.plot(h["upload_floats"], y, **style)
+        ps.loss_axes(ax1, x="round", y=label, log=not as_log10)
+        ps.loss_axes(ax2, x="upload", y=label, log=not as_log10)
+        ax1.set_title("loss vs round")
+        ax2.set_title("loss vs communication")
+        ps.legend(ax1)
+        fig.suptitle(title, fontsize=10)
         write_figure(path, fig, dpi=110)
     except (OverflowError, ValueError, RuntimeError) as exc:  # matplotlib's limits, not the run's
         return f"no PNG: matplotlib could not draw these values ({type(exc).__name__}: {exc})"

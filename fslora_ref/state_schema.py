@@ -36,7 +36,29 @@ KNOWN_ALGORITHMS = ("fslora", "fedit", "hetlora", "flora", "flexlora")
 
 
 def extra_keys(algorithm_name: str, options: dict) -> set:
-    """The keys of ``state.extra`` the algorithm's variant keeps (see the schema above)."""
+    """The keys of ``state.extra`` that an algorithm's variant keeps (see the schema above).
+
+    Parameters
+    ----------
+    algorithm_name : str
+        One of KNOWN_ALGORITHMS.
+    options : dict
+        The variant's options with the defaults filled in (:func:`variant_options`); ``aggregate``
+        (hetlora) and ``weighting`` (fedit, flora) are read.
+
+    Returns
+    -------
+    set of str
+        Subset of ``{"server_opt", "client_sizes", "merged", "stacked_rank", "delta_W"}``.
+
+    Examples
+    --------
+    >>> from fslora_ref.state_schema import extra_keys
+    >>> sorted(extra_keys("flora", {"weighting": "data_size"}))
+    ['client_sizes', 'merged', 'stacked_rank']
+    >>> sorted(extra_keys("hetlora", {"aggregate": "matrix"}))
+    []
+    """
     keys = set()
     if algorithm_name in ("fslora", "fedit") or (algorithm_name == "hetlora" and options["aggregate"] == "delta"):
         keys.add("server_opt")
@@ -50,8 +72,25 @@ def extra_keys(algorithm_name: str, options: dict) -> set:
 
 
 def variant_options(algorithm_name: str, options) -> dict:
-    """Every option of the algorithm's variant: ``options`` (as saved) with the defaults filled in;
-    an unknown option or value is a one-line ValueError."""
+    """Every option of the algorithm's variant: ``options`` as saved, with the defaults filled in.
+
+    Parameters
+    ----------
+    algorithm_name : str
+        A registered algorithm name.
+    options : dict or None
+        The options saved in the checkpoint (None: all defaults).
+
+    Returns
+    -------
+    dict
+        ``get_algorithm(algorithm_name, **options).options``.
+
+    Raises
+    ------
+    ValueError
+        One line, if ``options`` is not a dict or names an unknown option or value.
+    """
     from .algorithms import get_algorithm
     if options is None:
         options = {}
@@ -65,7 +104,29 @@ def _fail(where: str, what: str):
 
 
 def check_float_array(where: str, value, shape, dtype=None) -> np.ndarray:
-    """``value`` must be a finite float ndarray of ``shape`` (and ``dtype`` if given)."""
+    """Check that a part of the state is a finite float array of the expected shape.
+
+    Parameters
+    ----------
+    where : str
+        The part's path in ``state.extra`` (e.g. ``"merged[0]"``), used in the message.
+    value : object
+        The part as loaded.
+    shape : tuple of int
+        Its required shape, e.g. ``(m_l, n_l)``.
+    dtype : numpy.dtype, optional
+        Its required dtype (None: float16, float32 or float64).
+
+    Returns
+    -------
+    ndarray, shape ``shape``
+        ``value`` itself.
+
+    Raises
+    ------
+    ValueError
+        If it is not an ndarray, or has another dtype or shape, or holds NaN / inf.
+    """
     if not isinstance(value, np.ndarray):
         _fail(where, f"must be an array of shape {tuple(shape)}, got a {type(value).__name__}")
     if value.dtype not in FLOAT_DTYPES or (dtype is not None and value.dtype != dtype):
@@ -78,7 +139,27 @@ def check_float_array(where: str, value, shape, dtype=None) -> np.ndarray:
 
 
 def check_count(where: str, value, low: int, high: int) -> int:
-    """``value`` must be a Python or NumPy int (not bool) in [low, high]."""
+    """Check that a part of the state is an integer (Python or NumPy, not bool) in [low, high].
+
+    Parameters
+    ----------
+    where : str
+        The part's path in ``state.extra`` (e.g. ``"server_opt.t"``), used in the message.
+    value : object
+        The part as loaded.
+    low, high : int
+        The allowed range, inclusive.
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    ValueError
+        If it is not an integer or is out of range.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         _fail(where, f"must be an integer in [{low}, {high}], got a {type(value).__name__}")
     if not low <= int(value) <= high:
@@ -95,7 +176,28 @@ def _check_list(where: str, value, length: int) -> list:
 
 
 def check_server_optimizer_state(opt_state, layers, config, next_round: int) -> None:
-    """``server_opt`` as :class:`fslora_ref.optim.ServerOptimizer` keeps it after ``next_round`` steps."""
+    """Check ``server_opt`` against what :class:`fslora_ref.optim.ServerOptimizer` keeps after ``next_round`` steps.
+
+    For ``server_optimizer`` none / sgd it must be ``()``; for adam a dict ``{"t", "m", "v"}`` with t
+    in [1, next_round] and m, v lists of 2L finite arrays shaped and typed like
+    ``[B_1, A_1, B_2, A_2, ...]``, v >= 0.
+
+    Parameters
+    ----------
+    opt_state : object
+        ``state.extra["server_opt"]`` as loaded.
+    layers : list of tuple of ndarray
+        The checked layers ``[(B_l: (m_l, q), A_l: (q, n_l))]``.
+    config : FedConfig
+        The run's config (its ``server_optimizer`` is used).
+    next_round : int
+        The rounds the checkpoint holds (the most Adam steps taken).
+
+    Raises
+    ------
+    ValueError
+        Naming the first part that does not fit.
+    """
     if config.server_optimizer != "adam":
         if opt_state != ():
             _fail("server_opt", f"must be empty for server_optimizer {config.server_optimizer!r}")

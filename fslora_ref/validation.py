@@ -25,12 +25,37 @@ THREADS_PER_CORE = 4        # threads / worker processes: at most this many per 
 
 
 def max_threads() -> int:
-    """The most threads or worker processes a command may start: THREADS_PER_CORE x the cores."""
+    """The most threads or worker processes a command may start: THREADS_PER_CORE x the cores.
+
+    Returns
+    -------
+    int
+        ``THREADS_PER_CORE * os.cpu_count()`` (one core when the count is unknown).
+    """
     return THREADS_PER_CORE * (os.cpu_count() or 1)
 
 
 def check_threads(name: str, value) -> int:
-    """A thread or worker count in [1, max_threads()]."""
+    """A thread or worker count in [1, max_threads()].
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The count given (an integer; a bool is refused).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it is outside [1, max_threads()].
+    """
     return check_int(name, value, low=1, high=max_threads())
 
 
@@ -38,15 +63,55 @@ MAX_TIME_LIMIT = 7 * 24 * 3600.0   # seconds: a week
 
 
 def check_time_limit(name: str, value) -> float | None:
-    """A time limit in seconds: a finite number in [0, MAX_TIME_LIMIT], 0 meaning no limit
-    (returned as None). NaN, inf and negative values are refused (NaN used to mean no limit)."""
+    """A time limit in seconds: a finite number in [0, MAX_TIME_LIMIT], 0 meaning no limit.
+
+    NaN, inf and negative values are refused (NaN used to mean no limit).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The limit given, in seconds.
+
+    Returns
+    -------
+    float or None
+        The limit, or None for 0 (no limit).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is outside [0, MAX_TIME_LIMIT] or not finite.
+    """
     value = check_real(name, value, low=0.0, high=MAX_TIME_LIMIT)
     return None if value == 0 else value
 
 
 def check_workers(name: str, value, units: int) -> int:
-    """Worker processes to start for ``units`` units of work: ``value`` checked like
-    :func:`check_threads`, then never more than the units (at least 1)."""
+    """Worker processes to start for ``units`` units of work.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The worker count asked for, checked like :func:`check_threads`.
+    units : int
+        How many independent units of work there are (no more workers than that are started).
+
+    Returns
+    -------
+    int
+        ``min(value, units)``, at least 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_threads`.
+    """
     return max(1, min(check_threads(name, value), int(units)))
 
 
@@ -90,8 +155,33 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
 
 
 def check_count(name: str, value, *, low: int = 0, high: int) -> int:
-    """An integer count in [low, high], given as an int or as a float with an integer value
-    (``1e9`` from a command line); the returned value is a Python int."""
+    """An integer count in [low, high], given as an int or as a float with an integer value.
+
+    A float such as ``1e9`` (from a command line or a JSON file) is accepted when it is integral.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The count given: an integer, or a finite float with an integer value.
+    low : int, default 0
+        The smallest allowed count.
+    high : int
+        The largest allowed count.
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is neither an integer nor an integral float.
+    ValueError
+        If it is outside [low, high].
+    """
     if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
         if not (low <= value <= high):
             raise ValueError(f"{name} must be an integer in {_range_text(low, high)}, got {float(value):g}")

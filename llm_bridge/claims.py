@@ -1,104 +1,124 @@
-"""Library side of ``fslora claims --llm``: claim 1 (FSLoRA vs HetLoRA, FlexLoRA, FLoRA at the paper's budgets;
-FedIT at full rank for context) on a real causal LM with the synthetic instruction families.
+"""Library side of ``fslora claims --llm``: claim 1 ("FSLoRA reaches a lower held-out loss than every
+baseline": HetLoRA, FlexLoRA, FLoRA at the paper's budgets) on a real causal LM with the synthetic
+instruction families, as a pre-declared sequential experiment (``sequential.py``).
 
-Per seed every algorithm starts from the same LoRA initialisation, trains on the same
-Dirichlet non-IID client data with the same minibatch streams (``fslora finetune``'s recipe),
-and is evaluated on the same held-out prompts: the held-out answer-token cross-entropy every
-``--eval-every`` rounds (the primary metric) and greedy exact-match accuracy at the end. The
-statistics, claim definition and report are ``theory.empirical``'s. Each finished (seed,
-algorithm) run is stored in ``<out>/runs.json`` at once; ``--resume`` skips finished runs, so
-an interruption loses at most the run in progress.
+One invocation:
+
+1. writes the declared plan (``plan.json``: pilot, group size, maximum, spending function, the tuning
+   grid and seeds) before any run, and refuses a different plan in the same directory;
+2. tunes each algorithm's client learning rate: every grid value on the tuning seeds (disjoint from
+   the evaluation seeds 0, 1, ...), the rule :data:`TUNING_RULE`;
+3. runs the evaluation seeds up to the plan's next look (``looks`` looks per invocation), each seed's
+   runs written to ``seeds/seedNNNN.json`` as they finish, and decides the look with the
+   intersection-union test; stops when the plan stops;
+4. writes ``report.json`` / ``report.md``.
+
+``--resume`` reloads the tuning and seed records (a record of another config is refused with one line)
+and goes on from there: seeds accumulate across runs, bit-identical to one run of the same seeds.
+
+Per seed every algorithm starts from the same LoRA initialisation, trains on the same Dirichlet non-IID
+client data with the same minibatch streams (``fslora finetune``'s recipe) and is evaluated on the same
+held-out prompts. Primary metric: held-out answer-token cross-entropy after the last round. Also
+greedy exact-match accuracy per family.
 """
 from __future__ import annotations
 
-import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fslora_ref.algorithms import ALGORITHMS, get_algorithm
+from fslora_ref.algorithms import get_algorithm
 from fslora_ref.federation import run_round
 from fslora_ref.jobs import Job
-from fslora_ref.outputs import check_output_names, prepare_output_dir
-from fslora_ref.progress import Progress
-from fslora_ref.validation import check_positive_float
-from theory.empirical import claims as claims_mod
-from theory.empirical import job as claims_job
-from theory.empirical import report
-from theory.empirical.runs import RunResult
-from theory.empirical.stats import NOT_SUPPORTED, Metric
-from theory.empirical.store import RunStore
+from fslora_ref.outputs import check_output_names, prepare_output_dir, write_json
+from fslora_ref.safe_json import read_json_file
+from fslora_ref.validation import MAX_ROUNDS, check_int
+from theory.empirical.claims import PAPER_RATIOS
 
+from . import claim_records as records
+from .claims_report import write_report
 from .data import FAMILIES
 from .job import DEFAULT_TARGETS, FinetuneJob
+from .sequential import NOT_SUPPORTED, SequentialPlan, look_status
 
-FAMILY = "llm_synthetic"
-METRICS = (
-    Metric("heldout", "held-out loss: answer-token cross-entropy of the global model on held-out prompts of the "
-                      "synthetic families (token-weighted mean)"),
-    Metric("accuracy", "held-out greedy exact-match accuracy (mean over families)", better="higher"),
-)
+BASELINES = ("hetlora", "flexlora", "flora")     # claim 1's comparisons (FedIT, if run, is context)
+DIVERGENCE_MULTIPLE = 10.0                       # held-out loss above this multiple of the initial one: diverged
+TUNING_RULE = ("per algorithm, the grid value with the lowest mean held-out loss after the last tuning round over the "
+               "tuning seeds (runs that diverged excluded; ties to the smaller step); tuning seeds are disjoint "
+               "from the evaluation seeds 0, 1, ...")
+OUTPUTS = ["plan.json", "report.json", "report.md"]
 
 
 @dataclass(frozen=True)
 class LLMClaimsJob(Job):
-    """Claim 1 on a real LM: its size (``fslora claims --llm --help`` describes each field).
+    """Claim 1 on a real LM: its size, tuning grid and sequential plan.
 
     Parameters
     ----------
     model : str, default "smollm2"
         "smollm2", "tiny" or a local model directory.
-    seeds : int, default 2
-        Seeds 0..N-1 (at least 2).
-    algorithms : str, default every algorithm
-        Comma-separated; must include fslora and a baseline.
+    algorithms : str, default "fslora,hetlora,flexlora,flora"
+        Comma-separated; fslora and at least one of hetlora, flexlora, flora.
     rank : int, default 16
         The global LoRA rank r.
     lora_alpha : float, default 32.0
         LoRA alpha (scaling s = alpha / r).
     clients : int, default 4
         N (budgets cycle over k_i / r = 1/8, 1/4, 1/2, 3/4).
-    rounds : int, default 16
-        Rounds per run.
-    local_steps : int, default 5
+    rounds : int, default 4
+        Rounds per evaluation run.
+    tuning_rounds : int or None, default 2
+        Rounds per tuning run (None: ``rounds``); shorter is cheaper, at the price of choosing the
+        step that is best early (stated in the report).
+    local_steps : int, default 2
         Local steps H.
-    lr : float, default 2e-3
-        The client step size.
+    lrs : str, default "4e-3,1.6e-2"
+        The client learning-rate grid (comma-separated; one value: no tuning).
+    tuning_seeds : str, default "1000"
+        Comma-separated tuning seeds (at least 1000: disjoint from the evaluation seeds).
     batch_size : int, default 4
         Examples per local step.
     examples_per_client : int, default 200
         Synthetic examples per client.
     dirichlet_alpha : float, default 0.5
         Non-IID level of the clients' family mix.
-    eval_per_family : int, default 50
+    eval_per_family : int, default 25
         Held-out examples per family.
-    eval_every : int, default 4
-        Held-out loss every this many rounds.
     threads : int, default 1
         torch CPU threads.
     alpha : float, default 0.05
-        The one-sided test level per direction (Bonferroni over 3), in (0, 0.5).
+        The plan's overall one-sided level, in (0, 0.5).
+    pilot_seeds, seed_step, max_seeds : int, default 3, 2, 9
+        The sequential plan (:class:`llm_bridge.sequential.SequentialPlan`).
+    looks : int, default 1
+        How many of the plan's looks this invocation may advance (not part of the record's config); 0 runs
+        nothing: the report of the records at hand (an unfinished tuning leaves the status inconclusive).
     """
 
     NAME: ClassVar[str] = "claims --llm"
 
-    model: str = "smollm2"               # 'smollm2', 'tiny' or a local model dir
-    seeds: int = 2                       # seeds 0..N-1
-    algorithms: str = ",".join(ALGORITHMS)
-    rank: int = 16                       # global LoRA rank r
-    lora_alpha: float = 32.0             # LoRA alpha (scaling s = alpha/r)
-    clients: int = 4                     # N (budgets cycle over k_i/r = 1/8, 1/4, 1/2, 3/4)
-    rounds: int = 16
-    local_steps: int = 5
-    lr: float = 2e-3
+    model: str = "smollm2"
+    algorithms: str = "fslora,hetlora,flexlora,flora"
+    rank: int = 16
+    lora_alpha: float = 32.0
+    clients: int = 4
+    rounds: int = 4
+    tuning_rounds: int | None = 2
+    local_steps: int = 2
+    lrs: str = "4e-3,1.6e-2"
+    tuning_seeds: str = "1000"
     batch_size: int = 4
     examples_per_client: int = 200
     dirichlet_alpha: float = 0.5
-    eval_per_family: int = 50
-    eval_every: int = 4                  # held-out loss every this many rounds
-    threads: int = 1                     # torch CPU threads
-    alpha: float = 0.05                  # one-sided level per direction (Bonferroni over 3)
+    eval_per_family: int = 25
+    threads: int = 1
+    alpha: float = 0.05
+    pilot_seeds: int = 3
+    seed_step: int = 2
+    max_seeds: int = 9
+    looks: int = 1
 
     def validate(self) -> list:
         """One-line errors naming the option; returns the algorithm names.
@@ -109,46 +129,101 @@ class LLMClaimsJob(Job):
             The algorithm names.
         """
         from .limits import check_counts
-        check_counts({name: getattr(self, name) for name in ("seeds", "rank", "clients", "rounds", "local_steps",
+        check_counts({name: getattr(self, name) for name in ("rank", "clients", "rounds", "local_steps",
                                                              "batch_size", "examples_per_client", "eval_per_family",
-                                                             "eval_every", "threads")}, low={"seeds": 2})
-        check_positive_float("--lr", self.lr)
-        check_positive_float("--lora-alpha", self.lora_alpha)
-        if not 0.0 < self.alpha < 0.5:
-            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
+                                                             "threads")})
+        lr_grid(self)
+        tuning_seeds(self)
+        if self.tuning_rounds is not None:
+            check_int("--tuning-rounds", self.tuning_rounds, low=1, high=MAX_ROUNDS)
+        if not (isinstance(self.lora_alpha, (int, float)) and math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise ValueError(f"--lora-alpha must be a positive number, got {self.lora_alpha!r}")
+        self.plan()
+        if not (isinstance(self.looks, int) and 0 <= self.looks <= 1000):
+            raise ValueError(f"--looks must be an integer in [0, 1000], got {self.looks!r}")
         names = [a.strip() for a in self.algorithms.split(",") if a.strip()]
         for a in names:
             get_algorithm(a)
-        if "fslora" not in names or len(names) < 2:
-            raise ValueError(f"--algorithms must include fslora and at least one baseline, got {names}")
+        if "fslora" not in names or not set(names) & set(BASELINES) or len(set(names)) != len(names):
+            raise ValueError(f"--algorithms must name fslora and at least one of {', '.join(BASELINES)}, each once, "
+                             f"got {names}")
         if self.model not in ("tiny", "smollm2") and not os.path.isdir(self.model):
             raise FileNotFoundError(f"--model {self.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
         return names
 
+    def plan(self) -> SequentialPlan:
+        """The declared sequential plan.
 
-def llm_claim(rank: int, algorithms):
-    """Claim 1 with the bridge's rank, restricted to the algorithms run.
+        Returns
+        -------
+        SequentialPlan
+        """
+        return SequentialPlan(self.pilot_seeds, self.seed_step, self.max_seeds, self.alpha).validate()
+
+
+def lr_grid(job: LLMClaimsJob) -> list:
+    """The learning-rate grid ``--lrs`` names, sorted.
 
     Parameters
     ----------
-    rank : int
-        The adapter's rank r.
-    algorithms : collection of str
-        The algorithms run.
+    job : LLMClaimsJob
 
     Returns
     -------
-    Claim
+    list of float
     """
-    claim = claims_mod.build_claims()[0]
-    arms = tuple(dataclasses.replace(a, rank=rank) for a in claim.arms if a.algorithm in algorithms)
-    labels = {a.label for a in arms}
-    return dataclasses.replace(claim, arms=arms,
-                               comparisons=tuple(c for c in claim.comparisons if set(c) <= labels),
-                               context=tuple(c for c in claim.context if c in labels))
+    try:
+        grid = sorted({float(v) for v in str(job.lrs).split(",") if v.strip()})
+    except ValueError:
+        grid = []
+    if not grid or not all(math.isfinite(v) and 0 < v <= 1 for v in grid) or len(grid) > 10:
+        raise ValueError(f"--lrs must be 1 to 10 comma-separated numbers in (0, 1], got {job.lrs!r}")
+    return grid
 
 
-def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str) -> FinetuneJob:
+def tuning_seeds(job: LLMClaimsJob) -> list:
+    """The tuning seeds ``--tuning-seeds`` names (each >= 1000, so never an evaluation seed).
+
+    Parameters
+    ----------
+    job : LLMClaimsJob
+
+    Returns
+    -------
+    list of int
+    """
+    try:
+        seeds = sorted({int(v) for v in str(job.tuning_seeds).split(",") if v.strip()})
+    except ValueError:
+        seeds = []
+    if not seeds or not all(1000 <= s < 10**6 for s in seeds) or len(seeds) > 10:
+        raise ValueError(f"--tuning-seeds must be 1 to 10 comma-separated integers in [1000, 999999] "
+                         f"(disjoint from the evaluation seeds), got {job.tuning_seeds!r}")
+    return seeds
+
+
+def base_config(job: LLMClaimsJob, names) -> dict:
+    """What every record of this experiment shares: recipe, algorithms, tuning grid and seeds, plan.
+
+    Parameters
+    ----------
+    job : LLMClaimsJob
+    names : list of str
+        The algorithms.
+
+    Returns
+    -------
+    dict
+    """
+    keys = ("model", "rank", "lora_alpha", "clients", "rounds", "tuning_rounds", "local_steps", "batch_size",
+            "examples_per_client", "dirichlet_alpha", "eval_per_family", "threads")
+    return dict({k: getattr(job, k) for k in keys}, algorithms=list(names), lr_grid=lr_grid(job),
+                tuning_seeds=tuning_seeds(job), tuning_rule=TUNING_RULE, plan=job.plan().to_json(),
+                ratios=list(PAPER_RATIOS), targets=list(DEFAULT_TARGETS), families=list(FAMILIES),
+                client_optimizer="adamw", divergence_multiple=DIVERGENCE_MULTIPLE)
+
+
+def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str, lr: float, rounds: int) -> FinetuneJob:
     """The ``fslora finetune`` job of one run (its data, budgets and config helpers are reused).
 
     Parameters
@@ -156,33 +231,19 @@ def finetune_job(job: LLMClaimsJob, seed: int, algorithm: str) -> FinetuneJob:
     job : LLMClaimsJob
     seed : int
     algorithm : str
+    lr : float
+    rounds : int
 
     Returns
     -------
     FinetuneJob
     """
     return FinetuneJob(model=job.model, rank=job.rank, alpha=job.lora_alpha, clients=job.clients,
-                       ratios=tuple(claims_mod.PAPER_RATIOS), rounds=job.rounds, local_steps=job.local_steps,
-                       lr=job.lr, batch_size=job.batch_size, examples_per_client=job.examples_per_client,
+                       ratios=tuple(PAPER_RATIOS), rounds=rounds, local_steps=job.local_steps,
+                       lr=lr, batch_size=job.batch_size, examples_per_client=job.examples_per_client,
                        dirichlet_alpha=job.dirichlet_alpha, eval_per_family=job.eval_per_family,
-                       eval_every=job.eval_every, threads=job.threads, seed=seed, algorithm=algorithm,
+                       eval_every=rounds, threads=job.threads, seed=seed, algorithm=algorithm,
                        families=tuple(FAMILIES))
-
-
-def recipe(job) -> dict:
-    """What a stored run must agree on to be reused (everything but the seed and algorithm).
-
-    Parameters
-    ----------
-    job : LLMClaimsJob
-
-    Returns
-    -------
-    dict
-    """
-    keys = ("model", "rank", "lora_alpha", "clients", "rounds", "local_steps", "lr", "batch_size",
-            "examples_per_client", "dirichlet_alpha", "eval_per_family", "eval_every", "threads")
-    return {k: getattr(job, k) for k in keys}
 
 
 def heldout_loss(model, task, batch_size: int = 16) -> float:
@@ -211,11 +272,14 @@ def heldout_loss(model, task, batch_size: int = 16) -> float:
     return total / tokens
 
 
-def run_one(layers, tok, job, seed, algorithm_name, arm, log, initial: dict) -> dict:
-    """One federated run of ``algorithm_name`` on seed ``seed``; returns its RunResult as JSON.
+def run_one(layers, tok, job, seed: int, algorithm_name: str, lr: float, *, with_accuracy: bool,
+            initial: dict, rounds: int | None = None, log=print) -> dict:
+    """One federated run; returns its record (``claim_records.check_run``'s fields).
 
-    Every algorithm starts from the same model (B random, A = 0, so W = W0), so the untrained
-    model is measured once per seed.
+    Every algorithm starts from the same model (B random, A = 0, so W = W0), so the untrained model's
+    held-out loss is measured once per seed (``initial``). A run whose held-out loss is not finite or
+    exceeds DIVERGENCE_MULTIPLE times the initial one, or that fails numerically, is marked diverged
+    with its round and reason.
 
     Parameters
     ----------
@@ -225,108 +289,239 @@ def run_one(layers, tok, job, seed, algorithm_name, arm, log, initial: dict) -> 
     job : LLMClaimsJob
     seed : int
     algorithm_name : str
-    arm : Arm
-        The claim's arm of this algorithm.
-    log : callable
-        Progress messages.
+    lr : float
+        The client learning rate.
+    with_accuracy : bool
+        Also greedy exact-match accuracy per family after the last round.
+    rounds : int or None
+        Rounds of this run (None: ``job.rounds``).
     initial : dict
-        ``{seed: (held-out loss, accuracy)}`` of the untrained model (filled on first use).
+        ``{seed: held-out loss}`` of the untrained model (filled on first use).
+    log : callable, default print
+        Progress messages.
 
     Returns
     -------
     dict
-        The RunResult as JSON.
     """
+    import numpy as np
+
     from .federated import ModelShapes, TorchClients, global_factors
     from .finetune import build_data, make_config
     from .task import InstructionTask, evaluate
-    run_job = finetune_job(job, seed, algorithm_name)
+    run_job = finetune_job(job, seed, algorithm_name, lr, job.rounds if rounds is None else rounds)
     task, held, _ = build_data(run_job, tok)
     held_task = InstructionTask(tok, [held], job.batch_size)
     config = make_config(run_job, layers)
     shapes = ModelShapes(layers, task.client_sizes)
     algorithm = get_algorithm(algorithm_name)
     state, uploaded = algorithm.init(shapes, config), 0
-    result = RunResult(arm.key, seed, list(config.budgets), metrics={m.name: [] for m in METRICS})
-
-    def measure(t, with_accuracy):
-        layers.install(global_factors(algorithm_name, state, config, shapes.layer_shapes), trainable=False)
-        acc = evaluate(layers.model, tok, held)["mean"] if with_accuracy else None
-        result.record(t, uploaded, heldout=heldout_loss(layers.model, held_task), accuracy=acc)
-
-    if seed in initial:
-        result.record(0, 0, heldout=initial[seed][0], accuracy=initial[seed][1])
-    else:
-        measure(0, with_accuracy=True)
-        initial[seed] = (result.metrics["heldout"][0], result.metrics["accuracy"][0])
+    if seed not in initial:   # from FSLoRA's start whichever algorithm runs first: a resumed run measures the same
+        start = get_algorithm("fslora").init(shapes, config)
+        layers.install(global_factors("fslora", start, config, shapes.layer_shapes), trainable=False)
+        initial[seed] = heldout_loss(layers.model, held_task)
+    run = {"algorithm": algorithm_name, "seed": seed, "lr": lr, "budgets": [int(k) for k in config.budgets],
+           "rounds": [0], "upload_floats": [0], "heldout": [initial[seed]], "accuracy": None, "diverged": None,
+           "seconds": 0.0}
     t0 = time.perf_counter()
     for t in range(config.rounds):
-        state, _, uploads = run_round(TorchClients(algorithm, layers, task), state, shapes, config, t)
-        uploaded += sum(u.upload_floats for u in uploads)
-        last = t + 1 == config.rounds
-        note = ""
-        if last or (t + 1) % job.eval_every == 0:
-            measure(t + 1, with_accuracy=last)
-            note = f", held-out loss {result.metrics['heldout'][-1]:.4f}"
-        log(f"seed {seed} {algorithm_name} round {t + 1}/{config.rounds}{note} ({time.perf_counter() - t0:.0f} s)")
-    out = result.to_json()
-    out["seconds"] = time.perf_counter() - t0
+        try:
+            state, _, uploads = run_round(TorchClients(algorithm, layers, task), state, shapes, config, t)
+            uploaded += sum(u.upload_floats for u in uploads)
+            if t + 1 < config.rounds:
+                continue
+            layers.install(global_factors(algorithm_name, state, config, shapes.layer_shapes), trainable=False)
+            loss = heldout_loss(layers.model, held_task)
+        except (ArithmeticError, np.linalg.LinAlgError) as exc:   # numerical failures (FloatingPointError included)
+            run["diverged"] = {"round": t + 1, "reason": f"{type(exc).__name__}: {exc}"[:200]}
+            break
+        if not math.isfinite(loss) or loss > DIVERGENCE_MULTIPLE * initial[seed]:
+            run["diverged"] = {"round": t + 1, "reason": f"held-out loss {loss!r} > {DIVERGENCE_MULTIPLE:g} x initial"}
+            break
+        run["rounds"].append(t + 1)
+        run["upload_floats"].append(int(uploaded))
+        run["heldout"].append(loss)
+        if with_accuracy:
+            run["accuracy"] = evaluate(layers.model, tok, held)["accuracy"]
+        log(f"seed {seed} {algorithm_name} lr {lr:g}: held-out loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
+    if not with_accuracy and run["diverged"] is None:
+        run["accuracy"] = {}
+    run["seconds"] = time.perf_counter() - t0
+    return run
+
+
+class _Model:
+    """The model, loaded on first use (a run with nothing left to compute never loads it)."""
+
+    def __init__(self, job):
+        self.job, self.layers, self.tok, self.initial = job, None, None, {}
+
+    def run(self, seed, algorithm, lr, with_accuracy, rounds=None):
+        if self.layers is None:
+            import torch
+
+            from .finetune import setup_torch
+            from .models import load_model
+            from .peft_layers import LoraLayers, add_lora
+            setup_torch(self.job.threads)
+            model, self.tok = load_model(self.job.model, dtype=torch.float32, seed=0)
+            self.layers = LoraLayers(add_lora(model, self.job.rank, self.job.lora_alpha, list(DEFAULT_TARGETS)))
+        return run_one(self.layers, self.tok, self.job, seed, algorithm, lr, with_accuracy=with_accuracy,
+                       initial=self.initial, rounds=rounds, log=lambda m: print(m, flush=True))
+
+
+def choose_steps(tuning: dict, names, grid, seeds) -> dict:
+    """Apply :data:`TUNING_RULE` to the tuning runs.
+
+    Parameters
+    ----------
+    tuning : dict
+        ``{seed: {"algorithm@lr": run}}``.
+    names : list of str
+    grid : list of float
+    seeds : list of int
+
+    Returns
+    -------
+    dict
+        ``{algorithm: {"chosen": lr, "losses": {lr: mean final held-out loss or None if any diverged}}}``.
+    """
+    out = {}
+    for a in names:
+        losses = {}
+        for lr in grid:
+            runs = [tuning[s][f"{a}@{lr!r}"] for s in seeds]
+            ok = all(r["diverged"] is None for r in runs)
+            losses[repr(lr)] = sum(r["heldout"][-1] for r in runs) / len(runs) if ok else None
+        finite = [(v, float(k)) for k, v in losses.items() if v is not None]
+        chosen = min(finite)[1] if finite else min(grid)
+        out[a] = {"chosen": chosen, "losses": losses, "all_diverged": not finite}
     return out
 
 
+def differences(seed_runs: dict, seeds, names) -> dict:
+    """Per baseline, per-seed log(L_fslora / L_baseline) of the final held-out loss.
+
+    Parameters
+    ----------
+    seed_runs : dict
+        ``{seed: {algorithm: run}}``.
+    seeds : list of int
+    names : list of str
+
+    Returns
+    -------
+    dict
+        ``{baseline: [d_s]}``; None where either run diverged.
+    """
+    out = {}
+    for b in (n for n in names if n in BASELINES):
+        ds = []
+        for s in seeds:
+            f, r = seed_runs[s]["fslora"], seed_runs[s][b]
+            ds.append(None if f["diverged"] or r["diverged"] else math.log(f["heldout"][-1] / r["heldout"][-1]))
+        out[b] = ds
+    return out
+
+
+def status(plan: SequentialPlan, seed_runs: dict, names) -> dict:
+    """The plan's status on the complete seeds 0..n-1 (a diverged run stalls the plan, stated).
+
+    Parameters
+    ----------
+    plan : SequentialPlan
+    seed_runs : dict
+        ``{seed: {algorithm: run}}`` of complete seeds.
+    names : list of str
+
+    Returns
+    -------
+    dict
+        :func:`llm_bridge.sequential.look_status`'s result.
+    """
+    n = 0
+    while n in seed_runs:
+        n += 1
+    d = differences(seed_runs, list(range(n)), names)
+    bad = sorted({s for ds in d.values() for s, v in enumerate(ds) if v is None})
+    if bad:
+        return {"status": "inconclusive", "stopped": False, "n_seeds": n, "look": 0, "next_seeds": None,
+                "reason": f"diverged runs at seeds {bad}: the paired tests need every run; the plan cannot look"}
+    return look_status(plan, d)
+
+
+def _read_plan(path):
+    return read_json_file(path, "plan file", max_bytes=1 << 20, max_depth=16) if os.path.exists(path) else None
+
+
 def run_llm_claims(job: LLMClaimsJob, out: str, *, resume: bool = False) -> int:
-    """Run claim 1 on the LM ``job`` names, print the table, write the report and runs.json into ``out``.
+    """Run the next step of the declared plan for claim 1 on the LM ``job`` names; write the records and report.
 
     Parameters
     ----------
     job : LLMClaimsJob
         Validated first.
     out : str
-        The output directory.
+        The output directory (plan.json, tuning/, seeds/, report.json, report.md).
     resume : bool, default False
-        Reuse the runs stored in ``out/runs.json`` of the same recipe.
+        Reload the records in ``out`` (of the same config) and continue the plan from them.
 
     Returns
     -------
     int
-        1 if the claim is not supported, else 0.
+        1 if the claim is not supported, else 0 (``inconclusive`` while the plan has not stopped).
     """
     names = job.validate()
+    plan, grid, tseeds = job.plan(), lr_grid(job), tuning_seeds(job)
     prepare_output_dir(out)
-    claim = llm_claim(job.rank, names)
-    check_output_names(out, claims_job.output_names([claim]))
-    store = RunStore(os.path.join(out, "runs.json"), resume=resume)
-    seeds = list(range(job.seeds))
-    todo = [(s, a) for s in seeds for a in claim.arms
-            if store.get(f"seed{s}/{a.algorithm}", dict(recipe(job), seed=s, algorithm=a.algorithm)) is None]
-    print(f"claims --llm: {len(seeds) * len(claim.arms) - len(todo)} finished runs reused, {len(todo)} to run", flush=True)
-    start = time.perf_counter()
-    if todo:
-        from .finetune import setup_torch
-        from .models import load_model
-        from .peft_layers import LoraLayers, add_lora
-        import torch
-        setup_torch(job.threads)
-        model, tok = load_model(job.model, dtype=torch.float32, seed=0)
-        layers = LoraLayers(add_lora(model, job.rank, job.lora_alpha, list(DEFAULT_TARGETS)))
-        bar, initial = Progress(len(todo), "claims --llm"), {}
-        for seed, arm in todo:
-            rec = run_one(layers, tok, job, seed, arm.algorithm, arm, lambda msg: print(msg, flush=True), initial)
-            store.put([(f"seed{seed}/{arm.algorithm}", dict(recipe(job), seed=seed, algorithm=arm.algorithm), rec)])
-            bar.update(1, f"seed {seed} {arm.algorithm} done in {rec['seconds']:.0f} s")
-        bar.close()
-    records = {(s, a.algorithm): store.get(f"seed{s}/{a.algorithm}", dict(recipe(job), seed=s, algorithm=a.algorithm))
-               for s in seeds for a in claim.arms}
-    runs = {a.key: [RunResult(**{k: v for k, v in records[(s, a.algorithm)].items() if k != "seconds"})
-                    for s in seeds] for a in claim.arms}
-    settings = dict(recipe(job), ratios=list(claims_mod.PAPER_RATIOS), targets=list(DEFAULT_TARGETS),
-                    client_optimizer="adamw", families=list(FAMILIES))
-    entry = claims_mod.evaluate(claim, FAMILY, runs, seeds, settings, alpha=job.alpha, metrics=METRICS)
-    run_seconds = {f"seed{s}/{a}": records[(s, a)]["seconds"] for s, a in records}
-    meta = {"mode": "llm", "llm": True, "seeds": seeds, "families": [FAMILY], "alpha": job.alpha,
-            "seconds": time.perf_counter() - start, "run_seconds": run_seconds,
-            "total_run_seconds": sum(run_seconds.values())}
-    print(report.table([entry]))
-    paths = report.write_all(out, [entry], meta, [claim], {FAMILY: runs})
-    print(f"\nruns took {meta['total_run_seconds']:.0f} s in total; wrote " + ", ".join(paths + [store.path]))
-    return 1 if entry["status"] == NOT_SUPPORTED else 0
+    check_output_names(out, OUTPUTS, directories=list(records.KINDS.values()))
+    config = base_config(job, names)
+    plan_path = os.path.join(out, "plan.json")
+    if not resume and any(os.path.exists(os.path.join(out, p)) for p in ["plan.json", *records.KINDS.values()]):
+        raise ValueError(f"--out {out} already holds a plan or records: pass --resume to continue them, or another --out")
+    recorded = _read_plan(plan_path) if resume else None
+    if recorded is not None and recorded != records.canonical(config):
+        raise ValueError(f"--resume: {plan_path} declares a different plan "
+                         f"({records.config_difference(recorded, records.canonical(config))}); use another --out")
+    write_json(plan_path, config)   # declared before any run
+    start, model = time.perf_counter(), _Model(job)
+
+    tuning_config = dict(config, kind="tuning")
+    keys = [f"{a}@{lr!r}" for a in names for lr in grid]
+    tuning = records.load_records(out, "tuning", tuning_config, keys) if resume else {}
+    todo = [(s, k) for s in tseeds for k in keys if k not in tuning.get(s, {})] if job.looks else []
+    print(f"claims --llm: tuning {sum(len(r) for r in tuning.values())} runs reused, {len(todo)} to run", flush=True)
+    for s, k in todo:
+        a, lr = k.split("@")
+        tuning.setdefault(s, {})[k] = model.run(s, a, float(lr), with_accuracy=False,
+                                                rounds=job.tuning_rounds or job.rounds)
+        records.write_record(out, "tuning", tuning_config, s, tuning[s])
+    if any(k not in tuning.get(s, {}) for s in tseeds for k in keys):   # --looks 0 on an unfinished tuning
+        state = {"status": "inconclusive", "stopped": False, "n_seeds": 0, "look": 0, "next_seeds": None,
+                 "reason": "the step tuning has not finished: no evaluation seed can run"}
+        paths = write_report(out, config, None, tuning, {}, state, names, seconds=time.perf_counter() - start)
+        print(f"\nstatus: {state['status']} ({state['reason']}); wrote " + ", ".join(paths))
+        return 0
+    steps = choose_steps(tuning, names, grid, tseeds)
+
+    eval_config = dict(config, kind="evaluation", lrs={a: steps[a]["chosen"] for a in names})
+    seed_runs = records.load_records(out, "evaluation", eval_config, names) if resume else {}
+    complete = {s: r for s, r in seed_runs.items() if set(r) == set(names)}
+    state, looks_done = status(plan, complete, names), 0
+    print(f"claims --llm: {len(complete)} complete seeds reused; {state['reason']}", flush=True)
+    while not state["stopped"] and state["next_seeds"] is not None and looks_done < job.looks:
+        for s in range(state["next_seeds"]):
+            for a in names:
+                if a not in seed_runs.get(s, {}):
+                    seed_runs.setdefault(s, {})[a] = model.run(s, a, eval_config["lrs"][a], with_accuracy=True)
+                    records.write_record(out, "evaluation", eval_config, s, seed_runs[s])
+        complete = {s: r for s, r in seed_runs.items() if set(r) == set(names)}
+        state, looks_done = status(plan, complete, names), looks_done + 1
+        print(f"claims --llm: {state['reason']}", flush=True)
+    partial = sorted(s for s in seed_runs if s not in complete)
+    if partial:
+        state = dict(state, reason=state["reason"] + f"; seeds {partial} unfinished (not used)")
+    paths = write_report(out, config, steps, tuning, complete, state, names,
+                         seconds=time.perf_counter() - start)
+    print(f"\nstatus: {state['status']} ({state['reason']}); wrote " + ", ".join(paths))
+    return 1 if state["status"] == NOT_SUPPORTED else 0

@@ -70,25 +70,104 @@ def build_data(job: FinetuneJob, tok):
     info : dict
         What the history records about the data (scoring, family counts per client, ...).
     """
+    clients, train = client_examples(job)
+    held, evals = held_out_examples(job, warn_also=train)
+    info = data_info(job, train, evals, held, family_counts(clients))
+    return InstructionTask(tok, clients, job.batch_size), held, info
+
+
+def client_examples(job: FinetuneJob) -> tuple:
+    """Every client's training examples: the commonsense files split by the job's Dirichlet
+    partition, or the synthetic families' per-client draws.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The job (its data fields and seed).
+
+    Returns
+    -------
+    clients : list of list of Example
+        One list per client (N lists).
+    train : list of CommonsenseFile
+        The parsed training files (empty for the synthetic task).
+    """
     if job.train_json:
         train = commonsense.load_files(list(job.train_json), "--train-json")
-        evals = commonsense.load_files(list(job.eval_json or []), "--eval-json", unique_families=True)
-        if not evals:
-            raise ValueError("--eval-json must name at least one commonsense file when --train-json is given")
-        for line in commonsense.contradiction_warnings(train + evals):
-            print(line, file=sys.stderr)
-        held = commonsense.held_out_sample(evals, job.eval_per_family, job.seed)
-        clients = data_mod.partition_pools(commonsense.pools(train), job.clients, job.dirichlet_alpha, job.seed)
+        return data_mod.partition_pools(commonsense.pools(train), job.clients, job.dirichlet_alpha, job.seed), train
+    families = list(job.families)
+    return data_mod.dirichlet_partition(job.clients, families, job.examples_per_client, job.dirichlet_alpha,
+                                        job.seed), []
+
+
+def held_out_examples(job: FinetuneJob, warn_also=()) -> tuple:
+    """The server's held-out set: a sample of the ``--eval-json`` files, or the synthetic families'.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The job.
+    warn_also : list of CommonsenseFile
+        Training files whose contradictory records are reported with the held-out files'.
+
+    Returns
+    -------
+    held : list of Example
+        The held-out examples.
+    evals : list of CommonsenseFile
+        The parsed held-out files (empty for the synthetic task).
+    """
+    if not job.train_json:
+        return data_mod.held_out_set(list(job.families), job.eval_per_family, job.seed), []
+    evals = commonsense.load_files(list(job.eval_json or []), "--eval-json", unique_families=True)
+    if not evals:
+        raise ValueError("--eval-json must name at least one commonsense file when --train-json is given")
+    for line in commonsense.contradiction_warnings(list(warn_also) + evals):
+        print(line, file=sys.stderr)
+    return commonsense.held_out_sample(evals, job.eval_per_family, job.seed), evals
+
+
+def family_counts(clients) -> list:
+    """Per client, how many of its examples each family has.
+
+    Parameters
+    ----------
+    clients : list of list of Example
+        The clients' training examples.
+
+    Returns
+    -------
+    list of dict
+        ``[{family: count}]``, families sorted.
+    """
+    return [{f: sum(e.family == f for e in c) for f in sorted({e.family for e in c})} for c in clients]
+
+
+def data_info(job: FinetuneJob, train, evals, held, counts) -> dict:
+    """What the history records about the data.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The job.
+    train, evals : list of CommonsenseFile
+        The training and held-out files (empty for the synthetic task; ``train`` also when the
+        clients' data are node-local).
+    held : list of Example
+        The held-out set.
+    counts : list of dict
+        :func:`family_counts` of the clients' data.
+
+    Returns
+    -------
+    dict
+    """
+    if job.train_json:
         info = commonsense.run_info(train, evals, held)
     else:
-        families = list(job.families)
-        clients = data_mod.dirichlet_partition(job.clients, families, job.examples_per_client,
-                                               job.dirichlet_alpha, job.seed)
-        held = data_mod.held_out_set(families, job.eval_per_family, job.seed)
         info = {"scoring": data_mod.SCORING, "constant_answer_rate": data_mod.constant_answer_rate(held)}
-    info["client_family_counts"] = [{f: sum(e.family == f for e in c) for f in sorted({e.family for e in c})}
-                                    for c in clients]
-    return InstructionTask(tok, clients, job.batch_size), held, info
+    info["client_family_counts"] = [dict(c) for c in counts]
+    return info
 
 
 def make_config(job: FinetuneJob, layers) -> FedConfig:
@@ -157,7 +236,7 @@ def run_identity(layers, shapes, task, held) -> dict:
 
 
 def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: int | None = None,
-             round_fn=None) -> dict:
+             round_fn=None, node_data=None) -> dict:
     """Run (or resume) the federated fine-tuning ``job`` into the directory ``out``.
 
     Parameters
@@ -173,6 +252,11 @@ def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: in
     round_fn : callable or None
         How one round runs (``fslora_ref.federation.run_round``'s signature; the Flower app
         trains the clients on remote nodes through it).
+    node_data : NodeData or None
+        The clients' data are node-local (:class:`llm_bridge.node_data.NodeData`: what each node
+        announced of its partition): the training data are never read here, only the held-out
+        set; the clients' sizes and family counts are the announced ones. Needs ``round_fn``
+        (the clients train elsewhere).
 
     Returns
     -------
@@ -203,11 +287,20 @@ def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: in
     model, tok = load_model(job.model, dtype=dtype, seed=job.seed, device=device)
     peft_model = add_lora(model, job.rank, job.alpha, list(job.targets), job.rslora)
     layers = LoraLayers(peft_model)
-    task, held, info = build_data(job, tok)
+    if node_data is None:
+        task, held, info = build_data(job, tok)
+        shapes = ModelShapes(layers, task.client_sizes)
+        identity = run_identity(layers, shapes, task, held)
+    else:   # the server holds no client data: the held-out set only, the clients' figures as announced
+        if round_fn is None:
+            raise ValueError("node-local client data need a round_fn that trains the clients where the data are")
+        task = None
+        held, evals = held_out_examples(job)
+        info = dict(data_info(job, [], evals, held, node_data.family_counts), node_local=True)
+        shapes = ModelShapes(layers, list(node_data.sizes))
+        identity = node_data.identity(layers, shapes, held)
     config = make_config(job, layers)
-    shapes = ModelShapes(layers, task.client_sizes)
     algorithm = get_algorithm(job.algorithm)
-    identity = run_identity(layers, shapes, task, held)
     ckpt = checkpoint_path(out, algorithm.name)
     recorder = FinetuneRecorder(layers, tok, held, shapes, new_history(job, config, layers, info, shapes),
                                 eval_every=job.eval_every, elem_bytes=torch.finfo(dtype).bits // 8, out=out)

@@ -151,7 +151,7 @@ class FinetuneJob(Job):
                                                              "threads")})
         check_int("--seed", self.seed, low=0)
         check_positive_float("--lr", self.lr)
-        check_positive_float("--alpha", self.alpha)
+        check_positive_float("--lora-alpha", self.alpha)
         check_positive_float("--weight-decay", self.weight_decay, allow_zero=True)
         check_positive_float("--dirichlet-alpha", self.dirichlet_alpha)
         check_fraction("--client-fraction", self.client_fraction)
@@ -200,26 +200,51 @@ class FinetuneJob(Job):
                 raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in ignored)} only apply to the "
                                  f"synthetic task, not to --train-json runs")
 
-    def check_inputs(self) -> None:
-        """One-line errors for the model directory and the data files."""
+    def check_inputs(self, train: bool = True, held_out: bool = True) -> None:
+        """One-line errors for the model directory and the data files.
+
+        Parameters
+        ----------
+        train : bool, default True
+            Check the ``train_json`` files (False where they are not read: the server of a run
+            whose client data are node-local, a node with its own partition file).
+        held_out : bool, default True
+            Check the ``eval_json`` files (False on a client node, which does not evaluate).
+        """
         if self.model not in ("tiny", "smollm2") and not os.path.isdir(self.model):
             raise FileNotFoundError(f"--model {self.model!r} is neither 'smollm2', 'tiny' nor an existing directory")
         if self.model not in ("tiny", "smollm2"):
             from .model_files import check_weights_dir
             check_weights_dir(self.model, "--model")
         from .commonsense import resolve_files
-        resolve_files(list(self.train_json or []), "--train-json")
-        resolve_files(list(self.eval_json or []), "--eval-json", unique_families=True)
+        if train:
+            resolve_files(list(self.train_json or []), "--train-json")
+        if held_out:
+            resolve_files(list(self.eval_json or []), "--eval-json", unique_families=True)
 
 
 def output_names(job: FinetuneJob) -> list:
-    """The files a run writes into its output directory (besides the ``adapter`` directory): checked
-    before the model loads, since a directory named history.json would fail only after training."""
+    """The files a finetune run writes into its output directory, besides the ``adapter`` directory.
+
+    They are checked before the model loads, since a directory named history.json would fail only
+    after training.
+
+    Parameters
+    ----------
+    job : FinetuneJob
+        The run (its ``algorithm`` names the checkpoint file).
+
+    Returns
+    -------
+    list of str
+        ``["history.json", "curves.png", "checkpoint-<algorithm>.npz"]``.
+    """
     from fslora_ref.federation import checkpoint_path
     return ["history.json", "curves.png", os.path.basename(checkpoint_path(".", job.algorithm))]
 
 
-def check_run(job: FinetuneJob, out: str, *, resume: bool = False, announce: bool = True) -> None:
+def check_run(job: FinetuneJob, out: str, *, resume: bool = False, announce: bool = True,
+              node_local: bool = False) -> None:
     """Every check before anything heavy is loaded.
 
     Parameters
@@ -232,6 +257,8 @@ def check_run(job: FinetuneJob, out: str, *, resume: bool = False, announce: boo
         Also check the checkpoint there (:func:`check_resumable`).
     announce : bool, default True
         See :func:`check_resumable`.
+    node_local : bool, default False
+        The clients' data are node-local: the ``train_json`` files are not checked (nor read).
 
     Raises
     ------
@@ -239,7 +266,7 @@ def check_run(job: FinetuneJob, out: str, *, resume: bool = False, announce: boo
         One line naming the option.
     """
     job.validate()
-    job.check_inputs()
+    job.check_inputs(train=not node_local)
     from fslora_ref.outputs import check_output_names, prepare_output_dir
     prepare_output_dir(out, "--out")
     check_output_names(out, output_names(job), directories=["adapter"])

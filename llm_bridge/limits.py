@@ -32,21 +32,57 @@ BOUNDS = {"rank": MAX_RANK, "clients": MAX_CLIENTS, "rounds": MAX_ROUNDS, "local
           "eval_every": MAX_ROUNDS, "seeds": MAX_SEEDS}
 
 
-def option(name: str) -> str:
+def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
 def check_counts(values: dict, low: dict | None = None) -> dict:
-    """Check each ``name -> value`` against [low (default 1), BOUNDS[name]] (``threads``
-    against the machine's cores); returns the values as Python ints. One-line errors name
-    the option (``--examples-per-client``) and its range."""
+    """Check counts against the bridge's bounds before anything is loaded.
+
+    Each ``name -> value`` must be an integer in [low (default 1), BOUNDS[name]]; ``threads`` is
+    checked against the machine's cores (:func:`fslora_ref.validation.check_threads`); and when both
+    ``clients`` and ``examples_per_client`` are given their product must not exceed MAX_EXAMPLES.
+
+    Parameters
+    ----------
+    values : dict
+        ``{name: value}`` with names among the keys of BOUNDS (``"rank"``, ``"clients"``,
+        ``"examples_per_client"``, ...) or ``"threads"``.
+    low : dict, optional
+        ``{name: lowest allowed value}`` for the names whose minimum is not 1 (e.g. 0).
+
+    Returns
+    -------
+    dict
+        The same names, values as Python ints.
+
+    Raises
+    ------
+    TypeError
+        If a value is not an integer.
+    ValueError
+        One line naming the option as the command line spells it (``--examples-per-client``) and its
+        range.
+    KeyError
+        If a name is neither in BOUNDS nor ``"threads"`` (a programming error).
+
+    Examples
+    --------
+    >>> from llm_bridge.limits import check_counts
+    >>> check_counts({"rank": 8, "clients": 4})
+    {'rank': 8, 'clients': 4}
+    >>> check_counts({"rank": 0})
+    Traceback (most recent call last):
+    ...
+    ValueError: --rank must be an integer in [1, 1024], got 0
+    """
     low = low or {}
     out = {}
     for name, value in values.items():
         if name == "threads":
             out[name] = check_threads("--threads", value)
         else:
-            out[name] = check_int(option(name), value, low=low.get(name, 1), high=BOUNDS[name])
+            out[name] = check_int(_option(name), value, low=low.get(name, 1), high=BOUNDS[name])
     if "clients" in out and "examples_per_client" in out and out["clients"] * out["examples_per_client"] > MAX_EXAMPLES:
         raise ValueError(f"--clients x --examples-per-client must be at most {MAX_EXAMPLES:,}, got "
                          f"{out['clients']} x {out['examples_per_client']} = {out['clients'] * out['examples_per_client']:,}")

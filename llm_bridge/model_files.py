@@ -37,7 +37,27 @@ def _entries(path: str, what: str) -> list:
 
 
 def check_safetensors(path: str, what: str) -> None:
-    """The file's 8-byte header length and JSON header must be sane (bounded, inside the file)."""
+    """Check a safetensors file's header before the safetensors library reads it.
+
+    The first 8 bytes (little-endian) give the JSON header's length, which must fit inside the file
+    and within MAX_SAFETENSORS_HEADER; the header must be a JSON object nested at most 8 deep. The
+    tensors themselves are not read.
+
+    Parameters
+    ----------
+    path : str
+        The ``*.safetensors`` file (a regular file).
+    what : str
+        What the directory is (``"--model"``, ``"adapter"``), the start of every message.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a regular file, is truncated, or its header is too long, outside the file, not
+        valid JSON or not an object.
+    """
     with open_regular(path, what) as fh:
         size = os.fstat(fh.fileno()).st_size
         head = fh.read(8)
@@ -53,7 +73,30 @@ def check_safetensors(path: str, what: str) -> None:
 
 
 def check_weights_dir(path, what: str = "--model", config_name: str = "config.json") -> None:
-    """Check a transformers model (or PEFT adapter) directory before anything loads it."""
+    """Check a transformers model (or PEFT adapter) directory before anything loads it.
+
+    Every entry must be a sub-directory or a regular file (sub-directories are not descended into);
+    a pickle-based weight file (PICKLE_SUFFIXES) is refused by name; every ``*.safetensors`` file
+    has its header checked (:func:`check_safetensors`) and every ``*.json`` file is read with bounded
+    size and nesting; ``config_name`` must exist and hold a JSON object; at least one
+    ``*.safetensors`` file must be there.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory (at most MAX_ENTRIES entries).
+    what : str, default "--model"
+        What the directory is, the start of every message.
+    config_name : str, default "config.json"
+        The configuration file the loader needs (``adapter_config.json`` for an adapter).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``config_name`` is missing.
+    ValueError
+        One line naming the file, for any of the problems above.
+    """
     path = os.fspath(path)
     names = _entries(path, what)
     weights = []
@@ -85,5 +128,20 @@ def check_weights_dir(path, what: str = "--model", config_name: str = "config.js
 
 
 def check_adapter_dir(path) -> None:
-    """A PEFT adapter directory: adapter_config.json and safetensors weights, nothing pickled."""
+    """Check a PEFT adapter directory: adapter_config.json and safetensors weights, nothing pickled.
+
+    :func:`check_weights_dir` with ``what="adapter"`` and ``config_name="adapter_config.json"``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The adapter directory (as ``save_pretrained`` writes it).
+
+    Raises
+    ------
+    FileNotFoundError
+        If adapter_config.json is missing.
+    ValueError
+        As :func:`check_weights_dir`.
+    """
     check_weights_dir(path, "adapter", config_name="adapter_config.json")

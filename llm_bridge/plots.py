@@ -21,8 +21,9 @@ def history_figure(history: dict):
     """
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+
+    from fslora_ref import plotting_style as ps
+    fig, (ax1, ax2) = ps.figure(2, size=(10, 4))
     evals = history["eval"]
     rates = history["data"].get("reference_rates") or {}
     xs = [e["round"] for e in evals]
@@ -37,7 +38,7 @@ def history_figure(history: dict):
     if rates:
         ax1.plot([], [], color="gray", linestyle="--", linewidth=1, label="majority class")
         ax1.plot([], [], color="gray", linestyle=":", linewidth=1, label="chance")
-    ax1.set_xlabel("round")
+    ax1.set_xlabel(ps.ROUND_LABEL)
     ax1.set_ylabel(f"held-out {history['data'].get('scoring', 'exact match')} (%)")
     ax1.set_title("Global model on the held-out set")
     ax1.set_ylim(-2, 102)
@@ -46,10 +47,10 @@ def history_figure(history: dict):
     if rows:
         ax2.plot([r["round"] for r in rows], [r["train_loss"] for r in rows], marker=".", label="mean client loss")
         ax2.legend(fontsize=8)
-    ax2.set_xlabel("round")
+    ax2.set_xlabel(ps.ROUND_LABEL)
     ax2.set_ylabel("training loss (answer tokens)")
     ax2.set_title("Local training loss")
-    fig.suptitle(f"{history['algorithm']} on {history['model']}, budgets k_i = {history['config']['budgets']}, "
+    fig.suptitle(f"{ps.label(history['algorithm'])} on {history['model']}, budgets k_i = {history['config']['budgets']}, "
                  f"r = {history['config']['rank']}")
     return fig
 

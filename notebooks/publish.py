@@ -6,7 +6,8 @@ in its metadata with the SHA-256 of the sources it was built from:
     nb.metadata["fslora"] = {"size": "full",
                              "sources": {"notebooks/src/NN_name.py": sha256, "notebooks/nbsetup.py": sha256}}
 
-plus the plotting helpers (``plotstyle.py``, ``pictures.py``) for a notebook whose source imports them.
+plus the plotting helpers (``plotstyle.py``, ``pictures.py``, ``figures_NN.py``) for a notebook whose
+source imports them, and the package's figure style they draw with (``fslora_ref/plotting_style.py``).
 
 ``problems(dest_dir, sources)`` compares those stamps, and the cells, with the current sources
 without executing anything: the test suite calls it, so a notebook source changed (or added)
@@ -28,7 +29,9 @@ from build import build_notebook  # noqa: E402  (sibling module, not a package)
 
 PREAMBLE = os.path.join(HERE, "nbsetup.py")
 # helper modules beside the preamble -> the helpers a notebook importing it is built from
-HELPERS = {"plotstyle": ("plotstyle",), "pictures": ("pictures", "plotstyle")}
+HELPERS = {"plotstyle": ("plotstyle",), "pictures": ("pictures", "plotstyle"), "tables": ("tables",)}
+FIGURE_HELPER = r"figures_\d\d"          # figures_NN.py: notebook NN's plotting, drawn with plotstyle
+STYLE = os.path.join("fslora_ref", "plotting_style.py")   # what plotstyle re-exports (relative to the root)
 REBUILD = "run `make notebooks` (or `python3 notebooks/run.py NN`)"
 
 
@@ -44,12 +47,19 @@ def helpers(src: str, preamble: str = PREAMBLE) -> list:
         text = fh.read()
     names = {dep for name, deps in HELPERS.items()
              if re.search(rf"^\s*(import|from)\s+{name}\b", text, re.M) for dep in deps}
+    for name in re.findall(rf"^\s*(?:import|from)\s+({FIGURE_HELPER})\b", text, re.M):
+        names |= {name, "plotstyle"}
     return [os.path.join(os.path.dirname(preamble), name + ".py") for name in sorted(names)]
 
 
 def inputs(src: str, root: str = ROOT, preamble: str = PREAMBLE) -> dict:
-    """{repository-relative path: sha256} of what an executed notebook is built from."""
-    return {os.path.relpath(p, root).replace(os.sep, "/"): digest(p) for p in (src, preamble, *helpers(src, preamble))}
+    """{repository-relative path: sha256} of what an executed notebook is built from; a notebook drawing
+    with plotstyle also depends on the package's style module (when ``root`` holds it)."""
+    paths = [src, preamble, *helpers(src, preamble)]
+    style = os.path.join(root, STYLE)
+    if any(os.path.basename(p) == "plotstyle.py" for p in paths) and os.path.exists(style):
+        paths.append(style)
+    return {os.path.relpath(p, root).replace(os.sep, "/"): digest(p) for p in paths}
 
 
 def target(src: str, dest_dir: str = DEST) -> str:

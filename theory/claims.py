@@ -38,6 +38,22 @@ from .result import VIOLATED, Result, as_identity
 
 @dataclass(frozen=True)
 class Claim:
+    """One claim of the paper or the spec, and how it is checked.
+
+    Parameters
+    ----------
+    id : str
+        The claim's id (e.g. ``thm4.4.bound``).
+    statement : str
+        What is claimed, in one line.
+    method : str
+        How it is checked, in one line.
+    check : callable
+        ``check(ctx: Context) -> theory.result.Result``.
+    through_impl : bool, optional
+        Whether it runs the implementation under test (``ctx.runner``); an exception there makes the
+        claim violated.
+    """
     id: str
     statement: str
     method: str
@@ -46,7 +62,16 @@ class Claim:
 
 
 class Context:
-    """Run options, the implementation under test, and results shared between claims."""
+    """Run options, the implementation under test, and results shared between claims.
+
+    Parameters
+    ----------
+    quick : bool
+        The quick profile (``theory.profiles.QUICK``) instead of the full one.
+    impl : object, optional
+        The implementation under test: anything :func:`theory.implementations.runner_for` accepts
+        (None: the reference).
+    """
 
     def __init__(self, quick: bool, impl=None):
         self.quick = quick
@@ -62,7 +87,12 @@ class Context:
         return self.profile.seeds
 
     def theorem(self) -> list:
-        """[theory.paper.theorem.Outcome] per Theorem 4.4 setting (computed once)."""
+        """The Theorem 4.4 outcome of every setting of the profile (computed once).
+
+        Returns
+        -------
+        list of theory.paper.theorem.Outcome
+        """
         if self._theorem is None:
             self._theorem = []
             for setting in self.profile.theorem:
@@ -72,15 +102,33 @@ class Context:
         return self._theorem
 
     def ours(self) -> list:
-        """[GridResult] of the ``ours.*`` grids (least squares, logistic) run by the implementation under test."""
+        """The ``ours.*`` grids (least squares, logistic) run by the implementation under test.
+
+        Returns
+        -------
+        list of theory.ours.experiment.GridResult
+        """
         self._ours = ours.results(self.runner, self.quick, self.progress)
         return self._ours
 
     def ours_references(self) -> list:
-        """The same grids on the reference (L_S, f*, Theorem 4.4's constants come from these)."""
+        """The same grids on the reference (L_S, f* and Theorem 4.4's constants come from these).
+
+        Returns
+        -------
+        list of theory.ours.experiment.GridResult
+        """
         return ours.reference_results(self.quick, self.progress)
 
     def corollary(self):
+        """The Corollary 4.5 check on the profile's setting (computed once; the speed-up claim reads it too).
+
+        Returns
+        -------
+        result : theory.result.Result
+        data : dict
+            The plot data of :func:`theory.paper.corollary.corollary`.
+        """
         if self._corollary is None:
             p = self.profile
             self._corollary = cor.corollary(self.runner, p.corollary, p.corollary_seeds, p.corollary_factors, p.ratios,
@@ -221,8 +269,24 @@ def _run_claim(claim: Claim, ctx: Context) -> Result:
 
 
 def steps(quick: bool, only=None, impl: bool = False) -> int:
-    """Progress steps of run_all: one per claim, one per Theorem 4.4 setting, one per step size of the
-    ``ours.*`` grids (twice with an implementation under test: its runs and the reference's)."""
+    """The number of progress steps of :func:`run_all`.
+
+    One per claim, one per Theorem 4.4 setting, one per step size of the ``ours.*`` grids (twice with an
+    implementation under test: its runs and the reference's).
+
+    Parameters
+    ----------
+    quick : bool
+        The quick profile.
+    only : collection of str, optional
+        The claim ids run (None: all).
+    impl : bool, optional
+        Whether an implementation other than the reference is checked.
+
+    Returns
+    -------
+    int
+    """
     ids = [c.id for c in CLAIMS if only is None or c.id in only]
     profile = QUICK if quick else FULL
     grids = [c for c in ids if c.startswith("ours.h1.") and c != "ours.h1.steps_exact"]
@@ -232,9 +296,27 @@ def steps(quick: bool, only=None, impl: bool = False) -> int:
 
 
 def run_all(quick: bool = False, progress=None, only=None, impl=None):
-    """[(Claim, Result, seconds)] for every registered claim (or the ids in ``only``), and the Context.
-    ``impl``: the implementation under test (an Algorithm, a conformance-protocol object, a round
-    runner); None = the reference."""
+    """Run every registered claim (or the ids in ``only``).
+
+    Parameters
+    ----------
+    quick : bool, optional
+        The quick profile.
+    progress : object, optional
+        Told ``update(1, text)`` after each claim and each long step.
+    only : collection of str, optional
+        The claim ids to run (None: all).
+    impl : object, optional
+        The implementation under test (an Algorithm, a conformance-protocol object, a round runner);
+        None: the reference.
+
+    Returns
+    -------
+    results : list of tuple
+        ``[(Claim, theory.result.Result, seconds)]`` in registry order.
+    ctx : Context
+        The context the claims shared (its runs feed the report's figures).
+    """
     ctx = Context(quick, impl)
     ctx.progress = progress
     out = []

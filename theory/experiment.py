@@ -44,6 +44,37 @@ SUBSAMPLE_TOP = 8       # ... plus the iterates with the largest ||B||^2 + ||A||
 
 @dataclass(frozen=True)
 class Setting:
+    """A setting of the convergence claims: the problem (family, N, heterogeneity, batch) and the run (r, k_i, H, T).
+
+    Hashable (frozen), so runs and constants are cached per setting.
+
+    Parameters
+    ----------
+    name : str
+        The setting's name in reports.
+    family : {"least_squares", "logistic"}, optional
+        The problem family.
+    n_clients : int, optional
+        The number of clients N.
+    rank : int, optional
+        The global rank r.
+    ratios : tuple of float, optional
+        The sketching ratios k_i / r (spread over the clients, ``budgets_from_ratios``).
+    local_steps : int, optional
+        The number of local steps H.
+    rounds : int, optional
+        The number of rounds T.
+    heterogeneity : float, optional
+        The problem's heterogeneity across clients.
+    batch_size : int or None, optional
+        The minibatch size (None: full batch).
+    problem_seed : int, optional
+        The seed of the problem's data.
+    dims : tuple of int, optional
+        (m, n): input and output (or class) dimensions.
+    mean_size : int, optional
+        The mean number of samples per client.
+    """
     name: str
     family: str = "least_squares"
     n_clients: int = 4
@@ -58,6 +89,12 @@ class Setting:
     mean_size: int = 32
 
     def problem(self):
+        """The setting's problem (cached per process).
+
+        Returns
+        -------
+        fslora_ref.problems.Problem
+        """
         return _problem(self.family, self.n_clients, self.dims, self.heterogeneity, self.batch_size, self.problem_seed,
                         self.mean_size)
 
@@ -66,14 +103,39 @@ class Setting:
         return tuple(budgets_from_ratios(self.rank, self.ratios, self.n_clients))
 
     def config(self, lr: float, seed: int = 0) -> FedConfig:
+        """The run's configuration at step size ``lr``.
+
+        Parameters
+        ----------
+        lr : float
+            The step size gamma.
+        seed : int, optional
+            The run seed.
+
+        Returns
+        -------
+        fslora_ref.config.FedConfig
+        """
         return FedConfig(rank=self.rank, budgets=self.budgets, local_steps=self.local_steps, lr=lr,
                          rounds=self.rounds, seed=seed)
 
     def init_layers(self) -> list:
-        """X^0, the same for every seed: the reference's init (B random, A = 0) with seed 0."""
+        """X^0, the same for every seed: the reference's init (B random, A = 0) with seed 0.
+
+        Returns
+        -------
+        list of (ndarray, ndarray)
+            ``[(B: (m, r), A: (r, n))]``.
+        """
         return get_algorithm("fslora").init(self.problem(), self.config(0.1)).layers
 
     def describe(self) -> str:
+        """The setting in one line, for reports.
+
+        Returns
+        -------
+        str
+        """
         return (f"{self.family}, N={self.n_clients}, r={self.rank}, k_i/r={list(self.ratios)}, H={self.local_steps}, "
                 f"heterogeneity {self.heterogeneity}, " + ("full batch" if self.batch_size is None else
                                                            f"batch {self.batch_size}"))
@@ -89,7 +151,25 @@ def _problem(family, n_clients, dims, heterogeneity, batch_size, seed, mean_size
 
 @dataclass
 class Runs:
-    """``seeds`` runs of one implementation at one (setting, lr) over ``rounds`` rounds."""
+    """``seeds`` runs of one implementation at one (setting, lr) over ``rounds`` rounds.
+
+    Parameters
+    ----------
+    setting : Setting
+        The setting.
+    lr : float
+        The step size.
+    rounds : int
+        The number of rounds T.
+    runner : str
+        The implementation's name.
+    points : list, optional
+        Per seed ``(Bs: (T+1, m, r), As: (T+1, r, n))``.
+    stats : list of theory.exact.sketch_batch.PointStats, optional
+        Per seed, the statistics over X^0..X^T.
+    diverged : str, optional
+        "" or the first divergence (then the later seeds are missing).
+    """
 
     setting: Setting
     lr: float
@@ -104,30 +184,93 @@ class Runs:
         return len(self.stats)
 
     def grad_sq(self, which: str = "sketched") -> np.ndarray:
-        """(seeds, T) ||grad f^S(X^t)||^2 (or ||grad f||^2 with which="plain") for t < T."""
+        """``||grad f^S(X^t)||^2`` (or ``||grad f||^2``) for t < T, per seed.
+
+        Parameters
+        ----------
+        which : {"sketched", "plain"}, optional
+            f^S or f.
+
+        Returns
+        -------
+        ndarray, shape (seeds, T)
+        """
         key = "grad_sq_sketched" if which == "sketched" else "grad_sq_plain"
         return np.array([getattr(s, key)[:self.rounds] for s in self.stats])
 
     def lhs_per_seed(self, T: int | None = None) -> np.ndarray:
-        """Per seed (1/T) sum_{t<T} ||grad f^S(X^t)||^2."""
+        """The LHS of Theorem 4.4 per seed: ``(1/T) sum_{t<T} ||grad f^S(X^t)||^2``.
+
+        Parameters
+        ----------
+        T : int or None, optional
+            The horizon (None: all rounds).
+
+        Returns
+        -------
+        ndarray, shape (seeds,)
+        """
         return self.grad_sq()[:, :T or self.rounds].mean(axis=1)
 
     def lhs_curve(self) -> np.ndarray:
-        """Mean over seeds of (1/T) sum_{t<T} ||grad f^S(X^t)||^2 for T = 1..rounds."""
+        """The mean over seeds of ``(1/T) sum_{t<T} ||grad f^S(X^t)||^2`` for T = 1..rounds.
+
+        Returns
+        -------
+        ndarray, shape (rounds,)
+        """
         g = self.grad_sq()
         return (np.cumsum(g, axis=1) / np.arange(1, g.shape[1] + 1)).mean(axis=0)
 
     def late(self, which: str = "sketched", fraction: float = 0.25) -> np.ndarray:
-        """Per seed mean of the last ``fraction`` of the rounds."""
+        """The per-seed mean of ``||grad f^S||^2`` (or ``||grad f||^2``) over the last ``fraction`` of the rounds.
+
+        Parameters
+        ----------
+        which : {"sketched", "plain"}, optional
+            f^S or f.
+        fraction : float, optional
+            The share of the rounds at the end (at least one round).
+
+        Returns
+        -------
+        ndarray, shape (seeds,)
+        """
         g = self.grad_sq(which)
         return g[:, -max(1, int(round(fraction * g.shape[1]))):].mean(axis=1)
 
     def initial_grad_sq(self) -> float:
+        """``||grad f^S(X^0)||^2`` (the same for every seed).
+
+        Returns
+        -------
+        float
+            NaN if no seed ran.
+        """
         return float(self.stats[0].grad_sq_sketched[0]) if self.stats else float("nan")
 
 
 def ucb95(x) -> float:
-    """One-sided 95% upper confidence bound on the mean of ``x`` (Student t over seeds)."""
+    """The one-sided 95 % upper confidence bound on the mean of ``x`` (Student t over seeds).
+
+    Parameters
+    ----------
+    x : array_like, shape (S,)
+        Per-seed values.
+
+    Returns
+    -------
+    float
+        NaN for fewer than 2 values.
+
+    Examples
+    --------
+    >>> from theory.experiment import ucb95
+    >>> ucb95([2.0, 2.0, 2.0])
+    2.0
+    >>> round(ucb95([1.0, 3.0]), 3)
+    8.314
+    """
     x = np.asarray(x, dtype=float)
     if x.size < 2:
         return float("nan")
@@ -135,9 +278,30 @@ def ucb95(x) -> float:
 
 
 def run_seeds(runner, setting: Setting, lr: float, seeds: int, rounds: int | None = None) -> Runs:
-    """The implementation's runs with config seeds 1..``seeds`` from X^0, with the statistics at every
-    iterate. Each (setting, lr, rounds, seed) run is computed once per runner (the reference's once per
-    process), so claims sharing runs, or asking for fewer seeds, pay nothing extra."""
+    """The implementation's runs with config seeds 1..``seeds`` from X^0, with the statistics at every iterate.
+
+    Each (setting, lr, rounds, seed) run is computed once per runner (the reference's once per process),
+    so claims sharing runs, or asking for fewer seeds, pay nothing extra. Stops at the first seed that
+    diverges.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    setting : Setting
+        The problem and run.
+    lr : float
+        The step size.
+    seeds : int
+        The number of seeds.
+    rounds : int or None, optional
+        T (None: ``setting.rounds``).
+
+    Returns
+    -------
+    Runs
+    """
     rounds = setting.rounds if rounds is None else rounds
     if runner.is_reference:
         runner, cache = AlgorithmRunner(), _REFERENCE_RUNS
@@ -164,7 +328,23 @@ def _run_key(setting: Setting) -> Setting:
 
 
 def reference_runs(setting: Setting, lr: float, seeds: int, rounds: int) -> Runs:
-    """The reference's runs (shared by every claim and every implementation checked in this process)."""
+    """The reference's runs (shared by every claim and every implementation checked in this process).
+
+    Parameters
+    ----------
+    setting : Setting
+        The problem and run.
+    lr : float
+        The step size.
+    seeds : int
+        The number of seeds.
+    rounds : int
+        The number of rounds T.
+
+    Returns
+    -------
+    Runs
+    """
     return run_seeds(AlgorithmRunner(), setting, lr, seeds, rounds)
 
 
@@ -212,8 +392,27 @@ def _full_point(layers, block, indices):
 
 
 def local_points(problem, config: FedConfig, layers, round_index: int) -> list:
-    """[(client, X)] of one reference round replayed from X^t = ``layers``: every point where a client
-    evaluated a local gradient after the first (which is X^t) and its end point X^t + scatter(delta_i)."""
+    """The points of one reference round replayed from X^t where clients evaluated local gradients.
+
+    Every point where a client evaluated a local gradient after the first (which is X^t), and its end
+    point ``X^t + scatter(delta_i)``.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The problem.
+    config : fslora_ref.config.FedConfig
+        The run's configuration (its seed keys the round's draws).
+    layers : list of (ndarray, ndarray)
+        X^t, ``[(B: (m, r), A: (r, n))]``.
+    round_index : int
+        The round t.
+
+    Returns
+    -------
+    list of (int, list)
+        ``[(client, X)]``.
+    """
     recorder = _Recorder(problem)
     algorithm = get_algorithm("fslora")
     state = ServerState([(B.copy(), A.copy()) for B, A in layers])
@@ -231,7 +430,24 @@ def local_points(problem, config: FedConfig, layers, round_index: int) -> list:
 
 
 def subsample(Bs, As, grid: int = SUBSAMPLE_GRID, top: int = SUBSAMPLE_TOP) -> np.ndarray:
-    """Sorted iterate indices: a uniform grid over [0, T] plus the ``top`` largest ||B||^2 + ||A||^2."""
+    """The iterates where constants are measured: a uniform grid plus the ``top`` largest ``||B||^2 + ||A||^2``.
+
+    Parameters
+    ----------
+    Bs : ndarray, shape (T+1, m, r)
+        The B factors of one run's iterates.
+    As : ndarray, shape (T+1, r, n)
+        The A factors.
+    grid : int, optional
+        The size of the uniform grid.
+    top : int, optional
+        The number of largest iterates added (where curvature peaks).
+
+    Returns
+    -------
+    ndarray of int
+        Sorted iterate indices.
+    """
     T = Bs.shape[0] - 1
     size = np.sum(Bs * Bs, axis=(1, 2)) + np.sum(As * As, axis=(1, 2))
     chosen = set(np.linspace(0, T, min(grid, T + 1)).round().astype(int).tolist())
@@ -241,7 +457,18 @@ def subsample(Bs, As, grid: int = SUBSAMPLE_GRID, top: int = SUBSAMPLE_TOP) -> n
 
 @dataclass
 class Constants:
-    """The reference's constants for one (setting, lr, T): values with how they were obtained."""
+    """The reference's constants for one (setting, lr, T): values with how they were obtained.
+
+    ``consts[name]`` is the value of ``values[name]``.
+
+    Parameters
+    ----------
+    values : dict
+        ``{name: theory.exact.constants.Constant}``: ``L``, ``sigma_s2``, ``sigma_g2``, ``f_star``,
+        ``fS_X0``, ``L_bar``, ``L_tilde``.
+    heterogeneity : theory.exact.constants.Heterogeneity
+        The Assumption 4.3 data at every iterate.
+    """
 
     values: dict                      # name -> constants.Constant
     heterogeneity: constants.Heterogeneity
@@ -250,16 +477,70 @@ class Constants:
         return self.values[name].value
 
     def rhs(self, setting: Setting, lr: float, T: int, c_h: float, rhs_fn=bounds.theorem_rhs) -> dict:
+        """Theorem 4.4's RHS with these constants at (lr, T) for one c_h.
+
+        Parameters
+        ----------
+        setting : Setting
+            The problem and run.
+        lr : float
+            The step size.
+        T : int
+            The number of rounds.
+        c_h : float
+            The heterogeneity constant (delta_h^2 is the smallest valid one for it).
+        rhs_fn : callable, optional
+            The RHS (signature of :func:`theory.exact.bounds.theorem_rhs`).
+
+        Returns
+        -------
+        dict
+            ``rhs`` and its terms.
+        """
         return rhs_fn(gap=self["fS_X0"] - self["f_star"], gamma=lr, T=T, H=setting.local_steps, L=self["L"],
                       r=setting.rank, budgets=setting.budgets, sigma_g2=self["sigma_g2"], sigma_s2=self["sigma_s2"],
                       sigma_h2=self.heterogeneity.delta2(c_h))
 
     def step_limit(self, setting: Setting, c_h: float) -> float:
+        """Theorem 4.4's step-size limit with these constants for one c_h.
+
+        Parameters
+        ----------
+        setting : Setting
+            The problem and run.
+        c_h : float
+            The heterogeneity constant.
+
+        Returns
+        -------
+        float
+        """
         return bounds.step_size_limit(self["L"], setting.rank, setting.budgets, setting.local_steps, c_h)
 
     def choose_c_h(self, setting: Setting, lr: float, T: int, rhs_fn=bounds.theorem_rhs):
-        """(c_h, gamma_max, rhs terms): every (c_h, delta_h^2(c_h)) pair is valid; keep the smallest RHS
-        among those whose step-size limit admits lr, or the largest limit if none does."""
+        """The c_h that gives the smallest RHS among those whose step-size limit admits ``lr``.
+
+        Every (c_h, delta_h^2(c_h)) pair of ``C_H_GRID`` is valid; if none admits ``lr``, the one with the
+        largest limit.
+
+        Parameters
+        ----------
+        setting : Setting
+            The problem and run.
+        lr : float
+            The step size.
+        T : int
+            The number of rounds.
+        rhs_fn : callable, optional
+            The RHS (signature of :func:`theory.exact.bounds.theorem_rhs`).
+
+        Returns
+        -------
+        c_h : float
+        gamma_max : float
+        rhs : dict
+            The RHS and its terms at that c_h.
+        """
         best = None
         for c_h in C_H_GRID:
             gmax = self.step_limit(setting, c_h)
@@ -270,13 +551,43 @@ class Constants:
         return best[1:]
 
     def to_json(self) -> dict:
+        """The constants as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            ``{name: {"value", "method", "note"}}``.
+        """
         return {k: v.to_json() for k, v in self.values.items()}
 
 
 @functools.lru_cache(maxsize=64)
 def reference_constants(setting: Setting, lr: float, seeds: int, rounds: int) -> Constants:
-    """Constants measured on the reference's runs at (setting, lr, rounds); raises DivergenceError if
-    the reference itself diverged."""
+    """The constants measured on the reference's runs at (setting, lr, rounds), cached per process.
+
+    Measured for every client at the subsampled server iterates, at the local points of those rounds
+    and, for L, at every sketched point of each client's law (see the module docstring).
+
+    Parameters
+    ----------
+    setting : Setting
+        The problem and run.
+    lr : float
+        The step size.
+    seeds : int
+        The number of seeds.
+    rounds : int
+        The number of rounds T.
+
+    Returns
+    -------
+    Constants
+
+    Raises
+    ------
+    fslora_ref.client.DivergenceError
+        If the reference itself diverged.
+    """
     runs = reference_runs(setting, lr, seeds, rounds)
     if runs.diverged:
         raise DivergenceError(f"the reference diverged at gamma={lr:.4g} on {setting.name}: {runs.diverged}")
@@ -311,9 +622,32 @@ def reference_constants(setting: Setting, lr: float, seeds: int, rounds: int) ->
 
 @functools.lru_cache(maxsize=16)
 def reference_step(setting: Setting, seeds: int, rounds: int, safety: float = 0.9, attempts: int = 4):
-    """(gamma, Constants, within): a step size inside Theorem 4.4's condition for the constants of the
-    reference's own runs at that step size. A pilot run at 0.01 gives a first limit; gamma is set to
-    ``safety`` x the limit (c_h = 0, the largest) and shrunk until the measured condition holds."""
+    """A step size inside Theorem 4.4's condition for the constants of the reference's own runs at that step size.
+
+    A pilot run at 0.01 gives a first limit; gamma is set to ``safety`` x the limit (c_h = 0, the
+    largest) and shrunk until the measured condition holds. Cached per process.
+
+    Parameters
+    ----------
+    setting : Setting
+        The problem and run.
+    seeds : int
+        The number of seeds.
+    rounds : int
+        The number of rounds T.
+    safety : float, optional
+        The fraction of the limit used.
+    attempts : int, optional
+        The number of shrinking attempts.
+
+    Returns
+    -------
+    gamma : float
+    constants : Constants
+        The reference's constants at gamma.
+    within : bool
+        Whether gamma is inside the condition.
+    """
     pilot = reference_constants(setting, 0.01, 1, max(rounds // 4, 50))
     lr = safety * pilot.step_limit(setting, 0.0)
     for _ in range(attempts):

@@ -14,6 +14,7 @@ def save_figure(fig, path) -> None:
     path : str or os.PathLike
     """
     import matplotlib.pyplot as plt
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:   # figures from plotting_style.figure are laid out already
+        fig.tight_layout()
     write_figure(path, fig, dpi=110)
     plt.close(fig)

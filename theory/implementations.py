@@ -36,7 +36,13 @@ from fslora_ref.federation import run_round
 
 
 class AlgorithmRunner:
-    """Rounds of an ``Algorithm`` via ``fslora_ref.federation.run_round`` (the reference's own path)."""
+    """Rounds of an ``Algorithm`` via ``fslora_ref.federation.run_round`` (the reference's own path).
+
+    Parameters
+    ----------
+    algorithm : fslora_ref.algorithms.protocol.Algorithm or None, optional
+        The algorithm (None: the reference FSLoRA).
+    """
 
     def __init__(self, algorithm: Algorithm | None = None):
         self.algorithm = algorithm if algorithm is not None else get_algorithm("fslora")
@@ -52,16 +58,56 @@ class AlgorithmRunner:
         return isinstance(self.algorithm, FSLoRA)
 
     def describe(self) -> str:
+        """What runs, in one line.
+
+        Returns
+        -------
+        str
+        """
         return f"{self.name} (fslora_ref.federation.run_round)"
 
     def run(self, problem, config: FedConfig, layers, round_index: int) -> list:
+        """One full round of Algorithm 1 from ``layers``: every client, H local steps, the server's average.
+
+        Parameters
+        ----------
+        problem : fslora_ref.problems.Problem
+            The problem.
+        config : fslora_ref.config.FedConfig
+            Rank, budgets k_i, lr, H, scale and seed of the run.
+        layers : list of (ndarray, ndarray)
+            The global factors at the round's start, ``[(B_l: (m_l, r), A_l: (r, n_l))]``.
+        round_index : int
+            t (keys the round's random draws with ``config.seed``).
+
+        Returns
+        -------
+        list of (ndarray, ndarray)
+            The new global factors ``[(B_l: (m_l, r), A_l: (r, n_l))]``, float64.
+        """
         state = ServerState([(np.array(B, dtype=float), np.array(A, dtype=float)) for B, A in layers])
         new, _, _ = run_round(self.algorithm, state, problem, config, round_index)
         return new.layers
 
 
 class ProtocolRunner:
-    """Rounds of a conformance-protocol implementation on full-batch ``ProblemOracle`` clients."""
+    """Rounds of a conformance-protocol implementation on full-batch ``ProblemOracle`` clients.
+
+    Uses the implementation's ``black_box_round`` (it draws its own sketches) if it has one, else
+    ``white_box_round`` with index sets drawn by the reference's sampler.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation (``fslora_ref/conformance/protocol.py``).
+    name : str or None, optional
+        Its name in reports (default: its ``name`` attribute or class name).
+
+    Raises
+    ------
+    TypeError
+        If ``impl`` has neither ``black_box_round`` nor ``white_box_round``.
+    """
 
     is_reference = False
     has_forms = False
@@ -80,6 +126,12 @@ class ProtocolRunner:
         self.name = name or _label(impl)
 
     def describe(self) -> str:
+        """What runs and how it is driven, in one line.
+
+        Returns
+        -------
+        str
+        """
         how = ("black_box_round: its own sketches" if self.mode == "black" else
                "white_box_round: index sets from the reference's sampler")
         declared = getattr(self.impl, "optimizers", None)
@@ -89,7 +141,31 @@ class ProtocolRunner:
         return f"{self.name} ({how}; full-batch ProblemOracle clients{note})"
 
     def task(self, problem, config: FedConfig, layers, round_index: int) -> RoundTask:
-        """The RoundTask for one round (what the implementation is handed)."""
+        """The ``RoundTask`` the implementation is handed for one round.
+
+        Parameters
+        ----------
+        problem : fslora_ref.problems.Problem
+            The problem.
+        config : fslora_ref.config.FedConfig
+            Rank, budgets k_i, lr, H, scale and seed of the run.
+        layers : list of (ndarray, ndarray)
+            The global factors at the round's start, ``[(B_l: (m_l, r), A_l: (r, n_l))]``.
+        round_index : int
+            t (keys the round's random draws with ``config.seed``).
+
+        Returns
+        -------
+        fslora_ref.conformance.protocol.RoundTask
+            SGD clients, a plain-average server, the implementation's dtype; index sets only in white-box
+            mode.
+
+        Raises
+        ------
+        ValueError
+            If the problem has minibatches or the configuration is not Algorithm 1 (SGD clients, every
+            client, plain average).
+        """
         _check_protocol_config(problem, config)
         dt = self.dtype
         index_sets = None
@@ -107,6 +183,31 @@ class ProtocolRunner:
                          label=f"verify round {round_index}")
 
     def run(self, problem, config: FedConfig, layers, round_index: int) -> list:
+        """One round of the implementation from ``layers``.
+
+        Parameters
+        ----------
+        problem : fslora_ref.problems.Problem
+            The problem.
+        config : fslora_ref.config.FedConfig
+            Rank, budgets k_i, lr, H, scale and seed of the run.
+        layers : list of (ndarray, ndarray)
+            The global factors at the round's start, ``[(B_l: (m_l, r), A_l: (r, n_l))]``.
+        round_index : int
+            t (keys the round's random draws with ``config.seed``).
+
+        Returns
+        -------
+        list of (ndarray, ndarray)
+            The new global factors ``[(B_l: (m_l, r), A_l: (r, n_l))]``, float64.
+
+        Raises
+        ------
+        ValueError
+            If the returned layers are malformed (the message names the layer).
+        fslora_ref.client.DivergenceError
+            If they are non-finite.
+        """
         task = self.task(problem, config, layers, round_index)
         method = getattr(self.impl, "black_box_round" if self.mode == "black" else "white_box_round")
         with np.errstate(over="ignore", invalid="ignore"):
@@ -147,8 +248,23 @@ def _label(impl) -> str:
 
 
 def runner_for(obj) -> AlgorithmRunner | ProtocolRunner:
-    """The round runner of ``obj``: an existing runner, an ``Algorithm`` (reference path), or a
-    conformance-protocol implementation. None means the reference FSLoRA."""
+    """The round runner of ``obj``.
+
+    Parameters
+    ----------
+    obj : object or None
+        An existing runner (returned as is), an ``Algorithm`` (run through the reference's path), a
+        conformance-protocol implementation, or None (the reference FSLoRA).
+
+    Returns
+    -------
+    AlgorithmRunner or ProtocolRunner
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` is none of these.
+    """
     if obj is None:
         return AlgorithmRunner()
     if isinstance(obj, (AlgorithmRunner, ProtocolRunner)):
@@ -159,8 +275,25 @@ def runner_for(obj) -> AlgorithmRunner | ProtocolRunner:
 
 
 def load_runner(target: str) -> AlgorithmRunner | ProtocolRunner:
-    """``--impl MODULE:ATTR`` (the ``fslora crosscheck`` target syntax) as a round runner. Runners loaded
-    from the same target share one cache of runs (theory.experiment.run_seeds) within the process."""
+    """The round runner of ``--impl MODULE:ATTR`` (the ``fslora crosscheck`` target syntax).
+
+    Runners loaded from the same target share one cache of runs (``theory.experiment.run_seeds``) within
+    the process; a protocol implementation is probed with one tiny round first.
+
+    Parameters
+    ----------
+    target : str
+        ``MODULE:ATTR`` or ``path/to/file.py:ATTR``.
+
+    Returns
+    -------
+    AlgorithmRunner or ProtocolRunner
+
+    Raises
+    ------
+    ValueError
+        If the implementation cannot run verify's full-batch least-squares clients.
+    """
     from fslora_ref.conformance.targets import load_target
     runner = runner_for(load_target(target))
     runner.name = f"{runner.name} ({target})" if target not in runner.name else runner.name
@@ -189,10 +322,33 @@ _TARGET_CACHES: dict = {}
 
 
 def iterates(runner, problem, config: FedConfig, init_layers, rounds: int):
-    """The theory's one round loop: yields (t, X^{t+1}) for t = 0 .. ``rounds`` - 1, each X = [(B, A)],
-    every round one ``runner.run`` from the previous iterate (for an ``Algorithm``,
-    ``fslora_ref.federation.run_round``). Raises DivergenceError naming the round if a round fails or
-    returns non-finite factors; the rounds yielded before stay valid."""
+    """The theory's one round loop: each round one ``runner.run`` from the previous iterate.
+
+    Parameters
+    ----------
+    runner : AlgorithmRunner or ProtocolRunner
+        The implementation.
+    problem : fslora_ref.problems.Problem
+        The problem.
+    config : fslora_ref.config.FedConfig
+        The run's configuration.
+    init_layers : list of (ndarray, ndarray)
+        X^0, ``[(B: (m, r), A: (r, n))]``.
+    rounds : int
+        The number of rounds T.
+
+    Yields
+    ------
+    t : int
+        The round, 0 .. T - 1.
+    layers : list of (ndarray, ndarray)
+        X^{t+1}.
+
+    Raises
+    ------
+    fslora_ref.client.DivergenceError
+        Naming the round, if a round returns non-finite factors (the rounds yielded before stay valid).
+    """
     layers = [(np.array(B, dtype=float), np.array(A, dtype=float)) for B, A in init_layers]
     for t in range(rounds):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -203,8 +359,31 @@ def iterates(runner, problem, config: FedConfig, init_layers, rounds: int):
 
 
 def trajectory(runner, problem, config: FedConfig, init_layers, rounds: int | None = None) -> list:
-    """[X^0, X^1, ..., X^T] (T = ``rounds`` or config.rounds), each [(B, A)], from ``init_layers``.
-    Raises DivergenceError naming the round if an iterate is non-finite."""
+    """The iterates X^0, X^1, ..., X^T of one run from ``init_layers``.
+
+    Parameters
+    ----------
+    runner : AlgorithmRunner or ProtocolRunner
+        The implementation.
+    problem : fslora_ref.problems.Problem
+        The problem.
+    config : fslora_ref.config.FedConfig
+        The run's configuration.
+    init_layers : list of (ndarray, ndarray)
+        X^0, ``[(B: (m, r), A: (r, n))]``.
+    rounds : int or None, optional
+        T (None: ``config.rounds``).
+
+    Returns
+    -------
+    list
+        T + 1 points, each ``[(B, A)]`` per layer.
+
+    Raises
+    ------
+    fslora_ref.client.DivergenceError
+        Naming the round, if an iterate is non-finite.
+    """
     rounds = config.rounds if rounds is None else rounds
     points = [[(np.array(B, dtype=float), np.array(A, dtype=float)) for B, A in init_layers]]
     points += [layers for _, layers in iterates(runner, problem, config, points[0], rounds)]
@@ -212,5 +391,16 @@ def trajectory(runner, problem, config: FedConfig, init_layers, rounds: int | No
 
 
 def stack(points) -> tuple[np.ndarray, np.ndarray]:
-    """Single-layer points [[(B, A)]] as (Bs: (P, m, r), As: (P, r, n))."""
+    """Single-layer points as stacked arrays.
+
+    Parameters
+    ----------
+    points : list
+        Points, each ``[(B: (m, r), A: (r, n))]``.
+
+    Returns
+    -------
+    Bs : ndarray, shape (P, m, r)
+    As : ndarray, shape (P, r, n)
+    """
     return np.stack([p[0][0] for p in points]), np.stack([p[0][1] for p in points])

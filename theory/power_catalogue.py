@@ -19,7 +19,15 @@ DEFECTIVE = ("biased", "unbiased", "below_power", "wrong_variance")
 
 
 def write(table: list, path: str = PATH):
-    """``table``: [{"label", "target", "kind", "statuses": {claim id: status}}] (one row per implementation)."""
+    """Write the power matrix to the catalogue file.
+
+    Parameters
+    ----------
+    table : list of dict
+        One row per implementation: ``{"label", "target", "kind", "statuses": {claim id: status}}``.
+    path : str, optional
+        The file (default: ``power_catalogue.json`` next to this module).
+    """
     with open(path, "w") as fh:
         json.dump({"profile": "quick", "generated_by": "python -m tests.theory.power_matrix --write",
                    "rows": table}, fh, indent=1)
@@ -29,7 +37,18 @@ def write(table: list, path: str = PATH):
 
 @functools.lru_cache(maxsize=1)
 def load(path: str = PATH) -> dict:
-    """The catalogue ({"rows": [...]}); an empty one if the file is missing."""
+    """The power catalogue (cached).
+
+    Parameters
+    ----------
+    path : str, optional
+        The file (default: ``power_catalogue.json`` next to this module).
+
+    Returns
+    -------
+    dict
+        ``{"rows": [...], ...}``; ``{"rows": []}`` if the file is missing.
+    """
     if not os.path.exists(path):
         return {"rows": []}
     with open(path) as fh:
@@ -37,8 +56,20 @@ def load(path: str = PATH) -> dict:
 
 
 def shown_to_catch(claim_id: str) -> dict:
-    """{"caught": [labels of defective rows it violates], "defective_rows": n, "correct_violated": [...],
-    "summary": text} for a claim that runs the implementation; summary "not in the power matrix" if absent."""
+    """What one claim that runs the implementation has been shown to catch.
+
+    Parameters
+    ----------
+    claim_id : str
+        The claim's id.
+
+    Returns
+    -------
+    dict
+        ``caught`` (labels of the defective rows it violates), ``defective_rows`` (how many it ran),
+        ``correct_violated`` (correct implementations it violates: false alarms) and ``summary`` (text;
+        "not in the power matrix" if the claim is absent).
+    """
     rows = [r for r in load()["rows"] if claim_id in r["statuses"]]
     if not rows:
         return {"caught": [], "defective_rows": 0, "correct_violated": [], "summary": "not in the power matrix"}

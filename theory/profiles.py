@@ -33,6 +33,37 @@ LS_N8_BATCH = replace(LS_N2, name="ls-N8-batch", n_clients=8, ratios=(0.75,), he
 
 @dataclass(frozen=True)
 class Profile:
+    """How much ``fslora verify`` runs: the settings, seeds, rounds and samples of every claim.
+
+    Parameters
+    ----------
+    name : str
+        "quick" or "full".
+    theorem : tuple of theory.experiment.Setting
+        The Theorem 4.4 settings.
+    host : theory.experiment.Setting
+        The setting of the above-limit and stationarity checks (cheap: N = 2).
+    seeds : int
+        Seeds per Theorem 4.4 run.
+    stationary_seeds : int
+        Seeds of ``alg1.stationary_point`` (its gamma runs are the theorem's first seeds).
+    corollary : theory.experiment.Setting
+        The setting of Corollary 4.5.
+    corollary_seeds : int
+        Seeds per T of the corollary.
+    corollary_factors : tuple of float
+        T = ceil(1.5 T_min) x each factor.
+    ratios : tuple of float
+        Sketching ratios of the descriptive sqrt(L-tilde) exponent (empty: skipped).
+    unbiased_rounds : int
+        Rounds per point of ``alg1.round_unbiased``.
+    above_limit_rounds : int
+        Rounds of the above-limit runs.
+    moment_samples : int
+        Monte Carlo draws of the sampler checks.
+    general_h : tuple of float, optional
+        Heterogeneities of the a-priori general-H bound (``ours.general_h.a_priori``).
+    """
     name: str
     theorem: tuple                 # Theorem 4.4 settings
     host: Setting                  # the setting of above-limit and stationarity (cheap: N = 2)

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from fslora_ref.outputs import atomic_write_bytes
+from fslora_ref.text_table import format_table
 
 from . import power_catalogue
 from .figures import save_figure
@@ -34,25 +35,63 @@ def _jsonable(x):
 
 
 def catches(claim) -> str:
-    """Short: defective implementations of the power matrix the claim violates ("7/26"); "-" for the
-    implementation-independent mathematics (their mutants are in tests/theory)."""
+    """How many defective implementations of the power matrix the claim violates, in short ("7/26").
+
+    Parameters
+    ----------
+    claim : theory.claims.Claim
+        The claim.
+
+    Returns
+    -------
+    str
+        "-" for the implementation-independent mathematics (their mutants are in tests/theory), "?" for
+        a claim absent from the power matrix.
+    """
     if not claim.through_impl:
         return "-"
     got = power_catalogue.shown_to_catch(claim.id)
     return f"{len(got['caught'])}/{got['defective_rows']}" if got["defective_rows"] else "?"
 
 
+TABLE_WIDTHS = (None, None, None, 30, None, 34)   # method and key number wrap at words (never cut)
+
+
 def table(results) -> str:
-    """Fixed-width table: claim, runs the implementation?, defects shown caught, method, status, key number."""
+    """The verify console table: claim, runs the implementation?, defects shown caught, method, status, key number.
+
+    The method and the key number wrap at word boundaries (``TABLE_WIDTHS``), never cut.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+
+    Returns
+    -------
+    str
+        A header, a rule of dashes and the rows (:func:`fslora_ref.text_table.format_table`).
+    """
     rows = [("claim", "impl", "catches", "method", "status", "key number")]
-    rows += [(c.id, "yes" if c.through_impl else "-", catches(c), c.method[:46], r.status, r.key) for c, r, _ in results]
-    w = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {x:<{w[2]}}  {c:<{w[3]}}  {d:<{w[4]}}  {e}" for a, b, x, c, d, e in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    rows += [(c.id, "yes" if c.through_impl else "-", catches(c), c.method, r.status, r.key) for c, r, _ in results]
+    return format_table(rows, TABLE_WIDTHS)
 
 
 def report_json(results, meta: dict) -> dict:
+    """The content of report.json: every claim with its statement, method, status, key, evidence and power.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+    meta : dict
+        The run's metadata (quick, seconds, implementation).
+
+    Returns
+    -------
+    dict
+        JSON-ready (non-finite floats become None).
+    """
     return _jsonable({"claims": [{"id": c.id, "statement": c.statement, "method": c.method, "status": r.status,
                                   "key": r.key, "through_implementation": c.through_impl, "seconds": round(sec, 3),
                                   "shown_to_catch": power_catalogue.shown_to_catch(c.id) if c.through_impl else None,
@@ -60,6 +99,18 @@ def report_json(results, meta: dict) -> dict:
 
 
 def closing_note(results) -> str:
+    """The note printed under the table: what Theorem 4.4, Corollary 4.5 and our bound showed, in a few sentences.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+
+    Returns
+    -------
+    str
+        Empty when none of those claims ran.
+    """
     by_id = {c.id: r for c, r, _ in results}
     parts = []
     thm = by_id.get("thm4.4.bound")
@@ -145,6 +196,19 @@ def _corollary_markdown(out, cor):
 
 
 def report_markdown(results, meta: dict) -> str:
+    """The content of report.md: a summary, the claims table, the theorem's, the corollary's and our bound's sections.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+    meta : dict
+        The run's metadata (quick, seconds, implementation).
+
+    Returns
+    -------
+    str
+    """
     out = io.StringIO()
     counts = {}
     for _, r, _ in results:
@@ -197,57 +261,90 @@ def report_markdown(results, meta: dict) -> str:
 
 
 def plot_lhs_rhs(path, outcome):
-    """The implementation's LHS (mean over seeds of (1/T) sum_t ||grad f^S||^2) against T, with the
-    RHS and its three terms (reference constants), log-log."""
+    """Plot the implementation's LHS against T with Theorem 4.4's RHS and its terms, log-log.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG written.
+    outcome : theory.paper.theorem.Outcome
+        A setting the implementation ran without diverging.
+    """
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fslora_ref import plotting_style as ps
     lhs = outcome.candidate.lhs_curve()
     T = np.arange(1, len(lhs) + 1)
     consts = outcome.constants
     at_T = consts.rhs(outcome.setting, outcome.lr, int(T[-1]), outcome.c_h)   # only the optimisation term moves, as 1/T
     terms = [dict(at_T, optimisation=at_T["optimisation"] * T[-1] / t,
                   rhs=at_T["optimisation"] * T[-1] / t + at_T["noise"] + at_T["drift"]) for t in T]
-    fig, ax = plt.subplots(figsize=(7, 4.4))
-    ax.loglog(T, lhs, "-", color="C3", lw=2, label=f"LHS ({outcome.candidate.runner}), mean over {outcome.candidate.seeds} seeds")
+    fig, ax = ps.figure(size=(7, 4.4))
+    ax.loglog(T, lhs, "-", color=ps.MEASURED, lw=2, label=f"LHS ({outcome.candidate.runner}), mean over {outcome.candidate.seeds} seeds")
     if outcome.candidate.runner != outcome.reference.runner:
-        ax.loglog(T, outcome.reference.lhs_curve(), "-", color="C0", lw=1, label="LHS (reference)")
-    ax.loglog(T, [t["rhs"] for t in terms], "k-", lw=2, label="RHS of Theorem 4.4 (reference constants)")
+        ax.loglog(T, outcome.reference.lhs_curve(), "-", color=ps.series_color(4), lw=1, label="LHS (reference)")
+    ax.loglog(T, [t["rhs"] for t in terms], "-", color=ps.BOUND, lw=2, label="RHS of Theorem 4.4 (reference constants)")
     for key, style in (("optimisation", "--"), ("noise", ":"), ("drift", "-.")):
-        ax.loglog(T, [t[key] for t in terms], style, color="grey", label=f"RHS term: {key}")
+        ax.loglog(T, [t[key] for t in terms], style, color=ps.TERM, label=f"RHS term: {key}")
     ax.set_xlabel("rounds T")
-    ax.set_ylabel("average squared gradient norm of f^S")
+    ax.set_ylabel("average ||grad f^S||^2")
     ax.set_title(f"Theorem 4.4 on {outcome.setting.name} (gamma={outcome.lr:.3g} <= {outcome.gamma_max:.3g})", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    ps.legend(ax, fontsize=7)
+    ax.grid(True, which="both", alpha=0.2)
     save_figure(fig, path)
 
 
 def plot_rate(path, data):
-    """Corollary 4.5: LHS and RHS at gamma = sqrt(N/(THL-tilde)) against T (log-log), fitted slope."""
+    """Plot Corollary 4.5: LHS and RHS at gamma = sqrt(N / (T H L-tilde)) against T (log-log), with the fitted slope.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG written.
+    data : dict
+        The plot data of :func:`theory.paper.corollary.corollary` (``T``, ``lhs``, ``rhs``, optional
+        ``slope``).
+    """
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fslora_ref import plotting_style as ps
     T, lhs, rhs = (np.array(data[k], dtype=float) for k in ("T", "lhs", "rhs"))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.loglog(T, lhs, "o-", color="C3", label="LHS (mean over seeds)")
-    ax.loglog(T, rhs, "s-", color="k", label="RHS of Theorem 4.4 at the corollary's gamma")
+    fig, ax = ps.figure(size=(6.4, 4))
+    ax.loglog(T, lhs, "o-", color=ps.MEASURED, label="LHS (mean over seeds)")
+    ax.loglog(T, rhs, "s-", color=ps.BOUND, label="RHS of Theorem 4.4 at the corollary's gamma")
     if "slope" in data:
         grid = np.geomspace(T.min(), T.max(), 20)
         c = np.mean(np.log(lhs) - data["slope"] * np.log(T))
-        ax.loglog(grid, np.exp(c + data["slope"] * np.log(grid)), "--", color="C3", alpha=0.6,
+        ax.loglog(grid, np.exp(c + data["slope"] * np.log(grid)), "--", color=ps.MEASURED, alpha=0.6,
                   label=f"fitted slope {data['slope']:.2f}")
-        ax.loglog(grid, lhs[0] * (grid / T[0]) ** -0.5, ":", color="grey", label="slope -1/2 (the bound's rate)")
+        ax.loglog(grid, lhs[0] * (grid / T[0]) ** -0.5, ":", color=ps.TERM, label="slope -1/2 (the bound's rate)")
     ax.set_xlabel("rounds T")
     ax.set_ylabel("(1/T) sum_t ||grad f^S(X^t)||^2")
     ax.set_title("Corollary 4.5: gamma = sqrt(N/(T H L-tilde))", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    ps.legend(ax, fontsize=7)
+    ax.grid(True, which="both", alpha=0.2)
     save_figure(fig, path)
 
 
 def write_all(out_dir, results, ctx, meta: dict):
-    """report.json, report.md and the plots into out_dir; returns the written paths."""
+    """Write report.json, report.md and the plots into ``out_dir`` (atomically), removing plots of an earlier run.
+
+    Parameters
+    ----------
+    out_dir : str
+        The output directory (already prepared).
+    results : list of tuple
+        ``[(theory.claims.Claim, theory.result.Result, seconds)]`` from :func:`theory.claims.run_all`.
+    ctx : theory.claims.Context
+        The claims' context (its runs feed the plots).
+    meta : dict
+        The run's metadata.
+
+    Returns
+    -------
+    list of str
+        The paths written.
+    """
     paths = {name: os.path.join(out_dir, name) for name in FILES}
     atomic_write_bytes(paths["report.json"], json.dumps(report_json(results, meta), indent=1).encode())
     atomic_write_bytes(paths["report.md"], report_markdown(results, meta).encode())

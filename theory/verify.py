@@ -18,7 +18,23 @@ from .result import VIOLATED
 
 
 def claim_ids(text: str | None) -> list | None:
-    """The claim ids in a comma-separated ``--only`` list (None: every claim); unknown ids are an error."""
+    """The claim ids of a comma-separated ``--only`` list.
+
+    Parameters
+    ----------
+    text : str or None
+        The list (None: every claim).
+
+    Returns
+    -------
+    list of str or None
+        The ids, or None for every claim.
+
+    Raises
+    ------
+    ValueError
+        If the list is empty or names an unknown id (the message lists the known ones).
+    """
     if text is None:
         return None
     only = [s.strip() for s in text.split(",") if s.strip()]

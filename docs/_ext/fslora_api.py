@@ -35,6 +35,12 @@ def walk(package: str) -> list:
     return sorted(names)
 
 
+def is_code(obj) -> bool:
+    """True for a function or class, including a function behind a decorator such as ``lru_cache``
+    (found through ``__wrapped__``)."""
+    return inspect.isfunction(inspect.unwrap(obj)) or inspect.isclass(obj) if obj is not None else False
+
+
 def public_names(module) -> list:
     """The module's public API, in definition order where it has no ``__all__``."""
     if hasattr(module, "__all__"):
@@ -43,7 +49,7 @@ def public_names(module) -> list:
     for name, obj in vars(module).items():
         if name.startswith("_") or inspect.ismodule(obj):
             continue
-        if inspect.isfunction(obj) or inspect.isclass(obj):
+        if is_code(obj):
             if getattr(obj, "__module__", None) == module.__name__:
                 out.append(name)
         elif name.isupper():             # a module-level constant (e.g. a registry or a tolerance)
@@ -72,7 +78,7 @@ def page(module_name: str, children: list) -> str:
     lines = [module_name, "=" * len(module_name), "", f".. automodule:: {module_name}"]
     # functions and classes through automodule; constants (registries, tolerances) one by one, as
     # autodoc skips module data that another module defined even when it is named explicitly
-    code = [n for n in names if inspect.isfunction(getattr(module, n, None)) or inspect.isclass(getattr(module, n, None))]
+    code = [n for n in names if is_code(getattr(module, n, None))]
     data = [n for n in names if n not in code]
     if code:
         lines += [f"   :members: {', '.join(code)}", "   :undoc-members:"]

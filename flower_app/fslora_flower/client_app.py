@@ -1,4 +1,5 @@
-"""The ClientApp: answers the discovery query and trains the plans it is sent.
+"""The ClientApp: answers the discovery query, trains the plans it is sent and evaluates the
+global model on its own data.
 
 One component serves both jobs of the run config: the NumPy reference problems
 (numpy_client.py, no torch import) and the LLM bridge (llm_client.py). Each reply carries only
@@ -20,8 +21,18 @@ app = ClientApp()
 
 
 def process_clock() -> tuple[float, float]:
-    """(seconds since this process started, CPU seconds it has used) from Linux /proc; (-1, -1)
-    elsewhere. Read on entry to a handler, this is the ClientApp's start-up cost."""
+    """How long this process has existed and how much CPU it has used, from Linux /proc.
+
+    Read on entry to a handler, this is the ClientApp's start-up cost (Flower starts a fresh
+    ClientApp process for every message).
+
+    Returns
+    -------
+    wall : float
+        Seconds since this process started; -1.0 where /proc cannot be read.
+    cpu : float
+        CPU seconds (user + system) it has used; -1.0 where /proc cannot be read.
+    """
     try:
         with open("/proc/self/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
@@ -43,20 +54,61 @@ def _job(settings):
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
-    """Report this node's partition-id and prepare the job (fails here, by name, if it cannot run)."""
+    """Answer the discovery query: this node's partition-id, after preparing the job.
+
+    Preparing builds (or checks) the node's data and fills the converted-model cache, so a node
+    that cannot run the job fails here, by name, rather than in round 1.
+
+    Parameters
+    ----------
+    msg : flwr.app.Message
+        The server's QUERY.
+    context : flwr.app.Context
+        The node config (partition-id, num-partitions, ...) and the run config.
+
+    Returns
+    -------
+    flwr.app.Message
+        The reply, :func:`fslora_flower.discovery.node_reply`.
+
+    Raises
+    ------
+    ValueError
+        If the node config or run config is invalid or the job cannot run on this node (Flower
+        sends the server an error reply).
+    """
     pid, _ = partition(context.node_config)
     settings = Settings.from_run_config(context.run_config)
     t0 = time.perf_counter()
-    if settings.job == "simulate":
-        _job(settings).prepare(settings.args, context.node_config, pid)
-    else:
-        _job(settings).prepare(settings.args)
-    return Message(node_reply(context.node_config, time.perf_counter() - t0), reply_to=msg)
+    data = _job(settings).prepare(settings.args, context.node_config, pid)   # finetune: what its own data are
+    return Message(node_reply(context.node_config, time.perf_counter() - t0, data or {}), reply_to=msg)
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Train the plan in ``msg`` and reply with the upload."""
+    """Train the plan in ``msg`` and reply with the upload.
+
+    Parameters
+    ----------
+    msg : flwr.app.Message
+        A TRAIN message (:func:`fslora_flower.records.plan_to_record`).
+    context : flwr.app.Context
+        The node config and the run config.
+
+    Returns
+    -------
+    flwr.app.Message
+        The reply (:func:`fslora_flower.records.upload_to_record`) with a MetricRecord
+        ``"fslora.timing"``: process-seconds and process-cpu-seconds at entry (:func:`process_clock`),
+        handler-seconds, and the bridge's own timings.
+
+    Raises
+    ------
+    ValueError
+        If the plan is for another client than this node's partition-id.
+    DivergenceError
+        If local training diverged (the server stops the run as in process).
+    """
     started, cpu = process_clock()
     pid, _ = partition(context.node_config)
     settings = Settings.from_run_config(context.run_config)
@@ -73,3 +125,26 @@ def train(msg: Message, context: Context) -> Message:
                                     "handler-seconds": time.perf_counter() - t0,
                                     **timing})
     return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Evaluate the global model in ``msg`` on this node's own data (simulate jobs; evaluation.py).
+
+    Parameters
+    ----------
+    msg : Message
+        An EVALUATE message of the ServerApp (the global weights and factors, or a probe).
+    context : Context
+        The node's context (its partition-id and data in ``node_config``).
+
+    Returns
+    -------
+    Message
+        The reply: this client's loss and gradients at the global model.
+    """
+    pid, _ = partition(context.node_config)
+    settings = Settings.from_run_config(context.run_config)
+    if settings.job != "simulate":
+        raise ValueError("only `fslora flower simulate` evaluates on the clients (finetune evaluates on the server)")
+    return Message(_job(settings).evaluate(msg.content, settings.args, context.node_config, pid), reply_to=msg)

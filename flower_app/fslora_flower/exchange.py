@@ -12,9 +12,29 @@ from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
 
 def exchange(grid, messages, timeout: float, poll: float = 0.5) -> tuple[list, set]:
-    """Push ``messages``, pull replies until all arrived or ``timeout`` seconds passed.
-    Returns (replies, error replies included; destination node ids of the messages the
-    SuperLink refused, because it no longer lists their node)."""
+    """Push ``messages``, then pull replies until all arrived or ``timeout`` seconds passed.
+
+    Unlike ``Grid.send_and_receive`` it polls every ``poll`` seconds (not 3 s) and returns whatever
+    arrived by the deadline instead of waiting for the rest.
+
+    Parameters
+    ----------
+    grid : flwr.server.Grid
+        The ServerApp's grid.
+    messages : iterable of flwr.common.Message
+        One message per destination node.
+    timeout : float
+        Seconds to wait for replies after pushing.
+    poll : float, default 0.5
+        Seconds between pulls.
+
+    Returns
+    -------
+    replies : list of flwr.common.Message
+        The replies that arrived, error replies included, in arrival order.
+    refused : set of int
+        Destination node ids of the messages the SuperLink refused (it no longer lists their node).
+    """
     messages = list(messages)
     if not messages:
         return [], set()
@@ -34,7 +54,19 @@ def exchange(grid, messages, timeout: float, poll: float = 0.5) -> tuple[list, s
 
 
 def payload_bytes(message) -> int:
-    """Bytes of the objects Flower stores and transfers for ``message``: its serialised
-    records, arrays and array chunks, each distinct object once (as the SuperLink stores them
-    and a node pulls or pushes them), without HTTP framing."""
+    """What ``message`` weighs on the wire: the bytes of the objects Flower stores and transfers for it.
+
+    Its serialised records, arrays and array chunks, each distinct object once (as the SuperLink
+    stores them and a node pulls or pushes them), without HTTP framing.
+
+    Parameters
+    ----------
+    message : flwr.common.Message
+        A message (its content is walked, not sent).
+
+    Returns
+    -------
+    int
+        Bytes.
+    """
     return sum(len(obj.deflate()) for obj in get_all_nested_objects(message).values())

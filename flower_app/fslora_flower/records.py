@@ -51,8 +51,24 @@ FLOAT_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_update(client: int, key: str, x: np.ndarray, shape: tuple) -> None:
-    """Refuse ``x`` (the uploaded array ``key`` of ``client``) unless it is a finite float32/float64
-    array of ``shape``; raises BadUpdate naming the client and the array."""
+    """Refuse an uploaded array unless it is a finite float32 / float64 array of the expected shape.
+
+    Parameters
+    ----------
+    client : int
+        The client that uploaded it (named in the message).
+    key : str
+        The array's name in the upload record, ``"<l>.B"`` or ``"<l>.A"``.
+    x : ndarray
+        The array as decoded.
+    shape : tuple of int
+        The shape the plan implies, e.g. (m_l, k_i) for ``"<l>.B"``.
+
+    Raises
+    ------
+    BadUpdate
+        Naming the client and the array: another dtype, another shape, or NaN / infinite values.
+    """
     if x.dtype not in FLOAT_KINDS:
         raise BadUpdate(f"client {client}: upload {key} has dtype {x.dtype}, expected float32 or float64")
     if x.shape != shape:
@@ -64,7 +80,25 @@ def check_update(client: int, key: str, x: np.ndarray, shape: tuple) -> None:
 
 
 def update_norm(pairs) -> float:
-    """Euclidean norm of all uploaded arrays together (float64; overflow gives inf)."""
+    """The Euclidean norm of all uploaded arrays together, compared with ``--max-update-norm``.
+
+    Parameters
+    ----------
+    pairs : list of tuple of ndarray
+        ``[(B_l, A_l)]`` per layer, as uploaded.
+
+    Returns
+    -------
+    float
+        sqrt of the sum of every entry squared, in float64 (an overflow gives inf, never an error).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fslora_flower.records import update_norm
+    >>> update_norm([(np.array([[3.0]]), np.array([[4.0]]))])
+    5.0
+    """
     with np.errstate(over="ignore"):
         return float(np.sqrt(sum(float(np.sum(np.square(x))) for pair in pairs for x in pair)))
 
@@ -75,7 +109,26 @@ def _array(x, dtype=None) -> Array:
 
 
 def plan_to_record(plan: ClientPlan, round_index: int, algorithm: str, dtype=np.float64) -> RecordDict:
-    """The message content for ``plan`` (float factors sent as ``dtype``)."""
+    """The content of the message that hands ``plan`` to its client (layout: the module docstring).
+
+    Parameters
+    ----------
+    plan : ClientPlan
+        What the client starts from: per layer ``B: (m_l, k_i)``, ``A: (k_i, n_l)``, the coefficients,
+        FLoRA's offset and, in the masked form, the masks and index sets.
+    round_index : int
+        The round t.
+    algorithm : str
+        The algorithm's name (sets which part of its upload the client sends, UPLOAD_FIELD).
+    dtype : numpy dtype, default float64
+        The dtype the factors and offsets are sent in (the model's precision); coefficients that
+        differ across a layer's columns are always sent as float64.
+
+    Returns
+    -------
+    flwr.app.RecordDict
+        An ArrayRecord ``"fslora.factors"`` and a ConfigRecord ``"fslora.plan"``.
+    """
     arrays, coeff = {}, []
     for l, f in enumerate(plan.factors):
         arrays[f"{l}.B"], arrays[f"{l}.A"] = _array(f.B, dtype), _array(f.A, dtype)
@@ -97,8 +150,24 @@ def plan_to_record(plan: ClientPlan, round_index: int, algorithm: str, dtype=np.
 
 
 def record_to_plan(content: RecordDict) -> tuple[ClientPlan, dict]:
-    """(ClientPlan as the client's ``client_update`` needs it, the plan's ConfigRecord as a dict).
-    The client never needs the server's index sets in the submatrix form, so they stay None."""
+    """Read a plan message on the client: the inverse of :func:`plan_to_record`.
+
+    Arrays are widened to float64. The client never needs the server's index sets in the
+    submatrix form, so they stay None there (the masked form carries masks and indices).
+
+    Parameters
+    ----------
+    content : flwr.app.RecordDict
+        The message content.
+
+    Returns
+    -------
+    plan : ClientPlan
+        As the client's ``client_update`` needs it.
+    meta : dict
+        The plan's ConfigRecord (round, client, algorithm, layers, coeff, upload, download-floats,
+        broadcast-floats).
+    """
     meta = dict(content[PLAN])
     arrays = content[FACTORS]
     factors, masks, indices = [], [], []
@@ -117,8 +186,30 @@ def record_to_plan(content: RecordDict) -> tuple[ClientPlan, dict]:
 
 
 def upload_to_record(upload: Upload, meta: dict, dtype=np.float64) -> RecordDict:
-    """The reply content: the part of ``upload`` the server rule reads (``meta["upload"]``),
-    sent as ``dtype`` (which must hold its values exactly)."""
+    """The content of a client's reply: the part of its upload the server rule reads, its metrics.
+
+    Parameters
+    ----------
+    upload : Upload
+        The client's result of local training.
+    meta : dict
+        The plan's ConfigRecord (from :func:`record_to_plan`): ``meta["upload"]`` (``"deltas"`` or
+        ``"trained"``) says which pairs are sent; ``round`` and ``algorithm`` are echoed.
+    dtype : numpy dtype, default float64
+        The dtype the arrays are sent in; it must hold their values exactly (never rounded).
+
+    Returns
+    -------
+    flwr.app.RecordDict
+        An ArrayRecord ``"fslora.upload"``, a MetricRecord ``"fslora.metrics"`` and a ConfigRecord
+        ``"fslora.reply"``.
+
+    Raises
+    ------
+    ValueError
+        If ``meta["upload"]`` is neither ``"deltas"`` nor ``"trained"``, or a value would be rounded
+        in ``dtype``.
+    """
     if meta["upload"] not in ("deltas", "trained"):
         raise ValueError(f"plan asks for upload {meta['upload']!r}; expected 'deltas' or 'trained'")
     pairs = getattr(upload, meta["upload"])
@@ -137,9 +228,38 @@ def upload_to_record(upload: Upload, meta: dict, dtype=np.float64) -> RecordDict
 
 def record_to_upload(content: RecordDict, plan: ClientPlan, round_index: int, algorithm: str,
                      max_norm: float | None = None) -> Upload:
-    """The server's Upload for ``plan`` from a reply; BadReply if it does not answer that plan,
-    BadUpdate if its values are refused (see check_update; ``max_norm``: bound on the Euclidean
-    norm of everything uploaded, None for no bound)."""
+    """Read a client's reply on the server, checked against the plan it answers.
+
+    Parameters
+    ----------
+    content : flwr.app.RecordDict
+        The reply's content.
+    plan : ClientPlan
+        The plan sent to that client (its shapes and index sets).
+    round_index : int
+        The round the reply must answer.
+    algorithm : str
+        The algorithm the reply must name (sets which part was uploaded, UPLOAD_FIELD).
+    max_norm : float, optional
+        A bound on :func:`update_norm` of everything uploaded (None: no bound).
+
+    Returns
+    -------
+    Upload
+        Arrays in float64. For the change-uploading rules (fslora, fedit) ``deltas`` holds the
+        uploaded change (masked form: the block I only, ``(m_l, k_i)`` and ``(k_i, n_l)``) and
+        ``trained`` is rebuilt (:func:`rebuilt_trained`); for the others ``trained`` holds the uploaded
+        factors and ``deltas`` is None.
+
+    Raises
+    ------
+    BadReply
+        If the reply lacks a record or an array, answers another round, client or algorithm, or
+        misreports its uploaded floats.
+    BadUpdate
+        If an array cannot be decoded or fails :func:`check_update`, the norm exceeds ``max_norm``,
+        or the reported losses are not finite.
+    """
     client = plan.client
     try:
         reply, arrays, metrics = dict(content[REPLY]), content[UPLOAD], dict(content[METRICS])
@@ -182,10 +302,25 @@ def record_to_upload(content: RecordDict, plan: ClientPlan, round_index: int, al
 
 
 def rebuilt_trained(plan: ClientPlan, deltas) -> list:
-    """[(B, A)] the client ended its local training with, rebuilt from the plan and the uploaded
-    change (start + change; the masked form changes only the block I). Never aggregated (the
-    rules that read the change get ``deltas``); the run loop's divergence check reads it to
-    name the client whose local training blew up, as in process."""
+    """The factors a client ended its local training with, rebuilt from its plan and uploaded change.
+
+    Never aggregated (the rules that read the change get ``deltas``); the run loop's divergence
+    check reads it to name the client whose local training blew up, as in process.
+
+    Parameters
+    ----------
+    plan : ClientPlan
+        The plan the client started from.
+    deltas : list of tuple of ndarray
+        ``[(dB_l, dA_l)]`` as uploaded: the whole change, or in the masked form the block I only,
+        ``dB_l: (m_l, k_i)``, ``dA_l: (k_i, n_l)``.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        ``[(B_l + dB_l, A_l + dA_l)]``; in the masked form only columns I of B_l and rows I of A_l
+        change.
+    """
     trained = []
     for l, (f, (dB, dA)) in enumerate(zip(plan.factors, deltas)):
         if plan.masks is None:

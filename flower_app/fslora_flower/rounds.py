@@ -10,22 +10,37 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
 
-from fslora_ref.federation import check_finite_state
 from fslora_ref.outputs import write_json
 
-from .exchange import exchange, payload_bytes
-from .records import TIMING
+from .exchange import exchange
 from .strategy import FSLoRAStrategy
 
 
 class Ledger:
     """``<out>/flower.json``: one entry per ServerApp run (a resumed job appends one), keyed by
-    Flower's run id; a failed run's entry has the error and the exit code `fslora <job>` gives for it."""
+    Flower's run id; a failed run's entry has the error and the exit code `fslora <job>` gives for it.
+
+    Creating a Ledger appends this run's entry (status ``"running"``) to the document in memory;
+    :meth:`set` and :meth:`save` write the file (atomically, strict JSON).
+
+    Parameters
+    ----------
+    out : str
+        The run's output directory (it holds ``flower.json``).
+    resume : bool, default False
+        Keep the entries an earlier run left in ``flower.json`` (else the file starts afresh).
+    run_id : int or str, optional
+        Flower's run id, stored as text (None: unknown).
+
+    Raises
+    ------
+    ValueError
+        With ``resume``, if the existing ``flower.json`` is not valid JSON.
+    """
 
     def __init__(self, out: str, resume: bool = False, run_id=None):
         self.path = os.path.join(out, "flower.json")
@@ -40,15 +55,34 @@ class Ledger:
         self.doc["runs"].append(self.run)
 
     def set(self, **fields):
+        """Update this run's entry and write the ledger.
+
+        Parameters
+        ----------
+        **fields
+            Entry keys and JSON values (e.g. ``status="completed"``, ``nodes={...}``).
+        """
         self.run.update(fields)
         self.save()
 
     def save(self):
+        """Write the ledger to ``<out>/flower.json`` (atomically, strict JSON)."""
         write_json(self.path, self.doc)
 
     @staticmethod
     def count(out: str) -> int:
-        """How many run entries ``<out>/flower.json`` has (0 if none or unreadable)."""
+        """How many run entries ``<out>/flower.json`` has.
+
+        Parameters
+        ----------
+        out : str
+            The run's output directory.
+
+        Returns
+        -------
+        int
+            The number of entries; 0 if there is no file or it cannot be read.
+        """
         try:
             with open(os.path.join(out, "flower.json")) as fh:
                 return len(json.load(fh).get("runs", []))
@@ -57,9 +91,27 @@ class Ledger:
 
     @staticmethod
     def mark_crashed(out: str, message: str, first: int = 0) -> bool:
-        """Record ``message`` as the error of the run entries from index ``first`` on (the ones this
-        deployment added) that did not complete: the SuperLink died under them, so the error their
-        ServerApp recorded, if any, is a consequence (kept as "serverapp-error"). True if one was."""
+        """Record a SuperLink's death as the error of the runs it took down.
+
+        Every entry from index ``first`` on (the ones this deployment added) that did not complete
+        gets status ``"failed"``, ``message`` as its error and exit code 1; the error its ServerApp
+        recorded, if any, is a consequence and is kept as ``"serverapp-error"``.
+
+        Parameters
+        ----------
+        out : str
+            The run's output directory.
+        message : str
+            How the SuperLink died (one line).
+        first : int, default 0
+            The index of the first entry this deployment added (:meth:`count` before it started).
+
+        Returns
+        -------
+        bool
+            True if an entry was marked (and the file rewritten); False if none was, or the file
+            cannot be read.
+        """
         path = os.path.join(out, "flower.json")
         try:
             with open(path) as fh:
@@ -80,8 +132,21 @@ class Ledger:
 
     @staticmethod
     def exit_code(out: str, run_id) -> int:
-        """The exit code recorded in ``<out>/flower.json`` for the failed Flower run ``run_id``; 1 when
-        there is none (the ServerApp failed before writing its entry, or the file is not ours)."""
+        """The exit code recorded for a failed Flower run, for `fslora <job>` to exit with.
+
+        Parameters
+        ----------
+        out : str
+            The run's output directory.
+        run_id : int or str
+            Flower's run id (its last entry counts).
+
+        Returns
+        -------
+        int
+            The recorded ``exit-code`` if it is an int above 1; else 1 (the ServerApp failed before
+            writing its entry, or the file is not ours).
+        """
         try:
             with open(os.path.join(out, "flower.json")) as fh:
                 runs = json.load(fh).get("runs", [])
@@ -93,52 +158,77 @@ class Ledger:
 
 
 class FlowerRounds:
-    """round_fn(algorithm, state, problem, config, round_index) -> (state, plans, uploads) that
-    sends the plans to the SuperNodes in ``nodes`` ({client id: node id}) and aggregates the
-    replies with :class:`FSLoRAStrategy`. Raises the strategy's MissingClients (policy "stop")
-    or the client's DivergenceError, after recording the round in the ledger."""
+    """A ``round_fn`` that runs each round over Flower, for the reference's and the bridge's run loops.
+
+    Calling it as ``rounds(algorithm, state, problem, config, round_index)`` sends the round's
+    plans to the SuperNodes in ``nodes`` and aggregates the replies with :class:`FSLoRAStrategy`;
+    it returns ``(state, plans, uploads)`` as ``fslora_ref.federation.run_round`` does, and records
+    the round (bytes and floats each way, timings, missing clients) in the ledger. The strategy's
+    MissingClients / RefusedUpdate (policy "stop") or the client's DivergenceError is raised after
+    the round is recorded. One FSLoRAStrategy per algorithm, made at its first round and kept.
+    The run loop that calls it evaluates the global model itself (the bridge's finetune); `fslora
+    flower simulate` lets Flower's ``Strategy.start`` drive its rounds instead (simulate_run.py).
+
+    Parameters
+    ----------
+    grid : flwr.server.Grid
+        The ServerApp's grid.
+    nodes : dict
+        ``{client id: Flower node id}`` (from discovery).
+    timeout : float
+        Seconds to wait for a round's replies.
+    on_missing : {"stop", "continue"}, default "stop"
+        What a participant without a usable reply does to the round (see FSLoRAStrategy).
+    poll : float, default 0.5
+        Seconds between pulls for replies.
+    dtype : numpy dtype, default float64
+        The float type of the factors sent to clients.
+    ledger : Ledger, optional
+        Where each round is recorded (None: not recorded).
+    on_bad_update : {"stop", "drop"}, default "stop"
+        What a refused update does to the round (see FSLoRAStrategy).
+    max_update_norm : float, optional
+        A bound on the Euclidean norm of a client's upload (None: no bound).
+    """
 
     def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None,
                  on_bad_update="stop", max_update_norm=None):
         self.grid, self.nodes, self.timeout, self.on_missing = grid, dict(nodes), timeout, on_missing
         self.on_bad_update, self.max_update_norm = on_bad_update, max_update_norm
         self.poll, self.dtype, self.ledger = poll, dtype, ledger
+        self.strategies = {}                 # algorithm name -> its FSLoRAStrategy
+
+    def strategy(self, algorithm, problem, config, state) -> FSLoRAStrategy:
+        """The algorithm's strategy, made once; its state is set to the run loop's ``state``.
+
+        Parameters
+        ----------
+        algorithm : Algorithm
+            The algorithm.
+        problem : Problem
+            What its rules read.
+        config : FedConfig
+            The run's configuration.
+        state : ServerState
+            The server state before the round.
+
+        Returns
+        -------
+        FSLoRAStrategy
+        """
+        strategy = self.strategies.get(algorithm.name)
+        if strategy is None or strategy.algorithm is not algorithm or strategy.config is not config:
+            strategy = self.strategies[algorithm.name] = FSLoRAStrategy(
+                algorithm, problem, config, self.nodes, state=state, on_missing=self.on_missing, dtype=self.dtype,
+                reply_timeout=self.timeout, on_bad_update=self.on_bad_update, max_update_norm=self.max_update_norm,
+                ledger=self.ledger)
+        strategy.state = state
+        return strategy
 
     def __call__(self, algorithm, state, problem, config, round_index):
-        strategy = FSLoRAStrategy(algorithm, problem, config, self.nodes, state=state, on_missing=self.on_missing,
-                                  dtype=self.dtype, reply_timeout=self.timeout, on_bad_update=self.on_bad_update,
-                                  max_update_norm=self.max_update_norm)
-        t0 = time.perf_counter()
+        strategy = self.strategy(algorithm, problem, config, state)
         messages = strategy.configure_train(round_index + 1, ArrayRecord(), ConfigRecord(), self.grid)
-        entry = {"algorithm": algorithm.name, "round": round_index + 1,
-                 "clients": {str(p.client): {"node": str(self.nodes[p.client]), "down-bytes": payload_bytes(m),
-                                             "down-floats": p.download_floats}
-                             for p, m in zip(strategy.plans.values(), messages)}}
         replies, strategy.refused = exchange(self.grid, messages, self.timeout, self.poll)
-        entry["seconds-exchange"] = time.perf_counter() - t0
-        for reply in replies:
-            client = strategy.clients_of.get(int(reply.metadata.src_node_id))
-            if reply.has_content() and str(client) in entry["clients"]:
-                row = entry["clients"][str(client)]
-                row["up-bytes"] = payload_bytes(reply)
-                if TIMING in reply.content:
-                    row.update(dict(reply.content[TIMING]))
-        try:
-            strategy.aggregate_train(round_index + 1, replies)
-        except Exception as exc:
-            entry["error"] = " ".join(str(exc).split())
-            self._record(entry, t0)
-            raise
-        plans, uploads, missing = strategy.last
-        for up in uploads:
-            entry["clients"][str(up.client)]["up-floats"] = up.upload_floats
-        entry["missing"] = {str(c): why for c, why in sorted(missing.items())}
-        check_finite_state(strategy.state, round_index, plans, config)
-        self._record(entry, t0)
+        strategy.aggregate_train(round_index + 1, replies)
+        plans, uploads, _ = strategy.last
         return strategy.state, plans, uploads
-
-    def _record(self, entry, t0):
-        entry["seconds"] = time.perf_counter() - t0
-        if self.ledger is not None:
-            self.ledger.run["rounds"].append(entry)
-            self.ledger.save()

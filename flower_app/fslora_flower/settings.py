@@ -14,6 +14,9 @@ ServerApp and every ClientApp unchanged:
     max-update-norm    bound on the Euclidean norm of one client's upload; 0 = no bound
     discovery-timeout  seconds to wait for the SuperNodes and their answers before round 1
     poll-interval      seconds between the server's pulls for replies
+    server-eval-data   a held-out file on the ServerApp's host (``fslora flower partition --held-out K``):
+                       Strategy.start's evaluate_fn evaluates the global model on it, into flower.json
+                       ("" = none; simulate jobs)
 
 Typed keys a Flower user can set with ``flwr run ... --run-config 'num-server-rounds=20 fslora.rank=8'``
 override ``job-args`` (declared in pyproject.toml with "" = not set, the job-args value stands):
@@ -33,14 +36,25 @@ from .strategy import ON_BAD_UPDATE, ON_MISSING
 
 JOBS = ("simulate", "finetune")
 DEFAULTS = {"round-timeout": 600.0, "on-missing": "stop", "discovery-timeout": 300.0, "poll-interval": 0.5,
-            "on-bad-update": "stop", "max-update-norm": 0.0}
+            "on-bad-update": "stop", "max-update-norm": 0.0, "server-eval-data": ""}
 
 
 RUN_OPTIONS = {"simulate": ("out", "resume"), "finetune": ("out", "resume", "stop_after")}   # not job fields
 
 
 def job_class(job: str):
-    """The job dataclass of ``job`` (FinetuneJob is imported only for finetune runs; no torch)."""
+    """The job dataclass of a run (FinetuneJob is imported only for finetune runs: a simulate run needs no torch).
+
+    Parameters
+    ----------
+    job : str
+        ``"simulate"`` or ``"finetune"`` (anything but ``"simulate"`` is taken as finetune).
+
+    Returns
+    -------
+    type
+        :class:`fslora_ref.jobs.SimulateJob` or :class:`llm_bridge.job.FinetuneJob`.
+    """
     if job == "simulate":
         from fslora_ref.jobs import SimulateJob
         return SimulateJob
@@ -50,7 +64,39 @@ def job_class(job: str):
 
 @dataclass(frozen=True)
 class Settings:
-    """What a run config says. ``args`` is the typed job (SimulateJob | FinetuneJob)."""
+    """What a run config says: the typed job and how the server treats faults.
+
+    Made by :meth:`from_run_config`, which checks every key (the ServerApp and every ClientApp read
+    the same run config).
+
+    Parameters
+    ----------
+    job : str
+        ``"simulate"`` or ``"finetune"``.
+    args : SimulateJob or FinetuneJob
+        The typed job.
+    out : str
+        The output directory on the ServerApp's host.
+    round_timeout : float
+        Seconds the server waits for a round's replies.
+    on_missing : {"stop", "continue"}
+        What a participant without a usable reply does to the round.
+    discovery_timeout : float
+        Seconds to wait for the SuperNodes and their answers before round 1.
+    poll : float
+        Seconds between the server's pulls for replies.
+    resume : bool, default False
+        Continue from the checkpoint in ``out``.
+    stop_after : int, optional
+        Finetune only: stop after this many rounds (None: run them all).
+    on_bad_update : {"stop", "drop"}, default "stop"
+        What a refused update does to the round.
+    max_update_norm : float, optional
+        A bound on the Euclidean norm of a client's upload (None: no bound).
+    server_eval_data : str, default ""
+        A held-out file on the ServerApp's host for ``Strategy.start``'s evaluate_fn ("": none;
+        simulate jobs).
+    """
 
     job: str
     args: object
@@ -63,9 +109,31 @@ class Settings:
     stop_after: int | None = None
     on_bad_update: str = "stop"
     max_update_norm: float | None = None    # None: no bound
+    server_eval_data: str = ""              # held-out file for Strategy.start's evaluate_fn ("": none)
 
     @classmethod
     def from_run_config(cls, rc) -> "Settings":
+        """Read and check a run config (the keys: the module docstring).
+
+        Typed keys (``num-server-rounds``, ``fslora.<field>``) override ``job-args``; job fields left
+        out take their defaults.
+
+        Parameters
+        ----------
+        rc : Mapping
+            The run config (``context.run_config`` in a ServerApp or ClientApp).
+
+        Returns
+        -------
+        Settings
+
+        Raises
+        ------
+        ValueError
+            One line naming the key: an unknown job, ``job-args`` that is not a JSON object or has
+            options the job does not know, a bad job field, an unknown policy, a negative or
+            non-finite ``max-update-norm``, or a timeout or poll interval that is not a positive number.
+        """
         job = rc.get("job")
         if job not in JOBS:
             raise ValueError(f"run config 'job' must be one of {JOBS}, got {job!r}")
@@ -89,6 +157,10 @@ class Settings:
         bound = rc.get("max-update-norm", DEFAULTS["max-update-norm"])
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 <= bound < float("inf"):
             raise ValueError(f"run config 'max-update-norm' must be a finite number >= 0 (0: no bound), got {bound!r}")
+        held = rc.get("server-eval-data", DEFAULTS["server-eval-data"])
+        if not isinstance(held, str) or (held and job != "simulate"):
+            raise ValueError(f"run config 'server-eval-data' must be the path of a held-out file (simulate jobs), "
+                             f"got {held!r}")
         numbers = {}
         for key in ("round-timeout", "discovery-timeout", "poll-interval"):
             value = rc.get(key)
@@ -98,16 +170,26 @@ class Settings:
         return cls(job, spec, str(rc.get("out") or ""), numbers["round-timeout"], rc["on-missing"],
                    numbers["discovery-timeout"], numbers["poll-interval"], resume=bool(given.get("resume", False)),
                    stop_after=given.get("stop_after"), on_bad_update=on_bad,
-                   max_update_norm=float(bound) if bound > 0 else None)
+                   max_update_norm=float(bound) if bound > 0 else None, server_eval_data=held)
 
     @property
     def n_clients(self) -> int:
         return int(self.args.clients)
 
     def wire_dtypes(self):
-        """(server -> client, client -> server) float types: float64 for the NumPy reference; for
-        the bridge the model's precision where that is lossless (a float32 model rounds what it
-        installs to float32 anyway; bfloat16 values are exact in float32)."""
+        """The float types of the arrays on the wire, each way.
+
+        float64 for the NumPy reference; for the bridge the model's precision where that is
+        lossless (a float32 model rounds what it installs to float32 anyway; bfloat16 values are
+        exact in float32).
+
+        Returns
+        -------
+        down : type
+            Server -> client: float64, or float32 for a float32 model.
+        up : type
+            Client -> server: float64 for the reference or a float64 model, else float32.
+        """
         if self.job == "simulate" or self.args.dtype == "float64":
             return np.float64, np.float64
         return (np.float32 if self.args.dtype == "float32" else np.float64), np.float32
@@ -117,8 +199,34 @@ PREFIX = "fslora."
 
 
 def typed_overrides(rc, kind) -> dict:
-    """{job field: value} from the typed run-config keys that are set (see the module docstring);
-    ValueError naming a ``fslora.*`` key that is set but is no field of the job."""
+    """The job fields that the typed run-config keys set (see the module docstring).
+
+    Parameters
+    ----------
+    rc : Mapping
+        The run config.
+    kind : type
+        The job dataclass (:func:`job_class`), whose fields the ``fslora.*`` keys must name.
+
+    Returns
+    -------
+    dict
+        ``{job field: value}``: ``rounds`` from ``num-server-rounds`` if not 0, and every
+        ``fslora.<field>`` that is not ``""`` (hyphens read as underscores).
+
+    Raises
+    ------
+    ValueError
+        If ``num-server-rounds`` is not an integer >= 0, or a set ``fslora.*`` key names no field of
+        the job.
+
+    Examples
+    --------
+    >>> from fslora_ref.jobs import SimulateJob
+    >>> from fslora_flower.settings import typed_overrides
+    >>> typed_overrides({"num-server-rounds": 20, "fslora.local-steps": 3, "fslora.rank": ""}, SimulateJob)
+    {'rounds': 20, 'local_steps': 3}
+    """
     out = {}
     rounds = rc.get("num-server-rounds", 0)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
@@ -137,7 +245,14 @@ def typed_overrides(rc, kind) -> dict:
 
 
 def typed_keys() -> dict:
-    """Every typed key with its "not set" value, as pyproject.toml declares them."""
+    """Every typed run-config key with its "not set" value, as the app's pyproject.toml declares them.
+
+    Returns
+    -------
+    dict
+        ``{"num-server-rounds": 0, "fslora.<field>": "" ...}`` for every field of SimulateJob and, if
+        the bridge's dependencies are installed, FinetuneJob (hyphenated).
+    """
     from fslora_ref.jobs import SimulateJob
     names = list(SimulateJob.field_names())
     try:
@@ -160,8 +275,25 @@ def run_config(job: str, spec, out: str, *, resume: bool = False, stop_after: in
         finetune's ``stop_after``).
     out : str
         Output directory on the ServerApp's host.
-    settings
+    resume : bool, default False
+        Continue from the checkpoint in ``out`` (written into ``job-args``).
+    stop_after : int, optional
+        Finetune only: stop after this many rounds (written into ``job-args``; ignored for simulate).
+    **settings
         Override DEFAULTS (keys with underscores, e.g. round_timeout=60).
+
+    Returns
+    -------
+    dict
+        ``{"job", "job-args" (JSON), "out", "round-timeout", "on-missing", ...}``, checked as the nodes
+        will check it (:meth:`Settings.from_run_config`).
+
+    Raises
+    ------
+    TypeError
+        If a setting is not a key of DEFAULTS.
+    ValueError
+        If the run config does not pass :meth:`Settings.from_run_config`.
     """
     options = dict(spec.to_dict(), out=out, resume=bool(resume))
     if job == "finetune":

@@ -29,7 +29,7 @@ from .reference import reference_round, sketched_client_update
 from .registry import check
 from .scenarios import (BUDGETS, LAYOUTS, BlackBoxSpec, black_box_task, blocks, extra_black_box_spec,
                         statistical_black_box_spec)
-from .session import (CheckFailed, CheckInconclusive, Moves, Session, _split, classify_moves, deltas, fmt_set,
+from .session import (CheckFailed, CheckInconclusive, Moves, Session, _split, session_for, classify_moves, deltas, fmt_set,
                       safe_getattr)
 from .stats import binomial_pvalues, detectable_bias, trials_for_bias
 from .white_box import compare_layers
@@ -127,10 +127,6 @@ class ScenarioRun:
     spec: BlackBoxSpec
     records: list
     joint_readable: bool = True   # False: sets were read alone (weight decay with a server Adam step)
-
-
-def _session(impl, session):
-    return session if session is not None else Session(impl)
 
 
 def _readable(task) -> None:
@@ -388,7 +384,7 @@ def check_index_sets_coincide(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     records = _alone_records(black_box_run(s))
     triples = [(rec.task, i, l, m.grad_B, m.grad_A) for rec in records for i, per in enumerate(rec.moves)
                for l, m in enumerate(per) if m.grad_B.size or m.grad_A.size]
@@ -426,7 +422,7 @@ def check_index_set_size(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     records = _alone_records(black_box_run(s))
     for rec in records:
         r = rec.task.rank
@@ -496,7 +492,7 @@ def check_update_matches_reference(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     runs = black_box_run(s)
     alone = joint = skipped = joint_skipped = 0
     for run in runs:
@@ -714,7 +710,7 @@ def check_selection_frequency(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     runs = black_box_run(s)
     _, pooled_threshold = black_box_plan(s)
     invalid = [(run.spec.label, rec.task.round_index, i) for run in runs for rec in run.records

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .black_box import black_box_run
 from .registry import check
-from .session import CheckFailed, CheckInconclusive, Session
+from .session import CheckFailed, CheckInconclusive, Session, session_for
 from .white_box import white_box_rounds
 
 
@@ -48,7 +48,7 @@ def check_inputs_unchanged_white(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = session if session is not None else Session(impl)
+    s = session_for(impl, session)
     if s.calls["white"] == 0:
         for task in white_box_rounds(s):
             try:
@@ -79,7 +79,7 @@ def check_inputs_unchanged_black(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = session if session is not None else Session(impl)
+    s = session_for(impl, session)
     if s.calls["black"] == 0:
         try:
             black_box_run(s)

@@ -11,17 +11,13 @@ import numpy as np
 
 from ..seeding import SERVER, stream
 from .registry import check
-from .session import CheckFailed, Session, fmt_set, real_array
+from .session import CheckFailed, Session, fmt_set, session_for, real_array
 from .stats import (binomial_pvalue, bonferroni_threshold, chi_square_detectable_deviation, detectable_bias,
                     sequential_uniform_pvalue)
 
 SUPPORT_CASES = ((8, 1), (8, 3), (6, 6), (5, 2))
 UNBIASED_CASE = (8, 3)
 SUBSET_CASES = ((6, 2), (5, 3))
-
-
-def _session(impl, session):
-    return session if session is not None else Session(impl)
 
 
 def draws(s: Session, rank: int, k: int, n: int, offset: int) -> np.ndarray:
@@ -102,7 +98,7 @@ def check_sampler_support_and_value(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     for c, (r, k) in enumerate(SUPPORT_CASES):
         D = draws(s, r, k, 200, 10_000 * c)
         for t, d in enumerate(D):
@@ -139,7 +135,7 @@ def check_sampler_unbiased(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     r, k = UNBIASED_CASE
     n = s.options.sampler_draws
     D = draws(s, r, k, n, 50_000)
@@ -200,7 +196,7 @@ def check_sampler_uniform_subsets(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     n = s.options.sampler_draws
     per_case = bonferroni_threshold(s.options.alpha, len(SUBSET_CASES))
     report = []

@@ -118,7 +118,7 @@ class Options:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.budget not in BUDGETS:
             raise ValueError(f"budget must be one of {list(BUDGETS)}, got {self.budget!r}")
-        self.alpha = _real("alpha", self.alpha, 0.0, 0.5)
+        self.alpha = _real("alpha, the false-alarm rate (--false-alarm-rate),", self.alpha, 0.0, 0.5)
         self.seed = check_int("seed", self.seed, low=0, high=2**31 - 1)
         if self.time_limit is not None:
             self.time_limit = _real("time_limit (seconds)", self.time_limit, 0.0, math.inf)
@@ -294,6 +294,24 @@ class Session:
                     self.mutations[mode].append((task.label, task.n_clients, changed))
             return result
         return compute() if key is None else self.memo(key, compute)
+
+
+def session_for(impl, session=None) -> "Session":
+    """The session a check runs in: the one given, else a new one for ``impl``.
+
+    Parameters
+    ----------
+    impl : object
+        The implementation under test (protocol object or ``Algorithm`` subclass).
+    session : Session, optional
+        A session shared by several checks, so their runs are computed once.
+
+    Returns
+    -------
+    Session
+        ``session`` if given, else ``Session(impl)``.
+    """
+    return session if session is not None else Session(impl)
 
 
 def copy_task(task: RoundTask) -> RoundTask:

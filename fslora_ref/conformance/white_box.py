@@ -20,14 +20,10 @@ from .reference import average_over_clients, reference_round, task_config
 from .registry import check
 from .scenarios import (BUDGETS, WHITE_BOX_ROUNDS, constant_gradient_round, full_rank_round, random_white_box_round,
                         two_layer_round)
-from .session import (CheckFailed, CheckInconclusive, Session, classify_moves, deltas, fmt_set, moved_sets,
+from .session import (CheckFailed, CheckInconclusive, Session, session_for, classify_moves, deltas, fmt_set, moved_sets,
                       read_uploads)
 
 __all__ = ["reference_round", "compare_layers"]
-
-
-def _session(impl, session):
-    return session if session is not None else Session(impl)
 
 
 def compare_layers(task, expected, got, tol, what="reference round") -> str | None:
@@ -138,7 +134,7 @@ def check_round_matches_reference(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     tasks = white_box_rounds(s)
     for task in tasks:
         got = s.run_round("white", task, key=(task.label, "all")).layers
@@ -186,7 +182,7 @@ def check_untouched_outside_index_set(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     n = 0
     for make in WHITE_BOX_ROUNDS:
         task, runs = _single_client_runs(s, make, 1)
@@ -241,7 +237,7 @@ def check_sketch_fixed_within_round(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     task, one = _single_client_runs(s, two_layer_round, 1)
     _, four = _single_client_runs(s, two_layer_round, 4)
     n = 0
@@ -343,7 +339,7 @@ def check_scale_applied_once(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     task = s.task(constant_gradient_round(s.dtype))
     adam = task.client_optimizer == "adamw"
     if adam:
@@ -421,7 +417,7 @@ def check_aggregation_divides_by_n(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     task, runs = _single_client_runs(s, two_layer_round, 1)
     joint_task = replace(task, local_steps=1)
     joint_result = s.run_round("white", joint_task, key=(task.label, "all", 1))
@@ -507,7 +503,7 @@ def check_full_rank_is_fedavg(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     task = s.task(full_rank_round(s.dtype))
     problem = OracleProblem(task.base_weights, task.oracles)
     config = task_config(task)
@@ -544,7 +540,7 @@ def check_upload_size(impl, session=None) -> str:
     CheckFailed
         With the diagnosis.
     """
-    s = _session(impl, session)
+    s = session_for(impl, session)
     task = s.task(two_layer_round(s.dtype))
     result = s.run_round("white", task, key=(task.label, "all"))
     n = 0

@@ -33,6 +33,11 @@ def _client_sizes(n_clients: int, mean_size: int, size_spread: float, rng, dims)
     return sizes
 
 
+def _base_weights(shapes, rng) -> list:
+    """The frozen base weights W0_l ~ N(0, 1/m_l), the first draws of a family's problem stream."""
+    return [rng.standard_normal((m, n)) / np.sqrt(m) for m, n in shapes]
+
+
 def _low_rank(m, n, rank, scale, rng):
     return scale * (rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n))) / np.sqrt(rank * m)
 
@@ -119,7 +124,7 @@ def least_squares(n_clients: int = 8, m: int = 24, n: int = 16, *, target_rank: 
         n_clients, {"m": m, "n": n}, target_rank, mean_size, noise, heterogeneity, size_spread, eval_size)
     m, n = dims["m"], dims["n"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
-    W0 = rng.standard_normal((m, n)) / np.sqrt(m)
+    W0, = _base_weights([(m, n)], rng)
     shared = _low_rank(m, n, target_rank, 1.0, rng)
     clients, held = [], []
     for i, size in enumerate(_client_sizes(n_clients, mean_size, size_spread, rng, (m, n))):
@@ -178,7 +183,7 @@ def logistic(n_clients: int = 8, m: int = 24, n_classes: int = 6, *, target_rank
         eval_size)
     m, n_classes = dims["m"], dims["n_classes"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
-    W0 = rng.standard_normal((m, n_classes)) / np.sqrt(m)
+    W0, = _base_weights([(m, n_classes)], rng)
     shared = _low_rank(m, n_classes, target_rank, 3.0, rng)
     temperature = max(noise, 1e-3)
     clients, held = [], []
@@ -239,8 +244,7 @@ def two_layer(n_clients: int = 8, m: int = 16, hidden: int = 24, n: int = 8, *, 
         eval_size)
     m, hidden, n = dims["m"], dims["hidden"], dims["n"]
     rng = stream(seed, round=-1, client=SERVER, purpose="problem")
-    W01 = rng.standard_normal((m, hidden)) / np.sqrt(m)
-    W02 = rng.standard_normal((hidden, n)) / np.sqrt(hidden)
+    W01, W02 = _base_weights([(m, hidden), (hidden, n)], rng)
     D1, D2 = _low_rank(m, hidden, target_rank, 1.0, rng), _low_rank(hidden, n, target_rank, 1.0, rng)
     clients, held = [], []
     for i, size in enumerate(_client_sizes(n_clients, mean_size, size_spread, rng, (m, n))):
@@ -257,6 +261,46 @@ def two_layer(n_clients: int = 8, m: int = 16, hidden: int = 24, n: int = 8, *, 
 
 
 FAMILIES = {"least_squares": least_squares, "logistic": logistic, "two_layer": two_layer}
+# per family: (link, layer shapes from its dimension arguments); hidden=24 is two_layer's default
+BASE_MODELS = {"least_squares": ("squared", lambda m=24, n=16: [(m, n)]),
+               "logistic": ("softmax", lambda m=24, n_classes=6: [(m, n_classes)]),
+               "two_layer": ("squared", lambda m=16, hidden=24, n=8: [(m, hidden), (hidden, n)])}
+
+
+def base_model(family: str, seed: int = 0, **dims) -> tuple:
+    """The frozen model of a family's problem without any client's data: what a federated
+    server holds (the clients' samples stay on their nodes).
+
+    Parameters
+    ----------
+    family : {"least_squares", "logistic", "two_layer"}
+        One of ``FAMILIES``.
+    seed : int, default 0
+        The recipe's seed (as in :func:`make_problem`).
+    **dims
+        The family's dimension arguments (``m``, ``n``; ``n_classes`` for logistic; ``hidden``
+        for two_layer); others of its arguments do not change the base weights.
+
+    Returns
+    -------
+    link : str
+        "squared" or "softmax".
+    base_weights : list of ndarray
+        W0_l, shape (m_l, n_l): bit-identical to ``make_problem(family, seed=seed, **dims).base_weights``.
+
+    Examples
+    --------
+    >>> from fslora_ref.problems.families import base_model, make_problem
+    >>> link, W = base_model("two_layer", seed=3, m=4, n=3)
+    >>> link, [w.shape for w in W]
+    ('squared', [(4, 24), (24, 3)])
+    >>> all((a == b).all() for a, b in zip(W, make_problem("two_layer", n_clients=2, seed=3, m=4, n=3).base_weights))
+    True
+    """
+    if not isinstance(family, str) or family not in BASE_MODELS:
+        raise ValueError(f"family must be one of {sorted(BASE_MODELS)}, got {family!r}")
+    link, shapes = BASE_MODELS[family]
+    return link, _base_weights(shapes(**dims), stream(seed, round=-1, client=SERVER, purpose="problem"))
 
 
 def make_problem(family: str, **kwargs) -> Problem:

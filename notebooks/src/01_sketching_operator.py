@@ -20,14 +20,13 @@ from math import comb
 
 from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
-import matplotlib.pyplot as plt
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
 
+import figures_01 as figures   # the plotting, kept out of the cells (house style: plotstyle.py)
+import plotstyle as ps
 from fslora_ref import Sketch, sample_sketch, sketch_moments, stream
 from theory.exact.moments import (exact_errors, monte_carlo_check, product_variance_closed_form, reference_law)
 
-
+ps.use()
 print("size:", "small" if SMALL else "full")
 
 # %% [markdown]
@@ -63,30 +62,8 @@ err_block = np.max(np.abs(BSA - (r / k) * B[:, S.indices] @ A[S.indices, :]))
 print(f"max |B S A - B·dense(S)·A| = {err_dense:.1e}   max |B S A - (r/k) B_I A_I| = {err_block:.1e}")
 assert err_dense <= 1e-12 and err_block <= 1e-12
 
-fig, axes = plt.subplots(1, 4, figsize=(15, 3.8), layout="constrained", gridspec_kw={"width_ratios": [r, r, n, n]})
-panels = [(B, "B  (m×r): columns I kept", "rank index j", "input index"),
-          (S.dense(), f"S  (r×r): r/k = {S.scale:.3g} on I", "rank index j", "rank index j"),
-          (A, "A  (r×n): rows I kept", "output index", "rank index j"),
-          (BSA, "B S A = (r/k) B_I A_I  (m×n)", "output index", "input index")]
-lim = np.max(np.abs(np.concatenate([B.ravel(), A.ravel()])))
-for ax, (M, title, xl, yl) in zip(axes, panels):
-    im = ax.imshow(M, cmap="RdBu_r", vmin=-np.max(np.abs(M)), vmax=np.max(np.abs(M)))
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(xl)
-    ax.set_ylabel(yl)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="entry value")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-for j in S.indices:
-    axes[0].add_patch(Rectangle((j - 0.5, -0.5), 1, m, fill=False, ec="black", lw=2))
-    axes[2].add_patch(Rectangle((-0.5, j - 0.5), n, 1, fill=False, ec="black", lw=2))
-    axes[1].add_patch(Rectangle((j - 0.5, j - 0.5), 1, 1, fill=False, ec="black", lw=2))
-for ax in axes[:3]:
-    ax.plot([], [], "s", mfc="none", mec="black", mew=2, label=f"selected I = {S.indices.tolist()}")
-axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=8)
-fig.suptitle(f"The random-k sketch selects k = {k} of r = {r} rank-one components b_j a_j^T")
+fig = figures.bsa_picture(B, S, A, BSA)
 save(fig, "01_bsa_picture")
-plt.show()
 
 # %% [markdown]
 # ## 3. Exact moments: enumeration next to the closed forms
@@ -131,24 +108,9 @@ assert worst_excess <= 1e-12
 
 # %%
 rr = 7
-ks = np.arange(1, rr + 1)
-kk_dense = np.linspace(1, rr, 200)
 enum = [(row[2], row[3], row[4]["c_k"]) for row in rows if row[0] == rr]
-fig, ax = plt.subplots(figsize=(6.4, 4))
-ax.plot(kk_dense, rr / kk_dense, "-", color="C0", label=r"closed form $r/k$")
-ax.plot(kk_dense, rr * (kk_dense - 1) / (kk_dense * (rr - 1)), "-", color="C1", label=r"closed form $r(k-1)/(k(r-1))$")
-ax.plot(kk_dense, (rr - kk_dense) / (kk_dense * (rr - 1)), "-", color="C2", label=r"closed form $c_k=(r-k)/(k(r-1))$")
-ax.plot(ks, [e[0] for e in enum], "o", color="C0", ms=8, mfc="none", label=r"enumerated $E[s_j^2]$")
-ax.plot(ks, [e[1] for e in enum], "s", color="C1", ms=8, mfc="none", label=r"enumerated $E[s_j s_l]$, $j\neq l$")
-ax.plot(ks, [(e[0] - 1) / (rr - 1) for e in enum], "^",
-        color="C2", ms=8, mfc="none", label=r"enumerated $\mathrm{Var}(s_j)/(r-1)$")
-ax.axhline(1.0, color="grey", lw=0.8, ls=":", label=r"$E[s_j]=1$ (every $k$)")
-ax.set_xlabel("client budget k  (global rank r = 7)")
-ax.set_ylabel("moment value (dimensionless)")
-ax.set_title(f"Exact moments of diag(S): all C(7,k) subsets enumerated\n(worst error over r ≤ 7: {worst:.1e})")
-ax.legend(fontsize=7.5)
+fig = figures.moments(rr, [e[0] for e in enum], [e[1] for e in enum], worst)
 save(fig, "01_moments")
-plt.show()
 # Var(s_j) = E[s_j^2] - 1 = r/k - 1 = (r-1) c_k: the diagonal of c_k (r I - 1 1^T)
 assert np.allclose([(e[0] - 1) / (rr - 1) for e in enum], [e[2] for e in enum], rtol=0, atol=1e-12)
 
@@ -164,25 +126,16 @@ assert np.allclose([(e[0] - 1) / (rr - 1) for e in enum], [e[2] for e in enum], 
 # %%
 R, N_MC, DELTA = 64, (3000 if SMALL else 20000), 1e-3
 ns = np.arange(1, N_MC + 1)
-fig, ax = plt.subplots(figsize=(6.4, 4))
-final = {}
-for kk, color in ((8, "C0"), (32, "C1")):
+curves = {}
+for kk in (8, 32):
     g = stream(7, round=-1, client=-1, purpose="eval")
     draws = np.array([sample_sketch(R, kk, g).diagonal() for _ in range(N_MC)])
     running = np.cumsum(draws, axis=0) / ns[:, None]
-    err = np.max(np.abs(running - 1.0), axis=1)
-    bound = (R / kk) * np.sqrt(np.log(2 * R / DELTA) / (2 * ns))
-    ax.loglog(ns, err, color=color, lw=1, label=f"k/r = {kk}/{R}: max_j |mean s_j - 1|")
-    ax.loglog(ns, bound, "--", color=color, lw=1, label=f"k/r = {kk}/{R}: Hoeffding bound (δ = 1e-3)")
-    final[kk] = (err[-1], bound[-1])
-ax.loglog(ns, 1 / np.sqrt(ns), ":", color="grey", label=r"slope $n^{-1/2}$")
-ax.set_xlabel("number of sketches drawn n")
-ax.set_ylabel("max over j of |running mean of s_j − 1|")
-ax.set_title(f"Monte Carlo convergence of E[S] = I at r = {R}")
-ax.set_ylim(1e-3, 30)
-ax.legend(fontsize=7.5)
+    curves[kk] = (np.max(np.abs(running - 1.0), axis=1),                      # max_j |mean of s_j - 1| after n draws
+                  (R / kk) * np.sqrt(np.log(2 * R / DELTA) / (2 * ns)))        # Hoeffding + union bound
+final = {kk: (err[-1], bound[-1]) for kk, (err, bound) in curves.items()}
+fig = figures.monte_carlo(ns, curves, R)
 save(fig, "01_monte_carlo")
-plt.show()
 for kk, (e, b) in final.items():
     print(f"k = {kk:>2}: after n = {N_MC} draws, max_j |mean - 1| = {e:.4f}  <=  bound {b:.4f}")
     assert e <= b
@@ -217,18 +170,8 @@ for kk in ks2:
     mc_se.append(d2.std(ddof=1) / np.sqrt(N_VAR))
 mc_mean, mc_se = np.array(mc_mean), np.array(mc_se)
 
-fig, ax = plt.subplots(figsize=(6.4, 4))
-ratio_dense = np.linspace(1 / R2, 1, 200)
-ax.plot(ks2[:-1] / R2, closed[:-1], "-", label="closed form c_k (r Σ‖b_j‖²‖a_j‖² − ‖BA‖²) / ‖BA‖²")
-ax.errorbar(ks2[:-1] / R2, mc_mean[:-1], yerr=2 * mc_se[:-1], fmt="o", ms=4, capsize=3,
-            label=f"Monte Carlo, {N_VAR} draws per k (±2 s.e.)")
-ax.set_yscale("log")
-ax.set_xlabel("sketching ratio k/r  (r = 16)")
-ax.set_ylabel("E‖BSA − BA‖²_F / ‖BA‖²_F  (relative)")
-ax.set_title("Variance of the sketched product vs the sketching ratio\n(zero at k = r, not shown on the log axis)")
-ax.legend(fontsize=8)
+fig = figures.variance_vs_ratio(ks2[:-1] / R2, closed[:-1], mc_mean[:-1], mc_se[:-1], N_VAR)
 save(fig, "01_variance_vs_ratio")
-plt.show()
 
 z = np.abs(mc_mean[:-1] - closed[:-1]) / mc_se[:-1]
 print("k:      ", " ".join(f"{int(x):>6}" for x in ks2[:-1]))

@@ -11,7 +11,8 @@
 # We trace these four steps through the package's protocol (`configure_round`, `client_update`,
 # `aggregate` in `fslora_ref/algorithms/`), check that the efficient *submatrix* client and the
 # *masked* client of Algorithm 1 as written give the same iterates, and compare FSLoRA with FedIT,
-# HetLoRA, FlexLoRA and FLoRA on heterogeneous clients. `FSLORA_NOTEBOOK_SIZE=small` shortens the
+# HetLoRA, FlexLoRA and FLoRA on heterogeneous clients. At the end you break FSLoRA yourself and watch
+# `fslora crosscheck` and `fslora verify` catch it. `FSLORA_NOTEBOOK_SIZE=small` shortens the
 # comparison runs (the test-suite size).
 
 # %%
@@ -19,7 +20,9 @@ import time
 
 from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
-import matplotlib.pyplot as plt
+
+import figures_02 as figures   # the plotting, kept out of the cells (house style: plotstyle.py)
+import plotstyle as ps
 
 from fslora_ref import ALGORITHMS, FedConfig, budgets_from_ratios, get_algorithm, least_squares, run, run_round
 from fslora_ref.algorithms import scatter_mean
@@ -29,7 +32,7 @@ from fslora_ref.lora import scatter
 def max_diff(layers_a, layers_b):
     return max(float(np.max(np.abs(x - y))) for p, q in zip(layers_a, layers_b) for x, y in zip(p, q))
 
-
+ps.use()
 print("size:", "small" if SMALL else "full")
 
 # %% [markdown]
@@ -108,24 +111,11 @@ for j in range(config.rank):
     expect = sum(scatter(B0.shape, A0.shape, *u.deltas[0], p.indices[0])[0][:, j] for p, u in zip(plans, uploads))
     assert np.allclose(B1[:, j] - B0[:, j], expect / config.n_clients, rtol=0, atol=1e-15)
 
-fig, axes = plt.subplots(2, len(plans) + 1, figsize=(13, 5.6), layout="constrained",
-                         gridspec_kw={"height_ratios": [m, config.rank]})
-panels = [(f"client {p.client} (k={config.budgets[p.client]}, I={p.indices[0].tolist()})",
-           scatter(B0.shape, A0.shape, *u.deltas[0], p.indices[0])) for p, u in zip(plans, uploads)]
-panels.append(("server: average over N = 3", mean_delta[0]))
-vmax = max(np.max(np.abs(d)) for _, pair in panels for d in pair)
-for col, (title, (dB, dA)) in enumerate(panels):
-    for row, (D, what, xl, yl) in enumerate(((dB, "|ΔB|", "rank index j", "input index"),
-                                             (dA, "|ΔA|", "output index", "rank index j"))):
-        ax = axes[row, col]
-        im = ax.imshow(np.ma.masked_equal(np.abs(D), 0.0), cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_title(f"{what}: {title}", fontsize=8)
-        ax.set_xlabel(xl, fontsize=8)
-        ax.set_ylabel(yl, fontsize=8)
-fig.colorbar(im, ax=axes, shrink=0.7, label="|change| in one round (white: exactly 0)")
-fig.suptitle(f"One FSLoRA round (t = {t}): each client moves only its k columns of B and k rows of A")
+panels = [(f"client {p.client} (k={config.budgets[p.client]})", scatter(B0.shape, A0.shape, *u.deltas[0], p.indices[0]))
+          for p, u in zip(plans, uploads)]
+panels.append(("server average", mean_delta[0]))
+fig = figures.round_trace(panels, t, config.n_clients)
 save(fig, "02_round_trace")
-plt.show()
 
 # %% [markdown]
 # ## 3. The masked form (Algorithm 1 as written) and the submatrix form agree
@@ -186,25 +176,9 @@ for name in ALGORITHMS:
           f"   ({time.perf_counter() - tic:.1f} s)")
 
 # %%
-styles = {"fslora": ("C3", "-", 2.4), "fedit": ("k", "--", 1.4), "hetlora": ("C0", "-", 1.4),
-          "flexlora": ("C2", "-", 1.4), "flora": ("C1", "-", 1.4)}
-labels = {"fslora": "FSLoRA", "fedit": "FedIT (full rank r on every client)", "hetlora": "HetLoRA",
-          "flexlora": "FlexLoRA", "flora": "FLoRA"}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
-for name, h in results.items():
-    c, ls, lw = styles[name]
-    ax1.plot(range(len(h["loss"])), h["loss"], color=c, ls=ls, lw=lw, label=labels[name])
-    ax2.plot(np.array(h["upload_floats"]) / 1e6, h["loss"], color=c, ls=ls, lw=lw, label=labels[name])
-for ax in (ax1, ax2):
-    ax.set_ylabel("global loss f(W) (mean squared error / 2)")
-    ax.grid(alpha=0.3)
-ax1.set_xlabel("round t")
-ax1.set_title(f"Loss vs rounds (N = {N}, r = {R}, k_i/r ∈ {{1/8, 1/4, 1/2, 3/4}})")
-ax2.set_xlabel("cumulative upload, all clients (millions of floats)")
-ax2.set_title("Loss vs communication")
-ax1.legend(fontsize=8)
+fig = figures.loss_curves(results, f"N = {N} heterogeneous clients, r = {R}, k_i/r ∈ {{1/8, 1/4, 1/2, 3/4}}; "
+                                   f"FedIT trains the full rank r on every client")
 save(fig, "02_baselines_loss")
-plt.show()
 
 # %% [markdown]
 # ### Client memory per algorithm
@@ -215,21 +189,8 @@ plt.show()
 
 # %%
 budgets = np.array(cmp_cfg.budgets)
-levels = sorted(set(budgets.tolist()))
-fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
-width = 0.16
-for a, name in enumerate(ALGORITHMS):
-    peak = np.array(results[name].peak_client_memory)
-    vals = [peak[budgets == k].max() for k in levels]
-    ax.bar(np.arange(len(levels)) + (a - 2) * width, vals, width, color=styles[name][0], label=labels[name])
-ax.set_xticks(np.arange(len(levels)), [f"k_i = {k} (k_i/r = {k / R:g})" for k in levels])
-ax.set_xlabel("client budget")
-ax.set_ylabel("peak client trainable state (floats)")
-ax.set_title(f"Client memory per algorithm (m = {M_}, n = {N_}, r = {R}, SGD)")
-ax.set_ylim(0, 1.3 * max(max(results[a].peak_client_memory) for a in ALGORITHMS))
-ax.legend(fontsize=8, ncol=3, loc="upper left")
+fig = figures.client_memory(results, budgets, R, f"Client memory per algorithm (m = {M_}, n = {N_}, r = {R}, SGD)")
 save(fig, "02_client_memory")
-plt.show()
 
 # %%
 per_round_upload = {name: results[name]["upload_floats"][1] for name in ALGORITHMS}
@@ -245,4 +206,88 @@ print(f"final loss: FSLoRA {final['fslora']:.4f}; best other budget-respecting m
       f"{final[best_budgeted]:.4f}; FedIT (2.5x the upload) {final['fedit']:.4f}")
 # the claim the text makes, checked on this run: at equal upload FSLoRA ends lowest among the budget-respecting methods
 assert final["fslora"] < final[best_budgeted]
+
+# %% [markdown]
+# ## 5. Break it yourself
+#
+# The project ships deliberately broken FSLoRA implementations, one defect each, in `tests/mutants/`; every
+# check of `fslora crosscheck` and every claim of `fslora verify` must catch at least one of them (that is how
+# the project knows its checks can fail). Here you run both tools on one, the way you would on your own code:
+#
+#     fslora crosscheck tests/mutants/missing_scale.py:impl --mode white --budget quick
+#     fslora verify --quick --impl tests/mutants/missing_scale.py:impl --only alg1.round_unbiased
+#
+# The cells call the same library functions the commands call (`fslora_ref.conformance.crosscheck.crosscheck`
+# prints the command's table and returns its exit code; `theory.claims.run_all` is `verify`).
+#
+# **Exercise 1.** `missing_scale` is FSLoRA whose client trains $B_IA_I$ *without* the factor $r/k$. Before you
+# run the next cell, predict: which crosscheck checks fail, and by what ratio is one local step too small for
+# a client with $k=1$, $r=8$? And in `verify`, in which direction is the mean round change wrong?
+
+# %%
+from fslora_ref.conformance.crosscheck import crosscheck
+from theory import claims
+from theory.implementations import load_runner
+
+MUTANT = "../tests/mutants/missing_scale.py:impl"          # the kernel runs in notebooks/
+code = crosscheck(MUTANT, mode="white", budget="quick")
+print("exit code:", code, "(0 conforms, 1 a check failed, 3 inconclusive)")
+assert code == 1
+
+# %%
+out, _ = claims.run_all(quick=True, only=["alg1.round_unbiased"], impl=load_runner(MUTANT))
+(claim, verdict, seconds), = out
+print(f"{claim.id}: {verdict.status} ({seconds:.1f} s)\n   {claim.statement}\n   {verdict.key}")
+assert verdict.status == "violated"
+
+# %% [markdown]
+# <details><summary><b>Answer to exercise 1</b> (click to open)</summary>
+#
+# `round_matches_reference` and `scale_applied_once` fail. The second names the defect outright: for $k=1$,
+# $r=8$ one local step moves $B_I$ and $A_I$ by **1x** the unscaled step where FSLoRA moves them by $r/k=8$x.
+# The other white-box checks pass — the mutant still touches only the selected coordinates, keeps one index set
+# per round, divides by $N$ and uploads $k_i(m+n)$ floats — which is why each check says what it detects.
+# In `verify`, `alg1.round_unbiased` compares the mean round change over 1000 rounds with $-\gamma\nabla f^S$ (its
+# Bernstein radius): the mutant steps only about half as far along $-\nabla f^S$ as it should (the key's
+# "step along -grad f^S" ratio), far outside the radius. Without $r/k$ the clients train the shrunk model
+# $\frac{k}{r}BA$ of notebook 00, so the expected round is not the gradient step of $f^S$.
+# </details>
+#
+# **Exercise 2.** Write your own defect. The class below is the reference client with one line you can change.
+# Make it *overscale* (e.g. `scale=(task.rank / k) ** 2`, the bug of `tests/mutants/double_scale.py`), or keep the
+# right scale but take one local step fewer (`steps=max(task.local_steps - 1, 1)`). Which checks catch each? Is there a
+# change that crosscheck does **not** catch? (Try `scale=task.rank / k` — the correct value.)
+
+# %%
+from fslora_ref.conformance import Options
+from fslora_ref.conformance.battery import check_implementation
+from fslora_ref.conformance.reference import ReferenceImplementation, sketched_client_update
+
+
+class MyFSLoRA(ReferenceImplementation):
+    name = "my broken FSLoRA"
+
+    def client_update(self, task, i, index_sets):
+        k = task.budgets[i]
+        return sketched_client_update(task, i, index_sets, scale=(task.rank / k) ** 2)   # <- change me
+
+
+table = check_implementation(MyFSLoRA(), mode="white", options=Options(budget="quick"))
+print(table.format())
+failed = [c.check for c in table if c.outcome == "fail"]
+print("failed:", failed)
+assert "scale_applied_once" in failed          # the defect as shipped in this cell (edit the line above and rerun)
+
+# %% [markdown]
+# <details><summary><b>Answer to exercise 2</b></summary>
+#
+# With `(r/k)**2` (as shipped above), `scale_applied_once` sees one step move $B_I$ and $A_I$ by **64x** the unscaled
+# step for $k=1$, $r=8$ where **8x** was expected, and names the bug ("applied twice"); `round_matches_reference` fails
+# too. With one local step fewer (`steps=max(task.local_steps - 1, 1)`), `scale_applied_once` passes (each step is
+# scaled right) but `round_matches_reference` and `full_rank_is_fedavg` fail: at $k_i=r$ FSLoRA must equal FedAvg,
+# step for step. With the correct `task.rank / k` every check passes: the battery accepts a correct implementation,
+# and "conforms" means only what its checks can detect (listed by `fslora crosscheck --list`).
+# </details>
+
+# %%
 print(f"notebook ran in {elapsed():.1f} s")

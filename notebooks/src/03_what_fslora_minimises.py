@@ -23,7 +23,6 @@ import time
 
 from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
-import matplotlib.pyplot as plt
 from scipy.optimize import minimize
 
 from fslora_ref import FedConfig, get_algorithm, least_squares, run_round, stream
@@ -32,7 +31,10 @@ from fslora_ref.sketch import sketch_moments
 from theory.exact.constants import lower_bound
 from theory.exact.sketched_objective import enumerated_grad, flat_norm2, global_sketched, sketched_grad
 
+import figures_03 as figures   # the plotting, kept out of the cells (house style: plotstyle.py)
+import plotstyle as ps
 
+ps.use()
 print("size:", "small" if SMALL else "full")
 
 # %% [markdown]
@@ -99,24 +101,9 @@ print("penalty f^S - f at X_1 by enumeration:", {k: f"{v:.6f}" for k, v in pen.i
 print(f"max |penalty_k / penalty_1 * c_1 - c_k| = {ratio_err:.2e}")
 assert ratio_err <= 1e-12 and abs(pen[r]) <= 1e-12
 
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
-ax1.plot(alphas, f_ray, "k-", lw=2.5, label="f (original objective)")
-for k in KS[:-1]:
-    ax1.plot(alphas, fS_ray[k], "--", label=f"f^S, k = {k} (k/r = {k / r:g})")
-ax1.set_xlabel("α  (point X(α) = α·X₁, both factors scaled)")
-ax1.set_ylabel("objective value (mean squared error / 2)")
-ax1.set_title("f^S ≥ f: the sketch adds a penalty that grows with the update")
-ax1.legend(fontsize=8)
-kd = np.linspace(1, r, 100)
-ax2.plot(kd / r, (r - kd) / (kd * (r - 1)), "-", label="closed form c_k = (r−k)/(k(r−1))")
-ax2.plot([k / r for k in KS], [pen[k] / pen[1] * c[1] for k in KS], "o", ms=9, mfc="none",
-         label="enumerated (f^S − f) / (its k-independent factor)")
-ax2.set_xlabel(f"sketching ratio k/r  (r = {r})")
-ax2.set_ylabel("penalty strength c_k (dimensionless)")
-ax2.set_title("The rank-dropout penalty scales with c_k and vanishes at k = r")
-ax2.legend(fontsize=8)
+fig = figures.regulariser(alphas, f_ray, {k: fS_ray[k] for k in KS[:-1]}, r,
+                          {k: pen[k] / pen[1] * c[1] for k in KS}, c)
 save(fig, "03_regulariser")
-plt.show()
 
 # %% [markdown]
 # ## 3. Where FSLoRA's iterates settle
@@ -180,22 +167,8 @@ for k in KS:
           f"||X_T - X^S_k|| / ||X^S_k|| = {runs[k]['dist']:.3f}")
 
 # %%
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained", sharey=True)
-for k in KS:
-    tr = runs[k]["trace"]
-    ax1.semilogy(tr["round"], tr["gS2"], label=f"k = {k} (k/r = {k / r:g})")
-    ax2.semilogy(tr["round"], tr["gf2"], label=f"k = {k} (k/r = {k / r:g})")
-ax1.set_title("‖∇f^S(X^t)‖²: FSLoRA is stationary for f^S …")
-ax1.set_ylim(1e-7, 10)
-ax1.text(0.98, 0.04, "k = r reaches 0 (machine precision) below the axis", transform=ax1.transAxes, ha="right", fontsize=8)
-ax2.set_title("… but ‖∇f(X^t)‖² stalls for 1 < k < r")
-for ax in (ax1, ax2):
-    ax.set_xlabel("round t  (H = 1, step size halved every quarter of the run)")
-    ax.grid(alpha=0.3)
-ax1.set_ylabel("squared gradient norm (exact)")
-ax2.legend(fontsize=8)
+fig = figures.settling({k: runs[k]["trace"] for k in KS}, r)
 save(fig, "03_settling")
-plt.show()
 
 # %%
 fstar = lower_bound(problem).value
@@ -237,35 +210,15 @@ assert abs(runs[r]["f_at_XS"] - fstar) <= 1e-9                     # k = r: f^S 
 ratios = np.array(KS) / r
 gap_XS = np.array([runs[k]["f_at_XS"] - fstar for k in KS])
 gap_run = np.array([runs[k]["f_tail"] - fstar for k in KS])
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
-ax1.plot(ratios, gap_XS, "o-", ms=8, label="f(X^S_k) − f*: stationary point of f^S (L-BFGS polished)")
-ax1.plot(ratios, gap_run, "x--", ms=9, label="f(X_T) − f*: FSLoRA, mean of the last 10% of rounds")
-ax1.set_xlabel(f"sketching ratio k/r  (r = {r}, all clients at the same k)")
-ax1.set_ylabel("excess loss over the minimiser of f")
-ax1.set_title("The price of sketching vanishes as k/r → 1")
-ax1.legend(fontsize=8)
-ax1.grid(alpha=0.3)
 W_opt = s * runs[r]["XS"][0][0] @ runs[r]["XS"][0][1]
 sv_opt = np.linalg.svd(W_opt, compute_uv=False)
-ax2.plot(np.arange(1, len(sv_opt) + 1), sv_opt, "k-o", lw=2.5, label="minimiser of f (k = r)")
-for k in KS[:-1]:
-    sv = np.linalg.svd(s * runs[k]["XS"][0][0] @ runs[k]["XS"][0][1], compute_uv=False)
-    ax2.plot(np.arange(1, len(sv) + 1), sv, "o--", label=f"stationary point of f^S, k = {k}")
-ax2.set_yscale("log")
-ax2.set_ylim(max(1e-6, sv_opt.min() / 100), None)
-ax2.set_xticks(np.arange(1, len(sv_opt) + 1))
-ax2.text(0.02, 0.04, "lines leaving the axis: singular value 0 (to rounding)", transform=ax2.transAxes, fontsize=8)
-ax2.set_xlabel("singular value index")
-ax2.set_ylabel("singular value of the update sBA")
-ax2.set_title("The rank-dropout penalty shrinks the learned update")
-ax2.legend(fontsize=8)
+sv_by_k = {k: np.linalg.svd(s * runs[k]["XS"][0][0] @ runs[k]["XS"][0][1], compute_uv=False) for k in KS[:-1]}
+fig = figures.gap_vs_ratio(ratios, gap_XS, gap_run, sv_opt, sv_by_k, r)
 save(fig, "03_gap_vs_ratio")
-plt.show()
 
 assert np.all(np.diff(gap_XS) < 0) and np.all(np.diff(gap_run) < 0)     # strictly closing as k/r -> 1
 # observed on this problem: the stationary point of f^S reached from X_T has rank k (at k = 1 this is forced, see above)
-for k in KS[:-1]:
-    sv = np.linalg.svd(s * runs[k]["XS"][0][0] @ runs[k]["XS"][0][1], compute_uv=False)
+for k, sv in sv_by_k.items():
     print(f"k = {k}: singular values of sBA at X^S_k: {np.array2string(sv, precision=3)}; "
           f"sigma_(k+1) / sigma_1 = {sv[k] / sv[0]:.1e}")
     assert sv[k] <= 1e-5 * sv[0]

@@ -22,7 +22,6 @@ import time
 
 from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
-import matplotlib.pyplot as plt
 
 from theory.exact import bounds
 from theory import claims
@@ -30,7 +29,11 @@ from theory.paper.corollary import ratio_dependence
 from theory.experiment import run_seeds
 from theory.result import VERIFIED, VIOLATED
 
+import figures_04 as figures   # the plotting, kept out of the cells (house style: plotstyle.py)
+import plotstyle as ps
+from tables import table       # text tables that wrap long cells at word boundaries, never cut them
 
+ps.use()
 print("size:", "small (the --quick profile)" if SMALL else "full profile")
 
 # %% [markdown]
@@ -45,9 +48,8 @@ print("size:", "small (the --quick profile)" if SMALL else "full profile")
 tic = time.perf_counter()
 results, ctx = claims.run_all(quick=SMALL)
 print(f"{len(results)} claims in {time.perf_counter() - tic:.1f} s\n")
-print(f"{'claim':<32} {'impl':<5} {'status':<19} key number")
-for claim, res, sec in results:
-    print(f"{claim.id:<32} {'yes' if claim.through_impl else '-':<5} {res.status:<19} {res.key}")
+print(table(["claim", "impl", "status", "key number"],
+            [(c.id, "yes" if c.through_impl else "-", res.status, res.key) for c, res, _ in results], wrap={3: 70}))
 by_id = {c.id: r for c, r, _ in results}
 
 # %% [markdown]
@@ -62,7 +64,7 @@ by_id = {c.id: r for c, r, _ in results}
 # %%
 violated = [(c, r) for c, r, _ in results if r.status == VIOLATED]
 for c, r in violated:
-    print(f"VIOLATED {c.id}: {c.statement}\n  {r.key}\n  evidence: {str(r.evidence)[:1500]}")
+    print(f"VIOLATED {c.id}: {c.statement}\n  {r.key}\n  evidence: {r.evidence}")
 assert not violated, [c.id for c, _ in violated]
 IDENTITIES = {"propD4.instance", "propD4.client", "propD4.global", "ours.h1.curvature", "ours.general_h.drift"}
 assert {r.status for c, r, _ in results if c.id != "thm4.4.above_limit" and c.id not in IDENTITIES} == {VERIFIED}
@@ -82,9 +84,9 @@ base = outcomes[0]
 st = base.setting
 print(f"setting {st.name}: {st.describe()}, T = {st.rounds}, {base.reference.seeds} seeds")
 print(f"step size gamma = {base.lr:.4g}  <=  limit gamma_max = {base.gamma_max:.4g}  (c_h = {base.c_h})\n")
-print(f"{'constant':<10} {'value':>12}  {'how':<18} over")
-for name, const in base.constants.values.items():
-    print(f"{name:<10} {const.value:>12.5g}  {const.method:<18} {const.note[:110]}")
+print(table(["constant", "value", "how", "over"],
+            [(name, f"{const.value:.5g}", const.method, const.note) for name, const in base.constants.values.items()],
+            wrap={3: 72}))
 assert base.within and base.lr <= base.gamma_max
 assert "sketched point" in base.constants.values["L"].note
 
@@ -107,18 +109,9 @@ assert np.allclose(rhs, base.rhs_curve, rtol=1e-12, atol=0)
 lhs = base.candidate.lhs_curve()
 fall = lhs[0] / lhs[-1]
 
-fig, ax = plt.subplots(figsize=(7.5, 4.4), layout="constrained")
-ax.loglog(Ts, lhs, "-", color="C3", lw=2.2, label=f"LHS: (1/T) Σ_t ‖∇f^S(X^t)‖², mean over {base.candidate.seeds} seeds")
-ax.loglog(Ts, rhs, "k-", lw=2.2, label="RHS of Theorem 4.4 (the reference's constants)")
-for key, style in (("optimisation", "--"), ("noise", ":"), ("drift", "-.")):
-    ax.loglog(Ts, [t[key] for t in terms], style, color="grey", label=f"RHS term: {key}")
-ax.set_xlabel("number of rounds T")
-ax.set_ylabel("average squared gradient norm of f^S")
-ax.set_title(f"Theorem 4.4 on '{st.name}' (γ = {base.lr:.3g} ≤ γ_max = {base.gamma_max:.3g}); LHS falls {fall:.0f}x")
-ax.legend(fontsize=8)
-ax.grid(alpha=0.3, which="both")
+fig = figures.lhs_vs_rhs(Ts, lhs, rhs, terms, base.candidate.seeds,
+                         f"Theorem 4.4 on '{st.name}' (γ = {base.lr:.3g} ≤ γ_max = {base.gamma_max:.3g}); LHS falls {fall:.0f}x")
 save(fig, "04_lhs_vs_rhs")
-plt.show()
 print(f"LHS fell {fall:.1f}x; LHS / RHS at T = {st.rounds}: {lhs[-1] / rhs[-1]:.3g}; largest over T: "
       f"{np.max(lhs / rhs):.3g}")
 assert fall >= 10 and np.all(lhs <= rhs)
@@ -133,30 +126,12 @@ assert fall >= 10 and np.all(lhs <= rhs)
 
 # %%
 rows = [o.to_json() for o in outcomes]
-names = [r["setting"] for r in rows]
-y = np.arange(len(rows))
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(rows) + 2.6), layout="constrained", sharey=True)
-ax1.barh(y, [r["lhs_over_rhs"] for r in rows], color="C0")
-ax1.axvline(1.0, color="C3", lw=2, label="LHS = RHS (the bound)")
-ax1.set_xscale("log")
-ax1.set_yticks(y, names)
-ax1.set_xlabel("95% UCB of LHS / RHS (log scale)")
-ax1.set_title("Theorem 4.4 per setting (< 1: holds)")
-ax1.legend(fontsize=8, loc="lower right")
-for j, (key, label, color) in enumerate((("detectable_plateau", "detectable plateau (RHS)", "C3"),
-                                         ("initial_grad_sq", "‖∇f^S(X^0)‖²", "C2"),
-                                         ("late_grad_sq", "reference's late ‖∇f^S‖²", "C0"))):
-    ax2.barh(y + (j - 1) * 0.25, [r[key] for r in rows], height=0.25, color=color, label=label)
-ax2.set_xscale("log")
-ax2.set_xlabel("squared gradient norm of f^S (log scale)")
-ax2.set_title("What a plateau must exceed to be caught")
-ax2.legend(fontsize=8, loc="lower right")
+fig = figures.tightness_grid(rows)
 save(fig, "04_tightness_grid")
-plt.show()
-for r in rows:
-    print(f"{r['setting']:<10} T={r['T']:<5} gamma {r['gamma']:.3g} (limit {r['gamma_max']:.3g})  LHS fell "
-          f"{r['reference_lhs_fall_factor']:.1f}x  LHS/RHS {r['lhs_over_rhs']:.2g}  detects plateaus >= "
-          f"{r['detectable_plateau']:.3g} ({r['detectable_plateau_over_initial']:.1f}x ||grad f^S(X^0)||^2)")
+print(table(["setting", "T", "gamma", "limit", "LHS fell", "LHS/RHS", "detects plateaus >=", "x ||grad f^S(X^0)||^2"],
+            [(r["setting"], r["T"], f"{r['gamma']:.3g}", f"{r['gamma_max']:.3g}", f"{r['reference_lhs_fall_factor']:.1f}x",
+              f"{r['lhs_over_rhs']:.2g}", f"{r['detectable_plateau']:.3g}", f"{r['detectable_plateau_over_initial']:.1f}")
+             for r in rows]))
 assert all(r["within_condition"] and r["lhs_over_rhs"] < 1 for r in rows)
 assert rows[0]["reference_lhs_fall_factor"] >= 10
 
@@ -171,32 +146,10 @@ assert rows[0]["reference_lhs_fall_factor"] >= 10
 # %%
 cor_result, cor_data = ctx.corollary()
 ev = cor_result.evidence
-T_ = np.array(cor_data["T"], dtype=float)
 dep = ev.get("sqrt_L_tilde_exponent") or ratio_dependence(ctx.runner, ctx.profile.corollary, ctx.profile.corollary_seeds,
                                                           ev["runs"][0]["T"], ev["L_pilot"], (1.0, 0.75, 0.5, 0.25))
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.3), layout="constrained")
-ax1.loglog(T_, cor_data["lhs"], "o-", color="C3", ms=8, label="LHS (mean over seeds)")
-ax1.loglog(T_, cor_data["rhs"], "s-", color="k", label="RHS at γ(T) (reference constants)")
-grid = np.geomspace(T_.min(), T_.max(), 20)
-c0 = np.mean(np.log(cor_data["lhs"]) - cor_data["slope"] * np.log(T_))
-ax1.loglog(grid, np.exp(c0 + cor_data["slope"] * np.log(grid)), "--", color="C3", alpha=0.6,
-           label=f"fitted slope {ev['T_exponent']:.2f} (95% CI [{ev['T_exponent_ci95'][0]:.2f}, {ev['T_exponent_ci95'][1]:.2f}])")
-ax1.loglog(grid, cor_data["lhs"][0] * (grid / T_[0]) ** -0.5, ":", color="grey", label="slope −1/2")
-ax1.set_xlabel("rounds T (≥ T_min)")
-ax1.set_ylabel("(1/T) Σ_t ‖∇f^S(X^t)‖²")
-ax1.set_title(f"Corollary 4.5 on '{ev['setting']}' (T_min = {ev['T_min']:.0f})")
-ax1.legend(fontsize=8)
-ax1.grid(alpha=0.3, which="both")
-sqrt_lt = np.sqrt([row["L_tilde"] for row in dep["rows"]])
-ax2.loglog(sqrt_lt, [row["lhs_mean"] for row in dep["rows"]], "o", ms=9, label="measured (mean over seeds)")
-for x_, row in zip(sqrt_lt, dep["rows"]):
-    ax2.annotate(f"k/r = {row['ratio']:g}", (x_, row["lhs_mean"]), xytext=(5, 5), textcoords="offset points", fontsize=8)
-ax2.set_xlabel("sqrt(L̃)  (smaller sketching ratio → right)")
-ax2.set_ylabel(f"LHS at T = {dep['T']}")
-ax2.set_title(f"Descriptive: exponent in sqrt(L̃) {dep['exponent']:.2f} (the bound allows 1)")
-ax2.legend(fontsize=8)
+fig = figures.rate_vs_ratio(cor_data, ev, dep)
 save(fig, "04_rate_vs_ratio")
-plt.show()
 for r in ev["runs"]:
     print(f"T = {r['T']:<5} gamma {r['gamma']:.4g} <= {r['gamma_max']:.4g}: LHS UCB {r['lhs_ucb95']:.3g}  RHS {r['rhs']:.3g}")
 print(f"T exponent {ev['T_exponent']:.3f} [{ev['T_exponent_ci95'][0]:.3f}, {ev['T_exponent_ci95'][1]:.3f}] vs the "
@@ -213,16 +166,71 @@ assert -0.65 < ev["T_exponent"] < -0.35
 
 # %%
 stat = by_id["alg1.stationary_point"].evidence
-fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
-for gamma, T, style in ((stat["gamma"], stat["T"], "-"), (stat["gamma"] / 2, 2 * stat["T"], "--")):
+curves = []
+for gamma, T in ((stat["gamma"], stat["T"]), (stat["gamma"] / 2, 2 * stat["T"])):
     runs = run_seeds(ctx.runner, st, gamma, stat["seeds"], T)
-    time_axis = gamma * np.arange(T)
-    for which, color, label in (("sketched", "C3", "‖∇f^S‖²"), ("plain", "C0", "‖∇f‖²")):
-        ax.semilogy(time_axis, runs.grad_sq(which).mean(axis=0), style, color=color, lw=1, label=f"{label}, γ = {gamma:.3g}")
-ax.set_xlabel("γ t (time along the gradient flow)")
-ax.set_ylabel("squared gradient norm (mean over seeds)")
-ax.set_title(f"γ → γ/2: late ‖∇f^S‖² x{stat['rho_sketched']:.2f}, late ‖∇f‖² x{stat['rho_plain']:.2f}")
-ax.legend(fontsize=8, ncol=2)
-plt.show()
+    curves.append((gamma, gamma * np.arange(T), runs.grad_sq("sketched").mean(axis=0), runs.grad_sq("plain").mean(axis=0)))
+figures.settling(curves, f"γ → γ/2: late ‖∇f^S‖² x{stat['rho_sketched']:.2f}, late ‖∇f‖² x{stat['rho_plain']:.2f}")
 assert stat["rho_sketched"] <= 0.75 and stat["rho_plain"] >= 0.9
+
+# %% [markdown]
+# ## 8. Break it yourself: what an upper bound can and cannot see
+#
+# Theorem 4.4 bounds the average $\|\nabla f^S(X^t)\|^2$ from **above**. A check of it therefore catches an
+# implementation whose gradient norm stays too *high* (a round that never moves, a step that stalls) — and nothing
+# else. `fslora verify` says so per claim, and the project measures it: every shipped mutant in `tests/mutants/`
+# is run through every claim, and `theory/power_catalogue.json` records which claims catch which defect.
+#
+# The mutant `tests/mutants/per_coordinate_mean.py` has a server that divides each coordinate of the clients' changes
+# by the number of clients that **selected** it, instead of by $N$ (an easy slip: it looks like "the mean").
+#
+# **Exercise.** Predict before running: (a) which `crosscheck` check names this defect? (b) does the mean round
+# change still equal $-\gamma\nabla f^S$ (claim `alg1.round_unbiased`)? (c) does `thm4.4.bound` catch it — is the
+# mutant's average gradient norm above the bound, or below it?
+#
+#     fslora crosscheck tests/mutants/per_coordinate_mean.py:impl --mode white --budget quick
+#     fslora verify --quick --impl tests/mutants/per_coordinate_mean.py:impl --only alg1.round_unbiased
+
+# %%
+import json
+
+from fslora_ref.conformance.crosscheck import crosscheck
+from theory.implementations import load_runner
+
+MUTANT = "../tests/mutants/per_coordinate_mean.py:impl"          # the kernel runs in notebooks/
+code = crosscheck(MUTANT, mode="white", budget="quick")
+print("exit code:", code)
+assert code == 1
+out, _ = claims.run_all(quick=True, only=["alg1.round_unbiased"], impl=load_runner(MUTANT))
+(claim, verdict, seconds), = out
+print(f"\n{claim.id}: {verdict.status} ({seconds:.1f} s): {verdict.key}")
+assert verdict.status == VIOLATED
+
+# %% [markdown]
+# Part (c) takes a few minutes (Theorem 4.4 needs long runs: `fslora verify --quick --impl
+# tests/mutants/per_coordinate_mean.py:impl --only thm4.4.bound`), so here is the project's record of it instead:
+# every claim `verify` runs through an implementation, on this mutant (the `--quick` profile).
+
+# %%
+with open("../theory/power_catalogue.json", encoding="utf-8") as fh:
+    catalogue = json.load(fh)
+row = next(r for r in catalogue["rows"] if r["label"] == "mutants/per_coordinate_mean")
+print(f"{row['label']} ({row['kind']}), generated by `{catalogue['generated_by']}`:")
+print(table(["claim", "status"], list(row["statuses"].items())))
+assert row["statuses"]["alg1.round_unbiased"] == VIOLATED and row["statuses"]["thm4.4.bound"] == VERIFIED
+
+# %% [markdown]
+# <details><summary><b>Answer</b> (click to open)</summary>
+#
+# (a) `aggregation_divides_by_n` fails, with the (layer, index) pairs it checked, and `round_matches_reference` with
+# the worst coordinate. (b) No: a coordinate selected by few clients is divided by few, so it moves too far; the mean
+# round change leaves its Bernstein radius by an order of magnitude and steps about 1.5x too far along
+# $-\nabla f^S$. (c) No — `thm4.4.bound` is **verified** on this mutant. Larger steps make the gradient norm fall
+# *faster*, so the LHS stays below an upper bound; an upper bound on $\|\nabla f^S\|^2$ can only catch an
+# implementation that converges too slowly or stalls. That is why `verify` never reports one claim as proof of
+# correctness, why each claim states what it can detect, and why the power catalogue exists: a defect is caught by
+# the checks that look in its direction (here: unbiasedness, variance, the speed-up claim and `ours.h1.steps_on_runs`).
+# </details>
+
+# %%
 print(f"notebook ran in {elapsed():.1f} s")

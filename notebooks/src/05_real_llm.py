@@ -22,9 +22,7 @@ import time
 
 from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.patches import Patch
 
 from fslora_ref import FedConfig, budgets_from_ratios, get_algorithm, least_squares, run_round, two_layer
 from fslora_ref.client import trainable_state_floats
@@ -38,7 +36,10 @@ from llm_bridge.peft_layers import LoraLayers, add_lora
 from llm_bridge.reference_task import ProblemTask, torch_model_for
 from llm_bridge.task import InstructionTask, evaluate
 
+import figures_05 as figures   # the plotting, kept out of the cells (house style: plotstyle.py)
+import plotstyle as ps
 
+ps.use()
 requested = os.environ.get("FSLORA_NOTEBOOK_MODEL", "tiny")
 smol_cached = os.path.exists(os.path.join(cache_dir(), "smollm2", "hf", "config.json"))
 MODEL = "smollm2" if requested == "smollm2" and smol_cached else "tiny"
@@ -173,31 +174,10 @@ assert history["held"][-1] < history["held"][0]          # the federated model l
 
 # %%
 mix = np.array([[sum(e.family == f for e in c) for f in FAMILIES] for c in client_data])
-fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
-left = np.zeros(N_CLIENTS)
-for j, fam in enumerate(FAMILIES):
-    ax0.barh(np.arange(N_CLIENTS), mix[:, j], left=left, label=fam)
-    left += mix[:, j]
-ax0.set_yticks(np.arange(N_CLIENTS), [f"client {i} (k = {k})" for i, k in enumerate(config.budgets)])
-ax0.set_xlabel("training examples per family (count)")
-ax0.set_title("Non-IID client data (Dirichlet α = 0.5)")
-ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4)
-cl = np.array(history["client_loss"])
-for i in range(N_CLIENTS):
-    ax1.plot(np.arange(1, ROUNDS + 1), cl[:, i], "o-", ms=3, label=f"client {i}, k/r = {config.budgets[i] / RANK:g}")
-ax1.set_xlabel("round t")
-ax1.set_ylabel("mean local loss (nats / answer token)")
-ax1.set_title("Each client's local training loss")
-ax1.legend(fontsize=8)
-ax2.plot(np.arange(ROUNDS + 1), history["held"], "ks-", ms=4, label="global model, held-out (all 4 families)")
-ax2.set_xlabel("round t")
-ax2.set_ylabel("cross-entropy (nats / answer token)")
-ax2.set_title("Global model after aggregation")
-ax2.legend(fontsize=8)
-fig.suptitle(f"FSLoRA on {'SmolLM2-135M-Instruct' if MODEL == 'smollm2' else 'a tiny 2-layer Llama'}: "
-             f"r = {RANK}, {len(layers)} LoRA layers, H = {H}, AdamW lr = {LR:g}")
+fig = figures.training(mix, FAMILIES, config.budgets, RANK, history["client_loss"], history["held"],
+                       f"FSLoRA on {'SmolLM2-135M-Instruct' if MODEL == 'smollm2' else 'a tiny 2-layer Llama'}: "
+                       f"r = {RANK}, {len(layers)} LoRA layers, H = {H}, AdamW lr = {LR:g}")
 save(fig, "05_llm_training")
-plt.show()
 
 # %% [markdown]
 # ## 4. Per-client memory and upload
@@ -227,22 +207,10 @@ for i in range(N_CLIENTS):
     print(f"{i:<8} {budgets[i]:>4} {up[i]:>14,} {mem[i]:>16,} {mem[i] * 4 / 2**20:>14.2f}")
 print(f"{'FedIT':<8} {RANK:>4} {fedit_up:>14,} {fedit_mem:>16,} {fedit_mem * 4 / 2**20:>14.2f}")
 
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
-labels = [f"client {i}\nk = {k}" for i, k in enumerate(budgets)] + [f"FedIT client\nk = r = {RANK}"]
-colors = ["C3"] * N_CLIENTS + ["grey"]
-ax1.bar(labels, list(up / 1e3) + [fedit_up / 1e3], color=colors)
-ax1.set_ylabel("upload per round (thousands of floats)")
-ax1.set_title("Upload per client and round")
-ax2.bar(labels, list(mem * 4 / 2**20) + [fedit_mem * 4 / 2**20], color=colors)
-ax2.set_ylabel("trainable state (MB, float32)")
-ax2.set_title("Client memory: params + grads + AdamW moments")
-for ax in (ax1, ax2):
-    ax.legend(handles=[Patch(color="C3", label="FSLoRA (rank-k_i block)"), Patch(color="grey", label="FedIT (full rank r)")],
-              fontsize=8, loc="upper left")
-fig.suptitle(f"{'SmolLM2-135M' if MODEL == 'smollm2' else 'tiny Llama'}: {len(layers)} LoRA layers, "
-             f"Σ(m+n) = {dims:,} per unit of rank")
+fig = figures.memory_upload(budgets, up, mem * 4 / 2**20, RANK, fedit_up, fedit_mem * 4 / 2**20,
+                            f"{'SmolLM2-135M' if MODEL == 'smollm2' else 'tiny Llama'}: {len(layers)} LoRA layers, "
+                            f"Σ(m+n) = {dims:,} per unit of rank")
 save(fig, "05_llm_memory_upload")
-plt.show()
 
 # %% [markdown]
 # With SmolLM2 (`FSLORA_NOTEBOOK_MODEL=smollm2`, full size) the last cell also measures exact-match accuracy of

@@ -44,7 +44,6 @@ from dataclasses import replace
 
 from nbsetup import SMALL, elapsed, save  # first: sets one BLAS thread before numpy loads
 import numpy as np
-import matplotlib.pyplot as plt
 
 from theory.ours import checks as ours_checks, steps as ours_steps
 from theory.exact.curvature import interior_excess
@@ -52,6 +51,11 @@ from theory.ours.drift import drift_study
 from theory.ours.experiment import LG_SETTING, LS_SETTING, Grid, bound_curves, run_and_measure, run_grid
 from theory.result import VERIFIED
 
+import figures_06 as figures   # the plotting, kept out of the cells (house style: plotstyle.py)
+import plotstyle as ps
+from tables import table       # text tables that wrap long cells at word boundaries, never cut them
+
+ps.use()
 print("size:", "small" if SMALL else "full")
 LS = Grid(LS_SETTING, gamma_L=(0.1, 0.6), rounds=300, Ts=(100, 300), seeds=4, pilot_rounds=40) if SMALL else \
     Grid(LS_SETTING, gamma_L=(0.03, 0.1, 0.3, 0.6), rounds=3000, Ts=(100, 300, 1000, 3000), seeds=8, pilot_rounds=200)
@@ -102,19 +106,9 @@ results = [run_grid(LS), run_grid(LG)]       # the grids of section 3; here: the
 step = max((st for st in results[0].steps if not st["label"].startswith("paper")), key=lambda st: st["gamma"])["ref"]
 curv = step.curvature
 T = step.rounds
-fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
-t = np.arange(T)
-ax.plot(t, curv.bound.max(axis=0), color="C3", lw=1.5, label="certified λmax(∇²f^S) on segment t (max over seeds)")
-ax.plot(t, curv.at_points[:, :-1].max(axis=0), color="k", lw=0.8, ls=":", label="exact λmax at X^t (max over seeds)")
-ax.plot(t, step.secant.max(axis=0), color="C0", lw=0.8, label="realised curvature of step t (max over seeds)")
-ax.axhline(curv.L_S(), color="C3", ls="--", lw=1, label=f"L_S = {curv.L_S():.3f}")
-ax.set_xscale("log")
-ax.set_xlabel("round t")
-ax.set_ylabel("curvature")
-ax.set_title(f"least squares, γ L_S = {step.gamma * curv.L_S():.2f}: the realised curvature stays far below L_S")
-ax.legend(fontsize=8)
+fig = figures.curvature(curv.bound.max(axis=0), curv.at_points[:, :-1].max(axis=0), step.secant.max(axis=0), curv.L_S(),
+                        f"least squares, γ L_S = {step.gamma * curv.L_S():.2f}: the realised curvature stays far below L_S")
 save(fig, "06_curvature")
-plt.show()
 ratio = step.secant / curv.bound
 print(f"L_S = {curv.L_S():.4f} ({curv.method}; {curv.bisections} bisections; L_S exceeds the largest point value by "
       f"{curv.max_relative_excess:.1e}); realised/segment bound: max {ratio.max():.3f}, "
@@ -167,23 +161,8 @@ cells = [c for r in results for c in r.cells if c.within]
 assert all(c.tightness_paper < c.tightness_post for c in cells)
 
 # %%
-fig, ax = plt.subplots(figsize=(9, 0.32 * len(cells) + 1.8), layout="constrained")
-y = np.arange(len(cells))
-ax.barh(y + 0.27, [c.tightness_post for c in cells], height=0.27, color="C3", label="ours, a posteriori")
-ax.barh(y, [c.tightness_prior for c in cells], height=0.27, color="C1", label="ours, a priori (certified f*)")
-inside_paper = np.array([bool(c.paper["within"]) for c in cells])
-paper_t = np.array([c.tightness_paper for c in cells])
-ax.barh(y[inside_paper] - 0.27, paper_t[inside_paper], height=0.27, color="C7", label="Theorem 4.4 (γ within its condition)")
-ax.barh(y[~inside_paper] - 0.27, paper_t[~inside_paper], height=0.27, color="w", edgecolor="C7", hatch="///",
-        label="Theorem 4.4's RHS above its γ limit (it says nothing there)")
-ax.set_yticks(y, [f"{c.family[:5]} γL_S={c.gamma_L:.2f} T={c.T}" for c in cells], fontsize=7)
-ax.set_xscale("log")
-ax.axvline(1, color="k", lw=1)
-ax.set_xlabel("tightness: 95% UCB of the LHS / bound (1 = exact; log scale)")
-ax.set_title("Tightness of the two bounds on the same runs")
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+fig = figures.tightness(cells)
 save(fig, "06_tightness")
-plt.show()
 
 # %% [markdown]
 # ## 4. LHS and bounds over $T$
@@ -196,22 +175,13 @@ plt.show()
 # %%
 r_ls = results[0]
 budgets = LS.setting.config(0.1).budgets
-fig, axes = plt.subplots(1, len(r_ls.steps), figsize=(4.2 * len(r_ls.steps), 3.8), layout="constrained", sharey=True)
-closest = 0.0
-for ax, st in zip(np.atleast_1d(axes), r_ls.steps):
+panels, closest = [], 0.0
+for st in r_ls.steps:
     cur = bound_curves(st, r_ls.f_star, LS.setting.rank, budgets)
-    ax.loglog(cur["T"], cur["lhs"], color="k", lw=2, label="LHS (measured)")
-    ax.loglog(cur["T"], cur["a_posteriori"], color="C3", label="ours, a posteriori")
-    ax.loglog(cur["T"], cur["a_priori"], color="C1", ls="--", label="ours, a priori")
-    ax.loglog(cur["paper_T"], cur["paper"], color="C7", ls=":", label="Theorem 4.4")
-    gl = st["gamma"] * st["ref"].curvature.L_S()
-    ax.set_title(f"{st['label']}\nγ = {st['gamma']:.3g}, γ L_S = {gl:.2f}", fontsize=9)
-    ax.set_xlabel("T")
+    panels.append((f"{st['label']}\nγ = {st['gamma']:.3g}, γ L_S = {st['gamma'] * st['ref'].curvature.L_S():.2f}", cur))
     closest = max(closest, np.nanmax(cur["lhs"] / cur["a_posteriori"]))
-np.atleast_1d(axes)[0].set_ylabel("average squared gradient norm of f^S")
-np.atleast_1d(axes)[0].legend(fontsize=7)
+fig = figures.lhs_vs_bounds(panels)
 save(fig, "06_lhs_vs_bounds")
-plt.show()
 print(f"largest LHS / a-posteriori bound over all T (seed means, no confidence bound): {closest:.3f}")
 
 # %% [markdown]
@@ -236,18 +206,12 @@ for row in last["every_step"]:
     print(f"   γ = {row['gamma']:<9.3g} γ L_S = {row['gamma_L_S']:<6.3f} LHS {row['lhs']:.4f}   final {row['final_grad_sq']:.4f}")
 paper_step = next(s for s in r_ls.steps if s["label"].startswith("paper"))
 best = max((s for s in r_ls.steps if not s["label"].startswith("paper")), key=lambda s: s["gamma"])
-fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
-for st, color in ((paper_step, "C7"), (best, "C3")):
+lines = []
+for st, color in ((paper_step, ps.PAPER), (best, ps.MEASURED)):
     cur = bound_curves(st, r_ls.f_star, LS.setting.rank, budgets)
-    ax.loglog(np.arange(len(cur["grad_sq"])), cur["grad_sq"], color=color, lw=1,
-              label=f"‖∇f^S(X^t)‖², γ = {st['gamma']:.3g} ({st['label']})")
-    ax.loglog(cur["T"], cur["lhs"], color=color, lw=2.2, ls="--", label=f"running average (the LHS), γ = {st['gamma']:.3g}")
-ax.set_xlabel("round t")
-ax.set_ylabel("squared gradient norm of f^S (mean over seeds)")
-ax.set_title("The step our bound covers vs Theorem 4.4's γ_max, same runs, same T")
-ax.legend(fontsize=7)
+    lines.append((f"γ = {st['gamma']:.3g} ({st['label']})", color, cur["grad_sq"], cur["T"], cur["lhs"]))
+fig = figures.step_size_story(lines)
 save(fig, "06_step_size_story")
-plt.show()
 assert story.status == VERIFIED, story.key
 
 # %% [markdown]
@@ -273,18 +237,8 @@ for row in drift:
           f"{ours.get('rhs', np.nan):>8.4f} {j.get('ours_tightness', np.nan):>6.3f} {row.paper['drift']:>12.3g} "
           f"{row.paper['rhs']:>10.3g} {str(row.paper['within']):>12}")
     assert not ours or ours["rhs"] >= row.lhs.mean()
-fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
-x = np.arange(len(drift))
-ax.bar(x - 0.2, [r.ours.get("drift", np.nan) for r in drift], width=0.4, color="C3", label="drift realised, in our inequality")
-ax.bar(x + 0.2, [r.paper["drift"] for r in drift], width=0.4, color="C7", label="Theorem 4.4's drift term")
-ax.set_yscale("log")
-ax.set_xticks(x, [f"H={r.H}\n" + ("Thm 4.4 γ_max" if r.label.startswith("paper") else
-                                    r.label.replace("gamma L_pilot H = ", "γ L_pilot H = ")) for r in drift], fontsize=7)
-ax.set_ylabel("contribution to the bound")
-ax.set_title("Client drift: what the runs realise vs what Theorem 4.4 charges")
-ax.legend(fontsize=8)
+fig = figures.drift(drift)
 save(fig, "06_drift")
-plt.show()
 
 # %% [markdown]
 # ## 7. In `fslora verify`: the `ours.*` claims
@@ -310,4 +264,38 @@ for impl in (None, "../examples/numpy_fslora.py:impl"):   # the kernel runs in n
     # identity: the curvature and the drift inequality hold by construction of their checks (issue 18)
     assert all(r.status == ("identity" if c.id in ("ours.h1.curvature", "ours.general_h.drift") else VERIFIED)
                for c, r, _ in out), [(c.id, r.status, r.key) for c, r, _ in out]
+
+# %% [markdown]
+# ## 8. Break it yourself: a bound that holds is not a proof of correctness
+#
+# Take the mutant `tests/mutants/per_coordinate_mean.py`: its server divides each coordinate by the number of
+# clients that selected it instead of by $N$, so coordinates selected by few clients take too large a step.
+#
+# **Exercise.** Our bound holds whenever the LHS is *below* it. Will `ours.h1.a_posteriori` catch this mutant? If not,
+# which part of section 1's derivation does the mutant break, and which claim checks that part *on its runs*? Predict,
+# then run (the `--quick` profile, about half a minute):
+#
+#     fslora verify --quick --impl tests/mutants/per_coordinate_mean.py:impl --only ours.h1.a_posteriori,ours.h1.steps_on_runs
+
+# %%
+MUTANT = "../tests/mutants/per_coordinate_mean.py:impl"          # the kernel runs in notebooks/
+out, _ = claims.run_all(quick=True, only=["ours.h1.a_posteriori", "ours.h1.steps_on_runs"], impl=load_runner(MUTANT))
+for c, r, sec in out:
+    print(f"{c.id:<22} {r.status:<9} {sec:5.1f} s  {r.key}")
+status = {c.id: r.status for c, r, _ in out}
+assert status == {"ours.h1.a_posteriori": VERIFIED, "ours.h1.steps_on_runs": "violated"}, status
+
+# %% [markdown]
+# <details><summary><b>Answer</b> (click to open)</summary>
+#
+# `ours.h1.a_posteriori` is **verified**: the mutant's larger steps still drive $\|\nabla f^S\|^2$ down, and its LHS
+# stays below the bound computed from its own runs. What the mutant breaks is steps 1 and 3 of the derivation: its round
+# direction $g_t$ is no longer an unbiased estimate of $\nabla f^S(X^t)$, so $\mathbb E\|g_t\|^2\neq\|\nabla f^S\|^2+V$.
+# `ours.h1.steps_on_runs` evaluates exactly that identity along the implementation's runs (the key names the step and
+# how far off it is) and reports **violated**. The lesson is the project's rule: every claim says what it can
+# detect — an upper bound catches what is too slow, an identity on the runs catches what is biased — and
+# `theory/power_catalogue.json` lists, for every shipped mutant, which claims catch it.
+# </details>
+
+# %%
 print(f"notebook ran in {elapsed():.1f} s")

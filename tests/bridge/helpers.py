@@ -3,7 +3,7 @@ import argparse
 
 from fslora_cli import finetune as cli
 
-TINY = ["--model", "tiny", "--rank", "8", "--alpha", "16", "--clients", "2", "--ratios", "0.25,0.5",
+TINY = ["--model", "tiny", "--rank", "8", "--lora-alpha", "16", "--clients", "2", "--ratios", "0.25,0.5",
         "--rounds", "3", "--local-steps", "2", "--batch-size", "2", "--lr", "0.02", "--examples-per-client", "12",
         "--eval-per-family", "3", "--eval-every", "1", "--threads", "1"]
 

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.llm]
 def test_smollm2_one_round_end_to_end(tmp_path):
     assert fetch_smollm2().endswith(SMOL_GGUF)
     out = tmp_path / "smol"
-    hist = finetune(finetune_args("--model", "smollm2", "--rank", "16", "--alpha", "32", "--ratios", "0.125,0.5",
+    hist = finetune(finetune_args("--model", "smollm2", "--rank", "16", "--lora-alpha", "32", "--ratios", "0.125,0.5",
                                   "--rounds", "1", "--local-steps", "2", "--batch-size", "2", "--lr", "2e-3",
                                   "--examples-per-client", "8", "--eval-per-family", "4", "--out", str(out)))
     assert len(hist["layers"]) == 30 * 4 and hist["lora_scaling"] == 2.0

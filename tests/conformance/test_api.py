@@ -35,7 +35,7 @@ def test_bad_mode_and_missing_methods():
 def test_bad_options():
     with pytest.raises(ValueError, match="rounds must be"):
         Options(rounds=3)
-    with pytest.raises(ValueError, match="alpha must be"):
+    with pytest.raises(ValueError, match="alpha, the false-alarm rate .--false-alarm-rate., must be"):
         Options(alpha=0.9)
 
 

@@ -35,10 +35,11 @@ def test_simulate_bad_input_is_one_line(tmp_path, capsys):
 
 def test_bench_json(tmp_path, capsys):
     path = tmp_path / "b.json"
-    assert main(["bench", "--clients", "2", "--dim", "32", "--rank", "8", "--k", "2", "--local-steps", "2",
+    assert main(["bench", "--clients", "2", "--m", "32", "--n", "24", "--rank", "8", "--k", "2", "--local-steps", "2",
                  "--repeats", "1", "--json", str(path)]) == 0
     data = json.loads(path.read_text())
     assert data["submatrix_vs_masked_speedup"] > 0 and data["k2_over_k8_time_ratio"] > 0
+    assert (data["setting"]["m"], data["setting"]["n"]) == (32, 24)
 
 
 def test_bench_dispatches_on_the_parsed_option(capsys, monkeypatch):

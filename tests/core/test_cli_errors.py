@@ -103,7 +103,7 @@ def test_simulate_options(tmp_path, capsys, argv, words, no_computation):
 @pytest.mark.parametrize("argv,words", [
     (["bench", "--k", "100"], ["--k must be an integer in [1, 64], got 100"]),
     (["bench", "--repeats", "0"], ["--repeats must be an integer in [1, 10000], got 0"]),
-    (["bench", "--dim", "0"], ["--dim must be an integer"]),
+    (["bench", "--m", "0"], ["--m must be an integer in [1, 1048576]"]),
     (["verify", "--only", ""], ["--only must name at least one claim id"]),
     (["verify", "--only", "nope"], ["--only: unknown claim ids ['nope']"]),
 ])

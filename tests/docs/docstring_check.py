@@ -188,12 +188,13 @@ def public_objects(package: str):
         module = sys.modules[module_name]
         for name in fslora_api.public_names(module):
             obj = getattr(module, name, None)
-            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or id(obj) in seen:
+            if not fslora_api.is_code(obj) or id(obj) in seen:
                 continue
             home = getattr(obj, "__module__", "") or ""
             if not (home == package or home.startswith(package + ".")):
                 continue                  # re-exported from elsewhere: checked (or not) at its home
             seen.add(id(obj))
+            obj = obj if inspect.isclass(obj) else inspect.unwrap(obj)   # lru_cache & co: check the function
             yield f"{home}.{obj.__qualname__}", obj
 
 

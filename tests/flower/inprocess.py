@@ -91,8 +91,11 @@ class InProcessDeployment:
     RUN_ID = 4242
     port, start_seconds = 0, 0.0
 
-    def __init__(self, n_nodes, log_dir, **kw):
+    def __init__(self, n_nodes, log_dir, node_configs=None, **kw):
+        from flwr.common.config import parse_config_args
         self.n_nodes = n_nodes
+        # each node's extra --node-config, parsed as flower-supernode parses it
+        self.node_config = {i: parse_config_args([c]) for i, c in enumerate(node_configs or []) if c}
 
     def __enter__(self):
         return self
@@ -107,7 +110,7 @@ class InProcessDeployment:
         from fslora_cli.flower_deploy import RunResult
         context = Context(run_id=self.RUN_ID, node_id=1, node_config={}, state=RecordDict(), run_config=run_config)
         try:
-            server_app.main(InProcessGrid(run_config, self.n_nodes), context)
+            server_app.main(InProcessGrid(run_config, self.n_nodes, node_config=self.node_config), context)
         except Exception as exc:
             return RunResult(str(self.RUN_ID), "finished:failed", f"ServerApp failed with exception: {exc}", 0.0, {})
         return RunResult(str(self.RUN_ID), "finished:completed", "", 0.0, {})

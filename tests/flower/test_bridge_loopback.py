@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytestmark = pytest.mark.timeout(2400)   # hang guard for a loaded machine, not a speed target
 
-TINY = ["--model", "tiny", "--rank", "8", "--alpha", "16", "--clients", "2", "--ratios", "0.25,0.5", "--rounds", "1",
+TINY = ["--model", "tiny", "--rank", "8", "--lora-alpha", "16", "--clients", "2", "--ratios", "0.25,0.5", "--rounds", "1",
         "--local-steps", "2", "--batch-size", "2", "--lr", "0.02", "--examples-per-client", "12",
         "--eval-per-family", "3", "--eval-every", "1", "--threads", "1", "--no-verify-adapter", "--device", "cpu"]
 

@@ -122,5 +122,5 @@ def test_the_partition_command_writes_one_file_per_client(tmp_path, capsys):
 def test_node_local_is_refused_where_it_does_not_apply(tmp_path, capsys):
     assert main(["flower", "simulate", "--clients", "2", "--engine", "simulation", "--node-local",
                  "--out", str(tmp_path / "o")]) == 2
-    assert "--node-local is for `fslora flower simulate` on the deployment engine" in capsys.readouterr().err
+    assert "--node-local is for the deployment engine (--engine deployment)" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -17,7 +17,7 @@ from fslora_cli.flower import job_parser, run_config
 from inprocess import InProcessDeployment, InProcessGrid
 
 SIMULATE = ["--clients", "3", "--budgets", "2,4,8", "--rank", "8", "--m", "12", "--n", "10", "--algorithms", "fslora"]
-TINY = ["--model", "tiny", "--rank", "8", "--alpha", "16", "--clients", "2", "--ratios", "0.25,0.5", "--rounds", "1",
+TINY = ["--model", "tiny", "--rank", "8", "--lora-alpha", "16", "--clients", "2", "--ratios", "0.25,0.5", "--rounds", "1",
         "--local-steps", "1", "--batch-size", "2", "--examples-per-client", "6", "--eval-per-family", "2",
         "--no-verify-adapter", "--device", "cpu"]
 

@@ -29,11 +29,16 @@ def test_published_notebooks_are_executed_full_size_builds_of_the_current_source
 
 @pytest.fixture
 def layout(tmp_path):
-    """A copy of one source, the preamble and its published notebook in the repository's layout."""
+    """A copy of one source, the preamble, the plotting helpers (and the package's style they re-export)
+    and its published notebook in the repository's layout."""
     name = "01_sketching_operator"
     (tmp_path / "notebooks" / "src").mkdir(parents=True)
     src = shutil.copy(os.path.join(NB_DIR, "src", name + ".py"), tmp_path / "notebooks" / "src")
     pre = shutil.copy(os.path.join(NB_DIR, "nbsetup.py"), tmp_path / "notebooks")
+    for helper in publish.helpers(os.path.join(NB_DIR, "src", name + ".py")):
+        shutil.copy(helper, tmp_path / "notebooks")
+    (tmp_path / "fslora_ref").mkdir()
+    shutil.copy(os.path.join(ROOT, publish.STYLE), tmp_path / "fslora_ref")
     dest = tmp_path / "docs" / "notebooks"
     dest.mkdir(parents=True)
     shutil.copy(os.path.join(publish.DEST, name + ".ipynb"), dest)
@@ -112,14 +117,16 @@ def test_the_check_catches_unexecuted_small_failed_missing_and_stray_notebooks(l
 
 
 def test_publish_stamps_the_sources_and_drops_timings(tmp_path):
-    src = next(s for s in builder.sources() if os.path.basename(s).startswith("01_"))   # imports no helper
+    src = next(s for s in builder.sources() if os.path.basename(s).startswith("01_"))   # plots with figures_01
     nb = nbformat.read(publish.target(src), as_version=4)
     nb.cells[-1].metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00Z"}
     del nb.metadata["fslora"]
     path = publish.publish(nb, src, str(tmp_path))
     again = nbformat.read(path, as_version=4)
     assert again.metadata["fslora"] == {"size": "full", "sources": publish.inputs(src)}
-    assert set(again.metadata["fslora"]["sources"]) == {os.path.relpath(src, ROOT), "notebooks/nbsetup.py"}
+    assert set(again.metadata["fslora"]["sources"]) == {os.path.relpath(src, ROOT), "notebooks/nbsetup.py",
+                                                        "notebooks/figures_01.py", "notebooks/plotstyle.py",
+                                                        "fslora_ref/plotting_style.py"}
     assert all("execution" not in c.metadata for c in again.cells)
 
 

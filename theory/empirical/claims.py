@@ -48,6 +48,27 @@ PLATEAU_SHARE = 0.1
 
 @dataclass(frozen=True)
 class EmpiricalClaim:
+    """One of the paper's empirical claims: its arms, the pairs it compares, the axis and the hypothesis.
+
+    Parameters
+    ----------
+    id : str
+        "claim1" .. "claim5".
+    title : str
+        A short title.
+    statement : str
+        What the paper claims.
+    axis : {"rounds", "upload"}
+        The equal-cost axis of the comparisons.
+    hypothesis : theory.empirical.stats.Hypothesis
+        What it asserts about each pair.
+    arms : tuple of theory.empirical.runs.Arm
+        The arms, in display order.
+    comparisons : tuple of tuple of str
+        ``((treatment label, reference label), ...)``.
+    context : tuple of str, optional
+        Labels of arms shown in the figure but not compared.
+    """
     id: str
     title: str
     statement: str
@@ -58,6 +79,22 @@ class EmpiricalClaim:
     context: tuple = ()       # labels of arms shown in the figure but not compared
 
     def arm(self, label: str) -> Arm:
+        """The arm labelled ``label``.
+
+        Parameters
+        ----------
+        label : str
+            The arm's label.
+
+        Returns
+        -------
+        theory.empirical.runs.Arm
+
+        Raises
+        ------
+        StopIteration
+            If the claim has no such arm.
+        """
         return next(a for a in self.arms if a.label == label)
 
     @property
@@ -73,7 +110,17 @@ def _fs(label, rank, budget):
 
 
 def build_claims(margin: float = DEFAULT_MARGIN) -> list:
-    """The five claims; ``margin`` is the relative equivalence margin of claims 4 and 5."""
+    """The paper's five claims (see the module docstring).
+
+    Parameters
+    ----------
+    margin : float, optional
+        The relative margin of claims 4 and 5.
+
+    Returns
+    -------
+    list of EmpiricalClaim
+    """
     r = GLOBAL_RANK
     paper = ("ratios", PAPER_RATIOS)
     claim1 = EmpiricalClaim(
@@ -126,6 +173,18 @@ def build_claims(margin: float = DEFAULT_MARGIN) -> list:
 
 
 def claim_ids() -> list:
+    """The ids of the registered claims, in order.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from theory.empirical.claims import claim_ids
+    >>> claim_ids()
+    ['claim1', 'claim2', 'claim3', 'claim4', 'claim5']
+    """
     return [c.id for c in build_claims()]
 
 
@@ -169,9 +228,26 @@ def _require_progress(c: dict, reference_runs, metric: str, margin: float) -> di
 
 
 def horizon(results, metric: str, rounds: int) -> dict:
-    """Has the arm trained by round T? Its mean over the finite seeds of the log loss fall since
-    round 0 and over the last PLATEAU_TAIL of the rounds (from the last evaluation at or before
-    (1 - PLATEAU_TAIL) T)."""
+    """Whether an arm has trained to a plateau by round T.
+
+    From the mean over its finite seeds of the log loss fall since round 0, and of the fall over the
+    last ``PLATEAU_TAIL`` of the rounds (from the last evaluation at or before (1 - PLATEAU_TAIL) T).
+
+    Parameters
+    ----------
+    results : list of theory.empirical.runs.RunResult
+        The arm's runs, one per seed.
+    metric : str
+        The loss.
+    rounds : int
+        The number of rounds T.
+
+    Returns
+    -------
+    dict
+        ``checked`` (False, with a ``reason``, when it cannot be told); else ``log_fall``,
+        ``log_fall_last``, ``trained``, ``plateau``, ``ok`` and ``reason`` (None when ok).
+    """
     finite = [r for r in results if r.diverged_at is None and len(r.rounds) >= 2]
     if not finite:
         return {"checked": False, "reason": "no finite run"}
@@ -213,8 +289,21 @@ def _require_horizon(c: dict, treatment_h: dict, reference_h: dict) -> dict:
 
 
 def weakest(comparisons) -> dict | None:
-    """The comparison that decides the status: an ``against`` one first, then an undecided one,
-    and among equals the one whose interval reaches furthest past the claimed region."""
+    """The comparison that decides the status.
+
+    An ``against`` one first, then an undecided one, and among equals the one whose interval reaches
+    furthest past the claimed region.
+
+    Parameters
+    ----------
+    comparisons : list of dict
+        :func:`theory.empirical.stats.compare` results.
+
+    Returns
+    -------
+    dict or None
+        None if there is none.
+    """
     rank = {AGAINST: 2, UNDECIDED: 1, FOR: 0}
     scored = []
     for c in comparisons:
@@ -231,10 +320,34 @@ def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_jso
              alpha: float = ALPHA, metrics=tuple(METRICS.values()), tuned: dict | None = None) -> dict:
     """The report entry of ``claim`` on ``family``.
 
-    runs: {arm.key: [RunResult per seed, in ``seeds`` order]}; metrics: [Metric], the first is
-    primary (the held-out loss): the status is decided on it, the others are reported with
-    their own status. tuned: {arm label: tuning record} (tuning.tune_arm), reported per arm.
-    Every comparison passes the horizon check (:func:`horizon`) on its metric.
+    Every comparison passes the horizon check (:func:`horizon`) on its metric; margin claims also need
+    the reference to have trained by more than twice the margin.
+
+    Parameters
+    ----------
+    claim : EmpiricalClaim
+        The claim.
+    family : str
+        The family.
+    runs : dict
+        ``{arm key: [RunResult per seed, in seeds order]}``.
+    seeds : list of int
+        The evaluation seeds.
+    settings_json : dict
+        The family's settings (:meth:`theory.empirical.runs.Settings.to_json`).
+    alpha : float, optional
+        The one-sided level per direction.
+    metrics : sequence of theory.empirical.stats.Metric, optional
+        The first is primary (the held-out loss): the status is decided on it; the others are
+        reported with their own status.
+    tuned : dict, optional
+        ``{arm label: tuning record}`` (:func:`theory.empirical.tuning.tune_arm`), reported per arm.
+
+    Returns
+    -------
+    dict
+        ``id``, ``claim``, ``family``, ``title``, ``statement``, ``status``, ``metric``, ``method``,
+        ``key`` and ``evidence`` (per metric, every comparison; per arm, its rule, step and finals).
     """
     K = len(claim.comparisons)
     per_metric = {}
@@ -283,6 +396,21 @@ def evaluate(claim: EmpiricalClaim, family: str, runs: dict, seeds, settings_jso
 
 
 def method_text(claim: EmpiricalClaim, K: int, alpha: float) -> str:
+    """How the claim is tested, in one line (the test, alpha, Bonferroni, the axis).
+
+    Parameters
+    ----------
+    claim : EmpiricalClaim
+        The claim.
+    K : int
+        Its number of comparisons.
+    alpha : float
+        The one-sided level per direction.
+
+    Returns
+    -------
+    str
+    """
     level = 1 - 2 * alpha / K
     test = {"superior": "superiority: one-sided paired t-test on the per-seed log loss ratio",
             "noninferior": f"non-inferiority: one-sided paired t-test of the log loss ratio against log(1 + "
@@ -294,7 +422,17 @@ def method_text(claim: EmpiricalClaim, K: int, alpha: float) -> str:
 
 
 def key_text(metric_result: dict) -> str:
-    """One line: the weakest comparison's effect and interval."""
+    """One line: the weakest comparison's effect and interval.
+
+    Parameters
+    ----------
+    metric_result : dict
+        ``{"status", "comparisons"}`` of one metric.
+
+    Returns
+    -------
+    str
+    """
     c = weakest(metric_result["comparisons"])
     if c is None:
         return "no comparison"

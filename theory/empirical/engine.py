@@ -26,7 +26,17 @@ TUNING_VERSION = 1     # part of a tuning record's fingerprint: a changed rule i
 
 
 def needed_arms(claims) -> list:
-    """Every arm of ``claims``, each run key once, in first-seen order."""
+    """Every arm of ``claims``, each run key once, in first-seen order.
+
+    Parameters
+    ----------
+    claims : iterable of theory.empirical.claims.EmpiricalClaim
+        The claims.
+
+    Returns
+    -------
+    list of theory.empirical.runs.Arm
+    """
     seen = {}
     for c in claims:
         for arm in c.arms:
@@ -35,7 +45,17 @@ def needed_arms(claims) -> list:
 
 
 def algorithm_name(obj) -> str:
-    """What ran for an algorithm entry: 'module.Class' of a class, or the factory's own ``name``."""
+    """What ran for an algorithm entry: "module.Class" of a class, or the factory's own ``name``.
+
+    Parameters
+    ----------
+    obj : type or callable
+        An entry of the algorithms mapping.
+
+    Returns
+    -------
+    str
+    """
     if isinstance(obj, type):
         return f"{obj.__module__}.{obj.__qualname__}"
     return getattr(obj, "name", None) or f"{type(obj).__module__}.{type(obj).__qualname__}"
@@ -73,7 +93,32 @@ def _run_all(tasks, jobs, call, finished):
 
 
 def tune_arms(arms, families, settings, tuning_seeds, *, store, jobs, algorithms, progress=None) -> dict:
-    """{family: {arm.key: tuning record}} (tuning.tune_arm), from ``store`` where already done."""
+    """Tune every arm's step per family (:func:`theory.empirical.tuning.tune_arm`), from ``store`` where already done.
+
+    Parameters
+    ----------
+    arms : list of theory.empirical.runs.Arm
+        The arms.
+    families : iterable of str
+        The families.
+    settings : dict
+        ``{family: Settings}``.
+    tuning_seeds : sequence of int
+        The tuning seeds.
+    store : theory.empirical.store.RunStore
+        Supplies earlier tuning records and keeps new ones.
+    jobs : int
+        Worker processes (1: in process).
+    algorithms : dict
+        ``{name: Algorithm class or factory}``.
+    progress : object, optional
+        Told ``update(1, text)`` per tuned arm.
+
+    Returns
+    -------
+    dict
+        ``{family: {arm key: tuning record}}``.
+    """
     tuned, todo = {f: {} for f in families}, []
     for f in families:
         for a in arms:
@@ -105,9 +150,54 @@ def _not_run(arm, settings, seed, record) -> dict:
 def run_claims(claims, families, seeds, *, quick: bool, store, jobs: int = 1, algorithms=None, progress=None,
                rounds: int | None = None, clients: int | None = None, alpha: float = ALPHA,
                tuning_seeds=None, tuning_progress=None) -> tuple:
-    """Tune, run and evaluate. Returns (report entries, {family: {arm key: [RunResult per seed]}},
-    {family: Settings}, {family: {arm key: tuning record}}). ``store`` (a RunStore) supplies tuning
-    records and runs finished earlier and keeps new ones."""
+    """Tune, run and evaluate the claims.
+
+    Parameters
+    ----------
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The claims.
+    families : list of str
+        The families.
+    seeds : list of int
+        The evaluation seeds (disjoint from the tuning seeds).
+    quick : bool
+        The quick size.
+    store : theory.empirical.store.RunStore
+        Supplies tuning records and runs finished earlier and keeps new ones.
+    jobs : int, optional
+        Worker processes.
+    algorithms : dict or None, optional
+        ``{name: Algorithm class or factory}`` (default: the reference's ``ALGORITHMS``; tests pass a
+        broken FSLoRA here).
+    progress : object, optional
+        Told ``update(n, text)`` as runs finish.
+    rounds : int or None, optional
+        T, overriding the size's.
+    clients : int or None, optional
+        N, overriding the size's.
+    alpha : float, optional
+        The one-sided level per claim.
+    tuning_seeds : sequence of int, optional
+        The tuning seeds (default by size).
+    tuning_progress : object, optional
+        Progress of the tuning (closed when it ends).
+
+    Returns
+    -------
+    entries : list of dict
+        One report entry per (claim, family) (:func:`theory.empirical.claims.evaluate`).
+    runs : dict
+        ``{family: {arm key: [RunResult per seed]}}``.
+    settings : dict
+        ``{family: Settings}``.
+    tuned : dict
+        ``{family: {arm key: tuning record}}``.
+
+    Raises
+    ------
+    ValueError
+        If the evaluation seeds include a tuning seed.
+    """
     algorithms = dict(algorithms or ALGORITHMS)
     arms = needed_arms(claims)
     settings = {f: settings_for(f, quick, rounds=rounds, clients=clients) for f in families}

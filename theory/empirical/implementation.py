@@ -39,8 +39,22 @@ class Implementation:
 
 
 def load_implementation(target: str) -> Implementation:
-    """The FSLoRA implementation named by ``target`` (MODULE:ATTR); a one-line ValueError when it
-    cannot be loaded or is not an ``fslora_ref.algorithms.Algorithm``."""
+    """The FSLoRA implementation named by ``target``, as a picklable factory.
+
+    Parameters
+    ----------
+    target : str
+        ``MODULE:ATTR`` (the ``verify`` / ``crosscheck`` syntax).
+
+    Returns
+    -------
+    Implementation
+
+    Raises
+    ------
+    ValueError
+        One line, when it cannot be loaded or is not an ``fslora_ref.algorithms.Algorithm``.
+    """
     from fslora_ref.conformance.targets import load_target
     obj = load_target(target)
     if not isinstance(obj, Algorithm):

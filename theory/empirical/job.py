@@ -32,7 +32,31 @@ MAX_SEEDS = 1_000
 
 @dataclass(frozen=True)
 class ClaimsJob(Job):
-    """Which claims, on which families, over how many seeds (see ``fslora claims --help``)."""
+    """``fslora claims``: which claims, on which families, over how many seeds (see ``fslora claims --help``).
+
+    Parameters
+    ----------
+    quick : bool, default False
+        The quick size (N = 10, T = 30, fewer seeds).
+    only : str or None
+        Comma-separated claim ids ("claim1" or "1"); None: all five.
+    family : str or None
+        One problem family (of ``theory.empirical.settings.FAMILIES``); None: all three.
+    seeds : int or None
+        Evaluation seeds 0..n-1 (None: by ``quick``).
+    rounds : int or None
+        T, overriding the size's.
+    clients : int or None
+        N, overriding the size's.
+    margin : float, default 0.10
+        The relative margin of the non-inferiority and equivalence claims, in (0, 1).
+    alpha : float, default 0.05
+        The false-alarm rate (one-sided level per direction) of each claim, in (0, 0.5): ``--false-alarm-rate``.
+    jobs : int, default min(2, CPUs)
+        Worker processes.
+    impl : str or None
+        ``MODULE:ATTR`` of the FSLoRA implementation the FSLoRA arms run (None: the reference's).
+    """
 
     NAME: ClassVar[str] = "claims"
 
@@ -48,7 +72,18 @@ class ClaimsJob(Job):
     impl: str | None = None              # MODULE:ATTR of the FSLoRA implementation (None: the reference's)
 
     def validate(self) -> list:
-        """One-line errors naming the option; returns the seeds."""
+        """Check every option (one-line errors naming it).
+
+        Returns
+        -------
+        list of int
+            The evaluation seeds.
+
+        Raises
+        ------
+        ValueError
+            If an option is out of range.
+        """
         if self.family is not None:
             check_choice("family", self.family, FAMILIES)
         seeds = self.seeds if self.seeds is not None else SEEDS["quick" if self.quick else "full"]
@@ -61,7 +96,7 @@ class ClaimsJob(Job):
         if not 0.0 < self.margin < 1.0:
             raise ValueError(f"--margin must be in (0, 1), got {self.margin}")
         if not 0.0 < self.alpha < 0.5:
-            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha}")
+            raise ValueError(f"--false-alarm-rate must be in (0, 0.5), got {self.alpha}")
         return list(range(seeds))
 
 
@@ -82,7 +117,24 @@ class _Deferred:
 
 
 def select_claims(only, margin: float) -> list:
-    """The claims named by --only ('claim1' or '1'), in registry order."""
+    """The claims named by ``--only``, in registry order.
+
+    Parameters
+    ----------
+    only : str or None
+        Comma-separated ids ("claim1" or "1"); None: every claim.
+    margin : float
+        The margin of the margin claims.
+
+    Returns
+    -------
+    list of theory.empirical.claims.EmpiricalClaim
+
+    Raises
+    ------
+    ValueError
+        If ``only`` is empty or names an unknown id.
+    """
     claims = claims_mod.build_claims(margin)
     if only is None:
         return claims
@@ -99,8 +151,20 @@ def select_claims(only, margin: float) -> list:
 
 
 def output_names(claims) -> list:
-    """The files a claims run writes into its output directory (checked before any run: a
-    directory named report.json would otherwise fail only after every run has computed)."""
+    """The files a claims run writes into its output directory.
+
+    Checked before any run: a directory named report.json would otherwise fail only after every run
+    has computed.
+
+    Parameters
+    ----------
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The selected claims (one figure each).
+
+    Returns
+    -------
+    list of str
+    """
     return ["report.json", "report.md", "runs.json"] + [f"{c.id}.png" for c in claims]
 
 

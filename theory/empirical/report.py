@@ -47,7 +47,20 @@ LLM_SCOPE_TEXT = (
 
 
 def steps_table(meta: dict, claims) -> str:
-    """Console / markdown table: each arm's tuned client step per family."""
+    """The console / markdown table of each arm's tuned client step per family.
+
+    Parameters
+    ----------
+    meta : dict
+        The run's metadata (its ``tuned_steps``).
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The claims run (their arms, in order).
+
+    Returns
+    -------
+    str
+        Empty if nothing was tuned.
+    """
     tuned = meta.get("tuned_steps") or {}
     if not tuned:
         return ""
@@ -63,7 +76,18 @@ def steps_table(meta: dict, claims) -> str:
 
 
 def tuning_markdown(entries) -> str:
-    """Per family and arm: the grid, the chosen step and the tuning runs that chose it."""
+    """Per family and arm: the grid, the chosen step and the tuning runs that chose it.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
     out, seen = [], set()
     for e in entries:
         for label, arm in e["evidence"]["arms"].items():
@@ -87,7 +111,18 @@ def tuning_markdown(entries) -> str:
 
 
 def divergence_markdown(entries) -> str:
-    """Every evaluation run that diverged (never counted as data), with its round and reason."""
+    """Every evaluation run that diverged (never counted as data), with its round and reason.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+
+    Returns
+    -------
+    str
+        Markdown (empty if none diverged).
+    """
     out, seen = [], set()
     for e in entries:
         seeds = e["evidence"]["seeds"]
@@ -100,7 +135,18 @@ def divergence_markdown(entries) -> str:
 
 
 def horizon_markdown(entries) -> str:
-    """Arms that had not trained to a plateau by T (their comparisons stay undecided)."""
+    """The arms that had not trained to a plateau by T (their comparisons stay undecided).
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+
+    Returns
+    -------
+    str
+        Markdown (empty if every arm did).
+    """
     out, seen = [], set()
     for e in entries:
         for label, arm in e["evidence"]["arms"].items():
@@ -116,7 +162,19 @@ def _pct(x):
 
 
 def effect_text(c: dict) -> str:
-    """'-21.1% [-29.4%, -11.7%]' (losses) or '+0.120 [+0.05, +0.19]' (accuracies)."""
+    """A comparison's effect and interval in short.
+
+    Parameters
+    ----------
+    c : dict
+        A :func:`theory.empirical.stats.compare` result.
+
+    Returns
+    -------
+    str
+        "-21.1% [-29.4%, -11.7%]" (losses), "+0.120 [+0.050, +0.190]" (accuracies), or the reason it
+        has no interval.
+    """
     if "effect" not in c:
         return c.get("reason", "undecided")
     fmt = _pct if c["better"] == "lower" else (lambda x: f"{x:+.3f}")
@@ -125,7 +183,17 @@ def effect_text(c: dict) -> str:
 
 
 def table(entries) -> str:
-    """Fixed-width console table: claim, family, status, the weakest comparison."""
+    """The fixed-width console table: claim, family, status, the weakest comparison.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+
+    Returns
+    -------
+    str
+    """
     rows = [("claim", "family", "status", "weakest comparison: effect [simultaneous CI] (primary metric)")]
     rows += [(e["claim"], e["family"], e["status"], e["key"]) for e in entries]
     w = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -135,7 +203,21 @@ def table(entries) -> str:
 
 
 def report_json(entries, meta: dict) -> dict:
-    """``{"claims": [{id, statement, status, evidence, ...}], "meta": {...}}`` (verify's shape)."""
+    """The content of report.json, in verify's shape.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+    meta : dict
+        The run's metadata.
+
+    Returns
+    -------
+    dict
+        ``{"claims": [{id, claim, family, title, statement, method, status, metric, key, evidence}],
+        "meta": meta}``.
+    """
     keep = ("id", "claim", "family", "title", "statement", "method", "status", "metric", "key", "evidence")
     return {"claims": [{k: e[k] for k in keep} for e in entries], "meta": meta}
 
@@ -150,7 +232,17 @@ def _verdict_cell(c: dict) -> str:
 
 
 def summary_table(entries) -> str:
-    """Markdown: claim x family -> status and the weakest comparison's effect [CI]."""
+    """The markdown summary: claim x family -> status and the weakest comparison's effect [CI].
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+
+    Returns
+    -------
+    str
+    """
     families = list(dict.fromkeys(e["family"] for e in entries))
     claims = list(dict.fromkeys(e["claim"] for e in entries))
     by = {(e["claim"], e["family"]): e for e in entries}
@@ -166,6 +258,21 @@ def summary_table(entries) -> str:
 
 
 def report_markdown(entries, meta: dict, claims) -> str:
+    """The content of report.md: scope, summary, statistics, one section per claim, steps, horizons, divergences.
+
+    Parameters
+    ----------
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+    meta : dict
+        The run's metadata.
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The claims run.
+
+    Returns
+    -------
+    str
+    """
     out = io.StringIO()
     counts = {s: sum(e["status"] == s for e in entries) for s in STATUSES}
     out.write(f"# fslora claims{' --llm' if meta.get('llm') else ''}\n\n")
@@ -236,14 +343,32 @@ def report_markdown(entries, meta: dict, claims) -> str:
 
 # ---- figures ----------------------------------------------------------------------------------
 def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = None) -> None:
-    """One PNG: a row per family; left, each arm's primary metric (mean over seeds with a 95%
-    pointwise t band) against rounds or uploaded floats; right, every comparison's effect with
-    its simultaneous interval, the claimed region shaded."""
+    """Write one PNG for a claim: a row per family.
+
+    Left, each arm's primary metric (mean over seeds with a 95 % pointwise t band) against rounds or
+    uploaded floats; right, every comparison's effect with its simultaneous interval, the claimed
+    region shaded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG written.
+    claim : theory.empirical.claims.EmpiricalClaim
+        The claim.
+    entries : list of dict
+        Its report entries, one per family.
+    runs_by_family : dict
+        ``{family: {arm key: [RunResult per seed]}}``.
+    axis_label : str or None, optional
+        The x-axis label of the curves (default: by the claim's axis).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(entries), 2, figsize=(12, 3.6 * len(entries)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.25, 1]})
+
+    from fslora_ref import plotting_style as ps
+    fig, axes = ps.figure(2, len(entries), size=(10, 3.6 * len(entries)), squeeze=False, layout=None,
+                          gridspec_kw={"width_ratios": [1.25, 1]})
     for row, e in zip(axes, entries):
         _plot_curves(row[0], claim, e, runs_by_family[e["family"]], axis_label)
         _plot_forest(row[1], claim, e)
@@ -253,8 +378,27 @@ def plot_claim(path, claim, entries, runs_by_family, axis_label: str | None = No
     plt.close(fig)
 
 
+def arm_label(arm) -> str:
+    """An arm's label with its algorithm spelled as the paper writes it (``fslora r=16`` -> ``FSLoRA r=16``).
+
+    Parameters
+    ----------
+    arm : Arm
+
+    Returns
+    -------
+    str
+    """
+    from fslora_ref import plotting_style as ps
+    if arm.label.lower().startswith(arm.algorithm.lower()):
+        return ps.label(arm.algorithm) + arm.label[len(arm.algorithm):]
+    return arm.label
+
+
 def _plot_curves(ax, claim, entry, runs, axis_label):
+    from fslora_ref import plotting_style as ps
     metric = entry["metric"]
+    styles = ps.series_styles([arm.algorithm for arm in claim.arms])
     curves = []
     for i, arm in enumerate(claim.arms):
         results = [r for r in runs[arm.key]]
@@ -270,10 +414,12 @@ def _plot_curves(ax, claim, entry, runs, axis_label):
     log = bool(np.nanmin(means) > 0 and np.nanmax(means) / np.nanmin(means) > 4)
     floor = 0.5 * np.nanmin(means) if log else -np.inf
     for i, arm, x, mean, lo, hi, diverged in curves:
-        style = "--" if arm.label in claim.context else "-"
-        ax.plot(x, mean, style, color=f"C{i}", marker="o" if x.size <= 3 else None, ms=4,
-                label=arm.label + (f" ({diverged} diverged)" if diverged else ""))
-        ax.fill_between(x, np.maximum(lo, floor), hi, color=f"C{i}", alpha=0.18, lw=0)
+        style = dict(styles[i])
+        if arm.label in claim.context:   # shown, not compared
+            style["linestyle"] = "--"
+        style["marker"] = "o" if x.size <= 3 else None
+        ax.plot(x, mean, ms=4, label=arm_label(arm) + (f" ({diverged} diverged)" if diverged else ""), **style)
+        ax.fill_between(x, np.maximum(lo, floor), hi, color=style["color"], alpha=0.15, lw=0)
     if log:
         from matplotlib.ticker import FormatStrFormatter
         ax.set_yscale("log")
@@ -288,6 +434,7 @@ def _plot_curves(ax, claim, entry, runs, axis_label):
 
 
 def _plot_forest(ax, claim, entry):
+    from fslora_ref import plotting_style as ps
     by_metric = entry["evidence"]["by_metric"]
     primary = by_metric[entry["metric"]]["comparisons"][0]["better"]
     # metrics improving in the other direction (an accuracy next to a loss) would need a flipped
@@ -302,8 +449,9 @@ def _plot_forest(ax, claim, entry):
             y = i + (j - (len(names) - 1) / 2) * 0.22
             scale = 100.0 if c["better"] == "lower" else 1.0
             lo, hi = c["effect_ci"]
+            color = ps.series_color(j)
             ax.errorbar(c["effect"] * scale, y, xerr=[[(c["effect"] - lo) * scale], [(hi - c["effect"]) * scale]],
-                        fmt="o" if j == 0 else "s", mfc=f"C{j}" if j == 0 else "white", color=f"C{j}", capsize=3,
+                        fmt="o" if j == 0 else "s", mfc=color if j == 0 else "white", color=color, capsize=3,
                         label=name if i == 0 else None)
     first = by_metric[names[0]]["comparisons"][0]
     low, high = claimed_region(Metric(first["metric"], "", first["better"]), Hypothesis(first["hypothesis"], first["margin"]))
@@ -326,7 +474,28 @@ def _plot_forest(ax, claim, entry):
 
 
 def write_all(out_dir, entries, meta, claims, runs_by_family, axis_label=None) -> list:
-    """report.json, report.md and <claim>.png into ``out_dir``; returns the paths written."""
+    """Write report.json, report.md and one ``<claim>.png`` per claim with entries into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str
+        The output directory (already prepared).
+    entries : list of dict
+        Report entries (:func:`theory.empirical.claims.evaluate`), one per (claim, family).
+    meta : dict
+        The run's metadata.
+    claims : list of theory.empirical.claims.EmpiricalClaim
+        The claims run.
+    runs_by_family : dict
+        ``{family: {arm key: [RunResult per seed]}}``.
+    axis_label : str or None, optional
+        The x-axis label of the curves (default: by the claim's axis).
+
+    Returns
+    -------
+    list of str
+        The paths written.
+    """
     paths = []
     write_json(os.path.join(out_dir, "report.json"), report_json(entries, meta))
     atomic_write_bytes(os.path.join(out_dir, "report.md"), report_markdown(entries, meta, claims).encode())

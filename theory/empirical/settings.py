@@ -26,7 +26,28 @@ SEEDS = {"full": 10, "quick": 5}
 
 
 def settings_for(family: str, quick: bool, *, rounds: int | None = None, clients: int | None = None) -> Settings:
-    """The Settings of ``family`` at full or quick size, optionally with T or N overridden."""
+    """The run settings of ``family`` at full or quick size, optionally with T or N overridden.
+
+    Parameters
+    ----------
+    family : str
+        One of ``FAMILIES``.
+    quick : bool
+        The quick size.
+    rounds : int or None, optional
+        T, overriding the size's.
+    clients : int or None, optional
+        N, overriding the size's.
+
+    Returns
+    -------
+    theory.empirical.runs.Settings
+
+    Raises
+    ------
+    ValueError
+        If ``family`` is unknown.
+    """
     if family not in FAMILY_SETUP:
         raise ValueError(f"--family must be one of {list(FAMILY_SETUP)}, got {family!r}")
     size = dict(QUICK if quick else FULL)

@@ -38,8 +38,18 @@ HYPOTHESES = ("superior", "noninferior", "equivalent")
 
 @dataclass(frozen=True)
 class Metric:
-    """A per-run number: ``better`` is "lower" (a loss; compared as a log ratio) or "higher"
-    (an accuracy in [0, 1]; compared as a difference)."""
+    """A per-run number compared between arms.
+
+    Parameters
+    ----------
+    name : str
+        Its key in a run's record.
+    description : str
+        What it is, for the report.
+    better : {"lower", "higher"}, optional
+        "lower": a loss (positive; compared as a log ratio); "higher": an accuracy in [0, 1]
+        (compared as a difference).
+    """
 
     name: str
     description: str
@@ -52,6 +62,21 @@ class Metric:
 
 @dataclass(frozen=True)
 class Hypothesis:
+    """What a claim says about the mean of d (see the module docstring).
+
+    Parameters
+    ----------
+    kind : {"superior", "noninferior", "equivalent"}
+        The hypothesis.
+    margin : float, optional
+        The relative margin (0.10 = 10 % of the reference loss), in (0, 1), for noninferior and
+        equivalent.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown or the margin is out of range for it.
+    """
     kind: str                 # one of HYPOTHESES
     margin: float = 0.0       # relative margin (0.10 = 10% of the reference loss) for noninferior / equivalent
 
@@ -62,6 +87,17 @@ class Hypothesis:
             raise ValueError(f"margin must be in (0, 1) for a {self.kind} hypothesis, got {self.margin}")
 
     def describe(self, metric: Metric) -> str:
+        """The hypothesis in words, for the report.
+
+        Parameters
+        ----------
+        metric : Metric
+            The metric it is about.
+
+        Returns
+        -------
+        str
+        """
         if self.kind == "superior":
             return f"treatment {'lower' if metric.log_scale else 'higher'} than reference"
         band = f"{self.margin:.0%} of the reference" if metric.log_scale else f"{self.margin:.2f}"
@@ -71,18 +107,67 @@ class Hypothesis:
 
 
 def confidence_level(n_comparisons: int, alpha: float = ALPHA) -> float:
-    """Two-sided level of each of K simultaneous intervals: 1 - 2 alpha / K."""
+    """The two-sided level of each of K simultaneous intervals: 1 - 2 alpha / K.
+
+    Parameters
+    ----------
+    n_comparisons : int
+        K (at least 1 is used).
+    alpha : float, optional
+        The one-sided level per direction of the whole claim.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from theory.empirical.stats import confidence_level
+    >>> round(confidence_level(1), 6), round(confidence_level(4), 6)
+    (0.9, 0.975)
+    """
     return 1.0 - 2.0 * alpha / max(int(n_comparisons), 1)
 
 
 def compare(treatment, reference, metric: Metric, hypothesis: Hypothesis, *, n_comparisons: int = 1,
             alpha: float = ALPHA) -> dict:
-    """Paired comparison of per-seed values (same seed order in both; None = diverged run).
+    """A paired comparison of per-seed values (the same seed order in both).
 
-    treatment, reference: (n,) values. Returns the evidence dict: mean of d, its interval,
-    the effect as a relative (loss) or absolute (accuracy) difference, Cohen's d_z = mean/sd
-    of d, Bonferroni-adjusted one-sided p-value of the claimed direction, seeds where the
-    treatment was better, and the verdict (for / against / undecided).
+    Parameters
+    ----------
+    treatment : sequence of float or None, length n
+        The treatment's value per seed (None: the run diverged).
+    reference : sequence of float or None, length n
+        The reference's value per seed.
+    metric : Metric
+        The metric compared.
+    hypothesis : Hypothesis
+        What the claim says about the mean of d.
+    n_comparisons : int, optional
+        K, the claim's number of comparisons (Bonferroni).
+    alpha : float, optional
+        The one-sided level per direction of the whole claim.
+
+    Returns
+    -------
+    dict
+        The evidence: the mean of d and its interval, the effect as a relative (loss) or absolute
+        (accuracy) difference, Cohen's d_z = mean / sd of d, the Bonferroni-adjusted one-sided p-value
+        of the claimed direction, the seeds where the treatment was better, and ``verdict`` (for /
+        against / undecided; undecided with a ``reason`` when a seed diverged or n < 2).
+
+    Raises
+    ------
+    ValueError
+        If the two have different lengths, or a loss is not positive.
+
+    Examples
+    --------
+    >>> from theory.empirical.stats import Hypothesis, Metric, compare
+    >>> loss = Metric("heldout", "held-out loss")
+    >>> out = compare([0.5, 0.6, 0.55], [1.0, 1.1, 1.0], loss, Hypothesis("superior"))
+    >>> out["verdict"], out["treatment_better_seeds"]
+    ('for', 3)
     """
     t = [None if v is None else float(v) for v in treatment]
     r = [None if v is None else float(v) for v in reference]
@@ -124,7 +209,20 @@ def compare(treatment, reference, metric: Metric, hypothesis: Hypothesis, *, n_c
 
 
 def claimed_region(metric: Metric, hypothesis: Hypothesis):
-    """The claimed region for the mean of d as an interval (low, high)."""
+    """The claimed region for the mean of d, as an interval.
+
+    Parameters
+    ----------
+    metric : Metric
+        The metric compared.
+    hypothesis : Hypothesis
+        What the claim says about the mean of d.
+
+    Returns
+    -------
+    tuple of float
+        (low, high), possibly infinite on one side.
+    """
     if hypothesis.kind == "superior":
         return (-np.inf, 0.0) if metric.log_scale else (0.0, np.inf)
     m = log(1.0 + hypothesis.margin) if metric.log_scale else hypothesis.margin
@@ -156,7 +254,25 @@ def _decide(lo, hi, mean, sd, n, metric, hypothesis):
 
 
 def claim_status(verdicts) -> str:
-    """supported if every comparison is ``for``, not supported if any is ``against``, else inconclusive."""
+    """A claim's status from its comparisons' verdicts.
+
+    Parameters
+    ----------
+    verdicts : iterable of str
+        "for", "against" or "undecided", one per comparison.
+
+    Returns
+    -------
+    str
+        "supported" if every verdict is "for", "not supported" if any is "against", else
+        "inconclusive" (also for no comparison).
+
+    Examples
+    --------
+    >>> from theory.empirical.stats import claim_status
+    >>> claim_status(["for", "for"]), claim_status(["for", "against"]), claim_status(["for", "undecided"])
+    ('supported', 'not supported', 'inconclusive')
+    """
     verdicts = list(verdicts)
     if verdicts and all(v == FOR for v in verdicts):
         return SUPPORTED
@@ -166,9 +282,23 @@ def claim_status(verdicts) -> str:
 
 
 def mean_band(values, level: float = 0.95):
-    """Pointwise mean and two-sided t interval over seeds: values (n_seeds, n_points) -> (mean, lo, hi).
+    """The pointwise mean and two-sided t interval over seeds.
 
     A row may hold NaN after a divergence; each point uses the seeds still finite there.
+
+    Parameters
+    ----------
+    values : array_like, shape (n_seeds, n_points)
+        Per seed, a curve.
+    level : float, optional
+        The two-sided level.
+
+    Returns
+    -------
+    mean : ndarray, shape (n_points,)
+    lo : ndarray, shape (n_points,)
+    hi : ndarray, shape (n_points,)
+        NaN where no seed is finite; lo = hi = mean where only one is.
     """
     v = np.asarray(values, dtype=float)
     mean, lo, hi = (np.full(v.shape[1], np.nan) for _ in range(3))

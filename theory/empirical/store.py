@@ -19,11 +19,42 @@ MAX_STORE_DEPTH = 32
 
 
 def canonical(obj):
-    """``obj`` as it reads back from JSON (tuples become lists), so fingerprints compare equal."""
+    """``obj`` as it reads back from JSON (tuples become lists), so fingerprints compare equal.
+
+    Parameters
+    ----------
+    obj : object
+        A JSON-serialisable value.
+
+    Returns
+    -------
+    object
+
+    Examples
+    --------
+    >>> from theory.empirical.store import canonical
+    >>> canonical({"dims": (("m", 48),)})
+    {'dims': [['m', 48]]}
+    """
     return json.loads(json.dumps(obj))
 
 
 class RunStore:
+    """Finished runs kept in a JSON file (``runs.json``), keyed by unit and checked by fingerprint.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The runs file.
+    resume : bool
+        Load the file's units if it exists (else start empty; the file is overwritten on the first
+        ``put``).
+
+    Raises
+    ------
+    ValueError
+        If ``resume`` and the file cannot be read or is not a runs file of ``STORE_VERSION``.
+    """
     def __init__(self, path, resume: bool):
         self.path = os.fspath(path)
         self.units = {}
@@ -42,13 +73,33 @@ class RunStore:
         return data["units"]
 
     def get(self, key: str, fingerprint: dict):
+        """The stored record of ``key`` if it was run with exactly ``fingerprint``.
+
+        Parameters
+        ----------
+        key : str
+            The unit's key (e.g. ``least_squares/seed3/<arm>``).
+        fingerprint : dict
+            What the unit is (settings, arm, algorithm class).
+
+        Returns
+        -------
+        object or None
+            The record, or None if absent or run with another fingerprint.
+        """
         unit = self.units.get(key)
         if isinstance(unit, dict) and unit.get("fingerprint") == canonical(fingerprint):
             return unit.get("runs")
         return None
 
     def put(self, items) -> None:
-        """Store [(key, fingerprint, record)] and rewrite the file once."""
+        """Store units and rewrite the file once (atomically).
+
+        Parameters
+        ----------
+        items : iterable of tuple
+            ``[(key, fingerprint, record)]``.
+        """
         for key, fingerprint, record in items:
             self.units[key] = {"fingerprint": canonical(fingerprint), "runs": record}
         write_json(self.path, {"version": STORE_VERSION, "units": self.units}, indent=None)

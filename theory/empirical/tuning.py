@@ -29,7 +29,24 @@ RULE = ("half the largest stable step of the doubling grid base x 2^j, j = -3..6
 
 
 def grid(base: float) -> list:
-    """The doubling grid around ``base``, ascending: base * 2**j for j in GRID_EXPONENTS."""
+    """The doubling grid around ``base``, ascending: base * 2**j for j in ``GRID_EXPONENTS``.
+
+    Parameters
+    ----------
+    base : float
+        The family's base step.
+
+    Returns
+    -------
+    list of float
+
+    Examples
+    --------
+    >>> from theory.empirical.tuning import grid
+    >>> steps = grid(1.0)
+    >>> steps[0], steps[3], steps[-1]
+    (0.125, 1.0, 64.0)
+    """
     return [float(base) * 2.0 ** j for j in GRID_EXPONENTS]
 
 
@@ -92,7 +109,17 @@ def tune_arm(settings: Settings, arm: Arm, seeds, algorithms=None, on_run=None) 
 
 
 def describe(tuned: dict) -> str:
-    """One line: the chosen step and what chose it."""
+    """One line: the chosen step and what chose it.
+
+    Parameters
+    ----------
+    tuned : dict
+        :func:`tune_arm`'s result.
+
+    Returns
+    -------
+    str
+    """
     if tuned["chosen"] is None:
         return f"no stable step on the grid {tuned['grid'][0]:.3g}..{tuned['grid'][-1]:.3g}: not run"
     above = [t for t in tuned["tried"] if not t["stable"]]

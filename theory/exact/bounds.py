@@ -21,17 +21,95 @@ def _ratios(r: int, budgets) -> np.ndarray:
 
 
 def L_bar(L: float, r: int, budgets) -> float:
-    """L-bar = ((1/N) sum_i r/k_i) L: the smoothness of f^S (Proposition D.4)."""
+    """L-bar = ((1/N) sum_i r/k_i) L, the smoothness constant of the sketched objective f^S (Proposition D.4).
+
+    Parameters
+    ----------
+    L : float
+        The smoothness constant of the unsketched objective.
+    r : int
+        The global LoRA rank (>= 1).
+    budgets : sequence of int, length N
+        The sketch sizes k_i of the N clients, each in [1, r].
+
+    Returns
+    -------
+    float
+        ``mean_i(r / k_i) * L``.
+
+    Raises
+    ------
+    ValueError
+        If ``r`` or a budget is out of range, or ``budgets`` is empty.
+
+    Examples
+    --------
+    >>> from theory.exact.bounds import L_bar
+    >>> L_bar(2.0, 4, [2, 4])
+    3.0
+    """
     return float(np.mean(_ratios(r, budgets))) * L
 
 
 def L_tilde(L: float, r: int, budgets) -> float:
-    """L-tilde = ((1/N) sum_i r^2/k_i^2) L."""
+    """L-tilde = ((1/N) sum_i r^2/k_i^2) L, the constant of the drift term of Theorem 4.4.
+
+    Parameters
+    ----------
+    L : float
+        The smoothness constant of the unsketched objective.
+    r : int
+        The global LoRA rank (>= 1).
+    budgets : sequence of int, length N
+        The sketch sizes k_i of the N clients, each in [1, r].
+
+    Returns
+    -------
+    float
+        ``mean_i((r / k_i)^2) * L``.
+
+    Raises
+    ------
+    ValueError
+        If ``r`` or a budget is out of range, or ``budgets`` is empty.
+
+    Examples
+    --------
+    >>> from theory.exact.bounds import L_tilde
+    >>> L_tilde(2.0, 4, [2, 4])
+    5.0
+    """
     return float(np.mean(_ratios(r, budgets) ** 2)) * L
 
 
 def step_size_limit(L: float, r: int, budgets, H: int, c_h: float) -> float:
-    """gamma_max = min{ 1 / (6 H sqrt((c_h + 1) L-tilde L)), 1 / (N H^2 L) } (Theorem 4.4)."""
+    """The largest step size gamma_max that Theorem 4.4 allows.
+
+    ``gamma_max = min{ 1 / (6 H sqrt((c_h + 1) L-tilde L)), 1 / (N H^2 L) }`` with N = ``len(budgets)``.
+
+    Parameters
+    ----------
+    L : float
+        The smoothness constant (> 0).
+    r : int
+        The global LoRA rank.
+    budgets : sequence of int, length N
+        The sketch sizes k_i, each in [1, r].
+    H : int
+        The number of local steps per round (>= 1).
+    c_h : float
+        The heterogeneity constant of Assumption 4.3 (>= 0).
+
+    Returns
+    -------
+    float
+        gamma_max.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range.
+    """
     check_positive_float("L", L)
     check_int("H", H, low=1)
     check_positive_float("c_h", c_h, allow_zero=True)
@@ -41,10 +119,44 @@ def step_size_limit(L: float, r: int, budgets, H: int, c_h: float) -> float:
 
 def theorem_rhs(*, gap: float, gamma: float, T: int, H: int, L: float, r: int, budgets,
                 sigma_g2: float, sigma_s2: float, sigma_h2: float) -> dict:
-    """Right-hand side of Theorem 4.4 and its three terms.
+    """The right-hand side of Theorem 4.4 and its three terms.
 
-    gap = f^S(X^0) - f*;  4 gap / (gamma T H) + 6 (gamma L-bar / N)(sg2 + ss2)
-                          + 12 (gamma L-tilde / N)(sg2 + ss2 + 3 sh2).
+    ``rhs = 4 gap / (gamma T H) + 6 (gamma L-bar / N)(sigma_g2 + sigma_s2)
+    + 12 (gamma L-tilde / N)(sigma_g2 + sigma_s2 + 3 sigma_h2)``.
+
+    Parameters
+    ----------
+    gap : float
+        ``f^S(X^0) - f*``, the initial optimality gap.
+    gamma : float
+        The step size.
+    T : int
+        The number of rounds (>= 1).
+    H : int
+        The number of local steps per round.
+    L : float
+        The smoothness constant.
+    r : int
+        The global LoRA rank.
+    budgets : sequence of int, length N
+        The sketch sizes k_i, each in [1, r].
+    sigma_g2 : float
+        The minibatch gradient variance bound.
+    sigma_s2 : float
+        The sketch gradient variance bound.
+    sigma_h2 : float
+        The heterogeneity bound delta_h^2.
+
+    Returns
+    -------
+    dict
+        ``{"rhs", "optimisation", "noise", "drift"}``: the bound and its three terms (floats), ``rhs``
+        being their sum.
+
+    Raises
+    ------
+    ValueError
+        If ``T``, ``r`` or a budget is out of range.
     """
     check_int("T", T, low=1)
     N = len(budgets)
@@ -55,5 +167,33 @@ def theorem_rhs(*, gap: float, gamma: float, T: int, H: int, L: float, r: int, b
 
 
 def corollary_step(N: int, T: int, H: int, L_t: float) -> float:
-    """gamma = sqrt(N) / sqrt(T H L-tilde) (Corollary 4.5)."""
+    """The step size of Corollary 4.5: gamma = sqrt(N) / sqrt(T H L-tilde).
+
+    Parameters
+    ----------
+    N : int
+        The number of clients.
+    T : int
+        The number of rounds (>= 1).
+    H : int
+        The number of local steps per round (>= 1).
+    L_t : float
+        L-tilde (> 0), see :func:`L_tilde`.
+
+    Returns
+    -------
+    float
+        gamma.
+
+    Raises
+    ------
+    ValueError
+        If ``T``, ``H`` or ``L_t`` is out of range.
+
+    Examples
+    --------
+    >>> from theory.exact.bounds import corollary_step
+    >>> corollary_step(4, 100, 1, 1.0)
+    0.2
+    """
     return sqrt(N / (check_int("T", T, low=1) * check_int("H", H, low=1) * check_positive_float("L_tilde", L_t)))

@@ -53,11 +53,40 @@ def _link_output_grads(problem, client: int, W: np.ndarray):
 
 
 def hvp(problem, client: int, B: np.ndarray, A: np.ndarray, coeff: np.ndarray, U: np.ndarray, V: np.ndarray):
-    """Exact Hessian-vector products of f(B, A) = loss_i(W0 + B diag(coeff) A).
+    """Exact Hessian-vector products of ``f(B, A) = loss_i(W0 + B diag(coeff) A)`` for a batch of directions.
 
-    B: (m, q), A: (q, n), coeff: (q,); directions U: (d, m, q), V: (d, q, n) (a batch of d).
-    Returns (HU: (d, m, q), HV: (d, q, n)). With G = grad_W loss and dG its directional
-    derivative along dW = U c A + B c V:  H[U,V]_B = dG A^T c + G V^T c,  H[U,V]_A = c U^T G + c B^T dG.
+    With G = grad_W loss and dG its directional derivative along ``dW = U c A + B c V``:
+    ``H[U, V]_B = dG A^T c + G V^T c`` and ``H[U, V]_A = c U^T G + c B^T dG``.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    client : int
+        The client i whose loss f_i is differentiated.
+    B : ndarray, shape (m, q)
+        The factor B of the point.
+    A : ndarray, shape (q, n)
+        The factor A of the point.
+    coeff : ndarray, shape (q,)
+        The diagonal between them: the point is ``W0 + B diag(coeff) A`` (``s * diag(S)`` for a
+        sketched point, ``s * ones`` for an unsketched one).
+    U : ndarray, shape (d, m, q)
+        The B-parts of d directions.
+    V : ndarray, shape (d, q, n)
+        The A-parts of the same directions.
+
+    Returns
+    -------
+    HU : ndarray, shape (d, m, q)
+        The B-parts of the products.
+    HV : ndarray, shape (d, q, n)
+        The A-parts of the products.
+
+    Raises
+    ------
+    ValueError
+        If the problem has more than one layer.
     """
     _single_layer(problem)
     X = problem.clients[client].X
@@ -76,7 +105,29 @@ def hvp(problem, client: int, B: np.ndarray, A: np.ndarray, coeff: np.ndarray, U
 
 
 def dense_hessian(problem, client, B, A, coeff, hvp_fn=hvp) -> np.ndarray:
-    """The (d, d) Hessian in [vec B; vec A] coordinates, assembled from d exact products."""
+    """The Hessian of f_i in ``[vec B; vec A]`` coordinates, assembled from d exact Hessian-vector products.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    client : int
+        The client i whose loss f_i is differentiated.
+    B : ndarray, shape (m, q)
+        The factor B of the point.
+    A : ndarray, shape (q, n)
+        The factor A of the point.
+    coeff : ndarray, shape (q,)
+        The diagonal between them: the point is ``W0 + B diag(coeff) A`` (``s * diag(S)`` for a
+        sketched point, ``s * ones`` for an unsketched one).
+    hvp_fn : callable, optional
+        The product to assemble from (signature of :func:`hvp`; a broken one can be held to checks).
+
+    Returns
+    -------
+    ndarray, shape (d, d)
+        The symmetrised Hessian, d = q (m + n).
+    """
     m, q = B.shape
     n = A.shape[1]
     d = q * (m + n)
@@ -124,7 +175,38 @@ def _dense_hessians(problem, client, Bs, A, coeff) -> np.ndarray:
 
 
 def hessian_norm(problem, client, B, A, coeff, *, hvp_fn=hvp, iters: int = 200, seed: int = 0) -> tuple:
-    """(||Hessian||_2, method) at one point: exact eigenvalues below DENSE_LIMIT, else power iteration."""
+    """The spectral norm of the Hessian of f_i at one point, and how it was obtained.
+
+    Exact eigenvalues of :func:`dense_hessian` when d = q (m + n) <= ``DENSE_LIMIT``, else
+    :func:`power_iteration` (a lower estimate).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    client : int
+        The client i whose loss f_i is differentiated.
+    B : ndarray, shape (m, q)
+        The factor B of the point.
+    A : ndarray, shape (q, n)
+        The factor A of the point.
+    coeff : ndarray, shape (q,)
+        The diagonal between them: the point is ``W0 + B diag(coeff) A`` (``s * diag(S)`` for a
+        sketched point, ``s * ones`` for an unsketched one).
+    hvp_fn : callable, optional
+        The Hessian-vector product (signature of :func:`hvp`).
+    iters : int, optional
+        Power iterations (large points only).
+    seed : int, optional
+        The seed of the power iteration's start.
+
+    Returns
+    -------
+    norm : float
+        ``||Hessian||_2``.
+    method : str
+        "exact" or "power iteration".
+    """
     m, q = B.shape
     n = A.shape[1]
     if q * (m + n) <= DENSE_LIMIT:
@@ -134,7 +216,26 @@ def hessian_norm(problem, client, B, A, coeff, *, hvp_fn=hvp, iters: int = 200, 
 
 
 def power_iteration(op, shape_U, shape_V, iters: int, seed: int) -> float:
-    """Largest |eigenvalue| of a symmetric operator op(U, V) -> (HU, HV) (batched, d = 1)."""
+    """The largest absolute eigenvalue of a symmetric operator on (U, V) pairs, by power iteration.
+
+    Parameters
+    ----------
+    op : callable
+        ``op(U: (m, q), V: (q, n)) -> (HU: (1, m, q), HV: (1, q, n))``.
+    shape_U : tuple of int
+        (m, q).
+    shape_V : tuple of int
+        (q, n).
+    iters : int
+        The number of iterations.
+    seed : int
+        The seed of the random start (server evaluation stream).
+
+    Returns
+    -------
+    float
+        The norm of the last product, an estimate from below of the largest absolute eigenvalue.
+    """
     rng = stream(seed, round=-1, client=SERVER, purpose="eval")
     U, V = rng.standard_normal(shape_U), rng.standard_normal(shape_V)
     lam = 0.0
@@ -149,26 +250,77 @@ def power_iteration(op, shape_U, shape_V, iters: int, seed: int) -> float:
 
 @dataclass
 class Constant:
-    """A measured constant, how it was obtained and over what."""
+    """A measured constant, how it was obtained and over what.
+
+    Parameters
+    ----------
+    value : float
+        The constant.
+    method : str
+        How it was obtained: "exact", "exact at points", "power iteration (lower estimate)",
+        "bounded", "certified" or "sampled".
+    note : str, optional
+        Over what it was measured, or why the bound holds.
+    """
 
     value: float
     method: str            # exact / exact at points / power iteration / bounded / sampled
     note: str = ""
 
     def to_json(self):
+        """The constant as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            ``{"value": float, "method": str, "note": str}``.
+        """
         return {"value": float(self.value), "method": self.method, "note": self.note}
 
 
 def every_client(problem, points) -> list:
-    """[(client, X)] pairing every client with every point X = [(B, A)]."""
+    """Every client paired with every point.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The problem (its ``n_clients``).
+    points : list
+        Points X, each a list of per-layer factor pairs ``[(B: (m, r), A: (r, n))]``.
+
+    Returns
+    -------
+    list of (int, list)
+        ``[(client, X)]``, clients varying fastest.
+    """
     return [(i, layers) for layers in points for i in range(problem.n_clients)]
 
 
 def smoothness(problem, pairs, s: float, *, budgets=None, hvp_fn=hvp) -> Constant:
-    """L = max over (i, X) in pairs of ||Hessian f_i||_2 (unsketched f_i) at X and, if ``budgets``
-    (k_i per client) is given, at every sketched point [B S; A] of client i's sketch law: Proposition
-    D.4 bounds the smoothness of f~_i(.; S) by (r/k_i)^2 times f_i's at [B S; A], so the L of
-    L-bar and L-tilde must hold there too."""
+    """L: the largest Hessian spectral norm of an unsketched f_i over the given (client, point) pairs.
+
+    If ``budgets`` is given, each client's Hessian is also taken at every sketched point ``[B S; A]``
+    of its sketch law: Proposition D.4 bounds the smoothness of ``f~_i(.; S)`` by (r/k_i)^2 times
+    f_i's at ``[B S; A]``, so the L of L-bar and L-tilde must hold there too.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem.
+    pairs : list of (int, list)
+        ``[(client, [(B: (m, r), A: (r, n))])]`` (e.g. from :func:`every_client`).
+    s : float
+        The LoRA scale.
+    budgets : sequence of int, optional
+        The sketch sizes k_i per client.
+    hvp_fn : callable, optional
+        The Hessian-vector product (signature of :func:`hvp`).
+
+    Returns
+    -------
+    Constant
+        Method "exact at points", or "power iteration (lower estimate)" if any point was too large.
+    """
     best, methods, count = 0.0, set(), 0
     for i, layers in pairs:
         (B, A), = layers
@@ -191,7 +343,26 @@ def smoothness(problem, pairs, s: float, *, budgets=None, hvp_fn=hvp) -> Constan
 
 
 def sketch_variance(problem, pairs, s: float, budgets) -> Constant:
-    """sigma_s^2 = max over (i, X) in pairs of E_S ||grad f~_i(X;S) - grad f_i^S(X)||^2 (all S enumerated)."""
+    """sigma_s^2: the largest sketch variance ``E_S ||grad f~_i(X; S) - grad f_i^S(X)||^2`` over the pairs.
+
+    Every sketch of client i (budget k_i on every layer) is enumerated, so the expectation is exact.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The problem.
+    pairs : list of (int, list)
+        ``[(client, [(B: (m, r), A: (r, n)) per layer])]``.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+
+    Returns
+    -------
+    Constant
+        Method "exact at points".
+    """
     best = 0.0
     for i, layers in pairs:
         G = np.array([_flat(instance_grad(problem, i, layers, s, d)[1])
@@ -201,7 +372,28 @@ def sketch_variance(problem, pairs, s: float, budgets) -> Constant:
 
 
 def minibatch_variance(problem, pairs, s: float, budgets) -> Constant:
-    """sigma_g^2: exact variance of the b-of-n_i minibatch gradient of f~_i(X;S), max over (i, X) in pairs and S."""
+    """sigma_g^2: the exact variance of the b-of-n_i minibatch gradient of ``f~_i(X; S)``, maximised.
+
+    For uniform sampling of b rows without replacement the variance is
+    ``(n_i - b) / (b (n_i - 1)) * (1/n_i) sum_j ||g_j - g||^2``; it is maximised over the pairs and
+    over every sketch of the client's law. Full-batch problems give 0.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem (its ``batch_size`` b; None for full batch).
+    pairs : list of (int, list)
+        ``[(client, [(B: (m, r), A: (r, n))])]``.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+
+    Returns
+    -------
+    Constant
+        Method "exact at points" ("exact" for full batch).
+    """
     b = problem.batch_size
     if b is None:
         return Constant(0.0, "exact", "full-batch clients: the local gradient is deterministic")
@@ -225,18 +417,54 @@ def minibatch_variance(problem, pairs, s: float, budgets) -> Constant:
 
 @dataclass
 class Heterogeneity:
-    """Per point: a = max_i ||grad f_i^S - grad f^S||^2 and g = ||grad f^S||^2."""
+    """The data of Assumption 4.3 at each point: ``a = max_i ||grad f_i^S - grad f^S||^2`` and ``g = ||grad f^S||^2``.
+
+    Parameters
+    ----------
+    a : list of float, optional
+        The largest client deviation at each point.
+    g : list of float, optional
+        The squared global gradient norm at each point.
+    """
 
     a: list = field(default_factory=list)
     g: list = field(default_factory=list)
 
     def delta2(self, c_h: float) -> float:
-        """Smallest delta_h^2 with a <= c_h g + delta_h^2 at every point."""
+        """The smallest delta_h^2 with ``a <= c_h g + delta_h^2`` at every point.
+
+        Parameters
+        ----------
+        c_h : float
+            The multiplicative heterogeneity constant.
+
+        Returns
+        -------
+        float
+            ``max(0, max_points(a - c_h g))``.
+        """
         return float(max(0.0, max(a - c_h * g for a, g in zip(self.a, self.g))))
 
 
 def heterogeneity(problem, points, s: float, budgets) -> Heterogeneity:
-    """Assumption 4.3 data over ``points`` with exact grad f_i^S."""
+    """The Assumption 4.3 data over ``points``, with the exact sketched gradients grad f_i^S.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The problem.
+    points : list
+        Points X, each ``[(B: (m, r), A: (r, n)) per layer]``.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+
+    Returns
+    -------
+    Heterogeneity
+        One (a, g) entry per point.
+    """
     het = Heterogeneity()
     for layers in points:
         per = [_flat(sketched_grad(problem, i, layers, s, [budgets[i]] * problem.n_layers))
@@ -248,7 +476,20 @@ def heterogeneity(problem, points, s: float, budgets) -> Heterogeneity:
 
 
 def lower_bound(problem) -> Constant:
-    """f* <= inf f^S: exact min over all W for least squares (f^S >= f >= min_W f), else 0."""
+    """A lower bound ``f* <= inf f^S``: the exact ``min_W f`` for single-layer least squares, else 0.
+
+    ``f^S >= f >= min_W f`` (Jensen), and the minimum over unconstrained W is a linear solve.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The problem.
+
+    Returns
+    -------
+    Constant
+        Method "exact" (least squares) or "bounded" (0: the loss is non-negative).
+    """
     if problem.link == "squared" and problem.n_layers == 1:
         N = problem.n_clients
         lhs = sum(c.X.T @ c.X / (N * c.size) for c in problem.clients)
@@ -263,8 +504,35 @@ def _flat(pairs) -> np.ndarray:
 
 
 def hvp_error(problem, client, B, A, coeff, *, hvp_fn=hvp, seed: int = 0, eps: float = 1e-5) -> float:
-    """Max |H v - (grad(X + eps v) - grad(X - eps v)) / (2 eps)| relative to ||H v||, for one
-    random direction v (the exact-gradient central difference has O(eps^2) error)."""
+    """The relative error of ``hvp_fn`` against a central difference of the exact gradient, along one random direction.
+
+    ``max |H v - (grad(X + eps v) - grad(X - eps v)) / (2 eps)| / max |H v|``; the central difference
+    has O(eps^2) error, so a correct product gives a tiny value.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    client : int
+        The client i whose loss f_i is differentiated.
+    B : ndarray, shape (m, q)
+        The factor B of the point.
+    A : ndarray, shape (q, n)
+        The factor A of the point.
+    coeff : ndarray, shape (q,)
+        The diagonal between them: the point is ``W0 + B diag(coeff) A`` (``s * diag(S)`` for a
+        sketched point, ``s * ones`` for an unsketched one).
+    hvp_fn : callable, optional
+        The product checked (signature of :func:`hvp`).
+    seed : int, optional
+        The seed of the random direction.
+    eps : float, optional
+        The finite-difference step.
+
+    Returns
+    -------
+    float
+    """
     rng = stream(seed, round=-1, client=SERVER, purpose="eval")
     U, V = rng.standard_normal(B.shape), rng.standard_normal(A.shape)
     HU, HV = hvp_fn(problem, client, B, A, coeff, U[None], V[None])

@@ -45,18 +45,54 @@ def _spec_norm(M):
 
 
 def segment_margin(problem, s: float, budgets, B0, A0, B1, A1, *, law=reference_law, moments=None) -> np.ndarray:
-    """Q / 8 for the segments [X_0, X_1] (stacks B: (P, m, r), A: (P, r, n)): (P,).
+    """Q / 8 for P segments ``[X_0, X_1]``: how far lambda_max may exceed its end-point values inside a segment.
 
-    Per client i and sketch (index set I, coefficient c on I): only the columns B_I and rows A_I enter
-    the instance's Hessian, so every norm below is of the I-restricted factors (Delta_I, ...).
-    Least squares:  |q''| <= 3 ||K_i|| c^2 ||Delta_I||^2.
-    Softmax: with w_s = max over both end points of ||x_s dW_Delta||_inf (sample s's logit change rate
-    along the segment), v_s = ||x_s 2 dB_I c dA_I||_inf, K_w = (1/n) sum_s w_s^2 x_s^T x_s,
-    K_v = (1/n) sum_s v_s x_s^T x_s and rho^2 = max over the end points of ||A_I||_2^2 + ||B_I||_2^2,
-    the softmax cumulant bounds (|k4| <= 3.5 ||w||_inf^2 ||a||^2, |k3(h,k,l)| <= ||h||_inf ||k|| ||l||, ...) give
+    Q bounds ``|q''|`` of ``q(tau) = u^T Hessian f^S(X_0 + tau Delta) u`` over unit u and tau in [0, 1].
+    Per client i and sketch (index set I, coefficient c on I) only the columns B_I and rows A_I enter
+    the instance's Hessian, so every norm is of the I-restricted factors. Least squares::
+
+        |q''| <= 3 ||K_i|| c^2 ||Delta_I||^2
+
+    Softmax (from the softmax cumulant bounds), with per sample s::
+
+        w_s   = max over both end points of ||x_s dW_Delta||_inf   (its logit change rate along the segment)
+        v_s   = ||x_s 2 dB_I c dA_I||_inf
+        K_w   = (1/n) sum_s w_s^2 x_s^T x_s,   K_v = (1/n) sum_s v_s x_s^T x_s
+        rho^2 = max over the end points of ||A_I||_2^2 + ||B_I||_2^2
+
+    the bound is::
+
         |q''| <= c^2 [(3.5 ||K_w|| + ||K_v||) rho^2 + 4 rho ||Delta_I|| sqrt(||K_w|| ||K_i||) + 1.5 ||K_i|| ||Delta_I||^2]
-                 + 2.83 sqrt(mean_s w_s^4) sqrt(||K_i||) c.
+                 + 2.83 sqrt(mean_s w_s^4) sqrt(||K_i||) c
+
     Both are averaged over the sketch law and the clients, as the Hessian of f^S is.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+    B0 : ndarray, shape (P, m, r)
+        The B factors of the segments' start points.
+    A0 : ndarray, shape (P, r, n)
+        The A factors of the start points.
+    B1 : ndarray, shape (P, m, r)
+        The B factors of the end points.
+    A1 : ndarray, shape (P, r, n)
+        The A factors of the end points.
+    law : callable, optional
+        The sketch law ``law(r, k) -> (diagonals, probabilities)``; default
+        :func:`theory.exact.moments.reference_law`.
+    moments : list of ClientMoments, optional
+        Precomputed :func:`theory.exact.sketch_batch.client_moments` of the problem.
+
+    Returns
+    -------
+    ndarray, shape (P,)
+        Q / 8 per segment.
     """
     moments = moments or client_moments(problem)
     dB, dA = B1 - B0, A1 - A0
@@ -90,7 +126,23 @@ def segment_margin(problem, s: float, budgets, B0, A0, B1, A1, *, law=reference_
 
 @dataclass
 class SegmentCurvature:
-    """Per segment t (X^t -> X^{t+1}) of every seed: the certified bound and how it was obtained."""
+    """The curvature of f^S over every segment t (X^t -> X^{t+1}) of every seed, and how it was obtained.
+
+    Parameters
+    ----------
+    at_points : ndarray, shape (S, T+1)
+        The exact lambda_max at the iterates.
+    bound : ndarray, shape (S, T)
+        The bound on the max of lambda_max over each segment (certified, or at measured points).
+    margin : ndarray, shape (S, T)
+        ``bound`` minus the larger lambda_max of the segment's two end points.
+    bisections : int
+        The number of extra points where lambda_max was computed.
+    max_relative_excess : float
+        The max over prefixes T of ``L_S(T) / (max lambda_max at the prefix's points) - 1``.
+    method : str, optional
+        "certified per segment" or "exact at iterates and segment midpoints".
+    """
 
     at_points: np.ndarray      # (S, T+1) exact lambda_max at the iterates
     bound: np.ndarray          # (S, T)   certified max of lambda_max over each segment
@@ -100,7 +152,17 @@ class SegmentCurvature:
     method: str = "certified per segment"
 
     def L_S(self, T: int | None = None) -> float:
-        """Max over the segments of the first T rounds (all seeds)."""
+        """L_S: the largest segment bound over the first T rounds of all seeds.
+
+        Parameters
+        ----------
+        T : int or None, optional
+            The number of rounds (None: all).
+
+        Returns
+        -------
+        float
+        """
         return float(np.max(self.bound[:, :T]))
 
 
@@ -125,11 +187,45 @@ def _segment_bounds(problem, s, budgets, B0, A0, B1, A1, lam0, lam1, ref, rel_to
 def segment_curvature(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, method: str | None = None,
                       rel_tol: float = 1e-3, max_depth: int = 8, law=reference_law, lam=None,
                       lambda_fn=lambda_max) -> SegmentCurvature:
-    """Curvature of f^S over every segment of runs B: (S, T+1, m, r), A: (S, T+1, r, n).
+    """The curvature of f^S over every segment of S runs of T rounds.
 
-    method: "certified" or "points" (default: certified for least squares, points for logistic).
-    ``lam`` (S, T+1) may pass lambda_max at the iterates if already computed; ``lambda_fn`` computes
-    lambda_max at points (``sketch_hessian.lambda_max``; tests hand in broken ones)."""
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+    B : ndarray, shape (S, T+1, m, r)
+        The B factors of the iterates of each run.
+    A : ndarray, shape (S, T+1, r, n)
+        The A factors of the iterates.
+    method : {"certified", "points"} or None, optional
+        How segments are covered (see the module docstring); default "certified" for least squares,
+        "points" for logistic.
+    rel_tol : float, optional
+        "certified": a segment is bisected while its bound exceeds the prefix's largest lambda_max at
+        points by more than this (relative).
+    max_depth : int, optional
+        "certified": the largest number of halvings of a segment.
+    law : callable, optional
+        The sketch law; default :func:`theory.exact.moments.reference_law`.
+    lam : ndarray, shape (S, T+1), optional
+        lambda_max at the iterates, if already computed.
+    lambda_fn : callable, optional
+        Computes lambda_max at points (signature of :func:`theory.exact.sketch_hessian.lambda_max`;
+        tests hand in broken ones).
+
+    Returns
+    -------
+    SegmentCurvature
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is not "certified" or "points".
+    """
     method = method or ("certified" if problem.link == "squared" else "points")
     if method not in ("certified", "points"):
         raise ValueError(f"method must be 'certified' or 'points', got {method!r}")
@@ -160,9 +256,38 @@ def segment_curvature(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, 
 
 
 def interior_excess(problem, s: float, budgets, B0, A0, B1, A1, *, subdivisions: int = 8, law=reference_law) -> np.ndarray:
-    """Max over tau = j/subdivisions of lambda_max(X_0 + tau Delta) minus the max at tau in {0, 1/2, 1}: (P,).
+    """What the "points" method misses on P segments, measured at subdivision points.
 
-    What the ``points`` method would miss on these segments (measured, at the subdivision points)."""
+    The max over tau = j / ``subdivisions`` of ``lambda_max(X_0 + tau Delta)`` minus the max at
+    tau in {0, 1/2, 1}.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+    B0 : ndarray, shape (P, m, r)
+        The B factors of the segments' start points.
+    A0 : ndarray, shape (P, r, n)
+        The A factors of the start points.
+    B1 : ndarray, shape (P, m, r)
+        The B factors of the end points.
+    A1 : ndarray, shape (P, r, n)
+        The A factors of the end points.
+    law : callable, optional
+        The sketch law ``law(r, k) -> (diagonals, probabilities)``; default
+        :func:`theory.exact.moments.reference_law`.
+    subdivisions : int, optional
+        The number of equal parts each segment is cut into (even).
+
+    Returns
+    -------
+    ndarray, shape (P,)
+        The excess per segment (>= 0).
+    """
     moments = client_moments(problem)
     lam = np.array([lambda_max(problem, s, budgets, B0 + t * (B1 - B0), A0 + t * (A1 - A0), law=law, moments=moments)
                     for t in np.linspace(0.0, 1.0, subdivisions + 1)])
@@ -171,9 +296,22 @@ def interior_excess(problem, s: float, budgets, B0, A0, B1, A1, *, subdivisions:
 
 
 def secant_curvature(value: np.ndarray, grad: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Realised curvature of each step: 2 [f(X+D) - f(X) - <grad f(X), D>] / ||D||^2.
+    """The realised curvature of each step: ``2 [f(X + D) - f(X) - <grad f(X), D>] / ||D||^2``.
 
-    value: (S, T+1) f^S at the iterates; grad: (S, T+1, d); steps: (S, T, d) = X^{t+1} - X^t."""
+    Parameters
+    ----------
+    value : ndarray, shape (S, T+1)
+        f^S at the iterates.
+    grad : ndarray, shape (S, T+1, d)
+        grad f^S at the iterates, flattened.
+    steps : ndarray, shape (S, T, d)
+        The steps ``X^{t+1} - X^t``, flattened.
+
+    Returns
+    -------
+    ndarray, shape (S, T)
+        The curvature per step (0 for a zero step).
+    """
     d2 = np.sum(steps ** 2, axis=2)
     excess = value[:, 1:] - value[:, :-1] - np.sum(grad[:, :-1] * steps, axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -9,8 +9,29 @@ import numpy as np
 
 
 def fedavg_round(problem, layers, *, lr: float, local_steps: int, s: float) -> list:
-    """One round: every client takes ``local_steps`` full-batch SGD steps on f_i(W0 + s B A) from
-    ``layers`` = [(B: (m, r), A: (r, n))]; the server returns the start plus the mean change."""
+    """One round of plain FedAvg on the LoRA factors, written independently of fslora_ref's algorithms.
+
+    Every client takes ``local_steps`` full-batch gradient steps on ``f_i(W0 + s B A)`` (for both B and
+    A) from ``layers``; the server returns the start plus the mean of the clients' changes.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The federated problem (its ``base_weights`` W0 and ``loss_and_weight_grads`` are used).
+    layers : list of (ndarray, ndarray)
+        The round's starting factors ``[(B: (m, r), A: (r, n))]``, one pair per layer.
+    lr : float
+        The local learning rate.
+    local_steps : int
+        The number of local steps H.
+    s : float
+        The LoRA scale.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        The new factors ``[(B: (m, r), A: (r, n))]``.
+    """
     N = problem.n_clients
     total = [(np.zeros_like(B), np.zeros_like(A)) for B, A in layers]
     for i in range(N):

@@ -44,7 +44,25 @@ def _objective(flat, X, y, w, shape):
 
 
 def softmax_dual_bound(problem, *, tol: float = 1e-13) -> tuple[float, float, float]:
-    """(certified lower bound, primal value at W~, min entry of the dual point) for min_W f (logistic)."""
+    """A dual certificate of ``min_W f`` for a single-layer softmax cross-entropy problem.
+
+    Minimises f with L-BFGS-B, takes the softmax probabilities at the minimiser as the dual point,
+    corrects them to be exactly feasible and returns the entropy bound (see the module docstring).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem with the cross-entropy link.
+    tol : float, optional
+        The solver's gradient tolerance.
+
+    Returns
+    -------
+    tuple of float
+        ``(bound, primal, min_alpha)``: the certified lower bound on ``min_W f``, the primal value at
+        the numerical minimiser, and the smallest entry of the dual point (the bound is valid only if
+        it is >= 0).
+    """
     X, y, w = _softmax_data(problem)
     shape = problem.base_weights[0].shape
     res = minimize(_objective, np.zeros(int(np.prod(shape))), args=(X, y, w, shape), jac=True, method="L-BFGS-B",
@@ -64,7 +82,22 @@ def softmax_dual_bound(problem, *, tol: float = 1e-13) -> tuple[float, float, fl
 
 
 def certified_lower_bound(problem) -> Constant:
-    """f* <= inf f^S: exact min_W f for least squares, the dual certificate for logistic (0 if it fails)."""
+    """A certified lower bound ``f* <= inf f^S``.
+
+    Least squares: the exact ``min_W f``; logistic: the dual certificate of
+    :func:`softmax_dual_bound`; multi-layer problems, or a certificate with a negative dual entry: 0
+    (the loss is non-negative).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The federated problem.
+
+    Returns
+    -------
+    theory.exact.constants.Constant
+        The bound, with ``method`` "exact", "certified" or "bounded" and a note saying why it holds.
+    """
     if problem.n_layers != 1:
         return Constant(0.0, "bounded", "loss is non-negative (multi-layer: no certificate)")
     if problem.link == "squared":

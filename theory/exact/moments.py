@@ -21,7 +21,36 @@ MAX_SUBSETS = 20_000
 
 
 def reference_law(r: int, k: int):
-    """All C(r, k) diagonals of S, uniform: ((C(r,k), r) array, (C(r,k),) probabilities)."""
+    """The exact law of diag(S): all C(r, k) index sets, each with probability 1 / C(r, k).
+
+    Parameters
+    ----------
+    r : int
+        The rank (>= 1).
+    k : int
+        The sketch size, in [1, r].
+
+    Returns
+    -------
+    diagonals : ndarray, shape (C(r, k), r)
+        One row per index set: r/k on the set, 0 elsewhere.
+    probabilities : ndarray, shape (C(r, k),)
+        Uniform weights.
+
+    Raises
+    ------
+    ValueError
+        If ``r`` or ``k`` is out of range, or C(r, k) exceeds ``MAX_SUBSETS``.
+
+    Examples
+    --------
+    >>> from theory.exact.moments import reference_law
+    >>> diags, probs = reference_law(3, 2)
+    >>> diags.shape, probs.tolist()
+    ((3, 3), [0.3333333333333333, 0.3333333333333333, 0.3333333333333333])
+    >>> diags[0].tolist()
+    [1.5, 1.5, 0.0]
+    """
     r = check_int("r", r, low=1)
     k = check_int("k", k, low=1, high=r)
     if comb(r, k) > MAX_SUBSETS:
@@ -32,18 +61,58 @@ def reference_law(r: int, k: int):
 
 # -- closed forms --------------------------------------------------------------------------------
 def covariance_closed_form(r: int, k: int) -> np.ndarray:
-    """Cov(diag S) = c_k (r I - 1 1^T): (r, r)."""
+    """The covariance of diag(S) in closed form: ``Cov(diag S) = c_k (r I - 1 1^T)``.
+
+    Parameters
+    ----------
+    r : int
+        The rank.
+    k : int
+        The sketch size, in [1, r].
+
+    Returns
+    -------
+    ndarray, shape (r, r)
+    """
     return sketch_moments(r, k)["c_k"] * (r * np.eye(r) - np.ones((r, r)))
 
 
 def second_moment_matrix(r: int, k: int) -> np.ndarray:
-    """E[s s^T]: r/k on the diagonal, r(k-1)/(k(r-1)) off it: (r, r)."""
+    """``E[s s^T]`` of s = diag(S) in closed form: r/k on the diagonal, r(k-1)/(k(r-1)) off it.
+
+    Parameters
+    ----------
+    r : int
+        The rank.
+    k : int
+        The sketch size, in [1, r].
+
+    Returns
+    -------
+    ndarray, shape (r, r)
+    """
     mom = sketch_moments(r, k)
     return np.where(np.eye(r, dtype=bool), mom["second"], mom["cross"])
 
 
 def product_variance_closed_form(B: np.ndarray, A: np.ndarray, k: int) -> float:
-    """E||B S A - B A||_F^2 = c_k (r sum_j ||b_j||^2 ||a_j||^2 - ||B A||_F^2); B: (m, r), A: (r, n)."""
+    """The sketch variance of a LoRA product, ``E||B S A - B A||_F^2``, in closed form.
+
+    ``E||B S A - B A||_F^2 = c_k (r sum_j ||b_j||^2 ||a_j||^2 - ||B A||_F^2)``.
+
+    Parameters
+    ----------
+    B : ndarray, shape (m, r)
+        The LoRA factor B (b_j its columns).
+    A : ndarray, shape (r, n)
+        The LoRA factor A (a_j its rows).
+    k : int
+        The sketch size, in [1, r].
+
+    Returns
+    -------
+    float
+    """
     r = B.shape[1]
     col = np.sum(B * B, axis=0) * np.sum(A * A, axis=1)
     return sketch_moments(r, k)["c_k"] * (r * float(np.sum(col)) - float(np.sum((B @ A) ** 2)))
@@ -51,10 +120,28 @@ def product_variance_closed_form(B: np.ndarray, A: np.ndarray, k: int) -> float:
 
 # -- exact check by enumeration -------------------------------------------------------------------
 def exact_errors(r: int, k: int, M: np.ndarray, B: np.ndarray, A: np.ndarray, law=reference_law) -> dict:
-    """Max absolute error of every spec identity under ``law`` (exact expectations).
+    """The largest absolute error of every identity of the spec (§2) under ``law``, from exact expectations.
 
-    M: (p, r) for E||M S||^2 = (r/k)||M||^2 and max ||M S||^2 <= (r/k)^2 ||M||^2 (reported as
-    the excess, <= 0 when it holds); B: (m, r), A: (r, n) for E[BSA] = BA and the variance identity.
+    Parameters
+    ----------
+    r : int
+        The rank.
+    k : int
+        The sketch size, in [1, r].
+    M : ndarray, shape (p, r)
+        The matrix for ``E||M S||^2 = (r/k)||M||^2`` and ``max ||M S||^2 <= (r/k)^2 ||M||^2`` (the
+        latter reported as the excess, <= 0 when it holds).
+    B : ndarray, shape (m, r)
+        The factor B for ``E[B S A] = B A`` and the product variance identity.
+    A : ndarray, shape (r, n)
+        The factor A of the same identities.
+    law : callable, optional
+        ``law(r, k) -> (diagonals: (Q, r), probabilities: (Q,))``; default :func:`reference_law`.
+
+    Returns
+    -------
+    dict
+        ``{identity name: error}`` (floats); every error is ~0 (the bound's excess <= 0) for a correct law.
     """
     diags, probs = law(r, k)
     mom = sketch_moments(r, k)
@@ -82,12 +169,38 @@ def exact_errors(r: int, k: int, M: np.ndarray, B: np.ndarray, A: np.ndarray, la
 # -- Monte Carlo for large r ---------------------------------------------------------------------
 def monte_carlo_check(r: int, k: int, n_samples: int, seed: int, *, delta: float = 1e-3,
                       sampler=sample_sketch) -> dict:
-    """Sample means of s_j, s_j^2 and s_j s_l from ``n_samples`` draws of ``sampler`` against
-    their closed forms, with a Hoeffding + union bound over all r + r^2 quantities:
+    """Check the sketch's first and second moments by sampling, with a Hoeffding + union bound.
 
-        P(any |mean - expectation| > range * sqrt(log(2 Q / delta) / (2 n))) <= delta
+    Compares the sample means of s_j, s_j^2 and s_j s_l over ``n_samples`` draws of ``sampler``
+    against their closed forms; the check fails with probability at most ``delta`` when the sampler is
+    correct: ``P(any |mean - expectation| > range * sqrt(log(2 Q / delta) / (2 n))) <= delta`` over
+    the Q = r + r^2 quantities (s_j in [0, r/k], s_j s_l in [0, (r/k)^2]).
 
-    (each s_j lies in [0, r/k], each s_j s_l in [0, (r/k)^2]). Returns errors, bounds and ``ok``.
+    Parameters
+    ----------
+    r : int
+        The rank (>= 2).
+    k : int
+        The sketch size, in [1, r].
+    n_samples : int
+        The number of draws (>= 2).
+    seed : int
+        The run seed (the draws use the server's evaluation stream).
+    delta : float, optional
+        The false-alarm probability, in (0, 1).
+    sampler : callable, optional
+        ``sampler(r, k, rng) -> Sketch``; default :func:`fslora_ref.sketch.sample_sketch`.
+
+    Returns
+    -------
+    dict
+        ``errors`` and ``bounds`` (``{quantity: float}``), ``confidence`` (1 - delta), ``n_samples``
+        and ``ok`` (True when every error is within its bound).
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range.
     """
     r = check_int("r", r, low=2)
     k = check_int("k", k, low=1, high=r)

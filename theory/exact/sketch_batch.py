@@ -35,8 +35,20 @@ BLOCK_ELEMENTS = 2 ** 20   # ``evaluate``'s largest temporary per block, (points
 class ClientMoments:
     """What one client's single-layer loss needs, precomputed once.
 
-    squared: K = X^T X / n_i (m, m), C = X^T Y / n_i (m, n), y2 = ||Y||^2 / (2 n_i);
-    softmax: X (n_i, m), labels (n_i,).
+    Parameters
+    ----------
+    link : {"squared", "softmax"}
+        The loss.
+    K : ndarray, shape (m, m), optional
+        Squared: ``X^T X / n_i``.
+    C : ndarray, shape (m, n), optional
+        Squared: ``X^T Y / n_i``.
+    y2 : float, optional
+        Squared: ``||Y||^2 / (2 n_i)``.
+    X : ndarray, shape (n_i, m), optional
+        Softmax: the inputs.
+    labels : ndarray of int, shape (n_i,), optional
+        Softmax: the class labels.
     """
 
     link: str
@@ -54,7 +66,23 @@ class ClientMoments:
 
 
 def client_moments(problem) -> list:
-    """[ClientMoments] for a single-layer problem (least squares or logistic)."""
+    """The :class:`ClientMoments` of every client of a single-layer problem.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+
+    Returns
+    -------
+    list of ClientMoments
+        One per client, in client order.
+
+    Raises
+    ------
+    ValueError
+        If the problem has more than one layer.
+    """
     if problem.n_layers != 1:
         raise ValueError(f"the batched sketched objective needs a single-layer problem, got {problem.n_layers} layers")
     out = []
@@ -69,7 +97,20 @@ def client_moments(problem) -> list:
 
 
 def loss_and_weight_grad(cm: ClientMoments, W: np.ndarray):
-    """Client loss and its gradient over W at a stack of weights W: (..., m, n) -> ((...,), (..., m, n))."""
+    """One client's loss and its gradient over W at a stack of weights.
+
+    Parameters
+    ----------
+    cm : ClientMoments
+        The client's precomputed data.
+    W : ndarray, shape (..., m, n)
+        The full weights ``W0 + s B S A``.
+
+    Returns
+    -------
+    loss : ndarray, shape (...)
+    grad : ndarray, shape (..., m, n)
+    """
     if cm.link == "squared":
         KW = np.matmul(cm.K, W)
         loss = 0.5 * np.sum(W * KW, axis=(-2, -1)) - np.sum(W * cm.C, axis=(-2, -1)) + cm.y2
@@ -88,7 +129,21 @@ def loss_and_weight_grad(cm: ClientMoments, W: np.ndarray):
 
 @dataclass
 class SketchedBatch:
-    """Exact quantities at P points (arrays indexed by point)."""
+    """The exact sketched quantities at P points (every array indexed by point first).
+
+    Parameters
+    ----------
+    value : ndarray, shape (P,)
+        f^S.
+    grad : ndarray, shape (P, d)
+        grad f^S, flattened ``[vec B; vec A]``.
+    variance : ndarray, shape (P,)
+        ``V = (1/N^2) sum_i Var_S grad f~_i``, the variance of the H = 1 round direction.
+    client_grads : ndarray, shape (P, N, d)
+        grad f_i^S.
+    client_vars : ndarray, shape (P, N)
+        ``Var_S grad f~_i`` (the paper's sigma_s^2 is its max).
+    """
 
     value: np.ndarray          # (P,)    f^S
     grad: np.ndarray           # (P, d)  grad f^S, flattened [vec B; vec A]
@@ -108,26 +163,104 @@ class SketchedBatch:
 
 
 def unsketched_law(r: int, k: int):
-    """The law of S = I whatever k (f~_i(X; I) = f_i): ((1, r) ones, (1,) probability 1)."""
+    """The law of S = I whatever k, so that ``f~_i(X; I) = f_i``: the unsketched objective through the sketched code.
+
+    Parameters
+    ----------
+    r : int
+        The rank.
+    k : int
+        Ignored (the signature of a sketch law).
+
+    Returns
+    -------
+    diagonals : ndarray, shape (1, r)
+        Ones.
+    probabilities : ndarray, shape (1,)
+        ``[1.0]``.
+    """
     return np.ones((1, r)), np.ones(1)
 
 
 def flatten(B: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """[vec B; vec A]: (P, m, r), (P, r, n) -> (P, r (m + n))."""
+    """Flatten points to ``[vec B; vec A]`` (row-major), the order of the Hessians.
+
+    Parameters
+    ----------
+    B : ndarray, shape (P, m, r)
+        The B factors of P points.
+    A : ndarray, shape (P, r, n)
+        The A factors of the same points.
+
+    Returns
+    -------
+    ndarray, shape (P, r (m + n))
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from theory.exact.sketch_batch import flatten, unflatten
+    >>> B, A = np.arange(6.0).reshape(1, 3, 2), np.arange(8.0).reshape(1, 2, 4)
+    >>> x = flatten(B, A)
+    >>> x.shape
+    (1, 14)
+    >>> all(np.array_equal(u, v) for u, v in zip(unflatten(x, 3, 2, 4), (B, A)))
+    True
+    """
     return np.concatenate([B.reshape(len(B), -1), A.reshape(len(A), -1)], axis=1)
 
 
 def unflatten(x: np.ndarray, m: int, r: int, n: int):
-    """Inverse of ``flatten``: (P, d) -> (B: (P, m, r), A: (P, r, n))."""
+    """The inverse of :func:`flatten`.
+
+    Parameters
+    ----------
+    x : ndarray, shape (P, r (m + n))
+        Flattened points or gradients.
+    m : int
+        Rows of B.
+    r : int
+        The rank.
+    n : int
+        Columns of A.
+
+    Returns
+    -------
+    B : ndarray, shape (P, m, r)
+    A : ndarray, shape (P, r, n)
+    """
     return x[:, :m * r].reshape(-1, m, r), x[:, m * r:].reshape(-1, r, n)
 
 
 def evaluate(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, law=reference_law,
              moments=None) -> SketchedBatch:
-    """f^S, grad f^S, V and the per-client pieces at points B: (P, m, r), A: (P, r, n).
+    """f^S, grad f^S, V and the per-client pieces at P points, exactly.
 
-    Every index set of every client's law is enumerated; grad f~_i(X; S) = (s G A^T S, s S B^T G)
-    with G = grad_W loss_i(W0 + s B S A) (Lemma 3.2). Exact up to float64 rounding.
+    Every index set of every client's law is enumerated; ``grad f~_i(X; S) = (s G A^T S, s S B^T G)``
+    with ``G = grad_W loss_i(W0 + s B S A)`` (Lemma 3.2). Exact up to float64 rounding; memory stays
+    flat in P (blocks of ``BLOCK_ELEMENTS``).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+    B : ndarray, shape (P, m, r)
+        The B factors of P points.
+    A : ndarray, shape (P, r, n)
+        The A factors of the same points.
+    law : callable, optional
+        The sketch law ``law(r, k) -> (diagonals, probabilities)``; default
+        :func:`theory.exact.moments.reference_law` (:func:`unsketched_law` gives f itself).
+    moments : list of ClientMoments, optional
+        Precomputed :func:`client_moments`.
+
+    Returns
+    -------
+    SketchedBatch
     """
     moments = moments or client_moments(problem)
     W0 = problem.base_weights[0]
@@ -159,13 +292,44 @@ def evaluate(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, law=re
 
 
 def stack(points) -> tuple:
-    """[[(B, A)]] single-layer points -> (B: (P, m, r), A: (P, r, n))."""
+    """Stack single-layer points into arrays.
+
+    Parameters
+    ----------
+    points : list
+        Points, each ``[(B: (m, r), A: (r, n))]`` (one layer).
+
+    Returns
+    -------
+    B : ndarray, shape (P, m, r)
+    A : ndarray, shape (P, r, n)
+    """
     return np.stack([p[0][0] for p in points]), np.stack([p[0][1] for p in points])
 
 
 def instance_grads(problem, s: float, B: np.ndarray, A: np.ndarray, diags: np.ndarray, *, moments=None) -> np.ndarray:
-    """grad f~_i(X; S_i) for one given sketch per point and client: diags (P, N, r) = diag(S_i) at each
-    point; B: (P, m, r), A: (P, r, n). Returns (P, N, d)."""
+    """``grad f~_i(X; S_i)`` for one given sketch per point and client.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    s : float
+        The LoRA scale.
+    B : ndarray, shape (P, m, r)
+        The B factors of P points.
+    A : ndarray, shape (P, r, n)
+        The A factors of the same points.
+    diags : ndarray, shape (P, N, r)
+        ``diag(S_i)`` of client i's sketch at each point.
+    moments : list of ClientMoments, optional
+        Precomputed :func:`client_moments`.
+
+    Returns
+    -------
+    ndarray, shape (P, N, d)
+        Flattened ``[vec B; vec A]`` gradients, d = r (m + n).
+    """
     moments = moments or client_moments(problem)
     W0 = problem.base_weights[0]
     out = np.empty((len(B), len(moments), B.shape[1] * B.shape[2] + A.shape[1] * A.shape[2]))
@@ -180,8 +344,19 @@ def instance_grads(problem, s: float, B: np.ndarray, A: np.ndarray, diags: np.nd
 
 @dataclass
 class PointStats:
-    """What the convergence claims read, per point t: ||grad f^S||^2, ||grad f||^2 (both w.r.t. [B; A]),
-    f^S, and a_t = max_i ||grad f_i^S - grad f^S||^2 (Assumption 4.3's left-hand side)."""
+    """What the convergence claims read at each point t.
+
+    Parameters
+    ----------
+    grad_sq_sketched : ndarray, shape (P,)
+        ``||grad f^S||^2`` (w.r.t. [B; A]).
+    grad_sq_plain : ndarray, shape (P,)
+        ``||grad f||^2`` (w.r.t. [B; A]).
+    value_sketched : ndarray, shape (P,)
+        f^S.
+    heterogeneity : ndarray, shape (P,)
+        ``a_t = max_i ||grad f_i^S - grad f^S||^2`` (Assumption 4.3's left-hand side).
+    """
 
     grad_sq_sketched: np.ndarray     # (P,)
     grad_sq_plain: np.ndarray        # (P,)
@@ -190,8 +365,25 @@ class PointStats:
 
 
 def point_stats(problem, B: np.ndarray, A: np.ndarray, s: float, budgets) -> PointStats:
-    """``PointStats`` at points B: (P, m, r), A: (P, r, n): ``evaluate`` under the reference law (f^S) and
-    under ``unsketched_law`` (f)."""
+    """The :class:`PointStats` at P points: :func:`evaluate` under the sketch law (f^S) and S = I (f).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    B : ndarray, shape (P, m, r)
+        The B factors of P points.
+    A : ndarray, shape (P, r, n)
+        The A factors of the same points.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+
+    Returns
+    -------
+    PointStats
+    """
     moments = client_moments(problem)
     sketched = evaluate(problem, s, budgets, B, A, moments=moments)
     plain = evaluate(problem, s, budgets, B, A, law=unsketched_law, moments=moments)

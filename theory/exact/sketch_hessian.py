@@ -96,7 +96,31 @@ def _softmax(cm, W0, B, A, coeffs, probs):
 
 
 def hessian(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, law=reference_law, moments=None) -> np.ndarray:
-    """Exact Hessian of f^S at B: (P, m, r), A: (P, r, n): (P, d, d)."""
+    """The exact Hessian of f^S at P points, in ``[vec B; vec A]`` coordinates.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+    B : ndarray, shape (P, m, r)
+        The B factors of P points.
+    A : ndarray, shape (P, r, n)
+        The A factors of the same points.
+    law : callable, optional
+        The sketch law ``law(r, k) -> (diagonals, probabilities)``; default
+        :func:`theory.exact.moments.reference_law`.
+    moments : list of ClientMoments, optional
+        Precomputed :func:`theory.exact.sketch_batch.client_moments`.
+
+    Returns
+    -------
+    ndarray, shape (P, d, d)
+        d = r (m + n).
+    """
     moments = moments or client_moments(problem)
     W0 = problem.base_weights[0]
     N = len(moments)
@@ -112,7 +136,27 @@ def hessian(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, law=ref
 
 def client_hessian_norm(problem, s: float, B: np.ndarray, A: np.ndarray, *, moments=None,
                         chunk: int = CHUNK // 4) -> np.ndarray:
-    """||Hessian f_i||_2 (unsketched f_i, the paper's Assumption 4.1) per point and client: (P, N)."""
+    """``||Hessian f_i||_2`` of the unsketched f_i (the paper's Assumption 4.1) per point and client.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    s : float
+        The LoRA scale.
+    B : ndarray, shape (P, m, r)
+        The B factors of P points.
+    A : ndarray, shape (P, r, n)
+        The A factors of the same points.
+    moments : list of ClientMoments, optional
+        Precomputed :func:`theory.exact.sketch_batch.client_moments`.
+    chunk : int, optional
+        Points per block (bounds memory).
+
+    Returns
+    -------
+    ndarray, shape (P, N)
+    """
     moments = moments or client_moments(problem)
     W0 = problem.base_weights[0]
     coeffs, probs, M1, M2 = _law_moments(unsketched_law, B.shape[2], None, s)
@@ -129,7 +173,32 @@ def client_hessian_norm(problem, s: float, B: np.ndarray, A: np.ndarray, *, mome
 
 def lambda_max(problem, s: float, budgets, B: np.ndarray, A: np.ndarray, *, law=reference_law, moments=None,
                chunk: int = CHUNK // 4) -> np.ndarray:
-    """Largest eigenvalue of the Hessian of f^S at each point: (P,) (exact, from the dense Hessian)."""
+    """The largest eigenvalue of the Hessian of f^S at each of P points (exact, from the dense Hessian).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer least-squares or logistic problem.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+    B : ndarray, shape (P, m, r)
+        The B factors of P points.
+    A : ndarray, shape (P, r, n)
+        The A factors of the same points.
+    law : callable, optional
+        The sketch law ``law(r, k) -> (diagonals, probabilities)``; default
+        :func:`theory.exact.moments.reference_law`.
+    moments : list of ClientMoments, optional
+        Precomputed :func:`theory.exact.sketch_batch.client_moments`.
+    chunk : int, optional
+        Points per block (bounds memory).
+
+    Returns
+    -------
+    ndarray, shape (P,)
+    """
     moments = moments or client_moments(problem)
     out = np.empty(len(B))
     for lo in range(0, len(B), chunk):

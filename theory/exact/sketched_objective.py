@@ -28,10 +28,30 @@ __all__ = ["least_squares_regulariser", "sketched_loss", "regulariser_grad", "sk
 
 
 def regulariser_grad(X: np.ndarray, B: np.ndarray, A: np.ndarray, s: float, k: int):
-    """Gradient of R = (s^2 c_k / 2 n_i)(r sum_j ||X b_j||^2 ||a_j||^2 - ||X B A||^2):
+    """The gradient of the implicit rank-dropout penalty of single-layer least squares.
 
-        dR/dB = (s^2 c_k / n_i) X^T X B (r diag(||a_j||^2) - A A^T)          (m, r)
-        dR/dA = (s^2 c_k / n_i) (r diag(||X b_j||^2) - B^T X^T X B) A          (r, n)
+    ``R = (s^2 c_k / 2 n_i)(r sum_j ||X b_j||^2 ||a_j||^2 - ||X B A||^2)``, so::
+
+        dR/dB = (s^2 c_k / n_i) X^T X B (r diag(||a_j||^2) - A A^T)
+        dR/dA = (s^2 c_k / n_i) (r diag(||X b_j||^2) - B^T X^T X B) A
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_i, m)
+        The client's inputs.
+    B : ndarray, shape (m, r)
+        The factor B (b_j its columns).
+    A : ndarray, shape (r, n)
+        The factor A (a_j its rows).
+    s : float
+        The LoRA scale.
+    k : int
+        The client's sketch size, in [1, r].
+
+    Returns
+    -------
+    dB : ndarray, shape (m, r)
+    dA : ndarray, shape (r, n)
     """
     r = B.shape[1]
     c = s * s * sketch_moments(r, k)["c_k"] / X.shape[0]
@@ -48,13 +68,53 @@ def unsketched_factors(layers, s: float):
 
 
 def instance_grad(problem, client: int, layers, s: float, diagonals, batch=None):
-    """(loss, [(dB, dA)]) of f~_i(X; S) for one sketch per layer given by diag(S): (r_l,) each."""
+    """The loss and factor gradients of ``f~_i(X; S)`` for one given sketch per layer.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The problem.
+    client : int
+        The client i.
+    layers : list of (ndarray, ndarray)
+        The point X: ``[(B: (m, r), A: (r, n))]`` per layer.
+    s : float
+        The LoRA scale.
+    diagonals : sequence of ndarray
+        ``diag(S)`` of each layer's sketch, shape (r_l,).
+    batch : ndarray of int, optional
+        The rows of the client's data to use (None: all).
+
+    Returns
+    -------
+    loss : float
+    grads : list of (ndarray, ndarray)
+        ``[(dB: (m, r), dA: (r, n))]`` per layer.
+    """
     factors = [LayerFactors(B, A, s * d) for (B, A), d in zip(layers, diagonals)]
     return problem.loss_and_factor_grads(client, factors, batch)
 
 
 def all_sketch_choices(layers, ks):
-    """Every joint choice of per-layer diag(S) (uniform); raises if above MAX_ENUMERATION."""
+    """Every joint choice of per-layer ``diag(S)``, each equally likely (cached).
+
+    Parameters
+    ----------
+    layers : list of (ndarray, ndarray)
+        The point X: ``[(B: (m, r), A: (r, n))]`` per layer.
+    ks : sequence of int
+        The sketch size of each layer.
+
+    Returns
+    -------
+    list of tuple of ndarray
+        One tuple per joint choice, holding each layer's ``diag(S)``: shape (r_l,).
+
+    Raises
+    ------
+    ValueError
+        If the number of choices exceeds ``MAX_ENUMERATION``.
+    """
     return _choices(tuple(B.shape[1] for B, _ in layers), tuple(int(k) for k in ks))
 
 
@@ -69,7 +129,26 @@ def _choices(ranks, ks):
 
 
 def enumerated_grad(problem, client: int, layers, s: float, ks):
-    """grad f_i^S = E_S grad f~_i(X; S) by enumerating every joint index-set choice."""
+    """``grad f_i^S = E_S grad f~_i(X; S)``, by enumerating every joint index-set choice.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The problem.
+    client : int
+        The client i.
+    layers : list of (ndarray, ndarray)
+        The point X: ``[(B: (m, r), A: (r, n))]`` per layer.
+    s : float
+        The LoRA scale.
+    ks : sequence of int
+        The sketch size of each layer.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        ``[(dB: (m, r), dA: (r, n))]`` per layer.
+    """
     choices = all_sketch_choices(layers, ks)
     acc = [(np.zeros_like(B), np.zeros_like(A)) for B, A in layers]
     for diags in choices:
@@ -79,8 +158,29 @@ def enumerated_grad(problem, client: int, layers, s: float, ks):
 
 
 def sketched_grad(problem, client: int, layers, s: float, ks):
-    """grad f_i^S at [(B, A)]: closed form (grad f_i + regulariser_grad) for single-layer least
-    squares, exact enumeration otherwise. Returns [(dB: (m, r), dA: (r, n))]."""
+    """``grad f_i^S`` at X: closed form for single-layer least squares, exact enumeration otherwise.
+
+    The closed form is ``grad f_i`` plus :func:`regulariser_grad`; the enumeration is
+    :func:`enumerated_grad`.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        The problem.
+    client : int
+        The client i.
+    layers : list of (ndarray, ndarray)
+        The point X: ``[(B: (m, r), A: (r, n))]`` per layer.
+    s : float
+        The LoRA scale.
+    ks : sequence of int
+        The sketch size of each layer.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        ``[(dB: (m, r), dA: (r, n))]`` per layer.
+    """
     if problem.link == "squared" and problem.n_layers == 1:
         _, g = problem.loss_and_factor_grads(client, unsketched_factors(layers, s))
         (B, A), (gB, gA) = layers[0], g[0]
@@ -103,8 +203,30 @@ def global_sketched(problem, layers, s: float, budgets):
 
 
 def lemma_grad(problem, client: int, B: np.ndarray, A: np.ndarray, diag_S: np.ndarray, s: float):
-    """Lemma 3.2 as the core's Algorithm-1 client computes it (``fslora_ref.client.dense_factor_grads``):
-    with G = grad_W loss at W0 + s B S A (m, n), grad_B = s G A^T S^T (m, r), grad_A = s S^T B^T G (r, n)."""
+    """Lemma 3.2 as the core's Algorithm-1 client computes it (``fslora_ref.client.dense_factor_grads``).
+
+    With ``G = grad_W loss`` at ``W0 + s B S A``: ``grad_B = s G A^T S^T`` and ``grad_A = s S^T B^T G``.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem.
+    client : int
+        The client i.
+    B : ndarray, shape (m, r)
+        The factor B.
+    A : ndarray, shape (r, n)
+        The factor A.
+    diag_S : ndarray, shape (r,)
+        ``diag(S)``.
+    s : float
+        The LoRA scale.
+
+    Returns
+    -------
+    grad_B : ndarray, shape (m, r)
+    grad_A : ndarray, shape (r, n)
+    """
     _, ((gB, gA),) = dense_factor_grads(problem, client, [LayerFactors(B, A, s * diag_S)], None)
     return gB, gA
 

@@ -46,15 +46,56 @@ TERMS = ("optimisation", "noise")
 
 
 def within_step_limit(gamma: float, L_S: float) -> bool:
-    """The H = 1 bound needs gamma < 2 / L_S (so that 1 - L_S gamma / 2 > 0)."""
+    """Whether the H = 1 bound applies: gamma < 2 / L_S (so that 1 - L_S gamma / 2 > 0).
+
+    Parameters
+    ----------
+    gamma : float
+        The step size.
+    L_S : float
+        The curvature bound of f^S over the run's segments.
+
+    Returns
+    -------
+    bool
+    """
     return gamma * L_S < 2.0
 
 
 def h1_rhs(*, gap: float, gamma: float, T: int, L_S: float, noise: float) -> dict:
-    """Right-hand side of the H = 1 bound and its two terms.
+    """The right-hand side of the H = 1 bound and its two terms (step 6 of the module docstring).
 
-    gap = f^S(X^0) - E f^S(X^T) (a posteriori) or f^S(X^0) - f* (a priori);
-    noise = (1/T) sum_{t<T} E V(X^t). Raises ValueError when gamma L_S >= 2 (the bound says nothing there)."""
+    Parameters
+    ----------
+    gap : float
+        ``f^S(X^0) - E f^S(X^T)`` (a posteriori) or ``f^S(X^0) - f*`` (a priori).
+    gamma : float
+        The step size (> 0).
+    T : int
+        The number of rounds (>= 1).
+    L_S : float
+        The curvature bound (> 0).
+    noise : float
+        ``(1/T) sum_{t<T} E V(X^t)`` (>= 0).
+
+    Returns
+    -------
+    dict
+        ``rhs``, ``optimisation``, ``noise`` (floats), ``dominant`` (the larger term's name) and
+        ``factor`` = 1 / (1 - L_S gamma / 2).
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range, or gamma L_S >= 2 (the bound says nothing there).
+
+    Examples
+    --------
+    >>> from theory.ours.bound import h1_rhs
+    >>> out = h1_rhs(gap=1.0, gamma=0.5, T=10, L_S=2.0, noise=0.1)
+    >>> out["optimisation"], out["noise"], out["dominant"]
+    (0.4, 0.1, 'optimisation')
+    """
     check_positive_float("gamma", gamma)
     check_positive_float("L_S", L_S)
     check_int("T", T, low=1)
@@ -69,14 +110,61 @@ def h1_rhs(*, gap: float, gamma: float, T: int, L_S: float, noise: float) -> dic
 
 
 def identity_rhs(*, gap: float, gamma: float, T: int, kappa: float, noise: float) -> float:
-    """The a-posteriori right-hand side with L_S replaced by the realised curvature kappa (any sign):
-    equal to the LHS up to the Monte Carlo error of steps 1 and 3."""
+    """The a-posteriori right-hand side with L_S replaced by the realised curvature kappa (any sign).
+
+    Equal to the LHS up to the Monte Carlo error of steps 1 and 3 of the module docstring.
+
+    Parameters
+    ----------
+    gap : float
+        ``f^S(X^0) - E f^S(X^T)``.
+    gamma : float
+        The step size.
+    T : int
+        The number of rounds.
+    kappa : float
+        The realised curvature.
+    noise : float
+        ``(1/T) sum_{t<T} E V(X^t)``.
+
+    Returns
+    -------
+    float
+    """
     q = 1.0 - kappa * gamma / 2.0
     return gap / (gamma * q * T) + kappa * gamma / (2.0 * q) * noise
 
 
 def general_h_rhs(*, gap: float, gamma: float, H: int, T: int, L_S: float, noise: float, drift: float) -> dict:
-    """The general-H inequality with the measured drift D (see the module docstring); needs L_S gamma H < 1/2."""
+    """The general-H inequality with the measured client drift D (see the module docstring).
+
+    Parameters
+    ----------
+    gap : float
+        ``f^S(X^0) - E f^S(X^T)`` or ``f^S(X^0) - f*``.
+    gamma : float
+        The step size (> 0).
+    H : int
+        The local steps per round (>= 1).
+    T : int
+        The number of rounds (>= 1).
+    L_S : float
+        The curvature bound (> 0).
+    noise : float
+        ``(1/T) sum_t E V(X^t)``.
+    drift : float
+        ``D = (1/T) sum_t E||e_t||^2``, measured on the run.
+
+    Returns
+    -------
+    dict
+        ``rhs`` and its terms ``optimisation``, ``noise``, ``drift`` (floats).
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range, or L_S gamma H >= 1/2.
+    """
     check_positive_float("gamma", gamma)
     check_positive_float("L_S", L_S)
     check_int("H", H, low=1)
@@ -92,10 +180,33 @@ def general_h_rhs(*, gap: float, gamma: float, H: int, T: int, L_S: float, noise
 
 
 def mean_bound(x, confidence: float = 0.95, side: str = "upper") -> float:
-    """One-sided Student-t confidence bound on E[x] from the samples x (seeds): NaN for fewer than 2.
+    """A one-sided Student-t confidence bound on E[x] from samples x (one per seed).
 
     Scale-safe: computed on x / max|x|, so a run that blew up to 1e200 still gives a finite bound;
-    infinite samples of one sign make the bound infinite in that direction."""
+    infinite samples of one sign make the bound infinite in that direction.
+
+    Parameters
+    ----------
+    x : array_like, shape (S,)
+        The samples.
+    confidence : float, optional
+        The one-sided confidence level.
+    side : {"upper", "lower"}, optional
+        Which bound.
+
+    Returns
+    -------
+    float
+        The bound; NaN for fewer than 2 samples, a NaN sample or infinities of both signs.
+
+    Examples
+    --------
+    >>> from theory.ours.bound import mean_bound
+    >>> mean_bound([1.0, 1.0, 1.0])
+    1.0
+    >>> mean_bound([1.0])
+    nan
+    """
     x = np.asarray(x, dtype=float)
     if x.size < 2 or np.any(np.isnan(x)):
         return float("nan")

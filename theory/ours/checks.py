@@ -48,8 +48,24 @@ def _row(cell, form):
 
 
 def detectable_ratio(excess, rhs: float, K: int) -> float:
-    """The mean LHS/RHS from which a cell with this seed spread of LHS - RHS is ``violated``: 1 + the
-    (1 - ALPHA/K) Student-t half-width over seeds, relative to the RHS (the power of the cell)."""
+    """The mean LHS / RHS from which a cell with this seed spread of LHS - RHS is ``violated``: the cell's power.
+
+    1 + the (1 - ALPHA/K) Student-t half-width over seeds, relative to the RHS.
+
+    Parameters
+    ----------
+    excess : array_like, shape (S,)
+        The per-seed LHS - RHS.
+    rhs : float
+        The cell's RHS.
+    K : int
+        The number of cells (Bonferroni).
+
+    Returns
+    -------
+    float
+        NaN for fewer than 2 seeds or a non-finite excess.
+    """
     z = np.asarray(excess, dtype=float)
     if z.size < 2 or not np.all(np.isfinite(z)):
         return float("nan")
@@ -57,7 +73,24 @@ def detectable_ratio(excess, rhs: float, K: int) -> float:
 
 
 def bound_status(results, form: str) -> Result:
-    """``form`` of the H = 1 bound over every cell inside gamma L_S < 2: see the module docstring."""
+    """The verdict of one form of the H = 1 bound over every cell inside gamma L_S < 2 (see the module docstring).
+
+    Parameters
+    ----------
+    results : list of theory.ours.experiment.GridResult
+        The grids run through the implementation under test (least squares, logistic).
+    form : {"a_posteriori", "a_priori"}
+        The form of the bound.
+
+    Returns
+    -------
+    theory.result.Result
+
+    Raises
+    ------
+    ValueError
+        If ``form`` is not one of ``FORMS``.
+    """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     cells = _cells(results)
@@ -122,9 +155,21 @@ def bound_status(results, form: str) -> Result:
 
 
 def steps_status(results) -> Result:
-    """Steps 1 and 3 of the derivation along the implementation's own runs: per seed, the round mean of
-    <grad f^S, g_t> - ||grad f^S||^2 and of ||g_t||^2 - ||grad f^S||^2 - V are martingale sums with
-    mean exactly 0 for FSLoRA; two-sided t-test over seeds per step size (Bonferroni over all tests)."""
+    """Steps 1 and 3 of the derivation along the implementation's own runs.
+
+    Per seed, the round means of ``<grad f^S, g_t> - ||grad f^S||^2`` and of
+    ``||g_t||^2 - ||grad f^S||^2 - V`` are martingale sums with mean exactly 0 for FSLoRA; a two-sided
+    t-test over seeds per step size (Bonferroni over all tests), at each step size's longest horizon.
+
+    Parameters
+    ----------
+    results : list of theory.ours.experiment.GridResult
+        The grids run through the implementation under test (least squares, logistic).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     tests, diverged = [], []
     for r in results:
         diverged += [f"{c.setting} {c.label} T={c.T}" for c in r.cells if c.diverged]
@@ -167,8 +212,21 @@ def steps_status(results) -> Result:
 
 
 def curvature_status(results, tol: float = 1e-9) -> Result:
-    """Step 4 on the reference's runs: the realised curvature of every step is <= L_S of its segment
-    (exact pathwise; a failure means L_S missed curvature the run met)."""
+    """Step 4 on the reference's runs: the realised curvature of every step is <= L_S of its segment.
+
+    Exact pathwise; a failure means L_S missed curvature the run met.
+
+    Parameters
+    ----------
+    results : list of theory.ours.experiment.GridResult
+        The reference's grids (with curvature).
+    tol : float, optional
+        The allowed excess relative to max(L_S, 1).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     rows, worst = [], -np.inf
     for r in results:
         for st in r.steps:
@@ -190,9 +248,24 @@ def curvature_status(results, tol: float = 1e-9) -> Result:
 
 
 def step_gain_split(result, paper_cell) -> dict:
-    """How far our bound's step limit 2 / L_S lies beyond Theorem 4.4's gamma_max, split into the part the
-    textbook descent-lemma analysis already gives with the paper's own smoothness constant of f^S
-    (gamma < 2 / L-bar, Proposition D.4) and the part that comes from the local constant L_S (L-bar / L_S)."""
+    """How far our bound's step limit 2 / L_S lies beyond Theorem 4.4's gamma_max, split in two.
+
+    The part the textbook descent-lemma analysis already gives with the paper's own smoothness constant
+    of f^S (gamma < 2 / L-bar, Proposition D.4), and the part from the local constant L_S (L-bar / L_S).
+
+    Parameters
+    ----------
+    result : theory.ours.experiment.GridResult
+        A reference grid that ran the paper's gamma_max.
+    paper_cell : theory.ours.experiment.Cell
+        The cell at the paper's gamma_max.
+
+    Returns
+    -------
+    dict
+        ``L_bar_paper``, ``L_S``, ``textbook_limit_with_L_bar``, ``gain_from_the_analysis``,
+        ``gain_from_L_S`` and ``gain_total`` (the product of the two gains).
+    """
     from ..exact import bounds
     st = result.grid.setting
     consts = next(x["paper"] for x in result.steps if x["label"].startswith("paper"))
@@ -204,9 +277,21 @@ def step_gain_split(result, paper_cell) -> dict:
 
 
 def step_size_story(results) -> Result:
-    """At the same T: the average ||grad f^S||^2 reached at the largest step where our bound holds
-    conclusively vs at Theorem 4.4's gamma_max. Verified when our step is larger and reaches a smaller
-    LHS (the point of a bound that covers larger steps); violated when it reaches a larger one."""
+    """At the same T: the mean ``||grad f^S||^2`` reached at our largest conclusive step vs at Theorem 4.4's gamma_max.
+
+    Verified when our step is larger and reaches a smaller LHS (the point of a bound that covers larger
+    steps); violated when it reaches a larger one.
+
+    Parameters
+    ----------
+    results : list of theory.ours.experiment.GridResult
+        The reference's grids (with curvature).
+
+    Returns
+    -------
+    theory.result.Result
+        SKIPPED when no grid has both steps.
+    """
     rows = []
     for r in results:
         by_T = {}

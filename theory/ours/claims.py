@@ -30,17 +30,51 @@ _REFERENCE_GRIDS: dict = {}
 
 
 def grids(quick: bool) -> tuple:
+    """The profile's grids: least squares and logistic.
+
+    Parameters
+    ----------
+    quick : bool
+        The quick profile's small grids.
+
+    Returns
+    -------
+    tuple of theory.ours.experiment.Grid
+    """
     return (QUICK_LS_GRID, QUICK_LG_GRID) if quick else (LS_GRID, LG_GRID)
 
 
 def grid_steps(quick: bool, impl: bool = False) -> int:
-    """Step sizes over the grids (one progress step each): the reference's, or an implementation's
-    (which skips the paper's gamma_max, see ``ours_experiment.run_grid``)."""
+    """The number of step sizes over the grids (one progress step each).
+
+    Parameters
+    ----------
+    quick : bool
+        The quick profile.
+    impl : bool, optional
+        Count an implementation's steps (which skip the paper's gamma_max) instead of the reference's.
+
+    Returns
+    -------
+    int
+    """
     return sum(len(g.gamma_L) + (g.paper_step and not impl) for g in grids(quick))
 
 
 def reference_results(quick: bool, progress=None) -> list:
-    """[GridResult] of the reference on the profile's grids (computed once per process)."""
+    """The reference's grids on the profile, computed once per process.
+
+    Parameters
+    ----------
+    quick : bool
+        The quick profile.
+    progress : object, optional
+        Told ``update(1, text)`` after each step size.
+
+    Returns
+    -------
+    list of theory.ours.experiment.GridResult
+    """
     out = []
     for g in grids(quick):
         if g not in _REFERENCE_GRIDS:
@@ -50,7 +84,22 @@ def reference_results(quick: bool, progress=None) -> list:
 
 
 def results(runner, quick: bool, progress=None) -> list:
-    """[GridResult] of ``runner`` on the profile's grids, with the reference's L_S, f* and constants."""
+    """The grids run through ``runner``, with the reference's L_S, f* and constants (cached in the runner).
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    quick : bool
+        The quick profile.
+    progress : object, optional
+        Told ``update(1, text)`` after each step size.
+
+    Returns
+    -------
+    list of theory.ours.experiment.GridResult
+    """
     refs = reference_results(quick, progress)
     if runner.is_reference:
         return refs
@@ -65,9 +114,21 @@ def results(runner, quick: bool, progress=None) -> list:
 
 
 def check_exact_steps(ctx) -> Result:
-    """Steps 1-6 exactly (all joint index sets of a round enumerated) at points of a short reference run,
-    on both families, through the reference's white-box round: the derivation, not an implementation
-    (an implementation's rounds are checked against steps 1 and 3 by ``ours.h1.steps_on_runs``)."""
+    """``ours.h1.steps_exact``: steps 1-6 exactly at points of a short reference run, on both families.
+
+    All joint index sets of a round are enumerated through the reference's white-box round: this checks
+    the derivation, not an implementation (an implementation's rounds are checked against steps 1 and
+    3 by ``ours.h1.steps_on_runs``).
+
+    Parameters
+    ----------
+    ctx : theory.claims.Context
+        The registry's context (``ctx.runner``, ``ctx.quick``, ``ctx.ours()``, ``ctx.ours_references()``).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     worst, evidence = None, {}
     for setting, lr in ((LS_SETTING, 0.2), (LG_SETTING, 0.5)):
         problem, cfg = setting.problem(), setting.config(0.05)
@@ -81,9 +142,20 @@ def check_exact_steps(ctx) -> Result:
 
 
 def check_drift(ctx) -> Result:
-    """General H (least squares): the a-posteriori inequality with the measured client drift D holds
-    (violated if the LHS's lower (1 - ALPHA/K) bound exceeds its RHS); evidence: D, its share, and
-    Theorem 4.4's drift term at the same (gamma, H, T). Not an a-priori theorem: D is measured."""
+    """``ours.general_h.drift``: the a-posteriori inequality with the measured client drift D holds (least squares).
+
+    Violated if the LHS's lower (1 - ALPHA/K) bound exceeds its RHS; the evidence holds D, its share,
+    and Theorem 4.4's drift term at the same (gamma, H, T). Not an a-priori theorem: D is measured.
+
+    Parameters
+    ----------
+    ctx : theory.claims.Context
+        The registry's context (``ctx.runner``, ``ctx.quick``, ``ctx.ours()``, ``ctx.ours_references()``).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     rows = drift_study(LS_SETTING, Hs=(2,) if ctx.quick else (2, 4), gamma_LH=(0.2,),
                        rounds=100 if ctx.quick else 200, seeds=3, paper_step=not ctx.quick)
     inside = [r for r in rows if r.ours]
@@ -102,16 +174,61 @@ def check_drift(ctx) -> Result:
 
 
 def check_bound(form: str):
+    """The check of ``ours.h1.a_posteriori`` or ``ours.h1.a_priori`` on the implementation's grids.
+
+    Parameters
+    ----------
+    form : {"a_posteriori", "a_priori"}
+        The form of the bound.
+
+    Returns
+    -------
+    callable
+        ``check(ctx) -> Result``.
+    """
     return lambda ctx: bound_status(ctx.ours(), form)
 
 
 def check_steps_on_runs(ctx) -> Result:
+    """``ours.h1.steps_on_runs``: :func:`theory.ours.checks.steps_status` on the implementation's grids.
+
+    Parameters
+    ----------
+    ctx : theory.claims.Context
+        The registry's context (``ctx.runner``, ``ctx.quick``, ``ctx.ours()``, ``ctx.ours_references()``).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     return steps_status(ctx.ours())
 
 
 def check_curvature(ctx) -> Result:
+    """``ours.h1.curvature``: :func:`theory.ours.checks.curvature_status` on the reference's grids.
+
+    Parameters
+    ----------
+    ctx : theory.claims.Context
+        The registry's context (``ctx.runner``, ``ctx.quick``, ``ctx.ours()``, ``ctx.ours_references()``).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     return curvature_status(ctx.ours_references())
 
 
 def check_step_size(ctx) -> Result:
+    """``ours.h1.step_size``: :func:`theory.ours.checks.step_size_story` on the reference's grids.
+
+    Parameters
+    ----------
+    ctx : theory.claims.Context
+        The registry's context (``ctx.runner``, ``ctx.quick``, ``ctx.ours()``, ``ctx.ours_references()``).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     return step_size_story(ctx.ours_references())

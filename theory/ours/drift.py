@@ -38,6 +38,33 @@ from .runs import law_index_sets, run_seeds
 
 @dataclass
 class DriftRow:
+    """One (H, gamma) of the drift study at horizon T.
+
+    Parameters
+    ----------
+    H : int
+        The local steps.
+    label : str
+        How gamma was chosen.
+    gamma : float
+        The step size.
+    T : int
+        The horizon.
+    L_S : float
+        The curvature bound over the runs' segments.
+    lhs : ndarray, shape (S,)
+        The per-seed LHS ``(1/T) sum_t ||grad f^S(X^t)||^2``.
+    drift : float
+        ``D = mean ||e_t||^2``.
+    cross : float
+        ``mean <grad f^S(X^t), e_t>``.
+    noise : float
+        ``mean V(X^t)``.
+    ours : dict
+        The general-H inequality's terms (``{}`` when L_S gamma H >= 1/2).
+    paper : dict
+        Theorem 4.4's terms at (gamma, H, T).
+    """
     H: int
     label: str
     gamma: float
@@ -51,6 +78,14 @@ class DriftRow:
     paper: dict             # Theorem 4.4 terms at (gamma, H, T)
 
     def to_json(self) -> dict:
+        """The row as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            The row's numbers, the LHS mean and UCB95, both bounds' tightness (LHS UCB / RHS) and the
+            drift's share of the toolkit's inequality.
+        """
         ucb = mean_bound(self.lhs)
         out = {"H": self.H, "step": self.label, "gamma": self.gamma, "T": self.T, "L_S": self.L_S,
                "L_S_gamma_H": self.L_S * self.gamma * self.H, "lhs_mean": float(self.lhs.mean()), "lhs_ucb95": ucb,
@@ -64,7 +99,24 @@ class DriftRow:
 
 
 def drift_of_runs(problem, config, runs) -> tuple[np.ndarray, np.ndarray]:
-    """(e: (S, T, d) the drift of every round, g: (S, T, d) the H = 1 direction with the round's sketches)."""
+    """The client drift of every round, and the H = 1 direction with the round's own sketches.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem.
+    config : fslora_ref.config.FedConfig
+        The runs' configuration (lr, H, scale, budgets).
+    runs : theory.ours.runs.Runs
+        The runs (B: (S, T+1, m, r), A: (S, T+1, r, n)).
+
+    Returns
+    -------
+    e : ndarray, shape (S, T, d)
+        ``u_t - g_t``, the drift.
+    g : ndarray, shape (S, T, d)
+        ``g_t = (1/N) sum_i grad f~_i(X^t; S_i^t)``.
+    """
     S, T1 = runs.B.shape[:2]
     T = T1 - 1
     r = runs.B.shape[3]
@@ -83,10 +135,37 @@ def drift_of_runs(problem, config, runs) -> tuple[np.ndarray, np.ndarray]:
 
 def drift_study(setting, Hs=(2, 4), gamma_LH=(0.05, 0.2), rounds: int = 600, seeds: int = 4, *, runner=None,
                 paper_step: bool = True, rhs_fn=general_h_rhs, progress=None) -> list:
-    """For each H: runs at the paper's gamma_max (Theorem 4.4's condition at this H, constants of a pilot
-    run of the reference) and at gamma = g / (L_pilot H) for g in ``gamma_LH``; one DriftRow per
-    (H, gamma) at T = ``rounds``, measured on the runs of ``runner`` (None = the reference; L_S from
-    those runs' segments)."""
+    """Measure the client drift for each H at several step sizes (see the module docstring).
+
+    For each H: runs at the paper's gamma_max (Theorem 4.4's condition at this H, constants of a pilot
+    run of the reference) and at gamma = g / (L_pilot H) for each g in ``gamma_LH``.
+
+    Parameters
+    ----------
+    setting : theory.experiment.Setting
+        The base setting (its local steps are replaced by each H).
+    Hs : sequence of int, optional
+        The local steps studied.
+    gamma_LH : sequence of float, optional
+        The nominal gamma L_pilot H values.
+    rounds : int, optional
+        The horizon T.
+    seeds : int, optional
+        The number of seeds.
+    runner : object, optional
+        The implementation whose runs are measured (None: the reference; L_S from those runs).
+    paper_step : bool, optional
+        Whether to include the paper's gamma_max.
+    rhs_fn : callable, optional
+        The general-H inequality (signature of :func:`theory.ours.bound.general_h_rhs`).
+    progress : object, optional
+        Told ``update(1, text)`` after each (H, gamma).
+
+    Returns
+    -------
+    list of DriftRow
+        One per (H, gamma).
+    """
     rows = []
     for H in Hs:
         st = replace(setting, local_steps=H)

@@ -52,7 +52,29 @@ PAPER = "paper gamma_max"
 
 @dataclass
 class Measured:
-    """Exact quantities along the runs of one step size. Arrays: (S, T+1) at iterates, (S, T) per round."""
+    """Exact quantities along the runs of one step size.
+
+    Parameters
+    ----------
+    runs : theory.ours.runs.Runs
+        The runs measured.
+    value : ndarray, shape (S, T+1)
+        f^S at the iterates.
+    grad_sq : ndarray, shape (S, T+1)
+        ``||grad f^S||^2`` at the iterates.
+    variance : ndarray, shape (S, T+1)
+        V at the iterates.
+    inner : ndarray, shape (S, T)
+        ``<grad f^S(X^t), g_t>``, ``g_t = (X^t - X^{t+1}) / gamma``.
+    step_sq : ndarray, shape (S, T)
+        ``||g_t||^2``.
+    secant : ndarray, shape (S, T)
+        The realised curvature of each step.
+    batch : theory.exact.sketch_batch.SketchedBatch or None
+        The exact quantities of all S (T+1) points (dropped once no longer needed).
+    curvature : theory.exact.curvature.SegmentCurvature, optional
+        L_S over the segments (reference runs only).
+    """
 
     runs: object
     value: np.ndarray
@@ -73,16 +95,45 @@ class Measured:
         return self.value.shape[1] - 1
 
     def realised_curvature(self, T: int) -> float:
-        """sum kappa_t ||g_t||^2 / sum ||g_t||^2 over t < T and seeds: the curvature that makes step 4 exact."""
+        """The curvature that makes step 4 exact: ``sum kappa_t ||g_t||^2 / sum ||g_t||^2`` over t < T and seeds.
+
+        Parameters
+        ----------
+        T : int
+            The horizon.
+
+        Returns
+        -------
+        float
+            0 if no step moved.
+        """
         w = self.step_sq[:, :T]
         return float(np.sum(self.secant[:, :T] * w) / np.sum(w)) if np.sum(w) > 0 else 0.0
 
 
 def measure(problem, config, runs, *, curvature: bool = True, curvature_method=None) -> Measured:
-    """Exact f^S, grad f^S, V at every iterate of ``runs``; the steps; L_S over segments if ``curvature``.
+    """Exact f^S, grad f^S and V at every iterate of ``runs``, the steps, and L_S over the segments.
 
-    Iterates that are finite but so large that f^S overflows count as divergence: the runs are cut
-    to the rounds every seed completed with finite values, and ``runs.diverged`` says where."""
+    Iterates that are finite but so large that f^S overflows count as divergence: the runs are cut to
+    the rounds every seed completed with finite values, and ``runs.diverged`` says where.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem.
+    config : fslora_ref.config.FedConfig
+        The runs' configuration.
+    runs : theory.ours.runs.Runs
+        The runs.
+    curvature : bool, optional
+        Whether to compute L_S (:func:`theory.exact.curvature.segment_curvature`).
+    curvature_method : str or None, optional
+        Its method ("certified" or "points"; None: the family's default).
+
+    Returns
+    -------
+    Measured
+    """
     S, T1 = runs.B.shape[:2]
     s, budgets = config.lora_scaling, config.budgets
     with np.errstate(over="ignore", invalid="ignore"):
@@ -109,13 +160,80 @@ def measure(problem, config, runs, *, curvature: bool = True, curvature_method=N
 
 def run_and_measure(problem, config, rounds: int, seeds, runner=None, *, curvature: bool = True,
                     progress=None) -> Measured:
+    """Run ``rounds`` rounds per seed (:func:`theory.ours.runs.run_seeds`) and :func:`measure` them.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem.
+    config : fslora_ref.config.FedConfig
+        The runs' configuration.
+    rounds : int
+        The rounds T.
+    seeds : iterable of int
+        The run seeds.
+    runner : object, optional
+        The implementation (None: the reference).
+    curvature : bool, optional
+        Whether to compute L_S.
+    progress : object, optional
+        Told ``update(1, text)`` after each seed.
+
+    Returns
+    -------
+    Measured
+    """
     runs = run_seeds(problem, config, rounds, seeds, runner, progress=progress)
     return measure(problem, config, runs, curvature=curvature)
 
 
 @dataclass
 class Cell:
-    """One (step size, horizon T) of the grid, for the implementation under test."""
+    """One (step size, horizon T) of the grid, for the implementation under test.
+
+    Parameters
+    ----------
+    setting : str
+        The setting's name.
+    family : str
+        The problem family.
+    label : str
+        How gamma was chosen.
+    gamma : float
+        The step size.
+    T : int
+        The horizon.
+    L_S : float
+        The reference's curvature bound over the first T rounds.
+    L_S_method : str
+        How L_S was obtained.
+    lhs : ndarray, shape (S,)
+        The per-seed LHS.
+    rhs_post_seed : ndarray, shape (S,)
+        The per-seed a-posteriori RHS.
+    post : dict
+        The a-posteriori RHS terms at the seed means.
+    prior : dict
+        The a-priori RHS terms.
+    f_star : theory.exact.constants.Constant
+        The certified lower bound f*.
+    kappa : float
+        The realised curvature (implementation's runs, t < T).
+    identity : float
+        The a-posteriori RHS with kappa in place of L_S.
+    step1 : ndarray, shape (S,)
+        ``mean_t <grad f^S, g_t> - ||grad f^S||^2``.
+    step3 : ndarray, shape (S,)
+        ``mean_t ||g_t||^2 - ||grad f^S||^2 - V``.
+    lhs_start : float
+        ``||grad f^S(X^0)||^2``.
+    final_grad_sq : float
+        The mean over seeds of ``||grad f^S(X^T)||^2``.
+    paper : dict, optional
+        Theorem 4.4's RHS terms at (gamma, T).
+    diverged : str, optional
+        Why the implementation did not complete T rounds (then LHS = inf).
+    """
 
     setting: str
     family: str
@@ -163,10 +281,28 @@ class Cell:
         return self.lhs_ucb / self.paper["rhs"] if self.paper else float("nan")
 
     def excess(self, form: str) -> np.ndarray:
-        """Per-seed LHS - RHS of ``form`` ('a_posteriori' | 'a_priori'): mean <= 0 when the bound holds."""
+        """The per-seed LHS - RHS of one form of the bound: mean <= 0 when the bound holds.
+
+        Parameters
+        ----------
+        form : {"a_posteriori", "a_priori"}
+            The form.
+
+        Returns
+        -------
+        ndarray, shape (S,)
+        """
         return self.lhs - (self.rhs_post_seed if form == "a_posteriori" else self.prior["rhs"])
 
     def to_json(self) -> dict:
+        """The cell as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            The cell's numbers, both forms of the bound with their tightness (when inside the step limit),
+            and the paper's RHS; a diverged cell gives only what is known.
+        """
         if self.diverged:
             return {"setting": self.setting, "family": self.family, "step": self.label, "gamma": self.gamma,
                     "T": self.T, "L_S": self.L_S, "gamma_L_S": self.gamma_L, "diverged": self.diverged,
@@ -197,8 +333,36 @@ def _prefix_terms(m: Measured, T: int):
 
 def make_cells(setting: Setting, label: str, impl: Measured, ref: Measured, Ts, f_star, paper=None, r=None,
                budgets=None) -> list:
-    """Cells at horizons ``Ts`` (<= the runs' length): LHS and a-posteriori pieces from ``impl``, L_S,
-    the a-priori noise and the paper's constants from ``ref``."""
+    """The cells of one step size at the horizons ``Ts``.
+
+    LHS and a-posteriori pieces come from ``impl``; L_S, the a-priori noise and the paper's constants
+    from ``ref``.
+
+    Parameters
+    ----------
+    setting : theory.experiment.Setting
+        The setting.
+    label : str
+        How gamma was chosen.
+    impl : Measured
+        The implementation's runs.
+    ref : Measured
+        The reference's runs (with curvature).
+    Ts : sequence of int
+        The horizons (cut to the runs' length).
+    f_star : theory.exact.constants.Constant
+        The certified lower bound.
+    paper : dict, optional
+        :func:`theory.ours.paper.paper_constants` (None: no paper column).
+    r : int, optional
+        The rank (for the paper's RHS).
+    budgets : sequence of int, optional
+        The sketch sizes (for the paper's RHS).
+
+    Returns
+    -------
+    list of Cell
+    """
     out = []
     gamma = impl.gamma
     for T in Ts:
@@ -234,7 +398,27 @@ def make_cells(setting: Setting, label: str, impl: Measured, ref: Measured, Ts, 
 
 @dataclass(frozen=True)
 class Grid:
-    """What to run: nominal gamma L_pilot values (plus the paper's gamma_max), horizons, seeds."""
+    """What to run: nominal gamma L_pilot values (plus the paper's gamma_max), horizons and seeds.
+
+    Parameters
+    ----------
+    setting : theory.experiment.Setting
+        The problem and run.
+    gamma_L : tuple of float, optional
+        The nominal gamma L_pilot values.
+    rounds : int, optional
+        The rounds of every run.
+    Ts : tuple of int, optional
+        The horizons of the cells.
+    seeds : int, optional
+        The seeds per step size.
+    paper_step : bool, optional
+        Whether to also run at the paper's gamma_max.
+    pilot_rounds : int, optional
+        The rounds of the pilot run.
+    pilot_seeds : int, optional
+        The seeds of the pilot run.
+    """
 
     setting: Setting
     gamma_L: tuple = (0.1, 0.3, 0.6)
@@ -256,6 +440,24 @@ QUICK_LG_GRID = Grid(LG_SETTING, gamma_L=(0.3,), rounds=120, Ts=(120,), seeds=5,
 
 @dataclass
 class GridResult:
+    """A grid run through one implementation.
+
+    Parameters
+    ----------
+    grid : Grid
+        What was run.
+    L_pilot : float
+        The pilot's curvature bound.
+    paper_gamma_max_pilot : float
+        The paper's gamma_max from the pilot's constants.
+    f_star : theory.exact.constants.Constant
+        The certified lower bound.
+    steps : list of dict
+        Per step size: ``label``, ``gamma``, ``ref`` and ``impl`` (:class:`Measured`) and ``paper``
+        (the paper's constants).
+    cells : list of Cell
+        Every (step size, horizon).
+    """
     grid: Grid
     L_pilot: float
     paper_gamma_max_pilot: float
@@ -265,7 +467,26 @@ class GridResult:
 
 
 def pilot(problem, config, grid: Grid):
-    """(L_pilot, paper's gamma_max, L at X^0): a short reference run at gamma = 0.1 / lambda_max(X^0)."""
+    """A short reference run at gamma = 0.1 / lambda_max(X^0), setting the grid's step sizes.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem.
+    config : fslora_ref.config.FedConfig
+        The grid's configuration.
+    grid : Grid
+        The grid (its pilot rounds and seeds).
+
+    Returns
+    -------
+    L_pilot : float
+        The pilot run's L_S.
+    gamma_max : float
+        The paper's gamma_max from the pilot's constants.
+    L0 : float
+        lambda_max of the Hessian of f^S at X^0.
+    """
     (B0, A0), = get_algorithm("fslora").init(problem, config).layers
     L0 = float(lambda_max(problem, config.lora_scaling, config.budgets, B0[None], A0[None])[0])
     cfg = config.replace(lr=0.1 / L0)
@@ -275,9 +496,28 @@ def pilot(problem, config, grid: Grid):
 
 
 def run_grid(grid: Grid, *, runner=None, reference: GridResult | None = None, progress=None) -> GridResult:
-    """Run the grid through ``runner`` (a round runner; None = the reference) with L_S, f*, the a-priori
-    noise and the paper's constants from the reference: from ``reference`` (a GridResult of the same
-    grid) if given, else from the reference FSLoRA's own runs."""
+    """Run the grid through ``runner``, with L_S, f*, the a-priori noise and the paper's constants from the reference.
+
+    Parameters
+    ----------
+    grid : Grid
+        What to run.
+    runner : object, optional
+        The implementation (a round runner; None: the reference).
+    reference : GridResult, optional
+        The reference's result of the same grid, to reuse (else the reference is run).
+    progress : object, optional
+        Told ``update(1, text)`` after each step size.
+
+    Returns
+    -------
+    GridResult
+
+    Raises
+    ------
+    ValueError
+        If ``reference`` is of another grid.
+    """
     runner = runner_for(runner)
     problem = grid.setting.problem()
     config = grid.setting.config(0.1)
@@ -313,8 +553,27 @@ def run_grid(grid: Grid, *, runner=None, reference: GridResult | None = None, pr
 
 
 def bound_curves(step: dict, f_star, r: int, budgets, paper_points: int = 40) -> dict:
-    """Per horizon T = 1..rounds for one step size: mean LHS, a-posteriori and a-priori RHS (NaN where
-    gamma L_S(T) >= 2), and Theorem 4.4's RHS at ``paper_points`` log-spaced T."""
+    """Per horizon T = 1..rounds for one step size: the mean LHS and both forms of the bound, and Theorem 4.4's RHS.
+
+    Parameters
+    ----------
+    step : dict
+        One entry of :attr:`GridResult.steps`.
+    f_star : theory.exact.constants.Constant
+        The certified lower bound.
+    r : int
+        The rank.
+    budgets : sequence of int
+        The sketch sizes.
+    paper_points : int, optional
+        The number of log-spaced T at which the paper's RHS is evaluated.
+
+    Returns
+    -------
+    dict
+        ``T``, ``lhs``, ``a_posteriori``, ``a_priori`` (arrays of length T; NaN where gamma L_S(T) >= 2),
+        ``paper_T``, ``paper`` and ``grad_sq`` (mean over seeds at every iterate).
+    """
     impl, ref, gamma = step["impl"], step["ref"], step["gamma"]
     T = impl.rounds
     Ts = np.arange(1, T + 1)

@@ -40,8 +40,39 @@ WITHIN_10X = 10.0
 
 def general_h_prior(*, gap: float, gamma: float, H: int, T: int, L: float, r: int, budgets, sigma_s2: float,
                     sigma_g2: float, c_h: float, delta2: float) -> dict:
-    """The a-priori general-H bound and its terms (see the module docstring); {} when its conditions fail
-    (L_bar gamma H >= 1/2 or a non-positive denominator)."""
+    """The a-priori general-H bound and its terms (see the module docstring).
+
+    Parameters
+    ----------
+    gap : float
+        ``f^S(X^0) - f*``.
+    gamma : float
+        The step size.
+    H : int
+        The local steps.
+    T : int
+        The number of rounds.
+    L : float
+        The smoothness constant.
+    r : int
+        The rank.
+    budgets : sequence of int
+        The sketch sizes k_i.
+    sigma_s2 : float
+        The sketch variance bound.
+    sigma_g2 : float
+        The minibatch variance bound.
+    c_h : float
+        The multiplicative heterogeneity constant.
+    delta2 : float
+        delta_h^2 for that c_h.
+
+    Returns
+    -------
+    dict
+        ``rhs``, ``optimisation``, ``drift``, ``noise``, ``kappa``, ``a`` and ``denominator``; ``{}`` when
+        the conditions fail (L_bar gamma H >= 1/2 or a non-positive denominator).
+    """
     N = len(budgets)
     ell = np.array([L * (r / k) ** 2 for k in budgets])
     a = bounds.L_bar(L, r, budgets) * gamma * H
@@ -58,7 +89,26 @@ def general_h_prior(*, gap: float, gamma: float, H: int, T: int, L: float, r: in
 
 
 def best_prior(consts, setting, gamma: float, T: int, bound_fn=general_h_prior) -> dict:
-    """The bound at the c_h of the measured (c_h, delta_h^2) pairs that makes it smallest."""
+    """The bound at the c_h (of the measured (c_h, delta_h^2) pairs) that makes it smallest.
+
+    Parameters
+    ----------
+    consts : theory.experiment.Constants
+        The reference's constants.
+    setting : theory.experiment.Setting
+        The setting (H, r, budgets).
+    gamma : float
+        The step size.
+    T : int
+        The number of rounds.
+    bound_fn : callable, optional
+        The bound (signature of :func:`general_h_prior`).
+
+    Returns
+    -------
+    dict
+        The smallest bound's terms plus its ``c_h``; ``{}`` if no c_h satisfies the conditions.
+    """
     best = {}
     for c_h in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0):
         out = bound_fn(gap=consts["fS_X0"] - consts["f_star"], gamma=gamma, H=setting.local_steps, T=T,
@@ -70,8 +120,25 @@ def best_prior(consts, setting, gamma: float, T: int, bound_fn=general_h_prior) 
 
 
 def sweep(base, heterogeneities, seeds: int, bound_fn=general_h_prior) -> list:
-    """Per heterogeneity: the reference's runs at Theorem 4.4's step size, its constants, our a-priori
-    general-H bound and Theorem 4.4's RHS at the same (gamma, T)."""
+    """Per heterogeneity: the reference's runs at Theorem 4.4's step size, our bound and Theorem 4.4's RHS.
+
+    Parameters
+    ----------
+    base : theory.experiment.Setting
+        The setting (its H > 1); its heterogeneity is replaced by each value.
+    heterogeneities : sequence of float
+        The heterogeneity levels.
+    seeds : int
+        The reference's seeds per level.
+    bound_fn : callable, optional
+        The bound (signature of :func:`general_h_prior`).
+
+    Returns
+    -------
+    list of dict
+        One row per heterogeneity: the LHS (mean, UCB95, per seed), our bound, the paper's RHS, the
+        constants and, where our bound applies, both tightnesses.
+    """
     rows = []
     for h in heterogeneities:
         st = replace(base, name=f"{base.name}-het{h:g}", heterogeneity=h)
@@ -94,11 +161,28 @@ def sweep(base, heterogeneities, seeds: int, bound_fn=general_h_prior) -> list:
 
 
 def check(base, heterogeneities, seeds: int, bound_fn=general_h_prior) -> Result:
-    """violated if the reference's LHS UCB95 exceeds the bound anywhere (the derivation or a constant is
-    wrong); verified if it holds everywhere it applies; the evidence gives LHS/bound per heterogeneity
-    and says whether the bound comes within 10x of the measured LHS. Power: it runs the reference, so
-    it tests the bound (a formula or constant more than 1 / (LHS/bound) too optimistic fails it), not an
-    implementation; ``informative`` (bound / ||grad f^S(X^0)||^2) says whether it could catch one."""
+    """``ours.general_h.a_priori``: the reference's LHS UCB95 stays below the a-priori general-H bound.
+
+    Violated if it exceeds the bound anywhere (the derivation or a constant is wrong); verified if it
+    holds everywhere it applies. It runs the reference, so it tests the bound (a formula or constant more
+    than 1 / (LHS/bound) too optimistic fails it), not an implementation; ``informative`` (bound /
+    ``||grad f^S(X^0)||^2``) says whether it could catch one.
+
+    Parameters
+    ----------
+    base : theory.experiment.Setting
+        The setting (its H > 1); its heterogeneity is replaced by each value.
+    heterogeneities : sequence of float
+        The heterogeneity levels.
+    seeds : int
+        The reference's seeds per level.
+    bound_fn : callable, optional
+        The bound (signature of :func:`general_h_prior`).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     rows = sweep(base, heterogeneities, seeds, bound_fn)
     applies = [r for r in rows if r["ours"]]
     ev = {"rows": rows, "bound": "a priori: drift bounded by gamma^2 H^2 l^2 e^{2 gamma l H} x (c_h, delta_h^2, "

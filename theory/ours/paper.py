@@ -21,8 +21,31 @@ from ..experiment import C_H_GRID
 
 
 def paper_constants(problem, s: float, budgets, B, A, batch, *, points: int = 30) -> dict:
-    """Theorem 4.4's constants on runs B: (S, T+1, m, r), A: (S, T+1, r, n) whose exact sketched
-    quantities at every iterate are ``batch`` (a ``theory.exact.sketch_batch.SketchedBatch`` of S (T+1) points)."""
+    """Theorem 4.4's constants measured on H = 1 full-batch runs (see the module docstring).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+    B : ndarray, shape (S, T+1, m, r)
+        The B factors of the runs' iterates.
+    A : ndarray, shape (S, T+1, r, n)
+        The A factors of the iterates.
+    batch : theory.exact.sketch_batch.SketchedBatch
+        The exact sketched quantities at every iterate (S (T+1) points).
+    points : int, optional
+        The evenly spaced iterates per seed where Hessian norms are taken.
+
+    Returns
+    -------
+    dict
+        ``L``, ``L_at_X``, ``sigma_s2``, ``sigma_g2`` (:class:`theory.exact.constants.Constant`) and
+        ``heterogeneity`` (:class:`theory.exact.constants.Heterogeneity`).
+    """
     S, T1 = B.shape[:2]
     rows = np.unique(np.linspace(0, T1 - 1, min(points, T1)).astype(int))
     Bs, As = B[:, rows].reshape(-1, *B.shape[2:]), A[:, rows].reshape(-1, *A.shape[2:])
@@ -48,8 +71,31 @@ def paper_constants(problem, s: float, budgets, B, A, batch, *, points: int = 30
 
 
 def paper_rhs(consts: dict, *, gap: float, gamma: float, T: int, r: int, budgets, H: int = 1) -> dict:
-    """Theorem 4.4's RHS and terms at (gamma, T), with c_h chosen from the grid as ``experiment.evaluate``
-    does; adds gamma_max, c_h and ``within`` (gamma <= gamma_max)."""
+    """Theorem 4.4's RHS and terms at (gamma, T), with c_h chosen from the grid as ``experiment.evaluate`` does.
+
+    Parameters
+    ----------
+    consts : dict
+        :func:`paper_constants`' result.
+    gap : float
+        ``f^S(X^0) - f*``.
+    gamma : float
+        The step size.
+    T : int
+        The number of rounds.
+    r : int
+        The rank.
+    budgets : sequence of int
+        The sketch sizes k_i.
+    H : int, optional
+        The local steps.
+
+    Returns
+    -------
+    dict
+        :func:`theory.exact.bounds.theorem_rhs`' terms plus ``c_h``, ``gamma_max``, ``within``
+        (gamma <= gamma_max) and ``delta_h2``.
+    """
     L, sg, ss, het = consts["L"].value, consts["sigma_g2"].value, consts["sigma_s2"].value, consts["heterogeneity"]
     best = None
     for c_h in C_H_GRID:
@@ -63,5 +109,21 @@ def paper_rhs(consts: dict, *, gap: float, gamma: float, T: int, r: int, budgets
 
 
 def paper_step_limit(consts: dict, r: int, budgets, H: int = 1) -> float:
-    """The largest gamma_max over the c_h grid (each (c_h, delta_h^2(c_h)) pair is valid)."""
+    """The largest gamma_max of Theorem 4.4 over the c_h grid (each (c_h, delta_h^2(c_h)) pair is valid).
+
+    Parameters
+    ----------
+    consts : dict
+        :func:`paper_constants`' result.
+    r : int
+        The rank.
+    budgets : sequence of int
+        The sketch sizes k_i.
+    H : int, optional
+        The local steps.
+
+    Returns
+    -------
+    float
+    """
     return max(bounds.step_size_limit(consts["L"].value, r, budgets, H, c_h) for c_h in C_H_GRID)

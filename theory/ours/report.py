@@ -20,7 +20,18 @@ def _fmt(x, spec=".3g") -> str:
 
 
 def markdown(by_id: dict) -> str:
-    """The report.md section (empty if neither bound claim ran or both had no cells)."""
+    """The report.md section of our H = 1 bound.
+
+    Parameters
+    ----------
+    by_id : dict
+        ``{claim id: theory.result.Result}`` of the claims that ran.
+
+    Returns
+    -------
+    str
+        Markdown; empty if neither bound claim ran or both had no cells.
+    """
     post, prior = (by_id.get(cid) for cid in IDS)
     cells = {}
     for form, res in (("post", post), ("prior", prior)):
@@ -68,6 +79,18 @@ def markdown(by_id: dict) -> str:
 
 
 def closing_note(by_id: dict) -> str:
+    """The sentence of the report's closing note about our H = 1 bound (the a-priori tightness first).
+
+    Parameters
+    ----------
+    by_id : dict
+        ``{claim id: theory.result.Result}`` of the claims that ran.
+
+    Returns
+    -------
+    str
+        Empty if neither bound claim ran.
+    """
     parts, verified = [], False
     for cid, name in zip(IDS[::-1], ("a priori", "a posteriori")):   # the a-priori tightness first: the fair figure
         res = by_id.get(cid)
@@ -96,40 +119,58 @@ def _span(lo_hi) -> str:
 
 
 def plot(path, results, references) -> bool:
-    """Two panels, least-squares grid. Left: the implementation's LHS against T at the largest step inside
-    gamma L_S < 2, with both forms of our bound and Theorem 4.4's RHS. Right: ||grad f^S(X^t)||^2 on the
-    reference at the paper's gamma_max and at that step. False (nothing written) if there is nothing to show."""
+    """The figure of our bound: two panels on the least-squares grid.
+
+    Left: the implementation's LHS against T at the largest step inside gamma L_S < 2, with both forms
+    of our bound and Theorem 4.4's RHS. Right: ``||grad f^S(X^t)||^2`` on the reference at the paper's
+    gamma_max and at that step.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG written.
+    results : list of theory.ours.experiment.GridResult
+        The implementation's grids.
+    references : list of theory.ours.experiment.GridResult
+        The reference's grids.
+
+    Returns
+    -------
+    bool
+        False (nothing written) if there is nothing to show.
+    """
     res = results[0]
     steps = [st for st in res.steps if st["label"] != PAPER and st["impl"].rounds == res.grid.rounds]
     if not steps:
         return False
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fslora_ref import plotting_style as ps
     r, budgets = res.grid.setting.rank, res.grid.setting.budgets
     curves = [(st, bound_curves(st, res.f_star, r, budgets)) for st in steps]
     inside = [(st, c) for st, c in curves if np.isfinite(c["a_posteriori"][-1])]
     st, cur = max(inside or curves, key=lambda sc: sc[0]["gamma"])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax.loglog(cur["T"], cur["lhs"], color="C3", lw=2, label="LHS (mean over seeds)")
-    ax.loglog(cur["T"], cur["a_posteriori"], color="C0", label="ours, a posteriori")
-    ax.loglog(cur["T"], cur["a_priori"], "--", color="C0", label="ours, a priori (certified f*)")
+    fig, (ax, bx) = ps.figure(2, size=(10, 4.2))
+    ax.loglog(cur["T"], cur["lhs"], color=ps.MEASURED, lw=2, label="LHS (mean over seeds)")
+    ax.loglog(cur["T"], cur["a_posteriori"], color=ps.OURS, label="ours, a posteriori")
+    ax.loglog(cur["T"], cur["a_priori"], "--", color=ps.OURS_PRIOR, label="ours, a priori (certified f*)")
     within = next((c.paper.get("within") for c in res.cells if c.label == st["label"]), None)
-    ax.loglog(cur["paper_T"], cur["paper"], color="k",
+    ax.loglog(cur["paper_T"], cur["paper"], ":", color=ps.PAPER, lw=2,
               label="Theorem 4.4 RHS" + ("" if within else " (gamma outside its condition)"))
     ax.set_title(f"{res.grid.setting.name}, {st['label']} (gamma = {st['gamma']:.3g})", fontsize=9)
     ax.set_xlabel("rounds T")
     ax.set_ylabel("(1/T) sum_t ||grad f^S(X^t)||^2")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    ps.legend(ax, fontsize=7)
+    ax.grid(True, which="both", alpha=0.2)
     ref = references[0]
     for rst in ref.steps:
         if rst["label"] == PAPER or rst["label"] == st["label"]:
             g = rst["ref"].grad_sq.mean(axis=0)
-            bx.semilogy(np.arange(g.size), g, label=f"{rst['label']} (gamma = {rst['gamma']:.3g})")
+            bx.semilogy(np.arange(g.size), g, color=ps.PAPER if rst["label"] == PAPER else ps.MEASURED,
+                        label=f"{rst['label']} (gamma = {rst['gamma']:.3g})")
     bx.set_title("reference: ||grad f^S(X^t)||^2, mean over seeds", fontsize=9)
-    bx.set_xlabel("round t")
-    bx.legend(fontsize=7)
-    bx.grid(alpha=0.3, which="both")
+    bx.set_xlabel(ps.ROUND_LABEL)
+    ps.legend(bx, fontsize=7)
+    bx.grid(True, which="both", alpha=0.2)
     save_figure(fig, path)
     return True

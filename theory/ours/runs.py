@@ -26,10 +26,20 @@ from ..implementations import iterates, runner_for
 
 @dataclass
 class Runs:
-    """Server iterates of ``len(seeds)`` runs of T rounds at step ``lr`` from one X^0.
+    """The server iterates of S runs of T rounds at step ``lr``, all from one X^0.
 
-    B: (S, T+1, m, r), A: (S, T+1, r, n); diverged: "" or what went wrong (then B, A hold the rounds
-    completed by every seed).
+    Parameters
+    ----------
+    lr : float
+        The step size.
+    seeds : list of int
+        The run seeds.
+    B : ndarray, shape (S, T+1, m, r)
+        The B factors of the iterates.
+    A : ndarray, shape (S, T+1, r, n)
+        The A factors of the iterates.
+    diverged : str, optional
+        "" or what went wrong (then B and A hold the rounds every seed completed).
     """
 
     lr: float
@@ -43,22 +53,79 @@ class Runs:
         return self.B.shape[1] - 1
 
     def prefix(self, T: int) -> "Runs":
-        """The first T rounds of every seed."""
+        """The first T rounds of every seed.
+
+        Parameters
+        ----------
+        T : int
+            The number of rounds kept.
+
+        Returns
+        -------
+        Runs
+            B: (S, T+1, m, r), A: (S, T+1, r, n).
+        """
         return Runs(self.lr, self.seeds, self.B[:, :T + 1], self.A[:, :T + 1], self.diverged)
 
 
 def law_index_sets(config, seed: int, round_index: int, n_clients: int) -> list:
-    """[client] index sets (single layer) of round ``round_index`` of run ``seed`` as the reference draws
-    them: keyed by (seed, round, client) and independent of the iterates, hence a draw from the sketch
-    law whatever the implementation under test did (the general-H analysis needs nothing more)."""
+    """The clients' index sets (single layer) of one round of one run, as the reference draws them.
+
+    Keyed by (seed, round, client) and independent of the iterates, hence a draw from the sketch law
+    whatever the implementation under test did (the general-H analysis needs nothing more).
+
+    Parameters
+    ----------
+    config : fslora_ref.config.FedConfig
+        The run's configuration (rank, budgets).
+    seed : int
+        The run seed.
+    round_index : int
+        The round t.
+    n_clients : int
+        The number of clients N.
+
+    Returns
+    -------
+    list of ndarray
+        Per client, its sorted index set, shape (k_i,).
+    """
     cfg = config.replace(seed=int(seed))
     return [draw_round_sketches(cfg, round_index, i, 1)[0].indices for i in range(n_clients)]
 
 
 def run_seeds(problem, config, rounds: int, seeds, runner=None, init_layers=None, progress=None) -> Runs:
-    """``rounds`` rounds per seed (config.seed = each seed) of ``runner`` (a round runner or anything
-    :func:`theory.implementations.runner_for` accepts; None = the reference) from ``init_layers``
-    (default: the reference's LoRA initialisation for ``config.seed``). Single-layer problems only."""
+    """Run ``rounds`` rounds per seed of the implementation under test, every seed from the same X^0.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem.
+    config : fslora_ref.config.FedConfig
+        The run's configuration (its seed is replaced by each seed).
+    rounds : int
+        The rounds T per seed.
+    seeds : iterable of int
+        The run seeds.
+    runner : object, optional
+        A round runner or anything :func:`theory.implementations.runner_for` accepts (None: the
+        reference).
+    init_layers : list of (ndarray, ndarray), optional
+        X^0, ``[(B: (m, r), A: (r, n))]`` (default: the reference's LoRA initialisation for
+        ``config.seed``).
+    progress : object, optional
+        Told ``update(1, text)`` after each seed.
+
+    Returns
+    -------
+    Runs
+        Cut to the rounds every seed completed if one diverged.
+
+    Raises
+    ------
+    ValueError
+        If the problem has more than one layer.
+    """
     runner = runner_for(runner)
     if problem.n_layers != 1:
         raise ValueError(f"the H = 1 bound's runs need a single-layer problem, got {problem.n_layers} layers")

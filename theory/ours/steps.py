@@ -37,8 +37,29 @@ FD_TOL = 1e-6      # central differences of the exact gradient: O(eps^2) truncat
 
 
 def enumerate_round(problem, config, layers, impl=reference_impl):
-    """(probabilities (M,), new points B+: (M, m, r), A+: (M, r, n)) of one H-step round from ``layers``
-    for every joint choice of index sets (white-box rounds of ``impl``)."""
+    """One round from ``layers`` for every joint choice of the clients' index sets (white-box rounds).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer full-batch problem.
+    config : fslora_ref.config.FedConfig
+        The round's rank, budgets, lr, H and scale.
+    layers : list of (ndarray, ndarray)
+        The start point ``[(B: (m, r), A: (r, n))]``.
+    impl : object, optional
+        An implementation with ``white_box_round(task)`` (the conformance protocol); default the
+        reference's.
+
+    Returns
+    -------
+    probabilities : ndarray, shape (M,)
+        ``prod_i 1 / C(r, k_i)`` for each of the M joint choices.
+    B : ndarray, shape (M, m, r)
+        The new B factor after each choice's round.
+    A : ndarray, shape (M, r, n)
+        The new A factor after each choice's round.
+    """
     (B, A), = layers
     r = B.shape[1]
     per_client = [list(itertools.combinations(range(r), k)) for k in config.budgets]
@@ -59,9 +80,40 @@ def enumerate_round(problem, config, layers, impl=reference_impl):
 
 def step_errors(problem, config, layers, *, impl=reference_impl, evaluate_fn=evaluate, hessian_fn=hessian,
                 rhs_fn=h1_rhs, law=reference_law, eps: float = 1e-5, seed: int = 0) -> dict:
-    """Errors of every derivation step at X = ``layers`` (H = 1, full batch). Keys name the step;
-    identities are absolute errors (compare with EXACT_RTOL x scale), 'step 4 ...' relative, and
-    'step 4/6 ... excess' must be <= 0."""
+    """The error of every step of the H = 1 derivation at X = ``layers`` (H = 1, full batch), exactly.
+
+    Each formula is a parameter, which is how tests hold the check against mutants.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer full-batch problem.
+    config : fslora_ref.config.FedConfig
+        The round's configuration (H = 1).
+    layers : list of (ndarray, ndarray)
+        The point ``[(B: (m, r), A: (r, n))]``.
+    impl : object, optional
+        The implementation whose white-box rounds are enumerated.
+    evaluate_fn : callable, optional
+        f^S, grad f^S and V at points (signature of :func:`theory.exact.sketch_batch.evaluate`).
+    hessian_fn : callable, optional
+        The Hessian of f^S (signature of :func:`theory.exact.sketch_hessian.hessian`).
+    rhs_fn : callable, optional
+        The H = 1 bound (signature of :func:`theory.ours.bound.h1_rhs`).
+    law : callable, optional
+        The sketch law.
+    eps : float, optional
+        The central-difference step of the Hessian check.
+    seed : int, optional
+        The seed of the Hessian check's random direction.
+
+    Returns
+    -------
+    dict
+        ``{step name: error}``: identities are absolute errors (compare with EXACT_RTOL x scale),
+        "step 4 ... (relative)" is relative, and "... (excess)" must be <= 0; plus ``_scale``,
+        ``_kappa`` (realised curvature), ``_L_S`` and ``_joint_choices``.
+    """
     (B, A), = layers
     m, r = B.shape
     n = A.shape[1]
@@ -106,7 +158,26 @@ def step_errors(problem, config, layers, *, impl=reference_impl, evaluate_fn=eva
 
 
 def check_steps(problem, config, points, **kw) -> Result:
-    """Every step at every point: identities within EXACT_RTOL x scale, the Hessian within FD_TOL, excesses <= 0."""
+    """Check every derivation step at every point.
+
+    Identities within EXACT_RTOL x scale, the Hessian within ``FD_TOL``, excesses <= 0.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer full-batch problem.
+    config : fslora_ref.config.FedConfig
+        The round's configuration (H = 1).
+    points : list
+        Points ``[(B: (m, r), A: (r, n))]``.
+    **kw
+        Passed to :func:`step_errors` (``impl``, ``evaluate_fn``, ``hessian_fn``, ``rhs_fn``, ``law``,
+        ``eps``, ``seed``).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     worst = {}
     scale = 1.0
     for p, layers in enumerate(points):

@@ -29,8 +29,24 @@ def _dtype(runner):
 
 
 def check_sketch_fixed(runner, steps: int = 4, trials: int = 3) -> Result:
-    """Per trial: one client (N = 1), a generic X (A != 0), H = ``steps`` full-batch steps; the moved
-    B columns and A rows must coincide and number exactly k (k = 1..r-1, ``trials`` rounds each)."""
+    """Check that one sketch per client and round is used: the moved B columns and A rows coincide and number exactly k.
+
+    One client (N = 1), generic points (A != 0), H = ``steps`` full-batch steps, k = 1..r-1.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    steps : int, optional
+        The local steps H.
+    trials : int, optional
+        The rounds per k.
+
+    Returns
+    -------
+    theory.result.Result
+    """
     problem = least_squares(n_clients=1, m=6, n=4, mean_size=20, seed=5)
     tol = MOVED[_dtype(runner)]
     bad, cases = [], 0
@@ -58,9 +74,24 @@ def check_sketch_fixed(runner, steps: int = 4, trials: int = 3) -> Result:
 
 
 def check_forms_agree(runner, rounds: int = 3) -> Result:
-    """The submatrix client and the full-size masked client give identical iterates, and each client
-    uploads exactly k_i (m + n) floats in every round (an ``Algorithm`` runner's two forms; else skipped).
-    Both runs go through ``fslora_ref.federation.run``, so the uploads are the ones its history counts."""
+    """Check that the submatrix and masked clients agree and upload exactly k_i (m + n) floats.
+
+    Only for runners with both forms (an ``Algorithm`` runner of FSLoRA); both runs go through
+    ``fslora_ref.federation.run``, so the uploads are the ones its history counts.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    rounds : int, optional
+        The rounds run.
+
+    Returns
+    -------
+    theory.result.Result
+        SKIPPED for a runner with a single client form.
+    """
     if not getattr(runner, "has_forms", False):
         return Result(SKIPPED, "the implementation has a single client form (compare it with the reference: "
                                "fslora crosscheck)", {"implementation": runner.name})
@@ -83,9 +114,23 @@ def check_forms_agree(runner, rounds: int = 3) -> Result:
 
 
 def check_fedavg(runner, rounds: int = 4) -> Result:
-    """k_i = r: each round of the implementation equals :func:`theory.exact.fedavg.fedavg_round` from the same
-    start (relative to the round's largest change, at the implementation's dtype tolerance); also
-    sigma_s^2 = 0 (exact) and L-bar = L-tilde = L at k = r."""
+    """Check that with every k_i = r each round equals plain FedAvg (:func:`theory.exact.fedavg.fedavg_round`).
+
+    The error is relative to the round's largest change, at the implementation's dtype tolerance; also
+    checks sigma_s^2 = 0 and L-bar = L-tilde = L at k = r.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    rounds : int, optional
+        The rounds compared (each from FedAvg's previous iterate).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     problem = least_squares(n_clients=3, m=6, n=4, mean_size=20, seed=3)
     config = FedConfig(rank=RANK, budgets=(RANK,) * 3, local_steps=3, lr=0.05, rounds=rounds, seed=3,
                        lora_scaling=SCALING)

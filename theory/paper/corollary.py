@@ -30,13 +30,57 @@ BOOT = 400
 
 
 def t_min(consts, setting: Setting, c_h: float = 0.0) -> float:
-    """Smallest T for which gamma(T) = sqrt(N/(T H L-tilde)) meets Theorem 4.4's condition."""
+    """The smallest T for which gamma(T) = sqrt(N / (T H L-tilde)) meets Theorem 4.4's step-size condition.
+
+    ``T_min = max(36 N H (c_h + 1) L, N^3 H^3 L^2 / L-tilde)``.
+
+    Parameters
+    ----------
+    consts : mapping
+        The measured constants; ``consts["L"]`` and ``consts["L_tilde"]`` are read.
+    setting : theory.experiment.Setting
+        The problem and run (its N and H are read).
+    c_h : float, optional
+        The heterogeneity constant (0 gives the smallest T_min).
+
+    Returns
+    -------
+    float
+    """
     N, H, L, Lt = setting.n_clients, setting.local_steps, consts["L"], consts["L_tilde"]
     return max(36 * N * H * (c_h + 1) * L, N ** 3 * H ** 3 * L * L / Lt)
 
 
 def fit_exponent(xs, per_seed, boot: int = BOOT, seed: int = 0):
-    """(slope, (lo, hi)) of log(mean) against xs; 95% percentile bootstrap resampling seeds."""
+    """The slope of log(mean over seeds) against ``xs``, with a 95 % percentile bootstrap interval over seeds.
+
+    Parameters
+    ----------
+    xs : array_like, shape (P,)
+        The abscissae (e.g. log T).
+    per_seed : sequence of ndarray
+        P arrays of per-seed values (positive), one per abscissa.
+    boot : int, optional
+        The number of bootstrap resamples.
+    seed : int, optional
+        The bootstrap's seed.
+
+    Returns
+    -------
+    slope : float
+    interval : tuple of float
+        (lo, hi), the 2.5 and 97.5 percentiles of the bootstrap slopes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from theory.paper.corollary import fit_exponent
+    >>> xs = np.log([10.0, 20.0, 40.0])
+    >>> per_seed = [np.array([1.0, 1.0]) / np.sqrt(T) for T in (10.0, 20.0, 40.0)]
+    >>> slope, (lo, hi) = fit_exponent(xs, per_seed, boot=20)
+    >>> round(slope, 6), round(lo, 6), round(hi, 6)
+    (-0.5, -0.5, -0.5)
+    """
     xs = np.asarray(xs, dtype=float)
     slope = float(np.polyfit(xs, [np.log(np.mean(v)) for v in per_seed], 1)[0])
     rng = np.random.default_rng(seed)
@@ -47,9 +91,32 @@ def fit_exponent(xs, per_seed, boot: int = BOOT, seed: int = 0):
 
 def corollary(runner, setting: Setting, seeds: int, factors=(1.0, 2.0, 4.0), ratios=(), step_seeds: int | None = None
               ) -> tuple[Result, dict]:
-    """(Result, plot data). L and L-tilde for gamma(T) and T_min come from the reference's Theorem 4.4
-    run on ``setting`` (``step_seeds`` seeds, default ``seeds``). ``ratios``: sketching ratios for the
-    descriptive sqrt(L-tilde) exponent."""
+    """Check Corollary 4.5 through the implementation under test (see the module docstring).
+
+    L and L-tilde for gamma(T) and T_min come from the reference's Theorem 4.4 run on ``setting``.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    setting : theory.experiment.Setting
+        The problem and run.
+    seeds : int
+        The number of seeds per T.
+    factors : sequence of float, optional
+        T takes the values ``ceil(1.5 T_min) * factor``.
+    ratios : sequence of float, optional
+        Sketching ratios for the descriptive sqrt(L-tilde) exponent (none: not measured).
+    step_seeds : int or None, optional
+        The seeds of the reference's Theorem 4.4 run (default ``seeds``).
+
+    Returns
+    -------
+    result : theory.result.Result
+    data : dict
+        The plot data: lists ``T``, ``lhs``, ``rhs``, ``within`` and the fitted ``slope``.
+    """
     lr0, pilot, _ = reference_step(setting, step_seeds or seeds, setting.rounds)
     N, H = setting.n_clients, setting.local_steps
     T0 = ceil(T_MIN_MARGIN * t_min(pilot, setting))
@@ -102,8 +169,32 @@ def corollary(runner, setting: Setting, seeds: int, factors=(1.0, 2.0, 4.0), rat
 
 
 def ratio_dependence(runner, setting, seeds, T, L, ratios) -> dict:
-    """Descriptive: the mean LHS at gamma = sqrt(N/(T H L-tilde)) for each sketching ratio, and its
-    fitted exponent in sqrt(L-tilde) (the corollary's O(.) bound grows like sqrt(L-tilde))."""
+    """Descriptive: the mean LHS at gamma(T) per sketching ratio, and its exponent in sqrt(L-tilde).
+
+    The corollary's O(.) bound grows like sqrt(L-tilde); an upper bound, not a prediction, so nothing
+    is judged.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    setting : theory.experiment.Setting
+        The problem and run.
+    seeds : int
+        The number of seeds per ratio.
+    T : int
+        The number of rounds.
+    L : float
+        The smoothness constant (L-tilde is computed from it per ratio).
+    ratios : sequence of float
+        The sketching ratios k_i / r.
+
+    Returns
+    -------
+    dict
+        ``exponent``, ``ci95``, ``T``, ``L``, ``rows`` (per ratio) and ``note``; or ``{"diverged": ...}``.
+    """
     xs, per_seed, rows = [], [], []
     for ratio in ratios:
         st = replace(setting, name=f"{setting.name}-ratio{ratio:g}", ratios=(ratio,), rounds=T)

@@ -33,7 +33,22 @@ IDENTITIES = {
 
 
 def all_errors(law=reference_law, r_max: int = R_MAX, seed: int = 0) -> dict:
-    """{identity: (worst error, (r, k))} over every 1 <= k <= r <= r_max (exact enumeration)."""
+    """The worst error of every sketch identity over every 1 <= k <= r <= r_max, by exact enumeration.
+
+    Parameters
+    ----------
+    law : callable, optional
+        The sketch law under test, ``law(r, k) -> (diagonals, probabilities)``.
+    r_max : int, optional
+        The largest rank.
+    seed : int, optional
+        The seed of the test matrices M, B, A.
+
+    Returns
+    -------
+    dict
+        ``{identity: (worst error, (r, k))}``.
+    """
     rng = stream(seed, round=-1, client=SERVER, purpose="eval")
     worst = {}
     for r in range(1, r_max + 1):
@@ -46,8 +61,24 @@ def all_errors(law=reference_law, r_max: int = R_MAX, seed: int = 0) -> dict:
 
 
 def check_identity(claim_id: str, law=reference_law, r_max: int = R_MAX) -> Result:
-    """One claim of IDENTITIES, exact over all (r, k) up to r_max. The ||MS||^2 maximum is an
-    inequality: its entry is the excess over (r/k)^2 ||M||^2 (must be <= 0)."""
+    """Check one claim of ``IDENTITIES`` exactly over all (r, k) up to r_max.
+
+    The ``||M S||^2`` maximum is an inequality: its entry is the excess over ``(r/k)^2 ||M||^2``
+    (clipped at 0).
+
+    Parameters
+    ----------
+    claim_id : str
+        A key of ``IDENTITIES``.
+    law : callable, optional
+        The sketch law under test.
+    r_max : int, optional
+        The largest rank.
+
+    Returns
+    -------
+    theory.result.Result
+    """
     errs = all_errors(law, r_max)
     names = IDENTITIES[claim_id]
     scale = 1e3   # the test matrices' squared norms are at most O(10^3) for r <= 7
@@ -60,7 +91,25 @@ def check_identity(claim_id: str, law=reference_law, r_max: int = R_MAX) -> Resu
 
 def check_large_r(sampler=sample_sketch, r: int = 64, ks=(1, 8, 32, 63), n_samples: int = 20_000,
                   seed: int = 0) -> Result:
-    """Monte Carlo moments of ``sampler`` for r too large to enumerate (Hoeffding, 99.9% per k)."""
+    """Check the moments of ``sampler`` by Monte Carlo for r too large to enumerate (Hoeffding, 99.9 % per k).
+
+    Parameters
+    ----------
+    sampler : callable, optional
+        ``sampler(r, k, rng) -> Sketch``, the sampler under test.
+    r : int, optional
+        The rank.
+    ks : sequence of int, optional
+        The sketch sizes checked.
+    n_samples : int, optional
+        The draws per k.
+    seed : int, optional
+        The base seed (seed + k per k).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     runs = {k: monte_carlo_check(r, k, n_samples, seed + k, sampler=sampler) for k in ks}
     ok = all(v["ok"] for v in runs.values())
     ratio = max(max(e / b for e, b in zip(v["errors"].values(), v["bounds"].values())) for v in runs.values())
@@ -72,8 +121,28 @@ def check_large_r(sampler=sample_sketch, r: int = 64, ks=(1, 8, 32, 63), n_sampl
 
 def check_uniform_subsets(sampler=sample_sketch, r: int = 6, k: int = 3, n_samples: int = 20_000,
                           seed: int = 0, alpha: float = 1e-3) -> Result:
-    """Pearson chi-square test that ``sampler`` draws each of the C(r, k) index sets with equal
-    probability (rejects at level alpha; fixed seed)."""
+    """Pearson chi-square test that ``sampler`` draws each of the C(r, k) index sets equally often.
+
+    Parameters
+    ----------
+    sampler : callable, optional
+        ``sampler(r, k, rng) -> Sketch``, the sampler under test.
+    r : int, optional
+        The rank.
+    k : int, optional
+        The sketch size.
+    n_samples : int, optional
+        The number of draws.
+    seed : int, optional
+        The seed (fixed, so the test is reproducible).
+    alpha : float, optional
+        The rejection level.
+
+    Returns
+    -------
+    theory.result.Result
+        VIOLATED if a draw has the wrong size or the test rejects.
+    """
     rng = stream(seed, round=-1, client=SERVER, purpose="eval")
     index = {I: j for j, I in enumerate(itertools.combinations(range(r), k))}
     counts = np.zeros(comb(r, k))

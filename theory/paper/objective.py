@@ -22,13 +22,41 @@ SCALING = 0.8   # a LoRA scaling s != 1 so that misplaced s factors show
 
 
 def small_problems(batch_size=None):
-    """A least-squares and a logistic problem small enough to enumerate everything."""
+    """A least-squares and a logistic problem (2 clients, m = 6) small enough to enumerate everything.
+
+    Parameters
+    ----------
+    batch_size : int or None, optional
+        The clients' minibatch size (None: full batch).
+
+    Returns
+    -------
+    list of fslora_ref.problems.Problem
+        ``[least squares, logistic]``.
+    """
     return [least_squares(n_clients=2, m=6, n=4, mean_size=20, batch_size=batch_size, seed=3),
             logistic(n_clients=2, m=6, n_classes=3, mean_size=20, batch_size=batch_size, seed=3)]
 
 
 def random_points(problem, count: int, seed: int = 0, rank: int = RANK):
-    """``count`` points [(B: (m, r), A: (r, n))] with O(1) entries (A != 0, unlike the init)."""
+    """Random single-layer points with O(1) entries and A != 0 (unlike the init, so every term of the gradient shows).
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A single-layer problem (its ``layer_shapes`` (m, n)).
+    count : int
+        The number of points.
+    seed : int, optional
+        The seed (server evaluation stream).
+    rank : int, optional
+        The rank r.
+
+    Returns
+    -------
+    list
+        ``count`` points, each ``[(B: (m, r), A: (r, n))]``.
+    """
     rng = stream(seed, round=-1, client=SERVER, purpose="eval")
     (m, n), = problem.layer_shapes
     return [[(rng.standard_normal((m, rank)) / np.sqrt(m), rng.standard_normal((rank, n)) / np.sqrt(rank))]
@@ -36,7 +64,21 @@ def random_points(problem, count: int, seed: int = 0, rank: int = RANK):
 
 
 def check_closed_form_value(regulariser=least_squares_regulariser, points: int = 3) -> Result:
-    """f_i^S = f_i + R(X) (closed form) against enumeration of all sketches; R >= 0."""
+    """Check the closed form ``f_i^S = f_i + R(X)`` of least squares against enumerating every sketch, and ``R >= 0``.
+
+    Parameters
+    ----------
+    regulariser : callable, optional
+        ``regulariser(X, B, A, s, k) -> float``, the R under test; default
+        :func:`fslora_ref.problems.sketched.least_squares_regulariser`.
+    points : int, optional
+        The number of random points.
+
+    Returns
+    -------
+    theory.result.Result
+        VERIFIED when every error is within the exact tolerance and R >= 0, else VIOLATED.
+    """
     problem = small_problems()[0]
     errors, min_reg = {}, np.inf
     for p, layers in enumerate(random_points(problem, points)):
@@ -57,7 +99,20 @@ def check_closed_form_value(regulariser=least_squares_regulariser, points: int =
 
 
 def check_closed_form_grad(reg_grad=regulariser_grad, points: int = 3) -> Result:
-    """grad f_i^S closed form (least squares) against the enumerated E_S grad f~_i(X; S)."""
+    """Check the closed-form ``grad f_i^S`` of least squares against the enumerated ``E_S grad f~_i(X; S)``.
+
+    Parameters
+    ----------
+    reg_grad : callable, optional
+        ``reg_grad(X, B, A, s, k) -> (dB, dA)``, the regulariser gradient under test; default
+        :func:`theory.exact.sketched_objective.regulariser_grad`.
+    points : int, optional
+        The number of random points.
+
+    Returns
+    -------
+    theory.result.Result
+    """
     problem = small_problems()[0]
     errors = {}
     for p, layers in enumerate(random_points(problem, points, seed=1)):
@@ -77,9 +132,25 @@ def _unsketched(B, A):
 
 
 def check_lemma_gradient(grad_formula=lemma_grad, points: int = 2) -> Result:
-    """Lemma 3.2: grad_B f~ = s G A^T S^T, grad_A f~ = s S^T B^T G (G = grad_W loss at W0 + s BSA),
-    against the problems' exact factor gradients and central finite differences of the loss;
-    and E_S of the formula equals grad f_i^S."""
+    """Check Lemma 3.2, ``grad_B f~ = s G A^T S^T`` and ``grad_A f~ = s S^T B^T G``.
+
+    The formula is compared, for every sketch, with the problems' exact factor gradients (themselves
+    checked against central finite differences of the loss), and its mean over the sketch law with
+    ``grad f_i^S``.
+
+    Parameters
+    ----------
+    grad_formula : callable, optional
+        ``grad_formula(problem, client, B, A, diag_S, s) -> (grad_B, grad_A)``; default
+        :func:`theory.exact.sketched_objective.lemma_grad`.
+    points : int, optional
+        The number of random points per problem.
+
+    Returns
+    -------
+    theory.result.Result
+        VIOLATED also when the finite-difference error exceeds 1e-6.
+    """
     errors, fd_err = {}, 0.0
     for problem in small_problems():
         for p, layers in enumerate(random_points(problem, points, seed=2)):

@@ -30,8 +30,23 @@ TOL = 1e-9
 
 
 def cases(points: int = 3, run_rounds: int = 10):
-    """[(label, problem, [X], s)]: random points of two small problems, and the iterates
-    X^0, X^{T/2}, X^T of one run on each of the Theorem 4.4 grid's base problems."""
+    """The points Proposition D.4 is checked at.
+
+    Random points of two small problems, and the iterates X^0, X^{T/2}, X^T of one reference run on
+    each of the Theorem 4.4 grid's base problems.
+
+    Parameters
+    ----------
+    points : int, optional
+        The random points per small problem.
+    run_rounds : int, optional
+        The rounds T of each run.
+
+    Returns
+    -------
+    list of tuple
+        ``[(label, problem, [X], s)]``, each X ``[(B: (m, r), A: (r, n))]`` and s the LoRA scale.
+    """
     out = [(f"{p.name} random", p, random_points(p, points, seed=11), SCALING)
            for p in (least_squares(n_clients=2, m=6, n=4, mean_size=20, seed=5),
                      logistic(n_clients=2, m=6, n_classes=3, mean_size=20, seed=5))]
@@ -49,7 +64,25 @@ def _norm(H):
 
 @functools.lru_cache(maxsize=8)   # the three statements share one measurement
 def measure(law=reference_law, points: int = 3, l_bar_fn=bounds.L_bar) -> dict:
-    """Worst measured/claimed ratios of the three statements over problems, points, clients, k."""
+    """The worst measured / claimed smoothness ratio of each statement of Proposition D.4 (cached).
+
+    Over the problems and points of :func:`cases`, every client and k = 1..r-1 (k = r is equality by
+    construction).
+
+    Parameters
+    ----------
+    law : callable, optional
+        The sketch law.
+    points : int, optional
+        The random points per small problem.
+    l_bar_fn : callable, optional
+        The claimed global constant, signature of :func:`theory.exact.bounds.L_bar`.
+
+    Returns
+    -------
+    dict
+        ``{"instance" | "client" | "global": (worst ratio, where)}``.
+    """
     worst = {"instance": (0.0, None), "client": (0.0, None), "global": (0.0, None)}
 
     def note(which, ratio, where):
@@ -82,7 +115,22 @@ def measure(law=reference_law, points: int = 3, l_bar_fn=bounds.L_bar) -> dict:
 
 
 def check(which: str, law=reference_law, l_bar_fn=bounds.L_bar) -> Result:
-    """Status for one statement ('instance' | 'client' | 'global'): verified if measured <= claimed."""
+    """One statement of Proposition D.4: verified if the measured smoothness is at most the claimed one.
+
+    Parameters
+    ----------
+    which : {"instance", "client", "global"}
+        The statement: ``f~_i(.; S)`` is ``L r^2/k_i^2``-smooth, ``f_i^S`` is ``L r/k_i``-smooth, or
+        ``f^S`` is L-bar-smooth.
+    law : callable, optional
+        The sketch law (a broken one can be held to the check).
+    l_bar_fn : callable, optional
+        The claimed global constant, signature of :func:`theory.exact.bounds.L_bar`.
+
+    Returns
+    -------
+    theory.result.Result
+    """
     ratio, where = measure(law, l_bar_fn=l_bar_fn)[which]
     status = VERIFIED if ratio <= 1.0 + TOL else VIOLATED
     return Result(status, f"max measured/claimed {ratio:.3f}",

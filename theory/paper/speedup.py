@@ -44,7 +44,26 @@ def _point(runner, setting, T, L_tilde, seeds) -> dict:
 
 
 def check_speedup(runner, setting, T: int, L_tilde: float, seeds: int) -> Result:
-    """The N and H speed-up at T (see the module docstring); ``L_tilde``: the corollary's pilot value."""
+    """Check Corollary 4.5's speed-up in N and H at T (see the module docstring).
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    setting : theory.experiment.Setting
+        The base setting (N, H); the 2N and 2H settings are derived from it.
+    T : int
+        The number of rounds (the corollary's largest T).
+    L_tilde : float
+        The corollary's pilot L-tilde, for the step size.
+    seeds : int
+        The seeds per point.
+
+    Returns
+    -------
+    theory.result.Result
+    """
     base = replace(setting, rounds=T)
     points = {"base": _point(runner, base, T, L_tilde, seeds),
               "N": _point(runner, replace(base, name=f"{setting.name}-N{2 * setting.n_clients}",

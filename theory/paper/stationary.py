@@ -23,8 +23,25 @@ GAP = 10.0
 
 
 def check_stationary(runner, setting: Setting, seeds: int, step_seeds: int | None = None) -> Result:
-    """``seeds`` runs at each step size; gamma is the reference's Theorem 4.4 step on ``setting``
-    (established with ``step_seeds`` seeds, default ``seeds``: pass the theorem's to share its runs)."""
+    """Check that the implementation settles at a stationary point of f^S, not of f (see the module docstring).
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    setting : theory.experiment.Setting
+        The problem and run.
+    seeds : int
+        The runs at each step size.
+    step_seeds : int or None, optional
+        The seeds establishing the reference's Theorem 4.4 step size (default ``seeds``; pass the
+        theorem's to share its runs).
+
+    Returns
+    -------
+    theory.result.Result
+    """
     T = setting.rounds
     lr, _, _ = reference_step(setting, step_seeds or seeds, T)
     a = run_seeds(runner, setting, lr, seeds, T)

@@ -31,7 +31,33 @@ INFORMATIVE_MAX = 1.0   # RHS / ||grad f^S(X^0)||^2 below which a setting can ca
 
 @dataclass
 class Outcome:
-    """One setting of the theorem check."""
+    """One setting of the Theorem 4.4 check: the reference's step size, constants and bound, and both sides' runs.
+
+    Parameters
+    ----------
+    setting : theory.experiment.Setting
+        The setting.
+    lr : float
+        The step size gamma used (0.9 x the reference's limit).
+    gamma_max : float
+        The step-size limit from the reference's constants.
+    c_h : float
+        The heterogeneity constant chosen.
+    within : bool
+        Whether gamma <= gamma_max.
+    constants : theory.experiment.Constants
+        The reference's constants at (gamma, T).
+    rhs : dict
+        :func:`theory.exact.bounds.theorem_rhs` at T.
+    rhs_curve : list of float, optional
+        The RHS at every T' = 1..T.
+    reference : theory.experiment.Runs or None, optional
+        The reference's runs.
+    candidate : theory.experiment.Runs or None, optional
+        The implementation's runs (None if it could not run the setting).
+    not_run : str, optional
+        Why the implementation could not run this setting (then no verdict there).
+    """
 
     setting: Setting
     lr: float
@@ -64,8 +90,20 @@ class Outcome:
         return self.lhs_ucb / self.rhs["rhs"]
 
     def rounds_to_detect(self, plateau: float) -> float:
-        """T at which the smallest RHS over gamma, 2 sqrt(4 (f^S(X^0) - f*) K / (T H)) with K the
-        noise + drift terms per unit gamma, falls to ``plateau``: 16 (f^S(X^0) - f*) K / (H plateau^2)."""
+        """The T at which the smallest RHS over gamma falls to ``plateau``.
+
+        The RHS minimised over gamma is ``2 sqrt(4 (f^S(X^0) - f*) K / (T H))`` with K the noise + drift
+        terms per unit gamma, so ``T = 16 (f^S(X^0) - f*) K / (H plateau^2)``.
+
+        Parameters
+        ----------
+        plateau : float
+            The level of ``||grad f^S||^2`` to detect.
+
+        Returns
+        -------
+        float
+        """
         K = (self.rhs["noise"] + self.rhs["drift"]) / self.lr
         gap = self.constants["fS_X0"] - self.constants["f_star"]
         return 16.0 * gap * K / (self.setting.local_steps * plateau ** 2)
@@ -75,6 +113,15 @@ class Outcome:
         return self.counts and (bool(self.candidate.diverged) or self.lhs_ucb > self.rhs["rhs"])
 
     def to_json(self) -> dict:
+        """The setting's row of the claim's evidence.
+
+        Returns
+        -------
+        dict
+            The setting, gamma and its limit, the RHS and its terms, the detectable plateau, whether the
+            setting is informative, the constants, and the implementation's LHS (mean, UCB95, LHS / RHS) or
+            why it did not run.
+        """
         st, g0 = self.setting, self.reference.initial_grad_sq()
         ref_lhs = float(self.reference.lhs_per_seed().mean())
         out = {"setting": st.name, "describe": st.describe(), "T": st.rounds, "seeds": self.reference.seeds,
@@ -97,7 +144,22 @@ class Outcome:
 
 
 def theorem_setting(runner, setting: Setting, seeds: int) -> Outcome:
-    """The check on one setting: reference step size and constants, the implementation's runs."""
+    """Run the theorem check on one setting: the reference's step size and constants, then the implementation's runs.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    setting : theory.experiment.Setting
+        The problem and run.
+    seeds : int
+        The number of seeds (the same for the reference and the implementation).
+
+    Returns
+    -------
+    Outcome
+    """
     T = setting.rounds
     lr, consts, _ = reference_step(setting, seeds, T)
     c_h, gmax, rhs = consts.choose_c_h(setting, lr, T)
@@ -118,11 +180,22 @@ def _fall(o) -> str:
 
 
 def theorem_status(outcomes) -> Result:
-    """violated if any setting inside the condition has UCB95(LHS) > RHS (or diverged); verified if all
-    settings inside the condition hold and at least one is informative (RHS < ||grad f^S(X^0)||^2);
-    inconclusive if they all hold but none is informative; outside_conditions if no setting could be
-    put inside it. Settings the implementation cannot run (minibatches through a conformance-protocol
-    implementation) are reported without a verdict."""
+    """The claim's verdict over all settings.
+
+    Violated if any setting inside the condition has UCB95(LHS) > RHS (or diverged); verified if all
+    settings inside the condition hold and at least one is informative (RHS < ``||grad f^S(X^0)||^2``);
+    inconclusive if they all hold but none is informative; outside_conditions if no setting could be put
+    inside it. Settings the implementation cannot run are reported without a verdict.
+
+    Parameters
+    ----------
+    outcomes : list of Outcome
+        One per setting.
+
+    Returns
+    -------
+    theory.result.Result
+    """
     rows = [o.to_json() for o in outcomes]
     inside = [o for o in outcomes if o.counts]
     ev = {"settings": rows, "confidence": "one-sided 95% Student-t upper bound on E[(1/T) sum_t ||grad f^S(X^t)||^2] "
@@ -152,8 +225,29 @@ def theorem_status(outcomes) -> Result:
 
 
 def above_limit(runner, setting: Setting, seeds: int, rounds: int, factors=OUTSIDE_FACTORS) -> Result:
-    """Runs at ``factors`` x the reference's step-size limit (T = ``rounds``): what the implementation
-    does where the theorem says nothing. A measurement (no pass/fail rule): always ``measurement``."""
+    """Runs at multiples of the reference's step-size limit, where the theorem says nothing.
+
+    A measurement without a pass/fail rule.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    setting : theory.experiment.Setting
+        The problem and run.
+    seeds : int
+        The number of seeds.
+    rounds : int
+        The rounds T of each run.
+    factors : sequence of float, optional
+        The multiples of gamma_max.
+
+    Returns
+    -------
+    theory.result.Result
+        MEASUREMENT, or SKIPPED when no step-size limit was established.
+    """
     lr, consts, within = reference_step(setting, seeds, setting.rounds)
     if not within:
         return Result(SKIPPED, "no step-size limit was established", {"setting": setting.name})

@@ -35,7 +35,13 @@ LR = 0.05
 
 
 def problems():
-    """Two small full-batch problems with N = 4 clients (least squares and logistic)."""
+    """Two small full-batch problems with N = 4 clients.
+
+    Returns
+    -------
+    list of fslora_ref.problems.Problem
+        ``[least squares, logistic]``.
+    """
     return [least_squares(n_clients=4, m=6, n=4, mean_size=20, seed=3),
             logistic(n_clients=4, m=6, n_classes=3, mean_size=20, seed=3)]
 
@@ -45,9 +51,32 @@ def _flat(layers) -> np.ndarray:
 
 
 def exact_law(problem, layers, s: float, budgets, lr: float):
-    """(mu, var, rng, per-client centred deltas): the exact law of one H = 1 round from ``layers``.
-    mu: (D,) expected change -gamma grad f^S; var: (D,) per-coordinate variance of Delta; rng: (D,)
-    bound on |Delta - mu|; centred: per client (C(r, k_i), D) values of delta_i(S) - E delta_i."""
+    """The exact law of one H = 1 round from ``layers``, by enumerating every sketch of every client.
+
+    Parameters
+    ----------
+    problem : fslora_ref.problems.Problem
+        A full-batch problem.
+    layers : list of (ndarray, ndarray)
+        The start point ``[(B: (m, r), A: (r, n))]``.
+    s : float
+        The LoRA scale.
+    budgets : sequence of int
+        The sketch sizes k_i per client.
+    lr : float
+        The step size gamma.
+
+    Returns
+    -------
+    mu : ndarray, shape (D,)
+        The expected change ``-gamma grad f^S``.
+    var : ndarray, shape (D,)
+        The per-coordinate variance of the change Delta.
+    rng : ndarray, shape (D,)
+        A bound on ``|Delta - mu|`` per coordinate.
+    centred : list of ndarray
+        Per client, shape (C(r, k_i), D): the values ``delta_i(S) - E delta_i``.
+    """
     N = problem.n_clients
     mu, var, rng, centred = 0.0, 0.0, 0.0, []
     for i, k in enumerate(budgets):
@@ -61,14 +90,68 @@ def exact_law(problem, layers, s: float, budgets, lr: float):
 
 
 def bernstein_radius(var, rng, n: int, level: float):
-    """eps with 2 exp(-n eps^2 / (2 var + 2 rng eps / 3)) = level (elementwise)."""
+    """The deviation eps with ``2 exp(-n eps^2 / (2 var + 2 rng eps / 3)) = level`` (Bernstein), elementwise.
+
+    Parameters
+    ----------
+    var : float or ndarray
+        The variance of one sample.
+    rng : float or ndarray
+        A bound on ``|sample - mean|``.
+    n : int
+        The number of samples averaged.
+    level : float
+        The probability of a larger deviation of the mean.
+
+    Returns
+    -------
+    float or ndarray
+        eps, shaped like ``var``.
+
+    Examples
+    --------
+    >>> from math import exp
+    >>> from theory.paper.unbiased import bernstein_radius
+    >>> eps = bernstein_radius(1.0, 2.0, 100, 1e-3)
+    >>> round(2 * exp(-100 * eps ** 2 / (2 * 1.0 + 2 * 2.0 * eps / 3)), 6)
+    0.001
+    """
     l = log(2.0 / level)
     return (rng * l / 3.0 + np.sqrt((rng * l / 3.0) ** 2 + 2.0 * n * var * l)) / n
 
 
 def check_point(runner, problem, layers, rounds: int, *, budgets=BUDGETS, lr: float = LR, s: float = SCALING,
                 alpha: float = ALPHA, seed: int = 1) -> dict:
-    """The test at one point: dict with the statistics and whether it passed."""
+    """The unbiasedness test at one point (see the module docstring).
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    problem : fslora_ref.problems.Problem
+        A full-batch problem.
+    layers : list of (ndarray, ndarray)
+        The fixed point X, ``[(B: (m, r), A: (r, n))]``.
+    rounds : int
+        The number of rounds M run from X.
+    budgets : sequence of int, optional
+        The sketch sizes k_i per client.
+    lr : float, optional
+        The step size gamma.
+    s : float, optional
+        The LoRA scale.
+    alpha : float, optional
+        The false-alarm rate of the test at this point.
+    seed : int, optional
+        The run seed of the implementation's rounds.
+
+    Returns
+    -------
+    dict
+        The statistics (deviations over their Bernstein radii per coordinate and along -grad f^S, the
+        worst coordinate, the detectable relative bias, ...) and ``passed`` (bool).
+    """
     config = FedConfig(rank=layers[0][0].shape[1], budgets=budgets, local_steps=1, lr=lr, rounds=rounds, seed=seed,
                        lora_scaling=s)
     mu, var, rng, centred = exact_law(problem, layers, s, budgets, lr)
@@ -100,8 +183,25 @@ def check_point(runner, problem, layers, rounds: int, *, budgets=BUDGETS, lr: fl
 
 
 def check_round_unbiased(runner, rounds: int = 400, alpha: float = ALPHA) -> Result:
-    """H = 1, full batch: the implementation's mean round change equals -gamma grad f^S(X) within the
-    Bernstein radius, at a generic point of a least-squares and a logistic problem."""
+    """Check that the implementation's mean round change (H = 1, full batch) equals ``-gamma grad f^S(X)``.
+
+    Within the Bernstein radius, at a generic point of a least-squares and a logistic problem
+    (``alpha / 2`` each).
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    rounds : int, optional
+        The rounds M per point.
+    alpha : float, optional
+        The family-wise false-alarm rate.
+
+    Returns
+    -------
+    theory.result.Result
+    """
     rows = [check_point(runner, p, random_points(p, 1, seed=7, rank=RANK)[0], rounds, alpha=alpha / 2)
             for p in problems()]
     ok = all(r["passed"] for r in rows)

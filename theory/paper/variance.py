@@ -59,7 +59,36 @@ def _trace_law(ys) -> tuple[float, float, float]:
 
 def check_point(runner, problem, layers, rounds: int, *, budgets=BUDGETS, lr: float = LR, s: float = SCALING,
                 alpha: float = ALPHA, seed: int = 1) -> dict:
-    """The test at one point (the rounds of ``alg1.round_unbiased``): dict of statistics and ``passed``."""
+    """The spread test at one point (the rounds of ``alg1.round_unbiased``); see the module docstring.
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    problem : fslora_ref.problems.Problem
+        A full-batch problem.
+    layers : list of (ndarray, ndarray)
+        The fixed point X, ``[(B: (m, r), A: (r, n))]``.
+    rounds : int
+        The number of rounds M run from X.
+    budgets : sequence of int, optional
+        The sketch sizes k_i per client.
+    lr : float, optional
+        The step size gamma.
+    s : float, optional
+        The LoRA scale.
+    alpha : float, optional
+        The false-alarm rate at this point.
+    seed : int, optional
+        The run seed of the implementation's rounds.
+
+    Returns
+    -------
+    dict
+        The statistics (empirical against exact, with their radii; the worst; the trace ratio and the
+        smallest detectable relative change of the trace) and ``passed`` (bool).
+    """
     config = FedConfig(rank=layers[0][0].shape[1], budgets=budgets, local_steps=1, lr=lr, rounds=rounds, seed=seed,
                        lora_scaling=s)
     mu, _, _, centred = exact_law(problem, layers, s, budgets, lr)
@@ -94,8 +123,25 @@ def check_point(runner, problem, layers, rounds: int, *, budgets=BUDGETS, lr: fl
 
 
 def check_round_variance(runner, rounds: int = 1000, alpha: float = ALPHA) -> Result:
-    """H = 1, full batch: the spread of the implementation's round change matches the exact covariance
-    (independent client sketches) at the points of ``alg1.round_unbiased``; see the module docstring."""
+    """Check that the spread of the implementation's round change (H = 1, full batch) matches the exact covariance.
+
+    The covariance assumes independent client sketches; checked at the points of
+    ``alg1.round_unbiased`` (``alpha / 2`` each).
+
+    Parameters
+    ----------
+    runner : round runner
+        The implementation under test (:class:`theory.implementations.AlgorithmRunner`,
+        :class:`theory.implementations.ProtocolRunner` or any object with ``run``).
+    rounds : int, optional
+        The rounds M per point.
+    alpha : float, optional
+        The family-wise false-alarm rate.
+
+    Returns
+    -------
+    theory.result.Result
+    """
     rows = [check_point(runner, p, random_points(p, 1, seed=7, rank=RANK)[0], rounds, alpha=alpha / 2)
             for p in problems()]
     ok = all(r["passed"] for r in rows)

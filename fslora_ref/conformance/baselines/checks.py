@@ -19,6 +19,20 @@ from .scenarios import aggregation_task, rounds_task
 
 @dataclass(frozen=True)
 class BaselineCheck:
+    """A registered baseline check, as the battery lists and runs it.
+
+    Parameters
+    ----------
+    name : str
+        The check's name (its function's name without ``check_``).
+    algorithms : tuple of str
+        The baselines it applies to.
+    func : callable
+        ``func(probe) -> str``, the check itself.
+    description : str
+        The first paragraph of the function's docstring, one line (shown by ``crosscheck --list``).
+    """
+
     name: str
     algorithms: tuple
     func: object
@@ -29,6 +43,21 @@ BASELINE_CHECKS: dict = {}
 
 
 def baseline_check(*algorithms):
+    """Register the decorated function as a baseline check for ``algorithms`` in BASELINE_CHECKS.
+
+    Its name is the function's without ``check_``; its description is the first paragraph of its
+    docstring, so that paragraph must say what the check verifies.
+
+    Parameters
+    ----------
+    *algorithms : str
+        The baselines the check applies to.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the function unchanged.
+    """
     def register(func):
         name = func.__name__.removeprefix("check_")
         first = " ".join((func.__doc__ or name).strip().split("\n\n")[0].split())
@@ -39,7 +68,19 @@ def baseline_check(*algorithms):
 
 @dataclass
 class Probe:
-    """The implementation under test, its baseline and declared (complete) options."""
+    """The implementation under test, its baseline and declared (complete) options.
+
+    Parameters
+    ----------
+    impl : object
+        The adapter: ``aggregate(task)`` and optionally ``run_rounds(task)``.
+    algorithm : str
+        The baseline it implements.
+    options : dict
+        Its declared variant, every option filled in.
+    dtype : numpy.dtype, default float64
+        The dtype it computes in; sets the tolerance (``TOLERANCE[dtype]``).
+    """
 
     impl: object
     algorithm: str
@@ -51,6 +92,24 @@ class Probe:
         return TOLERANCE[self.dtype]
 
     def call(self, method: str, task):
+        """Call the implementation's ``method`` on ``task``; whatever it raises is its failure.
+
+        Parameters
+        ----------
+        method : str
+            ``"aggregate"`` or ``"run_rounds"``.
+        task : AggregationTask or RoundsTask
+
+        Returns
+        -------
+        object
+            What the implementation returned, unchecked.
+
+        Raises
+        ------
+        CheckFailed
+            Naming the task and the exception, if the call raised (a KeyboardInterrupt propagates).
+        """
         try:
             return getattr(self.impl, method)(task)
         except KeyboardInterrupt:
@@ -59,9 +118,41 @@ class Probe:
             raise CheckFailed(f"task {task.label!r}: {method} raised {describe_exception(exc)}") from None
 
     def aggregate(self, task: AggregationTask) -> dict:
+        """The implementation's aggregation of ``task``, validated (:func:`normalise_state`).
+
+        Parameters
+        ----------
+        task : AggregationTask
+
+        Returns
+        -------
+        dict
+            ``{"layers": [(B_l, A_l)]}`` or ``{"delta_W": [dW_l]}``, float arrays.
+
+        Raises
+        ------
+        CheckFailed
+            If the call raises or the result has the wrong structure, shape or values.
+        """
         return normalise_state(self.call("aggregate", task), task)
 
     def run_rounds(self, task: RoundsTask) -> list:
+        """The implementation's whole rounds on ``task``, validated (:func:`normalise_rounds`).
+
+        Parameters
+        ----------
+        task : RoundsTask
+
+        Returns
+        -------
+        list of list of ndarray
+            ``[round][layer]`` ``W_l^t - W0_l``, shape (m_l, n_l), float.
+
+        Raises
+        ------
+        CheckFailed
+            If the call raises or the result has the wrong structure, shape or values.
+        """
         return normalise_rounds(self.call("run_rounds", task), task)
 
 
@@ -79,7 +170,30 @@ def _array(x, what) -> np.ndarray:
 
 
 def normalise_state(result, task: AggregationTask) -> dict:
-    """{"layers": [(B, A)]} (FedIT, HetLoRA) or {"delta_W": [dW]} (FlexLoRA, FLoRA), validated."""
+    """What an implementation's ``aggregate`` returned, validated and in one form.
+
+    A list per layer, or a dict holding it under ``"layers"`` (FedIT, HetLoRA) or ``"delta_W"``
+    (FlexLoRA, FLoRA), is accepted.
+
+    Parameters
+    ----------
+    result : object
+        The implementation's return value.
+    task : AggregationTask
+        The task it was given (its algorithm, layer count and shapes).
+
+    Returns
+    -------
+    dict
+        ``{"layers": [(B_l: (m_l, r), A_l: (r, n_l))]}`` (FedIT, HetLoRA) or
+        ``{"delta_W": [dW_l: (m_l, n_l)]}`` (FlexLoRA, FLoRA), float arrays.
+
+    Raises
+    ------
+    CheckFailed
+        If it is not a list per layer, has the wrong number of layers or shapes, or holds
+        non-numeric or non-finite values.
+    """
     where = f"task {task.label!r}: aggregate"
     if isinstance(result, Mapping):
         key = "layers" if task.algorithm in FACTOR_ALGORITHMS else "delta_W"
@@ -113,6 +227,25 @@ def normalise_state(result, task: AggregationTask) -> dict:
 
 
 def normalise_rounds(result, task: RoundsTask) -> list:
+    """What an implementation's ``run_rounds`` returned, validated.
+
+    Parameters
+    ----------
+    result : object
+        The implementation's return value: per round, per layer, the model update.
+    task : RoundsTask
+        The task it was given (its rounds, layer count and base weights' shapes).
+
+    Returns
+    -------
+    list of list of ndarray
+        ``[round][layer]`` ``W_l^t - W0_l``, shape (m_l, n_l), float.
+
+    Raises
+    ------
+    CheckFailed
+        If the number of rounds or layers, a shape, or a value (non-numeric, non-finite) is wrong.
+    """
     try:
         rounds = [list(r) for r in result]
     except TypeError:
@@ -145,7 +278,36 @@ def _names(task, state: dict) -> list:
 
 
 def mismatch(expected: list, got: list, names: list, tol: float) -> str | None:
-    """None if every array agrees within ``tol`` relative to its largest expected entry."""
+    """The first array that differs from its expected value beyond a relative tolerance.
+
+    An array agrees when ``max |got - expected| <= tol * max |expected|``.
+
+    Parameters
+    ----------
+    expected : list of ndarray
+        The reference's arrays.
+    got : list of ndarray
+        The implementation's, in the same order.
+    names : list of str
+        One name per array, for the message (e.g. ``"layer 0 B"``).
+    tol : float
+        The relative tolerance.
+
+    Returns
+    -------
+    str or None
+        None if every array agrees; else one line naming the first array that does not, its worst
+        entry (expected vs got) and the error, or its shape if the shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fslora_ref.conformance.baselines.checks import mismatch
+    >>> mismatch([np.ones((2, 2))], [np.ones((2, 2))], ["layer 0 update"], 1e-12) is None
+    True
+    >>> mismatch([np.ones((2, 2))], [np.array([[1.0, 1.0], [1.0, 1.5]])], ["layer 0 update"], 1e-12)
+    'layer 0 update[1, 1]: expected 1, got 1.5 (max error 0.5 x the largest entry, tolerance 1e-12)'
+    """
     for name, e, g in zip(names, expected, got):
         if np.shape(e) != np.shape(g):
             return f"{name}: expected shape {np.shape(e)}, got {np.shape(g)}"
@@ -158,7 +320,25 @@ def mismatch(expected: list, got: list, names: list, tol: float) -> str | None:
 
 
 def aggregation_hint(probe: Probe, task: AggregationTask, got: dict) -> str:
-    """Which known variant or defect the result matches, if any."""
+    """Which known defect or other variant an aggregation result matches, for a diagnosis.
+
+    Tried in order: FedIT keeping only the first client (:func:`~.reference.first_client_only`),
+    then every other variant of the algorithm, fewest differences first.
+
+    Parameters
+    ----------
+    probe : Probe
+        The implementation, its declared variant and tolerance.
+    task : AggregationTask
+        The task it aggregated.
+    got : dict
+        Its validated result (:func:`normalise_state`).
+
+    Returns
+    -------
+    str
+        ``"; it ..."`` naming the first match, to append to a failure message; ``""`` if none matches.
+    """
     flat = _flat(got)
     for candidate in first_client_only(task):
         if mismatch(_flat(candidate), flat, _names(task, got), probe.tol) is None:
@@ -184,7 +364,24 @@ ALL = ("fedit", "hetlora", "flexlora", "flora")
 @baseline_check(*ALL)
 def check_aggregation_matches_reference(probe: Probe) -> str:
     """The server state the implementation aggregates from given uploads equals the reference's
-    (declared variant; heterogeneous budgets, unequal data sizes, two layers)."""
+    (declared variant; heterogeneous budgets, unequal data sizes, two layers).
+
+    Parameters
+    ----------
+    probe : Probe
+        The implementation under test, its baseline and declared variant.
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis (task, layer, expected vs got, and the known variant or defect the result
+        matches, if any).
+    """
     tasks = [aggregation_task(probe.algorithm, probe.options, tag) for tag in (1, 2)]
     for task in tasks:
         _compare_aggregation(probe, task, "the aggregated server state differs from the reference")
@@ -195,7 +392,24 @@ def check_aggregation_matches_reference(probe: Probe) -> str:
 def check_no_op_round(probe: Probe) -> str:
     """Uploads equal to what the clients started from (learning rate 0): the server's model must not
     move (FedIT, HetLoRA's delta rule, FLoRA) or must move exactly to the weighted average of the
-    clients' rank-k_i truncations (FlexLoRA), as the declared variant implies."""
+    clients' rank-k_i truncations (FlexLoRA), as the declared variant implies.
+
+    Parameters
+    ----------
+    probe : Probe
+        The implementation under test, its baseline and declared variant.
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis (task, layer, expected vs got, and the known variant or defect the result
+        matches, if any).
+    """
     task = aggregation_task(probe.algorithm, probe.options, tag=3, untrained=True)
     expected = reference_aggregate(task)
     got = probe.aggregate(task)
@@ -220,7 +434,24 @@ def _is_fixed_point(task: AggregationTask, expected: dict) -> bool:
 @baseline_check(*ALL)
 def check_every_client_counts(probe: Probe) -> str:
     """Changing the last client's upload changes the result exactly as the reference's does (an
-    aggregation that keeps only the first client fails this)."""
+    aggregation that keeps only the first client fails this).
+
+    Parameters
+    ----------
+    probe : Probe
+        The implementation under test, its baseline and declared variant.
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis (task, layer, expected vs got, and the known variant or defect the result
+        matches, if any).
+    """
     task = aggregation_task(probe.algorithm, probe.options, tag=4)
     rng = np.random.default_rng([20, 5])
     last = [(B + rng.standard_normal(np.shape(B)), A + rng.standard_normal(np.shape(A))) for B, A in task.trained[-1]]
@@ -242,7 +473,24 @@ def check_every_client_counts(probe: Probe) -> str:
 @baseline_check("fedit", "flexlora", "flora")
 def check_weights_as_declared(probe: Probe) -> str:
     """Swapping the clients' data sizes (same uploads) leaves a uniformly weighted result unchanged and
-    moves a data-size-weighted one exactly as the reference's does."""
+    moves a data-size-weighted one exactly as the reference's does.
+
+    Parameters
+    ----------
+    probe : Probe
+        The implementation under test, its baseline and declared variant.
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis (task, layer, expected vs got, and the known variant or defect the result
+        matches, if any).
+    """
     task = aggregation_task(probe.algorithm, probe.options, tag=6)
     swapped = replace(task, client_sizes=tuple(reversed(task.client_sizes)), label=task.label + "+sizes-reversed")
     got0, got1 = probe.aggregate(task), probe.aggregate(swapped)
@@ -267,7 +515,26 @@ def check_weights_as_declared(probe: Probe) -> str:
 @baseline_check(*ALL)
 def check_rounds_match_reference(probe: Probe) -> str:
     """Three whole rounds (client starts, local SGD, aggregation) give the reference's global model after
-    every round (catches a FLoRA that does not re-initialise, a FlexLoRA that splits the SVD otherwise...)."""
+    every round (catches a FLoRA that does not re-initialise, a FlexLoRA that splits the SVD otherwise...).
+
+    Parameters
+    ----------
+    probe : Probe
+        The implementation under test, its baseline and declared variant.
+
+    Returns
+    -------
+    str
+        What was verified.
+
+    Raises
+    ------
+    CheckFailed
+        With the diagnosis (task, layer, expected vs got, and the known variant or defect the result
+        matches, if any).
+    CheckInconclusive
+        If the adapter offers no ``run_rounds``.
+    """
     if not callable(getattr(probe.impl, "run_rounds", None)):
         raise CheckInconclusive("the adapter offers no run_rounds(task): whole rounds (what clients start from) "
                                 "were not checked")

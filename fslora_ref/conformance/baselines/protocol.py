@@ -50,13 +50,32 @@ FACTOR_ALGORITHMS = ("fedit", "hetlora")     # aggregate returns rank-r factors
 class AggregationTask(TaskSizes):
     """One server aggregation: the same uploads in, the server state out.
 
-    algorithm, options: the baseline and its declared variant (every option filled in)
-    rank: r;  lora_scaling: s;  budgets: k_i;  client_sizes: n_i (for data-size weights)
-    layers:  [(B_l: (m_l, r), A_l: (r, n_l))] the server's factors when the round started (FedIT and
-             HetLoRA clients started from them; HetLoRA's "delta" rule reads them)
-    merged:  [M_l: (m_l, n_l)] FLoRA's update merged before this round (zeros for the others)
-    trained: [client][layer] (B_i: (m_l, k_i), A_i: (k_i, n_l)) what each client uploaded: its trained
-             factors (FedIT: k_i = r)
+    An implementation's ``aggregate(task)`` returns what the module docstring lists per algorithm.
+
+    Parameters
+    ----------
+    algorithm : str
+        The baseline, one of BASELINES.
+    options : dict
+        Its declared variant, every option filled in (e.g. ``{"aggregate": "delta", ...}``).
+    rank : int
+        The global rank r.
+    lora_scaling : float
+        s (a rank-q adapter's coefficient is :func:`coefficient`).
+    budgets : tuple of int
+        k_i per client (FedIT: all r).
+    client_sizes : tuple of int
+        n_i per client, for data-size weights.
+    layers : list of tuple of ndarray
+        ``[(B_l: (m_l, r), A_l: (r, n_l))]``, the server's factors when the round started (FedIT and
+        HetLoRA clients started from them; HetLoRA's "delta" rule reads them).
+    merged : list of ndarray
+        ``[M_l: (m_l, n_l)]``, FLoRA's update merged before this round (zeros for the others).
+    trained : list of list of tuple of ndarray
+        ``[client][layer]`` ``(B_i: (m_l, k_i), A_i: (k_i, n_l))``: each client's uploaded, trained
+        factors.
+    label : str, default ""
+        Names the scenario in reports.
     """
 
     algorithm: str
@@ -75,10 +94,39 @@ class AggregationTask(TaskSizes):
 class RoundsTask(TaskSizes):
     """Whole rounds (see the module docstring for what a client does).
 
-    layers: [(B_l, A_l)] the initial server factors (A_l = 0); base_weights: [W0_l]
-    oracles: per client, oracle([W_l]) -> [dL/dW_l] (deterministic, full batch)
-    fresh_pairs: [round][client][layer] (B, A) the fresh pair a client starts from when its algorithm
-                 re-initialises (FLoRA); unused by the others
+    An implementation's ``run_rounds(task)`` returns, after each round, ``[W_l^t - W0_l]``.
+
+    Parameters
+    ----------
+    algorithm : str
+        The baseline, one of BASELINES.
+    options : dict
+        Its declared variant, every option filled in.
+    rank : int
+        The global rank r.
+    lora_scaling : float
+        The LoRA scaling s.
+    budgets : tuple of int
+        k_i per client.
+    client_sizes : tuple of int
+        n_i per client, for data-size weights.
+    layers : list of tuple of ndarray
+        ``[(B_l: (m_l, r), A_l: (r, n_l))]``, the initial server factors (A_l = 0).
+    base_weights : list of ndarray
+        ``[W0_l: (m_l, n_l)]``, the frozen weights.
+    oracles : list of callable
+        Per client, ``oracle([W_l]) -> [dL/dW_l]`` (deterministic, full batch).
+    lr : float
+        The clients' SGD step size.
+    local_steps : int
+        Local SGD steps per round.
+    rounds : int
+        How many rounds to run.
+    fresh_pairs : list, default []
+        ``[round][client][layer]`` ``(B: (m_l, k_i), A: (k_i, n_l))``, the fresh pair a client starts
+        from when its algorithm re-initialises (FLoRA); unused by the others.
+    label : str, default ""
+        Names the scenario in reports.
     """
 
     algorithm: str
@@ -98,7 +146,20 @@ class RoundsTask(TaskSizes):
 
 
 def coefficient(task, q: int) -> float:
-    """c of a rank-q adapter under the task's declared scaling (s, or s sqrt(r/q) for rslora)."""
+    """The coefficient c of a rank-q adapter under the task's declared scaling.
+
+    Parameters
+    ----------
+    task : AggregationTask or RoundsTask
+        Its ``options["scaling"]`` (default ``"constant"``), ``lora_scaling`` s and ``rank`` r are read.
+    q : int
+        The adapter's rank (k_i for client i).
+
+    Returns
+    -------
+    float
+        s for ``"constant"``; s sqrt(r / q) for ``"rslora"``.
+    """
     if task.options.get("scaling", "constant") == "rslora":
         return task.lora_scaling * float(np.sqrt(task.rank / q))
     return task.lora_scaling

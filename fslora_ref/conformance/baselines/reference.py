@@ -20,7 +20,17 @@ from .protocol import FACTOR_ALGORITHMS, AggregationTask, RoundsTask
 
 
 class TaskProblem(OracleProblem):
-    """What the reference algorithms read from a problem: shapes, base weights, client sizes, oracles."""
+    """What the reference algorithms read from a problem: shapes, base weights, client sizes, oracles.
+
+    Parameters
+    ----------
+    base_weights : list of array_like
+        ``[W0_l: (m_l, n_l)]``.
+    oracles : list of callable or None
+        One gradient oracle per client (None entries when only the aggregation runs).
+    client_sizes : sequence of int
+        n_i per client (read by data-size weights).
+    """
 
     def __init__(self, base_weights, oracles, client_sizes):
         super().__init__(base_weights, oracles)
@@ -28,6 +38,25 @@ class TaskProblem(OracleProblem):
 
 
 def task_config(task, rounds: int = 1, lr: float = 1.0, local_steps: int = 1, seed: int = 0) -> FedConfig:
+    """The reference run's configuration for a task: its rank, budgets and scaling, a plain server.
+
+    Parameters
+    ----------
+    task : AggregationTask or RoundsTask
+        Its ``rank``, ``budgets`` and ``lora_scaling`` are used.
+    rounds : int, default 1
+        The number of rounds T.
+    lr : float, default 1.0
+        The clients' step size (unused by an aggregation alone).
+    local_steps : int, default 1
+        The local steps per round H.
+    seed : int, default 0
+        The run's seed.
+
+    Returns
+    -------
+    FedConfig
+    """
     return FedConfig(rank=task.rank, budgets=tuple(task.budgets), local_steps=local_steps, lr=lr, rounds=rounds,
                      seed=seed, lora_scaling=task.lora_scaling)
 
@@ -41,7 +70,22 @@ def _start_state(algo, problem, config, layers, merged=None) -> ServerState:
 
 
 def read_output(algorithm: str, state: ServerState) -> dict:
-    """{"layers": ..., "delta_W": ...}: what ``aggregate`` must return, from a reference state."""
+    """What an implementation's ``aggregate`` must return, read from the reference's server state.
+
+    Parameters
+    ----------
+    algorithm : str
+        The baseline.
+    state : ServerState
+        The reference's state after aggregating.
+
+    Returns
+    -------
+    dict
+        ``{"layers": [(B_l: (m_l, r), A_l: (r, n_l))]}`` for fedit and hetlora;
+        ``{"delta_W": [(m_l, n_l) arrays]}`` for flexlora (its ``delta_W``) and flora (its ``merged``).
+        Copies, not views of the state.
+    """
     if algorithm in FACTOR_ALGORITHMS:
         return {"layers": [(B.copy(), A.copy()) for B, A in state.layers]}
     key = "delta_W" if algorithm == "flexlora" else "merged"
@@ -49,7 +93,24 @@ def read_output(algorithm: str, state: ServerState) -> dict:
 
 
 def reference_aggregate(task: AggregationTask, options: dict | None = None) -> dict:
-    """The reference's aggregation of ``task.trained`` under ``options`` (default: the task's)."""
+    """The reference's aggregation of the task's uploads.
+
+    The reference algorithm starts from ``task.layers`` (and FLoRA's ``task.merged``), hands out the
+    round exactly as its ``configure_round`` does, and aggregates the uploads ``task.trained``.
+
+    Parameters
+    ----------
+    task : AggregationTask
+        The uploads and the server state they were trained from.
+    options : dict, optional
+        The variant to aggregate with (default: ``task.options``); checks try other variants to name
+        the one an implementation follows.
+
+    Returns
+    -------
+    dict
+        As :func:`read_output`.
+    """
     algo = get_algorithm(task.algorithm, **(task.options if options is None else options))
     shapes = [(np.shape(B)[0], np.shape(A)[1]) for B, A in task.layers]
     problem = TaskProblem([np.zeros(s) for s in shapes], [None] * task.n_clients, task.client_sizes)
@@ -65,8 +126,26 @@ def reference_aggregate(task: AggregationTask, options: dict | None = None) -> d
 
 
 def reference_rounds(task: RoundsTask, options: dict | None = None, defect: str | None = None) -> list:
-    """[[W_l^t - W0_l] per layer] after each round t, the reference run on ``task``.
-    defect "no_reinit": FLoRA clients continue from last round's trained pair (a known bug)."""
+    """The reference run of ``task.rounds`` whole rounds: the global update after each round.
+
+    Every client takes ``task.local_steps`` full-batch SGD steps on its oracle from what its
+    algorithm hands it (FLoRA: ``task.fresh_pairs[t][i]``), then the server aggregates.
+
+    Parameters
+    ----------
+    task : RoundsTask
+        The initial state, oracles, step size and rounds.
+    options : dict, optional
+        The variant to run (default: ``task.options``).
+    defect : str, optional
+        ``"no_reinit"``: FLoRA clients continue from last round's trained pair instead of a fresh one
+        (a known bug, reproduced so a diagnosis can name it).
+
+    Returns
+    -------
+    list of list of ndarray
+        ``[round][layer]`` ``W_l^t - W0_l``, shape (m_l, n_l).
+    """
     algo = get_algorithm(task.algorithm, **(task.options if options is None else options))
     problem = TaskProblem(task.base_weights, task.oracles, task.client_sizes)
     config = task_config(task, rounds=task.rounds, lr=task.lr, local_steps=task.local_steps)
@@ -91,8 +170,28 @@ def reference_rounds(task: RoundsTask, options: dict | None = None, defect: str 
 
 
 def task_fresh_pairs(algorithm: str, rank: int, budgets, shapes, rounds: int, seed: int) -> list:
-    """[round][client][layer] fresh LoRA pairs from the (round, client, layer) init streams
-    (what the reference FLoRA draws itself); [] for algorithms that do not re-initialise."""
+    """The fresh LoRA pairs FLoRA's clients start each round from, as the reference draws them.
+
+    Parameters
+    ----------
+    algorithm : str
+        The baseline (only ``"flora"`` re-initialises).
+    rank : int
+        The global rank r.
+    budgets : sequence of int
+        k_i per client.
+    shapes : list of tuple of int
+        ``[(m_l, n_l)]`` per layer.
+    rounds : int
+        How many rounds to draw for.
+    seed : int
+        The run's seed (pairs come from the (round, client, layer) init streams).
+
+    Returns
+    -------
+    list
+        ``[round][client][layer]`` ``(B: (m_l, k_i), A: (k_i, n_l))`` for flora; ``[]`` otherwise.
+    """
     if algorithm != "flora":
         return []
     config = FedConfig(rank=rank, budgets=tuple(budgets), seed=seed)
@@ -101,7 +200,27 @@ def task_fresh_pairs(algorithm: str, rank: int, budgets, shapes, rounds: int, se
 
 
 def other_variants(algorithm: str, options: dict) -> list:
-    """Every option combination of ``algorithm`` other than ``options``, fewest differences first."""
+    """Every variant of ``algorithm`` other than ``options``, fewest differences first.
+
+    Parameters
+    ----------
+    algorithm : str
+        A registered baseline.
+    options : dict
+        The declared variant, every option filled in.
+
+    Returns
+    -------
+    list of dict
+        The other combinations of the algorithm's OPTIONS (stable order among equal distances).
+
+    Examples
+    --------
+    >>> from fslora_ref.conformance.baselines.reference import other_variants
+    >>> other_variants("hetlora", {"aggregate": "delta", "scaling": "rslora"})
+    [{'aggregate': 'delta', 'scaling': 'constant'}, {'aggregate': 'matrix', 'scaling': 'rslora'},
+     {'aggregate': 'matrix', 'scaling': 'constant'}]
+    """
     spec = ALGORITHMS[algorithm].OPTIONS
     combos = [dict(zip(spec, values)) for values in itertools.product(*spec.values())]
     others = [c for c in combos if c != options]
@@ -119,16 +238,48 @@ RULE_WORDS = {("aggregate", "matrix"): "averages the zero-padded client matrices
 
 
 def describe_variant(declared: dict, found: dict) -> str:
-    """"aggregate='matrix' (averages the zero-padded client matrices) instead of the declared 'delta'"."""
+    """Words for how a found variant differs from the declared one.
+
+    Parameters
+    ----------
+    declared : dict
+        The variant the implementation declares.
+    found : dict
+        The variant its results match (same keys).
+
+    Returns
+    -------
+    str
+        One clause per differing option, joined by ``"; "`` (``""`` if none differ).
+
+    Examples
+    --------
+    >>> from fslora_ref.conformance.baselines.reference import describe_variant
+    >>> describe_variant({"aggregate": "delta"}, {"aggregate": "matrix"})
+    "aggregate='matrix' (averages the zero-padded client matrices) instead of the declared 'delta'"
+    """
     parts = [f"{k}={v!r} ({RULE_WORDS.get((k, v), k)}) instead of the declared {declared[k]!r}"
              for k, v in found.items() if declared[k] != v]
     return "; ".join(parts)
 
 
 def first_client_only(task: AggregationTask) -> list:
-    """FedIT outputs that keep only the first client: p_0 X_0 (FedIT's path in
-    ATP-1010/FederatedLLM ``fed_utils/model_aggregation.py`` ``FedAvg``, where the running sum is
-    assigned to the misspelt ``weighted_sindgle_weights``), (1/N) X_0, or X_0 alone."""
+    """The outputs of a FedIT server that keeps only the first client's upload (a known bug).
+
+    FedIT's path in ATP-1010/FederatedLLM ``fed_utils/model_aggregation.py`` ``FedAvg`` assigns the
+    running sum to the misspelt ``weighted_sindgle_weights``, so only one client survives.
+
+    Parameters
+    ----------
+    task : AggregationTask
+        The uploads.
+
+    Returns
+    -------
+    list of dict
+        For fedit: ``{"layers": ...}`` holding p_0 X_0 (data-size weight), (1/N) X_0 and X_0, where X_0
+        is client 0's trained factors; ``[]`` for the other baselines.
+    """
     if task.algorithm != "fedit":
         return []
     out = []
@@ -140,7 +291,26 @@ def first_client_only(task: AggregationTask) -> list:
 
 
 class ReferenceBaseline:
-    """A reference baseline behind the adapter protocol (its expected values are its own)."""
+    """A reference baseline behind the adapter protocol (its expected values are its own).
+
+    Parameters
+    ----------
+    algorithm : str
+        The baseline, one of ``fslora_ref.conformance.baselines.protocol.BASELINES``.
+    **options
+        Its variant (e.g. ``aggregate="delta"``); omitted options take the reference defaults.
+
+    Raises
+    ------
+    ValueError
+        If an option or value is unknown.
+
+    Examples
+    --------
+    >>> from fslora_ref.conformance.baselines.reference import ReferenceBaseline
+    >>> ReferenceBaseline("hetlora", aggregate="delta").options["aggregate"]
+    'delta'
+    """
 
     def __init__(self, algorithm: str, **options):
         self.algorithm = algorithm
@@ -148,9 +318,31 @@ class ReferenceBaseline:
         self.name = f"reference {algorithm}" + "".join(f" {k}={v}" for k, v in self.options.items())
 
     def aggregate(self, task: AggregationTask):
+        """The server's rule: :func:`reference_aggregate` with this variant.
+
+        Parameters
+        ----------
+        task : AggregationTask
+
+        Returns
+        -------
+        dict
+            As :func:`read_output`.
+        """
         return reference_aggregate(task, self.options)
 
     def run_rounds(self, task: RoundsTask):
+        """Whole rounds: :func:`reference_rounds` with this variant.
+
+        Parameters
+        ----------
+        task : RoundsTask
+
+        Returns
+        -------
+        list of list of ndarray
+            ``[round][layer]`` ``W_l^t - W0_l``, shape (m_l, n_l).
+        """
         return reference_rounds(task, self.options)
 
 

@@ -39,9 +39,35 @@ def _starts(algorithm, options, layers, budgets, sizes, merged):
 
 def aggregation_task(algorithm: str, options: dict, tag: int = 0, untrained: bool = False,
                      budgets=BUDGETS, sizes=SIZES, label: str = "") -> AggregationTask:
-    """Random server factors and uploads (the clients' starts moved by a random step), or, with
-    ``untrained``, uploads equal to the starts (a round with learning rate 0). FlexLoRA's untrained
-    starts are the rank-k_i truncations of a random rank-r update, split as declared."""
+    """An aggregation task on the battery's fixed shapes: random server factors and uploads.
+
+    Each client's upload is what the reference hands it (``configure_round``) moved by a random
+    step; with ``untrained`` it is that start unchanged (a round with learning rate 0). FlexLoRA's
+    untrained starts are the rank-k_i truncations of a random rank-r update, split as declared.
+    The layers are SHAPES, the rank RANK, the scaling SCALING; FLoRA gets a random merged update,
+    the others zeros.
+
+    Parameters
+    ----------
+    algorithm : str
+        The baseline.
+    options : dict
+        Its declared variant, every option filled in.
+    tag : int, default 0
+        Keys the random draws (seed ``[20, tag]``): the same tag gives the same task.
+    untrained : bool, default False
+        Uploads equal the clients' starts.
+    budgets : sequence of int, default BUDGETS
+        k_i per client.
+    sizes : sequence of int, default SIZES
+        n_i per client.
+    label : str, default ""
+        The task's label (default ``"untrained"`` or ``"random-<tag>"``).
+
+    Returns
+    -------
+    AggregationTask
+    """
     rng = _rng(tag)
     budgets = tuple(budgets)
     layers = _factors(rng, SHAPES, RANK)
@@ -64,7 +90,25 @@ def aggregation_task(algorithm: str, options: dict, tag: int = 0, untrained: boo
 
 
 def rounds_task(algorithm: str, options: dict, rounds: int = 3) -> RoundsTask:
-    """Three rounds on quadratic client objectives with different optima (heterogeneous clients)."""
+    """Whole rounds on quadratic client objectives with different optima (heterogeneous clients).
+
+    The base weights, the clients' oracles and the initial factors (A = 0) come from a fixed seed;
+    clients take 3 SGD steps of size 0.1 per round; FLoRA's fresh pairs are drawn with seed 7
+    (:func:`~fslora_ref.conformance.baselines.reference.task_fresh_pairs`).
+
+    Parameters
+    ----------
+    algorithm : str
+        The baseline.
+    options : dict
+        Its declared variant, every option filled in.
+    rounds : int, default 3
+        How many rounds.
+
+    Returns
+    -------
+    RoundsTask
+    """
     rng = _rng(100)
     base = [rng.standard_normal(s) / np.sqrt(s[0]) for s in SHAPES]
     oracles = [QuadraticOracle([0.3 * rng.standard_normal(s) for s in SHAPES], curvature=1.0,
