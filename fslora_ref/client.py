@@ -32,8 +32,9 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
         The number of local steps H.
     optimizer : SGD or AdamW
         The client optimiser (``config.make_client_optimizer()``); its state starts fresh.
-    rng : numpy.random.Generator
-        The client's batch stream.
+    rng : numpy.random.Generator or None
+        The client's batch stream (None for a problem that draws no minibatches, see
+        ``fslora_ref.algorithms.protocol.batch_stream``).
     masks : list of tuple of ndarray, optional
         None trains every coordinate through the low-rank path (cost ~ q_l). Given as
         ``[(col_mask_B, row_mask_A)]``, each of shape (q_l,), the client runs Algorithm 1 as
@@ -62,20 +63,21 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
             full_masks += [np.broadcast_to(col[None, :], f.B.shape), np.broadcast_to(row[:, None], f.A.shape)]
     state = optimizer.init(params)
     losses = []
-    for step in range(steps):
-        current = [LayerFactors(params[2 * l], params[2 * l + 1], f.coeff, f.delta) for l, f in enumerate(factors)]
-        batch = problem.sample_batch(client, rng)
-        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, by name
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, by name
+        for step in range(steps):
+            current = [LayerFactors(params[2 * l], params[2 * l + 1], f.coeff, f.delta)
+                       for l, f in enumerate(factors)]
+            batch = problem.sample_batch(client, rng)
             if masks is None:
                 loss, grads = problem.loss_and_factor_grads(client, current, batch)
             else:
                 loss, grads = dense_factor_grads(problem, client, current, batch)
             params, state = optimizer.update([g for pair in grads for g in pair], state, params, full_masks)
-        if not np.isfinite(loss) or not all(np.all(np.isfinite(p)) for p in params):
-            where = "" if round_index is None else f"round {round_index}, "
-            raise DivergenceError(f"{where}client {client}: non-finite loss or parameters at local step {step} "
-                                  f"(loss={loss}); lower the client step size (lr, --lr; now {optimizer.lr:g})")
-        losses.append(loss)
+            if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in params):
+                where = "" if round_index is None else f"round {round_index}, "
+                raise DivergenceError(f"{where}client {client}: non-finite loss or parameters at local step {step} "
+                                      f"(loss={loss}); lower the client step size (lr, --lr; now {optimizer.lr:g})")
+            losses.append(loss)
     return [(params[2 * l], params[2 * l + 1]) for l in range(len(factors))], losses
 
 

@@ -1,6 +1,7 @@
 """Run configuration and per-client rank budgets, validated at construction."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field, fields
 
@@ -13,6 +14,12 @@ from .validation import (MAX_CLIENTS, MAX_LOCAL_STEPS, MAX_RANK, MAX_ROUNDS, che
                          check_positive_float, check_real)
 
 BUDGET_DISTRIBUTIONS = ("uniform", "normal", "heavy_tail_low")
+
+
+@functools.lru_cache(maxsize=64)
+def _client_optimizer(name, lr, weight_decay, betas, eps):
+    # built (and validated) once per configuration: a client update asks for one every round
+    return make_client_optimizer(name, lr, weight_decay, betas, eps)
 
 
 def draw_budgets(n_clients: int, r_min: int, r_max: int, distribution: str, seed: int) -> list:
@@ -213,15 +220,16 @@ class FedConfig:
         return len(self.budgets)
 
     def make_client_optimizer(self):
-        """A new client optimiser of this configuration.
+        """The client optimiser of this configuration.
 
         Returns
         -------
         SGD or AdamW
             ``fslora_ref.optim.make_client_optimizer`` of client_optimizer, lr, weight_decay,
-            betas, eps.
+            betas, eps. Both are frozen and keep their state outside (``init`` / ``update``), so
+            one instance per configuration serves every client and round.
         """
-        return make_client_optimizer(self.client_optimizer, self.lr, self.weight_decay, self.betas, self.eps)
+        return _client_optimizer(self.client_optimizer, self.lr, self.weight_decay, self.betas, self.eps)
 
     def make_server_optimizer(self):
         """A new server optimiser of this configuration.

@@ -83,7 +83,7 @@ def check_finite_state(state, round_index: int, plans, config: FedConfig) -> Non
         If any factor of any layer has a NaN or infinite entry.
     """
     for l, pair in enumerate(state.layers):
-        if not all(np.all(np.isfinite(x)) for x in pair):
+        if not all(np.isfinite(x).all() for x in pair):
             raise DivergenceError(f"round {round_index}: server factors of layer {l} became non-finite after "
                                   f"aggregation (clients {[p.client for p in plans]}); {step_size_hint(config, True)}")
 

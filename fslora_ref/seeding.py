@@ -55,11 +55,12 @@ def stream(seed: int, *, round: int, client: int, layer: int = ALL_LAYERS, purpo
     True
     """
     seed = check_int("seed", seed, low=0)
-    ids = {"round": round, "client": client, "layer": layer}
-    for name, value in ids.items():  # round=1.7 must not silently be round 1
-        ids[name] = check_int(name, value, low=-1)
-    if not isinstance(purpose, str) or purpose not in PURPOSES:
+    round = check_int("round", round, low=-1)   # round=1.7 must not silently be round 1
+    client = check_int("client", client, low=-1)
+    layer = check_int("layer", layer, low=-1)
+    code = PURPOSES.get(purpose) if isinstance(purpose, str) else None
+    if code is None:
         raise ValueError(f"purpose must be one of {sorted(PURPOSES)}, got {purpose!r}")
     # spawn keys must be non-negative; shift the sentinel ids (-1) to 0 and real ids up by one.
-    key = (ids["round"] + 1, ids["client"] + 1, ids["layer"] + 1, PURPOSES[purpose])
+    key = (round + 1, client + 1, layer + 1, code)
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))

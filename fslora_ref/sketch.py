@@ -175,7 +175,19 @@ def sample_sketch(rank: int, k: int, rng: np.random.Generator) -> Sketch:
     k = check_int("k", k, low=1, high=rank)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (e.g. fslora_ref.seeding.stream(...)), got {rng!r}")
-    return Sketch(rank, rng.choice(rank, size=k, replace=False))
+    indices = rng.choice(rank, size=k, replace=False).astype(np.int64, copy=False)
+    indices.sort()
+    return _valid_sketch(rank, indices)
+
+
+def _valid_sketch(rank: int, indices: np.ndarray) -> Sketch:
+    """A Sketch of indices known to be valid (sorted, distinct int64 in [0, rank)), without
+    ``Sketch.__post_init__``'s checks: sample_sketch's draws are valid by construction, and it runs
+    once per client, layer and round."""
+    sketch = object.__new__(Sketch)
+    object.__setattr__(sketch, "rank", rank)
+    object.__setattr__(sketch, "indices", indices)
+    return sketch
 
 
 def sketch_moments(rank: int, k: int) -> dict:

@@ -144,13 +144,13 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
     -------
     int
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {_show(value)} (a {type(value).__name__})")
-    value = int(value)
-    rng = _range_text(low, high)
+    if type(value) is not int:  # a plain int (the common case, in hot loops) needs no conversion
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {_show(value)} (a {type(value).__name__})")
+        value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         shown = _show(value) if abs(value) < 10**30 else f"an integer of {len(str(abs(value)))} digits"
-        raise ValueError(f"{name} must be an integer in {rng}, got {shown}")
+        raise ValueError(f"{name} must be an integer in {_range_text(low, high)}, got {shown}")
     return value
 
 

@@ -20,7 +20,7 @@ implementations pays for the reference once.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import stats as sstats
@@ -309,7 +309,7 @@ def run_seeds(runner, setting: Setting, lr: float, seeds: int, rounds: int | Non
         cache = runner.__dict__.setdefault("cache", {})
     out = Runs(setting, lr, rounds, runner.name)
     for seed in range(1, seeds + 1):
-        key = (setting, float(lr), rounds, seed)
+        key = (_run_key(setting), float(lr), rounds, seed)
         if key not in cache:
             cache[key] = _seed_run(runner, setting, lr, rounds, seed)
         result = cache[key]
@@ -319,6 +319,12 @@ def run_seeds(runner, setting: Setting, lr: float, seeds: int, rounds: int | Non
         out.points.append(result[0])
         out.stats.append(result[1])
     return out
+
+
+def _run_key(setting: Setting) -> Setting:
+    """What one seed's run depends on besides (lr, rounds, seed): the setting without its name and its
+    nominal T, so that claims naming the same run differently (``cor4.5``'s base ratio, say) share it."""
+    return replace(setting, name="", rounds=0)
 
 
 def reference_runs(setting: Setting, lr: float, seeds: int, rounds: int) -> Runs:

@@ -170,7 +170,8 @@ class ProtocolRunner:
         dt = self.dtype
         index_sets = None
         if self.mode == "white":
-            index_sets = [[S.indices for S in draw_round_sketches(config, round_index, i, problem.n_layers)]
+            # copies: the implementation owns its task (the reference's draws may be shared, read-only)
+            index_sets = [[S.indices.copy() for S in draw_round_sketches(config, round_index, i, problem.n_layers)]
                           for i in range(problem.n_clients)]
         return RoundTask(layers=[(np.array(B, dtype=dt), np.array(A, dtype=dt)) for B, A in layers],
                          base_weights=[np.array(W, dtype=dt) for W in problem.base_weights],
@@ -352,7 +353,7 @@ def iterates(runner, problem, config: FedConfig, init_layers, rounds: int):
     for t in range(rounds):
         with np.errstate(over="ignore", invalid="ignore"):
             layers = runner.run(problem, config, layers, t)
-        if not all(np.all(np.isfinite(B)) and np.all(np.isfinite(A)) for B, A in layers):
+        if not all(np.isfinite(B).all() and np.isfinite(A).all() for B, A in layers):
             raise DivergenceError(f"round {t}: non-finite global factors; lower the step size")
         yield t, layers
 

@@ -12,6 +12,9 @@ I. Identical iterates; it exists for teaching and cross-checking, not for speed.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+
 import numpy as np
 
 from ..lora import LayerFactors, gather
@@ -39,11 +42,57 @@ def draw_round_sketches(config, round_index: int, client: int, n_layers: int) ->
     Returns
     -------
     list of Sketch
-        One per layer, each with k = ``config.budgets[client]``.
+        One per layer, each with k = ``config.budgets[client]``. Inside :func:`reuse_sketch_draws`
+        the same key returns the same (read-only) draws without drawing again.
     """
-    return [sample_sketch(config.rank, config.budgets[client],
-                          stream(config.seed, round=round_index, client=client, layer=l, purpose="sketch"))
-            for l in range(n_layers)]
+    k = config.budgets[client]
+    memo = _REUSED_DRAWS
+    key = None
+    if memo is not None and type(round_index) is int and type(client) is int and type(n_layers) is int:
+        key = (config.seed, round_index, client, n_layers, config.rank, k)
+        hit = memo.get(key)
+        if hit is not None:
+            return list(hit)
+    sketches = [sample_sketch(config.rank, k, stream(config.seed, round=round_index, client=client, layer=l,
+                                                     purpose="sketch"))
+                for l in range(n_layers)]
+    if key is not None:
+        for S in sketches:   # shared by every later run of the same round: nobody may write into them
+            S.indices.flags.writeable = False
+        if len(memo) >= _REUSE_LIMIT:
+            memo.popitem(last=False)
+        memo[key] = tuple(sketches)
+    return sketches
+
+
+_REUSED_DRAWS: collections.OrderedDict | None = None
+_REUSE_LIMIT = 1 << 17       # keys kept (~40 MB at most); the oldest go first
+
+
+@contextlib.contextmanager
+def reuse_sketch_draws():
+    """Within the block, :func:`draw_round_sketches` draws each (seed, round, client, layers, r, k_i)
+    key once and hands out the same draws afterwards.
+
+    A round's sketches are a pure function of that key (its own stream), not of the iterates, so a
+    process that re-runs the same rounds at other step sizes or horizons (``fslora verify``: the
+    corollary's T values, the step-size grids) gets bit-identical draws without the cost of a new
+    generator per client and layer. The cached index arrays are read-only; at most ``_REUSE_LIMIT``
+    keys are kept, the oldest dropped first, and all of them when the outermost block ends.
+
+    Yields
+    ------
+    None
+    """
+    global _REUSED_DRAWS
+    outer = _REUSED_DRAWS
+    if outer is None:
+        _REUSED_DRAWS = collections.OrderedDict()
+    try:
+        yield
+    finally:
+        if outer is None:
+            _REUSED_DRAWS = None
 
 
 def sketched_factors(layers, sketches, lora_scaling: float, form: str) -> tuple:
@@ -90,13 +139,14 @@ class FSLoRA(Algorithm):
 
     def configure_round(self, state, problem, config, round_index, participants):
         s = config.lora_scaling
+        broadcast = lora_floats(state.layers, [config.rank] * len(state.layers))   # the same for every client
         plans = []
         for i in participants:
             sketches = draw_round_sketches(config, round_index, i, len(state.layers))
             factors, masks = sketched_factors(state.layers, sketches, s, config.form)
             plans.append(ClientPlan(i, factors, [S.indices for S in sketches], masks,
                                     download_floats=lora_floats(state.layers, [S.k for S in sketches]),
-                                    broadcast_floats=lora_floats(state.layers, [config.rank] * len(sketches))))
+                                    broadcast_floats=broadcast))
         return plans
 
     def aggregate(self, state, plans, uploads, config):

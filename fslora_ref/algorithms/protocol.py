@@ -23,6 +23,7 @@ import numpy as np
 from ..client import local_train, trainable_state_floats
 from ..config import FedConfig
 from ..lora import LayerFactors, init_lora
+from ..problems.base import Problem
 from ..seeding import SERVER, stream
 from ..validation import check_choice
 
@@ -200,7 +201,7 @@ class Algorithm:
         Upload
             The trained factors, the uploaded blocks and their costs.
         """
-        rng = stream(config.seed, round=round_index, client=plan.client, purpose="batch")
+        rng = batch_stream(problem, config, round_index, plan.client)
         optimizer = config.make_client_optimizer()
         trained, losses = local_train(problem, plan.client, plan.factors, steps=config.local_steps,
                                       optimizer=optimizer, rng=rng, masks=plan.masks, round_index=round_index)
@@ -304,6 +305,34 @@ class Algorithm:
             Values by key of ``fslora_ref.history.HISTORY_KEYS``; empty by default.
         """
         return {}
+
+
+def batch_stream(problem, config: FedConfig, round_index: int, client: int):
+    """The client's minibatch stream of ``round_index``, or None when nothing would be drawn from it.
+
+    A full-batch reference ``Problem`` (``batch_size`` None, its own ``sample_batch``) never reads
+    the stream, and building a generator costs more than a small client's local step; any other
+    problem gets the stream.
+
+    Parameters
+    ----------
+    problem : Problem
+        The problem (or anything with ``sample_batch``).
+    config : FedConfig
+        The run's configuration (its seed).
+    round_index : int
+        The round.
+    client : int
+        The client.
+
+    Returns
+    -------
+    numpy.random.Generator or None
+        The ``"batch"`` stream of (seed, round, client), or None (full batch).
+    """
+    if getattr(type(problem), "sample_batch", None) is Problem.sample_batch and problem.batch_size is None:
+        return None
+    return stream(config.seed, round=round_index, client=client, purpose="batch")
 
 
 def rank_coefficient(config, q: int, scaling: str) -> float:

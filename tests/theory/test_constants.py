@@ -124,3 +124,32 @@ def test_smoothness_is_a_max_over_pairs():
     L = C.smoothness(problem, pairs, 1.0)
     each = [C.hessian_norm(problem, i, Bx, Ax, np.ones(2))[0] for i, [(Bx, Ax)] in pairs]
     assert L.value == max(each) and L.method == "exact at points"
+
+
+@pytest.mark.parametrize("family", ["least_squares", "logistic"])
+def test_batched_dense_hessians_are_bit_identical_to_one_at_a_time(family):
+    # smoothness() assembles the Hessians of a (client, point) pair's sketched points in one batch; the
+    # constants verify reports must not move by a bit (the batch is a speed-up, not a new estimate)
+    rng = np.random.default_rng(7)
+    for seed in range(6):
+        problem = _problem(family, seed, mean_size=int(rng.integers(5, 40)))
+        r = int(rng.integers(1, 5))
+        B, A, _ = _point(problem, r, seed)
+        coeff = rng.uniform(0.2, 3.0) * np.ones(r)
+        points = [B] + [B * d for (d,) in all_sketch_choices([(B, A)], [int(rng.integers(1, r + 1))])]
+        batched = C._dense_hessians(problem, 1, np.stack(points), A, coeff)
+        for j, Bx in enumerate(points):
+            assert np.array_equal(batched[j], C.dense_hessian(problem, 1, Bx, A, coeff))
+
+
+def test_smoothness_over_sketched_points_is_the_max_of_single_hessian_norms():
+    problem = _problem("logistic", 3)
+    B, A, _ = _point(problem, 3, 3)
+    pairs = C.every_client(problem, [[(B, A)], [(1.5 * B, A)]])
+    L = C.smoothness(problem, pairs, 0.7, budgets=[2, 1])
+    each = [C.hessian_norm(problem, i, Bp, Ap, 0.7 * np.ones(3))[0]
+            for i, [(Bx, Ap)] in pairs
+            for Bp in [Bx] + [Bx * d for (d,) in all_sketch_choices([(Bx, Ap)], [[2, 1][i]])]]
+    assert L.value == max(each)
+    # the batched path runs only with the exact hvp: a mutant hvp still goes point by point (and is caught)
+    assert C.smoothness(problem, pairs, 0.7, budgets=[2, 1], hvp_fn=M.hvp_gauss_newton).value != L.value
