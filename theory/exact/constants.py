@@ -39,16 +39,16 @@ def _single_layer(problem):
 
 
 def _link_output_grads(problem, client: int, W: np.ndarray):
-    """(outputs-side derivative per sample d_j: (n_i, n), softmax probs or None) at weight W."""
+    """(outputs-side derivative per sample d_j: (..., n_i, n), softmax probs or None) at weight W: (..., m, n)."""
     data = problem.clients[client]
     out = data.X @ W
     if problem.link == "squared":
         return out - data.targets, None
-    z = out - out.max(axis=1, keepdims=True)
+    z = out - out.max(axis=-1, keepdims=True)
     P = np.exp(z)
-    P /= P.sum(axis=1, keepdims=True)
+    P /= P.sum(axis=-1, keepdims=True)
     D = P.copy()
-    D[np.arange(len(D)), data.targets] -= 1.0
+    D[..., np.arange(D.shape[-2]), data.targets] -= 1.0
     return D, P
 
 
@@ -64,8 +64,8 @@ def hvp(problem, client: int, B: np.ndarray, A: np.ndarray, coeff: np.ndarray, U
         A single-layer least-squares or logistic problem.
     client : int
         The client i whose loss f_i is differentiated.
-    B : ndarray, shape (m, q)
-        The factor B of the point.
+    B : ndarray, shape (m, q) or (P, m, q)
+        The factor B of the point, or of P points sharing A (a leading batch axis).
     A : ndarray, shape (q, n)
         The factor A of the point.
     coeff : ndarray, shape (q,)
@@ -78,9 +78,9 @@ def hvp(problem, client: int, B: np.ndarray, A: np.ndarray, coeff: np.ndarray, U
 
     Returns
     -------
-    HU : ndarray, shape (d, m, q)
+    HU : ndarray, shape (d, m, q), or (P, d, m, q) for a batch of points
         The B-parts of the products.
-    HV : ndarray, shape (d, q, n)
+    HV : ndarray, shape (d, q, n), or (P, d, q, n) for a batch of points
         The A-parts of the products.
 
     Raises
@@ -94,13 +94,15 @@ def hvp(problem, client: int, B: np.ndarray, A: np.ndarray, coeff: np.ndarray, U
     W = problem.base_weights[0] + (B * coeff) @ A
     D, P = _link_output_grads(problem, client, W)
     G = X.T @ D / n_i
-    dW = (U * coeff) @ A + (B * coeff) @ V
-    Z = X @ dW                                              # (d, n_i, n)
+    # B may carry leading batch axes (..., m, q): [..., None, :, :] puts them in front of the d directions
+    dW = (U * coeff) @ A + (B * coeff)[..., None, :, :] @ V     # (..., d, m, n)
+    Z = X @ dW                                              # (..., d, n_i, n)
     if P is not None:                                       # softmax: dP = P * (Z - <P, Z>)
+        P = P[..., None, :, :]
         Z = P * (Z - np.sum(P * Z, axis=-1, keepdims=True))
-    dG = X.T @ Z / n_i                                      # (d, m, n)
-    HU = (dG @ A.T + G @ np.swapaxes(V, 1, 2)) * coeff
-    HV = coeff[:, None] * (np.swapaxes(U, 1, 2) @ G + B.T @ dG)
+    dG = X.T @ Z / n_i                                      # (..., d, m, n)
+    HU = (dG @ A.T + G[..., None, :, :] @ np.swapaxes(V, 1, 2)) * coeff
+    HV = coeff[:, None] * (np.swapaxes(U, 1, 2) @ G[..., None, :, :] + np.swapaxes(B, -1, -2)[..., None, :, :] @ dG)
     return HU, HV
 
 
@@ -140,36 +142,14 @@ def dense_hessian(problem, client, B, A, coeff, hvp_fn=hvp) -> np.ndarray:
 def _dense_hessians(problem, client, Bs, A, coeff) -> np.ndarray:
     """:func:`dense_hessian` (with :func:`hvp`) at the points [B_p; A], stacked: (P, d, d) for Bs: (P, m, q).
 
-    The same operations as P calls, with the points as one more leading (batch) axis: matmul and the
-    elementwise ops run matrix by matrix on the same operands, so every entry is bit-identical; only the
+    One :func:`hvp` call with the points as a leading batch axis: matmul and the elementwise ops run
+    matrix by matrix on the same operands, so every entry is bit-identical to P single calls; only the
     Python-level calls are shared."""
-    _single_layer(problem)
     P, m, q = Bs.shape
     n = A.shape[1]
     d = q * (m + n)
     E = np.eye(d)
-    U, V = E[:, :m * q].reshape(d, m, q), E[:, m * q:].reshape(d, q, n)
-    X = problem.clients[client].X
-    n_i = X.shape[0]
-    W = problem.base_weights[0] + (Bs * coeff) @ A                          # (P, m, n)
-    out = X @ W                                                             # (P, n_i, n), as _link_output_grads
-    if problem.link == "squared":
-        D, Pr = out - problem.clients[client].targets, None
-    else:
-        z = out - out.max(axis=-1, keepdims=True)
-        Pr = np.exp(z)
-        Pr /= Pr.sum(axis=-1, keepdims=True)
-        D = Pr.copy()
-        D[:, np.arange(D.shape[1]), problem.clients[client].targets] -= 1.0
-    G = X.T @ D / n_i                                                       # (P, m, n)
-    dW = (U * coeff) @ A + (Bs * coeff)[:, None] @ V                        # (P, d, m, n)
-    Z = X @ dW                                                              # (P, d, n_i, n)
-    if Pr is not None:
-        Pr = Pr[:, None]
-        Z = Pr * (Z - np.sum(Pr * Z, axis=-1, keepdims=True))
-    dG = X.T @ Z / n_i                                                      # (P, d, m, n)
-    HU = (dG @ A.T + G[:, None] @ np.swapaxes(V, 1, 2)) * coeff             # (P, d, m, q)
-    HV = coeff[:, None] * (np.swapaxes(U, 1, 2) @ G[:, None] + np.swapaxes(Bs, 1, 2)[:, None] @ dG)
+    HU, HV = hvp(problem, client, Bs, A, coeff, E[:, :m * q].reshape(d, m, q), E[:, m * q:].reshape(d, q, n))
     H = np.concatenate([HU.reshape(P, d, -1), HV.reshape(P, d, -1)], axis=2)
     return 0.5 * (H + np.swapaxes(H, 1, 2))
 
