@@ -22,6 +22,37 @@ FORMAT = "fslora-partition-1"
 RECIPE_FIELDS = ("family", "clients", "m", "n", "seed", "batch_size")   # what the generated data depends on
 
 
+def _read_npz(path: str, what: str, kind: str) -> tuple:
+    """(meta, base weights, ClientData) of a partition or held-out file, read as data (no pickle).
+
+    Parameters
+    ----------
+    path : str
+        The ``.npz`` file.
+    what : str
+        How an error names the file.
+    kind : str
+        The kind of file an error says was expected ("partition", "held-out").
+
+    Returns
+    -------
+    tuple
+        ``(meta: dict, weights: list of ndarray, data: ClientData)``.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, if it cannot be read as such a file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            weights = [np.array(z[f"W0_{l}"]) for l in range(int(meta["layers"]))]
+            return meta, weights, ClientData(np.array(z["X"]), np.array(z["targets"]))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{what}: not an fslora {kind} file ({' '.join(str(exc).split())})") from None
+
+
 def recipe_digest(job) -> str:
     """A fingerprint of the fields of a job that determine the clients' data.
 
@@ -248,13 +279,7 @@ def load_partition(path: str, client: int, digest: str) -> LocalPartition:
         One line naming the file, if it cannot be read as a partition file, has another format,
         holds another client or was made for another recipe.
     """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            weights = [np.array(z[f"W0_{l}"]) for l in range(int(meta["layers"]))]
-            data = ClientData(np.array(z["X"]), np.array(z["targets"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise ValueError(f"node data {path}: not an fslora partition file ({' '.join(str(exc).split())})") from None
+    meta, weights, data = _read_npz(path, f"node data {path}", "partition")
     if meta.get("format") != FORMAT:
         raise ValueError(f"node data {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
     if meta["client"] != client:
@@ -327,13 +352,7 @@ def load_held_out(path: str, job, base_weights) -> Problem:
         One line naming the file: not such a file, another job's, or another model's.
     """
     what = f"run config 'server-eval-data' {path}"
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            weights = [np.array(z[f"W0_{l}"]) for l in range(int(meta["layers"]))]
-            data = ClientData(np.array(z["X"]), np.array(z["targets"]))
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"{what}: not an fslora held-out file ({' '.join(str(exc).split())})") from None
+    meta, weights, data = _read_npz(path, what, "held-out")
     if meta.get("format") != HELD_OUT_FORMAT:
         raise ValueError(f"{what}: format {meta.get('format')!r}, expected {HELD_OUT_FORMAT!r}")
     if meta.get("recipe") != recipe_digest(job):
