@@ -384,7 +384,9 @@ def choose_steps(tuning: dict, names, grid, seeds) -> dict:
     Returns
     -------
     dict
-        ``{algorithm: {"chosen": lr, "losses": {lr: mean final held-out loss or None if any diverged}}}``.
+        ``{algorithm: {"chosen": lr, "losses": {lr: mean final held-out loss or None if any diverged},
+        "all_diverged": bool, "edge": bool}}``; ``edge`` is true when the chosen step is the grid's first or last
+        value of a grid of two or more (a better step may lie beyond the grid: the report says so).
     """
     out = {}
     for a in names:
@@ -395,7 +397,8 @@ def choose_steps(tuning: dict, names, grid, seeds) -> dict:
             losses[repr(lr)] = sum(r["heldout"][-1] for r in runs) / len(runs) if ok else None
         finite = [(v, float(k)) for k, v in losses.items() if v is not None]
         chosen = min(finite)[1] if finite else min(grid)
-        out[a] = {"chosen": chosen, "losses": losses, "all_diverged": not finite}
+        edge = bool(finite) and len(grid) > 1 and chosen in (min(grid), max(grid))
+        out[a] = {"chosen": chosen, "losses": losses, "all_diverged": not finite, "edge": edge}
     return out
 
 

@@ -158,7 +158,13 @@ def markdown(data: dict, seed_runs: dict, tuning: dict, names) -> str:
             row.append("not run" if len(runs) < len(c["tuning_seeds"]) else "diverged" if any(r["diverged"] for r in runs)
                        else f"{statistics.fmean(r['heldout'][-1] for r in runs):.4f}")
         chosen = f"{data['tuning'][a]['chosen']:g}" if data["tuning"] else "(unfinished)"
+        if data["tuning"] and data["tuning"][a].get("edge"):
+            chosen += " (grid edge)"
         lines.append(f"| {a} | " + " | ".join(row) + f" | {chosen} |")
+    at_edge = [a for a in names if data["tuning"] and data["tuning"][a].get("edge")]
+    if at_edge:
+        lines += ["", f"At the grid's edge: {', '.join(at_edge)}. Steps beyond the grid were not tried, so the rule's "
+                  "choice need not be the algorithm's best step; a grid extended past that edge tests it."]
     lines += ["", "## Per seed (final held-out loss; exact-match accuracy, mean over families)", "",
               "| seed | " + " | ".join(names) + " | seconds |", "|---|" + "---|" * (len(names) + 1)]
     for s in sorted(seed_runs):

@@ -171,3 +171,15 @@ def test_a_diverged_run_is_recorded_and_stalls_the_plan_with_its_reason(tmp_path
     assert bad["diverged"]["round"] == 2 and "10 x initial" in bad["diverged"]["reason"] and bad["accuracy"] is None
     report = _read(os.path.join(out, "report.json"))
     assert report["status"] == "inconclusive" and "diverged runs at seeds [1]" in report["reason"]
+
+
+def test_a_step_chosen_at_the_grid_edge_is_flagged():
+    from llm_bridge.claims import choose_steps
+
+    def run(loss):
+        return {"heldout": [2.0, loss], "diverged": None}
+    tuning = {1000: {"a@0.001": run(0.5), "a@0.002": run(0.4), "a@0.004": run(0.6),
+                     "b@0.001": run(0.3), "b@0.002": run(0.4), "b@0.004": run(0.6)}}
+    steps = choose_steps(tuning, ["a", "b"], [0.001, 0.002, 0.004], [1000])
+    assert (steps["a"]["chosen"], steps["a"]["edge"]) == (0.002, False)
+    assert (steps["b"]["chosen"], steps["b"]["edge"]) == (0.001, True)
