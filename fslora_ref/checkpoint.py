@@ -34,6 +34,9 @@ VERSION = 2
 SUFFIX = ".npz"
 LEGACY_NAMES = ("checkpoint-{name}.pkl", "checkpoint.pkl")  # pickles of fslora <= 0.1; refused, never read
 _MISSING = "<absent>"
+# how a NumPy problem's data_sha256 is made (data_digest: a digest of per-client digests); a checkpoint
+# whose identity lacks this field was written by an fslora that digested all the clients' data at once
+DATA_DIGEST = "per-client"
 
 
 def checkpoint_path(out_dir, algorithm_name: str) -> str:
@@ -144,15 +147,17 @@ def problem_identity(problem) -> dict:
     Returns
     -------
     dict
-        Family, link, number of clients, layer shapes, client sizes, batch size and a SHA-256 of
-        its base weights and client data (:func:`data_digest`).
+        Family, link, number of clients, layer shapes, client sizes, batch size, a SHA-256 of
+        its base weights and client data (:func:`data_digest`) and how that digest is made
+        (``data_digest``: ``"per-client"``; older checkpoints lack it and are refused by name).
     """
     clients = getattr(problem, "client_digests", None)
     if clients is None:
         clients = [client_data_digest(c) for c in problem.clients]
     return {"family": problem.name, "link": problem.link, "n_clients": problem.n_clients,
             "layer_shapes": [list(s) for s in problem.layer_shapes], "client_sizes": list(problem.client_sizes),
-            "batch_size": problem.batch_size, "data_sha256": data_digest(problem.base_weights, clients)}
+            "batch_size": problem.batch_size, "data_sha256": data_digest(problem.base_weights, clients),
+            "data_digest": DATA_DIGEST}
 
 
 def algorithm_identity(algorithm) -> dict:
@@ -357,6 +362,7 @@ def _check_header(path, header: dict, algorithm_name, config, identity) -> dict:
     if (not isinstance(saved_config, dict) or not isinstance(saved_identity, dict) or isinstance(next_round, bool)
             or not isinstance(next_round, int) or next_round < 0 or header.get("history_kind") not in ("History", "dict")):
         raise ValueError(f"checkpoint {path} is malformed: bad config, identity, next_round or history_kind")
+    _check_data_digest(path, saved_identity, identity or {})
     diffs = differing_fields(_fields(saved_config, saved_identity),
                              _fields(_normalised(config.to_json()), _normalised(identity or {})))
     if diffs:
@@ -366,6 +372,16 @@ def _check_header(path, header: dict, algorithm_name, config, identity) -> dict:
         raise ValueError(f"checkpoint {path} already holds {next_round} rounds, more than rounds = {config.rounds}: "
                          f"resume with --rounds >= {next_round} (or start afresh in another --out)")
     return header
+
+
+def _check_data_digest(path, saved: dict, current: dict) -> None:
+    """Refuse, saying why, a checkpoint whose data digest was made the way an older fslora made it."""
+    if "data_digest" in current and "data_digest" not in saved and "data_sha256" in saved:
+        raise ValueError(f"checkpoint {path} was written by an older fslora: it does not say how its data digest "
+                         f"(data_sha256) was made (before per-client digests, one hash over all the clients' data), "
+                         f"so this fslora cannot check that it holds this run's data and will not resume it: finish "
+                         f"that run with the fslora that wrote it, or start afresh (another --out, or without "
+                         f"--resume)")
 
 
 def _state(tree: dict, rank: int, layer_shapes) -> ServerState:

@@ -236,7 +236,7 @@ def run_identity(layers, shapes, task, held) -> dict:
 
 
 def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: int | None = None,
-             round_fn=None, node_data=None) -> dict:
+             round_fn=None, node_data=None, run_fn=None) -> dict:
     """Run (or resume) the federated fine-tuning ``job`` into the directory ``out``.
 
     Parameters
@@ -255,8 +255,12 @@ def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: in
     node_data : NodeData or None
         The clients' data are node-local (:class:`llm_bridge.node_data.NodeData`: what each node
         announced of its partition): the training data are never read here, only the held-out
-        set; the clients' sizes and family counts are the announced ones. Needs ``round_fn``
-        (the clients train elsewhere).
+        set; the clients' sizes and family counts are the announced ones. Needs ``round_fn`` or
+        ``run_fn`` (the clients train elsewhere).
+    run_fn : callable or None
+        Runs the rounds, with :func:`fslora_ref.federation.run`'s signature and result (the
+        default; the Flower ServerApp passes one whose rounds Flower's ``Strategy.start`` drives,
+        evaluating with this run's recorder).
 
     Returns
     -------
@@ -292,8 +296,9 @@ def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: in
         shapes = ModelShapes(layers, task.client_sizes)
         identity = run_identity(layers, shapes, task, held)
     else:   # the server holds no client data: the held-out set only, the clients' figures as announced
-        if round_fn is None:
-            raise ValueError("node-local client data need a round_fn that trains the clients where the data are")
+        if round_fn is None and run_fn is None:
+            raise ValueError("node-local client data need a round_fn or run_fn that trains the clients where the "
+                             "data are")
         task = None
         held, evals = held_out_examples(job)
         info = dict(data_info(job, [], evals, held, node_data.family_counts), node_local=True)
@@ -305,9 +310,9 @@ def finetune(job: FinetuneJob, out: str, *, resume: bool = False, stop_after: in
     recorder = FinetuneRecorder(layers, tok, held, shapes, new_history(job, config, layers, info, shapes),
                                 eval_every=job.eval_every, elem_bytes=torch.finfo(dtype).bits // 8, out=out)
     # the reference's driver loop: resume, a checkpoint after every round, divergence and error wrapping
-    history = run(TorchClients(algorithm, layers, task), shapes, config, checkpoint=ckpt, resume=resume,
-                  stop_after=stop_after, identity=identity, round_fn=recorder.timed(round_fn or run_round),
-                  recorder=recorder, on_round=recorder.after_round)
+    history = (run_fn or run)(TorchClients(algorithm, layers, task), shapes, config, checkpoint=ckpt, resume=resume,
+                              stop_after=stop_after, identity=identity, round_fn=recorder.timed(round_fn or run_round),
+                              recorder=recorder, on_round=recorder.after_round)
     state = recorder.final_state
     done = len(history["rounds"]) == config.rounds
     if done:

@@ -47,6 +47,12 @@ class FinetuneRecorder:
         Bytes per float of the model's dtype.
     out : str
         The output directory (history.json and curves.png after every round).
+
+    Attributes
+    ----------
+    round_seconds : float or None
+        The wall time of the round being recorded (the row's ``seconds``), set by :meth:`timed` or
+        by whoever runs the round (the Flower app: the round's train exchange).
     """
 
     def __init__(self, layers, tok, held, shapes, fresh_history: dict, *, eval_every: int, elem_bytes: int, out: str):

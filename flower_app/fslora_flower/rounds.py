@@ -1,6 +1,4 @@
-"""One federated round over Flower, shaped like ``fslora_ref.federation.run_round``, so the
-reference's run loop (history, accounting, checkpoints, --resume) and the bridge's finetune
-loop drive a Flower deployment unchanged; and the ledger of what each round cost.
+"""The ledger of what each round over Flower cost (the rounds themselves: start_run.py).
 
 The ledger, ``<out>/flower.json``, is rewritten atomically after every round: per client the
 bytes actually sent each way (Flower's serialised objects) next to the accounted floats, the
@@ -11,13 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord
-
 from fslora_ref.outputs import write_json
-
-from .exchange import exchange
-from .strategy import FSLoRAStrategy
 
 
 class Ledger:
@@ -155,80 +147,3 @@ class Ledger:
         mine = [r for r in runs if isinstance(r, dict) and r.get("run-id") == str(run_id)]
         code = mine[-1].get("exit-code") if mine else None
         return code if isinstance(code, int) and code > 1 else 1
-
-
-class FlowerRounds:
-    """A ``round_fn`` that runs each round over Flower, for the reference's and the bridge's run loops.
-
-    Calling it as ``rounds(algorithm, state, problem, config, round_index)`` sends the round's
-    plans to the SuperNodes in ``nodes`` and aggregates the replies with :class:`FSLoRAStrategy`;
-    it returns ``(state, plans, uploads)`` as ``fslora_ref.federation.run_round`` does, and records
-    the round (bytes and floats each way, timings, missing clients) in the ledger. The strategy's
-    MissingClients / RefusedUpdate (policy "stop") or the client's DivergenceError is raised after
-    the round is recorded. One FSLoRAStrategy per algorithm, made at its first round and kept.
-    The run loop that calls it evaluates the global model itself (the bridge's finetune); `fslora
-    flower simulate` lets Flower's ``Strategy.start`` drive its rounds instead (simulate_run.py).
-
-    Parameters
-    ----------
-    grid : flwr.server.Grid
-        The ServerApp's grid.
-    nodes : dict
-        ``{client id: Flower node id}`` (from discovery).
-    timeout : float
-        Seconds to wait for a round's replies.
-    on_missing : {"stop", "continue"}, default "stop"
-        What a participant without a usable reply does to the round (see FSLoRAStrategy).
-    poll : float, default 0.5
-        Seconds between pulls for replies.
-    dtype : numpy dtype, default float64
-        The float type of the factors sent to clients.
-    ledger : Ledger, optional
-        Where each round is recorded (None: not recorded).
-    on_bad_update : {"stop", "drop"}, default "stop"
-        What a refused update does to the round (see FSLoRAStrategy).
-    max_update_norm : float, optional
-        A bound on the Euclidean norm of a client's upload (None: no bound).
-    """
-
-    def __init__(self, grid, nodes, *, timeout, on_missing="stop", poll=0.5, dtype=np.float64, ledger=None,
-                 on_bad_update="stop", max_update_norm=None):
-        self.grid, self.nodes, self.timeout, self.on_missing = grid, dict(nodes), timeout, on_missing
-        self.on_bad_update, self.max_update_norm = on_bad_update, max_update_norm
-        self.poll, self.dtype, self.ledger = poll, dtype, ledger
-        self.strategies = {}                 # algorithm name -> its FSLoRAStrategy
-
-    def strategy(self, algorithm, problem, config, state) -> FSLoRAStrategy:
-        """The algorithm's strategy, made once; its state is set to the run loop's ``state``.
-
-        Parameters
-        ----------
-        algorithm : Algorithm
-            The algorithm.
-        problem : Problem
-            What its rules read.
-        config : FedConfig
-            The run's configuration.
-        state : ServerState
-            The server state before the round.
-
-        Returns
-        -------
-        FSLoRAStrategy
-        """
-        strategy = self.strategies.get(algorithm.name)
-        if strategy is None or strategy.algorithm is not algorithm or strategy.config is not config:
-            strategy = self.strategies[algorithm.name] = FSLoRAStrategy(
-                algorithm, problem, config, self.nodes, state=state, on_missing=self.on_missing, dtype=self.dtype,
-                reply_timeout=self.timeout, on_bad_update=self.on_bad_update, max_update_norm=self.max_update_norm,
-                ledger=self.ledger)
-        strategy.state = state
-        return strategy
-
-    def __call__(self, algorithm, state, problem, config, round_index):
-        strategy = self.strategy(algorithm, problem, config, state)
-        messages = strategy.configure_train(round_index + 1, ArrayRecord(), ConfigRecord(), self.grid)
-        replies, strategy.refused = exchange(self.grid, messages, self.timeout, self.poll)
-        strategy.aggregate_train(round_index + 1, replies)
-        plans, uploads, _ = strategy.last
-        return strategy.state, plans, uploads

@@ -1,11 +1,12 @@
 """The ServerApp: the same job as `fslora simulate` / `fslora finetune`, clients on SuperNodes.
 
 It finds which node is which client (discovery.py), then runs the in-process command's own
-loop (fslora_ref.simulate.run_all + write_results, or llm_bridge.finetune.finetune). For
-simulate, the server holds the model and what the nodes announced (server_problem.py), never
-the clients' data: Flower's ``Strategy.start`` drives each algorithm's rounds, the clients
-evaluate the global model on their own data (simulate_run.py, evaluation.py). For finetune,
-each round goes through Flower (rounds.py) inside the bridge's loop. So history.json, the
+loop (fslora_ref.simulate.run_all + write_results, or llm_bridge.finetune.finetune) with a
+``run_fn`` whose rounds Flower's ``Strategy.start`` drives, one strategy per algorithm
+(start_run.py). For simulate, the server holds the model and what the nodes announced
+(server_problem.py), never the clients' data, and the clients evaluate the global model on
+their own data (simulate_run.py, evaluation.py). For finetune, the bridge's recorder evaluates
+the adapter on the server's held-out set in ``start``'s ``evaluate_fn``. So history.json, the
 checkpoints and --resume are the in-process command's, and a loopback run reproduces the
 in-process one.
 Failures end the run with a one-line reason (Flower records it as the run's status
@@ -24,7 +25,7 @@ from fslora_ref.outputs import prepare_output_dir
 
 from .discovery import ANNOUNCED, announced_budgets, discover
 from .finetune_data import DATA_KEYS
-from .rounds import FlowerRounds, Ledger
+from .rounds import Ledger
 from .settings import Settings
 
 app = ServerApp()
@@ -35,10 +36,11 @@ def main(grid: Grid, context: Context) -> None:
     """Run the job of the run config with its clients on SuperNodes (the ServerApp's entry point).
 
     Prepares and locks the output directory, discovers which node is which client (budgets the
-    nodes announce replace the job's), then runs the in-process command's own loop: for simulate,
-    each algorithm's rounds driven by Flower's ``Strategy.start`` with the clients evaluating
-    (:class:`~fslora_flower.simulate_run.FlowerSimulation`; the server holds no client data); for
-    finetune, each round through :class:`~fslora_flower.rounds.FlowerRounds`. ``<out>/flower.json``
+    nodes announce replace the job's), then runs the in-process command's own loop, each
+    algorithm's rounds driven by Flower's ``Strategy.start``: for simulate with the clients
+    evaluating (:class:`~fslora_flower.simulate_run.FlowerSimulation`; the server holds no client
+    data); for finetune with the server evaluating on its held-out set in ``evaluate_fn``
+    (:class:`~fslora_flower.start_run.FlowerRun`). ``<out>/flower.json``
     records the run; a failure is recorded there with its exit code before it is raised.
 
     Parameters
@@ -96,16 +98,17 @@ def main(grid: Grid, context: Context) -> None:
             histories = run_all(job, problem, config, names, out, resume=resume, run_fn=run_fn)
             write_results(job, problem, config, histories, out)
         else:
-            rounds = FlowerRounds(grid, nodes, timeout=settings.round_timeout, poll=settings.poll, ledger=ledger,
-                                  **options)
             from llm_bridge.finetune import finetune
             from llm_bridge.job import check_run
             from llm_bridge.summary import summary
 
             from .finetune_data import gathered
+            from .start_run import FlowerRun
             node_data = gathered(answers, nodes, job)   # None: the server derives the clients' data itself
             check_run(job, out, resume=resume, node_local=node_data is not None)
-            print(summary(finetune(job, out, resume=resume, stop_after=settings.stop_after, round_fn=rounds,
+            # the bridge's recorder evaluates the adapter on the server's held-out set, in Strategy.start's evaluate_fn
+            run_fn = FlowerRun(grid, nodes, timeout=settings.round_timeout, poll=settings.poll, ledger=ledger, **options)
+            print(summary(finetune(job, out, resume=resume, stop_after=settings.stop_after, run_fn=run_fn,
                                    node_data=node_data)))
     except BaseException as exc:
         ledger.set(status="failed", error=" ".join(str(exc).split()) or type(exc).__name__,

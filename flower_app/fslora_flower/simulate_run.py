@@ -1,77 +1,28 @@
-"""`fslora flower simulate` on the server: Flower's ``Strategy.start`` drives the rounds, the clients
-evaluate, the server holds no client data.
+"""`fslora flower simulate` on the server: the clients evaluate, the server holds no client data.
 
-Per algorithm of the job: one FSLoRAStrategy (made once, never per round) and one
-``strategy.start(grid, num_rounds=rounds left)``. Each Flower round is train (configure_train /
-aggregate_train: the reference's rules, update validation), then evaluate (configure_evaluate:
-every client evaluates the new global model on its own data; aggregate_evaluate: the server
-reduces the answers to the in-process history row, evaluation.py, then checkpoints). What
-``Strategy.start`` does not do is done around it, with its own pieces:
+:class:`FlowerSimulation` is the :class:`~fslora_flower.start_run.FlowerRun` (``Strategy.start``
+drives each algorithm's rounds, one strategy per algorithm; resume, checkpoints and polling as
+there) whose evaluation is made by the clients: after each round configure_evaluate sends every
+client the new global model, which it evaluates on its own data; aggregate_evaluate reduces the
+answers to the in-process history row (evaluation.py), then checkpoints. ``start`` evaluates on
+the clients only after a round (its ``evaluate_fn`` is the server's own, centralised evaluation),
+so the initial row (row 0) and the resumed checkpoint's check are the same evaluation exchange,
+made before ``start``. A server-side held-out set, if given, is ``start``'s ``evaluate_fn``.
 
-- the initial row (row 0) and the resumed checkpoint's check are the same evaluation exchange,
-  made before ``start`` (``start`` evaluates on the clients only after a round; its
-  ``evaluate_fn`` is the server's own, centralised evaluation);
-- --resume: the strategy starts at the checkpoint's round (``first_round``), ``start`` runs the
-  rounds left; the checkpoint is written after every round by aggregate_evaluate;
-- Grid.send_and_receive sleeps 3 s between pulls; ``start`` is handed a grid whose
-  send_and_receive polls every ``poll-interval`` and reports the nodes the SuperLink refused.
-
-History, checkpoints and --resume are those of ``fslora_ref.simulate.run_all`` (this module is its
+History, checkpoints and --resume are those of ``fslora_ref.simulate.run_all`` (this is its
 ``run_fn``): a run over Flower writes the in-process run's bytes.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, MetricRecord
+from flwr.app import MetricRecord
 
-from fslora_ref.client import DivergenceError
-from fslora_ref.federation import load_checkpoint, save_checkpoint
 from fslora_ref.recorder import HistoryRecorder
 
 from .evaluation import EvaluationMissing, client_parts, evaluate_messages, probe_message, reduce_row
-from .exchange import exchange
-from .strategy import FSLoRAStrategy
-
-
-class PollingGrid:
-    """The Grid handed to ``Strategy.start``: Flower's Grid, but send_and_receive polls every
-    ``poll`` seconds (Flower's sleeps 3 s) and tells ``strategy`` which nodes the SuperLink
-    refused (a node that went away is named at once instead of waited for).
-
-    Parameters
-    ----------
-    grid : Grid
-        Flower's Grid.
-    poll : float
-        Seconds between pulls.
-    """
-
-    def __init__(self, grid, poll: float):
-        self.grid, self.poll, self.strategy = grid, poll, None
-
-    def send_and_receive(self, messages, *, timeout=None):
-        """Push ``messages`` and return the replies that arrived within ``timeout`` seconds.
-
-        Parameters
-        ----------
-        messages : iterable of Message
-        timeout : float, optional
-            Seconds (None: an hour, Flower's default).
-
-        Returns
-        -------
-        list of Message
-        """
-        replies, refused = exchange(self.grid, messages, 3600.0 if timeout is None else timeout, self.poll)
-        if self.strategy is not None:
-            self.strategy.refused = refused
-        return replies
-
-    def __getattr__(self, name):
-        return getattr(self.grid, name)
+from .start_run import FlowerRun, PollingGrid, RoundRecord
 
 
 class FederatedRecorder(HistoryRecorder):
@@ -95,6 +46,31 @@ class FederatedRecorder(HistoryRecorder):
         super().__init__(problem)
         self.grid, self.nodes, self.timeout, self.on_missing = grid, dict(nodes), timeout, on_missing
         self.rounds_done, self.pending, self.missing = 0, None, {}
+
+    def resumed(self, path, algorithm, state, history, config, next_round):
+        """The reference's resume check (its evaluation asked of the clients), at round ``next_round``.
+
+        Parameters
+        ----------
+        path : str
+            The checkpoint.
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The loaded state.
+        history : History
+            The loaded history.
+        config : FedConfig
+            The run's configuration.
+        next_round : int
+            The rounds the checkpoint holds.
+
+        Returns
+        -------
+        History
+        """
+        self.rounds_done = next_round
+        return super().resumed(path, algorithm, state, history, config, next_round)
 
     def evaluate(self, algorithm, state, config) -> dict:
         """The history row of ``state``: the one reduced from ``Strategy.start``'s evaluation
@@ -154,19 +130,30 @@ class FederatedRecorder(HistoryRecorder):
         return reduce_row(parts, algorithm)
 
 
-class RoundEvaluation:
-    """What FSLoRAStrategy's configure_evaluate / aggregate_evaluate do for one algorithm's run:
-    the evaluation messages, then the row, the divergence check and the checkpoint (as
-    ``fslora_ref.federation.run`` does after each round)."""
+class ClientEvaluation(RoundRecord):
+    """What FSLoRAStrategy's configure_evaluate / aggregate_evaluate do for one algorithm's run: the
+    clients' evaluation messages, then the row reduced from their answers, the divergence check and
+    the checkpoint.
 
-    def __init__(self, recorder, history, algorithm, config, checkpoint, identity, on_round):
-        self.recorder, self.history, self.algorithm, self.config = recorder, history, algorithm, config
-        self.checkpoint, self.identity, self.on_round = checkpoint, identity, on_round
+    Parameters
+    ----------
+    recorder : object
+        The run's recorder (``fslora_ref/recorder.py`` protocol: a FederatedRecorder).
+    history : History or dict or None
+        The run's history (row 0 made before ``start``).
+    algorithm : Algorithm
+        The algorithm.
+    config : FedConfig
+        The run's configuration.
+    checkpoint : str or None
+        Rewritten after every round.
+    identity : dict
+        The checkpoint's identity.
+    on_round : callable or None
+        ``on_round(t, row)`` after each round.
+    """
 
-    @property
-    def missing(self) -> dict:
-        """``{client: why}``: the clients missing from the last evaluation."""
-        return self.recorder.missing
+    by_clients = True
 
     def messages(self, state, rounds_done):
         """The EVALUATE messages for ``state``.
@@ -208,34 +195,12 @@ class RoundEvaluation:
         """
         self.recorder.rounds_done = round_index + 1
         self.recorder.pending = self.recorder.reduce(self.algorithm, replies, round_index + 1)
-        row = self.recorder.record(self.history, self.algorithm, state, self.config, round_index, plans, uploads)
-        if self.checkpoint is not None:
-            save_checkpoint(self.checkpoint, self.algorithm.name, self.config, state, self.history, round_index + 1,
-                            identity=self.identity)
-        if self.on_round is not None:
-            self.on_round(round_index, row)
-        return row
+        return self.record(round_index, state, plans, uploads)
 
 
-def factors_record(state) -> ArrayRecord:
-    """The server's rank-r factors as the ArrayRecord ``Strategy.start`` starts from (bookkeeping only).
-
-    Parameters
-    ----------
-    state : ServerState
-        ``layers``: [(B_l: (m_l, r), A_l: (r, n_l))].
-
-    Returns
-    -------
-    ArrayRecord
-    """
-    return ArrayRecord({f"{l}.{name}": Array(np.ascontiguousarray(x))
-                        for l, pair in enumerate(state.layers) for name, x in zip("BA", pair)})
-
-
-class FlowerSimulation:
+class FlowerSimulation(FlowerRun):
     """``run_fn`` for ``fslora_ref.simulate.run_all``: one algorithm's run over Flower, with
-    ``fslora_ref.federation.run``'s signature and result.
+    ``fslora_ref.federation.run``'s signature and result, the clients evaluating.
 
     Parameters
     ----------
@@ -258,18 +223,68 @@ class FlowerSimulation:
     """
 
     def __init__(self, grid, nodes, *, timeout, poll=0.5, ledger=None, held_out=None, **strategy_options):
-        self.grid, self.nodes, self.timeout, self.ledger = PollingGrid(grid, poll), dict(nodes), timeout, ledger
-        self.held_out, self.options = held_out, strategy_options
+        super().__init__(grid, nodes, timeout=timeout, poll=poll, ledger=ledger, **strategy_options)
+        self.held_out = held_out
 
-    def evaluate_fn(self, strategy, problem):
+    def default_recorder(self, problem):
+        """The recorder whose rows the clients' evaluations make (:class:`FederatedRecorder`).
+
+        Parameters
+        ----------
+        problem : ServerProblem
+            The server's problem (its divergence diagnosis asks the clients' nodes).
+
+        Returns
+        -------
+        FederatedRecorder
+        """
+        problem.remote_loss = self.remote_loss(problem)
+        return FederatedRecorder(problem, self.grid, self.nodes, self.timeout, self.options.get("on_missing", "stop"))
+
+    def first_history(self, recorder, algorithm, state, config):
+        """Row 0, from an evaluation exchange made before ``start`` (``start`` asks the clients only
+        after a round).
+
+        Parameters
+        ----------
+        recorder : FederatedRecorder
+            The run's recorder.
+        algorithm : Algorithm
+            The algorithm.
+        state : ServerState
+            The initial state.
+        config : FedConfig
+            The run's configuration.
+
+        Returns
+        -------
+        History
+        """
+        return recorder.start(algorithm, state, config)
+
+    def evaluation(self, *record_args) -> ClientEvaluation:
+        """The strategy's ``evaluation``: the clients' (:class:`ClientEvaluation`).
+
+        Parameters
+        ----------
+        *record_args
+            :class:`~fslora_flower.start_run.RoundRecord`'s parameters.
+
+        Returns
+        -------
+        ClientEvaluation
+        """
+        return ClientEvaluation(*record_args)
+
+    def evaluate_fn(self, strategy, evaluation):
         """``Strategy.start``'s evaluate_fn on the server's held-out set (None without one).
 
         Parameters
         ----------
         strategy : FSLoRAStrategy
             Its state is evaluated (the ArrayRecord ``start`` passes holds only the factors).
-        problem : ServerProblem
-            The server's model.
+        evaluation : ClientEvaluation
+            The run's evaluation (its problem is the server's model).
 
         Returns
         -------
@@ -278,6 +293,7 @@ class FlowerSimulation:
         """
         if self.held_out is None:
             return None
+        problem = evaluation.recorder.problem
 
         def evaluate_fn(server_round, arrays):
             algorithm, config = strategy.algorithm, strategy.config
@@ -311,62 +327,6 @@ class FlowerSimulation:
             ok = [r for r in replies if r.has_content()]
             return float(dict(ok[0].content["fslora.loss"])["loss"]) if ok else float("nan")
         return loss
-
-    def __call__(self, algorithm, problem, config, *, checkpoint=None, resume=False, on_round=None, identity=None,
-                 **_ignored):
-        """Run ``algorithm`` over Flower (see :func:`fslora_ref.federation.run`).
-
-        Parameters
-        ----------
-        algorithm : Algorithm
-            The algorithm.
-        problem : ServerProblem
-            The server's problem.
-        config : FedConfig
-            The run's configuration.
-        checkpoint : str, optional
-            Rewritten after every round.
-        resume : bool, default False
-            Continue ``checkpoint``.
-        on_round : callable, optional
-            ``on_round(t, row)`` after each round.
-        identity : dict, optional
-            Extra fields a checkpoint must match.
-
-        Returns
-        -------
-        History
-        """
-        problem.remote_loss = self.remote_loss(problem)
-        recorder = FederatedRecorder(problem, self.grid, self.nodes, self.timeout,
-                                     self.options.get("on_missing", "stop"))
-        identity = recorder.identity(algorithm, identity or {})
-        resuming = resume and checkpoint is not None and os.path.exists(checkpoint)
-        if resuming:
-            state, history, start = load_checkpoint(checkpoint, algorithm.name, config, identity=identity,
-                                                    layer_shapes=problem.layer_shapes)
-            recorder.rounds_done = start
-            history = recorder.resumed(checkpoint, algorithm, state, history, config, start)
-        else:
-            state, start = algorithm.init(problem, config), 0
-            history = recorder.start(algorithm, state, config)
-        evaluation = RoundEvaluation(recorder, history, algorithm, config, checkpoint, identity, on_round)
-        strategy = FSLoRAStrategy(algorithm, problem, config, self.nodes, state=state, reply_timeout=self.timeout,
-                                  first_round=start, ledger=self.ledger, evaluation=evaluation, **self.options)
-        self.grid.strategy = strategy
-        try:
-            strategy.start(self.grid, factors_record(state), num_rounds=config.rounds - start, timeout=self.timeout,
-                           evaluate_fn=self.evaluate_fn(strategy, problem))
-        except DivergenceError as exc:
-            if strategy.phase == "train":      # as the reference's run loop words a round's divergence
-                raise DivergenceError(f"{algorithm.name}: {exc}") from None
-            raise
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            if not (resuming and strategy.rounds_completed == 0 and strategy.phase == "train"):
-                raise
-            raise ValueError(f"checkpoint {checkpoint}: its server state does not fit this run "
-                             f"({type(exc).__name__}: {exc})") from None
-        return recorder.finish(history, strategy.state)
 
 
 __all__ = ["EvaluationMissing", "FlowerSimulation", "PollingGrid"]

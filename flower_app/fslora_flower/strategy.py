@@ -114,11 +114,13 @@ class FSLoRAStrategy(Strategy):
     ledger : Ledger, optional
         Each round's entry (bytes, timings, missing clients) is appended to it (also when the round
         fails).
-    evaluation : object, optional
-        Evaluation through Flower after every round, with ``messages(state, rounds_done) -> [Message]``,
-        ``after_round(round_index, replies, state, plans, uploads) -> row`` (records the history row,
-        checkpoints) and ``missing`` ({client: why} of the last evaluation); None: no evaluation
-        messages (the caller's run loop evaluates).
+    evaluation : RoundRecord, optional
+        Evaluation through Flower after every round (start_run.py): ``by_clients``,
+        ``messages(state, rounds_done) -> [Message]`` and, when the clients evaluate,
+        ``after_round(round_index, replies, state, plans, uploads) -> row`` (records the history
+        row, checkpoints); ``missing`` ({client: why} of the last evaluation). When the server
+        evaluates (``by_clients`` false), ``Strategy.start``'s evaluate_fn ends each round with
+        :meth:`end_round`. None: no evaluation (the caller's run loop evaluates).
 
     Raises
     ------
@@ -336,9 +338,10 @@ class FSLoRAStrategy(Strategy):
         return (f"round {server_round}/{rounds}: {who}; stopped before aggregating (completed rounds are kept: "
                 f"rerun with --resume; --on-missing continue averages over the clients that reply)")
 
-    # -- evaluation: every client evaluates the global model on its own data (evaluation.py) ---
+    # -- evaluation: the clients (simulate) or the server's own held-out set (finetune) ------------
     def configure_evaluate(self, server_round, arrays, config, grid):
-        """One EVALUATE message per client for the state after round ``server_round``.
+        """The EVALUATE messages for the state after round ``server_round``: one per client when the
+        clients evaluate (``evaluation.by_clients``), none when the server does (``evaluate_fn``).
 
         Parameters
         ----------
@@ -354,19 +357,20 @@ class FSLoRAStrategy(Strategy):
         Returns
         -------
         list of Message
-            Empty without an ``evaluation`` (the caller's run loop evaluates).
+            Empty without an ``evaluation`` (the caller's run loop evaluates) or when the server evaluates.
         """
         if self.evaluation is None or self.entry is None:
             return []
         self.phase = "evaluate"
-        messages = self.evaluation.messages(self.state, self.round_of(server_round) + 1)
-        self.entry["evaluate-down-bytes"] = sum(payload_bytes(m) for m in messages)
         self._clock["evaluate"] = time.perf_counter()
+        messages = self.evaluation.messages(self.state, self.round_of(server_round) + 1)
+        if messages:
+            self.entry["evaluate-down-bytes"] = sum(payload_bytes(m) for m in messages)
         return messages
 
     def aggregate_evaluate(self, server_round, replies):
         """The history row of the round from the clients' evaluations (recorded and checkpointed
-        by the ``evaluation``).
+        by the ``evaluation``; see :meth:`end_round`).
 
         Parameters
         ----------
@@ -378,25 +382,44 @@ class FSLoRAStrategy(Strategy):
         Returns
         -------
         MetricRecord or None
-            The row's ``loss``; None without an ``evaluation``.
+            The row's ``loss``; None without an ``evaluation`` or when the server evaluates (the
+            round then ends in ``Strategy.start``'s ``evaluate_fn``).
         """
-        if self.evaluation is None or self.entry is None:
+        if self.evaluation is None or self.entry is None or not self.evaluation.by_clients:
             return None
         t = self.round_of(server_round)
         plans, uploads, _ = self.last
         self.entry["evaluate-up-bytes"] = sum(payload_bytes(r) for r in replies if r.has_content())
+        row = self.end_round(lambda: self.evaluation.after_round(t, replies, self.state, plans, uploads))
+        return MetricRecord({"loss": float(row["loss"])})
+
+    def end_round(self, record):
+        """End the configured round: ``record()`` records its row and checkpoint, then the round's
+        ledger entry is closed (with the error, if ``record`` raises).
+
+        Parameters
+        ----------
+        record : callable
+            ``record() -> row``.
+
+        Returns
+        -------
+        dict
+            The row ``record`` returned.
+        """
         try:
-            row = self.evaluation.after_round(t, replies, self.state, plans, uploads)
+            row = record()
         except BaseException as exc:
             self.entry["error"] = " ".join(str(exc).split())
             self._record()
             raise
         if self.evaluation.missing:
             self.entry["evaluate-missing"] = {str(c): why for c, why in sorted(self.evaluation.missing.items())}
-        self.entry["seconds-evaluate"] = time.perf_counter() - self._clock["evaluate"]
+        if "evaluate" in self._clock:
+            self.entry["seconds-evaluate"] = time.perf_counter() - self._clock["evaluate"]
         self.rounds_completed += 1
         self._record()
-        return MetricRecord({"loss": float(row["loss"])})
+        return row
 
     def summary(self) -> None:
         from flwr.supercore import log

@@ -122,6 +122,52 @@ def test_resume_of_another_run_is_refused_as_in_process(tmp_path, capsys, monkey
     assert "belongs to a different run" in err and "batch_size" in err and "family" in err
 
 
+def as_written_by_an_older_fslora(path, problem):
+    """Rewrite a checkpoint as fslora before per-client data digests wrote it: no ``data_digest`` in its
+    identity, ``data_sha256`` one SHA-256 over the base weights and every client's data."""
+    import hashlib
+
+    import numpy as np
+
+    from fslora_ref.checkpoint_format import read_archive, write_archive
+    header, tree = read_archive(path)
+    digest = hashlib.sha256()
+    for arr in list(problem.base_weights) + [x for c in problem.clients for x in (c.X, c.targets)]:
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    assert header["identity"].pop("data_digest") == "per-client"
+    header["identity"]["data_sha256"] = digest.hexdigest()
+    write_archive(path, header, tree)
+
+
+def test_a_checkpoint_of_an_older_fslora_is_refused_saying_why(tmp_path, capsys, monkeypatch):
+    """A checkpoint whose data digest an older fslora made (all the data at once) is refused on
+    --resume with a plain one-line reason and what to do, exit 2, by `fslora simulate` and by
+    `fslora flower simulate` before any deployment starts; a current checkpoint still resumes."""
+    import os
+
+    from fslora_ref.jobs import SimulateJob
+    from fslora_ref.simulate import build
+    monkeypatch.setattr(deploy.LocalDeployment, "start", lambda self: pytest.fail("a deployment was started"))
+    small = ["--clients", "3", "--budgets", "2,4,8", "--rank", "8", "--m", "12", "--n", "10", "--algorithms", "fslora"]
+    out = str(tmp_path / "o")
+    assert main(["simulate", *small, "--rounds", "1", "--out", out]) == 0
+    ckpt = os.path.join(out, "checkpoint-fslora.npz")
+    problem, _, _ = build(SimulateJob.from_dict(dict(clients=3, budgets="2,4,8", rank=8, m=12, n=10)))
+    as_written_by_an_older_fslora(ckpt, problem)
+    capsys.readouterr()
+    again = [*small, "--rounds", "2", "--resume", "--out", out]
+    expected = one_line_error(capsys, ["simulate", *again])
+    err = one_line_error(capsys, ["flower", "simulate", *again])
+    assert error_text(err) == error_text(expected)
+    assert f"checkpoint {ckpt} was written by an older fslora" in err
+    assert "start afresh (another --out, or without --resume)" in err and "differing fields" not in err
+    fresh = str(tmp_path / "fresh")
+    assert main(["simulate", *small, "--rounds", "1", "--out", fresh]) == 0
+    assert main(["simulate", *small, "--rounds", "2", "--resume", "--out", fresh]) == 0
+
+
 def test_flwr_build_accepts_the_app_and_the_fab_ships_only_the_app(tmp_path, capsys):
     import zipfile
     assert main(["flower", "fab", "--out", str(tmp_path)]) == 0

@@ -1,16 +1,16 @@
-"""The ServerApp's pieces in process: partition-id discovery, and the reference's run loop with
-FlowerRounds as its round function (history and ledger) — no Flower processes."""
+"""The ServerApp's pieces in process: partition-id discovery, and the reference's run_all with
+FlowerSimulation as its run_fn (history, ledger, missing and gone clients, divergence) — no Flower
+processes."""
 import json
 
 import numpy as np
 import pytest
 
-from fslora_ref.algorithms import get_algorithm
 from fslora_cli.simulate import build, run_all
 from fslora_ref.client import DivergenceError
 
 from fslora_flower.discovery import discover
-from fslora_flower.rounds import FlowerRounds, Ledger
+from fslora_flower.rounds import Ledger
 from fslora_cli.flower import run_config
 from fslora_flower.strategy import MissingClients
 
@@ -51,14 +51,28 @@ def test_discovery_errors_name_the_problem():
         discover(grid_for(args), 5, timeout=5, poll=0.01)
 
 
-def test_run_loop_through_flower_rounds_equals_in_process(tmp_path):
+def flower_run_all(args, grid, nodes, **options):
+    """The reference's run_all with FlowerSimulation as its run_fn (Strategy.start per algorithm), on a
+    server view of the job's problem (the clients' digests, no data)."""
+    from fslora_cli.simulate import job_from_args
+    from fslora_flower.server_problem import ServerProblem
+    from fslora_flower.simulate_run import FlowerSimulation
+    from fslora_ref.checkpoint import client_data_digest
+    from fslora_ref.simulate import run_all as reference_run_all
+    problem, config, names = build(args)
+    server = ServerProblem(problem.name, problem.link, problem.base_weights, problem.client_sizes,
+                           [client_data_digest(c) for c in problem.clients], problem.batch_size)
+    return reference_run_all(job_from_args(args), server, config, names, args.out, progress=False,
+                             run_fn=FlowerSimulation(grid, nodes, **options))
+
+
+def test_run_loop_through_flower_equals_in_process(tmp_path):
     args = simulate_args(algorithms="fslora,hetlora", rounds=3, out=str(tmp_path / "ref"))
     problem, config, names = build(args)
     ref = run_all(args, problem, config, names)
-    ledger = Ledger(str(tmp_path))
-    rounds = FlowerRounds(grid_for(args), {i: 1000 + i for i in range(4)}, timeout=5, poll=0.01, ledger=ledger)
     args.out = str(tmp_path / "fl")
-    got = run_all(args, problem, config, names, round_fn=rounds)
+    got = flower_run_all(args, grid_for(args), {i: 1000 + i for i in range(4)}, timeout=5, poll=0.01,
+                         ledger=Ledger(str(tmp_path)))
     for name in names:
         assert json.dumps(got[name].to_json()) == json.dumps(ref[name].to_json())
     saved = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"]
@@ -70,33 +84,37 @@ def test_run_loop_through_flower_rounds_equals_in_process(tmp_path):
         assert all(c["process-seconds"] >= 0 and c["handler-seconds"] > 0 for c in r["clients"].values())
 
 
+class SilentInTraining(InProcessGrid):
+    """Node 1001 answers evaluations (row 0) but never a training message."""
+
+    def push_messages(self, messages):
+        messages = list(messages)
+        self.silent = {1001} if any(m.metadata.message_type == "train" for m in messages) else set()
+        return super().push_messages(messages)
+
+
 def test_a_missing_client_is_in_the_ledger_before_the_error(tmp_path):
     args = simulate_args(out=str(tmp_path))
-    problem, config, names = build(args)
-    ledger = Ledger(str(tmp_path))
-    rounds = FlowerRounds(grid_for(args, silent={1001}), {i: 1000 + i for i in range(4)}, timeout=0.1, poll=0.01,
-                          ledger=ledger)
+    grid = SilentInTraining(run_config("simulate", args, "unused"), args.clients)
     with pytest.raises(MissingClients, match=r"client 1 \(node 1001\): no reply within 0.1 s"):
-        run_all(args, problem, config, names, round_fn=rounds)
+        flower_run_all(args, grid, {i: 1000 + i for i in range(4)}, timeout=0.1, poll=0.01, ledger=Ledger(str(tmp_path)))
     row = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"][0]
     assert "client 1" in row["error"] and "up-bytes" not in row["clients"]["1"]
     assert np.isfinite(row["seconds"])
 
 
 @pytest.mark.timeout(600)
-def test_a_node_the_superlink_no_longer_lists_is_named_without_waiting(tmp_path):
-    args = simulate_args()
-    problem, config, names = build(args)
+def test_a_node_the_superlink_no_longer_lists_is_named_without_waiting(tmp_path, capsys):
+    args = simulate_args(algorithms="fslora", out=str(tmp_path / "o"))
     nodes = {0: 1000, 1: 1001, 2: 4242, 3: 1003}            # node 4242 is gone: the push is refused
     # a reply timeout of a day: waiting for the gone node instead of naming it would trip the
     # hang guard (pytest-timeout), not a timed assertion
-    rounds = FlowerRounds(grid_for(args), nodes, timeout=86_400, poll=0.01, on_missing="continue",
-                          ledger=Ledger(str(tmp_path)))
-    state, plans, uploads = rounds(get_algorithm("fslora"), get_algorithm("fslora").init(problem, config), problem,
-                                   config, 0)
-    assert [u.client for u in uploads] == [0, 1, 3]
-    row = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"][0]
-    assert row["missing"] == {"2": "node gone (the SuperLink no longer lists it)"}
+    flower_run_all(args, grid_for(args), nodes, timeout=86_400, poll=0.01, on_missing="continue",
+                   ledger=Ledger(str(tmp_path)))
+    rows = json.loads((tmp_path / "flower.json").read_text())["runs"][-1]["rounds"]
+    assert [sorted(c for c, v in r["clients"].items() if "up-floats" in v) for r in rows] == [["0", "1", "3"]] * 2
+    assert all(r["missing"] == {"2": "node gone (the SuperLink no longer lists it)"} for r in rows)
+    assert all(set(r["evaluate-missing"]) == {"2"} for r in rows)
 
 
 @pytest.mark.parametrize("changes", [dict(lr=1.0, local_steps=1, rounds=4),
@@ -110,8 +128,7 @@ def test_divergence_is_caught_and_named_as_in_process(tmp_path, changes):
     with pytest.raises(DivergenceError) as in_process:
         run_all(args, problem, config, names)
     args.out = str(tmp_path / "fl")
-    rounds = FlowerRounds(grid_for(args), {i: 1000 + i for i in range(4)}, timeout=5, poll=0.01)
     with pytest.raises(DivergenceError) as over_flower:
-        run_all(args, problem, config, names, round_fn=rounds)
+        flower_run_all(args, grid_for(args), {i: 1000 + i for i in range(4)}, timeout=5, poll=0.01)
     assert str(over_flower.value) == str(in_process.value)
     assert "diverged in round" in str(in_process.value)
