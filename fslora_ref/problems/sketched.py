@@ -144,15 +144,8 @@ def exact_sketched_loss(problem, client: int, layers, s: float, ks) -> float | N
 
     Parameters
     ----------
-    problem : Problem
-    client : int
-        The client i.
-    layers : list of tuple of ndarray
-        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
-    s : float
-        The LoRA scaling.
-    ks : list of int
-        The sketch size k_l per layer.
+    problem, client, layers, s, ks
+        As :func:`sketched_loss`.
 
     Returns
     -------
