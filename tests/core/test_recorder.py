@@ -108,3 +108,17 @@ def test_the_row_is_every_clients_part_reduced_in_client_order(name):
             [exact_sketched_loss(problem, i, layers, config.lora_scaling, [config.budgets[i]]) for i in range(3)])
     assert len(set(problem.client_sizes)) == 3      # a data-size-weighted mean would differ
     assert float(np.average([p.loss for p in parts], weights=problem.client_sizes)) != row["loss"]
+
+
+def test_the_sketched_loss_is_none_when_a_client_has_no_exact_value():
+    """f^S is the mean of the clients' f_i^S only when every one is exact; the in-process run stops
+    computing at the first client without one (a generator is not drawn further)."""
+    from fslora_ref.problems.sketched import mean_sketched_loss
+    drawn = []
+
+    def values():
+        for v in (1.0, None, 2.0):
+            drawn.append(v)
+            yield v
+    assert mean_sketched_loss([1.0, 2.0, 4.5]) == 2.5
+    assert mean_sketched_loss(values()) is None and drawn == [1.0, None]
