@@ -22,7 +22,7 @@ from .divergence import DIVERGENCE_FACTOR, step_size_hint
 from .history import HISTORY_KEYS, History  # noqa: F401  (re-exported)
 from .outputs import atomic_write_bytes  # noqa: F401  (re-exported: older imports use it from here)
 from .problems.sketched import MAX_ENUMERATION, global_sketched_loss, sketched_loss  # noqa: F401
-from .recorder import HistoryRecorder, check_resumed_state, evaluate, factor_grad_norm  # noqa: F401  (re-exported)
+from .recorder import HistoryRecorder, check_resumed_state, evaluate  # noqa: F401  (re-exported)
 
 
 def run_round(algorithm, state, problem, config: FedConfig, round_index: int):

@@ -19,43 +19,104 @@ held-out evaluations in a dict. Either history is saved by the same ``save_check
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .checkpoint import algorithm_identity, problem_identity
 from .client import DivergenceError
 from .divergence import DIVERGENCE_FACTOR, diverged, raise_divergence
 from .history import History
+from .lora import LayerFactors
 
 
-def factor_grad_norm(problem, layers, s: float) -> float:
-    """The norm of the factor gradient, ``||grad_{[B;A]} f||``, at the server's factors (full data,
-    unsketched objective).
+@dataclass(frozen=True)
+class ClientEvaluation:
+    """Client i's share of a history row, at the server's model on client i's full data.
+
+    A federated server gets these from the clients' nodes (``fslora_flower.evaluation``); either
+    way :func:`reduce_evaluations` makes the row, so its bits do not depend on where f_i was computed.
+
+    Parameters
+    ----------
+    loss : float
+        f_i.
+    weight_grads : list of ndarray
+        grad_W f_i per layer, shape (m_l, n_l).
+    factor_grads : list of ndarray or None
+        grad_{[B;A]} f_i at the server's factors, ``[dB_0: (m_0, r), dA_0: (r, n_0), dB_1, ...]``;
+        None when the algorithm has no trainable factors.
+    """
+
+    loss: float
+    weight_grads: list
+    factor_grads: list | None = None
+
+
+def evaluate_client(problem, client: int, weights, layers=None, s: float = 1.0) -> ClientEvaluation:
+    """Client ``client``'s f_i and gradients at the server's dense weights (and factors).
 
     Parameters
     ----------
     problem : Problem
-        The problem (f is the mean of the clients' losses).
-    layers : list of tuple of ndarray
-        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l).
-    s : float
+        The problem.
+    client : int
+        The client i.
+    weights : list of ndarray
+        W_l, shape (m_l, n_l) (``algorithm.global_weights``).
+    layers : list of tuple of ndarray, optional
+        ``[(B_l, A_l)]``, shapes (m_l, r) and (r, n_l) (``algorithm.global_factors``); None: no
+        factor gradient.
+    s : float, default 1.0
         The LoRA scaling.
 
     Returns
     -------
-    float
+    ClientEvaluation
     """
-    from .lora import LayerFactors
-    factors = [LayerFactors(B, A, s * np.ones(B.shape[1])) for B, A in layers]
-    total = None
-    for i in range(problem.n_clients):
-        _, g = problem.loss_and_factor_grads(i, factors)
-        flat = [x for pair in g for x in pair]
-        total = flat if total is None else [a + b for a, b in zip(total, flat)]
-    return float(np.sqrt(sum(np.sum((t / problem.n_clients) ** 2) for t in total)))
+    loss = problem.loss(client, weights)
+    _, weight_grads = problem.loss_and_weight_grads(client, weights)
+    factor_grads = None
+    if layers is not None:
+        _, g = problem.loss_and_factor_grads(client, [LayerFactors(B, A, s * np.ones(B.shape[1])) for B, A in layers])
+        factor_grads = [x for pair in g for x in pair]
+    return ClientEvaluation(loss, weight_grads, factor_grads)
+
+
+def reduce_evaluations(parts: list) -> dict:
+    """The row from the clients' evaluations: f = (1/N) sum_i f_i and the norms of the mean
+    gradients, summed left to right in the order of ``parts``.
+
+    Parameters
+    ----------
+    parts : list of ClientEvaluation
+        One per client, in client order.
+
+    Returns
+    -------
+    dict
+        ``"loss"``, ``"grad_norm_weights"`` and, when the parts have factor gradients,
+        ``"grad_norm_factors"``.
+    """
+    row = {"loss": float(np.mean([part.loss for part in parts])),
+           "grad_norm_weights": _norm_of_mean([part.weight_grads for part in parts])}
+    if parts[0].factor_grads is not None:
+        row["grad_norm_factors"] = _norm_of_mean([part.factor_grads for part in parts])
+    return row
+
+
+def _norm_of_mean(per_client: list) -> float:
+    """``|| (g_0 + g_1 + ... + g_{N-1}) / N ||`` over all of g_i's arrays, summed in list order."""
+    total = per_client[0]
+    for arrays in per_client[1:]:
+        total = [a + b for a, b in zip(total, arrays)]
+    mean = [t / len(per_client) for t in total]
+    return float(np.sqrt(sum(np.sum(g * g) for g in mean)))
 
 
 def evaluate(algorithm, state, problem, config) -> dict:
-    """The history entries of server ``state``.
+    """The history entries of server ``state``: every client's :func:`evaluate_client`, reduced by
+    :func:`reduce_evaluations`, and the algorithm's own entries.
 
     Parameters
     ----------
@@ -75,11 +136,9 @@ def evaluate(algorithm, state, problem, config) -> dict:
         ``has_trainable_factors``; and its ``evaluate_extra``.
     """
     weights = algorithm.global_weights(state, problem, config)
-    loss = problem.global_loss(weights)
-    row = {"loss": loss,
-           "grad_norm_weights": float(np.sqrt(sum(np.sum(g * g) for g in problem.global_weight_grads(weights))))}
-    if algorithm.has_trainable_factors:
-        row["grad_norm_factors"] = factor_grad_norm(problem, algorithm.global_factors(state), config.lora_scaling)
+    layers = algorithm.global_factors(state) if algorithm.has_trainable_factors else None
+    row = reduce_evaluations([evaluate_client(problem, i, weights, layers, config.lora_scaling)
+                              for i in range(problem.n_clients)])
     row.update(algorithm.evaluate_extra(state, problem, config))
     return row
 

@@ -29,7 +29,7 @@ from build import build_notebook  # noqa: E402  (sibling module, not a package)
 
 PREAMBLE = os.path.join(HERE, "nbsetup.py")
 # helper modules beside the preamble -> the helpers a notebook importing it is built from
-HELPERS = {"plotstyle": ("plotstyle",), "pictures": ("pictures", "plotstyle"), "tables": ("tables",)}
+HELPERS = {"plotstyle": ("plotstyle",), "pictures": ("pictures", "plotstyle")}
 FIGURE_HELPER = r"figures_\d\d"          # figures_NN.py: notebook NN's plotting, drawn with plotstyle
 STYLE = os.path.join("fslora_ref", "plotting_style.py")   # what plotstyle re-exports (relative to the root)
 REBUILD = "run `make notebooks` (or `python3 notebooks/run.py NN`)"

@@ -1,19 +1,15 @@
 """Evaluation through Flower: each client evaluates the global model on its own data, the server
 reduces the answers to the history row the in-process run records, bit for bit.
 
-The in-process row (``fslora_ref.recorder.evaluate``) is, with f_i client i's full-data loss:
-
-    loss               np.mean([f_0, ..., f_{N-1}])                         (unweighted, client order)
-    grad_norm_weights  || (g_0 + g_1 + ... + g_{N-1}) / N ||,  g_i = grad_W f_i   (summed in client order)
-    grad_norm_factors  the same over grad_{[B;A]} f_i at the server's factors (if the algorithm has them)
-    sketched_loss      np.mean([f_0^S, ..., f_{N-1}^S]), client i with its own k_i (FSLoRA only;
-                       None when a client has no exact value)
-
-A client computes its f_i, g_i, factor gradients and f_i^S with the very functions the in-process
-run calls, on the same samples, and sends them as float64; the server sums them in client order
-with the same expressions, so the row has the same bits. Wire cost of one evaluation, per client:
-the global weights down (sum m_l n_l floats, plus the factors r (m_l + n_l) when the algorithm has
-them) and as many floats back; it is a diagnostic, not part of the accounted k_i (m + n).
+The in-process row (``fslora_ref.recorder.evaluate``) is every client's
+``fslora_ref.recorder.evaluate_client`` (f_i, grad_W f_i and, if the algorithm has factors,
+grad_{[B;A]} f_i), reduced in client order by ``fslora_ref.recorder.reduce_evaluations``, and for
+FSLoRA the sketched loss, the clients' f_i^S (each with its own k_i) reduced by
+``fslora_ref.problems.sketched.mean_sketched_loss``. Here a client computes its part with those
+very functions on the same samples and sends it as float64; the server reduces the parts with the
+same two functions in client order, so the row has the same bits. Wire cost of one evaluation, per
+client: the global weights down (sum m_l n_l floats, plus the factors r (m_l + n_l) when the
+algorithm has them) and as many floats back; it is a diagnostic, not part of the accounted k_i (m + n).
 
 Server -> client, MessageType.EVALUATE:
     ArrayRecord  "fslora.model"     "<l>.W": (m_l, n_l) the global weights; ["<l>.B": (m_l, r), "<l>.A": (r, n_l)]
@@ -32,6 +28,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 
 from fslora_ref.lora import LayerFactors
+from fslora_ref.problems.sketched import exact_sketched_loss, mean_sketched_loss
+from fslora_ref.recorder import ClientEvaluation, evaluate_client, reduce_evaluations
 
 MODEL, PROBE, ASK, GRADS, LOSS, REPLY = ("fslora.model", "fslora.probe", "fslora.evaluate", "fslora.grads",
                                           "fslora.loss", "fslora.reply")
@@ -129,7 +127,7 @@ def client_parts(replies, nodes: dict, round_index: int) -> tuple[dict, dict]:
     Returns
     -------
     parts : dict
-        ``{client: (loss, [g_l: (m_l, n_l)], [dB_0: (m_0, r), dA_0: (r, n_0), ...] or None, sketched loss or None)}``.
+        ``{client: (ClientEvaluation, sketched loss f_i^S or None)}``.
     missing : dict
         ``{client: why}`` for the clients without a usable reply.
     """
@@ -149,7 +147,8 @@ def client_parts(replies, nodes: dict, round_index: int) -> tuple[dict, dict]:
         layers = sorted({int(k.split(".")[0]) for k in grads})
         wg = [grads[f"{l}.W"].numpy() for l in layers]
         fg = [x for l in layers for x in (grads[f"{l}.B"].numpy(), grads[f"{l}.A"].numpy())] if f"0.B" in grads else None
-        parts[client] = (float(loss["loss"]), wg, fg, float(loss["sketched-loss"]) if "sketched-loss" in loss else None)
+        parts[client] = (ClientEvaluation(float(loss["loss"]), wg, fg),
+                         float(loss["sketched-loss"]) if "sketched-loss" in loss else None)
     for client in nodes:
         if client not in parts and client not in missing:
             missing[client] = "no evaluation reply"
@@ -157,15 +156,15 @@ def client_parts(replies, nodes: dict, round_index: int) -> tuple[dict, dict]:
 
 
 def reduce_row(parts: dict, algorithm) -> dict:
-    """The history row from the clients' parts (``client_parts``), summed in client order with
-    ``fslora_ref.recorder.evaluate``'s expressions (see the module docstring).
+    """The history row from the clients' parts (``client_parts``), reduced in client order by the
+    in-process run's functions (see the module docstring).
 
     Parameters
     ----------
     parts : dict
-        ``{client: (loss, [g_l: (m_l, n_l)], [dB_0, dA_0, ...] or None, sketched loss or None)}``.
+        ``{client: (ClientEvaluation, sketched loss f_i^S or None)}``.
     algorithm : Algorithm
-        Whether it has trainable factors and records the sketched loss.
+        Whether it records the sketched loss.
 
     Returns
     -------
@@ -173,23 +172,9 @@ def reduce_row(parts: dict, algorithm) -> dict:
         ``loss``, ``grad_norm_weights``, [``grad_norm_factors``], [``sketched_loss``].
     """
     order = sorted(parts)
-    n = len(order)
-    total = None
-    for c in order:
-        g = parts[c][1]
-        total = g if total is None else [a + b for a, b in zip(total, g)]
-    grads = [g / n for g in total]
-    row = {"loss": float(np.mean([parts[c][0] for c in order])),
-           "grad_norm_weights": float(np.sqrt(sum(np.sum(g * g) for g in grads)))}
-    if algorithm.has_trainable_factors:
-        total = None
-        for c in order:
-            flat = parts[c][2]
-            total = flat if total is None else [a + b for a, b in zip(total, flat)]
-        row["grad_norm_factors"] = float(np.sqrt(sum(np.sum((t / n) ** 2) for t in total)))
+    row = reduce_evaluations([parts[c][0] for c in order])
     if wants_sketched(algorithm):
-        values = [parts[c][3] for c in order]
-        row["sketched_loss"] = None if any(v is None for v in values) else float(np.mean(values))
+        row["sketched_loss"] = mean_sketched_loss(parts[c][1] for c in order)
     return row
 
 
@@ -238,7 +223,6 @@ def evaluate_here(content: RecordDict, local) -> RecordDict:
         The reply content.
     """
     from fslora_ref.divergence import client_loss
-    from fslora_ref.problems.sketched import sketched_loss
     ask = dict(content[ASK])
     if int(ask["client"]) != local.client:
         raise ValueError(f"this node is partition-id {local.client} but was asked to evaluate client {ask['client']}")
@@ -252,23 +236,18 @@ def evaluate_here(content: RecordDict, local) -> RecordDict:
                            REPLY: reply})
     arrays, s = content[MODEL], float(ask["scaling"])
     weights = [arrays[f"{l}.W"].numpy() for l in range(problem.n_layers)]
-    out = {}
+    layers = ([(arrays[f"{l}.B"].numpy(), arrays[f"{l}.A"].numpy()) for l in range(problem.n_layers)]
+              if ask["factors"] else None)
     with np.errstate(over="ignore", invalid="ignore"):
-        loss = problem.loss(0, weights)
-        _, wgrads = problem.loss_and_weight_grads(0, weights)
-        out.update({f"{l}.W": _array(g) for l, g in enumerate(wgrads)})
-        metrics = {"loss": float(loss)}
-        layers = None
-        if ask["factors"]:
-            layers = [(arrays[f"{l}.B"].numpy(), arrays[f"{l}.A"].numpy()) for l in range(problem.n_layers)]
-            factors = [LayerFactors(B, A, s * np.ones(B.shape[1])) for B, A in layers]
-            _, g = problem.loss_and_factor_grads(0, factors)
-            for l, (dB, dA) in enumerate(g):
-                out[f"{l}.B"], out[f"{l}.A"] = _array(dB), _array(dA)
+        part = evaluate_client(problem, 0, weights, layers, s)
+        metrics = {"loss": float(part.loss)}
         k = int(ask["sketched-budget"])
         if k and layers is not None:
-            try:
-                metrics["sketched-loss"] = float(sketched_loss(problem, 0, layers, s, [k] * problem.n_layers))
-            except ValueError:      # enumeration too large for this family: no exact value (as in process)
-                pass
+            sketched = exact_sketched_loss(problem, 0, layers, s, [k] * problem.n_layers)
+            if sketched is not None:
+                metrics["sketched-loss"] = float(sketched)
+    out = {f"{l}.W": _array(g) for l, g in enumerate(part.weight_grads)}
+    if part.factor_grads is not None:
+        for l in range(problem.n_layers):
+            out[f"{l}.B"], out[f"{l}.A"] = _array(part.factor_grads[2 * l]), _array(part.factor_grads[2 * l + 1])
     return RecordDict({GRADS: ArrayRecord(out), LOSS: MetricRecord(metrics), REPLY: reply})

@@ -31,18 +31,17 @@ class Ledger:
     Raises
     ------
     ValueError
-        With ``resume``, if the existing ``flower.json`` is not valid JSON.
+        With ``resume``, if the existing ``flower.json`` is damaged (one line, see :meth:`read`).
     """
 
     def __init__(self, out: str, resume: bool = False, run_id=None):
         self.path = os.path.join(out, "flower.json")
         self.doc = {"runs": []}
-        if resume and os.path.exists(self.path):
-            with open(self.path) as fh:
-                try:
-                    self.doc = json.load(fh)
-                except ValueError as exc:
-                    raise ValueError(f"{self.path} is not valid JSON ({exc}); move it away to resume") from None
+        if resume:
+            try:
+                self.doc = Ledger.read(out)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; move it away to resume") from None
         self.run = {"run-id": None if run_id is None else str(run_id), "status": "running", "nodes": {}, "rounds": []}
         self.doc["runs"].append(self.run)
 
@@ -62,6 +61,42 @@ class Ledger:
         write_json(self.path, self.doc)
 
     @staticmethod
+    def read(out: str) -> dict:
+        """The ledger document in ``<out>/flower.json``, the one reader of the file.
+
+        Parameters
+        ----------
+        out : str
+            The run's output directory.
+
+        Returns
+        -------
+        dict
+            ``{"runs": [entry, ...]}``; ``{"runs": []}`` when there is no file.
+
+        Raises
+        ------
+        ValueError
+            If the file is damaged: it cannot be read, is not JSON, or is not a ledger (an object
+            whose ``"runs"`` is a list of objects). One line, naming the file. The static methods
+            below, which run after a failure, fall back instead of raising.
+        """
+        path = os.path.join(out, "flower.json")
+        if not os.path.exists(path):
+            return {"runs": []}
+        try:
+            with open(path) as fh:
+                doc = json.load(fh)
+        except OSError as exc:
+            raise ValueError(f"{path} cannot be read ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc})") from None
+        runs = doc.get("runs") if isinstance(doc, dict) else None
+        if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+            raise ValueError(f"{path} is not a ledger (an object whose \"runs\" is a list of run entries)")
+        return doc
+
+    @staticmethod
     def count(out: str) -> int:
         """How many run entries ``<out>/flower.json`` has.
 
@@ -73,12 +108,11 @@ class Ledger:
         Returns
         -------
         int
-            The number of entries; 0 if there is no file or it cannot be read.
+            The number of entries; 0 if there is no file or it is damaged (:meth:`read`).
         """
         try:
-            with open(os.path.join(out, "flower.json")) as fh:
-                return len(json.load(fh).get("runs", []))
-        except (OSError, ValueError, AttributeError, TypeError):
+            return len(Ledger.read(out)["runs"])
+        except ValueError:
             return 0
 
     @staticmethod
@@ -101,25 +135,22 @@ class Ledger:
         Returns
         -------
         bool
-            True if an entry was marked (and the file rewritten); False if none was, or the file
-            cannot be read.
+            True if an entry was marked (and the file rewritten); False if none was, or there is no
+            file, or it is damaged (:meth:`read`; it is left as it is).
         """
-        path = os.path.join(out, "flower.json")
         try:
-            with open(path) as fh:
-                doc = json.load(fh)
-            runs = doc.get("runs", [])[first:]
-        except (OSError, ValueError, AttributeError):
+            doc = Ledger.read(out)
+        except ValueError:
             return False
         changed = False
-        for run in runs:
-            if isinstance(run, dict) and run.get("status") != "completed":
+        for run in doc["runs"][first:]:
+            if run.get("status") != "completed":
                 if run.get("error"):
                     run["serverapp-error"] = run["error"]
                 run.update(status="failed", error=message, **{"exit-code": 1})
                 changed = True
         if changed:
-            write_json(path, doc)
+            write_json(os.path.join(out, "flower.json"), doc)
         return changed
 
     @staticmethod
@@ -137,13 +168,12 @@ class Ledger:
         -------
         int
             The recorded ``exit-code`` if it is an int above 1; else 1 (the ServerApp failed before
-            writing its entry, or the file is not ours).
+            writing its entry, or there is no file, or it is damaged, :meth:`read`).
         """
         try:
-            with open(os.path.join(out, "flower.json")) as fh:
-                runs = json.load(fh).get("runs", [])
-        except (OSError, ValueError, AttributeError):
+            runs = Ledger.read(out)["runs"]
+        except ValueError:
             return 1
-        mine = [r for r in runs if isinstance(r, dict) and r.get("run-id") == str(run_id)]
+        mine = [r for r in runs if r.get("run-id") == str(run_id)]
         code = mine[-1].get("exit-code") if mine else None
         return code if isinstance(code, int) and code > 1 else 1

@@ -134,9 +134,44 @@ def global_sketched_loss(problem, layers, config) -> float | None:
     float or None
         None when enumeration would be too large for this family.
     """
+    return mean_sketched_loss(exact_sketched_loss(problem, i, layers, config.lora_scaling,
+                                                  [config.budgets[i]] * problem.n_layers)
+                              for i in range(problem.n_clients))
+
+
+def exact_sketched_loss(problem, client: int, layers, s: float, ks) -> float | None:
+    """:func:`sketched_loss`, or None when it has no exact value (enumeration too large).
+
+    Parameters
+    ----------
+    problem, client, layers, s, ks
+        As :func:`sketched_loss`.
+
+    Returns
+    -------
+    float or None
+    """
     try:
-        return float(np.mean([sketched_loss(problem, i, layers, config.lora_scaling,
-                                            [config.budgets[i]] * problem.n_layers)
-                              for i in range(problem.n_clients)]))
+        return sketched_loss(problem, client, layers, s, ks)
     except ValueError:  # enumeration too large for this family: no exact value
         return None
+
+
+def mean_sketched_loss(values) -> float | None:
+    """f^S = (1/N) sum_i f_i^S from the clients' values, or None if one has no exact value.
+
+    Parameters
+    ----------
+    values : iterable of float or None
+        f_i^S in client order (a generator stops at the first None).
+
+    Returns
+    -------
+    float or None
+    """
+    taken = []
+    for value in values:
+        if value is None:
+            return None
+        taken.append(value)
+    return float(np.mean(taken))

@@ -53,7 +53,6 @@ from theory.result import VERIFIED
 
 import figures_06 as figures   # the plotting, kept out of the cells (house style: plotstyle.py)
 import plotstyle as ps
-from tables import table       # text tables that wrap long cells at word boundaries, never cut them
 
 ps.use()
 print("size:", "small" if SMALL else "full")

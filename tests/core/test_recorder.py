@@ -80,3 +80,45 @@ def test_divergence_and_bad_resumes_are_wrapped_by_the_loop_for_any_recorder(tmp
     with pytest.raises(ValueError, match=r"its server state does not fit this run \(KeyError: 'delta_W'\)"):
         run(get_algorithm("fslora"), PROBLEM, CONFIG, checkpoint=path, resume=True, recorder=DictRecorder(),
             round_fn=unfit)
+
+
+@pytest.mark.parametrize("name", ["fslora", "flexlora"])
+def test_the_row_is_every_clients_part_reduced_in_client_order(name):
+    """The row is ``reduce_evaluations`` of the clients' ``evaluate_client`` parts (what a Flower server
+    gets from the nodes), and equals the problem's own global loss and mean weight gradient bit for bit
+    (unweighted means over clients: a data-size weighting would be caught)."""
+    import numpy as np
+    from fslora_ref.problems.sketched import exact_sketched_loss, mean_sketched_loss
+    from fslora_ref.recorder import evaluate, evaluate_client, reduce_evaluations
+    problem = least_squares(n_clients=3, m=6, n=4, seed=1, batch_size=4, size_spread=1.0)
+    config = CONFIG.replace(budgets=[1, 2, 4])
+    algorithm = get_algorithm(name)
+    state, _, _ = run_round(algorithm, algorithm.init(problem, config), problem, config, 0)
+    row = evaluate(algorithm, state, problem, config)
+    weights = algorithm.global_weights(state, problem, config)
+    layers = algorithm.global_factors(state) if algorithm.has_trainable_factors else None
+    parts = [evaluate_client(problem, i, weights, layers, config.lora_scaling) for i in range(3)]
+    reduced = reduce_evaluations(parts)
+    assert reduced == {k: v for k, v in row.items() if k != "sketched_loss"}
+    assert ("grad_norm_factors" in reduced) is algorithm.has_trainable_factors
+    assert row["loss"] == problem.global_loss(weights)
+    assert row["grad_norm_weights"] == float(np.sqrt(sum(np.sum(g * g) for g in problem.global_weight_grads(weights))))
+    if name == "fslora":
+        assert row["sketched_loss"] == mean_sketched_loss(
+            [exact_sketched_loss(problem, i, layers, config.lora_scaling, [config.budgets[i]]) for i in range(3)])
+    assert len(set(problem.client_sizes)) == 3      # a data-size-weighted mean would differ
+    assert float(np.average([p.loss for p in parts], weights=problem.client_sizes)) != row["loss"]
+
+
+def test_the_sketched_loss_is_none_when_a_client_has_no_exact_value():
+    """f^S is the mean of the clients' f_i^S only when every one is exact; the in-process run stops
+    computing at the first client without one (a generator is not drawn further)."""
+    from fslora_ref.problems.sketched import mean_sketched_loss
+    drawn = []
+
+    def values():
+        for v in (1.0, None, 2.0):
+            drawn.append(v)
+            yield v
+    assert mean_sketched_loss([1.0, 2.0, 4.5]) == 2.5
+    assert mean_sketched_loss(values()) is None and drawn == [1.0, None]

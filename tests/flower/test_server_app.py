@@ -87,6 +87,48 @@ def test_ledger_exit_code_is_the_failed_runs_own(tmp_path):
     assert Ledger.exit_code(str(tmp_path), "7") == 1                             # another run's entry does not count
 
 
+@pytest.mark.parametrize("damage,why", [("{not json", "is not valid JSON"), ("[1, 2]", "is not a ledger"),
+                                        ('{"runs": 5}', "is not a ledger"), ('{"runs": [1]}', "is not a ledger"),
+                                        (None, "cannot be read")],
+                         ids=["not-json", "a-list", "runs-not-a-list", "an-entry-not-an-object", "a-directory"])
+def test_a_damaged_ledger_is_one_line_on_resume_and_a_fallback_after_a_failure(tmp_path, damage, why):
+    """One reader (Ledger.read): no file is an empty ledger; a damaged one is a one-line error for a
+    resumed run, and the readers that run after a failure fall back (0 entries, nothing marked, exit 1)
+    and leave it as it is. A fresh run starts a new ledger whatever was there."""
+    out, path = str(tmp_path), tmp_path / "flower.json"
+    assert Ledger.read(out) == {"runs": []} and Ledger.count(out) == 0
+    assert Ledger(out, resume=True, run_id=3).doc["runs"][0]["run-id"] == "3"     # no file: a fresh ledger
+    if damage is None:
+        path.mkdir()
+    else:
+        path.write_text(damage)
+    with pytest.raises(ValueError) as err:
+        Ledger(out, resume=True, run_id=4)
+    message = str(err.value)
+    assert message.startswith(f"{path} {why}") and message.endswith("; move it away to resume")
+    assert "\n" not in message
+    assert Ledger.count(out) == 0
+    assert Ledger.mark_crashed(out, "the SuperLink died") is False
+    assert Ledger.exit_code(out, "4") == 1
+    assert (damage is None and path.is_dir()) or path.read_text() == damage      # left as it was
+    if damage is not None:
+        Ledger(out, run_id=5).save()                                                # a fresh run: a new ledger
+        assert Ledger.count(out) == 1
+
+
+def test_mark_crashed_marks_only_this_deployments_unfinished_runs(tmp_path):
+    out = str(tmp_path)
+    (tmp_path / "flower.json").write_text(json.dumps({"runs": [
+        {"run-id": "1", "status": "running"}, {"run-id": "2", "status": "completed"},
+        {"run-id": "3", "status": "running", "error": "lost the SuperLink"}]}))
+    assert Ledger.count(out) == 3
+    assert Ledger.mark_crashed(out, "the SuperLink died", first=1) is True
+    runs = Ledger.read(out)["runs"]
+    assert runs[0] == {"run-id": "1", "status": "running"} and runs[1]["status"] == "completed"
+    assert runs[2] == {"run-id": "3", "status": "failed", "error": "the SuperLink died",
+                       "serverapp-error": "lost the SuperLink", "exit-code": 1}
+
+
 @pytest.mark.parametrize("job,argv", [("simulate", [*SIMULATE, "--rounds", "1"]), ("finetune", TINY)])
 def test_nothing_to_resume_is_said_once(tmp_path, capsys, monkeypatch, job, argv):
     """The CLI's pre-check stays silent; the ServerApp, which runs the job, says it."""

@@ -154,11 +154,14 @@ def test_reduction_sums_in_client_order_whatever_order_replies_came():
     """The clients' gradients are summed in client order (not arrival order), left to right, as
     ``fslora_ref.recorder.evaluate`` does."""
     import numpy as np
+    from fslora_ref.recorder import ClientEvaluation
     rng = np.random.default_rng(0)
-    parts = {c: (float(rng.random()), [rng.standard_normal((5, 4)) * 10.0 ** c], None, None) for c in (3, 1, 0, 2)}
+    parts = {c: (ClientEvaluation(float(rng.random()), [rng.standard_normal((5, 4)) * 10.0 ** c]), None)
+             for c in (3, 1, 0, 2)}
     row = reduce_row(parts, get_algorithm("flora"))
-    assert row["loss"] == float(np.mean([parts[c][0] for c in range(4)]))
-    expected = (((parts[0][1][0] + parts[1][1][0]) + parts[2][1][0]) + parts[3][1][0]) / 4
+    assert row["loss"] == float(np.mean([parts[c][0].loss for c in range(4)]))
+    g = [parts[c][0].weight_grads[0] for c in range(4)]
+    expected = (((g[0] + g[1]) + g[2]) + g[3]) / 4
     assert row["grad_norm_weights"] == float(np.sqrt(np.sum(expected * expected)))
 
 
