@@ -292,6 +292,8 @@ def _run_with_retries(job, args, spec, ns, rc):
     attempts = retry.ENGINE_START_ATTEMPTS if args.engine == "simulation" else 1
     deadline = None if args.run_timeout is None else time.monotonic() + args.run_timeout
     failed = []   # the ledger entries of the attempts whose engine did not start
+    if ns.resume:   # we hold --out's lock: an entry still "running" is a killed launcher's
+        Ledger.mark_interrupted(ns.out)
     for attempt in range(1, attempts + 1):
         runs_before = Ledger.count(ns.out)
         timeout = None if deadline is None else max(deadline - time.monotonic(), 1.0)

@@ -116,6 +116,38 @@ class Ledger:
             return 0
 
     @staticmethod
+    def mark_interrupted(out: str) -> int:
+        """Record as interrupted the entries an earlier launcher left ``"running"``.
+
+        Only the holder of ``out``'s output lock calls this (a resuming `fslora flower`), so an entry
+        still ``"running"`` belongs to a launcher that is gone: killed (``kill -9`` gives it no chance
+        to write) or on a machine that stopped. Each gets status ``"interrupted"`` and an error that
+        says so; its rounds stay as recorded.
+
+        Parameters
+        ----------
+        out : str
+            The run's output directory.
+
+        Returns
+        -------
+        int
+            How many entries were marked (0: none, no file, or a damaged one, which the resuming
+            ServerApp then refuses in one line).
+        """
+        try:
+            doc = Ledger.read(out)
+        except ValueError:
+            return 0
+        stale = [run for run in doc["runs"] if run.get("status") == "running"]
+        for run in stale:
+            run.update(status="interrupted", error="the launcher stopped before this run recorded an outcome "
+                       "(killed, or the machine stopped); found by a later `fslora flower ... --resume`")
+        if stale:
+            write_json(os.path.join(out, "flower.json"), doc)
+        return len(stale)
+
+    @staticmethod
     def mark_crashed(out: str, message: str, first: int = 0) -> bool:
         """Record a SuperLink's death as the error of the runs it took down.
 
