@@ -11,6 +11,7 @@ some in sessions of their own) carry a marker in their environment, so none is m
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -43,6 +44,8 @@ ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
 MARK = "FSLORA_FLOWER_DEPLOYMENT"
 OUTPUT_TAIL = 200   # lines of a run's streamed output kept in its RunResult
 CONNECTION = "fslora-local"
+RAY_HEAD_START_ATTEMPTS = 2     # a failed `ray start` costs ~30 s, not a whole deployment
+RAY_HEAD_START_TIMEOUT = 600.0  # hang guard only: ray start's own waits end it sooner
 
 
 def die_with_parent() -> None:
@@ -110,6 +113,32 @@ def marked_processes(token: str | None) -> list:
         except OSError:
             continue
         found.append(int(entry))
+    return found
+
+
+def processes_using(path: str) -> list:
+    """PIDs of live processes with a file open under ``path`` (Linux /proc only; elsewhere []).
+
+    The Ray head's agents rename themselves (``ray::DashboardAgent``), which overwrites the start of
+    their environment in /proc, so the deployment's marker may not show there; their open log files
+    in the head's directory do."""
+    prefix = os.path.join(os.path.realpath(path), "")
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{entry}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(prefix):
+                found.append(int(entry))
+                break
     return found
 
 
@@ -215,6 +244,7 @@ class LocalDeployment:
             if not self._remaining():
                 break
         left = self._remaining()
+        self._keep_logs()
         if self.home:
             shutil.rmtree(self.home, ignore_errors=True)
         if self.watchdog is not None and self.watchdog.poll() is None:
@@ -223,6 +253,9 @@ class LocalDeployment:
         if left:
             raise DeploymentError(f"processes still running {self.stop_timeout:g} s after stop: {left}")
         return time.monotonic() - t0
+
+    def _keep_logs(self) -> None:
+        """Copy what must outlive the private directory into log_dir (called once the processes are gone)."""
 
     def _remaining(self) -> list:
         """PIDs of processes of this deployment still alive (our children are reaped here)."""
@@ -412,16 +445,21 @@ class SimulationDeployment(LocalDeployment):
     ClientApps executed by Ray actors in one process tree instead of one OS process per message.
     The SuperLink is started --insecure (the simulation runtime has no SuperNodes to authenticate;
     it listens on 127.0.0.1 only, for the time of the run) and dies with the launcher like a
-    LocalDeployment. ``client_cpus``: CPUs Ray reserves per ClientApp (how many run at once)."""
+    LocalDeployment. ``client_cpus``: CPUs Ray reserves per ClientApp (how many run at once). The
+    Ray head the runtime connects to is started first (fslora_cli.ray_head); ``start_timeout`` does
+    not count it (``ray start``'s own waits bound it, RAY_HEAD_START_TIMEOUT is a hang guard)."""
 
     def __init__(self, num_supernodes: int, log_dir: str, *, client_cpus: int = 1, **kw):
         super().__init__(num_supernodes, log_dir, insecure=True, **kw)
         self.client_cpus = client_cpus
+        self.ray_dir = None
+        self.ray_address = None
 
     def start(self) -> None:
         t0 = time.monotonic()
-        deadline = t0 + self.start_timeout
         self._prepare_home()
+        self._start_ray_head()
+        deadline = time.monotonic() + self.start_timeout
         self.port = free_port()
         self.superlink = self._spawn("superlink", [_tool("flower-superlink"), "--insecure", "--simulation",
                                                    "--host", "127.0.0.1", "--port", str(self.port)])
@@ -433,3 +471,65 @@ class SimulationDeployment(LocalDeployment):
                      f'options.backend.client-resources.num-cpus = {int(self.client_cpus)}\n'
                      f'options.backend.client-resources.num-gpus = 0\n')
         self.start_seconds = time.monotonic() - t0
+
+    def _start_ray_head(self) -> None:
+        """Start the Ray head Flower's runtime connects to (see fslora_cli.ray_head), trying
+        RAY_HEAD_START_ATTEMPTS times; its address goes into the deployment's RAY_ADDRESS."""
+        from .ray_head import HEAD_ENV, HeadStartError, start_head
+        # private, removed with FLWR_HOME (also by the watchdog); short: Ray's socket paths must stay
+        # under 108 characters
+        home_ray = os.path.join(self.home, "ray")
+        self.ray_dir = home_ray if len(home_ray) <= 48 else tempfile.mkdtemp(prefix="fslora-ray-", dir="/tmp")
+        self.env.update(HEAD_ENV)
+        log = os.path.join(self.log_dir, "ray-head.log")
+        for attempt in range(1, RAY_HEAD_START_ATTEMPTS + 1):
+            try:   # a directory per attempt: one head's session in each
+                self.ray_address = start_head(_tool("ray"), os.path.join(self.ray_dir, str(attempt)), self.env, log,
+                                              RAY_HEAD_START_TIMEOUT)
+                break
+            except HeadStartError as exc:
+                # nothing but this head carries the marker yet: stop what the failed start left
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    for pid in marked_processes(self.token):
+                        self._signal(pid, sig)
+                    time.sleep(1.0)
+                if attempt == RAY_HEAD_START_ATTEMPTS:
+                    raise DeploymentError(f"the simulation engine's Ray head did not start "
+                                          f"({RAY_HEAD_START_ATTEMPTS} attempts): {exc}") from None
+        self.env["RAY_ADDRESS"] = self.ray_address
+
+    def _keep_logs(self) -> None:
+        """The Ray head's own logs (raylet.out, gcs_server.out, the agents' logs: what explains a Ray
+        failure) and its drivers' (Flower's runtime connected) into <log_dir>/ray-session/; its
+        workers' logs stay behind."""
+        for logs in sorted(glob.glob(os.path.join(self.ray_dir or "", "*", "session_2*", "logs"))):  # not session_latest
+            keep = os.path.join(self.log_dir, "ray-session")
+            os.makedirs(keep, exist_ok=True)
+            for name in os.listdir(logs):
+                if name.startswith(("raylet", "gcs_server", "dashboard_agent", "runtime_env_agent", "monitor",
+                                    "python-core-driver")):
+                    try:
+                        shutil.copyfile(os.path.join(logs, name), os.path.join(keep, name))
+                    except OSError:
+                        pass
+
+    def stop(self) -> float:
+        try:
+            return super().stop()
+        finally:
+            self._kill_head_leftovers()
+            if self.ray_dir:
+                shutil.rmtree(self.ray_dir, ignore_errors=True)
+
+    def _kill_head_leftovers(self) -> None:
+        """SIGKILL what still has files open in the head's directory (its agents, which outlive a
+        killed raylet for a minute or more and ignore SIGTERM; their marker may not show)."""
+        if not self.ray_dir:
+            return
+        for _ in range(50):
+            left = processes_using(self.ray_dir)
+            if not left:
+                return
+            for pid in left:
+                self._signal(pid, signal.SIGKILL)
+            time.sleep(0.1)

@@ -5,8 +5,10 @@ files of its two Python agents (dashboard agent, runtime-env agent) and aborts i
 longer ("Timed out waiting for file .../metrics_agent_port_..." in raylet.out), and ``ray.init`` gives
 the raylet a fixed 30 s to register (``ray/_private/node.py``). In Ray 2.55 neither wait is reached by
 any ``ray.init`` argument, Flower setting or environment variable (``RAY_agent_register_timeout_ms``
-does not change the 15 s; ``num_cpus`` only changes workers started after registration). Flower's
-simulation runtime then fails before any ClientApp ran, so nothing was trained: ``fslora flower <job>
+does not change the 15 s; ``num_cpus`` only changes workers started after registration). The
+launcher therefore starts the head itself and writes the agents' port files for the raylet
+(:mod:`fslora_cli.ray_head`); this retry is the fallback for a start that fails anyway. Then Flower's
+simulation runtime fails before any ClientApp ran, so nothing was trained: ``fslora flower <job>
 --engine simulation`` runs the job again in a fresh deployment (the leftover Ray processes of the
 failed one are stopped first), at most :data:`ENGINE_START_ATTEMPTS` times, saying so on stderr. This
 rides out a transient overload, not a sustained one. The retry has the same options as the failed

@@ -28,12 +28,13 @@ def start_time(pid: int) -> str | None:
 
 def watch(launcher: int, token: str, home: str, poll: float = 0.5) -> None:
     """Wait for ``launcher`` to die, then kill the marked processes of deployment ``token``."""
-    from .flower_deploy import marked_processes
+    from .flower_deploy import marked_processes, processes_using
     born = start_time(launcher)
     while born is not None and start_time(launcher) == born:
         time.sleep(poll)
     for _ in range(100):
-        left = [p for p in marked_processes(token) if p != os.getpid()]
+        # and what has files open in home: the simulation engine's Ray agents (their marker may not show)
+        left = [p for p in {*marked_processes(token), *processes_using(home)} if p != os.getpid()]
         if not left:
             break
         for pid in left:

@@ -108,6 +108,9 @@ def test_simulation_engine_run_equals_in_process(tmp_path, capsys):
         assert a.read() == b.read()
     ledger = json.load(open(os.path.join(fl, "flower.json")))["runs"][-1]
     assert ledger["status"] == "completed" and len(ledger["rounds"]) == 2
+    # Flower's runtime ran on the head the launcher started (fslora_cli/ray_head.py), not on a node of its own
+    kept = os.listdir(os.path.join(fl, "flower-logs", "ray-session"))
+    assert "raylet.out" in kept and any(n.startswith("python-core-driver-") for n in kept), kept
 
 
 def test_the_partition_command_writes_one_file_per_client(tmp_path, capsys):
