@@ -7,6 +7,8 @@ stream, so the masked and submatrix forms see the same batches in the same order
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .lora import LayerFactors
@@ -17,7 +19,7 @@ class DivergenceError(FloatingPointError):
 
 
 def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np.random.Generator,
-                masks=None, round_index: int | None = None):
+                masks=None, round_index: int | None = None, batches=None):
     """Run ``steps`` optimiser steps on client ``client`` starting from ``factors``.
 
     Parameters
@@ -42,6 +44,9 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
         and steps B <- B - lr G A^T S, A <- A - lr S B^T G, moving only masked coordinates.
     round_index : int, optional
         The round, named in a divergence message.
+    batches : sequence of ndarray, optional
+        The ``steps`` minibatches already drawn from the client's batch stream, one per step, in
+        order (``fslora_ref.algorithms.protocol.reused_batches``); ``rng`` is then not read.
 
     Returns
     -------
@@ -67,18 +72,28 @@ def local_train(problem, client: int, factors, *, steps: int, optimizer, rng: np
         for step in range(steps):
             current = [LayerFactors(params[2 * l], params[2 * l + 1], f.coeff, f.delta)
                        for l, f in enumerate(factors)]
-            batch = problem.sample_batch(client, rng)
+            batch = problem.sample_batch(client, rng) if batches is None else batches[step]
             if masks is None:
                 loss, grads = problem.loss_and_factor_grads(client, current, batch)
             else:
                 loss, grads = dense_factor_grads(problem, client, current, batch)
             params, state = optimizer.update([g for pair in grads for g in pair], state, params, full_masks)
-            if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in params):
+            if not np.isfinite(loss) or not _all_finite(params):
                 where = "" if round_index is None else f"round {round_index}, "
                 raise DivergenceError(f"{where}client {client}: non-finite loss or parameters at local step {step} "
                                       f"(loss={loss}); lower the client step size (lr, --lr; now {optimizer.lr:g})")
             losses.append(loss)
     return [(params[2 * l], params[2 * l + 1]) for l in range(len(factors))], losses
+
+
+def _all_finite(arrays) -> bool:
+    """Whether every entry of every array is finite: a finite sum proves it for an array in one
+    reduction (a NaN or infinite entry makes the sum non-finite); only a non-finite sum, which an
+    overflow of finite entries can also give, is checked entry by entry."""
+    for a in arrays:
+        if not math.isfinite(a.sum()) and not np.isfinite(a).all():
+            return False
+    return True
 
 
 def dense_factor_grads(problem, client: int, factors, batch):

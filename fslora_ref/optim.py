@@ -147,7 +147,10 @@ class AdamW:
         for p, g, m, v, mk in zip(params, grads, state["m"], state["v"], _masks(mask, params)):
             m2 = self.beta1 * m + (1.0 - self.beta1) * g
             v2 = self.beta2 * v + (1.0 - self.beta2) * g * g
-            step = self.lr * ((m2 / c1) / (np.sqrt(v2 / c2) + self.eps) + self.weight_decay * p)
+            direction = (m2 / c1) / (np.sqrt(v2 / c2) + self.eps)
+            if self.weight_decay:   # x + 0.0 * p is x for a finite p, to the sign of a zero step (p - step agrees)
+                direction = direction + self.weight_decay * p
+            step = self.lr * direction
             if mk is None:
                 new_p.append(p - step)
                 new_m.append(m2)

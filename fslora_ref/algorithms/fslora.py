@@ -53,9 +53,13 @@ def draw_round_sketches(config, round_index: int, client: int, n_layers: int) ->
         hit = memo.get(key)
         if hit is not None:
             return list(hit)
-    sketches = [sample_sketch(config.rank, k, stream(config.seed, round=round_index, client=client, layer=l,
-                                                     purpose="sketch"))
-                for l in range(n_layers)]
+    if key is None:
+        sketches = [sample_sketch(config.rank, k, stream(config.seed, round=round_index, client=client, layer=l,
+                                                         purpose="sketch"))
+                    for l in range(n_layers)]
+    else:
+        sketches = [sample_sketch(config.rank, k, _reused_stream(config.seed, round_index, client, l))
+                    for l in range(n_layers)]
     if key is not None:
         for S in sketches:   # shared by every later run of the same round: nobody may write into them
             S.indices.flags.writeable = False
@@ -67,6 +71,30 @@ def draw_round_sketches(config, round_index: int, client: int, n_layers: int) ->
 
 _REUSED_DRAWS: collections.OrderedDict | None = None
 _REUSE_LIMIT = 1 << 17       # keys kept (~40 MB at most); the oldest go first
+_REUSED_STREAMS: collections.OrderedDict | None = None
+_STREAM_REUSE_LIMIT = 1 << 15   # generators kept (~1 KB each); the oldest go first
+
+
+def _reused_stream(seed: int, round_index: int, client: int, layer: int):
+    """The (seed, round, client, layer) sketch stream at its first draw, inside :func:`reuse_sketch_draws`.
+
+    Arms with another budget k_i draw other sketches from the same stream: the generator is built
+    once per key (a SeedSequence hash costs ~10x a state reset) and reset to its initial state for
+    each later use. The caller draws from it at once and keeps nothing, so no draw sees a state
+    another caller left.
+    """
+    streams = _REUSED_STREAMS
+    key = (seed, round_index, client, layer)
+    hit = streams.get(key)
+    if hit is None:
+        rng = stream(seed, round=round_index, client=client, layer=layer, purpose="sketch")
+        if len(streams) >= _STREAM_REUSE_LIMIT:
+            streams.popitem(last=False)
+        streams[key] = (rng, rng.bit_generator.state)
+        return rng
+    rng, initial = hit
+    rng.bit_generator.state = initial
+    return rng
 
 
 @contextlib.contextmanager
@@ -77,22 +105,23 @@ def reuse_sketch_draws():
     A round's sketches are a pure function of that key (its own stream), not of the iterates, so a
     process that re-runs the same rounds at other step sizes or horizons (``fslora verify``: the
     corollary's T values, the step-size grids) gets bit-identical draws without the cost of a new
-    generator per client and layer. The cached index arrays are read-only; at most ``_REUSE_LIMIT``
+    generator per client and layer; a key drawn at another budget k_i reuses its stream's generator,
+    reset to its initial state (:func:`_reused_stream`). The cached index arrays are read-only; at most ``_REUSE_LIMIT``
     keys are kept, the oldest dropped first, and all of them when the outermost block ends.
 
     Yields
     ------
     None
     """
-    global _REUSED_DRAWS
+    global _REUSED_DRAWS, _REUSED_STREAMS
     outer = _REUSED_DRAWS
     if outer is None:
-        _REUSED_DRAWS = collections.OrderedDict()
+        _REUSED_DRAWS, _REUSED_STREAMS = collections.OrderedDict(), collections.OrderedDict()
     try:
         yield
     finally:
         if outer is None:
-            _REUSED_DRAWS = None
+            _REUSED_DRAWS = _REUSED_STREAMS = None
 
 
 def sketched_factors(layers, sketches, lora_scaling: float, form: str) -> tuple:

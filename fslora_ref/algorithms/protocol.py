@@ -16,6 +16,8 @@ W0 + s B A), ``has_trainable_factors`` (the factor gradient is a meaningful stat
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -201,10 +203,12 @@ class Algorithm:
         Upload
             The trained factors, the uploaded blocks and their costs.
         """
-        rng = batch_stream(problem, config, round_index, plan.client)
+        batches = reused_batches(problem, config, round_index, plan.client)
+        rng = None if batches is not None else batch_stream(problem, config, round_index, plan.client)
         optimizer = config.make_client_optimizer()
         trained, losses = local_train(problem, plan.client, plan.factors, steps=config.local_steps,
-                                      optimizer=optimizer, rng=rng, masks=plan.masks, round_index=round_index)
+                                      optimizer=optimizer, rng=rng, masks=plan.masks, round_index=round_index,
+                                      batches=batches)
         deltas = [(B - f.B, A - f.A) for (B, A), f in zip(trained, plan.factors)]
         if plan.masks is not None:  # masked form: upload only the selected block
             deltas = [(dB[:, I], dA[I, :]) for (dB, dA), I in zip(deltas, plan.indices)]
@@ -333,6 +337,79 @@ def batch_stream(problem, config: FedConfig, round_index: int, client: int):
     if getattr(type(problem), "sample_batch", None) is Problem.sample_batch and problem.batch_size is None:
         return None
     return stream(config.seed, round=round_index, client=client, purpose="batch")
+
+
+_REUSED_BATCHES: collections.OrderedDict | None = None
+_BATCH_REUSE_LIMIT = 1 << 15     # keys kept (H small index arrays each, ~40 MB at most); the oldest go first
+
+
+@contextlib.contextmanager
+def reuse_batch_draws():
+    """Within the block, :meth:`Algorithm.client_update` draws each client's minibatches of a round once
+    per (seed, round, client, client size, batch size, H) and hands out the same draws afterwards.
+
+    A reference ``Problem``'s minibatches are a pure function of that key (the client's own
+    ``"batch"`` stream, read only by ``sample_batch``), not of the algorithm, the step size or the
+    iterates, so the runs of one seed (every arm of a claim, every step of a tuning grid) get
+    bit-identical batches without a new generator and H draws per client and round. Only a problem
+    whose ``sample_batch`` is the reference's and that draws minibatches is served from the memo;
+    the cached index arrays are read-only; at most ``_BATCH_REUSE_LIMIT`` keys are kept, the oldest
+    dropped first, and all of them when the outermost block ends.
+
+    Yields
+    ------
+    None
+    """
+    global _REUSED_BATCHES
+    outer = _REUSED_BATCHES
+    if outer is None:
+        _REUSED_BATCHES = collections.OrderedDict()
+    try:
+        yield
+    finally:
+        if outer is None:
+            _REUSED_BATCHES = None
+
+
+def reused_batches(problem, config: FedConfig, round_index: int, client: int):
+    """The client's H minibatches of ``round_index`` from the :func:`reuse_batch_draws` memo, or None.
+
+    None (draw them from :func:`batch_stream` as usual) outside a reuse block, for a problem that is
+    not a reference ``Problem`` with minibatches, or for a non-integer key (which the stream rejects).
+
+    Parameters
+    ----------
+    problem : Problem
+        The problem.
+    config : FedConfig
+        The run's configuration (seed, local steps H).
+    round_index : int
+        The round.
+    client : int
+        The client.
+
+    Returns
+    -------
+    tuple of ndarray or None
+        H read-only index arrays, each of shape (batch_size,), the draws ``problem.sample_batch``
+        makes in turn from the client's batch stream.
+    """
+    memo = _REUSED_BATCHES
+    if (memo is None or getattr(type(problem), "sample_batch", None) is not Problem.sample_batch
+            or problem.batch_size is None or type(round_index) is not int or type(client) is not int):
+        return None
+    steps = config.local_steps
+    key = (config.seed, round_index, client, problem.clients[client].size, problem.batch_size, steps)
+    hit = memo.get(key)
+    if hit is None:
+        rng = stream(config.seed, round=round_index, client=client, purpose="batch")
+        hit = tuple(problem.sample_batch(client, rng) for _ in range(steps))
+        for rows in hit:   # shared by every later run of the same round: nobody may write into them
+            rows.flags.writeable = False
+        if len(memo) >= _BATCH_REUSE_LIMIT:
+            memo.popitem(last=False)
+        memo[key] = hit
+    return hit
 
 
 def rank_coefficient(config, q: int, scaling: str) -> float:

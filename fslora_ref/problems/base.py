@@ -270,11 +270,11 @@ class Problem:
     def _gather(self, name, source, rows):
         # mode="clip" avoids the extra buffered copy numpy makes for out= with mode="raise";
         # batch indices come from sample_batch and are always in range.
-        return np.take(source, rows, axis=0, out=self._buffer(name, (len(rows), source.shape[1])), mode="clip")
+        return source.take(rows, axis=0, out=self._buffer(name, (len(rows), source.shape[1])), mode="clip")
 
     def _forward(self, client, factors, batch):
         """Returns (loss, dout, caches); dL/d(output) = dout / b with b the batch size."""
-        if len(factors) != self.n_layers:
+        if len(factors) != len(self.base_weights):
             raise ValueError(f"factors must have one entry per layer ({self.n_layers}), got {len(factors)}")
         data = self.clients[client]
         rows = slice(None) if batch is None else batch
@@ -291,7 +291,7 @@ class Problem:
             if f.delta is not None:
                 out += x @ f.delta
             caches.append((x, h))
-            if l < self.n_layers - 1:
+            if l < len(factors) - 1:
                 x = np.tanh(out)
         b = out.shape[0]
         if self._fused_residual:      # out already is the residual
@@ -310,9 +310,10 @@ class Problem:
     def _forward_backward(self, client, factors, batch, want_weight_grads):
         loss, dout, caches = self._forward(client, factors, batch)
         inv_b = 1.0 / dout.shape[0]   # folded into the small (q-sized) products, not the (b, n) one
-        grads = [None] * self.n_layers
-        wgrads = [None] * self.n_layers
-        for l in range(self.n_layers - 1, -1, -1):
+        n_layers = len(factors)   # == self.n_layers, checked by _forward
+        grads = [None] * n_layers
+        wgrads = [None] * n_layers
+        for l in range(n_layers - 1, -1, -1):
             f = factors[l]
             x, h = caches[l]
             dA = (h.T @ dout) * inv_b

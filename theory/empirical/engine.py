@@ -12,10 +12,14 @@ tuning and run is stored in ``runs.json`` as its unit completes (see store.py).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from fslora_ref.algorithms import ALGORITHMS
+from fslora_ref.algorithms.fslora import reuse_sketch_draws
+from fslora_ref.algorithms.protocol import reuse_batch_draws
 from fslora_ref.validation import check_workers
 
 from . import claims as claims_mod
@@ -140,24 +144,66 @@ def _pool(jobs):
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
 
 
-def _run_all(tasks, jobs, call, finished):
-    """Run ``call(*task)`` for every task, in process when jobs <= 1; ``finished(task, result)`` as each ends."""
+def _measured(call, *task):
+    """``call(*task)`` inside one draw-reuse block, with the CPU and wall seconds it took in its process.
+
+    The unit's runs share one seed's minibatch and sketch draws (every arm of an evaluation seed,
+    every step of a tuning grid): the draws are a pure function of (seed, round, client, ...), so
+    sharing them changes no number (tests/theory/test_claims_reuse.py) and saves the generators.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
+    with contextlib.ExitStack() as reuse:
+        reuse.enter_context(reuse_sketch_draws())
+        reuse.enter_context(reuse_batch_draws())
+        result = call(*task)
+    return result, time.process_time() - cpu, time.perf_counter() - start
+
+
+def _run_all(tasks, jobs, call, finished, cost=None):
+    """Run ``call(*task)`` for every task, in process when jobs <= 1; ``finished(task, result)`` as each ends;
+    ``cost(task, cpu_seconds, wall_seconds)`` with what each unit took in its process."""
+    def done(task, measured):
+        result, cpu, wall = measured
+        if cost is not None:
+            cost(task, cpu, wall)
+        finished(task, result)
+
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
-            finished(task, call(*task))
+            done(task, _measured(call, *task))
         return
     with _pool(check_workers("jobs", jobs, len(tasks))) as pool:  # never more workers than units of work
-        futures = {pool.submit(call, *task): task for task in tasks}
+        futures = {pool.submit(_measured, call, *task): task for task in tasks}
         try:
             for fut in as_completed(futures):
-                finished(futures[fut], fut.result())
+                done(futures[fut], fut.result())
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
 
 
-def tune_all(arms, plans, tuning_seeds, *, store, jobs, algorithms, progress=None) -> dict:
+def add_cost(cost: dict, phase: str, settings, cpu_seconds: float, wall_seconds: float) -> None:
+    """Add one finished unit to ``cost[phase/protocol/family]`` (units, CPU and wall seconds in its process).
+
+    Parameters
+    ----------
+    cost : dict
+        ``{"phase/protocol/family": {"units", "cpu_seconds", "wall_seconds"}}``, filled in place.
+    phase : {"tuning", "evaluation"}
+    settings : theory.empirical.runs.Settings
+        The unit's settings (its protocol and family).
+    cpu_seconds, wall_seconds : float
+        What the unit took.
+    """
+    entry = cost.setdefault(f"{phase}/{settings.protocol}/{settings.family}",
+                            {"units": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0})
+    entry["units"] += 1
+    entry["cpu_seconds"] += float(cpu_seconds)
+    entry["wall_seconds"] += float(wall_seconds)
+
+
+def tune_all(arms, plans, tuning_seeds, *, store, jobs, algorithms, progress=None, cost=None) -> dict:
     """Tune the steps of every (protocol, family) (:func:`tune_unit`), from ``store`` where already done.
 
     Parameters
@@ -176,6 +222,8 @@ def tune_all(arms, plans, tuning_seeds, *, store, jobs, algorithms, progress=Non
         ``{name: Algorithm class or factory}``.
     progress : object, optional
         Told ``update(1, text)`` per tuned unit.
+    cost : dict, optional
+        Filled with what the units took (:func:`add_cost`, phase "tuning").
 
     Returns
     -------
@@ -203,7 +251,8 @@ def tune_all(arms, plans, tuning_seeds, *, store, jobs, algorithms, progress=Non
 
     # the longest units first (less idle time at the end): per-algorithm tunings score several steps fully
     todo.sort(key=lambda task: (-task[0].rounds, not _per_algorithm(task[0].protocol)))
-    _run_all(todo, jobs, tune_unit, finished)
+    _run_all(todo, jobs, tune_unit, finished,
+             None if cost is None else lambda task, cpu, wall: add_cost(cost, "tuning", task[0], cpu, wall))
     return tuned
 
 
@@ -216,7 +265,7 @@ def _not_run(arm, settings, seed, record) -> dict:
 
 def run_protocols(claims, families, seeds, protocols, *, quick: bool, store, jobs: int = 1, algorithms=None,
                   progress=None, rounds: int | None = None, clients: int | None = None, alpha: float = ALPHA,
-                  tuning_seeds=None, tuning_progress=None) -> dict:
+                  tuning_seeds=None, tuning_progress=None, cost=None) -> dict:
     """Tune, run and evaluate every claim on every family under every protocol.
 
     Parameters
@@ -250,6 +299,10 @@ def run_protocols(claims, families, seeds, protocols, *, quick: bool, store, job
         The tuning seeds (default by size).
     tuning_progress : object, optional
         Progress of the tuning (closed when it ends).
+    cost : dict, optional
+        Filled with what the work took: per (phase, protocol, family) the units computed here (not
+        taken from ``store``) with their CPU and wall seconds in their processes (:func:`add_cost`),
+        and ``phase_wall_seconds`` per phase (timing only: never part of a result).
 
     Returns
     -------
@@ -270,7 +323,12 @@ def run_protocols(claims, families, seeds, protocols, *, quick: bool, store, job
     overlap = set(tuning_seeds) & set(seeds)
     if overlap:
         raise ValueError(f"--seeds: the evaluation seeds must not include the tuning seeds {sorted(overlap)}")
-    by_unit = tune_all(arms, plans, tuning_seeds, store=store, jobs=jobs, algorithms=algorithms, progress=tuning_progress)
+    started = time.perf_counter()
+    by_unit = tune_all(arms, plans, tuning_seeds, store=store, jobs=jobs, algorithms=algorithms, progress=tuning_progress,
+                       cost=cost)
+    if cost is not None:
+        cost.setdefault("phase_wall_seconds", {})["tuning"] = time.perf_counter() - started
+        started = time.perf_counter()
     if tuning_progress is not None:
         tuning_progress.close()
     tuned = {k: {a.key: by_unit[k][tuned_by(k[0], a).key] for a in arms} for k in plans}
@@ -305,7 +363,10 @@ def run_protocols(claims, families, seeds, protocols, *, quick: bool, store, job
             progress.update(len(missing), f"{p} {f} seed {s}")
 
     todo.sort(key=lambda task: -task[0].rounds * len(task[2]))   # the longest units first
-    _run_all(todo, jobs, run_unit, finished)
+    _run_all(todo, jobs, run_unit, finished,
+             None if cost is None else lambda task, cpu, wall: add_cost(cost, "evaluation", task[0], cpu, wall))
+    if cost is not None:
+        cost["phase_wall_seconds"]["evaluation"] = time.perf_counter() - started
     out = {}
     for p in protocols:
         runs = {f: {a.key: [RunResult(**done[(p, f, s, a.key)]) for s in seeds] for a in arms} for f in families}

@@ -231,10 +231,11 @@ def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=Non
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     tune_progress = Progress(len(families) * sum(len(engine.tuning_units(p, arms)) for p in protocols), "tuning steps")
     progress = _Deferred(lambda: Progress(len(protocols) * len(families) * len(seeds) * len(arms), "claims"))
+    cost = {}
     results = engine.run_protocols(
         claims, families, seeds, protocols, quick=job.quick, store=store, jobs=job.jobs, algorithms=algorithms,
         progress=progress, rounds=job.rounds, clients=job.clients, alpha=job.alpha, tuning_seeds=tuning_seeds,
-        tuning_progress=tune_progress)
+        tuning_progress=tune_progress, cost=cost)
     progress.close()
     # claims in registry order, each family's protocols side by side
     entries = [e for c in claims for f in families for p in protocols
@@ -244,7 +245,7 @@ def run_claims(job: ClaimsJob, out: str, *, resume: bool = False, algorithms=Non
              "paper": tuning_paper.RULE.format(multiple=DIVERGENCE_MULTIPLE, seeds=list(tuning_seeds))}
     meta = {"mode": "quick" if job.quick else "full", "seeds": seeds, "families": families, "alpha": job.alpha,
             "margin": job.margin, "jobs": job.jobs, "seconds": time.perf_counter() - start,
-            "cpu_seconds": _cpu_seconds() - cpu_start,
+            "cpu_seconds": _cpu_seconds() - cpu_start, "cost_seconds": cost,
             "protocols": {p: PROTOCOLS[p].description for p in protocols},
             "implementation": {"fslora": engine.algorithm_name(algorithms["fslora"]),
                                "target": job.impl, "baselines": {n: engine.algorithm_name(algorithms[n])

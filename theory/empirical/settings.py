@@ -6,8 +6,8 @@ arm trains to a plateau (the horizon check, claims.py: the last 20% of the round
 log loss fall). At T = 100 FSLoRA's arms at their tuned SGD step gave 12% (claims 1-3 undecided); at
 150 they gave 6.5-7%, but FLoRA under SGD at its tuned step (0.04), the slowest arm (every round
 restarts from a fresh adapter with B = 0), still gave 12-13%, 9-10% at 200 and 7-8% at 250 (seeds
-0 and 1). The price: the full run's estimated CPU time rises from about 30 to about 41 minutes
-(docs/guides/claims.md). Each arm's client step is tuned (tuning.py) on a
+0 and 1). The price: the full run's estimated CPU time rose from about 30 to about 41 minutes; since each
+unit of work shares its seed's minibatch and sketch draws, 27 measured (docs/guides/claims.md). Each arm's client step is tuned (tuning.py) on a
 doubling grid around the family's ``lr`` below, on tuning seeds disjoint from the evaluation
 seeds; the base values are the former shared steps (half of FSLoRA's stability limit).
 """
