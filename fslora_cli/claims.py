@@ -75,7 +75,8 @@ def configure_parser(p):
     g.add_argument("--local-steps", type=integer_in(1, limits.MAX_LOCAL_STEPS), default=None,
                    help="local steps H (default 2)")
     g.add_argument("--lrs", default=None, help="client learning-rate grid, comma-separated, tuned per algorithm on "
-                                               "the tuning seeds (default 4e-3,1.6e-2)")
+                                               "the tuning seeds (default 1e-3,2e-3,4e-3,8e-3: it brackets every "
+                                               "algorithm's chosen step in the recorded run)")
     g.add_argument("--tuning-rounds", type=integer_in(1, MAX_ROUNDS), default=None,
                    help="rounds of each tuning run (default 2; shorter than --rounds is cheaper)")
     g.add_argument("--tuning-seeds", default=None, help="comma-separated, each >= 1000 (default 1000)")

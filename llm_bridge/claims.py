@@ -74,7 +74,7 @@ class LLMClaimsJob(Job):
         step that is best early (stated in the report).
     local_steps : int, default 2
         Local steps H.
-    lrs : str, default "4e-3,1.6e-2"
+    lrs : str, default "1e-3,2e-3,4e-3,8e-3"
         The client learning-rate grid (comma-separated; one value: no tuning).
     tuning_seeds : str, default "1000"
         Comma-separated tuning seeds (at least 1000: disjoint from the evaluation seeds).
@@ -107,7 +107,7 @@ class LLMClaimsJob(Job):
     rounds: int = 4
     tuning_rounds: int | None = 2
     local_steps: int = 2
-    lrs: str = "4e-3,1.6e-2"
+    lrs: str = "1e-3,2e-3,4e-3,8e-3"
     tuning_seeds: str = "1000"
     batch_size: int = 4
     examples_per_client: int = 200
