@@ -114,7 +114,7 @@ class FSLoRAStrategy(Strategy):
     ledger : Ledger, optional
         Each round's entry (bytes, timings, missing clients) is appended to it (also when the round
         fails).
-    evaluation : RoundRecord, optional
+    evaluation : fslora_flower.start_run.RoundRecord, optional
         Evaluation through Flower after every round (start_run.py): ``by_clients``,
         ``messages(state, rounds_done) -> [Message]`` and, when the clients evaluate,
         ``after_round(round_index, replies, state, plans, uploads) -> row`` (records the history
