@@ -88,6 +88,51 @@ def check_finite_state(state, round_index: int, plans, config: FedConfig) -> Non
                                   f"aggregation (clients {[p.client for p in plans]}); {step_size_hint(config, True)}")
 
 
+def open_run(algorithm, problem, config: FedConfig, recorder, checkpoint, resume: bool, identity):
+    """What every run loop (this module's :func:`run`, the Flower app's) does before its first round.
+
+    Checks the budgets against the problem's clients, completes the checkpoint identity with the
+    recorder's fields and, when resuming from an existing checkpoint, loads it and lets the recorder
+    check the loaded history.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        The algorithm.
+    problem : Problem
+        The federated problem.
+    config : FedConfig
+        The run's configuration.
+    recorder : object
+        The run's recorder (see ``fslora_ref/recorder.py``).
+    checkpoint : str or os.PathLike or None
+        The checkpoint path (None: no checkpoint).
+    resume : bool
+        Continue from ``checkpoint`` if it exists.
+    identity : dict or None
+        Extra fields a checkpoint must match.
+
+    Returns
+    -------
+    tuple
+        ``(identity, resumed)``: the completed identity, and ``(state, history, start_round)`` of the
+        loaded checkpoint, or None for a fresh run.
+
+    Raises
+    ------
+    ValueError
+        If the budgets do not match the problem's clients, or the checkpoint does not fit the run.
+    """
+    if problem.n_clients != config.n_clients:
+        raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
+    identity = recorder.identity(algorithm, identity or {})
+    if not (resume and checkpoint is not None and os.path.exists(checkpoint)):
+        return identity, None
+    state, history, start = load_checkpoint(checkpoint, algorithm.name, config, identity=identity,
+                                            layer_shapes=problem.layer_shapes)
+    return identity, (state, recorder.resumed(checkpoint, algorithm, state, history, config, start), start)
+
+
 def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike | None = None,
         resume: bool = False, on_round=None, stop_after: int | None = None, identity: dict | None = None,
         divergence_factor: float | None = DIVERGENCE_FACTOR, round_fn=None, recorder=None):
@@ -151,14 +196,9 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
     """
     round_fn = round_fn or run_round
     recorder = recorder if recorder is not None else HistoryRecorder(problem, divergence_factor)
-    if problem.n_clients != config.n_clients:
-        raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
-    identity = recorder.identity(algorithm, identity or {})
-    resuming = resume and checkpoint is not None and os.path.exists(checkpoint)
-    if resuming:
-        state, history, start = load_checkpoint(checkpoint, algorithm.name, config, identity=identity,
-                                                layer_shapes=problem.layer_shapes)
-        history = recorder.resumed(checkpoint, algorithm, state, history, config, start)
+    identity, resumed = open_run(algorithm, problem, config, recorder, checkpoint, resume, identity)
+    if resumed is not None:
+        state, history, start = resumed
     else:
         state = algorithm.init(problem, config)
         history = recorder.start(algorithm, state, config)
@@ -170,7 +210,7 @@ def run(algorithm, problem, config: FedConfig, *, checkpoint: str | os.PathLike 
         except DivergenceError as exc:
             raise DivergenceError(f"{algorithm.name}: {exc}") from None
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            if not (resuming and t == start):
+            if not (resumed is not None and t == start):
                 raise
             raise ValueError(f"checkpoint {checkpoint}: its server state does not fit this run "
                              f"({type(exc).__name__}: {exc})") from None

@@ -26,13 +26,11 @@ Who evaluates the global model:
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord
 
 from fslora_ref.client import DivergenceError
-from fslora_ref.federation import load_checkpoint, save_checkpoint
+from fslora_ref.federation import open_run, save_checkpoint
 
 from .exchange import exchange
 from .strategy import FSLoRAStrategy
@@ -377,15 +375,10 @@ class FlowerRun:
         DivergenceError
             If the run diverges.
         """
-        if problem.n_clients != config.n_clients:
-            raise ValueError(f"budgets must have one entry per client ({problem.n_clients}), got {config.n_clients}")
         recorder = self.default_recorder(problem) if recorder is None else recorder
-        identity = recorder.identity(algorithm, identity or {})
-        resuming = resume and checkpoint is not None and os.path.exists(checkpoint)
-        if resuming:
-            state, history, start = load_checkpoint(checkpoint, algorithm.name, config, identity=identity,
-                                                    layer_shapes=problem.layer_shapes)
-            history = recorder.resumed(checkpoint, algorithm, state, history, config, start)
+        identity, resumed = open_run(algorithm, problem, config, recorder, checkpoint, resume, identity)
+        if resumed is not None:
+            state, history, start = resumed
         else:
             state, start = algorithm.init(problem, config), 0
             history = self.first_history(recorder, algorithm, state, config)
@@ -402,7 +395,7 @@ class FlowerRun:
                 raise DivergenceError(f"{algorithm.name}: {exc}") from None
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            if not (resuming and strategy.rounds_completed == 0 and strategy.phase == "train"):
+            if not (resumed is not None and strategy.rounds_completed == 0 and strategy.phase == "train"):
                 raise
             raise ValueError(f"checkpoint {checkpoint}: its server state does not fit this run "
                              f"({type(exc).__name__}: {exc})") from None
